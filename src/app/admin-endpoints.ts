@@ -1,0 +1,4 @@
+// Admin endpoints (on the admin listener, behind the admin token), one registration per module.
+import type { AdminContext, AdminRoutes } from './serve.js';
+
+export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [];

@@ -1,0 +1,263 @@
+// `chatd serve`: one uWebSockets.js listener per role (one public listener for `--role all`), an
+// admin listener on loopback, health and readiness everywhere, graceful shutdown.
+import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config, Role } from '../config/schema.js';
+import { ChatdError } from '../errors.js';
+import { HttpRouter, type CorsPolicy, type Handler, type Method, type RouteOptions } from '../http/router.js';
+import { createClientIpResolver } from '../http/client-ip.js';
+import { registry, dependencyUp } from '../observability/metrics.js';
+import { loadUws, type TemplatedApp, type us_listen_socket } from '../uws.js';
+import { createServices, type ServiceFactories, type Services } from './services.js';
+import type { ReadinessCheck, RoleFactory, RoleInstance } from './types.js';
+
+export interface ServeOptions {
+  readonly config: Config;
+  readonly roles: readonly Role[];
+  readonly logger: Logger;
+  readonly roleFactories: Readonly<Record<Role, RoleFactory>>;
+  readonly serviceFactories: ServiceFactories;
+  /** Origins allowed for CORS preflights (the union of configured origins; any when no tenants). */
+  readonly cors?: CorsPolicy;
+  /** Admin endpoints contributed by other modules (presence ls, webhooks tail, config reload, …). */
+  readonly adminEndpoints?: readonly ((admin: AdminRoutes, ctx: AdminContext) => void)[];
+}
+
+export interface AdminRoutes {
+  /** Registers an admin endpoint; every call must carry the admin token. */
+  route(method: Method, path: string, handler: Handler, opts?: RouteOptions): void;
+}
+
+export interface RunningServer {
+  readonly nodeId: string;
+  /** Port of each listener by name: `public` (all), `gateway`, `api`, `ws`, `admin`. */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly admin: AdminRoutes | undefined;
+  stop(): Promise<void>;
+}
+
+export class ListenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+const ALL: readonly Role[] = ['gateway', 'api', 'ws'];
+
+/** Which listeners a role set needs: one shared public listener when all three run together. */
+export function planListeners(config: Config, roles: readonly Role[]): { name: string; host: string; port: number; roles: Role[] }[] {
+  if (ALL.every((r) => roles.includes(r))) {
+    return [{ name: 'public', host: config.server.host, port: config.server.port, roles: [...ALL] }];
+  }
+  return roles.map((role) => {
+    switch (role) {
+      case 'gateway':
+        return { name: 'gateway', host: config.server.host, port: config.server.port, roles: [role] };
+      case 'api':
+        return { name: 'api', host: config.roles.api.host, port: config.roles.api.port, roles: [role] };
+      case 'ws':
+        return { name: 'ws', host: config.roles.ws.host, port: config.roles.ws.port, roles: [role] };
+      default: {
+        const never: never = role;
+        throw new Error(`unknown role ${String(never)}`);
+      }
+    }
+  });
+}
+
+export async function serve(opts: ServeOptions): Promise<RunningServer> {
+  const { config, logger } = opts;
+  const uws = loadUws();
+  const nodeId = config.nodeId ?? randomBytes(4).toString('hex');
+  const log = logger.child({ node: nodeId });
+  const clientIp = createClientIpResolver(config.server.trustedProxies);
+
+  let draining = false;
+  let servicesPromise: Promise<Services> | undefined;
+  const services = () => {
+    servicesPromise ??= createServices(config, log, nodeId, opts.serviceFactories);
+    return servicesPromise;
+  };
+
+  const listenSockets: us_listen_socket[] = [];
+  const instances: RoleInstance[] = [];
+  const ports: Record<string, number> = {};
+  const apps: TemplatedApp[] = [];
+
+  const closeAll = async () => {
+    for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);
+    await Promise.allSettled(instances.map((i) => i.close()));
+    if (servicesPromise) await (await servicesPromise.catch(() => undefined))?.close();
+    for (const app of apps) (app as { close?: () => void }).close?.();
+  };
+
+  try {
+    for (const plan of planListeners(config, opts.roles)) {
+      const app = uws.App();
+      apps.push(app);
+      const router = new HttpRouter(app, {
+        role: plan.name,
+        logger: log.child({ listener: plan.name }),
+        bodyLimit: config.server.bodyLimitBytes,
+        clientIp,
+        ...(opts.cors ? { cors: opts.cors } : {}),
+      });
+      let port = 0;
+      const mine: RoleInstance[] = [];
+      for (const role of plan.roles) {
+        const instance = await opts.roleFactories[role]({
+          config,
+          logger: log.child({ role }),
+          nodeId,
+          roles: opts.roles,
+          app,
+          router,
+          services,
+          port: () => port,
+        });
+        mine.push(instance);
+        instances.push(instance);
+      }
+      mountHealth(router, () => draining, mine.flatMap((i) => i.readiness), servicesPromise ? services : undefined);
+      router.finalize();
+      const { socket, port: bound } = await listen(uws, app, plan.host, plan.port, plan.name);
+      port = bound;
+      listenSockets.push(socket);
+      ports[plan.name] = bound;
+      log.info({ listener: plan.name, roles: plan.roles, url: `http://${displayHost(plan.host)}:${bound}` }, `listening (${plan.roles.join(', ')})`);
+    }
+
+    let admin: AdminRoutes | undefined;
+    if (config.admin.enabled) {
+      const app = uws.App();
+      apps.push(app);
+      const router = new HttpRouter(app, { role: 'admin', logger: log.child({ listener: 'admin' }), bodyLimit: 1 << 20, clientIp });
+      router.get('/metrics', async () => ({ raw: await registry.metrics(), contentType: registry.contentType }));
+      mountHealth(router, () => draining, instances.flatMap((i) => i.readiness), servicesPromise ? services : undefined);
+      admin = adminRoutes(router, config.admin.token);
+      for (const register of opts.adminEndpoints ?? []) register(admin, { config, services, nodeId });
+      router.finalize();
+      const { socket, port } = await listen(uws, app, config.admin.host, config.admin.port, 'admin');
+      listenSockets.push(socket);
+      ports.admin = port;
+      log.info({ listener: 'admin', url: `http://${displayHost(config.admin.host)}:${port}` }, 'admin listening (metrics, health, admin endpoints)');
+    }
+
+    let stopping: Promise<void> | undefined;
+    return {
+      nodeId,
+      ports,
+      admin,
+      stop() {
+        stopping ??= (async () => {
+          draining = true;
+          log.info({ timeoutMs: config.server.shutdownTimeoutMs }, 'shutting down: draining');
+          for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);
+          const drained = Promise.allSettled(instances.map((i) => i.drain()));
+          const timedOut = await Promise.race([
+            drained.then(() => false),
+            new Promise<boolean>((r) => setTimeout(r, config.server.shutdownTimeoutMs, true).unref()),
+          ]);
+          if (timedOut) log.warn('shutdown timeout reached; closing with work in flight');
+          await closeAll();
+          log.info('stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function displayHost(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+}
+
+function listen(uws: ReturnType<typeof loadUws>, app: TemplatedApp, host: string, port: number, name: string) {
+  return new Promise<{ socket: us_listen_socket; port: number }>((resolve, reject) => {
+    app.listen(host, port, (socket) => {
+      if (!socket) {
+        reject(
+          new ListenError(
+            `cannot listen on ${host}:${port} for the ${name} listener (port in use or address not available)`,
+          ),
+        );
+        return;
+      }
+      resolve({ socket, port: uws.us_socket_local_port(socket) });
+    });
+  });
+}
+
+/** `/healthz`: the process is alive. `/readyz`: every dependency answers and we are not draining. */
+function mountHealth(
+  router: HttpRouter,
+  isDraining: () => boolean,
+  checks: readonly ReadinessCheck[],
+  services: (() => Promise<Services>) | undefined,
+): void {
+  router.get('/healthz', () => ({ body: { status: 'ok' } }));
+  router.get('/readyz', async () => {
+    if (isDraining()) return { status: 503, body: { status: 'draining', checks: {} } };
+    const all = [...checks, ...(services ? (await services().catch(() => undefined))?.readiness ?? [] : [])];
+    const results: Record<string, string> = {};
+    await Promise.all(
+      all.map(async (c) => {
+        try {
+          await withTimeout(c.check(), 2000);
+          results[c.name] = 'ok';
+          if (c.name === 'redis' || c.name === 'postgres' || c.name === 'pglite') dependencyUp.set({ dependency: c.name }, 1);
+        } catch (err) {
+          results[c.name] = (err as Error).message || 'failed';
+          if (c.name === 'redis' || c.name === 'postgres' || c.name === 'pglite') dependencyUp.set({ dependency: c.name }, 0);
+        }
+      }),
+    );
+    const ok = Object.values(results).every((v) => v === 'ok');
+    return { status: ok ? 200 : 503, body: { status: ok ? 'ready' : 'not_ready', checks: results } };
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest();
+
+/** Constant-time comparison of a presented secret with the expected one. */
+export function secretEquals(presented: string, expected: string): boolean {
+  return timingSafeEqual(sha(presented), sha(expected));
+}
+
+function adminRoutes(router: HttpRouter, token: string | undefined): AdminRoutes {
+  return {
+    route(method, path, handler, opts) {
+      router.route(
+        method,
+        path,
+        (req) => {
+          const auth = req.headers.authorization ?? '';
+          const presented = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+          if (!token || !presented || !secretEquals(presented, token)) throw new ChatdError('admin_token_required');
+          return handler(req);
+        },
+        opts,
+      );
+    },
+  };
+}
+
+export interface AdminContext {
+  readonly config: Config;
+  readonly nodeId: string;
+  services(): Promise<Services>;
+}

@@ -1,0 +1,45 @@
+// The process-wide services roles share: created once, on first use, and closed at exit.
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { Database } from '../db/ports.js';
+import type { Store } from '../store/ports.js';
+import type { ReadinessCheck } from './types.js';
+
+export interface Services {
+  readonly store: Store;
+  readonly db: Database;
+  readonly readiness: readonly ReadinessCheck[];
+  close(): Promise<void>;
+}
+
+export interface ServiceFactories {
+  createStore(config: Config, logger: Logger, nodeId: string): Promise<Store>;
+  openDatabase(config: Config, logger: Logger): Promise<Database>;
+}
+
+export async function createServices(
+  config: Config,
+  logger: Logger,
+  nodeId: string,
+  factories: ServiceFactories,
+): Promise<Services> {
+  const db = await factories.openDatabase(config, logger);
+  let store: Store;
+  try {
+    store = await factories.createStore(config, logger, nodeId);
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+  return {
+    store,
+    db,
+    readiness: [
+      { name: store.kind === 'redis' ? 'redis' : 'memory-store', check: () => store.ping() },
+      { name: db.dialect, check: () => db.ping() },
+    ],
+    async close() {
+      await Promise.allSettled([store.close(), db.close()]);
+    },
+  };
+}

@@ -1,0 +1,38 @@
+// Wires a chatd process: which adapters, which roles, which admin endpoints. The only module that
+// knows every concrete implementation.
+import type { Logger } from 'pino';
+import type { Config, Role } from '../config/schema.js';
+import { serve, type RunningServer } from './serve.js';
+import type { RoleFactory } from './types.js';
+import { createStore } from '../store/index.js';
+import { openDatabase } from '../db/index.js';
+import { createApiRole } from '../roles/api/index.js';
+import { createWsRole } from '../roles/ws/index.js';
+import { createGatewayRole } from '../roles/gateway/index.js';
+import { corsPolicyFor } from '../auth/origins.js';
+import { adminEndpoints } from './admin-endpoints.js';
+
+export const ROLE_FACTORIES: Readonly<Record<Role, RoleFactory>> = {
+  gateway: createGatewayRole,
+  api: createApiRole,
+  ws: createWsRole,
+};
+
+export interface StartOptions {
+  readonly config: Config;
+  readonly roles: readonly Role[];
+  readonly logger: Logger;
+  readonly configFile?: string | undefined;
+}
+
+export async function startChatd(opts: StartOptions): Promise<RunningServer> {
+  return serve({
+    config: opts.config,
+    roles: opts.roles,
+    logger: opts.logger,
+    roleFactories: ROLE_FACTORIES,
+    serviceFactories: { createStore, openDatabase },
+    cors: corsPolicyFor(opts.config),
+    adminEndpoints,
+  });
+}

@@ -1,0 +1,19 @@
+// Origins (DESIGN.md "Origins"): preflights answer for the union of configured origins; with no
+// tenants configured any origin is allowed. Per-tenant enforcement happens once the tenant is known.
+import type { Config, TenantConfig } from '../config/schema.js';
+import type { CorsPolicy } from '../http/router.js';
+
+export function corsPolicyFor(config: Config): CorsPolicy {
+  const any = config.tenants.length === 0 || config.tenants.some((t) => t.allowedOrigins.includes('*'));
+  const union = new Set(config.tenants.flatMap((t) => t.allowedOrigins));
+  return {
+    allowOrigin: (origin) => any || union.has(origin),
+    maxAgeSeconds: config.server.corsMaxAgeSeconds,
+  };
+}
+
+/** Whether `origin` may act for `tenant`. No Origin header (a server, a CLI) is not refused here. */
+export function originAllowed(tenant: TenantConfig | undefined, origin: string | undefined): boolean {
+  if (!origin || !tenant) return true;
+  return tenant.allowedOrigins.includes('*') || tenant.allowedOrigins.includes(origin);
+}

@@ -1,0 +1,40 @@
+// `chatd config check` and `chatd config print`.
+import YAML from 'yaml';
+import type { Command } from 'commander';
+import { action, globals, loadCliConfig, printJson } from './common.js';
+import { redactConfig } from '../config/redact.js';
+import { resolveSecrets } from '../config/secrets.js';
+
+export function registerConfigCommands(program: Command): void {
+  const config = program.command('config').description('Validate or show the configuration.');
+
+  config
+    .command('check')
+    .description('Validate the configuration (file, environment, defaults); exit non-zero on the first error.')
+    .addHelpText('after', '\nExample:\n  $ chatd config check --config /etc/chatd/chat-server.yaml')
+    .action(
+      action(async (_opts: unknown, cmd: Command) => {
+        const { config: c, file } = await loadCliConfig(cmd);
+        const mode = c.tenants.length === 0 ? 'zero-config (no tenants: any tenant id accepted)' : `${c.tenants.length} tenant(s)`;
+        const store = c.redis.url || c.redis.sentinel ? 'redis' : 'memory (one node)';
+        const db = c.database.url ? 'postgres' : 'embedded PGlite';
+        if (globals(cmd).json) printJson({ ok: true, file: file ?? null, tenants: c.tenants.length, store, database: db });
+        else process.stdout.write(`ok: ${file ?? 'no config file (defaults and environment)'}; ${mode}; store ${store}; database ${db}\n`);
+      }),
+    );
+
+  config
+    .command('print')
+    .description('Print the effective configuration with every secret redacted.')
+    .addHelpText('after', '\nExample:\n  $ chatd config print --json')
+    .action(
+      action(async (_opts: unknown, cmd: Command) => {
+        const { config: c } = await loadCliConfig(cmd);
+        // Show generated secrets as present (redacted) without creating them.
+        const { config: resolved } = await resolveSecrets(c, { create: false });
+        const redacted = redactConfig(resolved);
+        if (globals(cmd).json) printJson(redacted);
+        else process.stdout.write(YAML.stringify(redacted));
+      }),
+    );
+}

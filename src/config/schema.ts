@@ -1,0 +1,322 @@
+// The configuration schema: the single source of truth for chatd's config. The JSON Schema file
+// `schemas/chat-server.schema.json` is generated from it (`npm run schemas`, checked by a test),
+// Ajv validates against it and fills defaults from it, and `Config` is its static type.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const Id = Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$', description: 'An id: [A-Za-z0-9_-]{1,128}.' });
+const Port = (def: number, description: string) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: def, description: `${description} 0 picks a free port.` });
+/** A duration in milliseconds. */
+const Ms = (def: number, description: string) => Type.Integer({ minimum: 0, default: def, description });
+const Rate = (rate: number, burst: number, description: string) =>
+  Type.Object(
+    {
+      rate: Type.Number({ exclusiveMinimum: 0, default: rate, description: 'Tokens added per second.' }),
+      burst: Type.Integer({ minimum: 1, default: burst, description: 'Bucket size: the largest burst allowed.' }),
+    },
+    { additionalProperties: false, default: {}, description },
+  );
+const Listener = (port: number, host: string, description: string) =>
+  Type.Object(
+    {
+      host: Type.String({ default: host, description: 'Address to bind.' }),
+      port: Port(port, 'TCP port.'),
+    },
+    { additionalProperties: false, default: {}, description },
+  );
+const Obj = <T extends Record<string, TSchema>>(props: T, description: string) =>
+  Type.Object(props, { additionalProperties: false, default: {}, description });
+
+export const ApiKeySchema = Type.Object(
+  {
+    key: Type.Optional(
+      Type.String({
+        pattern: '^ck_(pub|sec)_[A-Za-z0-9_-]{16,200}$',
+        description: 'The key itself (use ${ENV_VAR}); `ck_pub_` publishable or `ck_sec_` secret.',
+      }),
+    ),
+    hash: Type.Optional(
+      Type.String({
+        pattern: '^sha256:[0-9a-f]{64}$',
+        description: 'Instead of `key`: `sha256:` + hex SHA-256 of the key, so the file holds no secret.',
+      }),
+    ),
+    kind: Type.Optional(
+      Type.Union([Type.Literal('publishable'), Type.Literal('secret')], {
+        description: 'Required with `hash` (the prefix cannot be read from a hash); derived from `key`.',
+      }),
+    ),
+    name: Type.Optional(Type.String({ maxLength: 200, description: 'A label for logs and metrics.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const WebhookEndpointSchema = Type.Object(
+  {
+    id: Type.Optional(Id),
+    url: Type.String({ pattern: '^https?://', description: 'Where deliveries are POSTed.' }),
+    secret: Type.String({ minLength: 16, description: 'HMAC-SHA256 signing secret (use ${ENV_VAR}).' }),
+    events: Type.Array(Type.Literal('message.created'), {
+      default: ['message.created'],
+      description: 'Event types sent to this endpoint.',
+    }),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Deliveries in flight at once.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const TenantSchema = Type.Object(
+  {
+    id: Id,
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    apiKeys: Type.Array(ApiKeySchema, { default: [], description: 'Keys of this tenant.' }),
+    allowedOrigins: Type.Array(Type.String({ pattern: '^(\\*|https?://[^/]+)$' }), {
+      default: [],
+      description: 'Origins allowed to use the widget (e.g. https://shop.example); `*` allows any.',
+    }),
+    identityVerification: Type.Union([Type.Literal('off'), Type.Literal('optional'), Type.Literal('required')], {
+      default: 'optional',
+      description: 'How a claimed userId is treated: off (ignored as identity), optional, required.',
+    }),
+    identitySecret: Type.Optional(
+      Type.String({ minLength: 16, description: 'HMAC-SHA256 secret for `userHash` (use ${ENV_VAR}).' }),
+    ),
+    jwtVerificationKey: Type.Optional(
+      Type.String({
+        description: 'The tenant\'s own key for user tokens it mints: a shared secret, or a PEM public key (RS256/EdDSA).',
+      }),
+    ),
+    webhooks: Type.Array(WebhookEndpointSchema, { default: [], description: 'Webhook endpoints.' }),
+    retention: Type.Object(
+      {
+        messages: Type.Optional(
+          Type.String({ pattern: '^[0-9]+(s|m|h|d)$', description: 'Delete messages older than this (e.g. 90d).' }),
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    tokensNotBefore: Type.Optional(
+      Type.String({ format: 'date-time', description: 'Every token issued before this instant is refused.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const RoleSchema = Type.Union([Type.Literal('gateway'), Type.Literal('api'), Type.Literal('ws')]);
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String({ description: 'Path of this schema, for editors.' })),
+    nodeId: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', description: 'This node\'s id (default: random per start).' }),
+    ),
+    dataDir: Type.String({
+      default: './.chatd',
+      description: 'Folder for generated secrets and the embedded database.',
+    }),
+    server: Obj(
+      {
+        host: Type.String({ default: '0.0.0.0', description: 'Address of the public listener.' }),
+        port: Port(3000, 'Port of the public listener (`--role all`, or the gateway).'),
+        trustedProxies: Type.Array(Type.String(), {
+          default: [],
+          description: 'Peers (IPs or CIDRs) whose X-Forwarded-For is believed.',
+        }),
+        shutdownTimeoutMs: Ms(10000, 'How long SIGTERM waits for in-flight work.'),
+        bodyLimitBytes: Type.Integer({ minimum: 1024, default: 65536, description: 'Largest HTTP request body.' }),
+        corsMaxAgeSeconds: Type.Integer({ minimum: 0, default: 600 }),
+      },
+      'The public listener.',
+    ),
+    roles: Obj(
+      {
+        api: Listener(3001, '0.0.0.0', 'Listener of the api role when it runs without `all`.'),
+        ws: Listener(3002, '0.0.0.0', 'Listener of the ws role when it runs without `all`.'),
+      },
+      'Per-role listeners when roles run in separate processes.',
+    ),
+    admin: Obj(
+      {
+        enabled: Type.Boolean({ default: true }),
+        host: Type.String({ default: '127.0.0.1', description: 'Keep it on loopback unless behind a firewall.' }),
+        port: Port(9090, 'Admin port.'),
+        token: Type.Optional(
+          Type.String({ minLength: 16, description: 'Bearer token for admin endpoints (generated when absent).' }),
+        ),
+      },
+      'The admin listener: metrics, health, admin endpoints.',
+    ),
+    log: Obj(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          { default: 'info' },
+        ),
+        format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+          default: 'auto',
+          description: 'auto: pretty on a terminal, JSON otherwise.',
+        }),
+      },
+      'Logging.',
+    ),
+    redis: Obj(
+      {
+        url: Type.Optional(
+          Type.String({
+            pattern: '^(redis|rediss)://',
+            description: 'redis:// or rediss:// URL; without it an in-process store is used (one node only).',
+          }),
+        ),
+        sentinel: Type.Optional(
+          Type.Object(
+            {
+              name: Type.String({ description: 'Master group name.' }),
+              nodes: Type.Array(Type.String({ pattern: '^[^:]+:[0-9]+$' }), { minItems: 1 }),
+              password: Type.Optional(Type.String()),
+            },
+            { additionalProperties: false, description: 'Use Sentinel instead of `url`\'s host.' },
+          ),
+        ),
+        prefix: Type.String({
+          default: '',
+          pattern: '^[A-Za-z0-9_:.-]{0,64}$',
+          description: 'Prefix for every key and channel, so deployments can share a Redis.',
+        }),
+      },
+      'Redis: the distributed engine.',
+    ),
+    database: Obj(
+      {
+        url: Type.Optional(
+          Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL URL; without it PGlite is embedded.' }),
+        ),
+        poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+        connectTimeoutMs: Ms(5000, 'Connection timeout.'),
+        statementTimeoutMs: Ms(10000, 'Statement timeout.'),
+        autoMigrate: Type.Boolean({
+          default: false,
+          description: 'Apply pending migrations at start (the embedded database always does).',
+        }),
+        embeddedDir: Type.Optional(Type.String({ description: 'PGlite folder (default: <dataDir>/data).' })),
+        schema: Type.Optional(
+          Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$', description: 'PostgreSQL schema (default: public).' }),
+        ),
+      },
+      'The durable store.',
+    ),
+    auth: Obj(
+      {
+        jwtSecret: Type.Optional(Type.String({ minLength: 16, description: 'HS256 secret (generated when absent).' })),
+        jwtKeys: Type.Array(
+          Type.Object(
+            {
+              kid: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+              secret: Type.Optional(Type.String({ minLength: 16 })),
+              privateKeyFile: Type.Optional(Type.String()),
+              publicKeyFile: Type.Optional(Type.String()),
+              algorithm: Type.Union([Type.Literal('HS256'), Type.Literal('RS256'), Type.Literal('EdDSA')], {
+                default: 'HS256',
+              }),
+            },
+            { additionalProperties: false },
+          ),
+          { default: [], description: 'Keys for rotation; the first signs, all verify.' },
+        ),
+        issuer: Type.String({ default: 'chatd' }),
+        audience: Type.String({ default: 'chatd' }),
+        visitorTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 3600 }),
+        agentTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 28800 }),
+        gatewayApiKey: Type.Optional(
+          Type.String({ minLength: 8, description: 'The guide\'s GATEWAY_API_KEY: a publishable key.' }),
+        ),
+        defaultTenant: Type.Optional(Id),
+        clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 5 }),
+      },
+      'Credentials.',
+    ),
+    tenants: Type.Array(TenantSchema, { default: [], description: 'Tenants; none = zero-config mode.' }),
+    limits: Obj(
+      {
+        httpPerIp: Rate(50, 100, 'HTTP requests per client IP.'),
+        httpPerKey: Rate(200, 400, 'HTTP requests per API key.'),
+        connectPerIp: Rate(10, 20, 'New Socket.IO connections per client IP.'),
+        connectPerKey: Rate(200, 400, 'New Socket.IO connections per API key.'),
+        messagesPerSocket: Rate(20, 40, 'Events per socket.'),
+        messageMaxChars: Type.Integer({ minimum: 1, maximum: 100000, default: 4000 }),
+        maxPayloadBytes: Type.Integer({ minimum: 1024, default: 65536, description: 'Engine.IO maxPayload.' }),
+        sendBufferBytes: Type.Integer({
+          minimum: 65536,
+          default: 1048576,
+          description: 'Per-socket send buffer before a slow consumer is cut off.',
+        }),
+        maxConnections: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: '0: as many as the open-file limit allows (less a reserve).',
+        }),
+      },
+      'Rate and size limits.',
+    ),
+    socketio: Obj(
+      {
+        path: Type.String({ default: '/socket.io/', pattern: '^/.*/$' }),
+        pingIntervalMs: Ms(25000, 'Engine.IO pingInterval.'),
+        pingTimeoutMs: Ms(20000, 'Engine.IO pingTimeout.'),
+        agentHistorySize: Type.Integer({
+          minimum: 100,
+          default: 10000,
+          description: 'Events kept per tenant agent stream for recovery.',
+        }),
+        recoveryMaxMessages: Type.Integer({ minimum: 1, default: 1000, description: 'Largest replay per recovery.' }),
+      },
+      'Real time.',
+    ),
+    presence: Obj(
+      {
+        heartbeatMs: Ms(10000, 'How often a node re-asserts its connections.'),
+        nodeTimeoutMs: Ms(30000, 'Connections of a node silent this long are swept.'),
+        offlineGraceMs: Ms(10000, '`offline` is published only after this grace period.'),
+      },
+      'Presence.',
+    ),
+    webhooks: Obj(
+      {
+        streamMaxLen: Type.Integer({
+          minimum: 1000,
+          default: 100000,
+          description: 'MAXLEN ~ of meta:webhook_jobs: size as peak messages/s × retry window.',
+        }),
+        timeoutMs: Ms(5000, 'Per-delivery timeout.'),
+        retryWindowMs: Ms(3600000, 'How long a failing delivery is retried.'),
+        concurrencyPerEndpoint: Type.Integer({ minimum: 1, maximum: 256, default: 8 }),
+      },
+      'Webhook delivery.',
+    ),
+    upstreams: Obj(
+      {
+        api: Type.Array(Type.String({ pattern: '^https?://' }), { default: [], description: 'api nodes (BACKEND_API_URL).' }),
+        ws: Type.Array(Type.String({ pattern: '^https?://' }), { default: [], description: 'ws nodes (BACKEND_WS_URL).' }),
+        healthCheckIntervalMs: Ms(2000, 'How often the gateway probes /readyz.'),
+        requestTimeoutMs: Ms(15000, 'Upstream request timeout.'),
+      },
+      'Where the gateway routes.',
+    ),
+    demo: Obj(
+      {
+        enabled: Type.Union([Type.Literal('auto'), Type.Boolean()], {
+          default: 'auto',
+          description: 'Serve /demo: auto = on with the embedded defaults, off otherwise.',
+        }),
+      },
+      'The demo widget and agent console.',
+    ),
+  },
+  { additionalProperties: false, description: 'chatd configuration (chat-server.yaml).' },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+export type TenantConfig = Static<typeof TenantSchema>;
+export type ApiKeyConfig = Static<typeof ApiKeySchema>;
+export type WebhookEndpointConfig = Static<typeof WebhookEndpointSchema>;
+export type Role = Static<typeof RoleSchema>;
+export const ROLES: readonly Role[] = ['gateway', 'api', 'ws'];

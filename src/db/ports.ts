@@ -1,0 +1,99 @@
+// What the domain and the roles need from the durable store. Implemented once with Kysely over
+// two dialects (PostgreSQL through `pg`, embedded PGlite); nothing outside src/db knows SQL.
+import type { ChatMessage, MessageMeta, Sender } from '../chat/message.js';
+
+export interface NewMessage {
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly sender: Sender;
+  readonly text: string;
+  readonly clientMessageId?: string;
+  readonly meta: MessageMeta;
+  /** Stored on the conversation when this message creates it. */
+  readonly conversation: { readonly userId?: string; readonly fingerprint?: string };
+}
+
+export type AcceptResult =
+  /** Stored now; the outbox row was written in the same transaction. */
+  | { readonly kind: 'created'; readonly message: ChatMessage }
+  /** Same clientMessageId and same content as an earlier message: that message. */
+  | { readonly kind: 'duplicate'; readonly message: ChatMessage }
+  /** Same clientMessageId, different content: refused (409). */
+  | { readonly kind: 'conflict'; readonly messageId: string };
+
+export interface Conversation {
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly userId: string | null;
+  /** The owner's fingerprint: outlives the 24 h `session:` key and decides later bindings. */
+  readonly fingerprint: string | null;
+  readonly lastSeq: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export interface HistoryQuery {
+  readonly tenantId: string;
+  /** One conversation… */
+  readonly sessionId?: string;
+  /** …or every conversation of a (verified) user. */
+  readonly userId?: string;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  readonly before?: string;
+  readonly limit: number;
+}
+
+export interface HistoryPage {
+  /** Chronological (oldest first): the newest `limit` messages before the cursor. */
+  readonly messages: ChatMessage[];
+  /** Pass as `before` for the previous page; null when there is none. */
+  readonly nextCursor: string | null;
+}
+
+export type EnsureConversationResult =
+  | { readonly kind: 'created'; readonly conversation: Conversation }
+  | { readonly kind: 'existing'; readonly conversation: Conversation }
+  /** The session id belongs to another tenant: refuse exactly like any foreign session. */
+  | { readonly kind: 'foreign' };
+
+export interface MessageStore {
+  /**
+   * Stores a message: one transaction (group-committed with concurrent callers) upserts the
+   * conversation, takes the next seq, inserts the message and its outbox row. Resolves only after
+   * COMMIT. Throws DependencyError (nothing stored) or OutcomeUnknownError (maybe stored).
+   */
+  accept(msg: NewMessage): Promise<AcceptResult>;
+  /** Creates the conversation if missing (owned by this tenant, with this fingerprint). Session ids are unique across tenants. */
+  ensureConversation(
+    tenantId: string,
+    sessionId: string,
+    owner: { userId?: string; fingerprint?: string },
+  ): Promise<EnsureConversationResult>;
+  getConversation(tenantId: string, sessionId: string): Promise<Conversation | null>;
+  history(q: HistoryQuery): Promise<HistoryPage>;
+  /** Messages of a conversation with seq > afterSeq, ascending, at most `limit` (recovery, gap fill). */
+  since(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]>;
+  /** Records that `readerId` read up to `messageId`; returns false if the message is not in that conversation. */
+  markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean>;
+}
+
+export interface OutboxEntry {
+  readonly id: string;
+  readonly message: ChatMessage;
+}
+
+/** The durable side of "publish after commit": rows written by accept(), drained by the relay. */
+export interface Outbox {
+  /** Claims undone rows older than `minAgeMs` (FOR UPDATE SKIP LOCKED), at most `limit`. */
+  claimStale(minAgeMs: number, limit: number, handle: (entries: OutboxEntry[]) => Promise<string[]>): Promise<number>;
+  markDone(ids: readonly string[]): Promise<void>;
+}
+
+export interface Database {
+  readonly messages: MessageStore;
+  readonly outbox: Outbox;
+  readonly dialect: 'postgres' | 'pglite';
+  /** Throws DependencyError when unreachable (for /readyz). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

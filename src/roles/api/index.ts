@@ -1,0 +1,8 @@
+// The api role. (Foundation: health only; the role's issue fills it in.)
+import type { RoleFactory } from '../../app/types.js';
+
+export const createApiRole: RoleFactory = async () => ({
+  readiness: [],
+  async drain() {},
+  async close() {},
+});
