@@ -15,7 +15,7 @@ export interface NewMessage {
 
 export type AcceptResult =
   /** Stored now; the outbox row was written in the same transaction. */
-  | { readonly kind: 'created'; readonly message: ChatMessage }
+  | { readonly kind: 'created'; readonly message: ChatMessage; readonly outboxId: string }
   /** Same clientMessageId and same content as an earlier message: that message. */
   | { readonly kind: 'duplicate'; readonly message: ChatMessage }
   /** Same clientMessageId, different content: refused (409). */
@@ -96,4 +96,14 @@ export interface Database {
   /** Throws DependencyError when unreachable (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Publishes accepted messages after commit (DESIGN.md step 4). `publishNow` is fire-and-forget:
+ * it calls EventLog.publishMessage and marks the outbox row done; on failure the row stays undone
+ * and the relay's periodic sweep (on any node) re-publishes it later — late, never lost.
+ */
+export interface OutboxRelay {
+  publishNow(message: ChatMessage, outboxId: string): void;
+  stop(): Promise<void>;
 }
