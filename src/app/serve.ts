@@ -136,6 +136,10 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       router.get('/metrics', async () => ({ raw: await registry.metrics(), contentType: registry.contentType }));
       mountHealth(router, () => draining, instances.flatMap((i) => i.readiness), servicesPromise ? services : undefined);
       admin = adminRoutes(router, config.admin.token);
+      const startedAt = new Date().toISOString();
+      admin.route('GET', '/admin/status', () => ({
+        body: { nodeId, roles: opts.roles, startedAt, pid: process.pid, draining, ports, version: process.version },
+      }));
       for (const register of opts.adminEndpoints ?? []) register(admin, { config, services, nodeId });
       router.finalize();
       const { socket, port } = await listen(uws, app, config.admin.host, config.admin.port, 'admin');

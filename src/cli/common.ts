@@ -1,7 +1,9 @@
 // What every command shares: global options, loading config the same way, printing, and turning
 // any failure into one clear line on stderr with a non-zero exit.
 import type { Command } from 'commander';
-import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+
+const CLEAR_ERRORS = new Set(['ConfigError', 'CliError', 'ListenError', 'NativeUwsError', 'DependencyError', 'ChatdError', 'MigrationError']);
 
 export interface GlobalOptions {
   config?: string;
@@ -43,10 +45,9 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | 
     try {
       await fn(...args);
     } catch (err) {
-      const message =
-        err instanceof ConfigError || err instanceof CliError
-          ? err.message
-          : `${(err as Error).name === 'Error' ? '' : `${(err as Error).name}: `}${(err as Error).message ?? String(err)}`;
+      const e = err as Error;
+      // Our own errors are written for the operator: print their message alone.
+      const message = CLEAR_ERRORS.has(e?.name) ? e.message : `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`;
       process.stderr.write(`chatd: ${message}\n`);
       process.exitCode = err instanceof CliError ? err.exitCode : 1;
     }

@@ -39,7 +39,7 @@ export function registerServeCommand(program: Command): void {
         }
         if (config.tenants.length === 0 && config.auth.gatewayApiKey) {
           // The publishable key is public by nature (it is embedded in the widget): printing it is the point.
-          process.stderr.write(`chatd: zero-config mode: any tenant id is accepted with the API key ${config.auth.gatewayApiKey} from any origin; configure tenants for production\n`);
+          process.stderr.write(`zero-config mode: any tenant id is accepted with the API key ${config.auth.gatewayApiKey} from any origin; configure tenants for production\n`);
         }
         const server = await startChatd({ config, roles, logger, configFile: loaded.file });
         let stopping = false;

@@ -68,7 +68,7 @@ export const WebhookEndpointSchema = Type.Object(
 export const TenantSchema = Type.Object(
   {
     id: Id,
-    name: Type.Optional(Type.String({ maxLength: 200 })),
+    name: Type.Optional(Type.String({ maxLength: 200, description: 'A label for logs.' })),
     apiKeys: Type.Array(ApiKeySchema, { default: [], description: 'Keys of this tenant.' }),
     allowedOrigins: Type.Array(Type.String({ pattern: '^(\\*|https?://[^/]+)$' }), {
       default: [],
@@ -93,7 +93,7 @@ export const TenantSchema = Type.Object(
           Type.String({ pattern: '^[0-9]+(s|m|h|d)$', description: 'Delete messages older than this (e.g. 90d).' }),
         ),
       },
-      { additionalProperties: false, default: {} },
+      { additionalProperties: false, default: {}, description: 'Data retention.' },
     ),
     tokensNotBefore: Type.Optional(
       Type.String({ format: 'date-time', description: 'Every token issued before this instant is refused.' }),
@@ -124,7 +124,7 @@ export const ConfigSchema = Type.Object(
         }),
         shutdownTimeoutMs: Ms(10000, 'How long SIGTERM waits for in-flight work.'),
         bodyLimitBytes: Type.Integer({ minimum: 1024, default: 65536, description: 'Largest HTTP request body.' }),
-        corsMaxAgeSeconds: Type.Integer({ minimum: 0, default: 600 }),
+        corsMaxAgeSeconds: Type.Integer({ minimum: 0, default: 600, description: 'How long browsers may cache a CORS preflight.' }),
       },
       'The public listener.',
     ),
@@ -137,7 +137,7 @@ export const ConfigSchema = Type.Object(
     ),
     admin: Obj(
       {
-        enabled: Type.Boolean({ default: true }),
+        enabled: Type.Boolean({ default: true, description: 'Run the admin listener.' }),
         host: Type.String({ default: '127.0.0.1', description: 'Keep it on loopback unless behind a firewall.' }),
         port: Port(9090, 'Admin port.'),
         token: Type.Optional(
@@ -150,7 +150,7 @@ export const ConfigSchema = Type.Object(
       {
         level: Type.Union(
           ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-          { default: 'info' },
+          { default: 'info', description: 'Least severe level written.' },
         ),
         format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
           default: 'auto',
@@ -171,8 +171,8 @@ export const ConfigSchema = Type.Object(
           Type.Object(
             {
               name: Type.String({ description: 'Master group name.' }),
-              nodes: Type.Array(Type.String({ pattern: '^[^:]+:[0-9]+$' }), { minItems: 1 }),
-              password: Type.Optional(Type.String()),
+              nodes: Type.Array(Type.String({ pattern: '^[^:]+:[0-9]+$' }), { minItems: 1, description: 'Sentinels as host:port.' }),
+              password: Type.Optional(Type.String({ description: 'Password of the Redis master (use ${ENV_VAR}).' })),
             },
             { additionalProperties: false, description: 'Use Sentinel instead of `url`\'s host.' },
           ),
@@ -190,7 +190,7 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(
           Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL URL; without it PGlite is embedded.' }),
         ),
-        poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+        poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'PostgreSQL connections per process.' }),
         connectTimeoutMs: Ms(5000, 'Connection timeout.'),
         statementTimeoutMs: Ms(10000, 'Statement timeout.'),
         autoMigrate: Type.Boolean({
@@ -210,27 +210,28 @@ export const ConfigSchema = Type.Object(
         jwtKeys: Type.Array(
           Type.Object(
             {
-              kid: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
-              secret: Type.Optional(Type.String({ minLength: 16 })),
-              privateKeyFile: Type.Optional(Type.String()),
-              publicKeyFile: Type.Optional(Type.String()),
+              kid: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'Key id, sent in the JWT header.' }),
+              secret: Type.Optional(Type.String({ minLength: 16, description: 'HS256 secret (use ${ENV_VAR}).' })),
+              privateKeyFile: Type.Optional(Type.String({ description: 'PEM private key (RS256/EdDSA) to sign with.' })),
+              publicKeyFile: Type.Optional(Type.String({ description: 'PEM public key (RS256/EdDSA) to verify with.' })),
               algorithm: Type.Union([Type.Literal('HS256'), Type.Literal('RS256'), Type.Literal('EdDSA')], {
                 default: 'HS256',
+                description: 'Pinned algorithm of this key.',
               }),
             },
             { additionalProperties: false },
           ),
           { default: [], description: 'Keys for rotation; the first signs, all verify.' },
         ),
-        issuer: Type.String({ default: 'chatd' }),
-        audience: Type.String({ default: 'chatd' }),
-        visitorTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 3600 }),
-        agentTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 28800 }),
+        issuer: Type.String({ default: 'chatd', description: 'JWT `iss`, set and checked.' }),
+        audience: Type.String({ default: 'chatd', description: 'JWT `aud`, set and checked.' }),
+        visitorTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 3600, description: 'Life of a visitor token (`expiresIn`).' }),
+        agentTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 28800, description: 'Life of an agent token.' }),
         gatewayApiKey: Type.Optional(
           Type.String({ minLength: 8, description: 'The guide\'s GATEWAY_API_KEY: a publishable key.' }),
         ),
         defaultTenant: Type.Optional(Id),
-        clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 5 }),
+        clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 5, description: 'Clock skew allowed on exp/nbf.' }),
       },
       'Credentials.',
     ),
@@ -242,7 +243,7 @@ export const ConfigSchema = Type.Object(
         connectPerIp: Rate(10, 20, 'New Socket.IO connections per client IP.'),
         connectPerKey: Rate(200, 400, 'New Socket.IO connections per API key.'),
         messagesPerSocket: Rate(20, 40, 'Events per socket.'),
-        messageMaxChars: Type.Integer({ minimum: 1, maximum: 100000, default: 4000 }),
+        messageMaxChars: Type.Integer({ minimum: 1, maximum: 100000, default: 4000, description: 'Longest message text, in characters.' }),
         maxPayloadBytes: Type.Integer({ minimum: 1024, default: 65536, description: 'Engine.IO maxPayload.' }),
         sendBufferBytes: Type.Integer({
           minimum: 65536,
@@ -259,7 +260,7 @@ export const ConfigSchema = Type.Object(
     ),
     socketio: Obj(
       {
-        path: Type.String({ default: '/socket.io/', pattern: '^/.*/$' }),
+        path: Type.String({ default: '/socket.io/', pattern: '^/.*/$', description: 'Socket.IO path (the client\'s `path` option).' }),
         pingIntervalMs: Ms(25000, 'Engine.IO pingInterval.'),
         pingTimeoutMs: Ms(20000, 'Engine.IO pingTimeout.'),
         agentHistorySize: Type.Integer({
@@ -288,7 +289,7 @@ export const ConfigSchema = Type.Object(
         }),
         timeoutMs: Ms(5000, 'Per-delivery timeout.'),
         retryWindowMs: Ms(3600000, 'How long a failing delivery is retried.'),
-        concurrencyPerEndpoint: Type.Integer({ minimum: 1, maximum: 256, default: 8 }),
+        concurrencyPerEndpoint: Type.Integer({ minimum: 1, maximum: 256, default: 8, description: 'Deliveries in flight per endpoint.' }),
       },
       'Webhook delivery.',
     ),

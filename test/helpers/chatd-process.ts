@@ -1,0 +1,96 @@
+// Spawns bin/chatd as a real process for end-to-end tests: JSON logs are parsed to learn the ports
+// it listens on (tests use port 0), and teardown always kills it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+export const CHATD_BIN = path.resolve(__dirname, '../../bin/chatd');
+
+export interface ChatdProcess {
+  readonly child: ChildProcess;
+  /** Listener name → port (`public`, `api`, `ws`, `gateway`, `admin`). */
+  readonly ports: Record<string, number>;
+  readonly logs: () => string;
+  readonly stderr: () => string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export interface SpawnOptions {
+  args?: string[];
+  cwd: string;
+  env?: NodeJS.ProcessEnv;
+  /** Listeners to wait for (default: public and admin). */
+  waitFor?: string[];
+  timeoutMs?: number;
+}
+
+export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
+  const child = spawn(process.execPath, [CHATD_BIN, ...(opts.args ?? ['serve', '--role', 'all'])], {
+    cwd: opts.cwd,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  const ports: Record<string, number> = {};
+  const waitFor = opts.waitFor ?? ['public', 'admin'];
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`chatd did not listen within ${opts.timeoutMs ?? 30000} ms\nstdout:\n${out}\nstderr:\n${err}`));
+    }, opts.timeoutMs ?? 30000);
+    const check = () => {
+      if (waitFor.every((l) => ports[l] !== undefined)) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          ports,
+          logs: () => out,
+          stderr: () => err,
+          exited,
+          async stop(signal = 'SIGTERM') {
+            if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+            child.kill(signal);
+            return exited;
+          },
+        });
+      }
+    };
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      for (const line of chunk.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const rec = JSON.parse(line) as { listener?: string; url?: string };
+          if (rec.listener && rec.url) ports[rec.listener] = Number(new URL(rec.url).port);
+        } catch {
+          /* a partial line: the next chunk completes it */
+        }
+      }
+      check();
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`chatd exited with ${code} before listening\nstdout:\n${out}\nstderr:\n${err}`));
+    });
+  });
+}
+
+/** Runs a chatd command to completion. */
+export function runChatd(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CHATD_BIN, ...args], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
