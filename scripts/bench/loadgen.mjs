@@ -1,0 +1,210 @@
+// Load generator process (pinned to its own CPU by run.mjs). Modes:
+//   idle     --n N                      open N authenticated connections and hold them (prints READY)
+//   accept   --n N --inflight K         open N connections, K in flight; reports conn/s
+//   fanout   --subs N --inflight K --seconds S   one publisher, N subscribers of one conversation;
+//            the publisher keeps ≤ K `typing` events outstanding (sent, not yet seen by a probe);
+//            reports deliveries/s
+//   latency  --subs N --rate R --seconds S --event typing|message   fixed-rate sends; reports
+//            p50/p99/p99.9 of send → delivery at every subscriber (same process, same clock)
+// Tokens are minted here with the shared JWT secret (HS256, iss/aud chatd), as chatd's api would.
+import { parseArgs } from 'node:util';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { SignJWT } from 'jose';
+import { EioClient } from './lib/eio-client.mjs';
+import { rawSubscribe } from './lib/raw-subscriber.mjs';
+import { percentile, sleep } from './lib/proc.mjs';
+
+const { values: o } = parseArgs({
+  options: {
+    mode: { type: 'string' },
+    url: { type: 'string' },
+    n: { type: 'string', default: '100' },
+    subs: { type: 'string', default: '100' },
+    inflight: { type: 'string', default: '32' },
+    rate: { type: 'string', default: '600' },
+    seconds: { type: 'string', default: '10' },
+    event: { type: 'string', default: 'typing' },
+    tenant: { type: 'string', default: 'bench' },
+    session: { type: 'string' },
+    apiKey: { type: 'string', default: '' },
+    srcBase: { type: 'string', default: '1' },
+    payload: { type: 'string', default: '100' },
+  },
+});
+const secret = new TextEncoder().encode(process.env.JWT_SECRET);
+const url = o.url;
+const text = 'x'.repeat(Number(o.payload));
+
+async function token(sessionId) {
+  return new SignJWT({ tid: o.tenant, sid: sessionId, role: 'visitor' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer('chatd')
+    .setAudience('chatd')
+    .setSubject(sessionId)
+    .setJti(randomUUID())
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(secret);
+}
+
+let srcIndex = 0;
+/** Spread connections over 127.0.0.x source addresses (ephemeral ports per address pair are finite). */
+const localAddress = () => `127.0.0.${Number(o.srcBase) + (Math.floor(srcIndex++ / 10000) % 200)}`;
+
+async function openClient(sessionId, fingerprint) {
+  const auth = { apiKey: o.apiKey, token: await token(sessionId), sessionId, fingerprint };
+  return new EioClient(url, auth, { localAddress: localAddress() }).connect();
+}
+
+/** A subscriber that only counts EVENT frames (see lib/raw-subscriber.mjs). */
+async function openRawSubscriber(sessionId, fingerprint, onEvent) {
+  const auth = { apiKey: o.apiKey, token: await token(sessionId), sessionId, fingerprint };
+  return rawSubscribe(url, auth, { onEvent, localAddress: localAddress() });
+}
+
+const out = (obj) => process.stdout.write(`RESULT ${JSON.stringify(obj)}\n`);
+const fp = () => randomBytes(8).toString('hex');
+
+async function openMany(n, inflight, sessionOf, onStart) {
+  // Tokens are minted before the clock starts: the load generator must not be what is measured.
+  const tokens = await Promise.all(Array.from({ length: n }, (_, i) => token(sessionOf(i))));
+  const clients = [];
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      try {
+        const auth = { apiKey: o.apiKey, token: tokens[i], sessionId: sessionOf(i), fingerprint: `fp${i}` };
+        clients.push(await new EioClient(url, auth, { localAddress: localAddress() }).connect());
+      } catch {
+        failed++;
+      }
+    }
+  };
+  onStart?.();
+  await Promise.all(Array.from({ length: Math.min(inflight, n) }, worker));
+  return { clients, failed };
+}
+
+switch (o.mode) {
+  case 'idle': {
+    const { clients, failed } = await openMany(Number(o.n), 100, (i) => `idle-${process.pid}-${i}`);
+    process.stdout.write(`READY ${clients.length} failed=${failed}\n`);
+    process.on('SIGTERM', () => process.exit(0));
+    setInterval(() => undefined, 1 << 30);
+    break;
+  }
+  case 'accept': {
+    const n = Number(o.n);
+    let started = 0;
+    const { clients, failed } = await openMany(n, Number(o.inflight), (i) => `acc-${process.pid}-${i}`, () => (started = performance.now()));
+    const seconds = (performance.now() - started) / 1000;
+    out({ connected: clients.length, failed, seconds, perSecond: clients.length / seconds });
+    clients.forEach((c) => c.close());
+    process.exit(0);
+    break;
+  }
+  case 'fanout':
+  case 'latency': {
+    const session = o.session ?? `room-${randomBytes(4).toString('hex')}`;
+    const subsN = Number(o.subs);
+    // fanout counts frames on raw subscribers; latency needs per-frame callbacks: both cheap.
+    const subs = [];
+    const handlers = [];
+    for (let i = 0; i < subsN; i += 50) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(50, subsN - i) }, (_, j) => {
+          const idx = i + j;
+          return openRawSubscriber(session, `fp${idx}`, () => handlers[idx]?.());
+        }),
+      );
+      subs.push(...batch);
+    }
+    const publisher = await openClient(session, fp());
+    await sleep(300);
+    const seconds = Number(o.seconds);
+    if (o.mode === 'fanout') {
+      let delivered = 0;
+      let seenByProbe = 0;
+      let resume;
+      const inflight = Number(o.inflight);
+      let sent = 0;
+      // Subscriber 0 is the probe that paces the publisher; the rest only count.
+      handlers[0] = () => {
+        seenByProbe++;
+        if (resume && sent - seenByProbe < inflight) {
+          const r = resume;
+          resume = undefined;
+          r();
+        }
+      };
+      const deadline = performance.now() + seconds * 1000;
+      const count = () => subs.reduce((n, c) => n + c.events, 0);
+      const startDelivered = count();
+      const t0 = performance.now();
+      while (performance.now() < deadline) {
+        if (sent - seenByProbe >= inflight || publisher.bufferedAmount() > 1 << 20) {
+          await new Promise((r) => {
+            resume = r;
+            setTimeout(r, 50);
+          });
+          continue;
+        }
+        publisher.emit('typing', { isTyping: sent % 2 === 0 });
+        sent++;
+        if (sent % 64 === 0) await new Promise((r) => setImmediate(r));
+      }
+      const elapsed = (performance.now() - t0) / 1000;
+      delivered = count() - startDelivered;
+      await sleep(500);
+      out({ subs: subs.length, sent, delivered, seconds: elapsed, perSecond: delivered / elapsed });
+    } else {
+      // Delivery is in order and exactly once, so the k-th event a subscriber sees is the k-th sent:
+      // latency needs no timestamp in the payload (chatd relays only the fields it defines).
+      const lat = [];
+      const sendTimes = [];
+      subs.forEach((_, idx) => {
+        let k = 0;
+        handlers[idx] = () => {
+          const sentAt = sendTimes[k++];
+          if (sentAt !== undefined) lat.push(performance.now() - sentAt);
+        };
+      });
+      const rate = Number(o.rate);
+      const total = Math.floor(rate * seconds);
+      const t0 = performance.now();
+      let acked = 0;
+      for (let i = 0; i < total; i++) {
+        const due = t0 + (i * 1000) / rate;
+        const wait = due - performance.now();
+        if (wait > 1) await sleep(wait);
+        const ts = performance.now();
+        sendTimes.push(ts);
+        if (o.event === 'message') {
+          publisher.emitWithAck('message', { text, ts, clientMessageId: `m${i}` }).then(() => void acked++);
+        } else publisher.emit('typing', { isTyping: i % 2 === 0, ts });
+      }
+      await sleep(1500);
+      lat.sort((a, b) => a - b);
+      out({
+        subs: subs.length,
+        sent: total,
+        acked,
+        samples: lat.length,
+        expected: total * subs.length,
+        p50: percentile(lat, 50),
+        p99: percentile(lat, 99),
+        p999: percentile(lat, 99.9),
+      });
+    }
+    subs.forEach((c) => c.close());
+    publisher.close();
+    process.exit(0);
+    break;
+  }
+  default:
+    process.stderr.write(`unknown mode ${o.mode}\n`);
+    process.exit(2);
+}
