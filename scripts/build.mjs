@@ -3,6 +3,7 @@
 // fully bundled build in scripts/package/.
 import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
+import { rawPlugin } from './esbuild-raw.mjs';
 
 const entryPoints = {
   chatd: 'src/cli/main.ts',
@@ -21,5 +22,6 @@ await build({
   packages: 'external',
   sourcemap: 'linked',
   logLevel: 'warning',
+  plugins: [rawPlugin],
   define: { 'process.env.CHATD_BUILD_COMMIT': JSON.stringify(process.env.CHATD_BUILD_COMMIT ?? '') },
 });
