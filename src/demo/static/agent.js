@@ -1,0 +1,172 @@
+// The agent console: an agent token → Socket.IO (the tenant's agent stream) → online visitors from
+// presence, conversations with history, replies.
+/* global window, document, io, sessionStorage */
+(function () {
+  'use strict';
+  var d = window.chatdDemo;
+  var cfg = d.config;
+  var $ = function (id) { return document.getElementById(id); };
+  var token = sessionStorage.getItem('chatd-demo-agent-token') || '';
+  var socket = null;
+  var current = null; // selected sessionId
+  var visitors = {}; // sessionId -> { userId, sessionId, online, url, unread, last }
+  var list = new d.MessageList($('messages'), function (m) { return m.sender.type === 'agent'; });
+
+  function setStatus(s) { $('status').textContent = s; }
+  function showError(e) { $('error').textContent = e ? (e.message || String(e)) : ''; }
+
+  function renderVisitors() {
+    var ul = $('visitors');
+    ul.innerHTML = '';
+    var ids = Object.keys(visitors).sort(function (a, b) {
+      var va = visitors[a], vb = visitors[b];
+      return (vb.online - va.online) || String(vb.last || '').localeCompare(String(va.last || ''));
+    });
+    $('no-visitors').hidden = ids.length > 0;
+    ids.forEach(function (id) {
+      var v = visitors[id];
+      var li = document.createElement('li');
+      li.className = v.online ? 'online' : 'offline';
+      var b = document.createElement('button');
+      b.type = 'button';
+      b.setAttribute('aria-current', String(id === current));
+      b.dataset.session = id;
+      var dot = document.createElement('span');
+      dot.className = 'dot';
+      dot.setAttribute('aria-label', v.online ? 'online' : 'offline');
+      b.appendChild(dot);
+      b.appendChild(document.createTextNode(v.userId && v.userId !== id ? v.userId : 'Visitor ' + id.slice(0, 10)));
+      if (v.unread) {
+        var u = document.createElement('span');
+        u.className = 'unread';
+        u.textContent = String(v.unread);
+        u.setAttribute('aria-label', v.unread + ' unread');
+        b.appendChild(u);
+      }
+      var meta = document.createElement('span');
+      meta.className = 'meta';
+      meta.textContent = (v.online ? 'online' : 'offline') + (v.url ? ' · ' + v.url : '');
+      b.appendChild(meta);
+      b.addEventListener('click', function () { select(id); });
+      li.appendChild(b);
+      ul.appendChild(li);
+    });
+  }
+
+  function visitor(sessionId) {
+    return (visitors[sessionId] = visitors[sessionId] || { sessionId: sessionId, userId: '', online: false, unread: 0, last: '' });
+  }
+
+  function select(sessionId) {
+    if (socket && current) socket.emit('leave', { sessionId: current });
+    current = sessionId;
+    visitor(sessionId).unread = 0;
+    list.clear();
+    $('typing').textContent = '';
+    $('text').disabled = false;
+    $('send').disabled = false;
+    $('text').placeholder = 'Reply to this visitor…';
+    renderVisitors();
+    if (socket) socket.emit('join', { sessionId: sessionId });
+    var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
+    d.api('GET', '/api/chat/messages' + q, token).then(function (r) {
+      if (current !== sessionId) return;
+      r.messages.forEach(function (m) { list.add(m); });
+      var last = r.messages[r.messages.length - 1];
+      if (last && last.sender.type !== 'agent') socket.emit('read', { sessionId: sessionId, messageId: last.id });
+    }, showError);
+  }
+
+  function loadOnline() {
+    return d.api('GET', '/api/chat/online-users?tenantId=' + encodeURIComponent(cfg.tenantId), token).then(function (r) {
+      r.users.forEach(function (u) {
+        var v = visitor(u.sessionId);
+        v.userId = u.userId;
+        v.online = true;
+        v.url = u.url;
+      });
+      renderVisitors();
+    });
+  }
+
+  function connect() {
+    if (socket) socket.disconnect();
+    socket = io({ auth: function (cb) { cb({ apiKey: cfg.apiKey, token: token }); } });
+    socket.on('connect', function () {
+      setStatus(socket.recovered ? 'signed in (recovered)' : 'signed in');
+      showError(null);
+      if (!socket.recovered) loadOnline().catch(showError);
+      if (current) socket.emit('join', { sessionId: current });
+    });
+    socket.on('disconnect', function (reason) { setStatus('reconnecting… (' + reason + ')'); });
+    socket.on('connect_error', function (err) {
+      setStatus('signed out');
+      showError(err.data && err.data.code ? err.message + ' (' + err.data.code + ')' : err);
+    });
+    socket.on('presence_update', function (p) {
+      var v = visitor(p.sessionId);
+      v.userId = p.userId;
+      v.online = p.status === 'online';
+      renderVisitors();
+    });
+    socket.on('meta_message_created', function (payload) {
+      var m = payload.message;
+      var v = visitor(m.sessionId);
+      v.last = m.createdAt;
+      if (m.sessionId === current) {
+        list.add(m);
+        if (m.sender.type !== 'agent') socket.emit('read', { sessionId: current, messageId: m.id });
+      } else if (m.sender.type !== 'agent') {
+        v.unread += 1;
+      }
+      renderVisitors();
+    });
+    socket.on('typing', function (t) {
+      if (t.sessionId === current && t.sender && t.sender.type !== 'agent') $('typing').textContent = t.isTyping ? 'The visitor is typing…' : '';
+    });
+  }
+
+  function signIn(t) {
+    token = t.trim();
+    if (!token) return;
+    sessionStorage.setItem('chatd-demo-agent-token', token);
+    setStatus('signing in…');
+    connect();
+  }
+
+  $('login').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    signIn($('token').value);
+  });
+  $('demo-token').addEventListener('click', function () {
+    d.api('POST', '/demo/agent-token', null, {}).then(function (r) {
+      $('token').value = r.token;
+      signIn(r.token);
+    }, showError);
+  });
+  $('composer').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    if (!current) return;
+    var input = $('text');
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = '';
+    var clientMessageId = d.randomId('c');
+    list.addPending(clientMessageId, text);
+    socket.timeout(15000).emit('message', { sessionId: current, text: text, clientMessageId: clientMessageId }, function (err, ack) {
+      if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
+    });
+  });
+  var typingTimer = null;
+  $('text').addEventListener('input', function () {
+    if (!socket || !current) return;
+    if (!typingTimer) socket.emit('typing', { sessionId: current, isTyping: true });
+    window.clearTimeout(typingTimer);
+    typingTimer = window.setTimeout(function () {
+      typingTimer = null;
+      socket.emit('typing', { sessionId: current, isTyping: false });
+    }, 1500);
+  });
+
+  if (token) signIn(token);
+})();

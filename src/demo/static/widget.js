@@ -1,0 +1,100 @@
+// The visitor widget: anonymous token → Socket.IO with recovery → send, receive, typing, history.
+/* global window, document, io, localStorage */
+(function () {
+  'use strict';
+  var d = window.chatdDemo;
+  var cfg = d.config;
+  var $ = function (id) { return document.getElementById(id); };
+  var statusEl = $('status');
+  var errorEl = $('error');
+
+  // The widget keeps its session and fingerprint across reloads, as a real widget would.
+  var sessionId = localStorage.getItem('chatd-demo-session') || d.randomId('s');
+  var fingerprint = localStorage.getItem('chatd-demo-fp') || d.randomId('fp');
+  localStorage.setItem('chatd-demo-session', sessionId);
+  localStorage.setItem('chatd-demo-fp', fingerprint);
+  var token = null;
+
+  var list = new d.MessageList($('messages'), function (m) { return m.sender.type === 'visitor' || m.sender.type === 'user'; });
+
+  function setStatus(s) { statusEl.textContent = s; }
+  function showError(e) { errorEl.textContent = e ? (e.message || String(e)) : ''; }
+
+  function fetchToken() {
+    return d.api('POST', '/api/chat/anonymous-token', cfg.apiKey, { tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint })
+      .then(function (r) { token = r.token; return token; });
+  }
+
+  function loadHistory() {
+    var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
+    return d.api('GET', '/api/chat/messages' + q, token).then(function (r) {
+      r.messages.forEach(function (m) { list.add(m); });
+    });
+  }
+
+  var socket;
+  function connect() {
+    socket = io({
+      // A function: called on every (re)connection, so a refreshed token is used.
+      auth: function (cb) {
+        cb({ apiKey: cfg.apiKey, token: token, sessionId: sessionId, fingerprint: fingerprint,
+          domain: window.location.hostname, origin: window.location.origin, url: window.location.href });
+      },
+    });
+    socket.on('connect', function () {
+      setStatus(socket.recovered ? 'connected (recovered)' : 'connected');
+      showError(null);
+      if (!socket.recovered) loadHistory().catch(showError);
+    });
+    socket.on('disconnect', function (reason) { setStatus('reconnecting… (' + reason + ')'); });
+    socket.on('connect_error', function (err) {
+      var code = err.data && err.data.code;
+      if (code === 'token_expired' || code === 'token_invalid') {
+        // Final for socket.io-client: refresh the token and connect again.
+        setStatus('refreshing token…');
+        fetchToken().then(function () { socket.connect(); }, showError);
+        return;
+      }
+      setStatus('cannot connect');
+      showError(err);
+    });
+    socket.on('meta_message_created', function (payload) {
+      var m = payload.message;
+      if (m.sessionId !== sessionId) return;
+      list.add(m);
+      if (m.sender.type === 'agent') socket.emit('read', { sessionId: sessionId, messageId: m.id });
+    });
+    socket.on('typing', function (t) {
+      if (t.sender && t.sender.type === 'agent') $('typing').textContent = t.isTyping ? 'The agent is typing…' : '';
+    });
+  }
+
+  var typingTimer = null;
+  $('text').addEventListener('input', function () {
+    if (!socket || !socket.connected) return;
+    if (!typingTimer) socket.emit('typing', { sessionId: sessionId, isTyping: true });
+    window.clearTimeout(typingTimer);
+    typingTimer = window.setTimeout(function () {
+      typingTimer = null;
+      socket.emit('typing', { sessionId: sessionId, isTyping: false });
+    }, 1500);
+  });
+
+  $('composer').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var input = $('text');
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = '';
+    var clientMessageId = d.randomId('c');
+    list.addPending(clientMessageId, text);
+    var body = { text: text, tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint, clientMessageId: clientMessageId,
+      domain: window.location.hostname, origin: window.location.origin, url: window.location.href, referrer: document.referrer };
+    // Socket.IO buffers while disconnected; the ack arrives once the message is stored.
+    socket.timeout(15000).emit('message', body, function (err, ack) {
+      if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
+    });
+  });
+
+  fetchToken().then(connect, function (e) { setStatus('cannot get a token'); showError(e); });
+})();
