@@ -10,6 +10,7 @@ import { registry, dependencyUp } from '../observability/metrics.js';
 import { loadUws, type TemplatedApp, type us_listen_socket } from '../uws.js';
 import { createServices, type ServiceFactories, type Services } from './services.js';
 import type { ReadinessCheck, RoleFactory, RoleInstance } from './types.js';
+import type { Store } from '../store/ports.js';
 
 export interface ServeOptions {
   readonly config: Config;
@@ -75,8 +76,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
 
   let draining = false;
   let servicesPromise: Promise<Services> | undefined;
+  let storePromise: Promise<Store> | undefined;
+  const store = () => {
+    storePromise ??= opts.serviceFactories.createStore(config, log, nodeId);
+    return storePromise;
+  };
   const services = () => {
-    servicesPromise ??= createServices(config, log, nodeId, opts.serviceFactories);
+    servicesPromise ??= createServices(config, log, nodeId, opts.serviceFactories, store);
     return servicesPromise;
   };
 
@@ -89,6 +95,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);
     await Promise.allSettled(instances.map((i) => i.close()));
     if (servicesPromise) await (await servicesPromise.catch(() => undefined))?.close();
+    else if (storePromise) await (await storePromise.catch(() => undefined))?.close();
     for (const app of apps) (app as { close?: () => void }).close?.();
   };
 
@@ -114,12 +121,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
           app,
           router,
           services,
+          store,
           port: () => port,
         });
         mine.push(instance);
         instances.push(instance);
       }
-      mountHealth(router, () => draining, mine.flatMap((i) => i.readiness), servicesPromise ? services : undefined);
+      mountHealth(router, () => draining, mine.flatMap((i) => i.readiness), servicesPromise ? services : undefined, nodeId);
       router.finalize();
       const { socket, port: bound } = await listen(uws, app, plan.host, plan.port, plan.name);
       port = bound;
@@ -134,7 +142,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       apps.push(app);
       const router = new HttpRouter(app, { role: 'admin', logger: log.child({ listener: 'admin' }), bodyLimit: 1 << 20, clientIp });
       router.get('/metrics', async () => ({ raw: await registry.metrics(), contentType: registry.contentType }));
-      mountHealth(router, () => draining, instances.flatMap((i) => i.readiness), servicesPromise ? services : undefined);
+      mountHealth(router, () => draining, instances.flatMap((i) => i.readiness), servicesPromise ? services : undefined, nodeId);
       admin = adminRoutes(router, config.admin.token);
       const startedAt = new Date().toISOString();
       admin.route('GET', '/admin/status', () => ({
@@ -202,10 +210,14 @@ function mountHealth(
   isDraining: () => boolean,
   checks: readonly ReadinessCheck[],
   services: (() => Promise<Services>) | undefined,
+  nodeId: string,
 ): void {
-  router.get('/healthz', () => ({ body: { status: 'ok' } }));
+  // X-Chatd-Node names this node: the gateway's health checks learn which upstream owns the
+  // Engine.IO sids that start with that id (src/roles/gateway/upstreams.ts).
+  const node = { 'X-Chatd-Node': nodeId };
+  router.get('/healthz', () => ({ body: { status: 'ok' }, headers: node }));
   router.get('/readyz', async () => {
-    if (isDraining()) return { status: 503, body: { status: 'draining', checks: {} } };
+    if (isDraining()) return { status: 503, body: { status: 'draining', checks: {} }, headers: node };
     const all = [...checks, ...(services ? (await services().catch(() => undefined))?.readiness ?? [] : [])];
     const results: Record<string, string> = {};
     await Promise.all(
@@ -221,7 +233,7 @@ function mountHealth(
       }),
     );
     const ok = Object.values(results).every((v) => v === 'ok');
-    return { status: ok ? 200 : 503, body: { status: ok ? 'ready' : 'not_ready', checks: results } };
+    return { status: ok ? 200 : 503, body: { status: ok ? 'ready' : 'not_ready', checks: results }, headers: node };
   });
 }
 

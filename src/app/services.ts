@@ -17,16 +17,22 @@ export interface ServiceFactories {
   openDatabase(config: Config, logger: Logger): Promise<Database>;
 }
 
+/**
+ * `sharedStore`: the process's store when it was already created on its own (a gateway-only process
+ * asks for the store, for shared rate limits, without ever opening the database); it is reused, not
+ * created twice.
+ */
 export async function createServices(
   config: Config,
   logger: Logger,
   nodeId: string,
   factories: ServiceFactories,
+  sharedStore?: () => Promise<Store>,
 ): Promise<Services> {
   const db = await factories.openDatabase(config, logger);
   let store: Store;
   try {
-    store = await factories.createStore(config, logger, nodeId);
+    store = await (sharedStore ? sharedStore() : factories.createStore(config, logger, nodeId));
   } catch (err) {
     await db.close().catch(() => undefined);
     throw err;

@@ -5,6 +5,7 @@ import type { Config, Role } from '../config/schema.js';
 import type { HttpRouter } from '../http/router.js';
 import type { TemplatedApp } from '../uws.js';
 import type { Services } from './services.js';
+import type { Store } from '../store/ports.js';
 
 export interface ReadinessCheck {
   readonly name: string;
@@ -23,6 +24,11 @@ export interface RoleContext {
   readonly router: HttpRouter;
   /** Shared services (store, database, auth), created once per process on first use. */
   services(): Promise<Services>;
+  /**
+   * The store alone (the same one `services()` uses), without opening the database: for roles that
+   * need only the distributed engine (the gateway's shared rate limits).
+   */
+  store(): Promise<Store>;
   /** Fills in after listen: the port this role's listener got. */
   readonly port: () => number;
 }

@@ -37,6 +37,16 @@ export interface Reply {
 
 export type Handler = (req: Req) => Promise<Reply> | Reply;
 
+/**
+ * Runs before the handler of every route whose path starts with `prefix` (after the body is read):
+ * throw a ChatdError to refuse the request. `--role all` uses it to keep the gateway's checks
+ * (credential shape, rate limits) in process, with no network hop.
+ */
+export interface Guard {
+  readonly prefix: string;
+  check(req: Req): Promise<void> | void;
+}
+
 export interface RouteOptions {
   /** Read and parse a JSON body (415 unless application/json, 400 if malformed, 413 over the limit). */
   readonly json?: boolean;
@@ -87,6 +97,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export class HttpRouter {
   private readonly routes = new Map<string, Set<Method>>();
+  private readonly guards: Guard[] = [];
   private readonly opts: RouterOptions;
 
   constructor(
@@ -110,6 +121,12 @@ export class HttpRouter {
     methods.add(method);
     this.routes.set(path, methods);
     this.app[UWS_METHOD[method]](path, (res, req) => this.handle(res, req, method, path, handler, opts));
+    return this;
+  }
+
+  /** Adds a guard (see Guard); applies to routes registered before and after. */
+  addGuard(guard: Guard): this {
+    this.guards.push(guard);
     return this;
   }
 
@@ -237,10 +254,24 @@ export class HttpRouter {
         }
       }
       const request: Req = { method, path, query, headers, ip, requestId, origin, body, rawBody, log };
-      try {
+      const guards = this.guards.filter((g) => path.startsWith(g.prefix));
+      const call = () => {
         const result = handler(request);
         if (result instanceof Promise) result.then(finish, fail);
         else finish(result);
+      };
+      try {
+        if (guards.length === 0) call();
+        else
+          guards
+            .reduce<Promise<void>>((p, g) => p.then(() => g.check(request)), Promise.resolve())
+            .then(() => {
+              try {
+                call();
+              } catch (err) {
+                fail(err);
+              }
+            }, fail);
       } catch (err) {
         fail(err);
       }
