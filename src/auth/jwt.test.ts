@@ -1,0 +1,193 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT, UnsecuredJWT } from 'jose';
+import { describe, expect, it } from 'vitest';
+import type { Config } from '../config/schema.js';
+import { ChatdError } from '../errors.js';
+import { createTokenService, parseTtl, type TokenService } from './jwt.js';
+import { createTenantDirectory } from './tenants.js';
+
+const SECRET = 'test-secret-0123456789abcdef';
+const enc = new TextEncoder();
+
+type AuthCfg = Config['auth'];
+function authConfig(over: Partial<AuthCfg> = {}): Pick<Config, 'auth'> {
+  return {
+    auth: {
+      jwtSecret: SECRET,
+      jwtKeys: [],
+      issuer: 'chatd',
+      audience: 'chatd',
+      visitorTokenTtlSeconds: 3600,
+      agentTokenTtlSeconds: 28800,
+      clockToleranceSeconds: 5,
+      ...over,
+    } as AuthCfg,
+  };
+}
+const tenants = (list: Config['tenants'] = []) => createTenantDirectory({ tenants: list });
+const tenant = (id: string, extra: Partial<Config['tenants'][number]> = {}): Config['tenants'][number] => ({
+  id,
+  apiKeys: [],
+  allowedOrigins: [],
+  identityVerification: 'optional',
+  webhooks: [],
+  retention: {},
+  ...extra,
+});
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'accepted';
+  } catch (err) {
+    expect(err).toBeInstanceOf(ChatdError);
+    return (err as ChatdError).code;
+  }
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+/** A hand-made token with chatd's claims, for attacks. */
+function forged(over: { iss?: string; aud?: string; exp?: number; nbf?: number; tid?: string; role?: string; iat?: number } = {}) {
+  return new SignJWT({ tid: over.tid ?? 'acme', role: over.role ?? 'visitor' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(over.iss ?? 'chatd')
+    .setAudience(over.aud ?? 'chatd')
+    .setIssuedAt(over.iat ?? now())
+    .setNotBefore(over.nbf ?? now())
+    .setExpirationTime(over.exp ?? now() + 600)
+    .setJti('j1');
+}
+
+describe('TokenService (HS256 with auth.jwtSecret)', () => {
+  const svc: TokenService = createTokenService(authConfig(), tenants());
+
+  it('mints a token whose claims verify back into the same principal', async () => {
+    const m = await svc.mint({ tenantId: 'acme', role: 'agent', subject: 'alice@x.io', name: 'Alice', ttlSeconds: 120 });
+    expect(m.expiresIn).toBe(120);
+    const p = await svc.verify(m.token);
+    expect(p).toMatchObject({ tenantId: 'acme', role: 'agent', subject: 'alice@x.io', name: 'Alice', jti: m.jti, issuer: 'chatd' });
+    expect(p.expiresAt).toBe(m.expiresAt);
+    const v = await svc.verify((await svc.mint({ tenantId: 'acme', role: 'visitor', sessionId: 's1', ttlSeconds: 60 })).token);
+    expect(v).toMatchObject({ role: 'visitor', sessionId: 's1' });
+    expect(v.subject).toBeUndefined();
+  });
+
+  it('refuses the token-attack list with the right codes', async () => {
+    const good = await forged().sign(enc.encode(SECRET));
+    expect(await codeOf(svc.verify(good))).toBe('accepted');
+    // alg none
+    const none = new UnsecuredJWT({ tid: 'acme', role: 'agent', sub: 'x' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').setJti('n').encode();
+    expect(await codeOf(svc.verify(none))).toBe('token_invalid');
+    // wrong secret
+    expect(await codeOf(svc.verify(await forged().sign(enc.encode('another-secret-0123456789'))))).toBe('token_invalid');
+    // expired (beyond the 5 s tolerance)
+    expect(await codeOf(svc.verify(await forged({ exp: now() - 60, nbf: now() - 120, iat: now() - 120 }).sign(enc.encode(SECRET))))).toBe('token_expired');
+    // not yet valid
+    expect(await codeOf(svc.verify(await forged({ nbf: now() + 300 }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    // wrong iss / aud
+    expect(await codeOf(svc.verify(await forged({ iss: 'evil' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    expect(await codeOf(svc.verify(await forged({ aud: 'other' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    // bad role, bad tenant id, agent without sub
+    expect(await codeOf(svc.verify(await forged({ role: 'admin' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    expect(await codeOf(svc.verify(await forged({ tid: 'bad tenant!' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    expect(await codeOf(svc.verify(await forged({ role: 'agent' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    // HS512 with the right secret: the algorithm is pinned
+    const hs512 = await new SignJWT({ tid: 'acme', role: 'visitor' }).setProtectedHeader({ alg: 'HS512' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').setJti('x').sign(enc.encode(SECRET));
+    expect(await codeOf(svc.verify(hs512))).toBe('token_invalid');
+    // garbage and missing
+    expect(await codeOf(svc.verify('not.a.jwt'))).toBe('token_invalid');
+    expect(await codeOf(svc.verify(undefined))).toBe('missing_credentials');
+  });
+
+  it('tolerates clock skew within auth.clockToleranceSeconds', async () => {
+    const skewed = await forged({ nbf: now() + 3 }).sign(enc.encode(SECRET));
+    expect(await codeOf(svc.verify(skewed))).toBe('accepted');
+  });
+});
+
+describe('TokenService with tenants', () => {
+  it('refuses an unknown tenant once tenants are configured, and tokens issued before tokensNotBefore', async () => {
+    const svc = createTokenService(authConfig(), tenants([tenant('acme', { tokensNotBefore: new Date(Date.now() - 60_000).toISOString() })]));
+    expect(await codeOf(svc.verify(await forged({ tid: 'other' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
+    expect(await codeOf(svc.verify(await forged({ iat: now() - 3600, nbf: now() - 3600 }).sign(enc.encode(SECRET))))).toBe('token_revoked');
+    expect(await codeOf(svc.verify(await forged().sign(enc.encode(SECRET))))).toBe('accepted');
+  });
+
+  it("verifies a tenant's own user tokens with its key, and only as role user", async () => {
+    const tenantSecret = 'acme-own-secret-0123456789';
+    const svc = createTokenService(authConfig(), tenants([tenant('acme', { jwtVerificationKey: tenantSecret })]));
+    const own = (role?: string) =>
+      new SignJWT(role ? { tid: 'acme', role } : { tid: 'acme' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('acme')
+        .setAudience('chatd')
+        .setSubject('u-42')
+        .setExpirationTime('10m')
+        .sign(enc.encode(tenantSecret));
+    const p = await svc.verify(await own());
+    expect(p).toMatchObject({ tenantId: 'acme', role: 'user', subject: 'u-42', issuer: 'tenant' });
+    expect(p.jti).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(await codeOf(svc.verify(await own('agent')))).toBe('token_invalid');
+    // The tenant's key cannot sign chatd's own tokens.
+    expect(await codeOf(svc.verify(await forged().sign(enc.encode(tenantSecret))))).toBe('token_invalid');
+  });
+
+  it('asks the revocation hook', async () => {
+    const svc = createTokenService(authConfig(), tenants(), { isRevoked: (p) => p.subject === 'gone' });
+    const t = await svc.mint({ tenantId: 'acme', role: 'agent', subject: 'gone', ttlSeconds: 60 });
+    expect(await codeOf(svc.verify(t.token))).toBe('token_revoked');
+  });
+});
+
+describe('key rotation and asymmetric keys', () => {
+  it('the first key signs with its kid; every key verifies; a removed kid is refused', async () => {
+    const keys = [
+      { kid: 'k2', secret: 'second-secret-0123456789abc', algorithm: 'HS256' as const },
+      { kid: 'k1', secret: 'first-secret-0123456789abcd', algorithm: 'HS256' as const },
+    ];
+    const old = createTokenService(authConfig({ jwtSecret: undefined, jwtKeys: [keys[1]!] }), tenants());
+    const rotated = createTokenService(authConfig({ jwtSecret: undefined, jwtKeys: keys }), tenants());
+    const retired = createTokenService(authConfig({ jwtSecret: undefined, jwtKeys: [keys[0]!] }), tenants());
+    const oldToken = (await old.mint({ tenantId: 'acme', role: 'visitor', ttlSeconds: 60 })).token;
+    const newToken = (await rotated.mint({ tenantId: 'acme', role: 'visitor', ttlSeconds: 60 })).token;
+    expect(JSON.parse(Buffer.from(newToken.split('.')[0]!, 'base64url').toString()).kid).toBe('k2');
+    expect(await codeOf(rotated.verify(oldToken))).toBe('accepted');
+    expect(await codeOf(rotated.verify(newToken))).toBe('accepted');
+    expect(await codeOf(retired.verify(oldToken))).toBe('token_invalid');
+  });
+
+  it.each(['rsa', 'ed25519'] as const)('signs and verifies with %s key files; an HS256 token signed with the public key is refused', async (type) => {
+    const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
+    const files: Record<string, string> = {
+      'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    };
+    const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
+    const svc = createTokenService(
+      authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
+      tenants(),
+      { readFile: (p) => files[p]! },
+    );
+    const t = await svc.mint({ tenantId: 'acme', role: 'agent', subject: 'bob', ttlSeconds: 60 });
+    expect(JSON.parse(Buffer.from(t.token.split('.')[0]!, 'base64url').toString()).alg).toBe(algorithm);
+    expect((await svc.verify(t.token)).subject).toBe('bob');
+    const confused = await new SignJWT({ tid: 'acme', role: 'agent', sub: 'x' })
+      .setProtectedHeader({ alg: 'HS256', kid: 'a1' })
+      .setIssuer('chatd')
+      .setAudience('chatd')
+      .setExpirationTime('1h')
+      .setJti('c')
+      .sign(enc.encode(files['pub.pem']!));
+    expect(await codeOf(svc.verify(confused))).toBe('token_invalid');
+  });
+});
+
+describe('parseTtl', () => {
+  it('reads seconds and units', () => {
+    expect(parseTtl('3600')).toBe(3600);
+    expect(parseTtl('15m')).toBe(900);
+    expect(parseTtl('1h')).toBe(3600);
+    expect(parseTtl('2d')).toBe(172800);
+    expect(() => parseTtl('1 week')).toThrow(/invalid duration/);
+  });
+});

@@ -1,0 +1,429 @@
+// The domain: the one path every message takes, whichever door it came through (HTTP or the
+// Socket.IO `message` event), and the session and history rules both doors share. It knows ports
+// only (SessionStore, MessageStore, OutboxRelay, Bus): no uWebSockets.js, no Redis, no SQL.
+//
+// Exported API (what the api and ws roles call):
+//
+//   createChatService(deps: ChatServiceDeps): ChatService
+//
+//   chat.send(principal, input, door: 'http'|'ws') → Promise<SendResult>
+//       Validates `input` (DomainSendInput: the widget's flat body; `tenantId` optional for agents),
+//       checks the tenant, resolves identity (token `sub` / `userHash` / tenant policy), binds or
+//       checks the session (DESIGN.md "Session binding"), writes `session:{id}` by check-and-set
+//       (visitors and users), then db.messages.accept (one group-committed transaction) and, only
+//       after COMMIT, hands the message to the relay (publishNow). Resolves with
+//       { messageId, sessionId, message, duplicate }. Throws ChatdError: validation_failed /
+//       invalid_id (400), tenant_mismatch / session_forbidden / identity_* (403),
+//       idempotency_conflict (409), outcome_unknown / dependency_unavailable (503).
+//
+//   chat.history(principal, { tenantId, sessionId?, userId?, before?, limit?, fingerprint? })
+//       → Promise<HistoryPage>. visitor: its bound session only; user (verified sub): its own
+//       sessions or by userId = sub across sessions; agent: any conversation of its tenant.
+//       A session the principal may not read answers session_forbidden — a foreign or unknown
+//       session of another tenant looks exactly like one it does not own.
+//
+//   chat.markRead(principal, { sessionId, messageId, fingerprint? }) → Promise<{ sessionId, messageId, reader }>
+//       Stores the read pointer and publishes the `read` event on the tenant's bus.
+//
+//   chat.typing(principal, { sessionId, isTyping }) → Promise<{ sessionId, sender, isTyping }>
+//       Checks access and publishes `typing` on the bus (nothing stored).
+//
+//   chat.resolveSession(principal, { sessionId?, fingerprint? }) → Promise<string | undefined>
+//       The session a visitor/user credential acts on, binding it if needed — what the ws role calls
+//       at CONNECT (token `sid`, else the token's stored binding, else auth.sessionId +
+//       auth.fingerprint under the binding rule). Agents: undefined (they act on the tenant), unless
+//       a sessionId is given, which must be a conversation of their tenant.
+//
+//   chat.authorizeSession(principal, sessionId, fingerprint?) → Promise<void>
+//       Throws session_forbidden unless the principal may act on that session (binding it if it is
+//       the token's first). The ws role uses it for join/typing/read.
+//
+//   chat.bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint?) → Promise<void>
+//       The anonymous-token endpoint with a sessionId: binds now, under the same rule.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Principal } from '../auth/jwt.js';
+import { remainingSeconds } from '../auth/jwt.js';
+import { resolveIdentity, type Identity } from '../auth/identity.js';
+import type { TenantDirectory, TenantPolicy } from '../auth/tenants.js';
+import type { Conversation, HistoryPage, MessageStore, OutboxRelay } from '../db/ports.js';
+import { ChatdError } from '../errors.js';
+import { messagesAccepted } from '../observability/metrics.js';
+import { compileValidator, type ValidationIssue } from '../schemas/validate.js';
+import type { Bus, SessionStore } from '../store/ports.js';
+import { DomainSendInput } from './contract.js';
+import type { ChatMessage, MessageMeta, Sender } from './message.js';
+
+export type Door = 'http' | 'ws';
+
+export interface ChatServiceDeps {
+  readonly tenants: () => TenantDirectory;
+  readonly messages: MessageStore;
+  readonly sessions: SessionStore;
+  readonly relay: Pick<OutboxRelay, 'publishNow'>;
+  readonly bus: Pick<Bus, 'publish'>;
+  /** limits.messageMaxChars. */
+  readonly messageMaxChars: number;
+  /** TTL of `session:{id}` (the guide's 24 h). */
+  readonly sessionTtlSeconds?: number;
+  readonly logger?: Logger;
+}
+
+export interface SendResult {
+  readonly messageId: string;
+  readonly sessionId: string;
+  readonly message: ChatMessage;
+  /** True when a retry with the same clientMessageId and content returned the first message. */
+  readonly duplicate: boolean;
+}
+
+export interface HistoryRequest {
+  readonly tenantId: string;
+  readonly sessionId?: string | undefined;
+  readonly userId?: string | undefined;
+  readonly before?: string | undefined;
+  readonly limit?: number | undefined;
+  /** Proves ownership of an existing session for a token not yet bound. */
+  readonly fingerprint?: string | undefined;
+}
+
+export interface Party {
+  readonly type: Sender['type'];
+  readonly id: string;
+}
+
+export interface ChatService {
+  send(principal: Principal, input: unknown, door: Door): Promise<SendResult>;
+  history(principal: Principal, req: HistoryRequest): Promise<HistoryPage>;
+  markRead(
+    principal: Principal,
+    req: { sessionId: string; messageId: string; fingerprint?: string | undefined },
+  ): Promise<{ sessionId: string; messageId: string; reader: Party }>;
+  typing(
+    principal: Principal,
+    req: { sessionId: string; isTyping: boolean },
+  ): Promise<{ sessionId: string; sender: Party; isTyping: boolean }>;
+  resolveSession(principal: Principal, claim: { sessionId?: string | undefined; fingerprint?: string | undefined }): Promise<string | undefined>;
+  authorizeSession(principal: Principal, sessionId: string, fingerprint?: string): Promise<void>;
+  bindForMint(tenantId: string, jti: string, ttlSeconds: number, sessionId: string, fingerprint?: string): Promise<void>;
+}
+
+export const DEFAULT_HISTORY_LIMIT = 50;
+export const MAX_HISTORY_LIMIT = 200;
+const SESSION_TTL = 24 * 3600;
+const ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+const validateSend = compileValidator(DomainSendInput);
+
+const forbidden = () => new ChatdError('session_forbidden');
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+/** Fingerprints are the proof of ownership of a session: compare them in constant time. */
+function sameSecret(a: string | null | undefined, b: string | null | undefined): boolean {
+  if (!a || !b) return false;
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+/** Turns schema issues into one 400: `invalid_id` when only ids are malformed, else `validation_failed`. */
+export function validationError(issues: readonly ValidationIssue[]): ChatdError {
+  const onlyIds = issues.every((i) => /must match pattern/.test(i.message) && /(Id|^fingerprint)$/.test(i.path));
+  const details = issues.map((i) => ({ path: i.path, message: i.message.replace(/must match pattern "\^\(?(.*?)\)?\??\$"/, 'must match $1') }));
+  const summary = details.map((d) => `${d.path} ${d.message}`).slice(0, 3).join('; ');
+  return new ChatdError(onlyIds ? 'invalid_id' : 'validation_failed', `Invalid request: ${summary}`, { details });
+}
+
+export function createChatService(deps: ChatServiceDeps): ChatService {
+  const sessionTtl = deps.sessionTtlSeconds ?? SESSION_TTL;
+
+  const tenantOf = (principal: Principal, tenantId: string | undefined): TenantPolicy => {
+    if (tenantId !== undefined && tenantId !== principal.tenantId) throw new ChatdError('tenant_mismatch');
+    const t = deps.tenants().get(principal.tenantId);
+    // The token verified against a tenant that a reload has since removed.
+    if (!t) throw new ChatdError('token_invalid', 'Invalid token: unknown tenant');
+    return t;
+  };
+
+  /** Whether a conversation may be taken over by this credential (the binding rule). */
+  const provesOwnership = (principal: Principal, conv: Conversation, fingerprint: string | undefined) =>
+    sameSecret(conv.fingerprint, fingerprint) ||
+    (principal.role === 'user' && principal.subject !== undefined && conv.userId === principal.subject);
+
+  /**
+   * Takes `sessionId` for a token with no binding yet: a new session is created and owned by it;
+   * an existing one only with its fingerprint (or, for a verified user, its userId). Then stores the
+   * binding; a concurrent request that bound the token elsewhere first wins.
+   */
+  async function acquire(
+    principal: Principal,
+    sessionId: string,
+    fingerprint: string | undefined,
+    identity: Identity | undefined,
+  ): Promise<void> {
+    const owner = {
+      ...(fingerprint ? { fingerprint } : {}),
+      ...(identity?.verified && identity.userId ? { userId: identity.userId } : {}),
+    };
+    const r = await deps.messages.ensureConversation(principal.tenantId, sessionId, owner);
+    if (r.kind === 'foreign') throw forbidden();
+    if (r.kind === 'existing' && !provesOwnership(principal, r.conversation, fingerprint)) throw forbidden();
+    const bound = await deps.sessions.bind(principal.tenantId, principal.jti, sessionId, remainingSeconds(principal));
+    if (bound !== sessionId) throw forbidden();
+  }
+
+  /**
+   * The session rule for visitors and users, for writing: `sid` → that session only; a stored
+   * binding → that session only; else acquire it. Agents: a conversation of their tenant.
+   */
+  async function accessForWrite(
+    principal: Principal,
+    sessionId: string,
+    fingerprint: string | undefined,
+    identity: Identity | undefined,
+  ): Promise<void> {
+    if (principal.role === 'agent') {
+      const conv = await deps.messages.getConversation(principal.tenantId, sessionId);
+      if (!conv) throw forbidden();
+      return;
+    }
+    if (principal.sessionId !== undefined) {
+      if (principal.sessionId !== sessionId) throw forbidden();
+      return;
+    }
+    const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+    if (bound !== null) {
+      if (bound !== sessionId) throw forbidden();
+      return;
+    }
+    await acquire(principal, sessionId, fingerprint, identity);
+  }
+
+  /**
+   * For reading: like writing, except that an unbound token reading a session that does not exist
+   * yet gets an empty page without binding (a GET creates nothing). Returns false when there is
+   * nothing to read.
+   */
+  async function accessForRead(principal: Principal, sessionId: string, fingerprint: string | undefined): Promise<boolean> {
+    if (principal.role === 'agent') return true; // history() filters by tenant: another tenant's session reads as empty
+    if (principal.sessionId !== undefined) {
+      if (principal.sessionId !== sessionId) throw forbidden();
+      return true;
+    }
+    const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+    if (bound !== null) {
+      if (bound !== sessionId) throw forbidden();
+      return true;
+    }
+    const conv = await deps.messages.getConversation(principal.tenantId, sessionId);
+    if (!conv) return false;
+    if (!provesOwnership(principal, conv, fingerprint)) throw forbidden();
+    const now = await deps.sessions.bind(principal.tenantId, principal.jti, sessionId, remainingSeconds(principal));
+    if (now !== sessionId) throw forbidden();
+    return true;
+  }
+
+  const partyOf = (principal: Principal, sessionId: string): Party =>
+    principal.role === 'agent'
+      ? { type: 'agent', id: principal.subject! }
+      : principal.role === 'user' && principal.subject
+        ? { type: 'user', id: principal.subject }
+        : { type: 'visitor', id: sessionId };
+
+  return {
+    async send(principal, raw, door) {
+      const v = validateSend(raw);
+      if (!v.ok) throw validationError(v.errors);
+      const input = v.value;
+      const tenant = tenantOf(principal, input.tenantId);
+      if (principal.role !== 'agent' && input.tenantId === undefined) {
+        throw validationError([{ path: 'tenantId', message: 'is required' }]);
+      }
+      const text = input.text;
+      if (text.trim().length === 0) throw validationError([{ path: 'text', message: 'must not be blank' }]);
+      if ([...text].length > deps.messageMaxChars) {
+        throw validationError([{ path: 'text', message: `must be at most ${deps.messageMaxChars} characters` }]);
+      }
+      const fingerprint = input.fingerprint || undefined;
+      if (principal.role === 'visitor' && !fingerprint) {
+        throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
+      }
+      const sessionId = input.sessionId;
+
+      let sender: Sender;
+      let identity: Identity | undefined;
+      if (principal.role === 'agent') {
+        sender = { type: 'agent', id: principal.subject!, verified: true };
+      } else {
+        identity = resolveIdentity(principal, tenant, { userId: input.userId, userHash: input.userHash });
+        sender = identity.userId
+          ? { type: 'user', id: identity.userId, verified: identity.verified }
+          : { type: 'visitor', id: sessionId, verified: false };
+      }
+
+      await accessForWrite(principal, sessionId, fingerprint, identity);
+
+      if (principal.role !== 'agent') {
+        const r = await deps.sessions.upsert(
+          sessionId,
+          { tenantId: principal.tenantId, userId: identity?.userId ?? sessionId, fingerprint: fingerprint ?? '' },
+          sessionTtl,
+        );
+        if (r === 'foreign') throw forbidden();
+      }
+
+      const meta: MessageMeta = {
+        domain: input.domain ?? '',
+        origin: input.origin ?? '',
+        url: input.url ?? '',
+        referrer: input.referrer ?? '',
+        siteId: input.siteId ?? '',
+        ...(input.userInfo && Object.keys(input.userInfo).length > 0 ? { userInfo: input.userInfo } : {}),
+      };
+      const result = await deps.messages.accept({
+        tenantId: principal.tenantId,
+        sessionId,
+        sender,
+        text,
+        ...(input.clientMessageId ? { clientMessageId: input.clientMessageId } : {}),
+        meta,
+        conversation: {
+          // Only a verified userId is stored on the conversation: history by userId must never
+          // include a session someone merely claimed.
+          ...(identity?.verified && identity.userId ? { userId: identity.userId } : {}),
+          ...(fingerprint ? { fingerprint } : {}),
+        },
+      });
+      switch (result.kind) {
+        case 'created':
+          messagesAccepted.inc({ door });
+          deps.relay.publishNow(result.message, result.outboxId);
+          return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
+        case 'duplicate':
+          return { messageId: result.message.id, sessionId, message: result.message, duplicate: true };
+        case 'conflict':
+          throw new ChatdError('idempotency_conflict');
+        default: {
+          const never: never = result;
+          throw new Error(`unknown accept result ${JSON.stringify(never)}`);
+        }
+      }
+    },
+
+    async history(principal, req) {
+      tenantOf(principal, req.tenantId);
+      const limit = req.limit ?? DEFAULT_HISTORY_LIMIT;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_LIMIT) {
+        throw validationError([{ path: 'limit', message: `must be an integer from 1 to ${MAX_HISTORY_LIMIT}` }]);
+      }
+      if (req.before !== undefined && (req.before.length === 0 || req.before.length > 256)) {
+        throw validationError([{ path: 'before', message: 'must be a cursor from nextCursor' }]);
+      }
+      const base = { tenantId: principal.tenantId, limit, ...(req.before ? { before: req.before } : {}) };
+      if (req.sessionId !== undefined) {
+        if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+        if (!(await accessForRead(principal, req.sessionId, req.fingerprint))) return { messages: [], nextCursor: null };
+        return deps.messages.history({ ...base, sessionId: req.sessionId });
+      }
+      if (req.userId !== undefined) {
+        if (principal.role === 'visitor') {
+          throw new ChatdError('forbidden', 'History by userId needs a verified user token or an agent token');
+        }
+        if (principal.role === 'user' && req.userId !== principal.subject) {
+          throw new ChatdError('forbidden', "A user token reads only its own user's history");
+        }
+        return deps.messages.history({ ...base, userId: req.userId });
+      }
+      // No sessionId: a visitor or user bound to a session reads it.
+      if (principal.role !== 'agent') {
+        const own = principal.sessionId ?? (await deps.sessions.getBinding(principal.tenantId, principal.jti));
+        if (own) return deps.messages.history({ ...base, sessionId: own });
+        if (principal.role === 'user') return deps.messages.history({ ...base, userId: principal.subject! });
+      }
+      throw validationError([{ path: 'sessionId', message: 'is required (or userId)' }]);
+    },
+
+    async markRead(principal, req) {
+      tenantOf(principal, undefined);
+      if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      if (principal.role === 'agent') {
+        if (!(await deps.messages.getConversation(principal.tenantId, req.sessionId))) throw forbidden();
+      } else if (!(await accessForRead(principal, req.sessionId, req.fingerprint))) {
+        throw forbidden();
+      }
+      const reader = partyOf(principal, req.sessionId);
+      const ok = await deps.messages.markRead(principal.tenantId, req.sessionId, `${reader.type}:${reader.id}`, req.messageId);
+      if (!ok) throw new ChatdError('not_found', 'No such message in this conversation');
+      const event = { sessionId: req.sessionId, messageId: req.messageId, reader };
+      await deps.bus.publish(principal.tenantId, { type: 'read', ...event });
+      return event;
+    },
+
+    async typing(principal, req) {
+      tenantOf(principal, undefined);
+      if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      if (principal.role === 'agent') {
+        if (!(await deps.messages.getConversation(principal.tenantId, req.sessionId))) throw forbidden();
+      } else {
+        await accessForRead(principal, req.sessionId, undefined);
+      }
+      const event = { sessionId: req.sessionId, sender: partyOf(principal, req.sessionId), isTyping: req.isTyping };
+      await deps.bus.publish(principal.tenantId, { type: 'typing', ...event });
+      return event;
+    },
+
+    async resolveSession(principal, claim) {
+      tenantOf(principal, undefined);
+      const sessionId = claim.sessionId || undefined;
+      const fingerprint = claim.fingerprint || undefined;
+      if (sessionId !== undefined && !ID.test(sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      if (fingerprint !== undefined && !ID.test(fingerprint)) throw new ChatdError('invalid_id', 'fingerprint must match [A-Za-z0-9_-]{1,128}');
+      if (principal.role === 'agent') {
+        if (sessionId === undefined) return undefined;
+        if (!(await deps.messages.getConversation(principal.tenantId, sessionId))) throw forbidden();
+        return sessionId;
+      }
+      if (principal.sessionId !== undefined) {
+        if (sessionId !== undefined && sessionId !== principal.sessionId) throw forbidden();
+        return principal.sessionId;
+      }
+      const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+      if (bound !== null) {
+        if (sessionId !== undefined && sessionId !== bound) throw forbidden();
+        return bound;
+      }
+      if (sessionId === undefined) {
+        throw validationError([{ path: 'sessionId', message: 'is required: the token is not bound to a session yet' }]);
+      }
+      const identity: Identity | undefined =
+        principal.role === 'user' && principal.subject ? { userId: principal.subject, verified: true } : undefined;
+      await acquire(principal, sessionId, fingerprint, identity);
+      return sessionId;
+    },
+
+    async authorizeSession(principal, sessionId, fingerprint) {
+      tenantOf(principal, undefined);
+      if (!ID.test(sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      if (principal.role === 'agent') {
+        if (!(await deps.messages.getConversation(principal.tenantId, sessionId))) throw forbidden();
+        return;
+      }
+      if (!(await accessForRead(principal, sessionId, fingerprint))) {
+        // Not created yet: take it now, as the first use of the token.
+        const identity: Identity | undefined =
+          principal.role === 'user' && principal.subject ? { userId: principal.subject, verified: true } : undefined;
+        await acquire(principal, sessionId, fingerprint, identity);
+      }
+    },
+
+    async bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint) {
+      const pseudo: Principal = {
+        tenantId,
+        role: 'visitor',
+        jti,
+        expiresAt: Math.floor(Date.now() / 1000) + ttlSeconds,
+        issuedAt: Math.floor(Date.now() / 1000),
+        issuer: 'chatd',
+      };
+      await acquire(pseudo, sessionId, fingerprint, undefined);
+    },
+  };
+}

@@ -1,0 +1,188 @@
+// The wire contract of the domain (DESIGN.md "The contract"), as TypeBox schemas: the message body
+// both doors accept, the message as returned and emitted, the send acknowledgement, history pages
+// and the Socket.IO event payloads. `npm run schemas` writes them to schemas/ as JSON Schema; the
+// domain validates its input with them and the contract test checks real answers against them.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+export const ID_RE = '^[A-Za-z0-9_-]{1,128}$';
+export const USER_ID_RE = '^[A-Za-z0-9_.@-]{1,128}$';
+
+export const Id = (description: string) => Type.String({ pattern: ID_RE, description: `${description} [A-Za-z0-9_-]{1,128}.` });
+export const UserId = (description: string) =>
+  Type.String({ pattern: USER_ID_RE, description: `${description} [A-Za-z0-9_.@-]{1,128}.` });
+/** Optional ids from the widget may be empty strings (the guide sends them blank): '' = absent. */
+const OptionalUserId = Type.String({ pattern: '^([A-Za-z0-9_.@-]{1,128})?$', description: 'The user\'s id in the site (a claim unless verified); empty = anonymous.' });
+const MetaText = (description: string, max = 2048) => Type.String({ maxLength: max, description });
+
+export const ClientMessageId = Type.String({
+  pattern: '^[A-Za-z0-9_.:-]{1,128}$',
+  description: 'Idempotency key chosen by the client: a retry with the same key and content returns the first messageId.',
+});
+
+/** Largest `text` the schema allows; the configured `limits.messageMaxChars` (4000 by default) applies on top. */
+export const TEXT_MAX_SCHEMA = 100_000;
+
+const metaFields = {
+  domain: Type.Optional(MetaText('Host name of the page (window.location.hostname).', 253)),
+  origin: Type.Optional(MetaText('Origin of the page.', 512)),
+  url: Type.Optional(MetaText('URL of the page.')),
+  referrer: Type.Optional(MetaText('document.referrer.')),
+  siteId: Type.Optional(Type.String({ pattern: '^([A-Za-z0-9_-]{1,128})?$', description: 'The site within the tenant; empty = none.' })),
+  userInfo: Type.Optional(
+    Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), {
+      maxProperties: 50,
+      description: 'Free-form facts about the user (name, email, …), stored with the message.',
+    }),
+  ),
+};
+
+/** `POST /webchat/message` and the Socket.IO `message` event of visitors and users (the guide's flat body). */
+export const SendMessageBody = Type.Object(
+  {
+    text: Type.String({ minLength: 1, maxLength: TEXT_MAX_SCHEMA, description: 'The message (1..limits.messageMaxChars characters).' }),
+    tenantId: Id('The tenant.'),
+    sessionId: Id('The conversation (the widget\'s session).'),
+    fingerprint: Type.Optional(Id('The browser\'s fingerprint: required for visitors; proves ownership of an existing session.')),
+    userId: Type.Optional(OptionalUserId),
+    userHash: Type.Optional(Type.String({ maxLength: 128, description: 'hex HMAC-SHA256(identitySecret, userId): verifies userId.' })),
+    clientMessageId: Type.Optional(ClientMessageId),
+    ...metaFields,
+  },
+  { additionalProperties: true, description: 'A message from the widget. Unknown fields are ignored.' },
+);
+export type SendMessageBody = Static<typeof SendMessageBody>;
+
+/** The Socket.IO `message` event of an agent: a reply to any conversation of its tenant. */
+export const AgentMessageBody = Type.Object(
+  {
+    sessionId: Id('The conversation replied to.'),
+    text: Type.String({ minLength: 1, maxLength: TEXT_MAX_SCHEMA, description: 'The reply.' }),
+    tenantId: Type.Optional(Id('The tenant (must be the token\'s).')),
+    clientMessageId: Type.Optional(ClientMessageId),
+  },
+  { additionalProperties: true, description: 'An agent\'s reply.' },
+);
+
+/** What the domain accepts from either door: the widget's body, with tenantId optional for agents. */
+export const DomainSendInput = Type.Object(
+  { ...SendMessageBody.properties, tenantId: Type.Optional(Id('The tenant (must be the token\'s).')) },
+  { additionalProperties: true },
+);
+export type DomainSendInput = Static<typeof DomainSendInput>;
+
+export const SenderSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('visitor'), Type.Literal('user'), Type.Literal('agent'), Type.Literal('system')]),
+    id: Type.String({ minLength: 1, maxLength: 128, description: 'visitor: the sessionId; user: the userId; agent: the token\'s sub.' }),
+    verified: Type.Boolean({ description: 'Whether the id was verified (token sub or userHash).' }),
+  },
+  { additionalProperties: false },
+);
+
+export const MessageSchema = Type.Object(
+  {
+    id: Type.String({ format: 'uuid', description: 'Assigned by chatd.' }),
+    tenantId: Id('The tenant.'),
+    sessionId: Id('The conversation.'),
+    seq: Type.Integer({ minimum: 1, description: 'Position in the conversation (its stream offset).' }),
+    sender: SenderSchema,
+    text: Type.String({ minLength: 1 }),
+    clientMessageId: Type.Optional(ClientMessageId),
+    createdAt: Type.String({ format: 'date-time' }),
+    meta: Type.Object(
+      {
+        domain: Type.String(),
+        origin: Type.String(),
+        url: Type.String(),
+        referrer: Type.String(),
+        siteId: Type.String(),
+        userInfo: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false, description: 'A message as returned and emitted.' },
+);
+
+export const SendAck = Type.Object(
+  {
+    success: Type.Literal(true),
+    messageId: Type.String({ format: 'uuid' }),
+    sessionId: Id('The conversation.'),
+  },
+  { additionalProperties: false, description: 'Answer of POST /webchat/message and ack of the `message` event: stored (committed).' },
+);
+
+export const ErrorDetailSchema = Type.Object(
+  { path: Type.Optional(Type.String()), message: Type.String() },
+  { additionalProperties: false },
+);
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.String({ description: 'Human-readable message (the guide\'s field).' }),
+    code: Type.String({ pattern: '^[a-z][a-z0-9_]*$', description: 'Stable snake_case code; see the README\'s error list.' }),
+    details: Type.Optional(Type.Array(ErrorDetailSchema)),
+  },
+  { additionalProperties: false, description: 'Every HTTP error body.' },
+);
+
+export const SendNack = Type.Object(
+  { success: Type.Literal(false), error: Type.String(), code: Type.String({ pattern: '^[a-z][a-z0-9_]*$' }) },
+  { additionalProperties: false, description: 'Ack of a refused `message` event.' },
+);
+
+export const HistoryPageSchema = Type.Object(
+  {
+    messages: Type.Array(MessageSchema, { description: 'Chronological (oldest first).' }),
+    nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for older messages; null at the start.' }),
+  },
+  { additionalProperties: false, description: 'Answer of GET /api/chat/messages.' },
+);
+
+const Party = Type.Object(
+  { type: Type.String(), id: Type.String() },
+  { additionalProperties: true },
+);
+
+/** Socket.IO server events (DESIGN.md "Real time"). */
+export const EventSchemas = {
+  meta_message_created: Type.Object({ message: MessageSchema }, { additionalProperties: false, description: 'A stored message, to its conversation and the tenant\'s agents.' }),
+  presence_update: Type.Object(
+    {
+      userId: Type.String(),
+      sessionId: Type.String(),
+      status: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+      at: Type.String({ format: 'date-time' }),
+    },
+    { additionalProperties: false, description: 'A user came online or went offline (to agents).' },
+  ),
+  typing: Type.Object(
+    { sessionId: Id('The conversation.'), sender: Party, isTyping: Type.Boolean() },
+    { additionalProperties: false, description: 'Typing indicator, relayed not stored.' },
+  ),
+  read: Type.Object(
+    { sessionId: Id('The conversation.'), messageId: Type.String(), reader: Party },
+    { additionalProperties: false, description: 'Read pointer moved.' },
+  ),
+  meta_broadcast: Type.Object(
+    { event: Type.String(), data: Type.Unknown() },
+    { additionalProperties: false, description: 'From POST /api/chat/broadcast, to every socket of the tenant.' },
+  ),
+} satisfies Record<string, TSchema>;
+
+/** Socket.IO client events. */
+export const ClientEventSchemas = {
+  message: SendMessageBody,
+  agent_message: AgentMessageBody,
+  join: Type.Object({ sessionId: Id('The conversation.') }, { additionalProperties: true, description: 'Agent: receive this conversation\'s typing and read.' }),
+  leave: Type.Object({ sessionId: Id('The conversation.') }, { additionalProperties: true, description: 'Agent: stop receiving them.' }),
+  typing: Type.Object(
+    { sessionId: Id('The conversation.'), isTyping: Type.Boolean() },
+    { additionalProperties: true, description: 'Typing indicator.' },
+  ),
+  read: Type.Object(
+    { sessionId: Id('The conversation.'), messageId: Type.String({ maxLength: 64 }) },
+    { additionalProperties: true, description: 'Mark read up to a message.' },
+  ),
+} satisfies Record<string, TSchema>;
