@@ -1,0 +1,83 @@
+// Entry point of the single binary (dist/chatd, a Node.js Single Executable Application). It hands
+// the CLI the two things a bundle cannot carry as plain JavaScript, then runs it:
+//  - uWebSockets.js's native addon, embedded as a SEA asset, written to a content-hashed file in a
+//    cache folder and dlopen'ed (src/uws.ts picks it up from globalThis.__chatdUws);
+//  - PGlite's wasm modules and data bundle, embedded as assets (src/db/pglite.ts spreads
+//    globalThis.__chatdPgliteAssets into the PGlite options).
+// Both are lazy: `chatd --version` or `chatd config check` neither write nor compile anything, and
+// a host where no cache folder allows executing files can still run the commands that do not serve.
+import sea from 'node:sea';
+import { cacheCandidates, loadNativeFromCache, type LoadedNative } from './native-cache.js';
+
+/** sha256 of the embedded addon, set by scripts/package/build.mjs (esbuild define). */
+declare const __CHATD_UWS_ASSET__: string;
+
+/** What the entry set up, for diagnostics (`/proc/<pid>/maps` shows the same file mapped). */
+export interface EmbeddedInfo {
+  uws?: { file: string; skipped: readonly string[]; written: boolean };
+}
+
+const g = globalThis as {
+  __chatdUws?: unknown;
+  __chatdPgliteAssets?: Record<string, unknown>;
+  __chatdEmbedded?: EmbeddedInfo;
+};
+
+/** An asset's bytes without a copy (they stay in the executable's mapped memory). */
+const rawAsset = (key: string) => sea.getRawAsset(key) as ArrayBuffer;
+
+function installUws(): void {
+  let loaded: LoadedNative<unknown> | undefined;
+  Object.defineProperty(g, '__chatdUws', {
+    configurable: true,
+    enumerable: false,
+    get() {
+      if (!loaded) {
+        loaded = loadNativeFromCache({
+          bytes: new Uint8Array(rawAsset(__CHATD_UWS_ASSET__)),
+          name: __CHATD_UWS_ASSET__.replace(/\.node$/, ''),
+          candidates: cacheCandidates(process.env, process.execPath),
+          verify: (m): m is unknown => typeof (m as { getParts?: unknown }).getParts === 'function',
+          what: `the native uWebSockets.js module (${__CHATD_UWS_ASSET__}) embedded in ${process.execPath}`,
+        });
+        g.__chatdEmbedded = { ...g.__chatdEmbedded, uws: { file: loaded.file, skipped: loaded.skipped, written: loaded.written } };
+        if (loaded.skipped.length > 0) {
+          // Before the logger exists: one line per skipped folder so an operator sees why the cache moved.
+          for (const s of loaded.skipped) process.stderr.write(`chatd: native module cache: skipped ${s}\n`);
+          process.stderr.write(`chatd: native module cache: using ${loaded.file}\n`);
+        }
+      }
+      return loaded.exports;
+    },
+  });
+}
+
+function installPgliteAssets(): void {
+  let wasm: WebAssembly.Module | undefined;
+  let initdb: WebAssembly.Module | undefined;
+  let data: Blob | undefined;
+  const assets = {};
+  // Getters so that the ~10 MB wasm is compiled only when a database is opened; a spread reads them.
+  Object.defineProperties(assets, {
+    pgliteWasmModule: { enumerable: true, get: () => (wasm ??= new WebAssembly.Module(rawAsset('pglite.wasm'))) },
+    initdbWasmModule: { enumerable: true, get: () => (initdb ??= new WebAssembly.Module(rawAsset('initdb.wasm'))) },
+    fsBundle: { enumerable: true, get: () => (data ??= sea.getAssetAsBlob('pglite.data')) },
+  });
+  g.__chatdPgliteAssets = assets;
+}
+
+async function main(): Promise<void> {
+  if (sea.isSea()) {
+    installUws();
+    installPgliteAssets();
+  }
+  // Imported only now, after the globals exist (esbuild inlines it; no runtime module loading).
+  const { run } = await import('../../src/cli/main.js');
+  await run(process.argv);
+}
+
+main().catch((err: unknown) => {
+  const e = err as Error;
+  process.stderr.write(`chatd: ${e?.name === 'NativeUwsError' ? e.message : (e?.stack ?? String(err))}\n`);
+  process.exitCode = 1;
+});
