@@ -84,6 +84,13 @@ export interface PresenceStore {
   sweep(nowMs: number): Promise<PresenceChange[]>;
   list(tenantId: string): Promise<OnlineUser[]>;
   isOnline(tenantId: string, userId: string): Promise<boolean>;
+  /**
+   * Removes every connection of a node at once through the per-node index (a graceful stop, or an
+   * operator evicting a node known dead before its timeout); returns users now offline.
+   */
+  removeNode(nodeId: string): Promise<PresenceChange[]>;
+  /** The node registry: nodes whose last heartbeat (or add) has not expired at `nowMs`. */
+  nodes(nowMs: number): Promise<{ nodeId: string; expiresAt: number }[]>;
 }
 
 // ---------------------------------------------------------------- events, agent stream, bus
@@ -173,9 +180,38 @@ export interface WebhookJob {
 export interface WebhookStream {
   /** Entries between two ids ('-' and '+' for the ends), at most `count`. */
   range(start: string, end: string, count: number): Promise<WebhookJob[]>;
-  /** Follows new entries after `fromId` ('$' = only new) until the signal aborts. */
+  /**
+   * Follows new entries after `fromId` ('$' = only new) until the signal aborts, then resolves.
+   * Connection faults do not end it: it waits for Redis and continues after the last entry seen.
+   */
   follow(fromId: string, onEntry: (job: WebhookJob) => void, signal: AbortSignal): Promise<void>;
   length(): Promise<number>;
+  /**
+   * A consumer group over the stream (Redis XREADGROUP/XACK/XAUTOCLAIM; the memory store keeps the
+   * same semantics in process), so several dispatchers share the jobs and a dead one's are claimed.
+   */
+  group(name: string): WebhookConsumerGroup;
+}
+
+/** At-least-once consumption of `meta:webhook_jobs` by several consumers (the webhook dispatcher). */
+export interface WebhookConsumerGroup {
+  readonly name: string;
+  /** Creates the group if missing: '0' (default) starts with every entry kept, '$' with new ones only. */
+  ensure(startId?: '0' | '$'): Promise<void>;
+  /**
+   * Entries never delivered to this group (XREADGROUP '>'), at most `count`, waiting up to `blockMs`
+   * (0 = do not wait) for one; [] on timeout or abort. They stay pending for `consumer` until acked.
+   */
+  read(consumer: string, count: number, blockMs: number, signal?: AbortSignal): Promise<WebhookJob[]>;
+  /** Acknowledges entries: they leave the pending list. Returns how many were pending. */
+  ack(ids: readonly string[]): Promise<number>;
+  /**
+   * Gives `consumer` the entries pending (unacked) longer than `minIdleMs` — a dead consumer's — and
+   * resets their idle time. Pending entries trimmed from the stream meanwhile are dropped, not returned.
+   */
+  claimIdle(consumer: string, minIdleMs: number, count: number): Promise<WebhookJob[]>;
+  /** `pending`: delivered, not acked; `lag`: entries not yet delivered to the group (null if unknown). */
+  info(): Promise<{ pending: number; lag: number | null }>;
 }
 
 // ---------------------------------------------------------------- rate limits

@@ -1,0 +1,59 @@
+// The bus in process: events go to this process's subscribers, asynchronously and in publish order
+// (one FIFO queue, so a handler that publishes cannot reorder what others receive). A process never
+// loses its own bus, so onResubscribed never fires.
+import type { Logger } from 'pino';
+import type { Bus, TenantEvent, Unsubscribe } from '../ports.js';
+
+export class MemoryBus implements Bus {
+  private readonly handlers = new Map<string, Set<(event: TenantEvent) => void>>();
+  private readonly queue: { tenantId: string; raw: string }[] = [];
+  private draining = false;
+
+  constructor(private readonly logger?: Logger) {}
+
+  /** Delivers after the caller's current step, like a network bus; JSON round-trip as over Redis. */
+  deliver(tenantId: string, event: TenantEvent): void {
+    this.queue.push({ tenantId, raw: JSON.stringify(event) });
+    if (!this.draining) {
+      this.draining = true;
+      queueMicrotask(() => this.drain());
+    }
+  }
+
+  private drain(): void {
+    try {
+      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+        const set = this.handlers.get(item.tenantId);
+        if (!set || set.size === 0) continue;
+        for (const h of [...set]) {
+          try {
+            h(JSON.parse(item.raw) as TenantEvent);
+          } catch (err) {
+            this.logger?.error({ err, tenantId: item.tenantId }, 'bus handler threw');
+          }
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  async publish(tenantId: string, event: TenantEvent): Promise<void> {
+    this.deliver(tenantId, event);
+  }
+
+  async subscribe(tenantId: string, handler: (event: TenantEvent) => void): Promise<Unsubscribe> {
+    let set = this.handlers.get(tenantId);
+    if (!set) this.handlers.set(tenantId, (set = new Set()));
+    set.add(handler);
+    const entry = set;
+    return async () => {
+      entry.delete(handler);
+      if (entry.size === 0 && this.handlers.get(tenantId) === entry) this.handlers.delete(tenantId);
+    };
+  }
+
+  onResubscribed(handler: () => void): void {
+    void handler; // never lost in process
+  }
+}

@@ -1,0 +1,53 @@
+// The zero-config engine: every port in process, for one node. Same semantics as the Redis store
+// (one contract suite runs against both); nothing is shared with other processes.
+import type { Logger } from 'pino';
+import type { Store } from '../ports.js';
+import { MemoryBus } from './memory-bus.js';
+import { MemoryEventLog } from './memory-event-log.js';
+import { MemoryPresenceStore } from './memory-presence-store.js';
+import { MemoryRateLimiter } from './memory-rate-limiter.js';
+import { MemorySessionStore } from './memory-session-store.js';
+import { MemoryWebhookStream } from './memory-webhook-stream.js';
+
+export interface MemoryStoreOptions {
+  readonly agentHistorySize?: number;
+  readonly webhookStreamMaxLen?: number;
+  readonly markerTtlSeconds?: number;
+  /** How often expired sessions, markers and idle buckets are dropped. */
+  readonly purgeIntervalMs?: number;
+}
+
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const;
+  readonly sessions: MemorySessionStore;
+  readonly presence: MemoryPresenceStore;
+  readonly events: MemoryEventLog;
+  readonly bus: MemoryBus;
+  readonly webhooks: MemoryWebhookStream;
+  readonly rateLimiter: MemoryRateLimiter;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(opts: MemoryStoreOptions = {}, logger?: Logger) {
+    this.sessions = new MemorySessionStore();
+    this.presence = new MemoryPresenceStore();
+    this.bus = new MemoryBus(logger);
+    this.webhooks = new MemoryWebhookStream(opts.webhookStreamMaxLen ?? 100000);
+    this.events = new MemoryEventLog(this.bus, this.webhooks, {
+      agentHistorySize: opts.agentHistorySize ?? 10000,
+      markerTtlSeconds: opts.markerTtlSeconds ?? 24 * 3600,
+    });
+    this.rateLimiter = new MemoryRateLimiter();
+    this.timer = setInterval(() => {
+      this.sessions.purgeExpired();
+      this.events.purgeExpired();
+      this.rateLimiter.purgeIdle();
+    }, opts.purgeIntervalMs ?? 60000);
+    this.timer.unref();
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+  }
+}

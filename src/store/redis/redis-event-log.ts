@@ -1,0 +1,101 @@
+// The agent stream and the webhook job stream, appended by one script per event. publishMessage is
+// the outbox relay's call: append to the tenant's agent stream (next offset by INCR, history bounded
+// by MAXLEN ~), XADD one job to `meta:webhook_jobs`, PUBLISH the TenantEvent on the tenant channel,
+// and leave a per-message marker — so a re-publish after a crash appends and publishes nothing.
+// Because PUBLISH runs inside the script, a tenant channel carries events in agent offset order.
+import type { ChatMessage } from '../../chat/message.js';
+import type { AgentStreamEntry, EventLog, PresenceEvent } from '../ports.js';
+import { guard, type ScriptedRedis } from './connection.js';
+import type { RedisKeys } from './keys.js';
+
+export interface RedisEventLogOptions {
+  /** Entries kept per tenant agent stream (`socketio.agentHistorySize`); trimmed with MAXLEN ~. */
+  readonly agentHistorySize: number;
+  /** MAXLEN ~ of `meta:webhook_jobs` (`webhooks.streamMaxLen`). */
+  readonly webhookStreamMaxLen: number;
+  /** How long the per-message marker outlives the publish: re-publishes within it are no-ops. */
+  readonly markerTtlSeconds: number;
+}
+
+/** Reads an XRANGE entry `[id, [field, value, …]]` into a field map. */
+export function entryFields(fields: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!;
+  return out;
+}
+
+export class RedisEventLog implements EventLog {
+  constructor(
+    private readonly redis: ScriptedRedis,
+    private readonly keys: RedisKeys,
+    private readonly opts: RedisEventLogOptions,
+  ) {}
+
+  publishMessage(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }> {
+    const k = this.keys;
+    const t = message.tenantId;
+    return guard('publish message', async () => {
+      const r = (await this.redis.chatdPublishMessage(
+        k.published(t, message.id),
+        k.agentOffset(t),
+        k.agentStream(t),
+        k.webhookJobs,
+        k.tenantChannel(t),
+        JSON.stringify(message),
+        t,
+        message.sessionId,
+        message.id,
+        message.createdAt,
+        this.opts.agentHistorySize,
+        this.opts.webhookStreamMaxLen,
+        this.opts.markerTtlSeconds,
+      )) as [number, number];
+      return { agentOffset: Number(r[0]), duplicate: Number(r[1]) === 1 };
+    });
+  }
+
+  publishPresence(tenantId: string, event: PresenceEvent): Promise<number> {
+    const k = this.keys;
+    return guard('publish presence', async () =>
+      Number(
+        await this.redis.chatdPublishPresence(
+          k.agentOffset(tenantId),
+          k.agentStream(tenantId),
+          k.tenantChannel(tenantId),
+          JSON.stringify(event),
+          this.opts.agentHistorySize,
+        ),
+      ),
+    );
+  }
+
+  agentRange(tenantId: string, after: number, limit: number): Promise<{ entries: AgentStreamEntry[]; complete: boolean }> {
+    const k = this.keys;
+    return guard('agent range', async () => {
+      const [head, oldest, raw] = (await this.redis.chatdAgentRange(
+        k.agentOffset(tenantId),
+        k.agentStream(tenantId),
+        Math.max(0, Math.floor(after)),
+        Math.max(1, Math.floor(limit)),
+      )) as [number, number, [string, string[]][]];
+      // `after` beyond the head: the stream was reset (Redis flushed or restarted): not recoverable.
+      if (after > head) return { entries: [], complete: false };
+      if (after === head) return { entries: [], complete: true };
+      // Entries after `after` were trimmed (or lost) when the oldest kept one is past after + 1.
+      const complete = oldest > 0 && oldest <= after + 1;
+      const entries: AgentStreamEntry[] = [];
+      for (const [id, fields] of raw) {
+        const offset = Number(id.slice(0, id.indexOf('-')));
+        const f = entryFields(fields);
+        const data = JSON.parse(f.data ?? 'null') as unknown;
+        if (f.type === 'message') entries.push({ offset, type: 'message', message: data as ChatMessage });
+        else if (f.type === 'presence') entries.push({ offset, type: 'presence', presence: data as PresenceEvent });
+      }
+      return { entries, complete };
+    });
+  }
+
+  agentHead(tenantId: string): Promise<number> {
+    return guard('agent head', async () => Number((await this.redis.get(this.keys.agentOffset(tenantId))) ?? 0));
+  }
+}

@@ -1,0 +1,90 @@
+// The Redis engine: every port over one shared command connection, plus one subscriber connection
+// (the bus) and short-lived dedicated connections for blocking reads. Many chatd nodes share it.
+import type { Redis, RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { DependencyError } from '../../errors.js';
+import type { Store } from '../ports.js';
+import { createRedisClient, guard, redisOptions, waitReady, type RedisConnectionConfig, type ScriptedRedis } from './connection.js';
+import { redisKeys, type RedisKeys } from './keys.js';
+import { RedisBus } from './redis-bus.js';
+import { RedisEventLog, type RedisEventLogOptions } from './redis-event-log.js';
+import { RedisPresenceStore } from './redis-presence-store.js';
+import { RedisRateLimiter } from './redis-rate-limiter.js';
+import { RedisSessionStore } from './redis-session-store.js';
+import { RedisWebhookStream } from './redis-webhook-stream.js';
+
+export interface RedisStoreOptions extends RedisConnectionConfig, Partial<RedisEventLogOptions> {
+  /** `redis.prefix`: put before every key and channel. */
+  readonly prefix: string;
+  /** How long start-up waits for Redis before going on without it (it keeps reconnecting). */
+  readonly startupWaitMs?: number;
+  /** Overrides the options derived from url/sentinel (tests). */
+  readonly ioredis?: RedisOptions;
+}
+
+export const DEFAULT_MARKER_TTL_SECONDS = 48 * 3600;
+
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const;
+  readonly keys: RedisKeys;
+  readonly sessions: RedisSessionStore;
+  readonly presence: RedisPresenceStore;
+  readonly events: RedisEventLog;
+  readonly bus: RedisBus;
+  readonly webhooks: RedisWebhookStream;
+  readonly rateLimiter: RedisRateLimiter;
+  /** The shared command connection (exposed for admin tools and tests). */
+  readonly client: ScriptedRedis;
+  private readonly subscriber: Redis;
+  private readonly dedicated = new Set<Redis>();
+  private readonly connectTimeoutMs: number;
+
+  constructor(opts: RedisStoreOptions, logger: Logger) {
+    const options = { ...redisOptions(opts), ...opts.ioredis };
+    this.connectTimeoutMs = Number(options.connectTimeout ?? 5000);
+    this.keys = redisKeys(opts.prefix);
+    this.client = createRedisClient(options, logger, 'commands');
+    // Subscriber mode never runs regular commands; no command timeout (SUBSCRIBE replies are pushed).
+    this.subscriber = createRedisClient({ ...options, commandTimeout: undefined }, logger, 'subscriber');
+    const blocking = () => {
+      const c = createRedisClient({ ...options, commandTimeout: undefined }, logger, 'blocking');
+      this.dedicated.add(c);
+      c.once('end', () => this.dedicated.delete(c));
+      return c;
+    };
+    this.sessions = new RedisSessionStore(this.client, this.keys);
+    this.presence = new RedisPresenceStore(this.client, this.keys);
+    this.events = new RedisEventLog(this.client, this.keys, {
+      agentHistorySize: opts.agentHistorySize ?? 10000,
+      webhookStreamMaxLen: opts.webhookStreamMaxLen ?? 100000,
+      markerTtlSeconds: opts.markerTtlSeconds ?? DEFAULT_MARKER_TTL_SECONDS,
+    });
+    this.bus = new RedisBus(this.client, this.subscriber, this.keys, logger, this.connectTimeoutMs);
+    this.webhooks = new RedisWebhookStream(this.client, this.keys, blocking, this.connectTimeoutMs);
+    this.rateLimiter = new RedisRateLimiter(this.client, this.keys);
+  }
+
+  /** Connects both long-lived connections; rejects with DependencyError after `timeoutMs`. */
+  async connect(timeoutMs = this.connectTimeoutMs): Promise<void> {
+    await Promise.all([waitReady(this.client, timeoutMs), waitReady(this.subscriber, timeoutMs)]);
+  }
+
+  ping(): Promise<void> {
+    return guard('ping', async () => {
+      if (this.client.status !== 'ready') throw new DependencyError('redis', `not connected (${this.client.status})`);
+      await this.client.ping();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.bus.close();
+    const all = [this.client, this.subscriber, ...this.dedicated];
+    await Promise.allSettled(
+      all.map(async (c) => {
+        if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
+        else c.disconnect();
+      }),
+    );
+    this.dedicated.clear();
+  }
+}

@@ -1,0 +1,279 @@
+// The Lua scripts of the Redis adapter. Each one is a single atomic step (Redis runs a script
+// without interleaving other commands), which is what makes presence exact across nodes, the
+// session check-and-set safe, and publishMessage idempotent. Keys known in advance are passed as
+// KEYS; keys derived from data inside a script (a user's or node's connection set) are built from a
+// base that already carries `redis.prefix`, so no script ever touches an unprefixed key.
+// Scripts rely on Redis ≥ 5 (effects replication: TIME, XADD * and PUBLISH inside scripts).
+
+/** Name, key count and source: registered with ioredis's defineCommand (EVALSHA, EVAL on NOSCRIPT). */
+export interface ScriptDef {
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+/**
+ * KEYS[1] session:{sid}. ARGV: tenantId, nowIso, ttlSeconds, recordJson (for a new record).
+ * Returns 'created' | 'refreshed' | 'foreign'. A record that is not ours (another tenant, or not
+ * parseable) is never overwritten.
+ */
+export const SESSION_UPSERT: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if not ok or type(rec) ~= 'table' or rec.tenantId ~= ARGV[1] then return 'foreign' end
+  rec.lastActivity = ARGV[2]
+  redis.call('SET', KEYS[1], cjson.encode(rec), 'EX', ARGV[3])
+  return 'refreshed'
+end
+redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
+return 'created'
+`,
+};
+
+/** KEYS[1] t:{tid}:bind:{jti}. ARGV: sessionId, ttlSeconds. Returns the bound session id. */
+export const BIND: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+`,
+};
+
+// Shared by the presence scripts.
+// KEYS[1] t:{tid}:presence:exp (zset connId → expiry ms), KEYS[2] t:{tid}:presence:conn (hash
+// connId → JSON), KEYS[3] online_users:{tid}, KEYS[4] presence:tenants, KEYS[5] presence:nodes.
+// ARGV[1] base of per-user/per-node sets (`<prefix>t:{tid}:presence:`), ARGV[2] tenantId.
+const PRESENCE_PRELUDE = `
+local function userKey(u) return ARGV[1] .. 'user:' .. u end
+local function nodeKey(n) return ARGV[1] .. 'node:' .. n end
+-- Removes one connection; returns nil when unknown, else {conn, wasLastOfUser}.
+local function removeConn(connId)
+  redis.call('ZREM', KEYS[1], connId)
+  local raw = redis.call('HGET', KEYS[2], connId)
+  if not raw then return nil end
+  redis.call('HDEL', KEYS[2], connId)
+  local c = cjson.decode(raw)
+  redis.call('SREM', nodeKey(c.nodeId), connId)
+  redis.call('SREM', userKey(c.userId), connId)
+  local last = redis.call('SCARD', userKey(c.userId)) == 0
+  if last then redis.call('HDEL', KEYS[3], c.userId) end
+  return {c, last}
+end
+local function forgetTenantIfEmpty()
+  if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[4], ARGV[2]) end
+end
+-- Asserts one connection with its expiry; returns true when online_users got its HSET (the user
+-- had no entry). Idempotent: a heartbeat calls it for every live connection of its node.
+local function ensureConn(connId, userId, nodeId, expiry, connJson, onlineJson)
+  local prev = redis.call('HGET', KEYS[2], connId)
+  if prev ~= connJson then
+    if prev then
+      local p = cjson.decode(prev)
+      if p.userId ~= userId then removeConn(connId)
+      elseif p.nodeId ~= nodeId then redis.call('SREM', nodeKey(p.nodeId), connId) end
+    end
+    redis.call('HSET', KEYS[2], connId, connJson)
+  end
+  redis.call('ZADD', KEYS[1], expiry, connId)
+  redis.call('SADD', nodeKey(nodeId), connId)
+  redis.call('SADD', userKey(userId), connId)
+  redis.call('SADD', KEYS[4], ARGV[2])
+  return redis.call('HSETNX', KEYS[3], userId, onlineJson) == 1
+end
+`;
+
+/** ARGV[3..8]: connId, userId, nodeId, expiryMs, connJson, onlineJson. Returns 1 when first for the user. */
+export const PRESENCE_ADD: ScriptDef = {
+  numberOfKeys: 5,
+  lua: `${PRESENCE_PRELUDE}
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
+if ensureConn(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) then return 1 end
+return 0
+`,
+};
+
+/** ARGV[3] connId. Returns {} when unknown, else {last (0|1), userId, sessionId}. */
+export const PRESENCE_REMOVE: ScriptDef = {
+  numberOfKeys: 5,
+  lua: `${PRESENCE_PRELUDE}
+local r = removeConn(ARGV[3])
+forgetTenantIfEmpty()
+if not r then return {} end
+return {r[2] and 1 or 0, r[1].userId, r[1].sessionId}
+`,
+};
+
+/**
+ * ARGV[3] nodeId, ARGV[4] expiryMs, then groups of 4 from ARGV[5]: connId, userId, connJson,
+ * onlineJson. Returns flat {userId, sessionId, …} of users whose online_users entry was re-created.
+ */
+export const PRESENCE_HEARTBEAT: ScriptDef = {
+  numberOfKeys: 5,
+  lua: `${PRESENCE_PRELUDE}
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+local out = {}
+for i = 5, #ARGV, 4 do
+  if ensureConn(ARGV[i], ARGV[i + 1], ARGV[3], ARGV[4], ARGV[i + 2], ARGV[i + 3]) then
+    local c = cjson.decode(ARGV[i + 2])
+    out[#out + 1] = ARGV[i + 1]
+    out[#out + 1] = c.sessionId
+  end
+end
+return out
+`,
+};
+
+/**
+ * ARGV[3] nowMs, ARGV[4] batch size. Removes up to a batch of expired connections. Returns
+ * {removedCount, userId, sessionId, …} listing the users who went offline.
+ */
+export const PRESENCE_SWEEP: ScriptDef = {
+  numberOfKeys: 5,
+  lua: `${PRESENCE_PRELUDE}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {#ids}
+for _, id in ipairs(ids) do
+  local r = removeConn(id)
+  if r and r[2] then
+    out[#out + 1] = r[1].userId
+    out[#out + 1] = r[1].sessionId
+  end
+end
+forgetTenantIfEmpty()
+return out
+`,
+};
+
+/** ARGV[3] nodeId. Removes every connection of a node in this tenant (graceful stop). Same reply as sweep. */
+export const PRESENCE_REMOVE_NODE: ScriptDef = {
+  numberOfKeys: 5,
+  lua: `${PRESENCE_PRELUDE}
+local ids = redis.call('SMEMBERS', nodeKey(ARGV[3]))
+local out = {#ids}
+for _, id in ipairs(ids) do
+  local r = removeConn(id)
+  if r and r[2] then
+    out[#out + 1] = r[1].userId
+    out[#out + 1] = r[1].sessionId
+  end
+end
+forgetTenantIfEmpty()
+return out
+`,
+};
+
+// Assigns the next agent-stream offset. Guards against a counter behind the stream (the counter
+// key evicted or deleted while the stream survived): XADD with an id not above the last one fails.
+const NEXT_OFFSET = `
+local function nextOffset(counterKey, streamKey)
+  local off = redis.call('INCR', counterKey)
+  local last = redis.call('XREVRANGE', streamKey, '+', '-', 'COUNT', 1)
+  if last[1] then
+    local lastOff = tonumber(string.match(last[1][1], '^(%d+)-'))
+    if lastOff and lastOff >= off then
+      off = lastOff + 1
+      redis.call('SET', counterKey, off)
+    end
+  end
+  return off
+end
+`;
+
+/**
+ * KEYS[1] t:{tid}:pub:{messageId} (marker), KEYS[2] t:{tid}:agent:offset, KEYS[3] t:{tid}:agent,
+ * KEYS[4] meta:webhook_jobs. ARGV: channel, messageJson, tenantId, sessionId, messageId, createdAt,
+ * agentMaxLen, webhookMaxLen, markerTtlSeconds. Returns {offset, duplicate (0|1)}.
+ */
+export const PUBLISH_MESSAGE: ScriptDef = {
+  numberOfKeys: 4,
+  lua: `${NEXT_OFFSET}
+local prev = redis.call('GET', KEYS[1])
+if prev then return {tonumber(prev), 1} end
+local off = nextOffset(KEYS[2], KEYS[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], off .. '-0', 'type', 'message', 'data', ARGV[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'type', 'message.created', 'tenantId', ARGV[3],
+  'sessionId', ARGV[4], 'messageId', ARGV[5], 'createdAt', ARGV[6], 'payload', ARGV[2])
+redis.call('SET', KEYS[1], off, 'EX', ARGV[9])
+redis.call('PUBLISH', ARGV[1], '{"type":"message","agentOffset":' .. off .. ',"message":' .. ARGV[2] .. '}')
+return {off, 0}
+`,
+};
+
+/** KEYS[1] t:{tid}:agent:offset, KEYS[2] t:{tid}:agent. ARGV: channel, presenceJson, agentMaxLen. Returns the offset. */
+export const PUBLISH_PRESENCE: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `${NEXT_OFFSET}
+local off = nextOffset(KEYS[1], KEYS[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], off .. '-0', 'type', 'presence', 'data', ARGV[2])
+redis.call('PUBLISH', ARGV[1], '{"type":"presence","agentOffset":' .. off .. ',"presence":' .. ARGV[2] .. '}')
+return off
+`,
+};
+
+/**
+ * KEYS[1] t:{tid}:agent:offset, KEYS[2] t:{tid}:agent. ARGV: after, limit. One consistent snapshot:
+ * {head, oldestOffset (0 = empty), entries} where entries are XRANGE replies after `after`.
+ */
+export const AGENT_RANGE: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local oldest = 0
+if first[1] then oldest = tonumber(string.match(first[1][1], '^(%d+)-')) end
+local entries = {}
+if tonumber(ARGV[1]) < head then
+  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT', tonumber(ARGV[2]))
+end
+return {head, oldest, entries}
+`,
+};
+
+/**
+ * KEYS[1] rl:{key}. ARGV: rate (tokens/s), burst, cost. Token bucket on Redis's clock (so every
+ * node agrees). Returns {allowed (0|1), retryAfterMs}.
+ */
+export const TOKEN_BUCKET: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then tokens = burst; ts = now end
+if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
+local allowed = 0
+local retry = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  retry = math.ceil((cost - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return {allowed, retry}
+`,
+};
+
+export const SCRIPTS = {
+  chatdSessionUpsert: SESSION_UPSERT,
+  chatdBind: BIND,
+  chatdPresenceAdd: PRESENCE_ADD,
+  chatdPresenceRemove: PRESENCE_REMOVE,
+  chatdPresenceHeartbeat: PRESENCE_HEARTBEAT,
+  chatdPresenceSweep: PRESENCE_SWEEP,
+  chatdPresenceRemoveNode: PRESENCE_REMOVE_NODE,
+  chatdPublishMessage: PUBLISH_MESSAGE,
+  chatdPublishPresence: PUBLISH_PRESENCE,
+  chatdAgentRange: AGENT_RANGE,
+  chatdTokenBucket: TOKEN_BUCKET,
+} as const;
+
+export type ScriptName = keyof typeof SCRIPTS;
