@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
+import { rawPlugin } from '../esbuild-raw.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const require = createRequire(import.meta.url);
@@ -84,6 +85,8 @@ const result = await build({
     __CHATD_UWS_ASSET__: JSON.stringify(uwsAssetName),
   },
   banner: { js: 'var __chatdImportMetaUrl = require("node:url").pathToFileURL(process.execPath).href;' },
+  // `import text from './file?raw'` (demo pages), as in the dev build (scripts/build.mjs).
+  plugins: [rawPlugin],
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
