@@ -268,6 +268,18 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           sessionTtl,
         );
         if (r === 'foreign') throw forbidden();
+        if (r === 'created' && principal.sessionId !== undefined) {
+          // A `sid` token used after the 24 h `session:` key expired (or was never written): the
+          // conversation row still decides whose session it is.
+          const conv = await deps.messages.ensureConversation(principal.tenantId, sessionId, {
+            ...(fingerprint ? { fingerprint } : {}),
+            ...(identity?.verified && identity.userId ? { userId: identity.userId } : {}),
+          });
+          if (conv.kind === 'foreign') {
+            await deps.sessions.delete(sessionId);
+            throw forbidden();
+          }
+        }
       }
 
       const meta: MessageMeta = {

@@ -2,6 +2,7 @@
 // and response body and Socket.IO event payload.
 import type { TSchema } from '@sinclair/typebox';
 import { ConfigSchema } from '../config/schema.js';
+import { API_CONTRACT_SCHEMAS } from '../roles/api/schemas.js';
 
 const SCHEMA_BASE = 'https://chatd.dev/schemas/';
 
@@ -17,4 +18,4 @@ export function allSchemas(): Record<string, object> {
 }
 
 /** Request, response and event schemas, registered by the modules that own them. */
-export const contractSchemas: Record<string, { schema: TSchema; title: string }> = {};
+export const contractSchemas: Record<string, { schema: TSchema; title: string }> = { ...API_CONTRACT_SCHEMAS };

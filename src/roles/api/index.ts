@@ -1,8 +1,274 @@
-// The api role. (Foundation: health only; the role's issue fills it in.)
-import type { RoleFactory } from '../../app/types.js';
+// The api role: the widget's HTTP endpoints (DESIGN.md "The contract"). It verifies every
+// credential itself (API keys, JWTs), enforces the tenant's allowed origins once the tenant is known,
+// applies per-IP and per-key rate limits (unless the gateway runs in this process and already does),
+// and leaves every rule about sessions, identity and messages to the domain (src/chat).
+//
+//   POST /api/chat/anonymous-token  API key          → { token, expiresIn }            visitor JWT
+//   POST /api/chat/agent-token      secret key       → { token, expiresIn }            agent JWT
+//   POST /api/chat/broadcast        secret key       → { success: true }               meta_broadcast to the tenant
+//   POST /webchat/message           JWT              → { success, messageId, sessionId }
+//   GET  /api/chat/messages         JWT              → { messages, nextCursor }
+//   GET  /api/chat/online-users     agent JWT / secret key → { users }
+import type { Logger } from 'pino';
+import type { RoleContext, RoleFactory } from '../../app/types.js';
+import type { Services } from '../../app/services.js';
+import type { Auth } from '../../auth/index.js';
+import type { ApiKeyMatch } from '../../auth/api-keys.js';
+import type { Principal } from '../../auth/jwt.js';
+import { tenantAllowsOrigin, type TenantPolicy } from '../../auth/tenants.js';
+import { validationError } from '../../chat/chat-service.js';
+import type { Config } from '../../config/schema.js';
+import { ChatdError, DependencyError } from '../../errors.js';
+import type { Req } from '../../http/router.js';
+import { compileValidator } from '../../schemas/validate.js';
+import type { Static, TSchema } from '@sinclair/typebox';
+import { AgentTokenRequest, AnonymousTokenRequest, BroadcastRequest } from './schemas.js';
 
-export const createApiRole: RoleFactory = async () => ({
-  readiness: [],
-  async drain() {},
-  async close() {},
-});
+/** Query parameters that only ever carry credentials: refused (credentials never travel in a URL). */
+const CREDENTIAL_PARAMS = new Set(['token', 'access_token', 'jwt', 'apikey', 'api_key', 'key', 'authorization', 'secret']);
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The bearer value of `Authorization: Bearer <value>`, or undefined. */
+export function bearerOf(req: Pick<Req, 'headers'>): string | undefined {
+  const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  return m?.[1];
+}
+
+function refuseQueryCredentials(query: URLSearchParams): void {
+  for (const [name, value] of query) {
+    if (CREDENTIAL_PARAMS.has(name.toLowerCase()) || /^ck_(pub|sec)_/.test(value) || /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/.test(value)) {
+      throw new ChatdError('credentials_in_query', `Credentials are not accepted in the query string (parameter "${name.slice(0, 64)}"); send Authorization: Bearer`);
+    }
+  }
+}
+
+function validate<S extends TSchema>(schema: S) {
+  const check = compileValidator(schema);
+  return (body: unknown): Static<S> => {
+    const r = check(body);
+    if (!r.ok) throw validationError(r.errors);
+    return r.value;
+  };
+}
+
+const parseAnonymous = validate(AnonymousTokenRequest);
+const parseAgent = validate(AgentTokenRequest);
+const parseBroadcast = validate(BroadcastRequest);
+
+export interface ApiDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'store'>>;
+  /** Apply per-IP and per-key limits here (false when an in-process gateway already does). */
+  readonly rateLimit: boolean;
+}
+
+/** Registers the api role's routes on a router; exported for tests that mount it on their own app. */
+export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): void {
+  const { config } = deps;
+  const limits = config.limits;
+  let limiterWarned = false;
+
+  const take = async (store: Pick<Services, 'store'>['store'], bucket: string, rate: { rate: number; burst: number }) => {
+    let r: { allowed: boolean; retryAfterMs: number };
+    try {
+      r = await store.rateLimiter.take(bucket, rate.rate, rate.burst);
+    } catch (err) {
+      // The limiter is a guard, not a dependency of the answer: let traffic through and say so.
+      if (!limiterWarned) deps.logger.warn({ err: (err as Error).message }, 'rate limiter unavailable: requests pass unlimited');
+      limiterWarned = true;
+      return;
+    }
+    limiterWarned = false;
+    if (!r.allowed) {
+      throw new ChatdError('rate_limited', undefined, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) } });
+    }
+  };
+
+  /** Common start of every request: credentials not in the query, the per-IP limit, the services. */
+  const begin = async (req: Req) => {
+    refuseQueryCredentials(req.query);
+    const svc = await deps.services();
+    if (deps.rateLimit) await take(svc.store, `api:ip:${req.ip}:http`, limits.httpPerIp);
+    return svc;
+  };
+
+  const keyLimit = async (svc: Pick<Services, 'store'>, key: ApiKeyMatch) => {
+    if (deps.rateLimit) await take(svc.store, `api:key:${key.keyId}:http`, limits.httpPerKey);
+  };
+
+  const tenantFor = (auth: Auth, tenantId: string): TenantPolicy => {
+    const t = auth.tenants.get(tenantId);
+    // A key matched, so the tenant is configured (or zero-config); this guards reload races.
+    if (!t) throw new ChatdError('tenant_mismatch');
+    return t;
+  };
+
+  const checkOrigin = (tenant: TenantPolicy, req: Req) => {
+    if (!tenantAllowsOrigin(tenant, req.origin)) {
+      throw new ChatdError('origin_not_allowed', `Origin ${req.origin?.slice(0, 200)} is not allowed for tenant ${tenant.id}`);
+    }
+  };
+
+  /** The key presented for a tenant (401/403 per ApiKeyRegistry.authorize), rate-limited per key. */
+  const keyFor = async (svc: Pick<Services, 'auth' | 'store'>, req: Req, tenantId: string, need: 'publishable' | 'secret') => {
+    const presented = bearerOf(req);
+    const found = svc.auth.apiKeys.lookup(presented);
+    if (!found) throw new ChatdError('invalid_api_key');
+    await keyLimit(svc, found);
+    return svc.auth.apiKeys.authorize(presented, tenantId, need);
+  };
+
+  /** The JWT's principal, checked against the tenant's origins. */
+  const principalOf = async (svc: Pick<Services, 'auth'>, req: Req): Promise<Principal> => {
+    const presented = bearerOf(req);
+    if (!presented) throw new ChatdError('missing_credentials', 'Missing token: send Authorization: Bearer <token>');
+    if (!JWT_SHAPE.test(presented) && svc.auth.apiKeys.lookup(presented)) {
+      throw new ChatdError('token_invalid', 'This endpoint needs a token, not an API key: get one from /api/chat/anonymous-token');
+    }
+    const principal = await svc.auth.tokens.verify(presented);
+    checkOrigin(tenantFor(svc.auth, principal.tenantId), req);
+    return principal;
+  };
+
+  router.post('/api/chat/anonymous-token', async (req) => {
+    const svc = await begin(req);
+    const presented = bearerOf(req);
+    const found = svc.auth.apiKeys.lookup(presented);
+    if (!found) throw new ChatdError('invalid_api_key');
+    await keyLimit(svc, found);
+    const body = parseAnonymous(req.body);
+    svc.auth.apiKeys.authorize(presented, body.tenantId, 'publishable');
+    const tenant = tenantFor(svc.auth, body.tenantId);
+    checkOrigin(tenant, req);
+    const ttl = config.auth.visitorTokenTtlSeconds;
+    const minted = await svc.auth.tokens.mint({
+      tenantId: body.tenantId,
+      role: 'visitor',
+      ...(body.sessionId ? { sessionId: body.sessionId } : {}),
+      ttlSeconds: ttl,
+    });
+    // With a sessionId the token binds now, under the same rule as its first use.
+    if (body.sessionId) await svc.chat.bindForMint(body.tenantId, minted.jti, ttl, body.sessionId, body.fingerprint);
+    return { body: { token: minted.token, expiresIn: minted.expiresIn } };
+  });
+
+  router.post('/api/chat/agent-token', async (req) => {
+    const svc = await begin(req);
+    const body = parseAgent(req.body);
+    await keyFor(svc, req, body.tenantId, 'secret');
+    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    const minted = await svc.auth.tokens.mint({
+      tenantId: body.tenantId,
+      role: 'agent',
+      subject: body.userId,
+      ...(body.name ? { name: body.name } : {}),
+      ttlSeconds: config.auth.agentTokenTtlSeconds,
+    });
+    return { body: { token: minted.token, expiresIn: minted.expiresIn } };
+  });
+
+  router.post('/api/chat/broadcast', async (req) => {
+    const svc = await begin(req);
+    const body = parseBroadcast(req.body);
+    await keyFor(svc, req, body.tenantId, 'secret');
+    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    await svc.store.bus.publish(body.tenantId, { type: 'broadcast', event: body.event, data: body.data ?? null });
+    return { body: { success: true } };
+  });
+
+  router.post('/webchat/message', async (req) => {
+    const svc = await begin(req);
+    const principal = await principalOf(svc, req);
+    const r = await svc.chat.send(principal, req.body, 'http');
+    return { body: { success: true, messageId: r.messageId, sessionId: r.sessionId } };
+  });
+
+  router.get('/api/chat/messages', async (req) => {
+    const svc = await begin(req);
+    const principal = await principalOf(svc, req);
+    const q = req.query;
+    const tenantId = q.get('tenantId') ?? principal.tenantId;
+    const limitText = q.get('limit');
+    let limit: number | undefined;
+    if (limitText !== null && limitText !== '') {
+      limit = /^[0-9]{1,4}$/.test(limitText) ? Number(limitText) : NaN;
+    }
+    const opt = (name: string) => {
+      const v = q.get(name);
+      return v === null || v === '' ? undefined : v;
+    };
+    const page = await svc.chat.history(principal, {
+      tenantId,
+      sessionId: opt('sessionId'),
+      userId: opt('userId'),
+      before: opt('before'),
+      limit,
+      fingerprint: opt('fingerprint'),
+    });
+    return { body: { messages: page.messages, nextCursor: page.nextCursor } };
+  });
+
+  router.get('/api/chat/online-users', async (req) => {
+    const svc = await begin(req);
+    const tenantId = req.query.get('tenantId');
+    const presented = bearerOf(req);
+    if (!presented) throw new ChatdError('missing_credentials', 'Send Authorization: Bearer <secret key or agent token>');
+    const key = JWT_SHAPE.test(presented) ? undefined : svc.auth.apiKeys.lookup(presented);
+    let tenant: TenantPolicy;
+    if (key || /^ck_/.test(presented) || !JWT_SHAPE.test(presented)) {
+      if (!key) throw new ChatdError('invalid_api_key');
+      await keyLimit(svc, key);
+      if (!tenantId) throw validationError([{ path: 'tenantId', message: 'is required' }]);
+      svc.auth.apiKeys.authorize(presented, tenantId, 'secret');
+      tenant = tenantFor(svc.auth, tenantId);
+      checkOrigin(tenant, req);
+    } else {
+      const principal = await principalOf(svc, req);
+      if (tenantId && tenantId !== principal.tenantId) throw new ChatdError('tenant_mismatch');
+      if (principal.role !== 'agent') throw new ChatdError('forbidden', 'Listing online users needs an agent token or a secret key');
+      tenant = tenantFor(svc.auth, principal.tenantId);
+    }
+    const users = await svc.store.presence.list(tenant.id);
+    return {
+      body: {
+        users: users.map((u) => ({
+          userId: u.userId,
+          sessionId: u.sessionId,
+          connectedAt: u.connectedAt,
+          domain: u.domain,
+          origin: u.origin,
+          url: u.url,
+        })),
+      },
+    };
+  });
+}
+
+export const createApiRole: RoleFactory = async (ctx) => {
+  // With the gateway in this process its guard already applies the same limits: do not count twice.
+  const rateLimit = !ctx.roles.includes('gateway');
+  let warned = false;
+  mountApiRoutes(ctx.router, {
+    config: ctx.config,
+    logger: ctx.logger,
+    rateLimit,
+    services: async () => {
+      const svc = await ctx.services().catch((err: unknown) => {
+        // Opening the store or the database failed: a 503 the client can retry, not a 500.
+        if (err instanceof ChatdError || err instanceof DependencyError) throw err;
+        throw new DependencyError('postgres', (err as Error).message, { cause: err });
+      });
+      if (!warned) {
+        warned = true;
+        for (const w of svc.auth.warnings) ctx.logger.warn(w);
+      }
+      return svc;
+    },
+  });
+  return {
+    readiness: [],
+    async drain() {},
+    async close() {},
+  };
+};

@@ -1,0 +1,101 @@
+// Request and response bodies of the api role's endpoints (DESIGN.md "The contract"), as TypeBox
+// schemas: the handlers validate with them, `npm run schemas` publishes them in schemas/, and the
+// contract test checks real answers against the published files.
+import { Type, type TSchema } from '@sinclair/typebox';
+import {
+  AgentMessageBody,
+  ClientEventSchemas,
+  ErrorBody,
+  EventSchemas,
+  HistoryPageSchema,
+  Id,
+  MessageSchema,
+  SendAck,
+  SendMessageBody,
+  SendNack,
+  UserId,
+} from '../../chat/contract.js';
+
+export const AnonymousTokenRequest = Type.Object(
+  {
+    tenantId: Id('The tenant.'),
+    sessionId: Type.Optional(Id('Bind the token to this session now (a new one, or one proven by fingerprint).')),
+    fingerprint: Type.Optional(Id('The browser\'s fingerprint: proves ownership of an existing session.')),
+  },
+  { additionalProperties: true, description: 'POST /api/chat/anonymous-token (Authorization: Bearer <API key>).' },
+);
+
+export const AgentTokenRequest = Type.Object(
+  {
+    tenantId: Id('The tenant.'),
+    userId: UserId('The agent\'s id in the tenant\'s admin backend (the token\'s sub).'),
+    name: Type.Optional(Type.String({ maxLength: 200, description: 'Display name shown to visitors.' })),
+  },
+  { additionalProperties: true, description: 'POST /api/chat/agent-token (Authorization: Bearer <secret key>).' },
+);
+
+export const TokenResponse = Type.Object(
+  {
+    token: Type.String({ pattern: '^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$', description: 'A JWT.' }),
+    expiresIn: Type.Integer({ minimum: 1, description: 'Seconds until it expires.' }),
+  },
+  { additionalProperties: false, description: 'Answer of the token endpoints.' },
+);
+
+export const BroadcastRequest = Type.Object(
+  {
+    tenantId: Id('The tenant.'),
+    event: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', description: 'Event name for the widget, e.g. office_hours.' }),
+    data: Type.Optional(Type.Unknown({ description: 'Any JSON value, delivered as is.' })),
+  },
+  { additionalProperties: true, description: 'POST /api/chat/broadcast (Authorization: Bearer <secret key>).' },
+);
+
+export const BroadcastResponse = Type.Object(
+  { success: Type.Literal(true) },
+  { additionalProperties: false, description: 'Answer of POST /api/chat/broadcast: published to the tenant-wide room.' },
+);
+
+export const OnlineUsersResponse = Type.Object(
+  {
+    users: Type.Array(
+      Type.Object(
+        {
+          userId: Type.String(),
+          sessionId: Type.String(),
+          connectedAt: Type.String(),
+          domain: Type.String(),
+          origin: Type.String(),
+          url: Type.String(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'Answer of GET /api/chat/online-users (from online_users:{tenantId}).' },
+);
+
+/** File name in schemas/ → schema and title: every body and event of the contract. */
+export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: string }> = {
+  'api.anonymous-token.request.schema.json': { schema: AnonymousTokenRequest, title: 'POST /api/chat/anonymous-token request' },
+  'api.agent-token.request.schema.json': { schema: AgentTokenRequest, title: 'POST /api/chat/agent-token request' },
+  'api.token.response.schema.json': { schema: TokenResponse, title: 'Token endpoints response' },
+  'api.broadcast.request.schema.json': { schema: BroadcastRequest, title: 'POST /api/chat/broadcast request' },
+  'api.broadcast.response.schema.json': { schema: BroadcastResponse, title: 'POST /api/chat/broadcast response' },
+  'api.webchat-message.request.schema.json': { schema: SendMessageBody, title: 'POST /webchat/message request' },
+  'api.webchat-message.response.schema.json': { schema: SendAck, title: 'POST /webchat/message response' },
+  'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },
+  'api.online-users.response.schema.json': { schema: OnlineUsersResponse, title: 'GET /api/chat/online-users response' },
+  'api.error.schema.json': { schema: ErrorBody, title: 'Error body (every status >= 400)' },
+  'message.schema.json': { schema: MessageSchema, title: 'A message as returned and emitted' },
+  'event.message.ack.schema.json': { schema: Type.Union([SendAck, SendNack]), title: 'Ack of the Socket.IO `message` event' },
+  'event.agent-message.schema.json': { schema: AgentMessageBody, title: 'Socket.IO `message` event of an agent' },
+  ...Object.fromEntries(
+    Object.entries(EventSchemas).map(([name, schema]) => [`event.server.${name}.schema.json`, { schema, title: `Socket.IO server event \`${name}\`` }]),
+  ),
+  ...Object.fromEntries(
+    Object.entries(ClientEventSchemas)
+      .filter(([name]) => name !== 'agent_message')
+      .map(([name, schema]) => [`event.client.${name}.schema.json`, { schema, title: `Socket.IO client event \`${name}\`` }]),
+  ),
+};
