@@ -1,0 +1,356 @@
+// The one contract every Store adapter satisfies, run against memory (store.test.ts) and real
+// Redis (redis/redis-store.int.test.ts). A harness opens stores that share their data (two handles
+// = two nodes of one deployment); each test uses fresh tenant/session ids, so tests never collide.
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ChatMessage } from '../chat/message.js';
+import type { PresenceConnection, Store, TenantEvent, WebhookJob } from './ports.js';
+
+export interface StoreHarness {
+  /** Opens a store sharing data with every other store of this harness. */
+  open(opts?: { agentHistorySize?: number }): Promise<Store>;
+  /** Closes what open() opened. */
+  close(): Promise<void>;
+}
+
+let n = 0;
+export const uid = (label: string) => `${label}-${process.pid}-${++n}-${randomUUID().slice(0, 8)}`;
+
+export function message(tenantId: string, sessionId: string, text = 'hello', seq = 1): ChatMessage {
+  return {
+    id: randomUUID(),
+    tenantId,
+    sessionId,
+    seq,
+    sender: { type: 'visitor', id: sessionId, verified: false },
+    text,
+    createdAt: new Date().toISOString(),
+    meta: { domain: 'shop.example', origin: 'https://shop.example', url: 'https://shop.example/p/1', referrer: '', siteId: 's1' },
+  };
+}
+
+export function connection(tenantId: string, userId: string, extra: Partial<PresenceConnection> = {}): PresenceConnection {
+  return {
+    connId: uid('c'),
+    tenantId,
+    userId,
+    sessionId: extra.sessionId ?? `s-${userId}`,
+    role: 'visitor',
+    connectedAt: new Date().toISOString(),
+    domain: 'shop.example',
+    origin: 'https://shop.example',
+    url: 'https://shop.example/',
+    ...extra,
+  };
+}
+
+/** Polls `fn` until it returns a truthy value; generous deadline, for a loaded machine. */
+export async function until<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 20000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Collects a tenant's bus events. */
+async function collect(store: Store, tenantId: string): Promise<{ events: TenantEvent[]; stop: () => Promise<void> }> {
+  const events: TenantEvent[] = [];
+  const stop = await store.bus.subscribe(tenantId, (e) => events.push(e));
+  return { events, stop };
+}
+
+export function storeContract(name: string, makeHarness: () => StoreHarness): void {
+  describe(`Store contract: ${name}`, () => {
+    const harness = makeHarness();
+    let store: Store;
+    const get = async () => (store ??= await harness.open());
+    afterAll(() => harness.close());
+
+    describe('sessions', () => {
+      it('creates, refreshes, and never overwrites another tenant\'s record', async () => {
+        const s = await get();
+        const sid = uid('s');
+        expect(await s.sessions.upsert(sid, { tenantId: 'tA', userId: 'u1', fingerprint: 'fp1' }, 3600)).toBe('created');
+        const first = await s.sessions.get(sid);
+        expect(first).toMatchObject({ userId: 'u1', fingerprint: 'fp1', tenantId: 'tA' });
+        expect(Object.keys(first!).sort()).toEqual(['createdAt', 'fingerprint', 'lastActivity', 'tenantId', 'userId']);
+        await until(() => Date.now() > Date.parse(first!.lastActivity) + 2, 'the clock to move');
+        expect(await s.sessions.upsert(sid, { tenantId: 'tA', userId: 'u1', fingerprint: 'fp1' }, 3600)).toBe('refreshed');
+        const second = await s.sessions.get(sid);
+        expect(second!.createdAt).toBe(first!.createdAt);
+        expect(Date.parse(second!.lastActivity)).toBeGreaterThan(Date.parse(first!.lastActivity));
+        expect(await s.sessions.upsert(sid, { tenantId: 'tB', userId: 'evil', fingerprint: 'x' }, 3600)).toBe('foreign');
+        expect(await s.sessions.get(sid)).toEqual(second);
+        await s.sessions.delete(sid);
+        expect(await s.sessions.get(sid)).toBeNull();
+      });
+
+      it('expires a session after its TTL', async () => {
+        const s = await get();
+        const sid = uid('s');
+        await s.sessions.upsert(sid, { tenantId: 'tA', userId: 'u', fingerprint: 'f' }, 1);
+        expect(await s.sessions.get(sid)).not.toBeNull();
+        await until(async () => (await s.sessions.get(sid)) === null, 'the session to expire');
+        expect(await s.sessions.upsert(sid, { tenantId: 'tB', userId: 'u', fingerprint: 'f' }, 60)).toBe('created');
+      });
+
+      it('binds a token to its first session only, per tenant', async () => {
+        const s = await get();
+        const jti = uid('jti');
+        expect(await s.sessions.getBinding('tA', jti)).toBeNull();
+        expect(await s.sessions.bind('tA', jti, 'sess-1', 60)).toBe('sess-1');
+        expect(await s.sessions.bind('tA', jti, 'sess-2', 60)).toBe('sess-1');
+        expect(await s.sessions.getBinding('tA', jti)).toBe('sess-1');
+        expect(await s.sessions.bind('tB', jti, 'sess-3', 60)).toBe('sess-3');
+      });
+    });
+
+    describe('presence', () => {
+      it('is exact across tabs: online on the first connection, offline on the last', async () => {
+        const s = await get();
+        const t = uid('t');
+        const tab1 = connection(t, 'alice', { domain: 'a.example', url: 'https://a.example/1' });
+        const tab2 = connection(t, 'alice', { url: 'https://a.example/2' });
+        expect(await s.presence.add('n1', tab1, 60000)).toEqual({ firstForUser: true });
+        expect(await s.presence.add('n1', tab2, 60000)).toEqual({ firstForUser: false });
+        const users = await s.presence.list(t);
+        expect(users).toEqual([
+          { userId: 'alice', sessionId: tab1.sessionId, connectedAt: tab1.connectedAt, domain: 'a.example', origin: tab1.origin, url: 'https://a.example/1' },
+        ]);
+        expect(await s.presence.remove('n1', t, tab1.connId)).toMatchObject({ lastForUser: false });
+        expect(await s.presence.isOnline(t, 'alice')).toBe(true);
+        expect(await s.presence.remove('n1', t, tab2.connId)).toEqual({ lastForUser: true, tenantId: t, userId: 'alice', sessionId: tab2.sessionId });
+        expect(await s.presence.isOnline(t, 'alice')).toBe(false);
+        expect(await s.presence.list(t)).toEqual([]);
+        // Removing again (a retry) changes nothing and reports nothing.
+        expect(await s.presence.remove('n1', t, tab2.connId)).toEqual({ lastForUser: false });
+      });
+
+      it('keeps tenants apart', async () => {
+        const s = await get();
+        const [t1, t2] = [uid('t'), uid('t')];
+        await s.presence.add('n1', connection(t1, 'bob'), 60000);
+        expect(await s.presence.isOnline(t2, 'bob')).toBe(false);
+        expect(await s.presence.add('n1', connection(t2, 'bob'), 60000)).toEqual({ firstForUser: true });
+      });
+
+      it('is exact across two nodes, and sweeps a silent node\'s connections only', async () => {
+        const a = await get();
+        const b = await harness.open();
+        const t = uid('t');
+        const onA = connection(t, 'carol');
+        const onB = connection(t, 'carol');
+        const daveOnB = connection(t, 'dave');
+        expect((await a.presence.add('nodeA', onA, 60000)).firstForUser).toBe(true);
+        expect((await b.presence.add('nodeB', onB, 1000)).firstForUser).toBe(false);
+        expect((await b.presence.add('nodeB', daveOnB, 1000)).firstForUser).toBe(true);
+        // nodeB goes silent: past its expiry, its connections are swept; carol stays online via nodeA.
+        const gone = (await a.presence.sweep(Date.now() + 5000)).filter((c) => c.tenantId === t);
+        expect(gone).toEqual([{ tenantId: t, userId: 'dave', sessionId: daveOnB.sessionId }]);
+        expect(await a.presence.isOnline(t, 'carol')).toBe(true);
+        expect(await a.presence.isOnline(t, 'dave')).toBe(false);
+        // A sweep reports each departure once.
+        expect((await b.presence.sweep(Date.now() + 5000)).filter((c) => c.tenantId === t)).toEqual([]);
+        // nodeB was only slow: its next heartbeat re-asserts its connections and reports dave back.
+        const back = (await b.presence.heartbeat('nodeB', [onB, daveOnB], 60000)).filter((c) => c.tenantId === t);
+        expect(back).toEqual([{ tenantId: t, userId: 'dave', sessionId: daveOnB.sessionId }]);
+        expect(await b.presence.heartbeat('nodeB', [onB, daveOnB], 60000)).toEqual([]);
+        expect((await a.presence.list(t)).map((u) => u.userId).sort()).toEqual(['carol', 'dave']);
+        // Both nodes silent past every expiry: everyone offline, reported once.
+        const all = (await a.presence.sweep(Date.now() + 120000)).filter((c) => c.tenantId === t);
+        expect(all.map((c) => c.userId).sort()).toEqual(['carol', 'dave']);
+        expect(await a.presence.list(t)).toEqual([]);
+      });
+
+      it('removes a whole node at once and lists live nodes', async () => {
+        const s = await get();
+        const t = uid('t');
+        const node = uid('node');
+        await s.presence.add(node, connection(t, 'erin'), 60000);
+        await s.presence.add('other', connection(t, 'erin'), 60000);
+        await s.presence.add(node, connection(t, 'frank'), 60000);
+        expect((await s.presence.nodes(Date.now())).map((x) => x.nodeId)).toContain(node);
+        const gone = await s.presence.removeNode(node);
+        expect(gone.filter((c) => c.tenantId === t).map((c) => c.userId)).toEqual(['frank']);
+        expect(await s.presence.isOnline(t, 'erin')).toBe(true);
+        expect((await s.presence.nodes(Date.now())).map((x) => x.nodeId)).not.toContain(node);
+      });
+    });
+
+    describe('event log', () => {
+      it('publishMessage is idempotent: one agent entry, one webhook job, one bus event', async () => {
+        const s = await get();
+        const t = uid('t');
+        const bus = await collect(s, t);
+        const jobsBefore = await s.webhooks.length();
+        const m = message(t, 'sess1');
+        expect(await s.events.publishMessage(m)).toEqual({ agentOffset: 1, duplicate: false });
+        expect(await s.events.publishMessage(m)).toEqual({ agentOffset: 1, duplicate: true });
+        // A later event proves the bus delivered everything before it.
+        await s.bus.publish(t, { type: 'broadcast', event: 'done', data: null });
+        await until(() => bus.events.some((e) => e.type === 'broadcast'), 'the broadcast');
+        expect(bus.events.filter((e) => e.type === 'message')).toEqual([{ type: 'message', agentOffset: 1, message: m }]);
+        expect(await s.events.agentHead(t)).toBe(1);
+        expect(await s.events.agentRange(t, 0, 10)).toEqual({ entries: [{ offset: 1, type: 'message', message: m }], complete: true });
+        expect(await s.webhooks.length()).toBe(jobsBefore + 1);
+        const jobs = (await s.webhooks.range('-', '+', 100000)).filter((j) => j.tenantId === t);
+        expect(jobs).toHaveLength(1);
+        expect(jobs[0]).toMatchObject({ type: 'message.created', tenantId: t, sessionId: 'sess1', messageId: m.id, createdAt: m.createdAt });
+        expect(JSON.parse(jobs[0]!.payload)).toEqual(m);
+        await bus.stop();
+      });
+
+      it('appends presence events and reads ranges by offset', async () => {
+        const s = await get();
+        const t = uid('t');
+        const m = message(t, 's');
+        await s.events.publishMessage(m);
+        const p = { userId: 'u', sessionId: 's', status: 'online' as const, at: new Date().toISOString() };
+        expect(await s.events.publishPresence(t, p)).toBe(2);
+        expect(await s.events.agentRange(t, 0, 10)).toEqual({
+          entries: [
+            { offset: 1, type: 'message', message: m },
+            { offset: 2, type: 'presence', presence: p },
+          ],
+          complete: true,
+        });
+        expect(await s.events.agentRange(t, 1, 10)).toEqual({ entries: [{ offset: 2, type: 'presence', presence: p }], complete: true });
+        expect(await s.events.agentRange(t, 0, 1)).toMatchObject({ entries: [{ offset: 1 }], complete: true });
+        expect(await s.events.agentRange(t, 2, 10)).toEqual({ entries: [], complete: true });
+        // An offset the stream never reached (it was reset): recovery is impossible.
+        expect((await s.events.agentRange(t, 99, 10)).complete).toBe(false);
+        expect(await s.events.agentRange(uid('t'), 0, 10)).toEqual({ entries: [], complete: true });
+      });
+
+      it('bounds the agent history and reports a trimmed range as incomplete', async () => {
+        const s = await harness.open({ agentHistorySize: 100 });
+        const t = uid('t');
+        for (let i = 0; i < 400; i++) await s.events.publishPresence(t, { userId: 'u', sessionId: 's', status: 'online', at: String(i) });
+        expect(await s.events.agentHead(t)).toBe(400);
+        const old = await s.events.agentRange(t, 0, 10);
+        expect(old.complete).toBe(false);
+        const recent = await s.events.agentRange(t, 350, 100);
+        expect(recent.complete).toBe(true);
+        expect(recent.entries.map((e) => e.offset)).toEqual(Array.from({ length: 50 }, (_, i) => 351 + i));
+      });
+
+      it('delivers a tenant\'s events in agent offset order, to that tenant only', async () => {
+        const s = await get();
+        const [t, other] = [uid('t'), uid('t')];
+        const bus = await collect(s, t);
+        const otherBus = await collect(s, other);
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => s.events.publishMessage(message(t, `s${i % 5}`, `m${i}`))));
+        expect(results.map((r) => r.agentOffset).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+        await until(() => bus.events.length === 50, '50 events');
+        expect(bus.events.map((e) => (e.type === 'message' ? e.agentOffset : -1))).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+        expect(otherBus.events).toEqual([]);
+        await Promise.all([bus.stop(), otherBus.stop()]);
+      });
+    });
+
+    describe('bus', () => {
+      it('delivers non-stream events to every subscriber of the tenant until it unsubscribes', async () => {
+        const a = await get();
+        const b = await harness.open();
+        const t = uid('t');
+        const first = await collect(a, t);
+        const second = await collect(b, t);
+        const typing: TenantEvent = { type: 'typing', sessionId: 's', sender: { type: 'visitor', id: 's' }, isTyping: true };
+        await b.bus.publish(t, typing);
+        await until(() => first.events.length === 1 && second.events.length === 1, 'both subscribers');
+        expect(first.events).toEqual([typing]);
+        await first.stop();
+        await first.stop(); // idempotent
+        await a.bus.publish(t, { type: 'revoke', userId: 'agent1' });
+        await until(() => second.events.length === 2, 'the second event');
+        expect(first.events).toHaveLength(1);
+        await second.stop();
+      });
+    });
+
+    describe('webhook stream', () => {
+      it('follows new entries in order until aborted', async () => {
+        const s = await get();
+        const t = uid('t');
+        const seen: WebhookJob[] = [];
+        const ac = new AbortController();
+        const following = s.webhooks.follow('$', (j) => j.tenantId === t && seen.push(j), ac.signal);
+        // follow('$') starts from the entries after the call; give it a moment to resolve '$' first.
+        await new Promise((r) => setTimeout(r, 300));
+        const m1 = message(t, 's', 'one');
+        const m2 = message(t, 's', 'two');
+        await s.events.publishMessage(m1);
+        await s.events.publishMessage(m2);
+        await until(() => seen.length === 2, 'two followed jobs');
+        expect(seen.map((j) => j.messageId)).toEqual([m1.id, m2.id]);
+        expect(seen[0]!.id < seen[1]!.id || seen[0]!.id.length < seen[1]!.id.length).toBe(true);
+        ac.abort();
+        await following;
+        // range() from a known id reads what follow saw.
+        expect((await s.webhooks.range(seen[0]!.id, seen[1]!.id, 10)).map((j) => j.messageId)).toEqual([m1.id, m2.id]);
+      });
+
+      it('shares jobs through a consumer group: read, ack, claim a dead consumer\'s pending jobs', async () => {
+        const s = await get();
+        const t = uid('t');
+        const g = s.webhooks.group(uid('g'));
+        await g.ensure('$');
+        await g.ensure('$'); // idempotent
+        const ms = [message(t, 's', 'a'), message(t, 's', 'b'), message(t, 's', 'c')];
+        for (const m of ms) await s.events.publishMessage(m);
+        const mine = (jobs: WebhookJob[]) => jobs.filter((j) => j.tenantId === t);
+        const dead = mine(await g.read('dead-consumer', 2, 0));
+        expect(dead.map((j) => j.messageId)).toEqual([ms[0]!.id, ms[1]!.id]);
+        const live = mine(await g.read('live-consumer', 10, 1000));
+        expect(live.map((j) => j.messageId)).toEqual([ms[2]!.id]);
+        expect(await g.ack(live.map((j) => j.id))).toBe(1);
+        expect((await g.info()).pending).toBe(2);
+        // Nothing new: a blocking read returns [] when aborted.
+        const ac = new AbortController();
+        const blocked = g.read('live-consumer', 10, 60000, ac.signal);
+        setTimeout(() => ac.abort(), 200);
+        expect(mine(await blocked)).toEqual([]);
+        // The dead consumer's jobs are claimed once idle long enough.
+        await new Promise((r) => setTimeout(r, 50));
+        const claimed = mine(await g.claimIdle('live-consumer', 10, 10));
+        expect(claimed.map((j) => j.messageId)).toEqual([ms[0]!.id, ms[1]!.id]);
+        expect(await g.ack(claimed.map((j) => j.id))).toBe(2);
+        expect(await g.info()).toEqual({ pending: 0, lag: 0 });
+      });
+    });
+
+    describe('rate limiter', () => {
+      it('allows a burst, then refuses with a retry delay, per key', async () => {
+        const s = await get();
+        const key = uid('ip');
+        const takes = [];
+        for (let i = 0; i < 4; i++) takes.push(await s.rateLimiter.take(key, 0.01, 3));
+        expect(takes.map((x) => x.allowed)).toEqual([true, true, true, false]);
+        expect(takes[3]!.retryAfterMs).toBeGreaterThan(0);
+        expect((await s.rateLimiter.take(uid('ip'), 0.01, 3)).allowed).toBe(true);
+        expect((await s.rateLimiter.take(uid('ip'), 0.01, 3, 4)).allowed).toBe(false);
+      });
+
+      it('refills at the configured rate', async () => {
+        const s = await get();
+        const key = uid('ip');
+        expect((await s.rateLimiter.take(key, 20, 1)).allowed).toBe(true);
+        expect((await s.rateLimiter.take(key, 20, 1)).allowed).toBe(false);
+        await until(async () => (await s.rateLimiter.take(key, 20, 1)).allowed, 'a refill');
+      });
+    });
+
+    it('answers ping', async () => {
+      const s = await get();
+      await expect(s.ping()).resolves.toBeUndefined();
+    });
+  });
+}
