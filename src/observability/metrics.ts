@@ -41,4 +41,65 @@ export const dependencyUp = new client.Gauge({
   registers: [registry],
 });
 
+// ---------------------------------------------------------------- webhooks (src/webhooks)
+
+export const webhookAttempts = new client.Counter({
+  name: 'chatd_webhook_attempts_total',
+  help: 'Webhook HTTP attempts, by outcome: delivered (2xx), retryable (timeout, connection error, 408, 429, 5xx), rejected (other 4xx/3xx).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const webhookAttemptDuration = new client.Histogram({
+  name: 'chatd_webhook_attempt_duration_seconds',
+  help: 'Webhook HTTP attempt duration, by outcome.',
+  labelNames: ['outcome'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
+export const webhookDeliveries = new client.Counter({
+  name: 'chatd_webhook_deliveries_total',
+  help: 'Webhook deliveries settled, by result: delivered, retry_scheduled, dead, dropped (endpoint removed), deferred (endpoint busy).',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});
+
+export const webhookDead = new client.Counter({
+  name: 'chatd_webhook_dead_total',
+  help: 'Deliveries moved to meta:webhook_dead, by reason (retry_window_exhausted, rejected, malformed).',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
+
+export const webhookJobsLost = new client.Counter({
+  name: 'chatd_webhook_jobs_lost_total',
+  help: 'Jobs trimmed from meta:webhook_jobs before they were delivered (raise webhooks.streamMaxLen).',
+  registers: [registry],
+});
+
+export const webhookRetrySetSize = new client.Gauge({
+  name: 'chatd_webhook_retry_scheduled',
+  help: 'Deliveries waiting for a retry in meta:webhook_retry.',
+  registers: [registry],
+});
+
+export const webhookDeadSetSize = new client.Gauge({
+  name: 'chatd_webhook_dead_entries',
+  help: 'Entries in meta:webhook_dead.',
+  registers: [registry],
+});
+
+export const webhookGroupLag = new client.Gauge({
+  name: 'chatd_webhook_group_lag',
+  help: 'Jobs in meta:webhook_jobs not yet read by the dispatchers\' consumer group.',
+  registers: [registry],
+});
+
+export const webhookGroupPending = new client.Gauge({
+  name: 'chatd_webhook_group_pending',
+  help: 'Jobs read by a dispatcher and not yet settled.',
+  registers: [registry],
+});
+
 export { client as promClient };

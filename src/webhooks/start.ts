@@ -1,0 +1,110 @@
+// Runs the webhook dispatcher inside the api role: `withWebhooks(createApiRole)` starts it after
+// the role when any tenant has `webhooks` endpoints, drains it with the role and closes it after.
+// With the Redis store the dispatcher opens two connections of its own (one blocks on
+// XREADGROUP); with the memory store it follows the store's in-process jobs stream.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { RoleContext, RoleFactory } from '../app/types.js';
+import type { Config } from '../config/schema.js';
+import { createRedisClient, redisOptions, waitReady } from '../store/redis/connection.js';
+import type { Store } from '../store/ports.js';
+import { WebhookDispatcher } from './dispatcher.js';
+import { endpointDirectory } from './endpoints.js';
+import { MemoryWebhookQueue } from './memory-queue.js';
+import type { WebhookQueue } from './queue.js';
+import { RedisWebhookQueue } from './redis-queue.js';
+
+/** The queue of the dispatcher running in this process, for the admin endpoints (dead list, replay). */
+let activeQueue: WebhookQueue | undefined;
+export const activeWebhookQueue = (): WebhookQueue | undefined => activeQueue;
+
+/** claimIdleMs when not configured: comfortably above one delivery's timeout. */
+export const claimIdleMsFor = (w: Config['webhooks']): number => w.claimIdleMs ?? 2 * w.timeoutMs + 5000;
+
+/** Opens the queue adapter matching the store: Redis (shared by every node) or in process. */
+export async function openWebhookQueue(config: Config, store: Pick<Store, 'kind' | 'webhooks'>, logger: Logger): Promise<WebhookQueue> {
+  const kind = store.kind;
+  switch (kind) {
+    case 'redis': {
+      const options = redisOptions({ url: config.redis.url, sentinel: config.redis.sentinel });
+      const redis = createRedisClient(options, logger, 'webhooks');
+      const blocking = createRedisClient(options, logger, 'webhooks-blocking');
+      try {
+        await Promise.all([waitReady(redis, 5000), waitReady(blocking, 5000)]);
+      } catch (err) {
+        redis.disconnect();
+        blocking.disconnect();
+        throw err;
+      }
+      return new RedisWebhookQueue({ redis, blocking, prefix: config.redis.prefix, deadMaxLen: config.webhooks.deadMaxLen });
+    }
+    case 'memory':
+      return new MemoryWebhookQueue({
+        stream: store.webhooks,
+        maxBacklog: config.webhooks.streamMaxLen,
+        deadMaxLen: config.webhooks.deadMaxLen,
+        onError: (err) => logger.error({ err: (err as Error)?.message }, 'following the in-process webhook jobs stream failed'),
+      });
+    default: {
+      const never: never = kind;
+      throw new Error(`unknown store ${String(never)}`);
+    }
+  }
+}
+
+/** Creates and starts a dispatcher for this process, or returns undefined when no tenant has endpoints. */
+export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | 'logger' | 'nodeId' | 'services'>): Promise<WebhookDispatcher | undefined> {
+  const { config } = ctx;
+  const directory = endpointDirectory(config);
+  if (!directory.any) return undefined;
+  const logger = ctx.logger.child({ component: 'webhooks' });
+  const services = await ctx.services();
+  const queue = await openWebhookQueue(config, services.store, logger);
+  const dispatcher = new WebhookDispatcher({
+    queue,
+    endpoints: () => directory,
+    logger,
+    consumer: `${ctx.nodeId}-${randomBytes(3).toString('hex')}`,
+    timeoutMs: config.webhooks.timeoutMs,
+    claimIdleMs: claimIdleMsFor(config.webhooks),
+    retry: {
+      baseMs: config.webhooks.retryBaseMs,
+      maxDelayMs: config.webhooks.retryMaxDelayMs,
+      windowMs: config.webhooks.retryWindowMs,
+    },
+  });
+  try {
+    await dispatcher.start();
+  } catch (err) {
+    await dispatcher.close().catch(() => undefined);
+    throw err;
+  }
+  activeQueue = queue;
+  return dispatcher;
+}
+
+/** Wraps the api role so the dispatcher runs, drains and stops with it. */
+export function withWebhooks(factory: RoleFactory): RoleFactory {
+  return async (ctx) => {
+    const role = await factory(ctx);
+    let dispatcher: WebhookDispatcher | undefined;
+    try {
+      dispatcher = await startWebhookDispatcher(ctx);
+    } catch (err) {
+      await role.close().catch(() => undefined);
+      throw err;
+    }
+    if (!dispatcher) return role;
+    const d = dispatcher;
+    return {
+      readiness: role.readiness,
+      async drain() {
+        await Promise.all([role.drain(), d.drain()]);
+      },
+      async close() {
+        activeQueue = undefined;
+        await Promise.allSettled([d.close(), role.close()]);
+      },
+    };
+  };
+}

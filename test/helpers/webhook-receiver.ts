@@ -1,0 +1,100 @@
+// A real webhook receiver on loopback (port 0) for webhook tests: records every request and
+// answers as the test says (status, headers, or never — to simulate a hung endpoint).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface ReceivedWebhook {
+  readonly deliveryId: string;
+  readonly timestamp: string;
+  readonly signature: string;
+  readonly body: string;
+  readonly path: string;
+  readonly receivedAt: number;
+}
+
+export type Answer = { status: number; headers?: Record<string, string>; body?: string } | 'hang';
+
+export interface WebhookReceiver {
+  readonly url: string;
+  readonly received: ReceivedWebhook[];
+  /** Decides the answer of each request (default 200). */
+  respond: (req: ReceivedWebhook, index: number) => Answer;
+  /** Requests in flight now, and the most ever in flight at once. */
+  readonly inFlight: () => number;
+  readonly maxInFlight: () => number;
+  close(): Promise<void>;
+}
+
+export async function startWebhookReceiver(): Promise<WebhookReceiver> {
+  const received: ReceivedWebhook[] = [];
+  let current = 0;
+  let max = 0;
+  const hung = new Set<http.ServerResponse>();
+  const receiver: WebhookReceiver = {
+    url: '',
+    received,
+    respond: () => ({ status: 200 }),
+    inFlight: () => current,
+    maxInFlight: () => max,
+    async close() {
+      for (const res of hung) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    current++;
+    max = Math.max(max, current);
+    res.on('close', () => current--);
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const rec: ReceivedWebhook = {
+        deliveryId: String(req.headers['x-chatd-delivery'] ?? ''),
+        timestamp: String(req.headers['x-chatd-timestamp'] ?? ''),
+        signature: String(req.headers['x-chatd-signature'] ?? ''),
+        body: Buffer.concat(chunks).toString('utf8'),
+        path: req.url ?? '/',
+        receivedAt: Date.now(),
+      };
+      received.push(rec);
+      const answer = receiver.respond(rec, received.length - 1);
+      if (answer === 'hang') {
+        hung.add(res);
+        return;
+      }
+      res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
+      res.end(answer.body ?? '');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  (receiver as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return receiver;
+}
+
+/** Polls `cond` until true or the deadline (generous: the machine is loaded). */
+export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A minimal config slice with one tenant per entry of `endpoints` (tenantId → endpoints). */
+export function webhookConfig(
+  endpoints: Record<string, { id?: string; url: string; secret: string; concurrency?: number }[]>,
+  concurrencyPerEndpoint = 8,
+) {
+  return {
+    webhooks: { concurrencyPerEndpoint },
+    tenants: Object.entries(endpoints).map(([id, eps]) => ({
+      id,
+      apiKeys: [],
+      allowedOrigins: [],
+      identityVerification: 'optional' as const,
+      retention: {},
+      webhooks: eps.map((e) => ({ events: ['message.created' as const], ...e })),
+    })),
+  };
+}
