@@ -290,6 +290,19 @@ export const ConfigSchema = Type.Object(
         timeoutMs: Ms(5000, 'Per-delivery timeout.'),
         retryWindowMs: Ms(3600000, 'How long a failing delivery is retried.'),
         concurrencyPerEndpoint: Type.Integer({ minimum: 1, maximum: 256, default: 8, description: 'Deliveries in flight per endpoint.' }),
+        retryBaseMs: Type.Integer({
+          minimum: 1,
+          default: 1000,
+          description: 'First retry after about this long (0.5–1×); each next one waits about twice as long.',
+        }),
+        retryMaxDelayMs: Type.Integer({ minimum: 1, default: 600000, description: 'Longest wait between two attempts (unless Retry-After asks for more).' }),
+        claimIdleMs: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            description: 'Jobs left pending by a dispatcher that stopped are taken over after this long (default: 2 × timeoutMs + 5000; must exceed timeoutMs).',
+          }),
+        ),
+        deadMaxLen: Type.Integer({ minimum: 100, default: 100000, description: 'MAXLEN ~ of meta:webhook_dead (dead deliveries kept for replay).' }),
       },
       'Webhook delivery.',
     ),
