@@ -7,6 +7,7 @@ import type { RoleFactory } from './types.js';
 import { createStore } from '../store/index.js';
 import { openDatabase } from '../db/index.js';
 import { createApiRole } from '../roles/api/index.js';
+import { withWebhooks } from '../webhooks/start.js';
 import { createWsRole } from '../roles/ws/index.js';
 import { createGatewayRole } from '../roles/gateway/index.js';
 import { corsPolicyFor } from '../auth/origins.js';
@@ -14,7 +15,8 @@ import { adminEndpoints } from './admin-endpoints.js';
 
 export const ROLE_FACTORIES: Readonly<Record<Role, RoleFactory>> = {
   gateway: createGatewayRole,
-  api: createApiRole,
+  // The webhook dispatcher runs with the api role when tenants have endpoints.
+  api: withWebhooks(createApiRole),
   ws: createWsRole,
 };
 
