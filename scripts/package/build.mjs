@@ -10,7 +10,7 @@
 // dist/chatd), CHATD_PACKAGE_NO_STRIP=1 (keep symbols, for debugging a crash).
 import { build } from 'esbuild';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, rmSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -34,7 +34,10 @@ if (!process.versions.node.startsWith('20.')) {
 }
 
 const out = path.resolve(root, process.env.CHATD_PACKAGE_OUT ?? 'dist/chatd');
-const work = path.join(root, 'dist', 'sea');
+// Intermediate files (bundle, blob, sea-config.json) end up in dist/sea; each build writes its own
+// folder first, so two builds at once (two test runs) never mix their files.
+const finalWork = path.join(root, 'dist', 'sea');
+const work = `${finalWork}.${process.pid}.tmp`;
 const uwsAssetName = `uws_linux_x64_${process.versions.modules}.node`;
 const uwsFile = path.join(path.dirname(require.resolve('uWebSockets.js/package.json', { paths: [root] })), 'binaries', uwsAssetName);
 const pgliteDist = path.dirname(require.resolve('@electric-sql/pglite', { paths: [root] }));
@@ -57,8 +60,30 @@ function buildCommit() {
   }
 }
 
-await rm(work, { recursive: true, force: true });
+const tmp = `${out}.${process.pid}.tmp`;
+let done = false;
+process.on('exit', () => {
+  // A failed build leaves neither a half-built executable (~110 MB) nor its work folder behind.
+  if (!done) for (const p of [tmp, work]) rmSync(p, { recursive: true, force: true });
+});
 await mkdir(work, { recursive: true });
+
+/**
+ * Optional packages that are not installed but that a dependency tries to require at load time
+ * inside a try (debug tries supports-color). Left as require() calls, the SEA would print a warning
+ * at every start ("require() ... only supports loading built-in modules"); an empty module is what
+ * the try/catch would have fallen back to.
+ */
+function absentOptionals(names) {
+  const filter = new RegExp(`^(${names.map((n) => n.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|')})$`);
+  return {
+    name: 'absent-optionals',
+    setup(b) {
+      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'absent-optional' }));
+      b.onLoad({ filter: /.*/, namespace: 'absent-optional' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+    },
+  };
+}
 const bundle = path.join(work, 'chatd.cjs');
 const commit = buildCommit();
 
@@ -86,7 +111,7 @@ const result = await build({
   },
   banner: { js: 'var __chatdImportMetaUrl = require("node:url").pathToFileURL(process.execPath).href;' },
   // `import text from './file?raw'` (demo pages), as in the dev build (scripts/build.mjs).
-  plugins: [rawPlugin],
+  plugins: [rawPlugin, absentOptionals(['supports-color'])],
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
@@ -115,7 +140,6 @@ step('SEA blob');
 
 // 3. The executable: copy node, strip it (before injecting: strip would drop the injected note),
 // inject, then move into place atomically so a running dist/chatd is never half-written.
-const tmp = `${out}.${process.pid}.tmp`;
 await mkdir(path.dirname(out), { recursive: true });
 await copyFile(process.execPath, tmp);
 await chmod(tmp, 0o755);
@@ -135,6 +159,9 @@ try {
   console.warn = originalWarn;
 }
 await rename(tmp, out);
+await rm(finalWork, { recursive: true, force: true });
+await rename(work, finalWork);
+done = true;
 step('executable');
 
 // Numbers for the README and CI logs.

@@ -1,0 +1,310 @@
+// The single binary, end to end: dist/chatd (built here by `npm run package` when missing or older
+// than the sources) run from empty folders with no node on PATH and a bare environment, as on a VM.
+// Prints its numbers (build time, size, start-up to the first 200, RSS) for the README.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
+import { chmod, copyFile, link, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import pkg from '../../package.json' with { type: 'json' };
+
+const ROOT = path.resolve(__dirname, '../..');
+const BIN = path.join(ROOT, 'dist', 'chatd');
+const supported = process.platform === 'linux' && process.arch === 'x64' && process.versions.node.startsWith('20.');
+const UWS_FILE = /uws_linux_x64_115-[0-9a-f]{16}\.node$/;
+
+/** Newest modification time under the inputs of the binary. */
+function newestSource(): number {
+  let newest = 0;
+  const walk = (p: string) => {
+    const st = statSync(p);
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(path.join(p, e));
+    else newest = Math.max(newest, st.mtimeMs);
+  };
+  for (const p of ['src', 'scripts/package', 'scripts/esbuild-raw.mjs', 'package.json', 'package-lock.json']) {
+    if (existsSync(path.join(ROOT, p))) walk(path.join(ROOT, p));
+  }
+  return newest;
+}
+
+function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly ports: Record<string, number>;
+  readonly spawnedAt: number;
+  stdout(): string;
+  stderr(): string;
+  readonly exited: Promise<number | null>;
+}
+
+let running: Running[] = [];
+afterEach(() => {
+  for (const r of running) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+  running = [];
+});
+
+/** Starts `dist/chatd serve --role all` and resolves once the public and admin listeners are logged. */
+function serve(cwd: string, env: NodeJS.ProcessEnv, bin = BIN): Promise<Running> {
+  const spawnedAt = performance.now();
+  const child = spawn(bin, ['serve', '--role', 'all'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const ports: Record<string, number> = {};
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const r: Running = { child, ports, spawnedAt, stdout: () => out, stderr: () => err, exited };
+  running.push(r);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`dist/chatd did not listen within 90 s\nstdout:\n${out}\nstderr:\n${err}`)), 90_000);
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      for (const line of out.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const rec = JSON.parse(line) as { listener?: string; url?: string };
+          if (rec.listener && rec.url) ports[rec.listener] = Number(new URL(rec.url).port);
+        } catch {
+          /* a partial line */
+        }
+      }
+      if (ports.public !== undefined && ports.admin !== undefined) {
+        clearTimeout(timer);
+        resolve(r);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`dist/chatd exited with ${code} before listening\nstdout:\n${out}\nstderr:\n${err}`));
+    });
+  });
+}
+
+/** Polls until `url` answers 200 (a first start initialises the embedded database). */
+async function until200(url: string, deadlineMs = 90_000): Promise<Response> {
+  const end = Date.now() + deadlineMs;
+  let last = '';
+  while (Date.now() < end) {
+    try {
+      const res = await fetch(url);
+      if (res.status === 200) return res;
+      last = `${res.status} ${await res.text()}`;
+    } catch (e) {
+      last = String(e);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} did not answer 200 within ${deadlineMs} ms; last: ${last}`);
+}
+
+/** The shared objects a process has mapped, from /proc (proof that the addon was dlopen'ed). */
+const mappedFiles = async (pid: number) =>
+  new Set(
+    (await readFile(`/proc/${pid}/maps`, 'utf8'))
+      .split('\n')
+      .map((l) => l.split(/\s+/)[5] ?? '')
+      .filter((f) => f.startsWith('/')),
+  );
+
+const rssMb = async (pid: number) => {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(status.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm'))?.[1] ?? NaN);
+  return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
+};
+
+const sha256File = (file: string) =>
+  new Promise<string>((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file).on('error', reject).on('data', (c) => h.update(c)).on('end', () => resolve(h.digest('hex')));
+  });
+
+describe.skipIf(!supported)('single binary (dist/chatd)', () => {
+  let base: string;
+  /** A PATH with no node on it: an empty folder. */
+  let emptyBin: string;
+  const numbers: Record<string, string> = {};
+
+  beforeAll(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'chatd-pkg-'));
+    emptyBin = path.join(base, 'empty-bin');
+    await mkdir(emptyBin);
+    if (!existsSync(BIN) || statSync(BIN).mtimeMs < newestSource()) {
+      const t0 = performance.now();
+      const b = await run(process.execPath, [path.join(ROOT, 'scripts/package/build.mjs')], { cwd: ROOT, env: process.env });
+      if (b.code !== 0) throw new Error(`npm run package failed (${b.code}):\n${b.stdout}\n${b.stderr}`);
+      numbers.build = `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    } else {
+      numbers.build = 'up to date, not rebuilt';
+    }
+    numbers.size = `${(statSync(BIN).size / 1e6).toFixed(1)} MB`;
+  }, 600_000);
+
+  afterAll(async () => {
+    console.log(`[package numbers] ${Object.entries(numbers).map(([k, v]) => `${k}: ${v}`).join('; ')}`);
+    await rm(base, { recursive: true, force: true });
+  });
+
+  /** A bare environment like `env -i`: no node on PATH, HOME and the caches inside the test folder. */
+  const bareEnv = (home: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+    PATH: emptyBin,
+    HOME: home,
+    TMPDIR: path.join(home, 'tmp'),
+    ...extra,
+  });
+
+  async function freshFolder(name: string): Promise<string> {
+    const dir = path.join(base, name);
+    await mkdir(path.join(dir, 'tmp'), { recursive: true });
+    await writeFile(path.join(dir, 'chat-server.yaml'), 'server:\n  port: 0\nadmin:\n  port: 0\n');
+    return dir;
+  }
+
+  it('prints its version and build commit with no node on PATH', async () => {
+    const cwd = await freshFolder('version');
+    expect(existsSync(path.join(emptyBin, 'node'))).toBe(false);
+    const t0 = performance.now();
+    const r = await run(BIN, ['--version'], { cwd, env: bareEnv(cwd) });
+    numbers.version = `${Math.round(performance.now() - t0)} ms`;
+    expect(r.stderr).toBe(''); // no SEA warning, no require() warning
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(new RegExp(`^chatd ${pkg.version.replace(/\./g, '\\.')} \\(([0-9a-f]{7,}|unknown)\\) node v20\\.`));
+  });
+
+  let zeroConfigHome: string;
+
+  it('serves on embedded defaults from an empty folder: health, readiness, native uWebSockets.js, exit 0 on SIGTERM', async () => {
+    const cwd = await freshFolder('zero-config');
+    zeroConfigHome = cwd;
+    const p = await serve(cwd, bareEnv(cwd));
+    const health = await until200(`http://127.0.0.1:${p.ports.public}/healthz`);
+    numbers.firstHealthz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn`;
+    expect(await health.json()).toMatchObject({ status: 'ok' });
+    const ready = await until200(`http://127.0.0.1:${p.ports.public}/readyz`);
+    numbers.firstReadyz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn (first start, empty data folder)`;
+    expect((await ready.json()).status).toBe('ready');
+    expect((await fetch(`http://127.0.0.1:${p.ports.admin}/readyz`)).status).toBe(200);
+
+    // uWebSockets.js is the native addon, extracted to the XDG cache (~/.cache/chatd) and mapped.
+    const cacheDir = path.join(cwd, '.cache', 'chatd');
+    const cached = readdirSync(cacheDir);
+    expect(cached).toHaveLength(1);
+    expect(cached[0]).toMatch(UWS_FILE);
+    expect((await mappedFiles(p.child.pid!)).has(path.join(cacheDir, cached[0]!))).toBe(true);
+    // A clean start says nothing about the cache.
+    expect(p.stderr()).not.toContain('native module cache');
+
+    // No JWT_SECRET or GATEWAY_API_KEY: generated into the data folder and the key printed.
+    const secrets = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')) as { gatewayApiKey: string };
+    expect(p.stderr()).toContain(secrets.gatewayApiKey);
+
+    const mem = await rssMb(p.child.pid!);
+    numbers.rssAfterFirstStart = `${mem.rss} MB (peak ${mem.peak} MB)`;
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  });
+
+  it('restarts fast on an initialised folder and reuses the cached addon', async () => {
+    const cwd = zeroConfigHome;
+    const cacheDir = path.join(cwd, '.cache', 'chatd');
+    const [file] = readdirSync(cacheDir);
+    const before = statSync(path.join(cacheDir, file!)).mtimeMs;
+    const p = await serve(cwd, bareEnv(cwd));
+    await until200(`http://127.0.0.1:${p.ports.public}/healthz`);
+    numbers.restartHealthz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn`;
+    await until200(`http://127.0.0.1:${p.ports.public}/readyz`);
+    numbers.restartReadyz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn`;
+    const mem = await rssMb(p.child.pid!);
+    numbers.rssAfterRestart = `${mem.rss} MB (peak ${mem.peak} MB)`;
+    expect(statSync(path.join(cacheDir, file!)).mtimeMs).toBe(before); // not rewritten
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  });
+
+  it('replaces a corrupt cached addon and still runs natively', async () => {
+    const cwd = zeroConfigHome;
+    const cacheDir = path.join(cwd, '.cache', 'chatd');
+    const [name] = readdirSync(cacheDir);
+    const file = path.join(cacheDir, name!);
+    const good = await sha256File(file);
+    await chmod(file, 0o600);
+    await writeFile(file, 'this is not a shared object');
+    const p = await serve(cwd, bareEnv(cwd));
+    await until200(`http://127.0.0.1:${p.ports.public}/healthz`);
+    expect(await sha256File(file)).toBe(good);
+    expect((await mappedFiles(p.child.pid!)).has(file)).toBe(true);
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  });
+
+  describe('noexec cache folders', () => {
+    let noexec: string | undefined;
+    beforeAll(async () => {
+      if (process.getuid?.() !== 0) return;
+      const dir = path.join(base, 'noexec');
+      await mkdir(dir);
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'noexec,size=64m,mode=0700', 'tmpfs', dir], { stdio: 'ignore' });
+        noexec = dir;
+      } catch {
+        noexec = undefined;
+      }
+    });
+    afterAll(() => {
+      if (noexec) execFileSync('umount', [noexec]);
+    });
+
+    it('skips a noexec CHATD_CACHE_DIR for the next folder, and says so', async (ctx) => {
+      if (!noexec) ctx.skip('mounting a noexec tmpfs needs root');
+      const cwd = zeroConfigHome;
+      const p = await serve(cwd, bareEnv(cwd, { CHATD_CACHE_DIR: path.join(noexec!, 'cache') }));
+      await until200(`http://127.0.0.1:${p.ports.public}/healthz`);
+      expect(p.stderr()).toMatch(/native module cache: skipped .*\(CHATD_CACHE_DIR\): dlopen failed \(is the folder mounted noexec\?\)/);
+      const [name] = readdirSync(path.join(cwd, '.cache', 'chatd'));
+      expect(p.stderr()).toContain(`native module cache: using ${path.join(cwd, '.cache', 'chatd', name!)}`);
+      expect((await mappedFiles(p.child.pid!)).has(path.join(cwd, '.cache', 'chatd', name!))).toBe(true);
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+    });
+
+    it('refuses to serve when no cache folder can load the addon; other commands still run', async (ctx) => {
+      if (!noexec) ctx.skip('mounting a noexec tmpfs needs root');
+      // Every candidate on the noexec mount: CHATD_CACHE_DIR, XDG cache, tmp, and next to the binary
+      // (a copy of the binary whose .chatd-cache is a link into the mount).
+      const cwd = await freshFolder('refuse');
+      const binDir = path.join(cwd, 'bin');
+      await mkdir(binDir);
+      const bin = path.join(binDir, 'chatd');
+      await link(BIN, bin).catch(() => copyFile(BIN, bin));
+      await symlink(path.join(noexec!, 'beside'), path.join(binDir, '.chatd-cache'));
+      const env = bareEnv(cwd, {
+        CHATD_CACHE_DIR: path.join(noexec!, 'explicit'),
+        XDG_CACHE_HOME: path.join(noexec!, 'xdg'),
+        TMPDIR: path.join(noexec!, 'tmp'),
+      });
+      await mkdir(path.join(noexec!, 'beside'));
+      const r = await run(bin, ['serve', '--role', 'all'], { cwd, env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('the native uWebSockets.js module');
+      expect(r.stderr).toContain('refusing to start');
+      for (const source of ['CHATD_CACHE_DIR', 'XDG cache', 'next to the binary', 'tmp']) expect(r.stderr).toContain(`(${source}): dlopen failed`);
+      expect(r.stdout).not.toContain('listening');
+      const v = await run(bin, ['--version'], { cwd, env });
+      expect(v.code).toBe(0);
+      expect(v.stdout).toMatch(/^chatd /);
+      await rm(bin);
+    });
+  });
+});
