@@ -304,20 +304,17 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           ...(fingerprint ? { fingerprint } : {}),
         },
       });
-      switch (result.kind) {
-        case 'created':
-          messagesAccepted.inc({ door });
-          deps.relay.publishNow(result.message, result.outboxId);
-          return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
-        case 'duplicate':
-          return { messageId: result.message.id, sessionId, message: result.message, duplicate: true };
-        case 'conflict':
-          throw new ChatdError('idempotency_conflict');
-        default: {
-          const never: never = result;
-          throw new Error(`unknown accept result ${JSON.stringify(never)}`);
-        }
+      if (result.kind === 'created') {
+        messagesAccepted.inc({ door });
+        deps.relay.publishNow(result.message, result.outboxId);
+        return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
       }
+      if (result.kind === 'duplicate') {
+        return { messageId: result.message.id, sessionId, message: result.message, duplicate: true };
+      }
+      if (result.kind === 'conflict') throw new ChatdError('idempotency_conflict');
+      // 'foreign': the session id is another tenant's conversation; nothing was written.
+      throw forbidden();
     },
 
     async history(principal, req) {
