@@ -1,8 +1,117 @@
-// Opens the database chosen by config: PostgreSQL when database.url is set, else embedded PGlite.
+// Opens the database chosen by config: PostgreSQL when database.url is set, else embedded PGlite
+// in database.embeddedDir (default <dataDir>/data). The embedded database migrates itself; a
+// PostgreSQL database only with database.autoMigrate, otherwise start-up stops on pending
+// migrations and says to run `chatd migrate up`.
+import path from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import { PGliteDialect } from 'kysely-pglite-dialect';
+import type { PGliteOptions } from '@electric-sql/pglite';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { Database } from './ports.js';
+import { DependencyError } from '../errors.js';
+import { KyselyDatabase, type Dialect } from './database.js';
+import { lockDir } from './dir-lock.js';
+import { Migrations, MigrationError } from './migrations.js';
+import { createPglite, isInitialised } from './pglite.js';
+import { createPostgresPool, redactUrl } from './postgres.js';
+import type { Tables } from './schema.js';
 
-export async function openDatabase(config: Config, logger: Logger): Promise<Database> {
-  throw new Error(`the database is not built yet (issue 3): ${config.database.url ? 'postgres' : 'pglite'} ${typeof logger}`);
+export type { Database } from './ports.js';
+export { KyselyDatabase } from './database.js';
+export { MigrationError } from './migrations.js';
+export { DatabaseLockedError } from './dir-lock.js';
+
+/** What the database needs from the config (tests and the CLI pass just this). */
+export type DatabaseConfig = Pick<Config, 'database' | 'dataDir'>;
+
+export interface OpenOptions {
+  /** Extra PGlite options (the single binary's assets, tests' tuning). */
+  readonly pglite?: Partial<PGliteOptions>;
+  /** Called after each group-commit flush with its size and duration (metrics, benchmark). */
+  readonly onFlush?: (size: number, ms: number) => void;
+}
+
+/** The embedded database's folder. */
+export const embeddedDir = (config: DatabaseConfig) =>
+  path.resolve(config.database.embeddedDir ?? path.join(config.dataDir, 'data'));
+
+/** Kysely on the configured dialect, before any migration check (used by `chatd migrate`). */
+export interface OpenedKysely {
+  readonly kysely: Kysely<Tables>;
+  readonly dialect: Dialect;
+  /** The schema migrations and tables live in (PostgreSQL `database.schema`). */
+  readonly schema: string | undefined;
+  /** Where the data is: the redacted URL or the folder. */
+  readonly location: string;
+  /** Releases whatever the open took beyond Kysely (the folder lock). */
+  readonly release: () => void;
+}
+
+export async function openKysely(config: DatabaseConfig, logger: Logger, opts: OpenOptions = {}): Promise<OpenedKysely> {
+  const url = config.database.url;
+  if (url) {
+    const pool = createPostgresPool({ ...config.database, url }, logger);
+    const kysely = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+    const location = redactUrl(url);
+    try {
+      const client = await pool.connect();
+      client.release();
+    } catch (err) {
+      await kysely.destroy().catch(() => undefined);
+      throw new DependencyError('postgres', `cannot connect to ${location}: ${(err as Error).message}`, { cause: err });
+    }
+    return { kysely, dialect: 'postgres', schema: config.database.schema, location, release: () => undefined };
+  }
+  const dir = embeddedDir(config);
+  const lock = lockDir(dir);
+  try {
+    const first = !isInitialised(dir);
+    if (first) logger.info({ dir }, 'creating the embedded database (PGlite); the first start takes a few seconds');
+    const started = Date.now();
+    const pglite = await createPglite(dir, opts.pglite);
+    logger.debug({ dir, ms: Date.now() - started, first }, 'embedded database open');
+    const kysely = new Kysely<Tables>({ dialect: new PGliteDialect(pglite) });
+    return { kysely, dialect: 'pglite', schema: undefined, location: dir, release: () => lock.release() };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+export async function openDatabase(config: DatabaseConfig, logger: Logger, opts: OpenOptions = {}): Promise<KyselyDatabase> {
+  const log = logger.child({ component: 'db' });
+  const opened = await openKysely(config, log, opts);
+  const { kysely, dialect, schema, location } = opened;
+  try {
+    const migrations = new Migrations(kysely as Kysely<unknown>, schema);
+    const { migrations: list, unknown } = await migrations.status();
+    if (unknown.length > 0) {
+      log.warn(
+        { unknown: unknown.map((u) => u.name) },
+        'the database has migrations this chatd does not know (a newer version migrated it); continuing',
+      );
+    }
+    const pending = list.filter((m) => m.status === 'pending').map((m) => m.name);
+    if (pending.length > 0) {
+      if (dialect === 'pglite' || config.database.autoMigrate) {
+        const steps = await migrations.up();
+        log.info({ applied: steps.map((s) => s.name), location }, 'database migrated');
+      } else {
+        throw new MigrationError(
+          `the database ${location}${schema ? ` (schema ${schema})` : ''} has ${pending.length} pending migration(s): ${pending.join(', ')}; ` +
+            'run `chatd migrate up` (or set database.autoMigrate: true) and start again',
+        );
+      }
+    }
+  } catch (err) {
+    await kysely.destroy().catch(() => undefined);
+    opened.release();
+    if (err instanceof MigrationError) throw err;
+    throw err instanceof DependencyError ? err : new DependencyError('postgres', `cannot prepare ${location}: ${(err as Error).message}`, { cause: err });
+  }
+  log.info({ dialect, location }, 'database ready');
+  return new KyselyDatabase(kysely, dialect, log, {
+    onClose: opened.release,
+    ...(opts.onFlush ? { onFlush: opts.onFlush } : {}),
+  });
 }

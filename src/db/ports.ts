@@ -19,7 +19,13 @@ export type AcceptResult =
   /** Same clientMessageId and same content as an earlier message: that message. */
   | { readonly kind: 'duplicate'; readonly message: ChatMessage }
   /** Same clientMessageId, different content: refused (409). */
-  | { readonly kind: 'conflict'; readonly messageId: string };
+  | { readonly kind: 'conflict'; readonly messageId: string }
+  /**
+   * The session id belongs to another tenant's conversation (session ids are unique across
+   * tenants): nothing was written. Refuse it exactly like any other foreign session, without
+   * revealing that the id exists.
+   */
+  | { readonly kind: 'foreign' };
 
 export interface Conversation {
   readonly tenantId: string;
@@ -27,6 +33,7 @@ export interface Conversation {
   readonly userId: string | null;
   /** The owner's fingerprint: outlives the 24 h `session:` key and decides later bindings. */
   readonly fingerprint: string | null;
+  readonly status: 'open' | 'closed';
   readonly lastSeq: number;
   readonly createdAt: string;
   readonly updatedAt: string;
@@ -60,7 +67,11 @@ export interface MessageStore {
   /**
    * Stores a message: one transaction (group-committed with concurrent callers) upserts the
    * conversation, takes the next seq, inserts the message and its outbox row. Resolves only after
-   * COMMIT. Throws DependencyError (nothing stored) or OutcomeUnknownError (maybe stored).
+   * COMMIT. "Same content" for a retried clientMessageId means the same text (sha256), from the
+   * same sender id in the same conversation. Throws DependencyError (nothing stored),
+   * OutcomeUnknownError (maybe stored: the client retries with the same clientMessageId) or
+   * ChatdError `validation_failed` when the database refuses this row's data (e.g. a NUL
+   * character); a bad row in a batch fails only its own caller.
    */
   accept(msg: NewMessage): Promise<AcceptResult>;
   /** Creates the conversation if missing (owned by this tenant, with this fingerprint). Session ids are unique across tenants. */
@@ -73,8 +84,21 @@ export interface MessageStore {
   history(q: HistoryQuery): Promise<HistoryPage>;
   /** Messages of a conversation with seq > afterSeq, ascending, at most `limit` (recovery, gap fill). */
   since(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]>;
-  /** Records that `readerId` read up to `messageId`; returns false if the message is not in that conversation. */
+  /**
+   * Records that `readerId` read up to `messageId` (a pointer per reader that only moves forward);
+   * returns false if the message is not in that conversation.
+   */
   markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean>;
+  /** Every reader's pointer in a conversation. */
+  readPointers(tenantId: string, sessionId: string): Promise<ReadPointer[]>;
+}
+
+export interface ReadPointer {
+  readonly readerId: string;
+  readonly messageId: string;
+  readonly seq: number;
+  /** ISO 8601. */
+  readonly at: string;
 }
 
 export interface OutboxEntry {
@@ -84,9 +108,17 @@ export interface OutboxEntry {
 
 /** The durable side of "publish after commit": rows written by accept(), drained by the relay. */
 export interface Outbox {
-  /** Claims undone rows older than `minAgeMs` (FOR UPDATE SKIP LOCKED), at most `limit`. */
+  /**
+   * Claims undone rows older than `minAgeMs` (by the database's clock), at most `limit`, oldest
+   * first, and passes them to `handle`, which returns the ids it published; those rows are done.
+   * On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until `handle` returns, so nodes
+   * sweeping at once never take the same row. Returns how many rows were claimed.
+   */
   claimStale(minAgeMs: number, limit: number, handle: (entries: OutboxEntry[]) => Promise<string[]>): Promise<number>;
+  /** Marks rows done (deletes them). */
   markDone(ids: readonly string[]): Promise<void>;
+  /** Rows not yet done (metrics, tests, `/readyz` detail). */
+  pendingCount(): Promise<number>;
 }
 
 export interface Database {
@@ -105,5 +137,8 @@ export interface Database {
  */
 export interface OutboxRelay {
   publishNow(message: ChatMessage, outboxId: string): void;
+  /** One sweep now (normally on a timer): re-publishes stale rows; resolves with how many were published. */
+  sweep(): Promise<number>;
+  /** Stops the timer and waits (bounded) for publishes in flight. */
   stop(): Promise<void>;
 }

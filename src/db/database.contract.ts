@@ -1,0 +1,310 @@
+// The Database contract, run against every dialect (postgres.int.test.ts on a real PostgreSQL in
+// its own schema, pglite.test.ts on a copy of the embedded template). Whatever one dialect
+// guarantees, the other must too.
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { emptyMeta, type Sender } from '../chat/message.js';
+import { ChatdError } from '../errors.js';
+import type { KyselyDatabase } from './database.js';
+import { DbOutboxRelay } from './outbox-relay.js';
+import type { AcceptResult, NewMessage } from './ports.js';
+import { RecordingEventLog } from './testing/recording-event-log.js';
+
+export interface ContractTarget {
+  /** Opens the database under test; `onFlush` sees each group-commit flush's size. */
+  open(onFlush: (size: number) => void): Promise<KyselyDatabase>;
+  cleanup(): Promise<void>;
+}
+
+const silent = pino({ level: 'silent' });
+const uid = (p: string) => `${p}-${randomBytes(5).toString('hex')}`;
+const visitor = (sessionId: string): Sender => ({ type: 'visitor', id: sessionId, verified: false });
+
+export function msg(tenantId: string, sessionId: string, text: string, extra: Partial<NewMessage> = {}): NewMessage {
+  return {
+    tenantId,
+    sessionId,
+    sender: visitor(sessionId),
+    text,
+    meta: { ...emptyMeta(), domain: 'shop.example', url: 'https://shop.example/p' },
+    conversation: { fingerprint: 'fp-1' },
+    ...extra,
+  };
+}
+
+function created(r: AcceptResult) {
+  if (r.kind !== 'created') throw new Error(`expected created, got ${JSON.stringify(r)}`);
+  return r;
+}
+
+async function until(cond: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export function describeDatabaseContract(name: string, target: () => ContractTarget): void {
+  describe(`Database contract: ${name}`, () => {
+    let t: ContractTarget;
+    let db: KyselyDatabase;
+    const flushes: number[] = [];
+
+    beforeAll(async () => {
+      t = target();
+      db = await t.open((n) => flushes.push(n));
+    });
+    afterAll(async () => {
+      await db?.close();
+      await t?.cleanup();
+    });
+
+    it('accepts messages with seq 1, 2, 3 and creates the conversation with its owner', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      const a = created(await db.messages.accept(msg(tenant, sid, 'hello', { conversation: { fingerprint: 'fp-a', userId: 'u@x' } })));
+      const b = created(await db.messages.accept(msg(tenant, sid, 'again')));
+      const c = created(await db.messages.accept(msg(tenant, sid, 'third')));
+      expect([a.message.seq, b.message.seq, c.message.seq]).toEqual([1, 2, 3]);
+      expect(a.outboxId).toBe(a.message.id);
+      expect(a.message).toMatchObject({ tenantId: tenant, sessionId: sid, text: 'hello', sender: visitor(sid) });
+      expect(a.message.meta.domain).toBe('shop.example');
+      expect(new Date(a.message.createdAt).toISOString()).toBe(a.message.createdAt);
+      const conv = await db.messages.getConversation(tenant, sid);
+      expect(conv).toMatchObject({ tenantId: tenant, sessionId: sid, userId: 'u@x', fingerprint: 'fp-a', lastSeq: 3, status: 'open' });
+      // What is stored is what was returned.
+      const page = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 10 });
+      expect(page.messages).toEqual([a.message, b.message, c.message]);
+    });
+
+    it('gives consecutive seqs in arrival order to concurrent callers (group commit batches them)', async () => {
+      const tenant = uid('t');
+      const sids = [uid('s'), uid('s'), uid('s')];
+      flushes.length = 0;
+      const n = 120;
+      const results = await Promise.all(
+        Array.from({ length: n }, (_, i) => db.messages.accept(msg(tenant, sids[i % 3]!, `m${i}`))),
+      );
+      for (const [k, sid] of sids.entries()) {
+        const mine = results.filter((_, i) => i % 3 === k).map((r) => created(r).message.seq);
+        expect(mine).toEqual(Array.from({ length: n / 3 }, (_, i) => i + 1));
+        expect((await db.messages.getConversation(tenant, sid))!.lastSeq).toBe(n / 3);
+      }
+      // Batches formed: fewer transactions than messages.
+      expect(flushes.length).toBeLessThan(n);
+      expect(Math.max(...flushes)).toBeGreaterThan(1);
+    });
+
+    it('answers a retry with the same clientMessageId and content with the first message, and a different content with a conflict', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      const first = created(await db.messages.accept(msg(tenant, sid, 'hi', { clientMessageId: 'c1' })));
+      const again = await db.messages.accept(msg(tenant, sid, 'hi', { clientMessageId: 'c1', meta: { ...emptyMeta(), url: 'changed' } }));
+      expect(again).toEqual({ kind: 'duplicate', message: first.message });
+      const other = await db.messages.accept(msg(tenant, sid, 'something else', { clientMessageId: 'c1' }));
+      expect(other).toEqual({ kind: 'conflict', messageId: first.message.id });
+      // Neither took a seq or wrote an outbox row.
+      expect((await db.messages.getConversation(tenant, sid))!.lastSeq).toBe(1);
+      const next = created(await db.messages.accept(msg(tenant, sid, 'next', { clientMessageId: 'c2' })));
+      expect(next.message.seq).toBe(2);
+      // The key is per sender: another sender may reuse the id.
+      const agent = created(
+        await db.messages.accept(msg(tenant, sid, 'hi', { clientMessageId: 'c1', sender: { type: 'agent', id: 'ag1', verified: true } })),
+      );
+      expect(agent.message.seq).toBe(3);
+    });
+
+    it('handles the same clientMessageId twice within one batch', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      const [a, b, c] = await Promise.all([
+        db.messages.accept(msg(tenant, sid, 'same', { clientMessageId: 'k' })),
+        db.messages.accept(msg(tenant, sid, 'same', { clientMessageId: 'k' })),
+        db.messages.accept(msg(tenant, sid, 'different', { clientMessageId: 'k' })),
+      ]);
+      const first = created(a!);
+      expect(b).toEqual({ kind: 'duplicate', message: first.message });
+      expect(c).toEqual({ kind: 'conflict', messageId: first.message.id });
+      expect((await db.messages.getConversation(tenant, sid))!.lastSeq).toBe(1);
+    });
+
+    it('refuses a session id owned by another tenant, without writing or revealing anything', async () => {
+      const a = uid('ta');
+      const b = uid('tb');
+      const sid = uid('s');
+      const mine = created(await db.messages.accept(msg(a, sid, 'tenant A')));
+      expect(await db.messages.accept(msg(b, sid, 'tenant B'))).toEqual({ kind: 'foreign' });
+      // Mixed in one batch with a legitimate message: only the foreign one is refused.
+      const [x, y] = await Promise.all([db.messages.accept(msg(b, sid, 'again B')), db.messages.accept(msg(a, sid, 'again A'))]);
+      expect(x).toEqual({ kind: 'foreign' });
+      expect(created(y!).message.seq).toBe(2);
+      expect(await db.messages.ensureConversation(b, sid, { fingerprint: 'fp' })).toEqual({ kind: 'foreign' });
+      expect(await db.messages.getConversation(b, sid)).toBeNull();
+      expect((await db.messages.history({ tenantId: b, sessionId: sid, limit: 50 })).messages).toEqual([]);
+      expect(await db.messages.since(b, sid, 0, 50)).toEqual([]);
+      expect(await db.messages.markRead(b, sid, 'reader', mine.message.id)).toBe(false);
+      const history = await db.messages.history({ tenantId: a, sessionId: sid, limit: 50 });
+      expect(history.messages.map((m) => m.text)).toEqual(['tenant A', 'again A']);
+    });
+
+    it('ensureConversation creates once, then finds the existing conversation', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      const first = await db.messages.ensureConversation(tenant, sid, { fingerprint: 'fp-owner' });
+      expect(first.kind).toBe('created');
+      const second = await db.messages.ensureConversation(tenant, sid, { fingerprint: 'fp-other' });
+      expect(second).toMatchObject({ kind: 'existing', conversation: { fingerprint: 'fp-owner', lastSeq: 0 } });
+      const m = created(await db.messages.accept(msg(tenant, sid, 'x')));
+      expect(m.message.seq).toBe(1);
+      // The owner's fingerprint is kept: a later message does not overwrite it.
+      expect((await db.messages.getConversation(tenant, sid))!.fingerprint).toBe('fp-owner');
+    });
+
+    it('fails only the bad row of a batch and keeps the seqs of the others gapless', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      flushes.length = 0;
+      // The first call flushes alone; the rest queue behind it and go together in the next flush.
+      const calls = [
+        db.messages.accept(msg(tenant, sid, 'first')),
+        ...Array.from({ length: 8 }, (_, i) => db.messages.accept(msg(tenant, sid, i === 4 ? 'bad \u0000 byte' : `ok ${i}`))),
+      ];
+      const settled = await Promise.allSettled(calls);
+      expect(flushes.some((n) => n > 1)).toBe(true);
+      const bad = settled[5]!;
+      expect(bad.status).toBe('rejected');
+      expect((bad as PromiseRejectedResult).reason).toBeInstanceOf(ChatdError);
+      expect(((bad as PromiseRejectedResult).reason as ChatdError).code).toBe('validation_failed');
+      const seqs = settled.filter((s) => s.status === 'fulfilled').map((s) => created((s as PromiseFulfilledResult<AcceptResult>).value).message.seq);
+      expect(seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      const stored = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 50 });
+      expect(stored.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(stored.messages.some((m) => m.text.includes('bad'))).toBe(false);
+    });
+
+    it('pages history by cursor: newest first page in chronological order, `before` goes back', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      for (let i = 1; i <= 7; i++) created(await db.messages.accept(msg(tenant, sid, `m${i}`)));
+      const p1 = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 3 });
+      expect(p1.messages.map((m) => m.text)).toEqual(['m5', 'm6', 'm7']);
+      expect(p1.nextCursor).toEqual(expect.any(String));
+      const p2 = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 3, before: p1.nextCursor! });
+      expect(p2.messages.map((m) => m.text)).toEqual(['m2', 'm3', 'm4']);
+      const p3 = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 3, before: p2.nextCursor! });
+      expect(p3.messages.map((m) => m.text)).toEqual(['m1']);
+      expect(p3.nextCursor).toBeNull();
+      const exact = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 7 });
+      expect(exact.nextCursor).toBeNull();
+      await expect(db.messages.history({ tenantId: tenant, sessionId: sid, limit: 3, before: 'garbage!' })).rejects.toMatchObject({
+        code: 'validation_failed',
+      });
+      await expect(db.messages.history({ tenantId: tenant, limit: 3 })).rejects.toMatchObject({ code: 'validation_failed' });
+      expect((await db.messages.history({ tenantId: tenant, sessionId: uid('nobody'), limit: 3 })).messages).toEqual([]);
+    });
+
+    it("pages a user's history across their conversations, and only theirs", async () => {
+      const tenant = uid('t');
+      const [s1, s2, s3] = [uid('s'), uid('s'), uid('s')];
+      const owner = { conversation: { userId: 'alice@example.com' } };
+      created(await db.messages.accept(msg(tenant, s1, 'a1', owner)));
+      created(await db.messages.accept(msg(tenant, s2, 'b1', owner)));
+      created(await db.messages.accept(msg(tenant, s3, 'other user', { conversation: { userId: 'bob' } })));
+      created(await db.messages.accept(msg(tenant, s1, 'a2')));
+      created(await db.messages.accept(msg(tenant, s2, 'b2')));
+      const p1 = await db.messages.history({ tenantId: tenant, userId: 'alice@example.com', limit: 3 });
+      expect(p1.messages.map((m) => m.text)).toEqual(['b1', 'a2', 'b2']);
+      const p2 = await db.messages.history({ tenantId: tenant, userId: 'alice@example.com', limit: 3, before: p1.nextCursor! });
+      expect(p2.messages.map((m) => m.text)).toEqual(['a1']);
+      expect(p2.nextCursor).toBeNull();
+      // Another tenant with the same userId sees nothing.
+      expect((await db.messages.history({ tenantId: uid('t'), userId: 'alice@example.com', limit: 3 })).messages).toEqual([]);
+      // A conversation cursor is not a user cursor.
+      const conv = await db.messages.history({ tenantId: tenant, sessionId: s1, limit: 1 });
+      await expect(db.messages.history({ tenantId: tenant, userId: 'alice@example.com', limit: 3, before: conv.nextCursor! })).rejects.toMatchObject({
+        code: 'validation_failed',
+      });
+    });
+
+    it('since() returns what follows a seq, ascending and bounded', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      for (let i = 1; i <= 5; i++) created(await db.messages.accept(msg(tenant, sid, `m${i}`)));
+      expect((await db.messages.since(tenant, sid, 2, 100)).map((m) => m.seq)).toEqual([3, 4, 5]);
+      expect((await db.messages.since(tenant, sid, 0, 2)).map((m) => m.seq)).toEqual([1, 2]);
+      expect(await db.messages.since(tenant, sid, 5, 100)).toEqual([]);
+    });
+
+    it('markRead moves a reader pointer forward only, within the conversation', async () => {
+      const tenant = uid('t');
+      const sid = uid('s');
+      const m1 = created(await db.messages.accept(msg(tenant, sid, 'one')));
+      const m2 = created(await db.messages.accept(msg(tenant, sid, 'two')));
+      const elsewhere = created(await db.messages.accept(msg(tenant, uid('s'), 'elsewhere')));
+      expect(await db.messages.markRead(tenant, sid, 'agent-1', m2.message.id)).toBe(true);
+      expect(await db.messages.markRead(tenant, sid, 'agent-1', m1.message.id)).toBe(true);
+      expect(await db.messages.markRead(tenant, sid, 'agent-1', elsewhere.message.id)).toBe(false);
+      expect(await db.messages.markRead(tenant, sid, 'agent-1', 'not-a-uuid')).toBe(false);
+      expect(await db.messages.readPointers(tenant, sid)).toEqual([
+        { readerId: 'agent-1', messageId: m2.message.id, seq: 2, at: expect.any(String) },
+      ]);
+    });
+
+    it('writes an outbox row per created message; claimStale hands them out and marks the published ones done', async () => {
+      // Drain what earlier tests left so counts are this test's own.
+      await db.outbox.claimStale(0, 10_000, async (entries) => entries.map((e) => e.id));
+      const tenant = uid('t');
+      const sid = uid('s');
+      const a = created(await db.messages.accept(msg(tenant, sid, 'x', { clientMessageId: 'o1' })));
+      await db.messages.accept(msg(tenant, sid, 'x', { clientMessageId: 'o1' })); // a duplicate writes no row
+      const b = created(await db.messages.accept(msg(tenant, sid, 'y')));
+      expect(await db.outbox.pendingCount()).toBe(2);
+      // Too young for a sweep that waits a minute.
+      expect(await db.outbox.claimStale(60_000, 10, async () => [])).toBe(0);
+      const seen: string[] = [];
+      const claimed = await db.outbox.claimStale(0, 10, async (entries) => {
+        seen.push(...entries.map((e) => `${e.message.seq}:${e.message.text}`));
+        return [entries[0]!.id]; // only the first was "published"
+      });
+      expect(claimed).toBe(2);
+      expect(seen).toEqual(['1:x', '2:y']);
+      expect(await db.outbox.pendingCount()).toBe(1);
+      await db.outbox.markDone([b.outboxId, a.outboxId]);
+      expect(await db.outbox.pendingCount()).toBe(0);
+    });
+
+    it('the relay publishes after commit, and its sweep re-publishes rows left undone', async () => {
+      await db.outbox.claimStale(0, 10_000, async (entries) => entries.map((e) => e.id));
+      const events = new RecordingEventLog();
+      const relay = new DbOutboxRelay(db.outbox, events, silent, { staleAfterMs: 0, sweepIntervalMs: 60_000 });
+      try {
+        const tenant = uid('t');
+        const sid = uid('s');
+        const a = created(await db.messages.accept(msg(tenant, sid, 'published now')));
+        relay.publishNow(a.message, a.outboxId);
+        await until(async () => (await db.outbox.pendingCount()) === 0, 'the outbox row to be done');
+        expect(events.published.map((m) => m.id)).toEqual([a.message.id]);
+
+        // "Redis down": the publish fails, the row stays.
+        events.mode = 'fail';
+        const b = created(await db.messages.accept(msg(tenant, sid, 'late')));
+        const c = created(await db.messages.accept(msg(tenant, sid, 'later')));
+        relay.publishNow(b.message, b.outboxId);
+        relay.publishNow(c.message, c.outboxId);
+        await until(() => events.calls >= 3, 'the failing publishes');
+        expect(await relay.sweep()).toBe(0);
+        expect(await db.outbox.pendingCount()).toBe(2);
+
+        // Back up: the sweep publishes both, in seq order, and the outbox drains.
+        events.mode = 'ok';
+        expect(await relay.sweep()).toBe(2);
+        expect(events.published.map((m) => m.seq)).toEqual([1, 2, 3]);
+        expect(await db.outbox.pendingCount()).toBe(0);
+      } finally {
+        await relay.stop();
+      }
+    });
+  });
+}

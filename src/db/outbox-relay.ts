@@ -1,0 +1,164 @@
+// Publishes accepted messages after commit (DESIGN.md "One path for a message", step 4), on every
+// node. The fast path: the domain calls publishNow() right after acknowledging; the message goes to
+// the EventLog (agent stream, webhook job, bus) and its outbox row is deleted. The safety net: a
+// periodic sweep claims rows left undone for longer than `staleAfterMs` — the node crashed between
+// commit and publish, Redis was down — and publishes them again: late, never lost. Doubles are
+// harmless: EventLog.publishMessage is idempotent per messageId.
+import type { Logger } from 'pino';
+import type { ChatMessage } from '../chat/message.js';
+import type { EventLog } from '../store/ports.js';
+import { GroupCommit } from './group-commit.js';
+import type { Outbox, OutboxRelay } from './ports.js';
+
+export interface OutboxRelayOptions {
+  /** How often this node sweeps. */
+  readonly sweepIntervalMs?: number;
+  /**
+   * Rows younger than this are left to the node that wrote them (its publishNow is usually done
+   * within milliseconds); older ones are anybody's.
+   */
+  readonly staleAfterMs?: number;
+  /** Rows claimed per round; a sweep keeps going while rounds come back full. */
+  readonly batchSize?: number;
+  /** A publish that has not answered by then counts as failed (the row stays for a later sweep). */
+  readonly publishTimeoutMs?: number;
+  /** Counts re-published messages (metrics). */
+  readonly onRepublished?: (n: number) => void;
+}
+
+export const RELAY_DEFAULTS = {
+  sweepIntervalMs: 2000,
+  staleAfterMs: 5000,
+  batchSize: 200,
+  publishTimeoutMs: 10_000,
+} as const;
+
+export class DbOutboxRelay implements OutboxRelay {
+  readonly #outbox: Outbox;
+  readonly #events: Pick<EventLog, 'publishMessage'>;
+  readonly #log: Logger;
+  readonly #opts: Required<Omit<OutboxRelayOptions, 'onRepublished'>> & Pick<OutboxRelayOptions, 'onRepublished'>;
+  /** Marks rows done in batches: one DELETE for many published messages. */
+  readonly #done: GroupCommit<string, void>;
+  readonly #inflight = new Set<Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #sweeping: Promise<number> | undefined;
+  #stopped = false;
+
+  constructor(outbox: Outbox, events: Pick<EventLog, 'publishMessage'>, logger: Logger, opts: OutboxRelayOptions = {}) {
+    this.#outbox = outbox;
+    this.#events = events;
+    this.#log = logger;
+    this.#opts = { ...RELAY_DEFAULTS, ...opts };
+    this.#done = new GroupCommit<string, void>(
+      async (ids) => {
+        try {
+          await this.#outbox.markDone(ids);
+          return ids.map(() => ({ ok: true as const, value: undefined }));
+        } catch (error) {
+          return ids.map(() => ({ ok: false as const, error }));
+        }
+      },
+      { maxBatch: 500 },
+    );
+  }
+
+  /** Starts the periodic sweep (the first one right away: rows a crashed predecessor left). */
+  start(): this {
+    if (this.#timer || this.#stopped) return this;
+    const tick = () => {
+      void this.sweep();
+    };
+    this.#timer = setInterval(tick, this.#opts.sweepIntervalMs);
+    this.#timer.unref();
+    setImmediate(tick);
+    return this;
+  }
+
+  publishNow(message: ChatMessage, outboxId: string): void {
+    if (this.#stopped) return; // the row stays; another node (or our next start) publishes it
+    const p = this.#publish(message)
+      .then(() => this.#done.submit(outboxId))
+      .catch((err: unknown) => {
+        this.#log.warn({ err, messageId: message.id }, 'publish after commit failed; the outbox sweep will retry it');
+      })
+      .finally(() => this.#inflight.delete(p));
+    this.#inflight.add(p);
+  }
+
+  sweep(): Promise<number> {
+    if (this.#stopped) return Promise.resolve(0);
+    // One sweep at a time per node; a caller arriving meanwhile shares the running one.
+    this.#sweeping ??= this.#sweepRounds().finally(() => (this.#sweeping = undefined));
+    return this.#sweeping;
+  }
+
+  async #sweepRounds(): Promise<number> {
+    let published = 0;
+    try {
+      for (;;) {
+        let roundPublished = 0;
+        let failed = false;
+        const claimed = await this.#outbox.claimStale(this.#opts.staleAfterMs, this.#opts.batchSize, async (entries) => {
+          const done: string[] = [];
+          // In order (oldest first, seq within a conversation), one at a time: a conversation's
+          // messages reach the agent stream in seq order.
+          for (const e of entries) {
+            if (this.#stopped) break;
+            try {
+              await this.#publish(e.message);
+              done.push(e.id);
+            } catch (err) {
+              failed = true;
+              this.#log.warn({ err, messageId: e.id }, 'outbox re-publish failed; will retry on the next sweep');
+              break;
+            }
+          }
+          roundPublished = done.length;
+          return done;
+        });
+        published += roundPublished;
+        if (roundPublished > 0) this.#opts.onRepublished?.(roundPublished);
+        if (failed || this.#stopped || claimed < this.#opts.batchSize) break;
+      }
+    } catch (err) {
+      this.#log.warn({ err }, 'outbox sweep failed; will retry');
+    }
+    if (published > 0) this.#log.info({ published }, 'outbox sweep re-published messages left undone');
+    return published;
+  }
+
+  #publish(message: ChatMessage): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`publish of ${message.id} timed out after ${this.#opts.publishTimeoutMs} ms`)),
+        this.#opts.publishTimeoutMs,
+      );
+      this.#events.publishMessage(message).then(
+        () => (clearTimeout(timer), resolve()),
+        (err: unknown) => (clearTimeout(timer), reject(err)),
+      );
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    // From now on publishNow leaves rows to the sweep (of another node, or of our next start) and a
+    // running sweep stops after its current message.
+    this.#stopped = true;
+    const deadline = new Promise<void>((r) => setTimeout(r, this.#opts.publishTimeoutMs).unref());
+    // Publishes in flight finish and their rows get marked done.
+    await Promise.race([Promise.allSettled([...this.#inflight, this.#sweeping]).then(() => this.#done.idle()), deadline]);
+  }
+}
+
+/** Creates and starts the relay (`services.relay`). */
+export function startOutboxRelay(
+  outbox: Outbox,
+  events: Pick<EventLog, 'publishMessage'>,
+  logger: Logger,
+  opts: OutboxRelayOptions = {},
+): DbOutboxRelay {
+  return new DbOutboxRelay(outbox, events, logger, opts).start();
+}

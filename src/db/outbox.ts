@@ -1,0 +1,84 @@
+// The outbox table: accept() writes a row per message in the same transaction; the relay deletes it
+// once the message is published. Rows left behind (a crash between commit and publish, Redis down)
+// are claimed by any node's sweep.
+import { sql, type Kysely } from 'kysely';
+import { toQueryError } from './db-errors.js';
+import { rowToMessage } from './message-store.js';
+import type { Outbox, OutboxEntry } from './ports.js';
+import type { Tables } from './schema.js';
+
+type Row = Parameters<typeof rowToMessage>[0];
+
+export class KyselyOutbox implements Outbox {
+  readonly #db: Kysely<Tables>;
+  /**
+   * PostgreSQL: hold the claimed rows locked while publishing, so concurrent sweeps on other nodes
+   * skip them. PGlite: one process owns the database, there is nobody to skip, and holding its
+   * only connection while publishing would stall every other query — claim without a transaction.
+   */
+  readonly #lockWhilePublishing: boolean;
+
+  constructor(db: Kysely<Tables>, opts: { lockWhilePublishing: boolean }) {
+    this.#db = db;
+    this.#lockWhilePublishing = opts.lockWhilePublishing;
+  }
+
+  async claimStale(minAgeMs: number, limit: number, handle: (entries: OutboxEntry[]) => Promise<string[]>): Promise<number> {
+    const select = (lock: boolean) => sql<Row>`
+      select m.id, m.tenant_id, m.session_id, m.seq, m.sender_type, m.sender_id, m.sender_verified, m.text,
+             m.client_message_id, m.content_hash, m.meta, m.created_at
+      from outbox o join messages m on m.id = o.message_id
+      where o.created_at < now() - make_interval(secs => ${minAgeMs / 1000}::float8)
+      order by o.created_at, m.seq
+      limit ${Math.max(1, Math.floor(limit))}
+      ${lock ? sql`for update of o skip locked` : sql``}`;
+    const toEntries = (rows: Row[]) => rows.map((r) => ({ id: r.id, message: rowToMessage(r) }));
+
+    if (!this.#lockWhilePublishing) {
+      let rows: Row[];
+      try {
+        rows = (await select(false).execute(this.#db)).rows;
+      } catch (err) {
+        throw toQueryError(err);
+      }
+      if (rows.length === 0) return 0;
+      const done = await handle(toEntries(rows));
+      await this.markDone(done);
+      return rows.length;
+    }
+
+    return this.#db.connection().execute(async (conn) => {
+      try {
+        await sql`begin`.execute(conn);
+        const { rows } = await select(true).execute(conn);
+        if (rows.length > 0) {
+          const done = await handle(toEntries(rows));
+          if (done.length > 0) await sql`delete from outbox where message_id = any(${done}::uuid[])`.execute(conn);
+        }
+        await sql`commit`.execute(conn);
+        return rows.length;
+      } catch (err) {
+        await sql`rollback`.execute(conn).catch(() => undefined);
+        throw toQueryError(err);
+      }
+    });
+  }
+
+  async markDone(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    try {
+      await sql`delete from outbox where message_id = any(${[...ids]}::uuid[])`.execute(this.#db);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+
+  async pendingCount(): Promise<number> {
+    try {
+      const { rows } = await sql<{ n: string | number }>`select count(*) as n from outbox`.execute(this.#db);
+      return Number(rows[0]?.n ?? 0);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+}

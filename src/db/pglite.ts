@@ -1,0 +1,63 @@
+// The embedded PostgreSQL (PGlite, PostgreSQL compiled to WebAssembly) in a local folder. Its
+// construction lives here and only here: the single binary passes its embedded WebAssembly and data
+// assets through `extra` (or `globalThis.__chatdPgliteAssets`), since PGlite cannot find its files
+// next to a bundle.
+import fs from 'node:fs';
+import path from 'node:path';
+import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
+
+declare global {
+  /**
+   * Set by the single binary before the database opens: PGlite options that replace file lookups
+   * (`pgliteWasmModule`, `initdbWasmModule`, `fsBundle`, optionally `loadDataDir` for a
+   * pre-initialised folder). Spread into every PGlite this process creates.
+   */
+  // eslint-disable-next-line no-var
+  var __chatdPgliteAssets: Partial<PGliteOptions> | undefined;
+}
+
+/**
+ * Memory settings for an embedded chat store. PGlite runs PostgreSQL single-user in this process,
+ * so every buffer is our RSS: PostgreSQL's default 128 MB of shared buffers is sized for a server;
+ * 16 MB keeps a restarted chatd near 165 MB RSS instead of ~260 MB (measured, README "Storage").
+ */
+export const PGLITE_CONF: readonly string[] = [
+  'shared_buffers=16MB',
+  'wal_buffers=1MB',
+  'work_mem=2MB',
+  'maintenance_work_mem=16MB',
+  'temp_buffers=2MB',
+  // PGlite rewrites postgresql.conf with exactly these lines at each start, so the settings initdb
+  // would have written must be repeated here.
+  'timezone=UTC',
+  'log_timezone=UTC',
+  "datestyle='iso, mdy'",
+  "default_text_search_config='pg_catalog.english'",
+  'min_wal_size=32MB',
+  'max_wal_size=256MB',
+];
+
+/** Whether `dir` already holds an initialised database (a later start, not the slow first one). */
+export function isInitialised(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'PG_VERSION'));
+}
+
+/**
+ * Opens (and on first use initialises, ~5 s) the PGlite database in `dir`. The caller holds the
+ * folder's lock (dir-lock.ts). `extra` options win over the defaults; the SEA assets hook wins over
+ * both, except `loadDataDir`, which only applies to an empty folder (PGlite refuses it otherwise).
+ */
+export async function createPglite(dir: string, extra: Partial<PGliteOptions> = {}): Promise<PGlite> {
+  fs.mkdirSync(dir, { recursive: true });
+  const assets = { ...(globalThis.__chatdPgliteAssets ?? {}) };
+  const options: PGliteOptions = {
+    dataDir: dir,
+    postgresqlconf: [...PGLITE_CONF],
+    ...extra,
+    ...assets,
+  };
+  if (isInitialised(dir)) delete options.loadDataDir;
+  const pg = new PGlite(options);
+  await pg.waitReady;
+  return pg;
+}

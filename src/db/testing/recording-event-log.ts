@@ -1,0 +1,24 @@
+// A stand-in EventLog for the relay's own tests (the real ones live in src/store and have their own
+// contract suite): records what was published, idempotent per messageId like the real one, and can
+// be told to fail or hang to play "Redis is down".
+import type { ChatMessage } from '../../chat/message.js';
+import type { EventLog } from '../../store/ports.js';
+
+export class RecordingEventLog implements Pick<EventLog, 'publishMessage'> {
+  readonly published: ChatMessage[] = [];
+  /** Every call, duplicates included. */
+  calls = 0;
+  mode: 'ok' | 'fail' | 'hang' = 'ok';
+  readonly #offsets = new Map<string, number>();
+
+  async publishMessage(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }> {
+    this.calls++;
+    if (this.mode === 'fail') throw new Error('event log unavailable (test)');
+    if (this.mode === 'hang') return new Promise(() => undefined);
+    const seen = this.#offsets.get(message.id);
+    if (seen !== undefined) return { agentOffset: seen, duplicate: true };
+    this.published.push(message);
+    this.#offsets.set(message.id, this.published.length);
+    return { agentOffset: this.published.length, duplicate: false };
+  }
+}
