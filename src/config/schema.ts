@@ -131,7 +131,20 @@ export const ConfigSchema = Type.Object(
     roles: Obj(
       {
         api: Listener(3001, '0.0.0.0', 'Listener of the api role when it runs without `all`.'),
-        ws: Listener(3002, '0.0.0.0', 'Listener of the ws role when it runs without `all`.'),
+        ws: Type.Object(
+          {
+            host: Type.String({ default: '0.0.0.0', description: 'Address to bind.' }),
+            port: Port(3002, 'TCP port.'),
+            advertiseUrl: Type.Optional(
+              Type.String({
+                pattern: '^https?://',
+                description:
+                  'How other nodes reach this ws node (node registry, for sid routing); default http://<listener address>:<port>.',
+              }),
+            ),
+          },
+          { additionalProperties: false, default: {}, description: 'Listener of the ws role when it runs without `all`.' },
+        ),
       },
       'Per-role listeners when roles run in separate processes.',
     ),

@@ -1,8 +1,144 @@
-// The gateway role. (Foundation: health only; the role's issue fills it in.)
-import type { RoleFactory } from '../../app/types.js';
+// The gateway role: the edge. It refuses what it can see is wrong (a credential in a query string,
+// a wrong API key, a key of another tenant), limits rates, and routes: HTTP round robin to the api
+// nodes, Socket.IO to the ws node that owns the session. It never mints or verifies JWTs: the api
+// and ws roles verify every credential themselves (DESIGN.md "Credentials").
+//
+// With `--role all` the same checks run in process, as router guards in front of the api routes,
+// with no network hop; the per-IP connect limit is then the ws role's to apply (createGatewayLimits).
+import type { Logger } from 'pino';
+import { createApiKeyRegistry, type ApiKeyRegistry } from '../../auth/api-keys.js';
+import type { Config } from '../../config/schema.js';
+import { createClientIpResolver } from '../../http/client-ip.js';
+import type { Guard, Req } from '../../http/router.js';
+import type { RoleContext, RoleFactory, RoleInstance } from '../../app/types.js';
+import type { RateLimiter } from '../../store/ports.js';
+import { storeKind } from '../../store/index.js';
+import { mountApiRoutes } from './api-routes.js';
+import { checkQueryCredentials, namedTenant, precheck, PROTECTED_PREFIXES } from './credentials.js';
+import { createNodeRegistry } from './node-registry.js';
+import { createGatewayLimits, LocalRateLimiter, type GatewayLimits } from './rate-limits.js';
+import { mountSocketioRoutes } from './socketio-routes.js';
+import { UpstreamGroup } from './upstreams.js';
 
-export const createGatewayRole: RoleFactory = async () => ({
-  readiness: [],
-  async drain() {},
-  async close() {},
-});
+export { createGatewayLimits, LocalRateLimiter } from './rate-limits.js';
+export { createSidForwarder, type SidForwarder } from './sid-forwarder.js';
+
+/**
+ * The rate limiter the gateway's buckets live in: the store's (Redis, shared by every gateway)
+ * when Redis is configured — created without opening the database — else one in this process.
+ */
+export function gatewayRateLimiter(config: Config, store: RoleContext['store']): () => Promise<RateLimiter> {
+  const kind = storeKind(config);
+  switch (kind) {
+    case 'redis':
+      return async () => (await store()).rateLimiter;
+    case 'memory': {
+      const local = new LocalRateLimiter();
+      return async () => local;
+    }
+    default: {
+      const never: never = kind;
+      throw new Error(`unknown store ${String(never)}`);
+    }
+  }
+}
+
+/** The in-process form of the gateway's HTTP checks (`--role all`): a router guard. */
+export function gatewayGuards(keys: Pick<ApiKeyRegistry, 'lookup'>, limits: GatewayLimits): Guard[] {
+  const check = async (req: Req) => {
+    checkQueryCredentials(req.query);
+    await limits.httpIp(req.ip);
+    const { key } = precheck(
+      { method: req.method, path: req.path, authorization: req.headers.authorization, tenantId: namedTenant(req.body, req.query) },
+      keys,
+    );
+    if (key) await limits.httpKey(key.keyId);
+  };
+  return PROTECTED_PREFIXES.map((prefix) => ({ prefix, check }));
+}
+
+export const createGatewayRole: RoleFactory = async (ctx) => {
+  const { config, logger } = ctx;
+  const keys = createApiKeyRegistry(config);
+  const limits = createGatewayLimits(config.limits, gatewayRateLimiter(config, ctx.store), logger);
+  const inProcess = ctx.roles.includes('api') && ctx.roles.includes('ws') && ctx.roles.includes('gateway');
+  if (inProcess) {
+    for (const guard of gatewayGuards(keys, limits)) ctx.router.addGuard(guard);
+    return { readiness: [], async drain() {}, async close() {} };
+  }
+  return proxyGateway(ctx, keys, limits, logger);
+};
+
+function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLimits, logger: Logger): RoleInstance {
+  const { config } = ctx;
+  const { upstreams } = config;
+  if (upstreams.api.length === 0 && upstreams.ws.length === 0) {
+    throw new Error(
+      'the gateway role needs upstreams: set upstreams.api and upstreams.ws (or BACKEND_API_URL and BACKEND_WS_URL), or run --role all',
+    );
+  }
+  for (const w of keys.warnings) logger.warn(w);
+  const api = new UpstreamGroup({ name: 'api', urls: upstreams.api, healthCheckIntervalMs: upstreams.healthCheckIntervalMs, logger });
+  const ws = new UpstreamGroup({ name: 'ws', urls: upstreams.ws, healthCheckIntervalMs: upstreams.healthCheckIntervalMs, logger });
+  const registry = createNodeRegistry(config, logger);
+  const clientIp = createClientIpResolver(config.server.trustedProxies);
+  const cors = (origin: string | undefined) => ctx.router.corsHeaders(origin);
+  let draining = false;
+  const isDraining = () => draining;
+
+  mountApiRoutes({
+    app: ctx.app,
+    api,
+    keys,
+    limits,
+    clientIp,
+    cors,
+    logger,
+    bodyLimitBytes: config.server.bodyLimitBytes,
+    timeoutMs: upstreams.requestTimeoutMs,
+    isDraining,
+  });
+  const sio = mountSocketioRoutes({
+    app: ctx.app,
+    ws,
+    registry,
+    limits,
+    clientIp,
+    cors,
+    logger,
+    path: config.socketio.path,
+    maxPayloadBytes: config.limits.maxPayloadBytes,
+    sendBufferBytes: config.limits.sendBufferBytes,
+    timeoutMs: upstreams.requestTimeoutMs,
+    // A long-poll GET is held up to pingInterval; answer well after the ws node would.
+    pollTimeoutMs: config.socketio.pingIntervalMs + config.socketio.pingTimeoutMs + 5_000,
+    isDraining,
+  });
+  api.start();
+  ws.start();
+  logger.info({ api: upstreams.api, ws: upstreams.ws }, 'gateway routing to upstreams');
+
+  const healthyIn = (g: UpstreamGroup) => g.size === 0 || g.list().some((u) => u.inRotation && u.healthy);
+  return {
+    readiness: [
+      {
+        name: 'upstreams',
+        async check() {
+          const down = [api, ws].filter((g) => !healthyIn(g)).map((g) => g.name);
+          if (down.length > 0) throw new Error(`no healthy ${down.join(' or ')} upstream`);
+        },
+      },
+    ],
+    async drain() {
+      draining = true;
+      api.stop();
+      ws.stop();
+      sio.closeAll();
+    },
+    async close() {
+      draining = true;
+      sio.closeAll();
+      await Promise.allSettled([api.close(), ws.close(), registry.close()]);
+    },
+  };
+}

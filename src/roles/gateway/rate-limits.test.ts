@@ -1,0 +1,48 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ChatdError } from '../../errors.js';
+import { createGatewayLimits, LocalRateLimiter } from './rate-limits.js';
+
+const limits = {
+  httpPerIp: { rate: 1, burst: 3 },
+  httpPerKey: { rate: 1, burst: 2 },
+  connectPerIp: { rate: 1, burst: 1 },
+} as const;
+
+describe('LocalRateLimiter', () => {
+  it('allows a burst, then refills at the rate', () => {
+    let now = 0;
+    const l = new LocalRateLimiter(() => now);
+    for (let i = 0; i < 5; i++) expect(l.takeSync('k', 2, 5).allowed).toBe(true);
+    const refused = l.takeSync('k', 2, 5);
+    expect(refused.allowed).toBe(false);
+    expect(refused.retryAfterMs).toBe(500);
+    now += 500;
+    expect(l.takeSync('k', 2, 5).allowed).toBe(true);
+    expect(l.takeSync('other', 2, 5).allowed).toBe(true);
+  });
+});
+
+describe('createGatewayLimits', () => {
+  it('answers 429 rate_limited with Retry-After per bucket; other IPs are unaffected', async () => {
+    const local = new LocalRateLimiter(() => 0);
+    const g = createGatewayLimits(limits as never, async () => local, pino({ level: 'silent' }));
+    for (let i = 0; i < 3; i++) await g.httpIp('1.1.1.1');
+    const err = await g.httpIp('1.1.1.1').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ChatdError);
+    expect((err as ChatdError).code).toBe('rate_limited');
+    expect((err as ChatdError).status).toBe(429);
+    expect((err as ChatdError).headers?.['Retry-After']).toBe('1');
+    await g.httpIp('2.2.2.2');
+    await g.connect('1.1.1.1');
+    await expect(g.connect('1.1.1.1')).rejects.toThrow(ChatdError);
+    await g.httpKey('key1');
+    await g.httpKey('key1');
+    await expect(g.httpKey('key1')).rejects.toThrow(ChatdError);
+  });
+
+  it('lets traffic through when the limiter is unreachable', async () => {
+    const g = createGatewayLimits(limits as never, async () => ({ take: () => Promise.reject(new Error('redis down')) }), pino({ level: 'silent' }));
+    for (let i = 0; i < 10; i++) await g.httpIp('1.1.1.1');
+  });
+});

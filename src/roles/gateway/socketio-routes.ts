@@ -1,0 +1,257 @@
+// The gateway's Socket.IO door to the ws nodes. A request without a sid starts a session: it is
+// limited per client IP (connectPerIp) and goes round robin to a healthy ws node. Every request
+// that carries a sid — long-poll GET and POST, and the websocket upgrade — goes to the node the
+// sid names (`<nodeId>.<random>`), found from the health probes, from handshakes routed here, or
+// from the node registry (for sessions another gateway started). Websocket frames are piped
+// without parsing (ws-pipe.ts).
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+import { ChatdError, CLOSE_CODES, toChatdError } from '../../errors.js';
+import type { ClientIpResolver } from '../../http/client-ip.js';
+import { readBody } from '../../http/router.js';
+import { httpRequests } from '../../observability/metrics.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket as UwsSocket } from '../../uws.js';
+import type { us_socket_context_t } from 'uWebSockets.js';
+import { checkQueryCredentials, redactQuery } from './credentials.js';
+import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
+import type { NodeRegistry } from './node-registry.js';
+import type { GatewayLimits } from './rate-limits.js';
+import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from './respond.js';
+import { ownerOfSid, sidOfOpenPacket } from './sid.js';
+import type { Upstream, UpstreamGroup } from './upstreams.js';
+import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeData } from './ws-pipe.js';
+
+export interface SocketioRouteDeps {
+  readonly app: TemplatedApp;
+  readonly ws: UpstreamGroup;
+  readonly registry: NodeRegistry;
+  readonly limits: GatewayLimits;
+  readonly clientIp: ClientIpResolver;
+  readonly cors: CorsHeaders;
+  readonly logger: Logger;
+  /** The Socket.IO path, with its trailing slash (config.socketio.path). */
+  readonly path: string;
+  readonly maxPayloadBytes: number;
+  readonly sendBufferBytes: number;
+  /** Timeout of a request that is not a held long-poll GET. */
+  readonly timeoutMs: number;
+  /** Timeout of a long-poll GET (held up to pingInterval by the ws node). */
+  readonly pollTimeoutMs: number;
+  readonly isDraining: () => boolean;
+}
+
+export interface SocketioRoutes {
+  /** Open piped websockets. */
+  readonly open: () => number;
+  /** Closes every piped websocket with 1001 (going away): clients reconnect through another gateway. */
+  closeAll(): void;
+}
+
+/** Resolves the upstream owning a sid's node, or undefined when no one knows the node. */
+async function ownerUpstream(deps: SocketioRouteDeps, sid: string): Promise<Upstream | undefined> {
+  const node = ownerOfSid(sid);
+  if (!node) return undefined;
+  const known = deps.ws.forNode(node);
+  if (known) return known;
+  const url = await deps.registry.lookup(node).catch((err: unknown) => {
+    deps.logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
+    return undefined;
+  });
+  if (!url) return undefined;
+  const u = deps.ws.ensure(url);
+  deps.ws.learn(node, u);
+  return u;
+}
+
+export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
+  const sockets = new Set<UwsSocket<PipeData>>();
+  const pattern = `${deps.path}*`;
+  const pipe = pipeHandlers({
+    logger: deps.logger,
+    highWaterBytes: Math.min(256 * 1024, deps.sendBufferBytes),
+    maxClientBufferBytes: deps.sendBufferBytes,
+    maxUpstreamBufferBytes: deps.sendBufferBytes,
+  });
+
+  deps.app.ws<PipeData>(pattern, {
+    maxPayloadLength: deps.maxPayloadBytes,
+    idleTimeout: 0,
+    sendPingsAutomatically: false,
+    maxBackpressure: pipe.maxBackpressure,
+    closeOnBackpressureLimit: pipe.closeOnBackpressureLimit,
+    upgrade: (res, req, context) => upgrade(deps, res, req, context),
+    open(ws) {
+      sockets.add(ws);
+      pipe.open(ws);
+    },
+    message: pipe.message,
+    drain: pipe.drain,
+    close(ws, code) {
+      sockets.delete(ws);
+      pipe.close(ws, code);
+    },
+  });
+  deps.app.any(pattern, (res, req) => polling(deps, res, readIncoming(res, req)));
+
+  return {
+    open: () => sockets.size,
+    closeAll() {
+      for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'gateway shutting down');
+    },
+  };
+}
+
+function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingRequest): void {
+  const state = { done: false };
+  const abort = new AbortController();
+  res.onAborted(() => {
+    state.done = true;
+    abort.abort();
+  });
+  const ip = deps.clientIp(res, inc.headers);
+  const query = new URLSearchParams(inc.query);
+  const sid = query.get('sid');
+  const fail = (err: unknown) => {
+    if (err instanceof UpstreamFailure && err.kind === 'aborted') return;
+    const e = toChatdError(err);
+    if (e.code === 'internal') deps.logger.error({ err, path: inc.path, query: redactQuery(inc.query) }, 'gateway error');
+    writeError(res, state, e, inc, deps.cors);
+    httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(e.status) });
+  };
+
+  const run = async (body: Buffer | undefined) => {
+    if (deps.isDraining()) throw new ChatdError('draining');
+    if (inc.method !== 'OPTIONS') checkQueryCredentials(query, { allowSid: true });
+    let pick: (tried: ReadonlySet<Upstream>) => Upstream | undefined;
+    if (sid) {
+      const owner = await ownerUpstream(deps, sid);
+      if (!owner) {
+        writeUnknownSid(res, state, inc, deps.cors);
+        return;
+      }
+      // The session lives on that node only: no other node can answer for it.
+      pick = (tried) => (tried.has(owner) ? undefined : owner);
+    } else {
+      if (inc.method !== 'OPTIONS') await deps.limits.connect(ip);
+      pick = (tried) => deps.ws.pick(tried);
+    }
+    const held = Boolean(sid) && inc.method === 'GET';
+    const { answer, upstream } = await forward(deps.ws, pick, inc, body, {
+      timeoutMs: held ? deps.pollTimeoutMs : deps.timeoutMs,
+      // A handshake that failed to connect is safe to send elsewhere; nothing else is retried.
+      idempotent: false,
+      maxAttempts: sid ? 1 : 3,
+      signal: abort.signal,
+    });
+    if (!sid && answer.status === 200) {
+      const text = answer.body.subarray(0, 512).toString('utf8').split('\x1e')[0]!;
+      const node = ownerOfSid(sidOfOpenPacket(text));
+      if (node) deps.ws.learn(node, upstream);
+    }
+    if (state.done) return;
+    state.done = true;
+    writeAnswer(res, answer);
+    httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(answer.status) });
+  };
+
+  if (inc.method !== 'POST') {
+    run(undefined).catch(fail);
+    return;
+  }
+  const tooLarge = () => fail(new ChatdError('payload_too_large', `Request body exceeds ${deps.maxPayloadBytes} bytes`));
+  const declared = Number(inc.headers['content-length']);
+  if (Number.isFinite(declared) && declared > deps.maxPayloadBytes) {
+    tooLarge();
+    return;
+  }
+  readBody(res, deps.maxPayloadBytes, (body) => run(body).catch(fail), tooLarge);
+}
+
+function upgrade(deps: SocketioRouteDeps, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+  const inc = readIncoming(res, req);
+  const key = inc.headers['sec-websocket-key'] ?? '';
+  const extensions = inc.headers['sec-websocket-extensions'] ?? '';
+  const protocols = (inc.headers['sec-websocket-protocol'] ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const state = { done: false };
+  const abort = new AbortController();
+  res.onAborted(() => {
+    state.done = true;
+    abort.abort();
+  });
+  const ip = deps.clientIp(res, inc.headers);
+  const query = new URLSearchParams(inc.query);
+  const sid = query.get('sid');
+
+  const run = async () => {
+    if (deps.isDraining()) throw new ChatdError('draining');
+    checkQueryCredentials(query, { allowSid: true });
+    const candidates: (tried: ReadonlySet<Upstream>) => Upstream | undefined = sid
+      ? await (async () => {
+          const owner = await ownerUpstream(deps, sid);
+          return (tried: ReadonlySet<Upstream>) => (owner && !tried.has(owner) ? owner : undefined);
+        })()
+      : (await deps.limits.connect(ip), (tried: ReadonlySet<Upstream>) => deps.ws.pick(tried));
+    const tried = new Set<Upstream>();
+    for (;;) {
+      const u = candidates(tried);
+      if (!u) {
+        if (sid && tried.size === 0) {
+          writeUnknownSid(res, state, inc, deps.cors);
+          return;
+        }
+        throw new ChatdError('upstream_unavailable');
+      }
+      tried.add(u);
+      const url = `${u.origin.replace(/^http/, 'ws')}${u.basePath}${inc.path}${inc.query ? `?${inc.query}` : ''}`;
+      let upstream: WebSocket;
+      try {
+        upstream = await connectUpstream(url, upstreamHeaders(inc), protocols, { timeoutMs: deps.timeoutMs, signal: abort.signal });
+      } catch (err) {
+        if (err instanceof UpstreamRefusal) {
+          writeJsonRaw(res, state, err, inc, deps.cors);
+          return;
+        }
+        const f = err as UpstreamFailure;
+        if (f.kind === 'aborted') return;
+        deps.ws.markDown(u, f.message);
+        if (!sid && f.kind === 'connect' && tried.size < 3) continue;
+        throw new ChatdError('upstream_unavailable', undefined, { cause: f });
+      }
+      if (state.done) {
+        upstream.terminate();
+        return;
+      }
+      state.done = true;
+      const learn = sid
+        ? undefined
+        : (text: string) => {
+            const node = ownerOfSid(sidOfOpenPacket(text));
+            if (node) deps.ws.learn(node, u);
+          };
+      acceptClient(res, { key, extensions, context }, upstream, learn);
+      return;
+    }
+  };
+  run().catch((err: unknown) => {
+    const e = toChatdError(err);
+    if (e.code === 'internal') deps.logger.error({ err, query: redactQuery(inc.query) }, 'gateway websocket upgrade error');
+    writeError(res, state, e, inc, deps.cors);
+  });
+}
+
+/** Relays an upstream's refusal of an upgrade (e.g. 400 unknown sid, 403 origin) as it was. */
+function writeJsonRaw(res: HttpResponse, state: { done: boolean }, refusal: UpstreamRefusal, inc: IncomingRequest, cors: CorsHeaders): void {
+  const type = refusal.headers['content-type'] ?? 'application/json';
+  let body: unknown;
+  try {
+    body = type.startsWith('application/json') ? JSON.parse(refusal.body.toString('utf8') || 'null') : refusal.body.toString('utf8');
+  } catch {
+    body = refusal.body.toString('utf8');
+  }
+  const headers: Record<string, string> = { ...cors(inc.headers.origin || undefined), 'X-Request-Id': inc.requestId };
+  if (refusal.headers['retry-after']) headers['Retry-After'] = refusal.headers['retry-after'];
+  writeJson(res, state, refusal.status, body, headers);
+}
