@@ -1,0 +1,169 @@
+// The Database contract on the shared PostgreSQL (each suite in its own schema), plus what needs
+// PostgreSQL: two processes writing the same conversations, a relay process killed between commit
+// and publish, and start-up refusing pending migrations.
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATABASE_URL, has, uniqueSchema } from '../../test/helpers/services.js';
+import { describeDatabaseContract, msg } from './database.contract.js';
+import { openDatabase, type KyselyDatabase } from './index.js';
+import { MigrationError } from './migrations.js';
+import { DbOutboxRelay } from './outbox-relay.js';
+import { spawnChild } from './testing/child.js';
+import { testDbConfig } from './testing/config.js';
+import { RecordingEventLog } from './testing/recording-event-log.js';
+
+const silent = pino({ level: 'silent' });
+const available = await has('postgres');
+
+async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(`drop schema if exists ${schema} cascade`);
+  } finally {
+    await client.end();
+  }
+}
+
+describe.skipIf(!available)('PostgreSQL', () => {
+  describeDatabaseContract('PostgreSQL', () => {
+    const schema = uniqueSchema('dbc');
+    return {
+      open: (onFlush) => openDatabase(testDbConfig({ url: DATABASE_URL, schema, autoMigrate: true }), silent, { onFlush }),
+      cleanup: () => dropSchema(schema),
+    };
+  });
+
+  describe('start-up and processes', () => {
+    const schema = uniqueSchema('dbp');
+    const config = testDbConfig({ url: DATABASE_URL, schema, autoMigrate: true });
+    let db: KyselyDatabase;
+    beforeAll(async () => {
+      db = await openDatabase(config, silent);
+    });
+    afterAll(async () => {
+      await db?.close();
+      await dropSchema(schema);
+    });
+
+    it('refuses to start on pending migrations unless autoMigrate is set, and says what to run', async () => {
+      const fresh = uniqueSchema('dbm');
+      try {
+        const err = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh }), silent).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(MigrationError);
+        expect((err as Error).message).toMatch(/pending migration\(s\): 0001_init; run `chatd migrate up`/);
+        const migrated = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh, autoMigrate: true }), silent);
+        await migrated.close();
+        // Now up to date: starts without autoMigrate.
+        const again = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh }), silent);
+        await again.ping();
+        await again.close();
+      } finally {
+        await dropSchema(fresh);
+      }
+    });
+
+    it('an unreachable PostgreSQL is a DependencyError naming it (password redacted)', async () => {
+      const err = await openDatabase(testDbConfig({ url: 'postgres://chatd:s3cret@127.0.0.1:1/x', connectTimeoutMs: 2000 }), silent).catch(
+        (e: unknown) => e,
+      );
+      expect((err as Error).name).toBe('DependencyError');
+      expect((err as Error).message).toContain('postgres://chatd:***@127.0.0.1:1/x');
+      expect((err as Error).message).not.toContain('s3cret');
+    });
+
+    it('two processes writing the same conversations get gapless seqs, each in its own submission order, in commit order', async () => {
+      const child = await spawnChild('db-child', { CHATD_TEST_DB: JSON.stringify(config) });
+      try {
+        await child.next((m) => m.event === 'ready');
+        const tenant = 'two-proc';
+        const sessions = ['tp-a', 'tp-b', 'tp-c'].map((s) => `${s}-${schema}`);
+        const count = 240;
+        child.send({ op: 'write', tenant, sessions, count, concurrency: 16, label: 'child' });
+        // The parent writes at the same time, through its own pool and group commit.
+        const parent: { i: number; sessionId: string; seq: number }[] = [];
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (next < count) {
+              const i = next++;
+              const sessionId = sessions[i % sessions.length]!;
+              const r = await db.messages.accept(msg(tenant, sessionId, `parent ${i}`));
+              if (r.kind !== 'created') throw new Error(r.kind);
+              parent.push({ i, sessionId, seq: r.message.seq });
+            }
+          }),
+        );
+        const { results: fromChild } = await child.next<{ results: { i: number; sessionId: string; seq: number }[] }>(
+          (m) => m.event === 'written',
+        );
+        for (const sid of sessions) {
+          const p = parent.filter((r) => r.sessionId === sid).sort((a, b) => a.i - b.i);
+          const c = fromChild.filter((r) => r.sessionId === sid).sort((a, b) => a.i - b.i);
+          // Gapless and unique across both processes.
+          const all = [...p, ...c].map((r) => r.seq).sort((a, b) => a - b);
+          expect(all).toEqual(Array.from({ length: all.length }, (_, k) => k + 1));
+          // Each process's messages are numbered in the order it submitted them.
+          for (const mine of [p, c]) expect(mine.map((r) => r.seq)).toEqual([...mine.map((r) => r.seq)].sort((a, b) => a - b));
+          // Insert position (taken under the conversation's row lock, so in commit order) follows seq.
+          const rows = await db.kysely
+            .selectFrom('messages')
+            .select(['seq', 'pos'])
+            .where('session_id', '=', sid)
+            .orderBy('pos')
+            .execute();
+          expect(rows.map((r) => r.seq)).toEqual(all);
+        }
+      } finally {
+        await child.kill();
+      }
+    });
+
+    it('re-publishes outbox rows after the process that committed them is killed before publishing', async () => {
+      const child = await spawnChild('db-child', { CHATD_TEST_DB: JSON.stringify(config) });
+      let ids: string[];
+      try {
+        await child.next((m) => m.event === 'ready');
+        child.send({ op: 'commit-no-publish', tenant: 'killed', session: `killed-${schema}`, count: 5 });
+        ({ ids } = await child.next<{ ids: string[] }>((m) => m.event === 'committed'));
+      } finally {
+        await child.kill('SIGKILL');
+      }
+      expect((await child.exited).signal).toBe('SIGKILL');
+      const events = new RecordingEventLog();
+      const relay = new DbOutboxRelay(db.outbox, events, silent, { staleAfterMs: 100, sweepIntervalMs: 50 }).start();
+      try {
+        await expect
+          .poll(() => ids.every((id) => events.published.some((m) => m.id === id)), { timeout: 30_000, interval: 50 })
+          .toBe(true);
+        // In seq order, each once, and the outbox drained.
+        expect(events.published.filter((m) => ids.includes(m.id)).map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+        await expect.poll(() => db.outbox.pendingCount(), { timeout: 10_000 }).toBe(0);
+      } finally {
+        await relay.stop();
+      }
+    });
+
+    it('two relays sweeping at once publish each row once (FOR UPDATE SKIP LOCKED)', async () => {
+      await db.outbox.claimStale(0, 10_000, async (e) => e.map((x) => x.id));
+      const other = await openDatabase(config, silent);
+      try {
+        for (let i = 0; i < 60; i++) await db.messages.accept(msg('sweep', `sw-${schema}-${i % 4}`, `m${i}`));
+        // Separate logs on purpose: a doubled publish would show up in both.
+        const e1 = new RecordingEventLog();
+        const e2 = new RecordingEventLog();
+        const r1 = new DbOutboxRelay(db.outbox, e1, silent, { staleAfterMs: 0, batchSize: 7 });
+        const r2 = new DbOutboxRelay(other.outbox, e2, silent, { staleAfterMs: 0, batchSize: 7 });
+        await Promise.all([r1.sweep(), r2.sweep(), r1.sweep(), r2.sweep()]);
+        await Promise.all([r1.sweep(), r2.sweep()]);
+        const ids = [...e1.published, ...e2.published].map((m) => m.id);
+        expect(ids).toHaveLength(60);
+        expect(new Set(ids).size).toBe(60);
+        await Promise.all([r1.stop(), r2.stop()]);
+      } finally {
+        await other.close();
+      }
+    });
+  });
+});
