@@ -282,18 +282,25 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const t = uid('t');
         const seen: WebhookJob[] = [];
         const ac = new AbortController();
-        const following = s.webhooks.follow('$', (j) => j.tenantId === t && seen.push(j), ac.signal);
-        // follow('$') starts from the entries after the call; give it a moment to resolve '$' first.
-        await new Promise((r) => setTimeout(r, 300));
+        // From the stream's start (filtered to this tenant): '$' would race with the publishes below.
+        const following = s.webhooks.follow('0-0', (j) => j.tenantId === t && seen.push(j), ac.signal);
         const m1 = message(t, 's', 'one');
         const m2 = message(t, 's', 'two');
         await s.events.publishMessage(m1);
         await s.events.publishMessage(m2);
         await until(() => seen.length === 2, 'two followed jobs');
         expect(seen.map((j) => j.messageId)).toEqual([m1.id, m2.id]);
+        // '$' means entries added after the call.
+        const tail: WebhookJob[] = [];
+        const fromTail = s.webhooks.follow('$', (j) => j.tenantId === t && tail.push(j), ac.signal);
+        await until(async () => {
+          await s.events.publishMessage(message(t, 's', 'probe'));
+          return tail.length > 0;
+        }, 'follow($) to see a new entry');
+        expect(tail.every((j) => j.messageId !== m1.id && j.messageId !== m2.id)).toBe(true);
         expect(seen[0]!.id < seen[1]!.id || seen[0]!.id.length < seen[1]!.id.length).toBe(true);
         ac.abort();
-        await following;
+        await Promise.all([following, fromTail]);
         // range() from a known id reads what follow saw.
         expect((await s.webhooks.range(seen[0]!.id, seen[1]!.id, 10)).map((j) => j.messageId)).toEqual([m1.id, m2.id]);
       });
