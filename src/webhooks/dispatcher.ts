@@ -78,6 +78,8 @@ export class WebhookDispatcher {
   private readonly now: () => number;
   private readonly maxInFlight: number;
   private retryPolling = false;
+  private initialized = false;
+  private readFailing = false;
   private claiming = false;
 
   constructor(private readonly opts: DispatcherOptions) {
@@ -95,8 +97,15 @@ export class WebhookDispatcher {
     return this.activeJobs.size + this.activeRetries.size;
   }
 
+  /**
+   * Joins the consumer group and starts the loops. If the queue is unreachable (Redis not up yet),
+   * it starts anyway and joins as soon as it can, like the store does.
+   */
   async start(): Promise<void> {
-    await this.opts.queue.init();
+    this.initialized = await this.opts.queue.init().then(
+      () => true,
+      (err: unknown) => (this.warn(err, 'webhook queue not reachable at start; will join the consumer group when it is'), false),
+    );
     this.running = true;
     const every = (ms: number, fn: () => Promise<void>) => {
       const t = setInterval(() => void fn().catch((err: unknown) => this.warn(err, 'webhook dispatcher task failed')), ms);
@@ -157,13 +166,21 @@ export class WebhookDispatcher {
       }
       let jobs: WebhookJob[];
       try {
+        if (!this.initialized) {
+          await this.opts.queue.init();
+          this.initialized = true;
+        }
         jobs = await this.opts.queue.readNew(this.opts.consumer, Math.min(64, this.free()), 2000);
       } catch (err) {
         if (!this.running) break;
-        this.warn(err, 'reading webhook jobs failed; retrying');
+        // Logged once per outage, not once a second.
+        if (!this.readFailing) this.warn(err, 'reading webhook jobs failed; retrying every second');
+        this.readFailing = true;
         await sleep(1000, this.closing.signal);
         continue;
       }
+      if (this.readFailing) this.opts.logger.info('reading webhook jobs again');
+      this.readFailing = false;
       for (const job of jobs) this.track(this.activeJobs, job.id, () => this.processJob(job));
     }
   }

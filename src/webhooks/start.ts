@@ -29,13 +29,10 @@ export async function openWebhookQueue(config: Config, store: Pick<Store, 'kind'
       const options = redisOptions({ url: config.redis.url, sentinel: config.redis.sentinel });
       const redis = createRedisClient(options, logger, 'webhooks');
       const blocking = createRedisClient(options, logger, 'webhooks-blocking');
-      try {
-        await Promise.all([waitReady(redis, 5000), waitReady(blocking, 5000)]);
-      } catch (err) {
-        redis.disconnect();
-        blocking.disconnect();
-        throw err;
-      }
+      // Like the store: a node may start before its Redis; the dispatcher joins when it comes up.
+      await Promise.all([waitReady(redis, 5000), waitReady(blocking, 5000)]).catch((err: unknown) =>
+        logger.warn({ err: { message: (err as Error).message } }, 'redis not reachable for webhooks at start; continuing'),
+      );
       return new RedisWebhookQueue({ redis, blocking, prefix: config.redis.prefix, deadMaxLen: config.webhooks.deadMaxLen });
     }
     case 'memory':
