@@ -478,7 +478,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const checker = new DeliveryChecker();
     let flip = 0;
     h.tap.verdict = (e) => (e.type !== 'message' ? 'pass' : ++flip % 7 === 0 ? 'drop' : flip % 5 === 0 ? 'hold' : 'pass');
-    const sockets = [];
+    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[] = [];
     for (const s of sessions) {
       const sock = await h.connect(conversationStream(t, s));
       sockets.push({ sock, rec: checker.client(`visitor-${s}`, { kind: 'conversation', tenantId: t, sessionId: s }) });

@@ -97,7 +97,7 @@ class FakeMessages implements Pick<MessageStore, 'accept' | 'since' | 'getConver
     const list = this.convs.get(`${tenantId}/${sessionId}`);
     if (!list) return null;
     const now = new Date().toISOString();
-    return { tenantId, sessionId, userId: null, fingerprint: null, lastSeq: list.length, createdAt: now, updatedAt: now };
+    return { tenantId, sessionId, userId: null, fingerprint: null, status: 'open', lastSeq: list.length, createdAt: now, updatedAt: now };
   }
 }
 
