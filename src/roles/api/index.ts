@@ -248,23 +248,24 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 export const createApiRole: RoleFactory = async (ctx) => {
   // With the gateway in this process its guard already applies the same limits: do not count twice.
   const rateLimit = !ctx.roles.includes('gateway');
-  let warned = false;
+  // Open the store and the database now, in the background: the first request should not pay for
+  // it (the embedded database takes seconds to create), and /readyz then reports both.
+  ctx.services().then(
+    (svc) => {
+      for (const w of svc.auth.warnings) ctx.logger.warn(w);
+    },
+    (err: unknown) => ctx.logger.error({ err }, 'cannot open the store or the database'),
+  );
   mountApiRoutes(ctx.router, {
     config: ctx.config,
     logger: ctx.logger,
     rateLimit,
-    services: async () => {
-      const svc = await ctx.services().catch((err: unknown) => {
+    services: () =>
+      ctx.services().catch((err: unknown) => {
         // Opening the store or the database failed: a 503 the client can retry, not a 500.
         if (err instanceof ChatdError || err instanceof DependencyError) throw err;
         throw new DependencyError('postgres', (err as Error).message, { cause: err });
-      });
-      if (!warned) {
-        warned = true;
-        for (const w of svc.auth.warnings) ctx.logger.warn(w);
-      }
-      return svc;
-    },
+      }),
   });
   return {
     readiness: [],
