@@ -1,0 +1,26 @@
+import { Redis } from 'ioredis';
+import { describe } from 'vitest';
+import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
+import { queueContract } from './queue.contract.js';
+import { RedisWebhookQueue, webhookKeys } from './redis-queue.js';
+
+describe.skipIf(!(await hasRedis()))('RedisWebhookQueue (contract)', () => {
+  queueContract(async () => {
+    const prefix = uniquePrefix('whq');
+    const admin = new Redis(REDIS_URL);
+    const queue = new RedisWebhookQueue({ redis: new Redis(REDIS_URL), blocking: new Redis(REDIS_URL), prefix, deadMaxLen: 1000 });
+    const keys = webhookKeys(prefix);
+    return {
+      queue,
+      async append(tenantId, messageId) {
+        return (await admin.xadd(keys.jobs, '*', 'type', 'message.created', 'tenantId', tenantId, 'sessionId', 's1', 'messageId', messageId, 'createdAt', new Date().toISOString(), 'payload', '{}'))!;
+      },
+      async close() {
+        await queue.close();
+        const k = await admin.keys(`${prefix}*`);
+        if (k.length > 0) await admin.del(...k);
+        await admin.quit();
+      },
+    };
+  });
+});
