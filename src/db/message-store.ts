@@ -175,34 +175,39 @@ export class KyselyMessageStore implements MessageStore {
 
   /** One transaction for the batch. Throws when the transaction did not commit (or may not have). */
   async #write(items: readonly Pending[]): Promise<Settled<AcceptResult>[]> {
-    return this.#db.connection().execute(async (conn) => {
-      try {
-        await sql`begin`.execute(conn);
-      } catch (err) {
-        throw toQueryError(err);
-      }
-      let results: Settled<AcceptResult>[];
-      let writes: number;
-      try {
-        ({ results, writes } = await this.#statements(conn, items));
-      } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        throw toQueryError(err);
-      }
-      if (writes === 0) {
-        // Only duplicates, conflicts and foreign sessions: nothing to keep (the upsert only
-        // touched updated_at). Roll back so those rows stay as they were.
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        return results;
-      }
-      try {
-        await sql`commit`.execute(conn);
-      } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        throw toCommitError(err);
-      }
-      return results;
+    // Errors from taking a connection (refused, timed out) surface here, outside the transaction.
+    return this.#db.connection().execute((conn) => this.#transaction(conn, items)).catch((err: unknown) => {
+      throw toQueryError(err);
     });
+  }
+
+  async #transaction(conn: Kysely<Tables>, items: readonly Pending[]): Promise<Settled<AcceptResult>[]> {
+    try {
+      await sql`begin`.execute(conn);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+    let results: Settled<AcceptResult>[];
+    let writes: number;
+    try {
+      ({ results, writes } = await this.#statements(conn, items));
+    } catch (err) {
+      await sql`rollback`.execute(conn).catch(() => undefined);
+      throw toQueryError(err);
+    }
+    if (writes === 0) {
+      // Only duplicates, conflicts and foreign sessions: nothing to keep (the upsert only
+      // touched updated_at). Roll back so those rows stay as they were.
+      await sql`rollback`.execute(conn).catch(() => undefined);
+      return results;
+    }
+    try {
+      await sql`commit`.execute(conn);
+    } catch (err) {
+      await sql`rollback`.execute(conn).catch(() => undefined);
+      throw toCommitError(err);
+    }
+    return results;
   }
 
   async #statements(conn: Kysely<Tables>, items: readonly Pending[]): Promise<{ results: Settled<AcceptResult>[]; writes: number }> {

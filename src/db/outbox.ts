@@ -47,7 +47,7 @@ export class KyselyOutbox implements Outbox {
       return rows.length;
     }
 
-    return this.#db.connection().execute(async (conn) => {
+    const locked = this.#db.connection().execute(async (conn) => {
       try {
         await sql`begin`.execute(conn);
         const { rows } = await select(true).execute(conn);
@@ -61,6 +61,10 @@ export class KyselyOutbox implements Outbox {
         await sql`rollback`.execute(conn).catch(() => undefined);
         throw toQueryError(err);
       }
+    });
+    // Errors from taking a connection surface outside the callback.
+    return locked.catch((err: unknown) => {
+      throw toQueryError(err);
     });
   }
 
