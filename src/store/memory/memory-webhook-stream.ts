@@ -112,7 +112,11 @@ export class MemoryWebhookStream implements WebhookStream {
         for (const e of this.entries.slice(i)) {
           if (signal.aborted) return;
           after = e.key;
-          onEntry(e.job);
+          try {
+            onEntry(e.job);
+          } catch {
+            // A throwing consumer skips its entry, as with the Redis adapter; following goes on.
+          }
         }
         continue;
       }

@@ -45,7 +45,8 @@ export function redisOptions(cfg: RedisConnectionConfig): RedisOptions {
       ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
       ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
       db,
-      ...(u.protocol === 'rediss:' ? { tls: { servername: u.hostname } } : {}),
+      // TLS with the system's CAs (NODE_EXTRA_CA_CERTS adds a private CA); SNI from the host name.
+      ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
     };
   }
   if (cfg.sentinel) {

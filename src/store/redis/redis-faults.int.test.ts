@@ -68,6 +68,22 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     await redis.kill();
   });
 
+  it('starts before its Redis and connects by itself when Redis comes up', async () => {
+    const late = new OwnRedis(await freePort());
+    const s = new RedisStore({ url: late.url, prefix: uniquePrefix('late'), connectTimeoutMs: 500 }, logger);
+    stores.push(s);
+    try {
+      await expect(s.connect(500)).rejects.toBeInstanceOf(DependencyError);
+      await expect(s.sessions.get('x')).rejects.toBeInstanceOf(DependencyError);
+      await late.start();
+      await until(() => s.ping().then(() => true), 'the store to connect');
+      expect(await s.sessions.upsert('x', { tenantId: 't', userId: 'u', fingerprint: 'f' }, 60)).toBe('created');
+      await s.bus.subscribe('t', () => undefined);
+    } finally {
+      await late.kill();
+    }
+  });
+
   it('repairs presence after a FLUSHALL with the next heartbeat of each node', async () => {
     const prefix = uniquePrefix('flush');
     const [a, b] = [await open(prefix), await open(prefix)];

@@ -78,7 +78,12 @@ export class RedisWebhookStream implements WebhookStream {
           for (const [, entries] of res ?? []) {
             for (const [id, fields] of entries) {
               last = id;
-              if (fields) onEntry(toWebhookJob(id, fields));
+              if (!fields) continue;
+              try {
+                onEntry(toWebhookJob(id, fields));
+              } catch {
+                // A throwing consumer skips its entry; following goes on.
+              }
             }
           }
         } catch {

@@ -1,0 +1,45 @@
+// How config maps to ioredis options: standalone or Sentinel, redis:// or rediss://, and the fault
+// policy (no offline queue, bounded retries and command time).
+import { describe, expect, it } from 'vitest';
+import { redisOptions } from './connection.js';
+
+describe('redisOptions', () => {
+  it('reads host, port, credentials and db from a redis:// URL, with the fail-fast policy', () => {
+    const o = redisOptions({ url: 'redis://user:p%40ss@cache.internal:6380/2' });
+    expect(o).toMatchObject({ host: 'cache.internal', port: 6380, username: 'user', password: 'p@ss', db: 2 });
+    expect(o.tls).toBeUndefined();
+    expect(o.enableOfflineQueue).toBe(false);
+    expect(o.maxRetriesPerRequest).toBe(1);
+    expect(o.commandTimeout).toBeGreaterThan(0);
+    expect(o.retryStrategy!(1000)).toBe(2000); // never gives up: reconnects by itself
+  });
+
+  it('turns TLS on for rediss://', () => {
+    const o = redisOptions({ url: 'rediss://:secret@redis.example.com' });
+    expect(o).toMatchObject({ host: 'redis.example.com', port: 6379, password: 'secret', db: 0, tls: {} });
+  });
+
+  it('uses Sentinel nodes and master name, keeping credentials, db and TLS from the URL', () => {
+    const o = redisOptions({
+      url: 'rediss://:pw@ignored-host:1/3',
+      sentinel: { name: 'mymaster', nodes: ['10.0.0.1:26379', 'sentinel-b:26380'] },
+    });
+    expect(o).toMatchObject({
+      name: 'mymaster',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: 'sentinel-b', port: 26380 },
+      ],
+      password: 'pw',
+      db: 3,
+      tls: {},
+      enableTLSForSentinelMode: true,
+    });
+    expect(o.host).toBeUndefined();
+    expect(redisOptions({ sentinel: { name: 'm', nodes: ['s:1'], password: 'master-pw' } }).password).toBe('master-pw');
+  });
+
+  it('refuses a database that is not a number', () => {
+    expect(() => redisOptions({ url: 'redis://h/x' })).toThrow(/database/);
+  });
+});
