@@ -77,8 +77,8 @@ describe.skipIf(!available)('redis store', () => {
       const m = message(t, sid);
       await store.events.publishMessage(m);
       expect(await raw.xlen(`${prefix}meta:webhook_jobs`)).toBe(before + 1);
-      const [[, fields]] = (await raw.xrevrange(`${prefix}meta:webhook_jobs`, '+', '-', 'COUNT', 1)) as [string, string[]][];
-      expect(fields).toEqual([
+      const newest = (await raw.xrevrange(`${prefix}meta:webhook_jobs`, '+', '-', 'COUNT', 1)) as [string, string[]][];
+      expect(newest[0]?.[1]).toEqual([
         'type', 'message.created', 'tenantId', t, 'sessionId', sid, 'messageId', m.id, 'createdAt', m.createdAt, 'payload', JSON.stringify(m),
       ]);
       await store.sessions.bind(t, 'jti1', sid, 60);
