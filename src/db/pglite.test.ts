@@ -6,8 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { describeDatabaseContract, msg } from './database.contract.js';
 import { DatabaseLockedError, lockDir, LOCK_FILE } from './dir-lock.js';
 import { openDatabase } from './index.js';
+import { DbOutboxRelay } from './outbox-relay.js';
+import { spawnChild } from './testing/child.js';
 import { freshPgliteDir } from './testing/pglite-template.js';
 import { testDbConfig } from './testing/config.js';
+import { RecordingEventLog } from './testing/recording-event-log.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -47,6 +50,35 @@ describe('embedded database folder', () => {
     expect(page.messages.map((m) => m.text)).toEqual(['kept']);
     expect((await again.messages.accept(msg('t1', 's1', 'next'))).kind).toBe('created');
     await again.close();
+  });
+
+  it('a process killed between commit and publish: the next opener takes over the folder and re-publishes', async () => {
+    const dir = await freshPgliteDir('killed');
+    dirs.push(dir);
+    const config = testDbConfig({ embeddedDir: dir });
+    const child = await spawnChild('db-child', { CHATD_TEST_DB: JSON.stringify(config) });
+    let ids: string[];
+    try {
+      await child.next((m) => m.event === 'ready');
+      // While the child holds it, the folder is refused to us.
+      await expect(openDatabase(config, silent)).rejects.toThrow(`pid ${child.child.pid}`);
+      child.send({ op: 'commit-no-publish', tenant: 'k', session: 'killed', count: 4 });
+      ({ ids } = await child.next<{ ids: string[] }>((m) => m.event === 'committed'));
+    } finally {
+      await child.kill('SIGKILL');
+    }
+    const db = await openDatabase(config, silent);
+    const events = new RecordingEventLog();
+    const relay = new DbOutboxRelay(db.outbox, events, silent, { staleAfterMs: 0, sweepIntervalMs: 60_000 });
+    try {
+      expect(await db.outbox.pendingCount()).toBe(4);
+      expect(await relay.sweep()).toBe(4);
+      expect(events.published.map((m) => m.id)).toEqual(ids);
+      expect(await db.outbox.pendingCount()).toBe(0);
+    } finally {
+      await relay.stop();
+      await db.close();
+    }
   });
 
   it('takes over the lock of a process that died', () => {
