@@ -77,6 +77,7 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
 
     const unbound = await principal({ role: 'visitor' });
     expect(await codeOf(chat.resolveSession(unbound, {}))).toBe('validation_failed');
+    expect(await codeOf(chat.resolveSession(unbound, { sessionId: sid() }))).toBe('validation_failed'); // fingerprint
     const mine = sid();
     expect(await chat.resolveSession(unbound, { sessionId: mine, fingerprint: 'fp-1' })).toBe(mine);
     // Now bound: the binding answers, another session is refused.

@@ -371,8 +371,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
       if (principal.role === 'agent') {
         if (!(await deps.messages.getConversation(principal.tenantId, req.sessionId))) throw forbidden();
-      } else {
-        await accessForRead(principal, req.sessionId, undefined);
+      } else if (!(await accessForRead(principal, req.sessionId, undefined))) {
+        throw forbidden();
       }
       const event = { sessionId: req.sessionId, sender: partyOf(principal, req.sessionId), isTyping: req.isTyping };
       await deps.bus.publish(principal.tenantId, { type: 'typing', ...event });
@@ -402,6 +402,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (sessionId === undefined) {
         throw validationError([{ path: 'sessionId', message: 'is required: the token is not bound to a session yet' }]);
       }
+      // A visitor's session is owned through its fingerprint: one taken without it could never be
+      // proven again once this token expires.
+      if (principal.role === 'visitor' && fingerprint === undefined) {
+        throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
+      }
       const identity: Identity | undefined =
         principal.role === 'user' && principal.subject ? { userId: principal.subject, verified: true } : undefined;
       await acquire(principal, sessionId, fingerprint, identity);
@@ -417,6 +422,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       if (!(await accessForRead(principal, sessionId, fingerprint))) {
         // Not created yet: take it now, as the first use of the token.
+        if (principal.role === 'visitor' && !fingerprint) throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
         const identity: Identity | undefined =
           principal.role === 'user' && principal.subject ? { userId: principal.subject, verified: true } : undefined;
         await acquire(principal, sessionId, fingerprint, identity);

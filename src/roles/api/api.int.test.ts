@@ -115,6 +115,8 @@ describe.skipIf(!ready)('api role on Redis + PostgreSQL', () => {
       expectError(m, 405, 'method_not_allowed');
       expect(m.headers.get('allow')).toContain('POST');
       expectError(await call('GET', `/api/chat/messages?tenantId=tenantA&token=abc`), 400, 'credentials_in_query');
+      const traced = await call('POST', '/api/chat/anonymous-token', { token: 'ck_pub_wrongwrongwrongwrong', body: { tenantId: 'tenantA' }, headers: { 'x-request-id': 'trace-42' } });
+      expect(traced.headers.get('x-request-id')).toBe('trace-42');
     });
 
     it("enforces the tenant's allowed origins; CORS answers only configured origins, without credentials", async () => {
@@ -445,6 +447,7 @@ describe.skipIf(!ready)('api role on Redis + PostgreSQL', () => {
 describe.skipIf(!ready)('api role rate limits (Redis)', () => {
   let srv: InProcessServer;
   let call: ReturnType<typeof client>;
+  let untrusting: InProcessServer;
 
   beforeAll(async () => {
     srv = await startInProcess({
@@ -456,8 +459,28 @@ describe.skipIf(!ready)('api role rate limits (Redis)', () => {
       limits: { httpPerIp: { rate: 0.01, burst: 3 }, httpPerKey: { rate: 0.01, burst: 5 } },
     });
     call = client(srv.url);
+    untrusting = await startInProcess({
+      auth: { jwtSecret: JWT_SECRET },
+      redis: { url: REDIS_URL, prefix: uniquePrefix('apirl2') },
+      database: { url: DATABASE_URL, schema: uniqueSchema('apirl2'), autoMigrate: true },
+      tenants: tenantsConfig(),
+      limits: { httpPerIp: { rate: 0.01, burst: 2 } },
+    });
   });
-  afterAll(() => srv?.stop());
+  afterAll(async () => {
+    await srv?.stop();
+    await untrusting?.stop();
+  });
+
+  it('ignores X-Forwarded-For from a peer that is not a trusted proxy', async () => {
+    const c = client(untrusting.url);
+    const mint = (ip: string) =>
+      c('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' }, headers: { 'x-forwarded-for': ip } });
+    expect((await mint('198.51.100.1')).status).toBe(200);
+    expect((await mint('198.51.100.2')).status).toBe(200);
+    // A spoofed new address does not buy a new bucket: the peer (127.0.0.1) is the client.
+    expectError(await mint('198.51.100.3'), 429, 'rate_limited');
+  });
 
   const mint = (ip: string, key: string = KEYS.pubA) =>
     call('POST', '/api/chat/anonymous-token', { token: key, body: { tenantId: 'tenantA' }, headers: { 'x-forwarded-for': ip } });
