@@ -7,6 +7,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
 import { startWebhookReceiver, until, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import { RedisStore } from '../store/redis/redis-store.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
 import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
@@ -192,5 +193,36 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     await Promise.all(Array.from({ length: 12 }, (_, i) => addJob('t1', `m${i}`)));
     await until(async () => (await pending()) === 0 && receiver.received.length >= 12, 'all delivered');
     expect(receiver.maxInFlight()).toBeLessThanOrEqual(2);
+  });
+
+  it("delivers what the Redis store's publishMessage appends (the relay's fields), once per message", async () => {
+    const { start, pending } = await setup();
+    await start();
+    const store = new RedisStore({ url: REDIS_URL, prefix }, logger);
+    try {
+      await store.connect();
+      const m = {
+        id: randomUUID(),
+        tenantId: 't1',
+        sessionId: 's1',
+        seq: 1,
+        sender: { type: 'visitor' as const, id: 's1', verified: false },
+        text: 'through the store',
+        createdAt: new Date().toISOString(),
+        meta: { domain: '', origin: '', url: '', referrer: '', siteId: '' },
+      };
+      await store.events.publishMessage(m);
+      await store.events.publishMessage(m); // a relay re-publish: no second job
+      await until(() => receiver.received.length === 1, 'the delivery');
+      await until(async () => (await pending()) === 0, 'acknowledged');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(receiver.received).toHaveLength(1);
+      const got = receiver.received[0]!;
+      expect(got.deliveryId).toBe(deliveryIdFor('t1', m.id, 'ep1'));
+      expect(JSON.parse(got.body).data).toEqual(m);
+      expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
+    } finally {
+      await store.close();
+    }
   });
 });

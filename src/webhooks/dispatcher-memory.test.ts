@@ -1,0 +1,101 @@
+// The zero-config path: the memory store's publishMessage appends the job in process, the
+// dispatcher started as the api role starts it (startWebhookDispatcher) delivers it to a real
+// receiver, retries it with the same delivery id, dead-letters it and replays it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startWebhookReceiver, until, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import type { Services } from '../app/services.js';
+import type { ChatMessage } from '../chat/message.js';
+import { loadConfig } from '../config/load.js';
+import { MemoryStore } from '../store/memory/memory-store.js';
+import type { WebhookDispatcher } from './dispatcher.js';
+import { deliveryIdFor, verifyWebhook } from './signing.js';
+import { activeWebhookQueue, startWebhookDispatcher } from './start.js';
+
+const SECRET = 'whsec_memory_0123456789abcdef';
+
+describe('webhook dispatcher on the memory store', () => {
+  let receiver: WebhookReceiver;
+  let dispatcher: WebhookDispatcher | undefined;
+  let store: MemoryStore;
+  let dir: string;
+
+  afterEach(async () => {
+    await dispatcher?.close();
+    await store?.close();
+    await receiver?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function setup(webhooks: Record<string, unknown> = {}) {
+    receiver = await startWebhookReceiver();
+    dir = mkdtempSync(path.join(os.tmpdir(), 'chatd-whm-'));
+    const { config } = await loadConfig({
+      cwd: dir,
+      env: {},
+      overrides: (raw) => {
+        raw.dataDir = dir;
+        raw.tenants = [{ id: 't1', webhooks: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET }] }];
+        raw.webhooks = { timeoutMs: 1000, retryBaseMs: 100, retryMaxDelayMs: 300, ...webhooks };
+      },
+    });
+    store = new MemoryStore({ webhookStreamMaxLen: config.webhooks.streamMaxLen });
+    const services = { store, db: undefined as never, readiness: [], close: async () => undefined } as unknown as Services;
+    dispatcher = await startWebhookDispatcher({ config, logger: pino({ level: 'silent' }), nodeId: 'n1', services: async () => services });
+    expect(dispatcher).toBeDefined();
+  }
+
+  const message = (): ChatMessage => ({
+    id: randomUUID(),
+    tenantId: 't1',
+    sessionId: 's1',
+    seq: 1,
+    sender: { type: 'visitor', id: 's1', verified: false },
+    text: 'hello from memory',
+    createdAt: new Date().toISOString(),
+    meta: { domain: '', origin: '', url: '', referrer: '', siteId: '' },
+  });
+
+  it('delivers a published message once, signed; a re-publish adds no second delivery', async () => {
+    await setup();
+    const m = message();
+    await store.events.publishMessage(m);
+    await store.events.publishMessage(m);
+    await until(() => receiver.received.length === 1, 'the delivery');
+    const got = receiver.received[0]!;
+    expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
+    expect(got.deliveryId).toBe(deliveryIdFor('t1', m.id, 'ep1'));
+    expect(JSON.parse(got.body)).toEqual({ id: `evt_${m.id}`, type: 'message.created', tenantId: 't1', createdAt: m.createdAt, data: m });
+    await until(async () => (await activeWebhookQueue()!.groupStats()).pending === 0, 'settled');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(receiver.received).toHaveLength(1);
+  });
+
+  it('retries a 500 with the same delivery id, dead-letters after the window, and replays', async () => {
+    await setup({ retryWindowMs: 500 });
+    let mode: 'flaky' | 'down' | 'up' = 'flaky';
+    receiver.respond = (_r, i) => (mode === 'up' || (mode === 'flaky' && i > 0) ? { status: 200 } : { status: 500 });
+    const m1 = message();
+    await store.events.publishMessage(m1);
+    await until(() => receiver.received.length === 2, 'a retry after the 500');
+    expect(new Set(receiver.received.map((r) => r.deliveryId))).toEqual(new Set([deliveryIdFor('t1', m1.id, 'ep1')]));
+
+    mode = 'down';
+    const m2 = message();
+    await store.events.publishMessage(m2);
+    const queue = activeWebhookQueue()!;
+    await until(async () => (await queue.deadSize()) === 1, 'dead after the window');
+    const [dead] = await queue.listDead(10);
+    expect(dead).toMatchObject({ reason: 'retry_window_exhausted', error: 'HTTP 500' });
+    expect(await queue.retrySize()).toBe(0);
+    mode = 'up';
+    const before = receiver.received.length;
+    expect(await queue.replayDead([dead!.id], Date.now())).toEqual([dead!.id]);
+    await until(() => receiver.received.length === before + 1, 'the replayed delivery');
+    expect(receiver.received.at(-1)!.deliveryId).toBe(deliveryIdFor('t1', m2.id, 'ep1'));
+  });
+});
