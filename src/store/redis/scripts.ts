@@ -68,6 +68,12 @@ end
 -- had no entry). Idempotent: a heartbeat calls it for every live connection of its node.
 local function ensureConn(connId, userId, nodeId, expiry, connJson, onlineJson)
   local prev = redis.call('HGET', KEYS[2], connId)
+  if prev == connJson and redis.call('HEXISTS', KEYS[3], userId) == 1 then
+    -- Steady state (every heartbeat): the connection and its user are in place; only extend it.
+    -- Its sets were written with it in one script, so they are in place too (barring eviction).
+    redis.call('ZADD', KEYS[1], expiry, connId)
+    return false
+  end
   if prev ~= connJson then
     if prev then
       local p = cjson.decode(prev)
