@@ -13,6 +13,8 @@ import {
   StreamHub,
   agentStream,
   conversationStream,
+  offsetToken,
+  parseOffsetToken,
   streamId,
   type AttachResult,
   type BrokenReason,
@@ -125,7 +127,7 @@ export interface Harness {
   readonly broken: { id: string; reason: BrokenReason }[];
   /** Source reads may be made to fail. */
   failReads: number;
-  connect(key: StreamKey, after?: number, limit?: number): Promise<TestSocket>;
+  connect(key: StreamKey, after?: number | string, limit?: number): Promise<TestSocket>;
   disconnect(socket: TestSocket): void;
   close(): Promise<void>;
 }
@@ -181,7 +183,7 @@ export function harness(env: StreamEnv, opts: Partial<StreamHubOptions> = {}): H
     published,
     tenantEvents,
     broken,
-    async connect(key: StreamKey, after?: number, limit?: number) {
+    async connect(key: StreamKey, after?: number | string, limit?: number) {
       const socket: TestSocket = { key, got: [], result: undefined };
       await hub.attach(
         key,
@@ -468,6 +470,32 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const recent = await h.connect(agentStream(t), n - 5);
     expect(recent.result?.complete).toBe(true);
     expect(offsets(recent.got)).toEqual(range(n - 4, n + 1));
+    await cleanup();
+  });
+
+  it('recovers from an offset token only when it names the event at that offset', async () => {
+    const h = make();
+    const t = uid('t');
+    const s = uid('s');
+    const agents = await h.connect(agentStream(t));
+    for (let i = 0; i < 3; i++) await send(h.env, t, s, `m ${i}`);
+    await waitFor(() => agents.got.length === 3, 'three events');
+    const second = agents.got[1]!;
+    const token = offsetToken(agentStream(t), second);
+    expect(parseOffsetToken(token)?.offset).toBe(second.offset);
+    expect(offsetToken(conversationStream(t, s), second)).toBe(String(second.offset));
+    const ok = await h.connect(agentStream(t), token);
+    expect(ok.result?.complete).toBe(true);
+    expect(offsets(ok.got)).toEqual([second.offset + 1]);
+    // The same offset naming another event (the numbering restarted): not recoverable.
+    const other = await h.connect(agentStream(t), `${second.offset}~zzzz`);
+    expect(other.result).toEqual({ events: [], complete: false, offset: second.offset + 1 });
+    for (const bad of ['', 'abc', '-1', '1~UPPER', '1.5']) {
+      const sock = await h.connect(agentStream(t), bad);
+      expect(sock.result?.complete, bad).toBe(false);
+    }
+    expect((await h.hub.recover(agentStream(t), token, 10)).events.map((e) => e.offset)).toEqual([second.offset + 1]);
+    expect((await h.hub.recover(agentStream(t), `${second.offset}~zzzz`, 10)).complete).toBe(false);
     await cleanup();
   });
 

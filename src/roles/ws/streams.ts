@@ -14,8 +14,8 @@
 // How the protocol layer uses it (API):
 //   const hub = new StreamHub({ bus, events, messages, logger, onStreamEvent, onTenantEvent, onStreamBroken });
 //   - `await hub.attach(key, afterOffset | undefined, sink, { limit })` when a socket starts following
-//     a stream (new socket: afterOffset undefined; recovery: the client's offset; `since` cursor: the
-//     seq). `sink({ events, complete, offset })` is called SYNCHRONOUSLY exactly once, at a moment
+//     a stream (new socket: afterOffset undefined; recovery: the offset string the client sent back,
+//     as is; `since` cursor: the seq as a number). `sink({ events, complete, offset })` is called SYNCHRONOUSLY exactly once, at a moment
 //     when `events` (offset order, all > afterOffset) end at `offset`, the last offset this node has
 //     handed to onStreamEvent for that stream. Inside sink, the protocol layer must: publish any frame
 //     of that stream's topic it still holds in a deferred-flush queue (so the socket does not get it
@@ -31,8 +31,9 @@
 //     history (no state, no reference) for pacing a large replay page by page before the final
 //     `attach` (which then only has the tail to hand over).
 //   - `onStreamEvent(key, id, event)`: called once per node per stream event, strictly in offset order,
-//     never twice for one offset; turn it into ONE serialized frame (the offset as the last
-//     argument) published to the topic named by `id` (= streamId(key), tenant-scoped).
+//     never twice for one offset; turn it into ONE serialized frame, with `offsetToken(key, event)` as
+//     its last argument (a string: the Socket.IO recovery offset), published to the topic named by
+//     `id` (= streamId(key), tenant-scoped).
 //   - `onTenantEvent(tenantId, event)`: typing, read, broadcast and revoke, as the bus delivered them.
 //   - `onStreamBroken(key, id, reason)`: the node could not deliver some offsets of this stream (the
 //     agent history was trimmed past them, the source never had them, or the agent stream restarted
@@ -192,7 +193,7 @@ export class StreamHub {
    */
   async attach(
     key: StreamKey,
-    afterOffset: number | undefined,
+    afterOffset: number | string | undefined,
     sink: (result: AttachResult) => void,
     opts: { limit?: number } = {},
   ): Promise<void> {
@@ -222,7 +223,9 @@ export class StreamHub {
    * from the source with no state: for paging a large replay before the final attach. `complete`
    * is false when entries right after `afterOffset` no longer exist (agent history trimmed).
    */
-  async recover(key: StreamKey, afterOffset: number, limit: number): Promise<{ events: StreamEvent[]; complete: boolean }> {
+  async recover(key: StreamKey, after: number | string, limit: number): Promise<{ events: StreamEvent[]; complete: boolean }> {
+    const afterOffset = await this.resolveAfter(key, after, undefined);
+    if (afterOffset === undefined) return { events: [], complete: false };
     const page = await this.read(key, afterOffset, limit);
     const first = page.events[0];
     if (!page.complete || (first && first.offset !== afterOffset + 1)) return { events: [], complete: false };
@@ -570,12 +573,13 @@ export class StreamHub {
 
   private async handOver(
     st: StreamState,
-    after: number | undefined,
+    afterOffset: number | string | undefined,
     sink: (result: AttachResult) => void,
     limit: number,
   ): Promise<void> {
-    if (after === undefined) return sink({ events: [], complete: true, offset: st.last });
-    if (!Number.isSafeInteger(after) || after < 0) return sink({ events: [], complete: false, offset: st.last });
+    if (afterOffset === undefined) return sink({ events: [], complete: true, offset: st.last });
+    const after = await this.resolveAfter(st.key, afterOffset, st);
+    if (after === undefined) return sink({ events: [], complete: false, offset: st.last });
     if (after > st.last) {
       // The client saw more than this node delivered (it came from a node that was ahead): catch up
       // from the source first, or it would receive those events a second time.
@@ -611,6 +615,24 @@ export class StreamHub {
       }
       if (cursor >= st.last) return sink({ events: collected, complete: true, offset: st.last });
     }
+  }
+
+  /**
+   * The numeric offset of a client's offset (a number, or a token from offsetToken), or undefined
+   * when it is malformed or names an event the stream no longer has at that offset (the agent
+   * stream restarted its numbering, or the event left the history): not recoverable.
+   */
+  private async resolveAfter(key: StreamKey, afterOffset: number | string, st: StreamState | undefined): Promise<number | undefined> {
+    const parsed = typeof afterOffset === 'number' ? { offset: afterOffset, tag: undefined } : parseOffsetToken(afterOffset);
+    if (!parsed || !Number.isSafeInteger(parsed.offset) || parsed.offset < 0) return undefined;
+    const { offset, tag } = parsed;
+    if (tag === undefined || offset === 0 || key.kind !== 'agents') return offset;
+    const first = st?.ring[0];
+    const at =
+      st && first && first.offset <= offset && offset <= st.last
+        ? st.ring[offset - first.offset]
+        : (await this.read(key, offset - 1, 1)).events[0];
+    return at && at.offset === offset && eventTag(at) === tag ? offset : undefined;
   }
 
   /** Delivered events after `cursor` from the ring, or undefined if the ring does not reach back. */
@@ -659,6 +681,37 @@ export class StreamHub {
       this.sleeps.add(entry);
     });
   }
+}
+
+/**
+ * The offset string a client gets with an event (Socket.IO passes it back on reconnect). A
+ * conversation's is its seq. An agent stream's is `<offset>~<tag>`, the tag naming the event at that
+ * offset, because the agent stream's numbering starts again if Redis loses its data: a client
+ * holding an offset from before is then detected (complete: false) instead of resumed at the wrong
+ * place. Clients treat it as opaque.
+ */
+export function offsetToken(key: StreamKey, event: StreamEvent): string {
+  return key.kind === 'agents' ? `${event.offset}~${eventTag(event)}` : String(event.offset);
+}
+
+/** Reads a token from offsetToken (or a plain number); undefined if malformed. */
+export function parseOffsetToken(token: string): { offset: number; tag: string | undefined } | undefined {
+  const m = /^(\d{1,15})(?:~([0-9a-z]{1,16}))?$/.exec(token);
+  if (!m) return undefined;
+  return { offset: Number(m[1]), tag: m[2] };
+}
+
+/** A short, deterministic name for an event (every node computes the same one). */
+function eventTag(e: StreamEvent): string {
+  const text =
+    e.event === 'meta_message_created' ? e.payload.message.id : `${e.payload.userId}|${e.payload.sessionId}|${e.payload.status}|${e.payload.at}`;
+  // FNV-1a, 32 bits.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(36);
 }
 
 function agentEvent(entry: AgentStreamEntry): StreamEvent {

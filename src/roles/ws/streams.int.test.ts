@@ -1,0 +1,242 @@
+// StreamHub scenarios on the real adapters: the memory store with embedded PGlite, and Redis (shared,
+// unique prefix) with PostgreSQL (unique schema). Then what only a real Redis shows, on a
+// redis-server this file starts itself: the bus losing its subscription during traffic (CLIENT KILL,
+// and a restart that loses Redis's data), checked with the delivery checker.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATABASE_URL, REDIS_URL, freePort, has, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { DeliveryChecker, readerFromDb } from '../../../test/helpers/delivery-checker.js';
+import type { ChatMessage } from '../../chat/message.js';
+import { openDatabase, type KyselyDatabase } from '../../db/index.js';
+import { testDbConfig } from '../../db/testing/config.js';
+import { freshPgliteDir } from '../../db/testing/pglite-template.js';
+import { MemoryStore } from '../../store/memory/memory-store.js';
+import { RedisStore } from '../../store/redis/redis-store.js';
+import { harness, store, streamScenarios, uid, waitFor, type StreamEnv, type TestSocket } from './streams.scenarios.js';
+import { agentStream, conversationStream, offsetToken } from './streams.js';
+
+const silent = pino({ level: 'silent' });
+const HISTORY = 100;
+const redisUp = await has('redis');
+const postgresUp = await has('postgres');
+const hasServerBinary = spawnSync('redis-server', ['--version']).status === 0;
+
+async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(`drop schema if exists ${schema} cascade`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function deletePrefix(url: string, prefix: string): Promise<void> {
+  const raw = new Redis(url);
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await raw.unlink(...keys);
+  } while (cursor !== '0');
+  raw.disconnect();
+}
+
+describe('StreamHub on the memory store and PGlite', () => {
+  let env: StreamEnv;
+  let dir = '';
+  let db: KyselyDatabase;
+  let mem: MemoryStore;
+  beforeAll(async () => {
+    dir = await freshPgliteDir('streams');
+    db = await openDatabase(testDbConfig({ embeddedDir: dir }), silent);
+    mem = new MemoryStore({ agentHistorySize: HISTORY });
+    env = { bus: mem.bus, events: mem.events, messages: db.messages, agentHistorySize: HISTORY, close: async () => undefined };
+  });
+  afterAll(async () => {
+    await mem?.close();
+    await db?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  streamScenarios(() => env);
+});
+
+describe.skipIf(!redisUp || !postgresUp)('StreamHub on Redis and PostgreSQL', () => {
+  let env: StreamEnv;
+  const prefix = uniquePrefix('streams');
+  const schema = uniqueSchema('streams');
+  let db: KyselyDatabase;
+  let redis: RedisStore;
+  beforeAll(async () => {
+    db = await openDatabase(testDbConfig({ url: DATABASE_URL, schema, autoMigrate: true }), silent);
+    redis = new RedisStore({ url: REDIS_URL, prefix, agentHistorySize: HISTORY }, silent);
+    await redis.connect();
+    env = { bus: redis.bus, events: redis.events, messages: db.messages, agentHistorySize: HISTORY, close: async () => undefined };
+  });
+  afterAll(async () => {
+    await redis?.close();
+    await db?.close();
+    await dropSchema(schema);
+    await deletePrefix(REDIS_URL, prefix);
+  });
+  streamScenarios(() => env);
+});
+
+/** A redis-server of our own (no persistence) on a fixed port, so it can be killed and restarted. */
+class OwnRedis {
+  private child: ChildProcess | undefined;
+  constructor(readonly port: number) {}
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  async start(): Promise<void> {
+    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await waitFor(async () => {
+      const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return (await c.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        c.disconnect();
+      }
+    }, `redis-server on ${this.port}`);
+  }
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses its subscription (own redis-server)', () => {
+  let own: OwnRedis;
+  let db: KyselyDatabase;
+  const schema = uniqueSchema('streamsbus');
+  const stores: RedisStore[] = [];
+  beforeAll(async () => {
+    own = new OwnRedis(await freePort());
+    await own.start();
+    db = await openDatabase(testDbConfig({ url: DATABASE_URL, schema, autoMigrate: true }), silent);
+  });
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await own?.kill();
+    await db?.close();
+    await dropSchema(schema);
+  });
+
+  const open = async () => {
+    const s = new RedisStore({ url: own.url, prefix: uniquePrefix('bus'), agentHistorySize: 10000, connectTimeoutMs: 2000 }, silent);
+    stores.push(s);
+    await s.connect(10000);
+    return s;
+  };
+
+  /** The outbox relay's promise: publish until it succeeds (Redis may be down meanwhile). */
+  async function publishEventually(s: RedisStore, m: ChatMessage): Promise<void> {
+    for (;;) {
+      try {
+        await s.events.publishMessage(m);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  /** Sends `count` messages round-robin over the sessions, acknowledging each in the checker. */
+  async function traffic(s: RedisStore, env: StreamEnv, checker: DeliveryChecker, t: string, sessions: string[], count: number, during?: (i: number) => Promise<void>) {
+    for (let i = 0; i < count; i++) {
+      const m = await store(env, t, sessions[i % sessions.length]!, `m ${i}`);
+      checker.acked(m.id, t, m.sessionId);
+      await publishEventually(s, m);
+      await during?.(i);
+    }
+  }
+
+  function record(sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[]) {
+    for (const { sock, rec } of sockets) {
+      const seg = rec.segments[rec.segments.length - 1]!;
+      for (const e of sock.got.slice(seg.receipts.length)) {
+        if (e.event === 'meta_message_created') rec.received(e.payload.message.id, e.offset);
+        else rec.receivedOther(e.offset);
+      }
+    }
+  }
+
+  it('delivers everything exactly once in order when the subscription is killed mid-traffic', async () => {
+    const s = await open();
+    const env: StreamEnv = { bus: s.bus, events: s.events, messages: db.messages, agentHistorySize: 10000, close: async () => undefined };
+    const h = harness(env);
+    let resubscribed = 0;
+    s.bus.onResubscribed(() => resubscribed++);
+    const t = uid('t');
+    const sessions = [uid('s'), uid('s'), uid('s')];
+    const checker = new DeliveryChecker();
+    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker["client"]> }[] = [];
+    for (const sid of sessions) {
+      sockets.push({ sock: await h.connect(conversationStream(t, sid)), rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }) });
+    }
+    sockets.push({ sock: await h.connect(agentStream(t)), rec: checker.client('agent', { kind: 'agents', tenantId: t }, { contiguous: true }) });
+    const admin = new Redis(own.url);
+    await traffic(s, env, checker, t, sessions, 60, async (i) => {
+      if (i % 20 === 10) await admin.client('KILL', 'TYPE', 'pubsub');
+    });
+    admin.disconnect();
+    await waitFor(() => resubscribed >= 1, 'the bus to resubscribe');
+    const reader = readerFromDb(db, s.events);
+    await waitFor(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
+    await checker.assertClean(reader);
+    expect(checker.ackedCount).toBe(60);
+    await h.close();
+  });
+
+  it('keeps conversations exact across a Redis restart that loses its data; agents are told to recover', async () => {
+    const s = await open();
+    const env: StreamEnv = { bus: s.bus, events: s.events, messages: db.messages, agentHistorySize: 10000, close: async () => undefined };
+    const h = harness(env);
+    const t = uid('t');
+    const sessions = [uid('s'), uid('s')];
+    const checker = new DeliveryChecker();
+    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker["client"]> }[] = [];
+    for (const sid of sessions) {
+      sockets.push({ sock: await h.connect(conversationStream(t, sid)), rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }) });
+    }
+    const agent = await h.connect(agentStream(t));
+    await traffic(s, env, checker, t, sessions, 40, async (i) => {
+      if (i === 14) {
+        await own.kill();
+        await own.start();
+      }
+    });
+    const reader = readerFromDb(db);
+    await waitFor(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
+    await checker.assertClean(reader);
+    // The agent stream restarted at 1 with Redis's data gone: the hub says so, and follows the new numbering.
+    await waitFor(() => h.broken.some((b) => b.reason === 'stream_reset'), 'the agent stream reset');
+    const head = await s.events.agentHead(t);
+    await waitFor(() => h.hub.head(agentStream(t)) === head, 'the agent stream to follow the new head');
+    const old = agent.got.find((e) => e.offset === 15);
+    expect(old).toBeDefined();
+    // A client holding an offset from before the restart cannot recover from the agent history,
+    // even though the new numbering has passed 15 again: the token names another event.
+    expect(head).toBeGreaterThan(15);
+    const stale = await h.connect(agentStream(t), offsetToken(agentStream(t), old!));
+    expect(stale.result?.complete).toBe(false);
+    // One from after the restart recovers.
+    const fresh = agent.got.at(-1)!;
+    const recent = await h.connect(agentStream(t), offsetToken(agentStream(t), agent.got.at(-3)!));
+    expect(recent.result?.complete).toBe(true);
+    expect(recent.got.map((e) => e.offset)).toEqual([fresh.offset - 1, fresh.offset]);
+    await h.close();
+  });
+});
