@@ -3,6 +3,8 @@
 // bundle, so they live inside dist/ and the single binary with no files beside them. JavaScript is
 // minified on the way in.
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { transform } from 'esbuild';
 
 export const rawPlugin = {
@@ -10,9 +12,9 @@ export const rawPlugin = {
   setup(build) {
     build.onResolve({ filter: /\?raw$/ }, async (args) => {
       const spec = args.path.slice(0, -'?raw'.length);
-      const resolved = await build.resolve(spec, { kind: 'import-statement', resolveDir: args.resolveDir });
-      if (resolved.errors.length > 0) return { errors: resolved.errors };
-      return { path: resolved.path, namespace: 'raw' };
+      // Node's own resolution (package exports respected), so it works with `packages: 'external'` too.
+      const require = createRequire(path.join(args.resolveDir, 'index.js'));
+      return { path: require.resolve(spec), namespace: 'raw' };
     });
     build.onLoad({ filter: /.*/, namespace: 'raw' }, async (args) => {
       let text = await readFile(args.path, 'utf8');

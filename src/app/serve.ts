@@ -22,7 +22,19 @@ export interface ServeOptions {
   readonly cors?: CorsPolicy;
   /** Admin endpoints contributed by other modules (presence ls, webhooks tail, config reload, …). */
   readonly adminEndpoints?: readonly ((admin: AdminRoutes, ctx: AdminContext) => void)[];
+  /** Extra routes on public listeners (e.g. the demo pages), given each listener's plan. */
+  readonly listenerMounts?: readonly ListenerMount[];
 }
+
+/**
+ * Adds routes to a public listener before it is finalized; may return a callback that runs once the
+ * listener is bound (with its base URL), e.g. to log where a page is.
+ */
+export type ListenerMount = (
+  listener: { readonly name: string; readonly roles: readonly Role[] },
+  router: HttpRouter,
+  ctx: { readonly config: Config; readonly logger: Logger; services(): Promise<Services> },
+) => ((baseUrl: string) => void) | void;
 
 export interface AdminRoutes {
   /** Registers an admin endpoint; every call must carry the admin token. */
@@ -128,12 +140,15 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         instances.push(instance);
       }
       mountHealth(router, () => draining, mine.flatMap((i) => i.readiness), servicesPromise ? services : undefined, nodeId);
+      const onListening = (opts.listenerMounts ?? []).flatMap((mount) => mount(plan, router, { config, logger: log, services }) ?? []);
       router.finalize();
       const { socket, port: bound } = await listen(uws, app, plan.host, plan.port, plan.name);
       port = bound;
       listenSockets.push(socket);
       ports[plan.name] = bound;
-      log.info({ listener: plan.name, roles: plan.roles, url: `http://${displayHost(plan.host)}:${bound}` }, `listening (${plan.roles.join(', ')})`);
+      const url = `http://${displayHost(plan.host)}:${bound}`;
+      log.info({ listener: plan.name, roles: plan.roles, url }, `listening (${plan.roles.join(', ')})`);
+      for (const cb of onListening) cb(url);
     }
 
     let admin: AdminRoutes | undefined;

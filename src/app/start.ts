@@ -12,6 +12,7 @@ import { createWsRole } from '../roles/ws/index.js';
 import { createGatewayRole } from '../roles/gateway/index.js';
 import { corsPolicyFor } from '../auth/origins.js';
 import { adminEndpoints } from './admin-endpoints.js';
+import { demoMount } from '../demo/mount.js';
 
 export const ROLE_FACTORIES: Readonly<Record<Role, RoleFactory>> = {
   gateway: createGatewayRole,
@@ -36,5 +37,6 @@ export async function startChatd(opts: StartOptions): Promise<RunningServer> {
     serviceFactories: { createStore, openDatabase },
     cors: corsPolicyFor(opts.config),
     adminEndpoints,
+    listenerMounts: [demoMount],
   });
 }

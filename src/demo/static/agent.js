@@ -91,7 +91,7 @@
 
   function connect() {
     if (socket) socket.disconnect();
-    socket = io({ auth: function (cb) { cb({ apiKey: cfg.apiKey, token: token }); } });
+    socket = io({ path: cfg.socketPath, auth: function (cb) { cb({ apiKey: cfg.apiKey, token: token }); } });
     socket.on('connect', function () {
       setStatus(socket.recovered ? 'signed in (recovered)' : 'signed in');
       showError(null);

@@ -35,6 +35,7 @@
   var socket;
   function connect() {
     socket = io({
+      path: cfg.socketPath,
       // A function: called on every (re)connection, so a refreshed token is used.
       auth: function (cb) {
         cb({ apiKey: cfg.apiKey, token: token, sessionId: sessionId, fingerprint: fingerprint,
