@@ -11,9 +11,13 @@ import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { loadConfig } from '../../config/load.js';
 import type { Config } from '../../config/schema.js';
-import { startChatd } from '../../app/start.js';
-import type { RunningServer } from '../../app/serve.js';
+import { ROLE_FACTORIES } from '../../app/start.js';
+import { serve, type RunningServer } from '../../app/serve.js';
 import type { Role } from '../../config/schema.js';
+import { corsPolicyFor } from '../../auth/origins.js';
+import { openDatabase } from '../../db/index.js';
+import { createStore } from '../../store/index.js';
+import type { Store } from '../../store/ports.js';
 
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
 const SCHEMAS_DIR = path.resolve(__dirname, '../../../schemas');
@@ -134,6 +138,8 @@ export interface InProcessServer {
   readonly url: string;
   readonly config: Config;
   readonly server: RunningServer;
+  /** The server's own store (the memory store is only reachable this way). */
+  store(): Promise<Store>;
   stop(): Promise<void>;
 }
 
@@ -149,7 +155,30 @@ export async function startInProcess(raw: Record<string, unknown>, roles: Role[]
       r.roles = { api: { host: '127.0.0.1', port: 0 }, ws: { host: '127.0.0.1', port: 0 } };
     },
   });
-  const server = await startChatd({ config, roles, logger: pino({ level: 'silent' }) });
+  let store: Promise<Store> | undefined;
+  // As startChatd does, with the store captured for the tests.
+  const server = await serve({
+    config,
+    roles,
+    logger: pino({ level: 'silent' }),
+    roleFactories: ROLE_FACTORIES,
+    serviceFactories: {
+      createStore: (c, l, n) => (store ??= createStore(c, l, n)),
+      openDatabase,
+    },
+    cors: corsPolicyFor(config),
+  });
   const port = server.ports.api ?? server.ports.public;
-  return { url: `http://127.0.0.1:${port}`, config, server, stop: () => server.stop() };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    config,
+    server,
+    store: async () => {
+      const deadline = Date.now() + 60_000;
+      while (!store && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (!store) throw new Error('the server never created its store');
+      return store;
+    },
+    stop: () => server.stop(),
+  };
 }

@@ -3,11 +3,9 @@
 // contract (every answer checked against schemas/ by the harness's client).
 import { randomUUID } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
 import { userHashOf } from '../../auth/identity.js';
-import { createStore } from '../../store/index.js';
 import type { Store, TenantEvent } from '../../store/ports.js';
 import {
   IDENTITY_SECRET,
@@ -31,26 +29,39 @@ function expectError(r: Answer, status: number, code: string) {
   expect(typeof r.body.error).toBe('string');
 }
 
-describe.skipIf(!ready)('api role on Redis + PostgreSQL', () => {
+const BACKENDS = [
+  {
+    name: 'Redis + PostgreSQL',
+    enabled: ready,
+    raw: () => ({
+      redis: { url: REDIS_URL, prefix: uniquePrefix('api') },
+      database: { url: DATABASE_URL, schema: uniqueSchema('api'), autoMigrate: true },
+    }),
+  },
+  // No redis or database URL: the in-process store and an embedded PGlite in a temp data folder.
+  { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
+];
+
+describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
+  if (!enabled) {
+    it.skip('needs Redis and PostgreSQL', () => undefined);
+    return;
+  }
   let srv: InProcessServer;
   let call: ReturnType<typeof client>;
   let store: Store;
-  const prefix = uniquePrefix('api');
-  const schema = uniqueSchema('api');
 
   beforeAll(async () => {
     srv = await startInProcess({
       auth: { jwtSecret: JWT_SECRET },
-      redis: { url: REDIS_URL, prefix },
-      database: { url: DATABASE_URL, schema, autoMigrate: true },
+      ...raw(),
       tenants: tenantsConfig(),
       limits: { messageMaxChars: 50 },
     });
     call = client(srv.url);
-    store = await createStore(srv.config, pino({ level: 'silent' }), 'test-observer');
+    store = await srv.store();
   });
   afterAll(async () => {
-    await store?.close();
     await srv?.stop();
   });
 
@@ -358,7 +369,7 @@ describe.skipIf(!ready)('api role on Redis + PostgreSQL', () => {
 
     it('online users: secret key or agent token of the tenant; a publishable key or a visitor token is 403', async () => {
       await store.presence.add(
-        'test-observer',
+        'test-node',
         {
           connId: id('c'),
           tenantId: 'tenantA',
