@@ -20,7 +20,8 @@ export type SessionUpsert = 'created' | 'refreshed' | 'foreign';
 export interface SessionStore {
   /**
    * Check-and-set (one atomic step): create `session:{id}` or refresh its lastActivity and TTL —
-   * unless it belongs to another tenant, which is never overwritten ('foreign').
+   * unless it belongs to another tenant, which is never overwritten ('foreign'). A refresh keeps
+   * the record's userId, fingerprint and createdAt (they describe who created the session).
    */
   upsert(
     sessionId: string,
@@ -80,7 +81,10 @@ export interface PresenceStore {
    * or FLUSHALL, and a node wrongly swept). Returns users that became online again through it.
    */
   heartbeat(nodeId: string, conns: readonly PresenceConnection[], ttlMs: number): Promise<PresenceChange[]>;
-  /** Removes connections whose expiry passed (their node went silent); returns users now offline. */
+  /**
+   * Removes connections whose expiry passed (their node went silent); returns users now offline.
+   * Any node may sweep, concurrently: each departure is reported by exactly one sweep.
+   */
   sweep(nowMs: number): Promise<PresenceChange[]>;
   list(tenantId: string): Promise<OnlineUser[]>;
   isOnline(tenantId: string, userId: string): Promise<boolean>;
