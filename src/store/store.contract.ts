@@ -170,6 +170,29 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(await a.presence.list(t)).toEqual([]);
       });
 
+      it('stays exact under concurrent connects and disconnects from two nodes', async () => {
+        const a = await get();
+        const b = await harness.open();
+        const t = uid('t');
+        const tabs = Array.from({ length: 20 }, () => connection(t, 'ivy'));
+        const adds = await Promise.all(tabs.map((c, i) => (i % 2 ? a : b).presence.add(i % 2 ? 'nA' : 'nB', c, 60000)));
+        expect(adds.filter((r) => r.firstForUser)).toHaveLength(1);
+        const removes = await Promise.all(tabs.map((c, i) => (i % 3 ? a : b).presence.remove(i % 2 ? 'nA' : 'nB', t, c.connId)));
+        expect(removes.filter((r) => r.lastForUser)).toHaveLength(1);
+        expect(await a.presence.isOnline(t, 'ivy')).toBe(false);
+      });
+
+      it('reports each swept user once when two nodes sweep at the same time', async () => {
+        const a = await get();
+        const b = await harness.open();
+        const t = uid('t');
+        for (let i = 0; i < 30; i++) await a.presence.add('gone', connection(t, `user${i}`), 1000);
+        const later = Date.now() + 5000;
+        const [x, y] = await Promise.all([a.presence.sweep(later), b.presence.sweep(later)]);
+        const mine = [...x, ...y].filter((c) => c.tenantId === t).map((c) => c.userId);
+        expect(mine.sort()).toEqual(Array.from({ length: 30 }, (_, i) => `user${i}`).sort());
+      });
+
       it('removes a whole node at once and lists live nodes', async () => {
         const s = await get();
         const t = uid('t');
