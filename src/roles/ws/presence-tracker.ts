@@ -88,6 +88,11 @@ export class PresenceTracker {
     return this.conns.size;
   }
 
+  /** Users whose last connection here closed and whose offline waits for the grace period. */
+  get pendingOffline(): number {
+    return this.pending.size;
+  }
+
   /** Registers an authenticated connection and announces the user if it is their first anywhere. */
   async connect(conn: PresenceConnection): Promise<void> {
     if (this.stopped) return;

@@ -1,0 +1,28 @@
+// PresenceTracker on Redis (shared server, unique prefix): the same scenarios as on the memory store.
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe } from 'vitest';
+import { REDIS_URL, hasRedis, uniquePrefix } from '../../../test/helpers/services.js';
+import { RedisStore } from '../../store/redis/redis-store.js';
+import { presenceScenarios } from './presence-tracker.scenarios.js';
+
+describe.skipIf(!(await hasRedis()))('PresenceTracker on Redis', () => {
+  const prefix = uniquePrefix('presence');
+  let store: RedisStore;
+  beforeAll(async () => {
+    store = new RedisStore({ url: REDIS_URL, prefix }, pino({ level: 'silent' }));
+    await store.connect();
+  });
+  afterAll(async () => {
+    await store?.close();
+    const raw = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await raw.unlink(...keys);
+    } while (cursor !== '0');
+    raw.disconnect();
+  });
+  presenceScenarios(() => store);
+});
