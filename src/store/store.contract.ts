@@ -117,8 +117,8 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
       it('is exact across tabs: online on the first connection, offline on the last', async () => {
         const s = await get();
         const t = uid('t');
-        const tab1 = connection(t, 'alice', { domain: 'a.example', url: 'https://a.example/1' });
-        const tab2 = connection(t, 'alice', { url: 'https://a.example/2' });
+        const tab1 = connection(t, 'alice', { domain: 'a.example', url: 'https://a.example/1', connectedAt: '2026-01-01T00:00:01.000Z' });
+        const tab2 = connection(t, 'alice', { url: 'https://a.example/2', connectedAt: '2026-01-01T00:00:02.000Z' });
         expect(await s.presence.add('n1', tab1, 60000)).toEqual({ firstForUser: true });
         expect(await s.presence.add('n1', tab2, 60000)).toEqual({ firstForUser: false });
         const users = await s.presence.list(t);
@@ -127,6 +127,10 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         ]);
         expect(await s.presence.remove('n1', t, tab1.connId)).toMatchObject({ lastForUser: false });
         expect(await s.presence.isOnline(t, 'alice')).toBe(true);
+        // online_users now describes the tab that is still open.
+        expect(await s.presence.list(t)).toEqual([
+          { userId: 'alice', sessionId: tab2.sessionId, connectedAt: tab2.connectedAt, domain: tab2.domain, origin: tab2.origin, url: 'https://a.example/2' },
+        ]);
         expect(await s.presence.remove('n1', t, tab2.connId)).toEqual({ lastForUser: true, tenantId: t, userId: 'alice', sessionId: tab2.sessionId });
         expect(await s.presence.isOnline(t, 'alice')).toBe(false);
         expect(await s.presence.list(t)).toEqual([]);

@@ -3,6 +3,15 @@
 // last connection. Several node ids may share one instance (tests; a single process has one).
 import type { OnlineUser, PresenceChange, PresenceConnection, PresenceStore } from '../ports.js';
 
+const onlineUser = (c: PresenceConnection): OnlineUser => ({
+  userId: c.userId,
+  sessionId: c.sessionId,
+  connectedAt: c.connectedAt,
+  domain: c.domain,
+  origin: c.origin,
+  url: c.url,
+});
+
 interface Conn {
   readonly nodeId: string;
   readonly conn: PresenceConnection;
@@ -37,6 +46,13 @@ export class MemoryPresenceStore implements PresenceStore {
     if (last) {
       t.users.delete(c.conn.userId);
       t.online.delete(c.conn.userId);
+    } else {
+      // The user stays online: if online_users described this connection, describe a live one.
+      const cur = t.online.get(c.conn.userId);
+      const other = t.conns.get(set.values().next().value as string)?.conn;
+      if (cur && other && cur.sessionId === c.conn.sessionId && cur.connectedAt === c.conn.connectedAt) {
+        t.online.set(c.conn.userId, onlineUser(other));
+      }
     }
     return { conn: c.conn, last };
   }
@@ -55,14 +71,7 @@ export class MemoryPresenceStore implements PresenceStore {
     if (!set) t.users.set(c.userId, (set = new Set()));
     set.add(c.connId);
     if (t.online.has(c.userId)) return false;
-    t.online.set(c.userId, {
-      userId: c.userId,
-      sessionId: c.sessionId,
-      connectedAt: c.connectedAt,
-      domain: c.domain,
-      origin: c.origin,
-      url: c.url,
-    });
+    t.online.set(c.userId, onlineUser(c));
     return true;
   }
 

@@ -58,7 +58,21 @@ local function removeConn(connId)
   redis.call('SREM', nodeKey(c.nodeId), connId)
   redis.call('SREM', userKey(c.userId), connId)
   local last = redis.call('SCARD', userKey(c.userId)) == 0
-  if last then redis.call('HDEL', KEYS[3], c.userId) end
+  if last then
+    redis.call('HDEL', KEYS[3], c.userId)
+  else
+    -- The user stays online: if online_users described this connection, describe a live one.
+    local cur = redis.call('HGET', KEYS[3], c.userId)
+    local ok, v = pcall(cjson.decode, cur or '')
+    if ok and type(v) == 'table' and v.sessionId == c.sessionId and v.connectedAt == c.connectedAt then
+      local other = redis.call('HGET', KEYS[2], redis.call('SRANDMEMBER', userKey(c.userId)))
+      if other then
+        local o = cjson.decode(other)
+        redis.call('HSET', KEYS[3], c.userId, cjson.encode({
+          sessionId = o.sessionId, connectedAt = o.connectedAt, domain = o.domain, origin = o.origin, url = o.url }))
+      end
+    end
+  end
   return {c, last}
 end
 local function forgetTenantIfEmpty()
