@@ -376,9 +376,13 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
       it('refills at the configured rate', async () => {
         const s = await get();
         const key = uid('ip');
-        expect((await s.rateLimiter.take(key, 20, 1)).allowed).toBe(true);
-        expect((await s.rateLimiter.take(key, 20, 1)).allowed).toBe(false);
-        await until(async () => (await s.rateLimiter.take(key, 20, 1)).allowed, 'a refill');
+        // Emptied at once; a full refill takes 2 s (so a slow machine cannot refill it in between).
+        expect((await s.rateLimiter.take(key, 5, 10, 10)).allowed).toBe(true);
+        const refused = await s.rateLimiter.take(key, 5, 10, 10);
+        expect(refused.allowed).toBe(false);
+        expect(refused.retryAfterMs).toBeGreaterThan(0);
+        expect(refused.retryAfterMs).toBeLessThanOrEqual(2000);
+        await until(async () => (await s.rateLimiter.take(key, 5, 10, 10)).allowed, 'a refill');
       });
     });
 
