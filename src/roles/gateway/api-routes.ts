@@ -89,7 +89,7 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest, con
     });
     if (state.done) return;
     state.done = true;
-    writeAnswer(res, answer);
+    writeAnswer(res, answer, { 'X-Request-Id': inc.requestId });
     finish(answer.status);
   };
 

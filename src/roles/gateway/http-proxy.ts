@@ -204,12 +204,13 @@ export async function forward(
   throw new ChatdError('upstream_unavailable', undefined, last ? { cause: last } : {});
 }
 
-/** Writes an upstream answer to the client (inside one cork). */
+/** Writes an upstream answer to the client (inside one cork); `extraHeaders` replace the upstream's. */
 export function writeAnswer(res: HttpResponse, answer: UpstreamAnswer, extraHeaders: Readonly<Record<string, string>> = {}): void {
+  const replaced = new Set(Object.keys(extraHeaders).map((k) => k.toLowerCase()));
   res.cork(() => {
     res.writeStatus(statusLine(answer.status));
     for (const [k, v] of Object.entries(answer.headers)) {
-      if (v === undefined || SKIP_RESPONSE.has(k) || k in extraHeaders) continue;
+      if (v === undefined || SKIP_RESPONSE.has(k) || replaced.has(k)) continue;
       if (Array.isArray(v)) for (const one of v) res.writeHeader(k, one);
       else res.writeHeader(k, v);
     }

@@ -138,7 +138,7 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
       u.healthy = true;
       if (state.done) return;
       state.done = true;
-      writeAnswer(res, answer);
+      writeAnswer(res, answer, { 'X-Request-Id': inc.requestId });
     };
     if (inc.method !== 'POST') {
       run(undefined).catch(fail);

@@ -19,7 +19,7 @@ import type { GatewayLimits } from './rate-limits.js';
 import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from './respond.js';
 import { ownerOfSid, sidOfOpenPacket } from './sid.js';
 import type { Upstream, UpstreamGroup } from './upstreams.js';
-import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeData } from './ws-pipe.js';
+import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from './ws-pipe.js';
 
 export interface SocketioRouteDeps {
   readonly app: TemplatedApp;
@@ -64,7 +64,7 @@ async function ownerUpstream(deps: SocketioRouteDeps, sid: string): Promise<Upst
 }
 
 export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
-  const sockets = new Set<UwsSocket<PipeData>>();
+  const sockets = new Set<UwsSocket<PipeSocketData>>();
   const pattern = `${deps.path}*`;
   const pipe = pipeHandlers({
     logger: deps.logger,
@@ -73,7 +73,7 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
     maxUpstreamBufferBytes: deps.sendBufferBytes,
   });
 
-  deps.app.ws<PipeData>(pattern, {
+  deps.app.ws<PipeSocketData>(pattern, {
     maxPayloadLength: deps.maxPayloadBytes,
     idleTimeout: 0,
     sendPingsAutomatically: false,
@@ -150,7 +150,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
     }
     if (state.done) return;
     state.done = true;
-    writeAnswer(res, answer);
+    writeAnswer(res, answer, { 'X-Request-Id': inc.requestId });
     httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(answer.status) });
   };
 

@@ -14,14 +14,21 @@ import type { HttpResponse, WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { UpstreamFailure } from './http-proxy.js';
 
-/** What a client websocket of the pipe carries. */
+/**
+ * What a client websocket of the pipe carries. uWS copies the user data object given to
+ * `res.upgrade`, so the shared state lives one level down (`PipeSocketData.pipe`).
+ */
+export interface PipeSocketData {
+  readonly pipe: PipeData;
+}
+
 export interface PipeData {
   readonly upstream: WebSocket;
   /** Frames the upstream sent before the client socket opened. */
   readonly early: { data: Buffer; binary: boolean }[];
   /** Called with the first text frame from the upstream (the Engine.IO open packet). */
   readonly onFirstText: ((text: string) => void) | undefined;
-  ws: UwsSocket<PipeData> | undefined;
+  ws: UwsSocket<PipeSocketData> | undefined;
   paused: boolean;
   closed: boolean;
   sawText: boolean;
@@ -122,7 +129,7 @@ export function acceptClient(
   // Frames that arrive before uWS opens the client socket are kept (in order) and flushed at open.
   upstream.on('message', (raw, isBinary) => onUpstreamFrame(data, toBuffer(raw), isBinary));
   res.cork(() => {
-    res.upgrade<PipeData>(data, upgrade.key, upstream.protocol, upgrade.extensions, upgrade.context);
+    res.upgrade<PipeSocketData>({ pipe: data }, upgrade.key, upstream.protocol, upgrade.extensions, upgrade.context);
   });
 }
 
@@ -174,8 +181,8 @@ export function pipeHandlers(opts: PipeOptions) {
     // uWS closes a client whose buffer passes this (a consumer too slow even with the upstream paused).
     maxBackpressure: opts.maxClientBufferBytes,
     closeOnBackpressureLimit: 1,
-    open(ws: UwsSocket<PipeData>) {
-      const d = ws.getUserData();
+    open(ws: UwsSocket<PipeSocketData>) {
+      const d = ws.getUserData().pipe;
       d.ws = ws;
       const up = d.upstream;
       up.on('close', (code, reason) => {
@@ -199,8 +206,8 @@ export function pipeHandlers(opts: PipeOptions) {
         up.resume();
       }
     },
-    message(ws: UwsSocket<PipeData>, message: ArrayBuffer, isBinary: boolean) {
-      const d = ws.getUserData();
+    message(ws: UwsSocket<PipeSocketData>, message: ArrayBuffer, isBinary: boolean) {
+      const d = ws.getUserData().pipe;
       if (d.closed || d.upstream.readyState !== WebSocket.OPEN) return;
       // uWS detaches the buffer when this callback returns: copy it.
       d.upstream.send(Buffer.from(new Uint8Array(message)), { binary: isBinary });
@@ -211,11 +218,11 @@ export function pipeHandlers(opts: PipeOptions) {
         ws.end(CLOSE_CODES.tryAgainLater, 'upstream busy');
       }
     },
-    drain(ws: UwsSocket<PipeData>) {
-      checkClientBackpressure(ws.getUserData());
+    drain(ws: UwsSocket<PipeSocketData>) {
+      checkClientBackpressure(ws.getUserData().pipe);
     },
-    close(ws: UwsSocket<PipeData>, code: number) {
-      const d = ws.getUserData();
+    close(ws: UwsSocket<PipeSocketData>, code: number) {
+      const d = ws.getUserData().pipe;
       d.ws = undefined;
       if (d.closed) return;
       d.closed = true;
