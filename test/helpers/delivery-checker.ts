@@ -286,8 +286,8 @@ export class DeliveryChecker {
         // Holes between the first and last offset received in this segment.
         const offsets = seg.receipts.map((r) => r.offset);
         if (offsets.length > 1) {
-          const lo = offsets[0]!;
-          const hi = offsets[offsets.length - 1]!;
+          const lo = Math.min(...offsets);
+          const hi = Math.max(...offsets);
           const have = new Set(offsets);
           if (c.stream.kind === 'conversation') {
             const rows = bySeq.get(`${c.stream.tenantId}\u0000${c.stream.sessionId}`) ?? [];
