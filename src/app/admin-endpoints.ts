@@ -1,4 +1,5 @@
 // Admin endpoints (on the admin listener, behind the admin token), one registration per module.
 import type { AdminContext, AdminRoutes } from './serve.js';
+import { webhookAdminEndpoints } from '../webhooks/admin.js';
 
-export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [];
+export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [webhookAdminEndpoints];

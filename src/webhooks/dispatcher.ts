@@ -56,7 +56,11 @@ type DeliveryOutcome =
 
 class Closing extends Error {}
 
-/** Deliveries waiting for one endpoint beyond this many × its concurrency are deferred to the retry set. */
+/**
+ * Deliveries waiting for one endpoint beyond max(4 × its concurrency, half this dispatcher's
+ * slots) are deferred to the retry set: a burst to a fast endpoint just queues, while a stuck
+ * endpoint can never hold more than half the slots and starve the other endpoints.
+ */
 const BACKLOG_FACTOR = 4;
 /** A deferred delivery (its endpoint was saturated) comes back after this long, its attempt count unchanged. */
 const DEFER_MS = 1000;
@@ -318,7 +322,7 @@ export class WebhookDispatcher {
   /** One attempt of one delivery, within the endpoint's concurrency; never throws but Closing. */
   private async deliver(ep: ResolvedEndpoint, item: RetryItem): Promise<DeliveryOutcome> {
     const limit = this.limitFor(ep);
-    if (limit.waiting >= ep.concurrency * BACKLOG_FACTOR) {
+    if (limit.waiting >= Math.max(ep.concurrency * BACKLOG_FACTOR, Math.floor(this.maxInFlight / 2))) {
       // The endpoint is saturated: park the delivery instead of holding a slot of this dispatcher.
       return { kind: 'retry', retry: { item, dueAt: this.now() + DEFER_MS }, deferred: true };
     }
