@@ -73,7 +73,7 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     const plain = await runChatd(['token', 'issue', '--tenant', 'demo', '--session', 's-9', '--ttl', '15m'], { cwd });
     expect(plain.code, plain.stderr).toBe(0);
     const visitor = plain.stdout.trim();
-    const vc = JSON.parse(Buffer.from(visitor.split('.')[1], 'base64url').toString());
+    const vc = JSON.parse(Buffer.from(visitor.split('.')[1]!, 'base64url').toString());
     expect(vc).toMatchObject({ role: 'visitor', sid: 's-9' });
     expect(vc.exp - vc.iat).toBe(900);
     expect((await call('POST', '/webchat/message', { token: visitor, body: { text: 'x', tenantId: 'demo', sessionId: 's-9', fingerprint: 'f9' } })).status).toBe(200);
