@@ -12,7 +12,7 @@ import { build } from 'esbuild';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, rmSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
@@ -68,31 +68,37 @@ process.on('exit', () => {
 });
 await mkdir(work, { recursive: true });
 
-/**
- * Optional packages that are not installed but that a dependency tries to require at load time
- * inside a try (debug tries supports-color). Left as require() calls, the SEA would print a warning
- * at every start ("require() ... only supports loading built-in modules"); an empty module is what
- * the try/catch would have fallen back to.
- */
-function absentOptionals(names) {
-  const filter = new RegExp(`^(${names.map((n) => n.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|')})$`);
-  return {
-    name: 'absent-optionals',
-    setup(b) {
-      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'absent-optional' }));
-      b.onLoad({ filter: /.*/, namespace: 'absent-optional' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
-    },
-  };
-}
 const bundle = path.join(work, 'chatd.cjs');
+
+// Runs first in the bundle. (1) import.meta.url for the CommonJS bundle. (2) The SEA gives the main
+// script a require() that loads built-in modules only and prints a warning the first time it is
+// asked for anything else. Packages probe optional dependencies at load time (debug tries
+// supports-color, undici node:sqlite, PGlite's emscripten code ws); those probes get the error
+// they expect (MODULE_NOT_FOUND, or ERR_UNKNOWN_BUILTIN_MODULE for a node: name), without the warning.
+// "use strict" first: esbuild emits it for the ESM sources, and after a banner it would be ignored.
+const BANNER = `"use strict";
+var __chatdImportMetaUrl = require("node:url").pathToFileURL(process.execPath).href;
+function __chatdImportBuiltin(id) {
+  var m = require(id);
+  return Object.assign(Object.create(null), m, { default: m });
+}
+require = (function (seaRequire) {
+  var isBuiltin = seaRequire("node:module").isBuiltin;
+  function chatdRequire(id) {
+    if (isBuiltin(id)) return seaRequire(id);
+    var err = new Error("Cannot find module '" + id + "': it is not bundled into the chatd binary");
+    err.code = String(id).startsWith("node:") ? "ERR_UNKNOWN_BUILTIN_MODULE" : "MODULE_NOT_FOUND";
+    throw err;
+  }
+  return Object.assign(chatdRequire, seaRequire);
+})(require);`;
 const commit = buildCommit();
 
 // 1. The bundle. Notes on the options:
 //  - `import.meta.url` does not exist in CommonJS; PGlite evaluates new URL('./pglite.data',
 //    import.meta.url) and src/ uses createRequire(import.meta.url). It becomes the binary's file URL.
-//  - `dynamic-import: false` makes esbuild turn import() into require(): a SEA built with
-//    useCodeCache has no dynamic-import callback (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), and the
-//    packages that do `await import('fs/promises')` (PGlite) would fail at run time.
+//  - import() of a bundled module becomes a call into the bundle; import() of a built-in module
+//    is rewritten after the build (below).
 const result = await build({
   entryPoints: [path.join(root, 'scripts/package/sea-entry.ts')],
   outfile: bundle,
@@ -103,15 +109,14 @@ const result = await build({
   // pg-native: pg loads it only for `native: true`. typescript (10 MB): cosmiconfig requires it only
   // to read a chat-server.ts config; chatd reads YAML/JSON, so in the binary a .ts config is an error.
   external: ['pg-native', 'typescript'],
-  supported: { 'dynamic-import': false },
   define: {
     'import.meta.url': '__chatdImportMetaUrl',
     'process.env.CHATD_BUILD_COMMIT': JSON.stringify(commit),
     __CHATD_UWS_ASSET__: JSON.stringify(uwsAssetName),
   },
-  banner: { js: 'var __chatdImportMetaUrl = require("node:url").pathToFileURL(process.execPath).href;' },
+  banner: { js: BANNER },
   // `import text from './file?raw'` (demo pages), as in the dev build (scripts/build.mjs).
-  plugins: [rawPlugin, absentOptionals(['supports-color'])],
+  plugins: [rawPlugin],
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
@@ -119,11 +124,24 @@ const result = await build({
   logLevel: 'warning',
   logOverride: { 'empty-import-meta': 'silent' },
 });
-const code = await readFile(bundle, 'utf8');
-// Whatever import() esbuild could not rewrite (a computed specifier) would throw inside the SEA.
-const leftover = [...code.matchAll(/\bimport\((?!\s*\))/g)].length;
-const requiredOutside = Object.keys(result.metafile.inputs).length;
-step(`bundle ${(code.length / 1e6).toFixed(1)} MB from ${requiredOutside} inputs, commit ${commit}${leftover ? `, ${leftover} import( text left (check they are not reached)` : ''}`);
+// A SEA built with useCodeCache has no dynamic-import callback: `await import('fs/promises')`
+// (PGlite does that) throws ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING. Each import() of a built-in
+// becomes __chatdImportBuiltin(), which builds the same namespace from require(). Not esbuild's
+// `supported: { 'dynamic-import': false }`: that emits require(), and PGlite's emscripten code
+// declares its own `var require` in the same function, which shadows it (TypeError at first start).
+let code = await readFile(bundle, 'utf8');
+let rewritten = 0;
+code = code.replace(/\bimport\(\s*(["'])((?:node:)?[a-z_/]+)\1\s*\)/g, (whole, _q, id) => {
+  if (!isBuiltin(id)) return whole;
+  rewritten++;
+  return `Promise.resolve().then(()=>__chatdImportBuiltin(${JSON.stringify(id)}))`;
+});
+await writeFile(bundle, code);
+const leftover = [...code.matchAll(/\bimport\(\s*[^\s)]/g)].length;
+step(
+  `bundle ${(code.length / 1e6).toFixed(1)} MB from ${Object.keys(result.metafile.inputs).length} inputs, commit ${commit}, ` +
+    `${rewritten} import() of built-ins rewritten${leftover ? `, ${leftover} other "import(" texts left (strings, or computed specifiers that would fail if reached)` : ''}`,
+);
 
 // 2. The blob.
 const seaConfig = {

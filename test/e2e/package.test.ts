@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { jwtVerify } from 'jose';
+import { io, type Socket } from 'socket.io-client';
 import pkg from '../../package.json' with { type: 'json' };
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -125,6 +127,14 @@ const rssMb = async (pid: number) => {
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
 };
 
+/** Resolves once the socket is connected; rejects with the server's CONNECT_ERROR. */
+const connected = (socket: Socket) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('socket did not connect within 30 s')), 30_000);
+    socket.once('connect', () => (clearTimeout(timer), resolve()));
+    socket.once('connect_error', (err) => (clearTimeout(timer), reject(err)));
+  });
+
 const sha256File = (file: string) =>
   new Promise<string>((resolve, reject) => {
     const h = createHash('sha256');
@@ -184,17 +194,41 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
   });
 
   let zeroConfigHome: string;
+  const tenantId = 'pkg-tenant';
+  const sessionId = 'pkg-session';
+  const fingerprint = 'pkg-fp';
 
-  it('serves on embedded defaults from an empty folder: health, readiness, native uWebSockets.js, exit 0 on SIGTERM', async () => {
+  /** A visitor token from the public listener, with the given API key. */
+  async function visitorToken(port: number, apiKey: string): Promise<Response> {
+    return fetch(`http://127.0.0.1:${port}/api/chat/anonymous-token`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tenantId, sessionId, fingerprint }),
+    });
+  }
+
+  async function history(port: number, token: string): Promise<{ messages: { id: string; text: string; seq: number }[] }> {
+    const res = await fetch(`http://127.0.0.1:${port}/api/chat/messages?tenantId=${tenantId}&sessionId=${sessionId}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as { messages: { id: string; text: string; seq: number }[] };
+  }
+
+  it('serves on embedded defaults from an empty folder: health, readiness, native uWebSockets.js, PGlite, a message over Socket.IO, exit 0 on SIGTERM', async () => {
     const cwd = await freshFolder('zero-config');
     zeroConfigHome = cwd;
-    const p = await serve(cwd, bareEnv(cwd));
-    const health = await until200(`http://127.0.0.1:${p.ports.public}/healthz`);
+    const env = bareEnv(cwd);
+    const p = await serve(cwd, env);
+    const port = p.ports.public!;
+    const health = await until200(`http://127.0.0.1:${port}/healthz`);
     numbers.firstHealthz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn`;
     expect(await health.json()).toMatchObject({ status: 'ok' });
-    const ready = await until200(`http://127.0.0.1:${p.ports.public}/readyz`);
+    const ready = await until200(`http://127.0.0.1:${port}/readyz`);
     numbers.firstReadyz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn (first start, empty data folder)`;
-    expect((await ready.json()).status).toBe('ready');
+    const readyBody = (await ready.json()) as { status: string; checks: Record<string, string> };
+    expect(readyBody.status).toBe('ready');
+    expect(readyBody.checks.pglite).toBe('ok'); // the embedded database runs inside the binary
     expect((await fetch(`http://127.0.0.1:${p.ports.admin}/readyz`)).status).toBe(200);
 
     // uWebSockets.js is the native addon, extracted to the XDG cache (~/.cache/chatd) and mapped.
@@ -203,12 +237,40 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     expect(cached).toHaveLength(1);
     expect(cached[0]).toMatch(UWS_FILE);
     expect((await mappedFiles(p.child.pid!)).has(path.join(cacheDir, cached[0]!))).toBe(true);
-    // A clean start says nothing about the cache.
-    expect(p.stderr()).not.toContain('native module cache');
+    expect(p.stderr()).not.toContain('native module cache'); // a clean start says nothing about it
 
     // No JWT_SECRET or GATEWAY_API_KEY: generated into the data folder and the key printed.
     const secrets = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')) as { gatewayApiKey: string };
     expect(p.stderr()).toContain(secrets.gatewayApiKey);
+
+    // A visitor token, a message over Socket.IO (websocket), seen by an agent whose token comes
+    // from `chatd token issue` (the binary's CLI, reading the same generated secrets).
+    const tokenRes = await visitorToken(port, secrets.gatewayApiKey);
+    expect(tokenRes.status).toBe(200);
+    const { token } = (await tokenRes.json()) as { token: string };
+    const issued = await run(BIN, ['token', 'issue', '--tenant', tenantId, '--admin', '--json'], { cwd, env });
+    expect(issued.stderr).toBe('');
+    expect(issued.code).toBe(0);
+    const agentToken = (JSON.parse(issued.stdout) as { token: string }).token;
+
+    const url = `http://127.0.0.1:${port}`;
+    const agent = io(url, { auth: { token: agentToken }, transports: ['websocket'], reconnection: false });
+    const visitor = io(url, { auth: { token, sessionId, fingerprint }, transports: ['websocket'], reconnection: false });
+    try {
+      await Promise.all([connected(agent), connected(visitor)]);
+      const seen = new Promise<{ message: { id: string; text: string } }>((resolve) => agent.on('meta_message_created', resolve));
+      const ack = (await visitor.timeout(30_000).emitWithAck('message', { text: 'hello from the binary', tenantId, sessionId, fingerprint })) as {
+        success: boolean;
+        messageId: string;
+      };
+      expect(ack).toMatchObject({ success: true, sessionId });
+      const event = await seen;
+      expect(event.message).toMatchObject({ id: ack.messageId, text: 'hello from the binary' });
+    } finally {
+      agent.close();
+      visitor.close();
+    }
+    expect((await history(port, token)).messages.map((m) => m.text)).toEqual(['hello from the binary']);
 
     const mem = await rssMb(p.child.pid!);
     numbers.rssAfterFirstStart = `${mem.rss} MB (peak ${mem.peak} MB)`;
@@ -216,19 +278,45 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     expect(await p.exited).toBe(0);
   });
 
-  it('restarts fast on an initialised folder and reuses the cached addon', async () => {
+  it('restarts fast on an initialised folder, keeps the messages and reuses the cached addon', async () => {
     const cwd = zeroConfigHome;
     const cacheDir = path.join(cwd, '.cache', 'chatd');
     const [file] = readdirSync(cacheDir);
     const before = statSync(path.join(cacheDir, file!)).mtimeMs;
     const p = await serve(cwd, bareEnv(cwd));
-    await until200(`http://127.0.0.1:${p.ports.public}/healthz`);
+    const port = p.ports.public!;
+    await until200(`http://127.0.0.1:${port}/healthz`);
     numbers.restartHealthz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn`;
-    await until200(`http://127.0.0.1:${p.ports.public}/readyz`);
+    await until200(`http://127.0.0.1:${port}/readyz`);
     numbers.restartReadyz = `${Math.round(performance.now() - p.spawnedAt)} ms after spawn`;
+    const secrets = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')) as { gatewayApiKey: string };
+    const { token } = (await (await visitorToken(port, secrets.gatewayApiKey)).json()) as { token: string };
+    expect((await history(port, token)).messages.map((m) => m.text)).toEqual(['hello from the binary']);
     const mem = await rssMb(p.child.pid!);
     numbers.rssAfterRestart = `${mem.rss} MB (peak ${mem.peak} MB)`;
     expect(statSync(path.join(cacheDir, file!)).mtimeMs).toBe(before); // not rewritten
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  });
+
+  it('uses JWT_SECRET and GATEWAY_API_KEY from the environment and generates neither', async () => {
+    const cwd = await freshFolder('env-secrets');
+    const apiKey = 'ck_pub_packagetest_0123456789abcdef';
+    const jwtSecret = 'package-test-jwt-secret-0123456789abcdef';
+    const p = await serve(cwd, bareEnv(cwd, { JWT_SECRET: jwtSecret, GATEWAY_API_KEY: apiKey }));
+    const port = p.ports.public!;
+    await until200(`http://127.0.0.1:${port}/readyz`);
+    expect((await visitorToken(port, 'ck_pub_wrong_0123456789abcdef')).status).toBe(401);
+    const res = await visitorToken(port, apiKey);
+    expect(res.status).toBe(200);
+    const { token } = (await res.json()) as { token: string };
+    const { payload } = await jwtVerify(token, new TextEncoder().encode(jwtSecret), { algorithms: ['HS256'] });
+    expect(payload).toMatchObject({ tid: tenantId, role: 'visitor' });
+    const secretsFile = path.join(cwd, '.chatd', 'secrets.json');
+    const generated = existsSync(secretsFile) ? (JSON.parse(await readFile(secretsFile, 'utf8')) as Record<string, unknown>) : {};
+    expect(generated.jwtSecret).toBeUndefined();
+    expect(generated.gatewayApiKey).toBeUndefined();
+    expect(p.stdout()).not.toContain(jwtSecret);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
   });
@@ -247,6 +335,36 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     expect((await mappedFiles(p.child.pid!)).has(file)).toBe(true);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+  });
+
+  it('ships a VM config that validates and a systemd unit whose commands work with the binary', async () => {
+    const cwd = await freshFolder('vm-config');
+    const vmConfig = path.join(ROOT, 'config', 'chat-server.yaml');
+    const check = await run(BIN, ['config', 'check', '--config', vmConfig], { cwd, env: bareEnv(cwd) });
+    expect(check.stderr).toBe('');
+    expect(check.code).toBe(0);
+    const printed = JSON.parse((await run(BIN, ['config', 'print', '--json', '--config', vmConfig], { cwd, env: bareEnv(cwd) })).stdout);
+    expect(printed).toMatchObject({ dataDir: '/var/lib/chatd', admin: { host: '127.0.0.1' }, log: { format: 'json' }, demo: { enabled: false } });
+
+    const unitText = await readFile(path.join(ROOT, 'config', 'chatd.service'), 'utf8');
+    for (const line of ['User=chatd', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'StateDirectory=chatd', 'Environment=CHATD_CACHE_DIR=/var/cache/chatd']) {
+      expect(unitText).toMatch(new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    }
+    expect(Number(unitText.match(/^LimitNOFILE=(\d+)$/m)?.[1])).toBeGreaterThanOrEqual(65536);
+    expect(unitText).not.toMatch(/^MemoryDenyWriteExecute=yes/m); // V8's JIT needs W+X pages
+    // The unit's own command lines, pointed at this build.
+    const local = unitText.replaceAll('/usr/local/bin/chatd', BIN).replaceAll('/etc/chatd/chat-server.yaml', vmConfig);
+    const pre = local.match(/^ExecStartPre=(.+)$/m)![1]!.split(' ');
+    expect((await run(pre[0]!, pre.slice(1), { cwd, env: bareEnv(cwd) })).code).toBe(0);
+    expect(local.match(/^ExecStart=(.+)$/m)![1]).toBe(`${BIN} serve --role all --config ${vmConfig}`);
+    const analyze = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((f) => existsSync(f));
+    if (analyze) {
+      const unitFile = path.join(cwd, 'chatd.service');
+      await writeFile(unitFile, local);
+      const v = await run(analyze, ['verify', unitFile], { cwd, env: { PATH: '/usr/bin:/bin' } });
+      expect(v.stderr).toBe('');
+      expect(v.code).toBe(0);
+    }
   });
 
   describe('noexec cache folders', () => {
