@@ -166,6 +166,15 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
     expect(page.messages.map((m) => m.text)).toEqual(['mine']);
   });
 
+  it('identify: token sub, claimed userId, agents', async () => {
+    expect(chat.identify(await principal({ role: 'visitor' }), { userId: 'u1' })).toEqual({ userId: 'u1', verified: false });
+    expect(chat.identify(await principal({ role: 'visitor' }), {})).toEqual({ userId: undefined, verified: false });
+    expect(chat.identify(await principal({ role: 'user', subject: 'u2' }), {})).toEqual({ userId: 'u2', verified: true });
+    expect(chat.identify(await principal({ role: 'agent', subject: 'ag' }), { userId: 'other' })).toEqual({ userId: 'ag', verified: true });
+    const user = await principal({ role: 'user', subject: 'u2' });
+    expect(() => chat.identify(user, { userId: 'u3' })).toThrow(/subject/);
+  });
+
   it('a dependency down is a typed 503, nothing stored', async () => {
     const port = await freePort();
     const deadConfig = await configWith({ redis: { url: `redis://127.0.0.1:${port}`, prefix: uniquePrefix('dead') } });

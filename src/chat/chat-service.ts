@@ -38,6 +38,10 @@
 //       Throws session_forbidden unless the principal may act on that session (binding it if it is
 //       the token's first). The ws role uses it for join/typing/read.
 //
+//   chat.identify(principal, { userId?, userHash? }) → Identity { userId, verified }
+//       Who a visitor/user is for presence at CONNECT (token `sub`, `userHash`, tenant policy);
+//       agents are their `sub`. Throws identity_invalid / identity_required / invalid_id.
+//
 //   chat.bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint?) → Promise<void>
 //       The anonymous-token endpoint with a sessionId: binds now, under the same rule.
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -55,6 +59,7 @@ import { DomainSendInput } from './contract.js';
 import type { ChatMessage, MessageMeta, Sender } from './message.js';
 
 export type Door = 'http' | 'ws';
+export type { Identity } from '../auth/identity.js';
 
 export interface ChatServiceDeps {
   readonly tenants: () => TenantDirectory;
@@ -106,6 +111,7 @@ export interface ChatService {
   resolveSession(principal: Principal, claim: { sessionId?: string | undefined; fingerprint?: string | undefined }): Promise<string | undefined>;
   authorizeSession(principal: Principal, sessionId: string, fingerprint?: string): Promise<void>;
   bindForMint(tenantId: string, jti: string, ttlSeconds: number, sessionId: string, fingerprint?: string): Promise<void>;
+  identify(principal: Principal, claim: { userId?: string | undefined; userHash?: string | undefined }): Identity;
 }
 
 export const DEFAULT_HISTORY_LIMIT = 50;
@@ -427,6 +433,12 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           principal.role === 'user' && principal.subject ? { userId: principal.subject, verified: true } : undefined;
         await acquire(principal, sessionId, fingerprint, identity);
       }
+    },
+
+    identify(principal, claim) {
+      const tenant = tenantOf(principal, undefined);
+      if (principal.role === 'agent') return { userId: principal.subject, verified: true };
+      return resolveIdentity(principal, tenant, { userId: claim.userId || undefined, userHash: claim.userHash || undefined });
     },
 
     async bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint) {
