@@ -16,8 +16,6 @@ import { RedisWebhookStream } from './redis-webhook-stream.js';
 export interface RedisStoreOptions extends RedisConnectionConfig, Partial<RedisEventLogOptions> {
   /** `redis.prefix`: put before every key and channel. */
   readonly prefix: string;
-  /** How long start-up waits for Redis before going on without it (it keeps reconnecting). */
-  readonly startupWaitMs?: number;
   /** Overrides the options derived from url/sentinel (tests). */
   readonly ioredis?: RedisOptions;
 }
