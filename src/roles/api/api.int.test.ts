@@ -509,3 +509,86 @@ describe.skipIf(!ready)('api role rate limits (Redis)', () => {
     expect((await mint('203.0.113.4', KEYS.secA)).status).toBe(200);
   });
 });
+
+/**
+ * A TCP proxy in front of PostgreSQL that, when armed, cuts both connections at the moment a
+ * COMMIT passes — before the server sees it. The client cannot know whether it committed.
+ */
+async function commitCutter(target: { host: string; port: number }) {
+  const net = await import('node:net');
+  let armed = false;
+  let cuts = 0;
+  const sockets = new Set<import('node:net').Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target);
+    sockets.add(client).add(upstream);
+    client.on('data', (chunk) => {
+      if (armed && /commit/i.test(chunk.toString('latin1'))) {
+        armed = false;
+        cuts++;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+    const close = () => (client.destroy(), upstream.destroy(), sockets.delete(client), sockets.delete(upstream));
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as import('node:net').AddressInfo).port,
+    arm: () => void (armed = true),
+    cuts: () => cuts,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe.skipIf(!ready)('api role when a commit\'s outcome is unknown (PostgreSQL through a cutting proxy)', () => {
+  let srv: InProcessServer;
+  let call: ReturnType<typeof client>;
+  let cutter: Awaited<ReturnType<typeof commitCutter>>;
+
+  beforeAll(async () => {
+    const pg = new URL(DATABASE_URL);
+    cutter = await commitCutter({ host: pg.hostname, port: Number(pg.port || 5432) });
+    pg.host = `127.0.0.1:${cutter.port}`;
+    srv = await startInProcess({
+      auth: { jwtSecret: JWT_SECRET },
+      redis: { url: REDIS_URL, prefix: uniquePrefix('apiou') },
+      database: { url: pg.toString(), schema: uniqueSchema('apiou'), autoMigrate: true },
+      tenants: tenantsConfig(),
+    });
+    call = client(srv.url);
+  });
+  afterAll(async () => {
+    await srv?.stop();
+    await cutter?.close();
+  });
+
+  it('answers 503 outcome_unknown; the retry with the same clientMessageId stores it exactly once', async () => {
+    const token = (await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' } })).body.token;
+    const s = id('s');
+    const send = (clientMessageId: string, text: string) =>
+      call('POST', '/webchat/message', { token, body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'f', text, clientMessageId } });
+    expect((await send('c-0', 'first')).status).toBe(200);
+    cutter.arm();
+    const unknown = await send('c-1', 'second');
+    expect(cutter.cuts()).toBe(1);
+    expectError(unknown, 503, 'outcome_unknown');
+    expect(unknown.body.error).toContain('clientMessageId');
+    const retried = await send('c-1', 'second');
+    expect(retried.status, JSON.stringify(retried.body)).toBe(200);
+    expect((await send('c-1', 'second')).body.messageId).toBe(retried.body.messageId);
+    const page = await call('GET', `/api/chat/messages?tenantId=tenantA&sessionId=${s}`, { token });
+    expect(page.body.messages.map((m: { text: string; seq: number }) => [m.seq, m.text])).toEqual([
+      [1, 'first'],
+      [2, 'second'],
+    ]);
+  });
+});
