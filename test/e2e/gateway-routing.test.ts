@@ -8,7 +8,7 @@ import path from 'node:path';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { freePort } from '../helpers/services.js';
+import { freePort, hasRedis, REDIS_URL, uniquePrefix } from '../helpers/services.js';
 import { eventually, startApiStandIn, startWsStandIn, type ApiStandIn, type WsStandIn } from './gateway-standins.js';
 
 const PUB_A = 'ck_pub_tenantA_0123456789abcdef';
@@ -42,8 +42,8 @@ async function startGateway(opts: GatewayOptions): Promise<ChatdProcess> {
     '  pingIntervalMs: 2000',
     '  pingTimeoutMs: 4000',
     'limits:',
-    '  httpPerIp: { rate: 0.5, burst: 30 }',
-    '  connectPerIp: { rate: 0.5, burst: 20 }',
+    '  httpPerIp: { rate: 0.01, burst: 30 }',
+    '  connectPerIp: { rate: 0.01, burst: 20 }',
     'tenants:',
     `  - id: a`,
     `    apiKeys: [{ key: ${PUB_A} }, { key: ${SEC_A} }]`,
@@ -163,7 +163,7 @@ describe('gateway: HTTP to api nodes', () => {
 
   it('limits HTTP requests per client IP with 429 and Retry-After; other IPs are unaffected', async () => {
     const ip = newIp();
-    // burst 30 at 0.5/s: 30 pass, then refused.
+    // burst 30 at 0.01/s: 30 pass, then refused.
     const statuses: number[] = [];
     for (let i = 0; i < 30; i++) statuses.push((await call(base, 'GET', '/api/chat/messages?tenantId=a', { key: JWT, ip })).status);
     expect(statuses.every((s) => s === 200)).toBe(true);
@@ -195,6 +195,33 @@ describe('gateway: upstream failures', () => {
     } finally {
       await Promise.all([gw.stop('SIGKILL'), gwOnlyDead.stop('SIGKILL')]);
       await alive.close();
+    }
+  });
+});
+
+describe.skipIf(!(await hasRedis()))('gateway: limits shared through Redis', () => {
+  it('two gateways share one per-IP bucket; another IP is unaffected', async () => {
+    const api = await startApiStandIn('shared');
+    const extra = `redis:\n  url: ${REDIS_URL}\n  prefix: "${uniquePrefix('gwrl')}"`;
+    const [g1, g2] = await Promise.all([startGateway({ api: [api.url], ws: [], extra }), startGateway({ api: [api.url], ws: [], extra })]);
+    try {
+      const bases = [g1, g2].map((g) => `http://127.0.0.1:${g.ports.gateway}`);
+      const ip = newIp();
+      // burst 30: alternate between the gateways; together they allow 30, not 60.
+      for (let i = 0; i < 30; i++) {
+        const r = await call(bases[i % 2]!, 'GET', '/api/chat/messages?tenantId=a', { key: JWT, ip });
+        expect(r.status).toBe(200);
+      }
+      for (const base of bases) {
+        const r = await call(base, 'GET', '/api/chat/messages?tenantId=a', { key: JWT, ip });
+        expect([r.status, r.body.code]).toEqual([429, 'rate_limited']);
+      }
+      expect((await call(bases[1]!, 'GET', '/api/chat/messages?tenantId=a', { key: JWT })).status).toBe(200);
+      // A gateway-only process never opens the database.
+      expect(g1.logs()).not.toMatch(/pglite|postgres|migrat/i);
+    } finally {
+      await Promise.all([g1.stop('SIGKILL'), g2.stop('SIGKILL')]);
+      await api.close();
     }
   });
 });
