@@ -2,6 +2,7 @@
 // Redis (redis/redis-store.int.test.ts). A harness opens stores that share their data (two handles
 // = two nodes of one deployment); each test uses fresh tenant/session ids, so tests never collide.
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../chat/message.js';
 import type { PresenceConnection, Store, TenantEvent, WebhookJob } from './ports.js';
@@ -195,6 +196,75 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const [x, y] = await Promise.all([a.presence.sweep(later), b.presence.sweep(later)]);
         const mine = [...x, ...y].filter((c) => c.tenantId === t).map((c) => c.userId);
         expect(mine.sort()).toEqual(Array.from({ length: 30 }, (_, i) => `user${i}`).sort());
+      });
+
+      it('matches a model of online users under any sequence of connects, disconnects, silences, sweeps and heartbeats', async () => {
+        const s = await get();
+        const nodes = ['n1', 'n2', 'n3'] as const;
+        const users = ['u1', 'u2', 'u3', 'u4'] as const;
+        type Op =
+          | { op: 'add'; node: number; user: number }
+          | { op: 'remove'; pick: number }
+          | { op: 'silence'; node: number }
+          | { op: 'sweep' }
+          | { op: 'heartbeat'; node: number };
+        const opArb: fc.Arbitrary<Op> = fc.oneof(
+          { weight: 4, arbitrary: fc.record({ op: fc.constant('add' as const), node: fc.nat(2), user: fc.nat(3) }) },
+          { weight: 3, arbitrary: fc.record({ op: fc.constant('remove' as const), pick: fc.nat(1000) }) },
+          fc.record({ op: fc.constant('silence' as const), node: fc.nat(2) }),
+          fc.record({ op: fc.constant('sweep' as const) }),
+          fc.record({ op: fc.constant('heartbeat' as const), node: fc.nat(2) }),
+        );
+        await fc.assert(
+          fc.asyncProperty(fc.array(opArb, { maxLength: 25 }), async (ops) => {
+            const t = uid('t');
+            // What each node believes it holds, and what the store should hold (with expired flags).
+            const local = new Map<string, { node: string; conn: PresenceConnection }>();
+            const stored = new Map<string, { node: string; userId: string; expired: boolean }>();
+            const online = () => new Set([...stored.values()].map((c) => c.userId));
+            for (const o of ops) {
+              const before = online();
+              if (o.op === 'add') {
+                const node = nodes[o.node]!;
+                const conn = connection(t, users[o.user]!);
+                local.set(conn.connId, { node, conn });
+                stored.set(conn.connId, { node, userId: conn.userId, expired: false });
+                expect(await s.presence.add(node, conn, 600000)).toEqual({ firstForUser: !before.has(conn.userId) });
+              } else if (o.op === 'remove') {
+                const ids = [...local.keys()];
+                if (ids.length === 0) continue;
+                const id = ids[o.pick % ids.length]!;
+                const { node, conn } = local.get(id)!;
+                local.delete(id);
+                const wasStored = stored.delete(id);
+                const last = wasStored && !online().has(conn.userId);
+                expect((await s.presence.remove(node, t, id)).lastForUser).toBe(last);
+              } else if (o.op === 'silence') {
+                // The node's heartbeat comes with an expiry in the past: as if it had gone silent.
+                const node = nodes[o.node]!;
+                const mine = [...local.values()].filter((c) => c.node === node).map((c) => c.conn);
+                for (const c of mine) stored.set(c.connId, { node, userId: c.userId, expired: true });
+                const back = await s.presence.heartbeat(node, mine, -1_000_000);
+                expect(back.map((c) => c.userId).sort()).toEqual([...new Set(mine.map((c) => c.userId))].filter((u) => !before.has(u)).sort());
+              } else if (o.op === 'sweep') {
+                for (const [id, c] of stored) if (c.expired) stored.delete(id);
+                const after = online();
+                const gone = (await s.presence.sweep(Date.now())).filter((c) => c.tenantId === t).map((c) => c.userId);
+                expect(gone.sort()).toEqual([...before].filter((u) => !after.has(u)).sort());
+              } else {
+                const node = nodes[o.node]!;
+                const mine = [...local.values()].filter((c) => c.node === node).map((c) => c.conn);
+                for (const c of mine) stored.set(c.connId, { node, userId: c.userId, expired: false });
+                const back = (await s.presence.heartbeat(node, mine, 600000)).map((c) => c.userId);
+                expect(back.sort()).toEqual([...new Set(mine.map((c) => c.userId))].filter((u) => !before.has(u)).sort());
+              }
+              expect((await s.presence.list(t)).map((u) => u.userId).sort()).toEqual([...online()].sort());
+            }
+            // Clean up this run's connections.
+            for (const [id, { node }] of local) await s.presence.remove(node, t, id);
+          }),
+          { numRuns: 25 },
+        );
       });
 
       it('removes a whole node at once and lists live nodes', async () => {
