@@ -1,5 +1,9 @@
 // The list of commands beyond serve and config, one file each. Adding a command = one import here.
 import type { Command } from 'commander';
 import { registerTokenCommands } from './token.js';
+import { registerWebhooksDeadCommands } from './webhooks-dead.js';
+import { registerPresenceCommands } from './presence.js';
+import { registerWebhookCommands } from './webhooks.js';
+import { registerMigrateCommand } from './migrate.js';
 
-export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands];
+export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands, registerMigrateCommand, registerPresenceCommands, registerWebhookCommands, registerWebhooksDeadCommands];

@@ -83,7 +83,7 @@ export async function openDatabase(config: DatabaseConfig, logger: Logger, opts:
   const opened = await openKysely(config, log, opts);
   const { kysely, dialect, schema, location } = opened;
   try {
-    const migrations = new Migrations(kysely as Kysely<unknown>, schema);
+    const migrations = await Migrations.open(kysely as Kysely<unknown>, schema);
     const { migrations: list, unknown } = await migrations.status();
     if (unknown.length > 0) {
       log.warn(

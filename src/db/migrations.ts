@@ -70,12 +70,12 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1)!;
 
-export interface MigrationStatus {
+export type MigrationStatus = {
   readonly name: string;
   readonly status: 'applied' | 'pending';
   /** ISO 8601 when applied. */
   readonly appliedAt: string | null;
-}
+};
 
 /** A migration found in the database that this build does not know (a newer chatd migrated it). */
 export interface UnknownMigration {
@@ -90,26 +90,37 @@ export class MigrationError extends Error {
   }
 }
 
-export interface MigrationStep {
+export type MigrationStep = {
   readonly name: string;
   readonly direction: 'up' | 'down';
   readonly status: 'done' | 'failed' | 'skipped';
-}
+};
 
 /** Kysely's Migrator over the in-code set, in the configured schema (or the search_path's first). */
 export class Migrations {
   readonly #db: Kysely<unknown>;
   readonly #migrator: Migrator;
 
-  readonly #schema: string | undefined;
+  readonly #schema: string;
 
-  constructor(db: Kysely<unknown>, schema?: string) {
+  /**
+   * Migrations in `schema`, or in the connection's current schema (the first existing one on its
+   * search_path). Always naming the schema matters: without it Kysely looks for its migration
+   * table in every schema of the database and may find another application's.
+   */
+  static async open(db: Kysely<unknown>, schema?: string): Promise<Migrations> {
+    if (schema) return new Migrations(db, schema);
+    const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+    return new Migrations(db, rows[0]?.schema ?? 'public');
+  }
+
+  private constructor(db: Kysely<unknown>, schema: string) {
     this.#db = db;
     this.#schema = schema;
     this.#migrator = new Migrator({
       db,
       provider: { getMigrations: async () => ({ ...MIGRATIONS }) },
-      ...(schema ? { migrationTableSchema: schema } : {}),
+      migrationTableSchema: schema,
     });
   }
 
@@ -171,6 +182,6 @@ export class Migrations {
   }
 
   #table(): string {
-    return this.#schema ? `${this.#schema}.kysely_migration` : 'kysely_migration';
+    return `"${this.#schema.replace(/"/g, '""')}".kysely_migration`;
   }
 }

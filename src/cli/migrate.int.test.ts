@@ -1,0 +1,85 @@
+// `chatd migrate` as a user runs it (bin/chatd in a child process): status, up, down, --json,
+// --check, exit codes, and what it says about the embedded database.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runChatd } from '../../test/helpers/chatd-process.js';
+import { DATABASE_URL, has, uniqueSchema } from '../../test/helpers/services.js';
+import { lockDir } from '../db/dir-lock.js';
+
+const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-migrate-'));
+afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
+
+describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
+  const schema = uniqueSchema('cli');
+  const env = { DATABASE_URL };
+  const args = (...a: string[]) => [...a];
+  fs.writeFileSync(path.join(cwd, 'chat-server.yaml'), `database:\n  schema: ${schema}\n`);
+  afterAll(async () => {
+    const c = new pg.Client({ connectionString: DATABASE_URL });
+    await c.connect();
+    await c.query(`drop schema if exists ${schema} cascade`);
+    await c.end();
+  });
+
+  it('lists pending migrations, applies them, reverts the last, with tables and JSON', async () => {
+    const before = await runChatd(args('migrate', 'status'), { cwd, env });
+    expect(before.code).toBe(0);
+    expect(before.stdout).toMatch(/0001_init\s+pending/);
+    expect(before.stdout).toContain('run `chatd migrate up`');
+    expect((await runChatd(args('migrate', 'status', '--check'), { cwd, env })).code).toBe(2);
+
+    const up = await runChatd(args('migrate', 'up'), { cwd, env });
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/0001_init\s+up\s+done/);
+
+    const status = await runChatd(args('--json', 'migrate', 'status', '--check'), { cwd, env });
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout) as { dialect: string; schema: string; pending: number; migrations: { name: string; status: string }[] };
+    expect(parsed).toMatchObject({ dialect: 'postgres', schema, pending: 0 });
+    expect(parsed.migrations).toEqual([expect.objectContaining({ name: '0001_init', status: 'applied' })]);
+
+    expect((await runChatd(args('migrate', 'up'), { cwd, env })).stdout).toContain('nothing to apply: up to date');
+
+    const down = await runChatd(args('--json', 'migrate', 'down'), { cwd, env });
+    expect(down.code).toBe(0);
+    expect(JSON.parse(down.stdout).steps).toEqual([{ name: '0001_init', direction: 'down', status: 'done' }]);
+    expect((await runChatd(args('migrate', 'status'), { cwd, env })).stdout).toMatch(/0001_init\s+pending/);
+  });
+
+  it('an unreachable database is one clear line and exit code 1', async () => {
+    const r = await runChatd(['migrate', 'status'], { cwd, env: { DATABASE_URL: 'postgres://u:secret@127.0.0.1:1/x' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('chatd: postgres: cannot connect to postgres://u:***@127.0.0.1:1/x: connect ECONNREFUSED 127.0.0.1:1');
+  });
+});
+
+describe('chatd migrate (embedded)', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-migrate-emb-'));
+  afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const env = { CHATD_TEST: '1' };
+  const withDir = (...a: string[]) => ['--config', path.join(dataDir, 'c.yaml'), ...a];
+  fs.writeFileSync(path.join(dataDir, 'c.yaml'), `dataDir: ${dataDir}\n`);
+
+  it('explains that the embedded database is created and migrated by serve, and leaves a running server alone', async () => {
+    const none = await runChatd(withDir('migrate', 'status'), { cwd, env });
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('creates and migrates it at its first start');
+    expect(fs.existsSync(path.join(dataDir, 'data', 'PG_VERSION'))).toBe(false);
+
+    // A server holds the folder (played by this process taking its lock).
+    const lock = lockDir(path.join(dataDir, 'data'));
+    try {
+      const held = await runChatd(withDir('migrate', 'up'), { cwd, env });
+      expect(held.code).toBe(0);
+      expect(held.stdout).toContain(`in use by a running chatd (pid ${process.pid}), which applied every migration when it started`);
+      const down = await runChatd(withDir('migrate', 'down'), { cwd, env });
+      expect(down.code).toBe(1);
+      expect(down.stderr).toContain('stop it before reverting a migration');
+    } finally {
+      lock.release();
+    }
+  });
+});
