@@ -1,0 +1,120 @@
+// `chatd webhooks dead` and `chatd webhooks replay ID…|--all-dead`: the deliveries that ran out of
+// retries (or were refused with a 4xx), and sending them again with the same delivery id. With
+// Redis configured they talk to Redis directly (no server needed); with the memory store they ask
+// the running server's admin listener (the dead deliveries live in its memory).
+import type { Command } from 'commander';
+import pino from 'pino';
+import { resolveSecrets } from '../config/secrets.js';
+import type { Config } from '../config/schema.js';
+import { createRedisClient, redisOptions, waitReady } from '../store/redis/connection.js';
+import { listDeadDeliveries, replayDeadDeliveries, type DeadView } from '../webhooks/admin.js';
+import { RedisWebhookQueue } from '../webhooks/redis-queue.js';
+import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
+
+/** The `webhooks` command, shared with `webhooks tail` (whichever registers first creates it). */
+export function webhooksCommand(program: Command): Command {
+  return (
+    program.commands.find((c) => c.name() === 'webhooks') ??
+    program.command('webhooks').description('Webhook deliveries: follow them, list dead ones, replay.')
+  );
+}
+
+export function registerWebhooksDeadCommands(program: Command): void {
+  const webhooks = webhooksCommand(program);
+  webhooks
+    .command('dead')
+    .description('List deliveries that ran out of retries or were refused (meta:webhook_dead), oldest first.')
+    .option('--limit <n>', 'at most this many (1–1000)', '100')
+    .option('--after <id>', 'only entries after this dead entry id (paging)')
+    .addHelpText('after', '\nExamples:\n  $ chatd webhooks dead\n  $ chatd webhooks dead --json --limit 1000')
+    .action(
+      action(async (opts: { limit: string; after?: string }, cmd: Command) => {
+        const limit = Number(opts.limit);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError('--limit must be an integer from 1 to 1000');
+        const result = await withBackend(cmd, {
+          redis: (q) => listDeadDeliveries(q, limit, opts.after),
+          admin: (call) => call<{ total: number; dead: DeadView[] }>('GET', `/admin/webhooks/dead?limit=${limit}${opts.after ? `&after=${encodeURIComponent(opts.after)}` : ''}`),
+        });
+        if (globals(cmd).json) {
+          printJson(result);
+          return;
+        }
+        printTable(result.dead as unknown as Record<string, unknown>[], ['id', 'failedAt', 'tenantId', 'endpointId', 'attempts', 'reason', 'error', 'deliveryId']);
+        process.stdout.write(`${result.dead.length} shown, ${result.total} dead in all\n`);
+      }),
+    );
+  webhooks
+    .command('replay')
+    .description('Send dead deliveries again (same X-Chatd-Delivery, a fresh retry window).')
+    .argument('[ids...]', 'dead entry ids (from `chatd webhooks dead`)')
+    .option('--all-dead', 'replay every dead delivery')
+    .addHelpText('after', '\nExamples:\n  $ chatd webhooks replay 1764120000000-0\n  $ chatd webhooks replay --all-dead')
+    .action(
+      action(async (ids: string[], opts: { allDead?: boolean }, cmd: Command) => {
+        const all = opts.allDead === true;
+        if (all === ids.length > 0) throw new CliError('give dead entry ids or --all-dead (not both)');
+        const bad = ids.find((i) => !/^[0-9]{1,20}-[0-9]{1,20}$/.test(i));
+        if (bad) throw new CliError(`${bad}: not a dead entry id (expected ms-seq, as \`chatd webhooks dead\` shows)`);
+        const result = await withBackend(cmd, {
+          redis: (q) => replayDeadDeliveries(q, all ? 'all' : ids),
+          admin: (call) => call<{ replayed: string[]; notFound: string[] }>('POST', '/admin/webhooks/replay', all ? { all: true } : { ids }),
+        });
+        if (globals(cmd).json) printJson(result);
+        else {
+          process.stdout.write(`replayed ${result.replayed.length}${result.replayed.length ? `: ${result.replayed.join(' ')}` : ''}\n`);
+          if (result.notFound.length) process.stdout.write(`not found: ${result.notFound.join(' ')}\n`);
+        }
+        if (result.notFound.length > 0) process.exitCode = 1;
+      }),
+    );
+}
+
+type AdminCall = <T>(method: 'GET' | 'POST', path: string, body?: unknown) => Promise<T>;
+
+async function withBackend<T>(
+  cmd: Command,
+  how: { redis: (q: RedisWebhookQueue) => Promise<T>; admin: (call: AdminCall) => Promise<T> },
+): Promise<T> {
+  const { config } = await loadCliConfig(cmd);
+  if (config.redis.url || config.redis.sentinel) {
+    const logger = pino({ level: 'warn' }, pino.destination(2));
+    const options = redisOptions({ url: config.redis.url, sentinel: config.redis.sentinel });
+    const redis = createRedisClient(options, logger, 'cli');
+    const blocking = createRedisClient(options, logger, 'cli-unused');
+    const queue = new RedisWebhookQueue({ redis, blocking, prefix: config.redis.prefix, deadMaxLen: config.webhooks.deadMaxLen });
+    try {
+      await waitReady(redis, 5000);
+      return await how.redis(queue);
+    } finally {
+      await queue.close();
+    }
+  }
+  return how.admin(await adminCaller(config));
+}
+
+/** Calls the running server's admin listener with the admin token (configured or generated). */
+async function adminCaller(config: Config): Promise<AdminCall> {
+  if (!config.admin.enabled) throw new CliError('the memory store lives in the server: enable its admin listener (admin.enabled) or configure Redis');
+  const { config: withSecrets } = await resolveSecrets(config, { create: false });
+  const token = withSecrets.admin.token;
+  if (!token) throw new CliError(`no admin token: set admin.token or start the server once (it generates one into ${config.dataDir})`);
+  const host = config.admin.host === '0.0.0.0' || config.admin.host === '::' ? '127.0.0.1' : config.admin.host;
+  const base = `http://${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
+  return async <R>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<R> => {
+    let res: Response;
+    try {
+      res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (err) {
+      throw new CliError(`cannot reach the server's admin listener at ${base} (is chatd serve running?): ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    const json = (text ? JSON.parse(text) : {}) as R & { error?: string };
+    if (!res.ok) throw new CliError(`${base}${path}: ${res.status} ${json.error ?? text}`);
+    return json;
+  };
+}
