@@ -28,7 +28,7 @@ export interface RedisKeys {
   presenceBase(tenantId: string): string;
   presenceUser(tenantId: string, userId: string): string;
   presenceNode(tenantId: string, nodeId: string): string;
-  /** Global: set of tenant ids that have at least one connection (what sweep walks). */
+  /** Global: sorted set tenantId → earliest connection expiry (ms), so sweep visits only tenants with an expired one. */
   readonly presenceTenants: string;
   /** Global: node registry, sorted set nodeId → expiry of its last heartbeat (ms). */
   readonly presenceNodes: string;

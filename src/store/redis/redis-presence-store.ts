@@ -108,7 +108,8 @@ export class RedisPresenceStore implements PresenceStore {
     return guard('presence sweep', async () => {
       const changes: PresenceChange[] = [];
       await this.redis.zremrangebyscore(this.keys.presenceNodes, '-inf', nowMs);
-      for (const tenantId of await this.redis.smembers(this.keys.presenceTenants)) {
+      // Only tenants whose earliest connection expiry has passed.
+      for (const tenantId of await this.redis.zrangebyscore(this.keys.presenceTenants, '-inf', nowMs)) {
         for (;;) {
           const r = (await this.redis.chatdPresenceSweep(
             ...this.tenantKeys(tenantId),
@@ -128,7 +129,7 @@ export class RedisPresenceStore implements PresenceStore {
   removeNode(nodeId: string): Promise<PresenceChange[]> {
     return guard('presence removeNode', async () => {
       const changes: PresenceChange[] = [];
-      for (const tenantId of await this.redis.smembers(this.keys.presenceTenants)) {
+      for (const tenantId of await this.redis.zrange(this.keys.presenceTenants, 0, -1)) {
         const r = (await this.redis.chatdPresenceRemoveNode(
           ...this.tenantKeys(tenantId),
           this.keys.presenceBase(tenantId),

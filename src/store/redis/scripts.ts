@@ -43,7 +43,8 @@ return redis.call('GET', KEYS[1])
 
 // Shared by the presence scripts.
 // KEYS[1] t:{tid}:presence:exp (zset connId → expiry ms), KEYS[2] t:{tid}:presence:conn (hash
-// connId → JSON), KEYS[3] online_users:{tid}, KEYS[4] presence:tenants, KEYS[5] presence:nodes.
+// connId → JSON), KEYS[3] online_users:{tid}, KEYS[4] presence:tenants (zset tenantId → earliest
+// connection expiry), KEYS[5] presence:nodes.
 // ARGV[1] base of per-user/per-node sets (`<prefix>t:{tid}:presence:`), ARGV[2] tenantId.
 const PRESENCE_PRELUDE = `
 local function userKey(u) return ARGV[1] .. 'user:' .. u end
@@ -75,8 +76,11 @@ local function removeConn(connId)
   end
   return {c, last}
 end
-local function forgetTenantIfEmpty()
-  if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[4], ARGV[2]) end
+-- presence:tenants scores each tenant by its earliest connection expiry, so a sweep visits only
+-- tenants with something expired. Called at the end of every presence script.
+local function touchTenant()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if first[2] then redis.call('ZADD', KEYS[4], first[2], ARGV[2]) else redis.call('ZREM', KEYS[4], ARGV[2]) end
 end
 -- Asserts one connection with its expiry; returns true when online_users got its HSET (the user
 -- had no entry). Idempotent: a heartbeat calls it for every live connection of its node.
@@ -99,7 +103,6 @@ local function ensureConn(connId, userId, nodeId, expiry, connJson, onlineJson)
   redis.call('ZADD', KEYS[1], expiry, connId)
   redis.call('SADD', nodeKey(nodeId), connId)
   redis.call('SADD', userKey(userId), connId)
-  redis.call('SADD', KEYS[4], ARGV[2])
   return redis.call('HSETNX', KEYS[3], userId, onlineJson) == 1
 end
 `;
@@ -109,7 +112,9 @@ export const PRESENCE_ADD: ScriptDef = {
   numberOfKeys: 5,
   lua: `${PRESENCE_PRELUDE}
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
-if ensureConn(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) then return 1 end
+local first = ensureConn(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+touchTenant()
+if first then return 1 end
 return 0
 `,
 };
@@ -119,7 +124,7 @@ export const PRESENCE_REMOVE: ScriptDef = {
   numberOfKeys: 5,
   lua: `${PRESENCE_PRELUDE}
 local r = removeConn(ARGV[3])
-forgetTenantIfEmpty()
+touchTenant()
 if not r then return {} end
 return {r[2] and 1 or 0, r[1].userId, r[1].sessionId}
 `,
@@ -141,6 +146,7 @@ for i = 5, #ARGV, 4 do
     out[#out + 1] = c.sessionId
   end
 end
+touchTenant()
 return out
 `,
 };
@@ -161,7 +167,7 @@ for _, id in ipairs(ids) do
     out[#out + 1] = r[1].sessionId
   end
 end
-forgetTenantIfEmpty()
+touchTenant()
 return out
 `,
 };
@@ -179,7 +185,7 @@ for _, id in ipairs(ids) do
     out[#out + 1] = r[1].sessionId
   end
 end
-forgetTenantIfEmpty()
+touchTenant()
 return out
 `,
 };
