@@ -1,7 +1,8 @@
 // The process-wide services roles share: created once, on first use, and closed at exit.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { Database } from '../db/ports.js';
+import type { Database, OutboxRelay } from '../db/ports.js';
+import { startOutboxRelay } from '../db/outbox-relay.js';
 import type { Store } from '../store/ports.js';
 import type { ReadinessCheck } from './types.js';
 import { createAuth, type Auth } from '../auth/index.js';
@@ -14,6 +15,8 @@ export interface Services {
   readonly auth: Auth;
   /** The domain (src/chat): the one path of a message, history, session binding. */
   readonly chat: ChatService;
+  /** Publishes accepted messages after commit; sweeps the outbox on every node. */
+  readonly relay: OutboxRelay;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -44,20 +47,14 @@ export async function createServices(
     throw err;
   }
   const auth = createAuth(config);
+  // Step 4 of "One path for a message": publish after commit and mark the outbox row done; the
+  // relay's periodic sweep re-publishes rows left undone (a crash, Redis down): late, never lost.
+  const relay = startOutboxRelay(db.outbox, store.events, logger.child({ component: 'outbox-relay' }));
   const chat = createChatService({
     tenants: () => auth.tenants,
     messages: db.messages,
     sessions: store.sessions,
-    // Step 4 of "One path for a message": publish after commit, then mark the outbox row done.
-    // A failure leaves the row undone for the outbox relay's sweep: late, never lost.
-    relay: {
-      publishNow(message, outboxId) {
-        store.events
-          .publishMessage(message)
-          .then(() => db.outbox.markDone([outboxId]))
-          .catch((err: unknown) => logger.warn({ err, messageId: message.id }, 'publish after commit failed; the outbox relay will retry'));
-      },
-    },
+    relay,
     bus: store.bus,
     messageMaxChars: config.limits.messageMaxChars,
     logger,
@@ -67,11 +64,14 @@ export async function createServices(
     db,
     auth,
     chat,
+    relay,
     readiness: [
       { name: store.kind === 'redis' ? 'redis' : 'memory-store', check: () => store.ping() },
       { name: db.dialect, check: () => db.ping() },
     ],
     async close() {
+      // The relay first: publishes in flight finish (bounded) while the store and database are open.
+      await relay.stop().catch(() => undefined);
       await Promise.allSettled([store.close(), db.close()]);
     },
   };

@@ -310,17 +310,23 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           ...(fingerprint ? { fingerprint } : {}),
         },
       });
-      if (result.kind === 'created') {
-        messagesAccepted.inc({ door });
-        deps.relay.publishNow(result.message, result.outboxId);
-        return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
+      switch (result.kind) {
+        case 'created':
+          messagesAccepted.inc({ door });
+          deps.relay.publishNow(result.message, result.outboxId);
+          return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
+        case 'duplicate':
+          return { messageId: result.message.id, sessionId, message: result.message, duplicate: true };
+        case 'conflict':
+          throw new ChatdError('idempotency_conflict');
+        case 'foreign':
+          // The session id is another tenant's conversation; nothing was written.
+          throw forbidden();
+        default: {
+          const never: never = result;
+          throw new Error(`unknown accept result ${JSON.stringify(never)}`);
+        }
       }
-      if (result.kind === 'duplicate') {
-        return { messageId: result.message.id, sessionId, message: result.message, duplicate: true };
-      }
-      if (result.kind === 'conflict') throw new ChatdError('idempotency_conflict');
-      // 'foreign': the session id is another tenant's conversation; nothing was written.
-      throw forbidden();
     },
 
     async history(principal, req) {
