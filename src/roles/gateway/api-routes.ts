@@ -66,8 +66,9 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest, con
 
   const run = async (body: Buffer | undefined): Promise<void> => {
     if (deps.isDraining()) throw new ChatdError('draining');
-    if (inc.method !== 'OPTIONS') checkQueryCredentials(new URLSearchParams(inc.query));
+    // Every request counts against its IP, refused ones too (a flood of bad requests is a flood).
     await deps.limits.httpIp(ip);
+    if (inc.method !== 'OPTIONS') checkQueryCredentials(new URLSearchParams(inc.query));
     let keyId: string | undefined;
     if (isProtected(inc.path)) {
       const { key } = precheck(

@@ -46,8 +46,9 @@ export function gatewayRateLimiter(config: Config, store: RoleContext['store']):
 /** The in-process form of the gateway's HTTP checks (`--role all`): a router guard. */
 export function gatewayGuards(keys: Pick<ApiKeyRegistry, 'lookup'>, limits: GatewayLimits): Guard[] {
   const check = async (req: Req) => {
-    checkQueryCredentials(req.query);
+    // Every request counts against its IP, refused ones too (a flood of bad requests is a flood).
     await limits.httpIp(req.ip);
+    checkQueryCredentials(req.query);
     const { key } = precheck(
       { method: req.method, path: req.path, authorization: req.headers.authorization, tenantId: namedTenant(req.body, req.query) },
       keys,
