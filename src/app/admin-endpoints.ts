@@ -1,5 +1,7 @@
 // Admin endpoints (on the admin listener, behind the admin token), one registration per module.
 import type { AdminContext, AdminRoutes } from './serve.js';
 import { webhookAdminEndpoints } from '../webhooks/admin.js';
+import { presenceAdminEndpoints } from '../cli/presence.js';
+import { webhookTailAdminEndpoints } from '../cli/webhooks.js';
 
-export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [webhookAdminEndpoints];
+export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [webhookAdminEndpoints, presenceAdminEndpoints, webhookTailAdminEndpoints];

@@ -1,0 +1,66 @@
+// How a CLI command reaches the running server: with the embedded defaults the store (and PGlite)
+// live inside the server process, so commands go through its admin listener with the admin token
+// (from the config, or the secrets file the server generated into the data folder).
+import type { Config } from '../config/schema.js';
+import { resolveSecrets, secretsFile } from '../config/secrets.js';
+import { createLogger } from '../observability/logger.js';
+import { createStore } from '../store/index.js';
+import type { Store } from '../store/ports.js';
+import { CliError } from './common.js';
+
+/** The admin listener's base URL: `--admin-url`, else admin.host:admin.port from the config. */
+export function adminBaseUrl(config: Config, override?: string): string {
+  if (override) return override.replace(/\/+$/, '');
+  const host = config.admin.host === '0.0.0.0' || config.admin.host === '::' ? '127.0.0.1' : config.admin.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
+}
+
+/** GET an admin endpoint of the running server; errors become one clear CLI line. */
+export async function adminGet<T>(config: Config, pathAndQuery: string, opts: { adminUrl?: string; signal?: AbortSignal } = {}): Promise<T> {
+  if (!config.admin.enabled && !opts.adminUrl) {
+    throw new CliError('admin.enabled is false: with the embedded store this command needs the running server\'s admin listener');
+  }
+  const { config: withSecrets } = await resolveSecrets(config, { create: false });
+  const token = withSecrets.admin.token;
+  if (!token) {
+    throw new CliError(`no admin token: none configured and ${secretsFile(config)} has none (the server writes it at its first start from this folder)`);
+  }
+  const base = adminBaseUrl(config, opts.adminUrl);
+  let res: Response;
+  try {
+    res = await fetch(`${base}${pathAndQuery}`, {
+      headers: { authorization: `Bearer ${token}` },
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') throw err;
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new CliError(
+      `cannot reach the running chatd's admin listener at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message}); ` +
+        'with the embedded store, start `chatd serve` from this folder first (or pass --admin-url), or configure redis.url',
+    );
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (!res.ok) {
+    const msg = (body as { error?: string } | undefined)?.error ?? text.slice(0, 200);
+    throw new CliError(`admin listener at ${base} answered ${res.status}: ${msg}`);
+  }
+  return body as T;
+}
+
+/** Opens the configured Redis store for a one-off command, and always closes it. */
+export async function withRedisStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+  const logger = createLogger({ level: 'silent', format: 'json' });
+  const store = await createStore(config, logger, 'cli');
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,55 @@
+// `chatd presence ls TENANT [--json]`: who is online in a tenant (`online_users:{tenantId}`), read
+// from Redis when the config points at it, else from the running server's memory store through its
+// admin listener (GET /admin/presence?tenantId=, registered below).
+import type { Command } from 'commander';
+import type { AdminContext, AdminRoutes } from '../app/serve.js';
+import { ChatdError } from '../errors.js';
+import { storeKind } from '../store/index.js';
+import type { OnlineUser } from '../store/ports.js';
+import { adminGet, withRedisStore } from './admin-client.js';
+import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
+
+const TENANT_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const COLUMNS = ['userId', 'sessionId', 'connectedAt', 'domain', 'origin', 'url'] as const;
+
+/** Sorted by connection time, then userId: a stable listing. */
+const ordered = (users: readonly OnlineUser[]) =>
+  [...users].sort((a, b) => a.connectedAt.localeCompare(b.connectedAt) || a.userId.localeCompare(b.userId));
+
+export function registerPresenceCommands(program: Command): void {
+  const presence = program.command('presence').description('Who is online.');
+  presence
+    .command('ls')
+    .description('List the users online in a tenant (one row per user, from online_users:{tenantId}).')
+    .argument('<tenant>', 'tenant id')
+    .option('--admin-url <url>', 'admin listener of the running server (default: admin.host:admin.port)')
+    .addHelpText('after', '\nExamples:\n  $ chatd presence ls acme\n  $ chatd presence ls acme --json | jq \'.users | length\'')
+    .action(
+      action(async (tenant: string, opts: { adminUrl?: string }, cmd: Command) => {
+        if (!TENANT_ID.test(tenant)) throw new CliError(`tenant "${tenant}" must match [A-Za-z0-9_-]{1,128}`);
+        const { config } = await loadCliConfig(cmd);
+        const users =
+          storeKind(config) === 'redis'
+            ? await withRedisStore(config, (store) => store.presence.list(tenant))
+            : (await adminGet<{ users: OnlineUser[] }>(config, `/admin/presence?tenantId=${encodeURIComponent(tenant)}`, opts)).users;
+        const rows = ordered(users);
+        if (globals(cmd).json) printJson({ tenantId: tenant, users: rows });
+        else if (rows.length === 0) process.stdout.write(`no one is online in tenant ${tenant}\n`);
+        else printTable(rows as unknown as Record<string, unknown>[], COLUMNS);
+      }),
+    );
+}
+
+/** GET /admin/presence?tenantId=T → { tenantId, users } from this process's store. */
+export function presenceAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
+  admin.route('GET', '/admin/presence', async (req) => {
+    const tenantId = req.query.get('tenantId') ?? '';
+    if (!TENANT_ID.test(tenantId)) {
+      throw new ChatdError('validation_failed', 'tenantId is required and must match [A-Za-z0-9_-]{1,128}', {
+        details: [{ path: 'tenantId', message: 'invalid' }],
+      });
+    }
+    const { store } = await ctx.services();
+    return { body: { tenantId, users: ordered(await store.presence.list(tenantId)) } };
+  });
+}
