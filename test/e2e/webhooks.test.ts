@@ -1,0 +1,122 @@
+// Webhooks end to end on Redis + PostgreSQL: the real bin/chatd (api role with a tenant that has an
+// endpoint), a message sent through the HTTP API reaches a real receiver once with a valid
+// signature; a receiver that always fails lands the next one in meta:webhook_dead, and
+// `chatd webhooks dead` / `chatd webhooks replay --all-dead` resend it once the receiver recovers.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { startWebhookReceiver, until, type WebhookReceiver } from '../helpers/webhook-receiver.js';
+import { client } from '../../src/roles/api/api-harness.js';
+import { deliveryIdFor, verifyWebhook } from '../../src/webhooks/signing.js';
+
+const SECRET = 'whsec_e2e_0123456789abcdefghij';
+const PUB = 'ck_pub_acme_publishable_000001';
+
+describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to end (Redis + PostgreSQL)', () => {
+  let cwd: string;
+  let chatd: ChatdProcess;
+  let receiver: WebhookReceiver;
+  let call: ReturnType<typeof client>;
+  let healthy = true;
+  const prefix = uniquePrefix('whe2e');
+  const schema = uniqueSchema('whe2e');
+  const admin = new Redis(REDIS_URL);
+
+  beforeAll(async () => {
+    receiver = await startWebhookReceiver();
+    receiver.respond = () => (healthy ? { status: 200 } : { status: 503, body: 'receiver down' });
+    cwd = await mkdtemp(path.join(tmpdir(), 'chatd-wh-e2e-'));
+    const config = {
+      server: { port: 0 },
+      admin: { port: 0 },
+      redis: { url: REDIS_URL, prefix },
+      database: { url: DATABASE_URL, schema, autoMigrate: true },
+      tenants: [{ id: 'acme', apiKeys: [{ key: PUB }], allowedOrigins: ['*'], webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }] }],
+      webhooks: { timeoutMs: 1000, retryBaseMs: 100, retryMaxDelayMs: 200, retryWindowMs: 1500 },
+    };
+    await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
+    chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
+    call = client(`http://127.0.0.1:${chatd.ports.public}`);
+  }, 90_000);
+
+  afterAll(async () => {
+    await chatd?.stop('SIGKILL');
+    await receiver?.close();
+    const keys = await admin.keys(`${prefix}*`);
+    if (keys.length > 0) await admin.del(...keys);
+    await admin.quit();
+    const db = new pg.Client({ connectionString: DATABASE_URL });
+    await db.connect();
+    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await db.end();
+    await rm(cwd, { recursive: true, force: true });
+  });
+
+  async function send(text: string, clientMessageId: string): Promise<string> {
+    const minted = await call('POST', '/api/chat/anonymous-token', { token: PUB, body: { tenantId: 'acme' } });
+    expect(minted.status, JSON.stringify(minted.body)).toBe(200);
+    const sent = await call('POST', '/webchat/message', {
+      token: minted.body.token as string,
+      body: { text, tenantId: 'acme', sessionId: `s-${clientMessageId}`, fingerprint: 'fp-1', clientMessageId },
+    });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    return sent.body.messageId as string;
+  }
+
+  it('a message sent through the API reaches the receiver once, with a valid signature', async () => {
+    const messageId = await send('Hello webhooks', 'c-1');
+    await until(() => receiver.received.length >= 1, 'the delivery');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(receiver.received).toHaveLength(1);
+    const got = receiver.received[0]!;
+    expect(got.path).toBe('/hooks/chat');
+    expect(got.deliveryId).toBe(deliveryIdFor('acme', messageId, 'crm'));
+    expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
+    const body = JSON.parse(got.body);
+    expect(body).toMatchObject({ type: 'message.created', tenantId: 'acme', data: { id: messageId, text: 'Hello webhooks', tenantId: 'acme', seq: 1 } });
+    expect(chatd.logs()).not.toContain(SECRET);
+  });
+
+  it('a receiver that always fails lands the job in the dead stream; replay delivers it after it recovers', async () => {
+    healthy = false;
+    const before = receiver.received.length;
+    const messageId = await send('Will die first', 'c-2');
+    const deliveryId = deliveryIdFor('acme', messageId, 'crm');
+    await until(async () => (await admin.xlen(`${prefix}meta:webhook_dead`)) === 1, 'the delivery in the dead stream', 60_000);
+    const listed = await runChatd(['webhooks', 'dead', '--json'], { cwd });
+    expect(listed.code, listed.stderr).toBe(0);
+    const dead = JSON.parse(listed.stdout).dead as { id: string; deliveryId: string; reason: string; error: string; attempts: number }[];
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ deliveryId, reason: 'retry_window_exhausted', error: 'HTTP 503: receiver down' });
+    const attempts = receiver.received.length - before;
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    expect(dead[0]!.attempts).toBe(attempts);
+
+    const table = await runChatd(['webhooks', 'dead'], { cwd });
+    expect(table.stdout).toContain(dead[0]!.id);
+    expect(table.stdout).toContain('1 shown, 1 dead in all');
+
+    healthy = true;
+    const replay = await runChatd(['webhooks', 'replay', '--all-dead'], { cwd });
+    expect(replay.code, replay.stderr).toBe(0);
+    expect(replay.stdout.trim()).toBe(`replayed 1: ${dead[0]!.id}`);
+    await until(() => receiver.received.length === before + attempts + 1, 'the replayed delivery');
+    const last = receiver.received.at(-1)!;
+    expect(last.deliveryId).toBe(deliveryId);
+    expect(verifyWebhook(SECRET, { timestamp: last.timestamp, signature: last.signature }, last.body)).toBe(true);
+    const after = await runChatd(['webhooks', 'dead', '--json'], { cwd });
+    expect(JSON.parse(after.stdout).total).toBe(0);
+
+    const again = await runChatd(['webhooks', 'replay', dead[0]!.id], { cwd });
+    expect(again.code).toBe(1);
+    expect(again.stdout).toContain(`not found: ${dead[0]!.id}`);
+    const neither = await runChatd(['webhooks', 'replay'], { cwd });
+    expect(neither.code).toBe(1);
+    expect(neither.stderr.trim()).toBe('chatd: give dead entry ids or --all-dead (not both)');
+  });
+});
