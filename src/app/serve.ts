@@ -94,7 +94,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     return storePromise;
   };
   const services = () => {
-    servicesPromise ??= createServices(config, log, nodeId, opts.serviceFactories, store);
+    servicesPromise ??= createServices(config, log, nodeId, opts.serviceFactories, store).catch((err: unknown) => {
+      // Not memoised for ever: a database unreachable at start must not need a restart. Callers
+      // within the next second share this failure; the next one after that tries again.
+      setTimeout(() => (servicesPromise = undefined), 1000).unref();
+      throw err;
+    });
     return servicesPromise;
   };
 
@@ -233,7 +238,11 @@ function mountHealth(
   router.get('/healthz', () => ({ body: { status: 'ok' }, headers: node }));
   router.get('/readyz', async () => {
     if (isDraining()) return { status: 503, body: { status: 'draining', checks: {} }, headers: node };
-    const all = [...checks, ...(services ? (await services().catch(() => undefined))?.readiness ?? [] : [])];
+    let opened: Services | Error | undefined;
+    if (services) opened = await services().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+    const failedToOpen: ReadinessCheck[] =
+      opened instanceof Error ? [{ name: 'services', check: () => Promise.reject(opened as Error) }] : [];
+    const all = [...checks, ...(opened && !(opened instanceof Error) ? opened.readiness : []), ...failedToOpen];
     const results: Record<string, string> = {};
     await Promise.all(
       all.map(async (c) => {

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { DATABASE_URL, REDIS_URL, freePort, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
 import { userHashOf } from '../../auth/identity.js';
 import type { Store, TenantEvent } from '../../store/ports.js';
 import {
@@ -590,5 +590,55 @@ describe.skipIf(!ready)('api role when a commit\'s outcome is unknown (PostgreSQ
       [1, 'first'],
       [2, 'second'],
     ]);
+  });
+});
+
+describe.skipIf(!ready)('api role started while PostgreSQL is unreachable', () => {
+  let srv: InProcessServer;
+  let proxy: import('node:net').Server | undefined;
+  let port: number;
+
+  beforeAll(async () => {
+    port = await freePort();
+    srv = await startInProcess({
+      auth: { jwtSecret: JWT_SECRET },
+      redis: { url: REDIS_URL, prefix: uniquePrefix('apidown') },
+      database: { url: `postgres://postgres@127.0.0.1:${port}/test`, schema: uniqueSchema('apidown'), autoMigrate: true, connectTimeoutMs: 2000 },
+      tenants: tenantsConfig(),
+    });
+  });
+  afterAll(async () => {
+    await srv?.stop();
+    await new Promise((resolve) => (proxy ? proxy.close(resolve) : resolve(undefined)));
+  });
+
+  it('answers 503 (not ready, dependency_unavailable) and recovers without a restart once PostgreSQL answers', async () => {
+    const call = client(srv.url);
+    const ready1 = await fetch(`${srv.url}/readyz`);
+    expect(ready1.status).toBe(503);
+    expect((await ready1.json()).checks.services).toMatch(/postgres/);
+    expectError(await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' } }), 503, 'dependency_unavailable');
+    // PostgreSQL "comes up" on that port (a forwarding proxy to the real one).
+    const net = await import('node:net');
+    const pg = new URL(DATABASE_URL);
+    proxy = net.createServer((c) => {
+      const u = net.connect({ host: pg.hostname, port: Number(pg.port || 5432) });
+      c.pipe(u).pipe(c);
+      const close = () => (c.destroy(), u.destroy());
+      c.on('error', close).on('close', close);
+      u.on('error', close).on('close', close);
+    });
+    await new Promise<void>((resolve) => proxy!.listen(port, '127.0.0.1', resolve));
+    const deadline = Date.now() + 60_000;
+    let minted: Answer | undefined;
+    while (Date.now() < deadline) {
+      minted = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' } });
+      if (minted.status === 200) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(minted?.status).toBe(200);
+    const sent = await call('POST', '/webchat/message', { token: minted!.body.token, body: { tenantId: 'tenantA', sessionId: id('s'), fingerprint: 'f', text: 'back' } });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    expect((await fetch(`${srv.url}/readyz`)).status).toBe(200);
   });
 });
