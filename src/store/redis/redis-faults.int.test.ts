@@ -191,6 +191,8 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     let resubscribed = 0;
     s.bus.onResubscribed(() => resubscribed++);
     await s.bus.subscribe(t, (e) => events.push(e.type === 'broadcast' ? e.event : e.type));
+    const dropped = uid('t');
+    const stopDropped = await s.bus.subscribe(dropped, () => undefined);
     const followed: WebhookJob[] = [];
     const ac = new AbortController();
     // From the start: this prefix's stream is empty, and '$' would race with the publish below.
@@ -210,9 +212,13 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     await expect(s.ping()).rejects.toBeInstanceOf(DependencyError);
     await expect(s.bus.publish(t, { type: 'broadcast', event: 'lost', data: null })).rejects.toBeInstanceOf(DependencyError);
     expect(resubscribed).toBe(0);
+    await stopDropped(); // unsubscribed while Redis is away: must not come back with the reconnect
 
     await redis.start();
     await until(() => resubscribed === 1, 'onResubscribed');
+    const admin = new Redis(redis.url);
+    expect(await admin.pubsub('CHANNELS', `${prefix}*`)).toEqual([`${prefix}t:${t}:events`]);
+    admin.disconnect();
     await s.ping();
     await s.bus.publish(t, { type: 'broadcast', event: 'after', data: null });
     await until(() => events.includes('after'), 'an event after the restart');

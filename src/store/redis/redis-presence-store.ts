@@ -28,11 +28,20 @@ export const onlineJson = (c: PresenceConnection) =>
   JSON.stringify({ sessionId: c.sessionId, connectedAt: c.connectedAt, domain: c.domain, origin: c.origin, url: c.url });
 
 export class RedisPresenceStore implements PresenceStore {
+  /** Serialised forms per connection object: a heartbeat re-sends the same connections every time. */
+  private readonly encoded = new WeakMap<PresenceConnection, { nodeId: string; conn: string; online: string }>();
+
   constructor(
     private readonly redis: ScriptedRedis,
     private readonly keys: RedisKeys,
     private readonly now: () => number = Date.now,
   ) {}
+
+  private encode(nodeId: string, c: PresenceConnection): { conn: string; online: string } {
+    let e = this.encoded.get(c);
+    if (!e || e.nodeId !== nodeId) this.encoded.set(c, (e = { nodeId, conn: connJson(nodeId, c), online: onlineJson(c) }));
+    return e;
+  }
 
   private tenantKeys(tenantId: string): string[] {
     const k = this.keys;
@@ -86,7 +95,10 @@ export class RedisPresenceStore implements PresenceStore {
       for (const [tenantId, list] of byTenant) {
         for (let i = 0; i < list.length; i += CHUNK) {
           const args: (string | number)[] = [...this.tenantKeys(tenantId), this.keys.presenceBase(tenantId), tenantId, nodeId, expiry];
-          for (const c of list.slice(i, i + CHUNK)) args.push(c.connId, c.userId, connJson(nodeId, c), onlineJson(c));
+          for (const c of list.slice(i, i + CHUNK)) {
+            const e = this.encode(nodeId, c);
+            args.push(c.connId, c.userId, e.conn, e.online);
+          }
           (pipe as unknown as ScriptedRedis).chatdPresenceHeartbeat(...args);
           calls.push(tenantId);
         }

@@ -43,7 +43,9 @@ export class RedisStore implements Store {
     this.keys = redisKeys(opts.prefix);
     this.client = createRedisClient(options, logger, 'commands');
     // Subscriber mode never runs regular commands; no command timeout (SUBSCRIBE replies are pushed).
-    this.subscriber = createRedisClient({ ...options, commandTimeout: undefined }, logger, 'subscriber');
+    // The bus re-subscribes its own channel list after a reconnect (then tells its listeners), so
+    // ioredis's own re-subscription (which would also revive channels dropped during the outage) is off.
+    this.subscriber = createRedisClient({ ...options, commandTimeout: undefined, autoResubscribe: false }, logger, 'subscriber');
     const blocking = () => {
       const c = createRedisClient({ ...options, commandTimeout: undefined }, logger, 'blocking');
       this.dedicated.add(c);
