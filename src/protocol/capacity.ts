@@ -1,0 +1,32 @@
+// How many connections one process may hold: each one is an open file, and a process past its
+// open-file limit cannot accept(), open a log file or reach Redis. We leave a reserve for those.
+import { readFileSync } from 'node:fs';
+
+/** Files kept for everything that is not a client connection (Redis, PostgreSQL, logs, upstreams). */
+export const FD_RESERVE = 512;
+
+/** The soft open-file limit of this process (Node raises it to the hard limit at start), or undefined. */
+export function openFileLimit(limitsFile = '/proc/self/limits'): number | undefined {
+  try {
+    const text = readFileSync(limitsFile, 'utf8');
+    const line = text.split('\n').find((l) => l.startsWith('Max open files'));
+    if (!line) return undefined;
+    const soft = line.slice('Max open files'.length).trim().split(/\s+/)[0];
+    if (!soft || soft === 'unlimited') return undefined;
+    const n = Number(soft);
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The most connections this node accepts: `configured` when set (> 0), else the open-file limit
+ * less a reserve (at least 1/8 of the limit, FD_RESERVE at most). With no readable limit, 10,000.
+ */
+export function maxConnections(configured: number, limit = openFileLimit()): number {
+  if (configured > 0) return configured;
+  if (limit === undefined) return 10_000;
+  const reserve = Math.min(FD_RESERVE, Math.ceil(limit / 8));
+  return Math.max(1, limit - reserve);
+}
