@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { createRedisClient, redisOptions, waitReady } from '../store/redis/connection.js';
 import type { Store } from '../store/ports.js';
 import { WebhookDispatcher } from './dispatcher.js';
-import { endpointDirectory } from './endpoints.js';
+import { endpointDirectory, type EndpointDirectory } from './endpoints.js';
 import { MemoryWebhookQueue } from './memory-queue.js';
 import type { WebhookQueue } from './queue.js';
 import { RedisWebhookQueue } from './redis-queue.js';
@@ -17,6 +17,21 @@ import { RedisWebhookQueue } from './redis-queue.js';
 /** The queue of the dispatcher running in this process, for the admin endpoints (dead list, replay). */
 let activeQueue: WebhookQueue | undefined;
 export const activeWebhookQueue = (): WebhookQueue | undefined => activeQueue;
+
+/** The endpoints the running dispatcher reads at each delivery (swapped by reloadWebhookEndpoints). */
+let currentEndpoints: EndpointDirectory | undefined;
+
+/**
+ * Applies a reloaded config's endpoints (URLs, secrets, event types, concurrency) to the running
+ * dispatcher: jobs and retries delivered from now on use them; a removed endpoint's pending
+ * retries are dropped. Returns false when no dispatcher runs (endpoints configured for the first
+ * time need a restart to start one).
+ */
+export function reloadWebhookEndpoints(config: Pick<Config, 'tenants' | 'webhooks'>): boolean {
+  if (!currentEndpoints) return false;
+  currentEndpoints = endpointDirectory(config);
+  return true;
+}
 
 /** claimIdleMs when not configured: comfortably above one delivery's timeout. */
 export const claimIdleMsFor = (w: Config['webhooks']): number => w.claimIdleMs ?? 2 * w.timeoutMs + 5000;
@@ -54,12 +69,13 @@ export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | '
   const { config } = ctx;
   const directory = endpointDirectory(config);
   if (!directory.any) return undefined;
+  currentEndpoints = directory;
   const logger = ctx.logger.child({ component: 'webhooks' });
   const services = await ctx.services();
   const queue = await openWebhookQueue(config, services.store, logger);
   const dispatcher = new WebhookDispatcher({
     queue,
-    endpoints: () => directory,
+    endpoints: () => currentEndpoints ?? directory,
     logger,
     consumer: `${ctx.nodeId}-${randomBytes(3).toString('hex')}`,
     timeoutMs: config.webhooks.timeoutMs,
@@ -100,6 +116,7 @@ export function withWebhooks(factory: RoleFactory): RoleFactory {
       },
       async close() {
         activeQueue = undefined;
+        currentEndpoints = undefined;
         await Promise.allSettled([d.close(), role.close()]);
       },
     };
