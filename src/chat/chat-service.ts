@@ -118,6 +118,7 @@ export const DEFAULT_HISTORY_LIMIT = 50;
 export const MAX_HISTORY_LIMIT = 200;
 const SESSION_TTL = 24 * 3600;
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
+const USER_ID = /^[A-Za-z0-9_.@-]{1,128}$/;
 
 const validateSend = compileValidator(DomainSendInput);
 
@@ -330,6 +331,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     },
 
     async history(principal, req) {
+      if (!ID.test(req.tenantId)) throw new ChatdError('invalid_id', 'tenantId must match [A-Za-z0-9_-]{1,128}');
+      if (req.userId !== undefined && !USER_ID.test(req.userId)) throw new ChatdError('invalid_id', 'userId must match [A-Za-z0-9_.@-]{1,128}');
       tenantOf(principal, req.tenantId);
       const limit = req.limit ?? DEFAULT_HISTORY_LIMIT;
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_LIMIT) {

@@ -412,6 +412,9 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expect(p3.body.nextCursor).toBeNull();
       expectError(await history(token, `tenantId=tenantA&sessionId=${s}&limit=201`), 400, 'validation_failed');
       expectError(await history(token, `tenantId=tenantA&sessionId=${s}&limit=abc`), 400, 'validation_failed');
+      expectError(await history(token, `tenantId=tenant%20A&sessionId=${s}`), 400, 'invalid_id');
+      expectError(await history(token, `tenantId=tenantA&sessionId=s%3Bdrop`), 400, 'invalid_id');
+      expectError(await history(token, `tenantId=tenantA&userId=a%20b`), 400, 'invalid_id');
     });
 
     it('a verified user reads its history across sessions by userId; others may not', async () => {
