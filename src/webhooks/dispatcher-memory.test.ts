@@ -14,7 +14,8 @@ import { loadConfig } from '../config/load.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
 import type { WebhookDispatcher } from './dispatcher.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
-import { activeWebhookQueue, startWebhookDispatcher } from './start.js';
+import { registry } from '../observability/metrics.js';
+import { activeWebhookQueue, reloadWebhookEndpoints, startWebhookDispatcher } from './start.js';
 
 const SECRET = 'whsec_memory_0123456789abcdef';
 
@@ -30,6 +31,12 @@ describe('webhook dispatcher on the memory store', () => {
     await receiver?.close();
     rmSync(dir, { recursive: true, force: true });
   });
+
+  const metric = async (name: string, labels: Record<string, string>) => {
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+    const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+    return Number(v?.value ?? 0);
+  };
 
   async function setup(webhooks: Record<string, unknown> = {}) {
     receiver = await startWebhookReceiver();
@@ -62,6 +69,7 @@ describe('webhook dispatcher on the memory store', () => {
 
   it('delivers a published message once, signed; a re-publish adds no second delivery', async () => {
     await setup();
+    const delivered = await metric('chatd_webhook_deliveries_total', { result: 'delivered' });
     const m = message();
     await store.events.publishMessage(m);
     await store.events.publishMessage(m);
@@ -73,6 +81,22 @@ describe('webhook dispatcher on the memory store', () => {
     await until(async () => (await activeWebhookQueue()!.groupStats()).pending === 0, 'settled');
     await new Promise((r) => setTimeout(r, 300));
     expect(receiver.received).toHaveLength(1);
+    expect(await metric('chatd_webhook_deliveries_total', { result: 'delivered' })).toBe(delivered + 1);
+    expect(await metric('chatd_webhook_attempts_total', { outcome: 'delivered' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('applies reloaded endpoints to the next delivery', async () => {
+    await setup();
+    await store.events.publishMessage(message());
+    await until(() => receiver.received.length === 1, 'the first delivery');
+    const reloaded = reloadWebhookEndpoints({
+      webhooks: { concurrencyPerEndpoint: 8 } as never,
+      tenants: [{ id: 't1', apiKeys: [], allowedOrigins: [], identityVerification: 'optional', retention: {}, webhooks: [{ id: 'ep1', url: `${receiver.url}/moved`, secret: SECRET, events: ['message.created'] }] }],
+    });
+    expect(reloaded).toBe(true);
+    await store.events.publishMessage(message());
+    await until(() => receiver.received.length === 2, 'the second delivery');
+    expect(receiver.received.map((r) => r.path)).toEqual(['/hook', '/moved']);
   });
 
   it('retries a 500 with the same delivery id, dead-letters after the window, and replays', async () => {
@@ -92,6 +116,7 @@ describe('webhook dispatcher on the memory store', () => {
     const [dead] = await queue.listDead(10);
     expect(dead).toMatchObject({ reason: 'retry_window_exhausted', error: 'HTTP 500' });
     expect(await queue.retrySize()).toBe(0);
+    expect(await metric('chatd_webhook_dead_total', { reason: 'retry_window_exhausted' })).toBeGreaterThanOrEqual(1);
     mode = 'up';
     const before = receiver.received.length;
     expect(await queue.replayDead([dead!.id], Date.now())).toEqual([dead!.id]);
