@@ -5,7 +5,10 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { io as ioClient, type Socket } from 'socket.io-client';
+import WebSocket, { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { freePort, hasRedis, REDIS_URL, uniquePrefix } from '../helpers/services.js';
@@ -338,5 +341,81 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
     } finally {
       await gw2.stop('SIGKILL');
     }
+  });
+});
+
+describe('gateway: websocket backpressure', () => {
+  let server: http.Server;
+  let wss: WebSocketServer;
+  let gw: ChatdProcess;
+  let base: string;
+  const FRAMES = 300;
+  const FRAME = 60 * 1024;
+  let mode: 'flood' | 'stall' = 'flood';
+
+  beforeAll(async () => {
+    // A raw websocket upstream (no Socket.IO): the gateway pipes frames without parsing them.
+    server = http.createServer((req, res) => {
+      res.writeHead(req.url === '/readyz' ? 200 : 404, { 'x-chatd-node': 'raw' });
+      res.end();
+    });
+    wss = new WebSocketServer({ server, perMessageDeflate: false, maxPayload: 1 << 20 });
+    wss.on('connection', (ws, req) => {
+      if (mode === 'stall') {
+        // Never reads: what the client sends piles up in the gateway's upstream buffer.
+        (req.socket as import('node:net').Socket).pause();
+        return;
+      }
+      for (let i = 0; i < FRAMES; i++) {
+        const frame = Buffer.alloc(FRAME, i % 256);
+        frame.writeUInt32BE(i, 0);
+        ws.send(frame);
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    gw = await startGateway({ api: [], ws: [`http://127.0.0.1:${(server.address() as AddressInfo).port}`] });
+    base = `ws://127.0.0.1:${gw.ports.gateway}/socket.io/?EIO=4&transport=websocket`;
+  }, 60_000);
+  afterAll(async () => {
+    await gw?.stop('SIGKILL');
+    for (const c of wss?.clients ?? []) c.terminate();
+    wss?.close();
+    server?.closeAllConnections();
+    server?.close();
+  });
+
+  it('a client that stops reading pauses its upstream instead of being flooded; resumed, it gets every frame in order', async () => {
+    mode = 'flood';
+    // ~18 MB towards a client whose gateway buffer limit is 1 MB (limits.sendBufferBytes): only
+    // backpressure through to the upstream keeps it connected.
+    const client = new WebSocket(base, { headers: { 'x-forwarded-for': newIp() }, perMessageDeflate: false });
+    const got: number[] = [];
+    let closed: number | undefined;
+    client.on('message', (data: Buffer) => got.push(data.readUInt32BE(0)));
+    client.on('close', (code) => (closed = code));
+    await new Promise<void>((r) => client.once('open', () => r()));
+    client.pause();
+    // Let the upstream push everything it can while the client reads nothing.
+    await new Promise((r) => setTimeout(r, 1500));
+    client.resume();
+    await eventually(() => got.length === FRAMES || closed !== undefined, 'every frame or a close', 60_000);
+    expect(closed).toBeUndefined();
+    expect(got).toEqual([...Array(FRAMES).keys()]);
+    client.close();
+  });
+
+  it('an upstream that stops reading gets its client closed with 1013 (try again later)', async () => {
+    mode = 'stall';
+    const client = new WebSocket(base, { headers: { 'x-forwarded-for': newIp() }, perMessageDeflate: false });
+    await new Promise<void>((r) => client.once('open', () => r()));
+    const closed = new Promise<number>((r) => client.once('close', (code) => r(code)));
+    const frame = Buffer.alloc(60 * 1024, 7);
+    let stop = false;
+    void closed.then(() => (stop = true));
+    for (let i = 0; i < 2000 && !stop; i++) {
+      client.send(frame);
+      if (i % 20 === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await closed).toBe(1013);
   });
 });

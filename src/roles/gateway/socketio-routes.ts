@@ -9,7 +9,7 @@ import type WebSocket from 'ws';
 import { ChatdError, CLOSE_CODES, toChatdError } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
 import { readBody } from '../../http/router.js';
-import { httpRequests } from '../../observability/metrics.js';
+import { httpRequests, promClient, registry } from '../../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from './credentials.js';
@@ -20,6 +20,12 @@ import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from './resp
 import { ownerOfSid, sidOfOpenPacket } from './sid.js';
 import type { Upstream, UpstreamGroup } from './upstreams.js';
 import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from './ws-pipe.js';
+
+const pipedWebsockets = new promClient.Gauge({
+  name: 'chatd_gateway_websockets',
+  help: 'Client websockets the gateway pipes to ws nodes.',
+  registers: [registry],
+});
 
 export interface SocketioRouteDeps {
   readonly app: TemplatedApp;
@@ -82,12 +88,13 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
     upgrade: (res, req, context) => upgrade(deps, res, req, context),
     open(ws) {
       sockets.add(ws);
+      pipedWebsockets.inc();
       pipe.open(ws);
     },
     message: pipe.message,
     drain: pipe.drain,
     close(ws, code) {
-      sockets.delete(ws);
+      if (sockets.delete(ws)) pipedWebsockets.dec();
       pipe.close(ws, code);
     },
   });
