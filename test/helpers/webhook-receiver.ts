@@ -17,8 +17,8 @@ export type Answer = { status: number; headers?: Record<string, string>; body?: 
 export interface WebhookReceiver {
   readonly url: string;
   readonly received: ReceivedWebhook[];
-  /** Decides the answer of each request (default 200). */
-  respond: (req: ReceivedWebhook, index: number) => Answer;
+  /** Decides the answer of each request (default 200); a promise holds the request until it settles. */
+  respond: (req: ReceivedWebhook, index: number) => Answer | Promise<Answer>;
   /** Requests in flight now, and the most ever in flight at once. */
   readonly inFlight: () => number;
   readonly maxInFlight: () => number;
@@ -58,13 +58,20 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
         receivedAt: Date.now(),
       };
       received.push(rec);
+      const answerWith = (answer: Answer) => {
+        if (answer === 'hang') {
+          hung.add(res);
+          return;
+        }
+        if (res.destroyed) return;
+        res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
+        res.end(answer.body ?? '');
+      };
       const answer = receiver.respond(rec, received.length - 1);
-      if (answer === 'hang') {
+      if (answer instanceof Promise) {
         hung.add(res);
-        return;
-      }
-      res.writeHead(answer.status, { 'content-type': 'text/plain', ...answer.headers });
-      res.end(answer.body ?? '');
+        void answer.then((a) => (hung.delete(res), answerWith(a)));
+      } else answerWith(answer);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
