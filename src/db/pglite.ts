@@ -2,8 +2,11 @@
 // construction lives here and only here: the single binary passes its embedded WebAssembly and data
 // assets through `extra` (or `globalThis.__chatdPgliteAssets`), since PGlite cannot find its files
 // next to a bundle.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 
 declare global {
@@ -19,7 +22,7 @@ declare global {
 /**
  * Memory settings for an embedded chat store. PGlite runs PostgreSQL single-user in this process,
  * so every buffer is our RSS: PostgreSQL's default 128 MB of shared buffers is sized for a server;
- * 16 MB keeps a restarted chatd near 165 MB RSS instead of ~260 MB (measured, README "Storage").
+ * 16 MB brings a reopened PGlite from ~260 MB to ~165 MB of RSS (measured; chatd figures in README "Storage").
  */
 export const PGLITE_CONF: readonly string[] = [
   'shared_buffers=16MB',
@@ -57,7 +60,44 @@ export async function createPglite(dir: string, extra: Partial<PGliteOptions> = 
     ...assets,
   };
   if (isInitialised(dir)) delete options.loadDataDir;
+  else if (!options.loadDataDir && !globalThis.__chatdPgliteAssets) await initialiseInChild(dir, options.postgresqlconf);
   const pg = new PGlite(options);
   await pg.waitReady;
   return pg;
+}
+
+/**
+ * Runs PGlite's initdb in a short-lived child process. initdb needs ~800 MB at its peak, and
+ * memory a WebAssembly instance grew is not given back while its process lives: initialised in
+ * process, a first start would keep ~750 MB of RSS for the life of the server (~355 MB even from a
+ * terminated worker thread); from a child that exits, chatd itself stays at a later start's figure
+ * (README "Storage"). Falls back to the caller initialising in process where PGlite cannot be
+ * loaded by path or `node` is not our executable (the single binary).
+ */
+async function initialiseInChild(dir: string, postgresqlconf: PGliteOptions['postgresqlconf']): Promise<void> {
+  let moduleUrl: string;
+  try {
+    moduleUrl = pathToFileURL(createRequire(import.meta.url).resolve('@electric-sql/pglite')).href;
+  } catch {
+    return;
+  }
+  const code = `
+    const { moduleUrl, dir, postgresqlconf } = JSON.parse(process.env.CHATD_PGLITE_INIT);
+    const { PGlite } = await import(moduleUrl);
+    const pg = new PGlite({ dataDir: dir, postgresqlconf });
+    await pg.waitReady;
+    await pg.close();`;
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+      env: { ...process.env, CHATD_PGLITE_INIT: JSON.stringify({ moduleUrl, dir, postgresqlconf }) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`initialising the embedded database in ${dir} failed (${signal ?? `exit code ${code}`}): ${stderr.trim()}`));
+    });
+  });
 }
