@@ -53,14 +53,27 @@ function installUws(): void {
 }
 
 function installPgliteAssets(): void {
-  let wasm: WebAssembly.Module | undefined;
-  let initdb: WebAssembly.Module | undefined;
+  // The ~10 MB pglite.wasm takes a few hundred ms to compile. For the commands that open the
+  // database, compilation starts now on V8's background threads; the getters (read when PGlite is
+  // constructed, by a spread) take the finished module, or compile synchronously if it is not ready.
+  const opensDatabase = process.argv.slice(2).some((a) => a === 'serve' || a === 'migrate');
+  const early = (key: string) => {
+    const slot: { module?: WebAssembly.Module } = {};
+    if (opensDatabase) {
+      WebAssembly.compile(rawAsset(key)).then(
+        (m) => (slot.module ??= m),
+        () => undefined, // the synchronous compile in the getter reports the error
+      );
+    }
+    return () => (slot.module ??= new WebAssembly.Module(rawAsset(key)));
+  };
+  const wasm = early('pglite.wasm');
+  const initdb = early('initdb.wasm');
   let data: Blob | undefined;
   const assets = {};
-  // Getters so that the ~10 MB wasm is compiled only when a database is opened; a spread reads them.
   Object.defineProperties(assets, {
-    pgliteWasmModule: { enumerable: true, get: () => (wasm ??= new WebAssembly.Module(rawAsset('pglite.wasm'))) },
-    initdbWasmModule: { enumerable: true, get: () => (initdb ??= new WebAssembly.Module(rawAsset('initdb.wasm'))) },
+    pgliteWasmModule: { enumerable: true, get: wasm },
+    initdbWasmModule: { enumerable: true, get: initdb },
     fsBundle: { enumerable: true, get: () => (data ??= sea.getAssetAsBlob('pglite.data')) },
   });
   g.__chatdPgliteAssets = assets;

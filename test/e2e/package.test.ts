@@ -11,7 +11,9 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jwtVerify } from 'jose';
 import { io, type Socket } from 'socket.io-client';
+import pg from 'pg';
 import pkg from '../../package.json' with { type: 'json' };
+import { DATABASE_URL, has, uniqueSchema } from '../helpers/services.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'dist', 'chatd');
@@ -335,6 +337,32 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     expect((await mappedFiles(p.child.pid!)).has(file)).toBe(true);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+  });
+
+  it('runs migrations against PostgreSQL (pg inside the binary)', async (ctx) => {
+    if (!(await has('postgres'))) ctx.skip('PostgreSQL is not reachable');
+    const schema = uniqueSchema('pkg');
+    const admin = new pg.Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA ${schema}`);
+      const cwd = await freshFolder('postgres');
+      await writeFile(path.join(cwd, 'chat-server.yaml'), `database:\n  schema: ${schema}\n`);
+      const env = bareEnv(cwd, { DATABASE_URL });
+      const up = await run(BIN, ['migrate', 'up', '--json'], { cwd, env });
+      expect(up.stderr).toBe('');
+      expect(up.code).toBe(0);
+      const steps = (JSON.parse(up.stdout) as { steps: { status: string }[] }).steps;
+      expect(steps.length).toBeGreaterThan(0);
+      const status = await run(BIN, ['migrate', 'status', '--check', '--json'], { cwd, env });
+      expect(status.code).toBe(0);
+      expect((JSON.parse(status.stdout) as { pending: number }).pending).toBe(0);
+      const tables = await admin.query('SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1', [schema]);
+      expect(tables.rows[0].n).toBeGreaterThan(1);
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+    }
   });
 
   it('ships a VM config that validates and a systemd unit whose commands work with the binary', async () => {
