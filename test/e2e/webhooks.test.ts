@@ -120,3 +120,66 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     expect(neither.stderr.trim()).toBe('chatd: give dead entry ids or --all-dead (not both)');
   });
 });
+
+describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store (dead list and replay through the admin listener)', () => {
+  let cwd: string;
+  let chatd: ChatdProcess;
+  let receiver: WebhookReceiver;
+  let call: ReturnType<typeof client>;
+  let healthy = false;
+  const schema = uniqueSchema('whmem');
+
+  beforeAll(async () => {
+    receiver = await startWebhookReceiver();
+    receiver.respond = () => (healthy ? { status: 200 } : { status: 400, body: 'bad payload' });
+    cwd = await mkdtemp(path.join(tmpdir(), 'chatd-wh-mem-'));
+    const config = {
+      server: { port: 0 },
+      admin: { port: 0 },
+      database: { url: DATABASE_URL, schema, autoMigrate: true },
+      tenants: [{ id: 'acme', apiKeys: [{ key: PUB }], allowedOrigins: ['*'], webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }] }],
+      webhooks: { timeoutMs: 1000 },
+    };
+    await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
+    chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
+    call = client(`http://127.0.0.1:${chatd.ports.public}`);
+    // The CLI finds the admin listener through the config: point it at the port the server got.
+    await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify({ ...config, admin: { port: chatd.ports.admin } }, null, 2));
+  }, 90_000);
+
+  afterAll(async () => {
+    await chatd?.stop('SIGKILL');
+    await receiver?.close();
+    const db = new pg.Client({ connectionString: DATABASE_URL });
+    await db.connect();
+    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await db.end();
+    await rm(cwd, { recursive: true, force: true });
+  });
+
+  it('a refused delivery (4xx) is dead at once; chatd webhooks dead and replay work through the admin listener', async () => {
+    const minted = await call('POST', '/api/chat/anonymous-token', { token: PUB, body: { tenantId: 'acme' } });
+    const sent = await call('POST', '/webchat/message', {
+      token: minted.body.token as string,
+      body: { text: 'memory store', tenantId: 'acme', sessionId: 's-mem', fingerprint: 'fp-1' },
+    });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    const deliveryId = deliveryIdFor('acme', sent.body.messageId as string, 'crm');
+    await until(() => receiver.received.length === 1, 'the refused attempt');
+    let dead: { id: string; deliveryId: string; reason: string; error: string }[] = [];
+    await until(async () => {
+      const out = await runChatd(['webhooks', 'dead', '--json'], { cwd });
+      expect(out.code, out.stderr).toBe(0);
+      dead = JSON.parse(out.stdout).dead;
+      return dead.length === 1;
+    }, 'the dead delivery listed', 60_000);
+    expect(dead[0]).toMatchObject({ deliveryId, reason: 'rejected', error: 'HTTP 400: bad payload' });
+    healthy = true;
+    const replay = await runChatd(['webhooks', 'replay', dead[0]!.id, '--json'], { cwd });
+    expect(replay.code, replay.stderr).toBe(0);
+    expect(JSON.parse(replay.stdout)).toEqual({ replayed: [dead[0]!.id], notFound: [] });
+    await until(() => receiver.received.length === 2, 'the replayed delivery');
+    expect(receiver.received[1]!.deliveryId).toBe(deliveryId);
+    expect(verifyWebhook(SECRET, { timestamp: receiver.received[1]!.timestamp, signature: receiver.received[1]!.signature }, receiver.received[1]!.body)).toBe(true);
+  });
+});
