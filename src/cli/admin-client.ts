@@ -1,8 +1,9 @@
 // How a CLI command reaches the running server: with the embedded defaults the store (and PGlite)
 // live inside the server process, so commands go through its admin listener with the admin token
 // (from the config, or the secrets file the server generated into the data folder).
+import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/schema.js';
-import { resolveSecrets, secretsFile } from '../config/secrets.js';
+import { secretsFile } from '../config/secrets.js';
 import { createLogger } from '../observability/logger.js';
 import { createStore } from '../store/index.js';
 import type { Store } from '../store/ports.js';
@@ -20,8 +21,7 @@ export async function adminGet<T>(config: Config, pathAndQuery: string, opts: { 
   if (!config.admin.enabled && !opts.adminUrl) {
     throw new CliError('admin.enabled is false: with the embedded store this command needs the running server\'s admin listener');
   }
-  const { config: withSecrets } = await resolveSecrets(config, { create: false });
-  const token = withSecrets.admin.token;
+  const token = config.admin.token ?? (await generatedAdminToken(config));
   if (!token) {
     throw new CliError(`no admin token: none configured and ${secretsFile(config)} has none (the server writes it at its first start from this folder)`);
   }
@@ -52,6 +52,17 @@ export async function adminGet<T>(config: Config, pathAndQuery: string, opts: { 
     throw new CliError(`admin listener at ${base} answered ${res.status}: ${msg}`);
   }
   return body as T;
+}
+
+/** The admin token the server generated into the data folder, if it did. */
+async function generatedAdminToken(config: Config): Promise<string | undefined> {
+  try {
+    const stored = JSON.parse(await readFile(secretsFile(config), 'utf8')) as { adminToken?: unknown };
+    return typeof stored.adminToken === 'string' ? stored.adminToken : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CliError(`${secretsFile(config)}: cannot read the generated secrets (${(err as Error).message})`);
+  }
 }
 
 /** Opens the configured Redis store for a one-off command, and always closes it. */

@@ -1,0 +1,201 @@
+// `chatd presence ls` and `chatd webhooks tail` end to end: with the embedded defaults through the
+// running server's admin listener (messages sent over the real HTTP API), and on Redis directly
+// (entries written through the real Redis store under the test's own prefix).
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHATD_BIN, runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../helpers/services.js';
+import { emptyMeta, type ChatMessage } from '../../src/chat/message.js';
+import { RedisStore } from '../../src/store/redis/redis-store.js';
+
+const fresh = () => mkdtemp(path.join(tmpdir(), 'chatd-cli-pw-'));
+// Every CLI run is a process start (several seconds on a loaded 2-core machine): generous limits.
+const SLOW = 240_000;
+
+/** Starts `chatd webhooks tail --follow …` and collects its stdout lines. */
+function follow(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }) {
+  const child = spawn(process.execPath, [CHATD_BIN, 'webhooks', 'tail', '--follow', ...args], {
+    cwd: opts.cwd,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, out: () => out, err: () => err, exited };
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('presence ls and webhooks tail on the embedded defaults (through the admin listener)', () => {
+  let cwd: string;
+  let chatd: ChatdProcess;
+  let base: string;
+  let key: string;
+
+  beforeAll(async () => {
+    cwd = await fresh();
+    // The CLI finds the admin listener from the same config, so it gets a fixed (free) port.
+    await writeFile(path.join(cwd, 'chat-server.yaml'), `server:\n  port: 0\nadmin:\n  port: ${await freePort()}\n`);
+    chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
+    base = `http://127.0.0.1:${chatd.ports.public}`;
+    key = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).gatewayApiKey;
+  }, 90_000);
+  afterAll(async () => {
+    await chatd?.stop('SIGKILL');
+  });
+
+  async function sendMessage(sessionId: string, text: string): Promise<string> {
+    const post = async (p: string, auth: string, body: unknown) => {
+      const r = await fetch(`${base}${p}`, { method: 'POST', headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const json = (await r.json()) as Record<string, unknown>;
+      expect(r.status, JSON.stringify(json)).toBe(200);
+      return json;
+    };
+    const { token } = await post('/api/chat/anonymous-token', key, { tenantId: 'demo', sessionId });
+    const sent = await post('/webchat/message', token as string, { text, tenantId: 'demo', sessionId, fingerprint: `fp-${sessionId}` });
+    return sent.messageId as string;
+  }
+
+  it('presence ls answers for a tenant with no one online, as a line and as JSON', async () => {
+    const table = await runChatd(['presence', 'ls', 'demo'], { cwd });
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toBe('no one is online in tenant demo\n');
+    const json = await runChatd(['presence', 'ls', 'demo', '--json'], { cwd });
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ tenantId: 'demo', users: [] });
+    const bad = await runChatd(['presence', 'ls', 'not a tenant!'], { cwd });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe('chatd: tenant "not a tenant!" must match [A-Za-z0-9_-]{1,128}\n');
+  }, SLOW);
+
+  it('webhooks tail shows the newest jobs (table and JSON) and --follow prints new ones until interrupted', async () => {
+    const ids: string[] = [];
+    for (let i = 1; i <= 3; i++) ids.push(await sendMessage(`s-tail-${i}`, `hello number ${i}`));
+    const json = await runChatd(['webhooks', 'tail', '-n', '2', '--json'], { cwd });
+    expect(json.code, json.stderr).toBe(0);
+    const jobs = JSON.parse(json.stdout) as { messageId: string; type: string; tenantId: string; payload: ChatMessage }[];
+    expect(jobs.map((j) => j.messageId)).toEqual(ids.slice(1));
+    expect(jobs[1]).toMatchObject({ type: 'message.created', tenantId: 'demo', sessionId: 's-tail-3', payload: { text: 'hello number 3', seq: 1 } });
+    const table = await runChatd(['webhooks', 'tail'], { cwd });
+    expect(table.code, table.stderr).toBe(0);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+CREATEDAT\s+TENANTID\s+SESSIONID\s+MESSAGEID\s+TEXT$/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[4])).toEqual(ids);
+    expect(lines[3]).toMatch(/hello number 3$/);
+
+    const f = follow(['-n', '1', '--json'], { cwd });
+    await until(() => f.out().includes(ids[2]!), 'the newest job first');
+    const live = await sendMessage('s-tail-live', 'live one');
+    await until(() => f.out().includes(live), `the live job ${live}`);
+    const printed = f.out().trimEnd().split('\n').map((l) => JSON.parse(l) as { messageId: string });
+    expect(printed.map((p) => p.messageId)).toEqual([ids[2], live]);
+    f.child.kill('SIGINT');
+    expect(await f.exited).toBe(0);
+    expect(f.err()).toBe('');
+  }, SLOW);
+
+  it('says clearly when no server is running for the embedded store', async () => {
+    const other = await fresh();
+    await writeFile(path.join(other, 'chat-server.yaml'), `admin:\n  port: ${await freePort()}\n`);
+    const r = await runChatd(['presence', 'ls', 'demo'], { cwd: other });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^chatd: no admin token: none configured and .*secrets\.json has none/);
+    await writeFile(path.join(other, 'chat-server.yaml'), `admin:\n  port: ${await freePort()}\n  token: an-admin-token-0123456789\n`);
+    const down = await runChatd(['webhooks', 'tail'], { cwd: other });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/^chatd: cannot reach the running chatd's admin listener at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+  }, SLOW);
+});
+
+describe.skipIf(!(await hasRedis()))('presence ls and webhooks tail on Redis', () => {
+  const prefix = uniquePrefix('clipw');
+  let cwd: string;
+  let store: RedisStore;
+  const env = { REDIS_URL };
+  beforeAll(async () => {
+    cwd = await fresh();
+    await writeFile(path.join(cwd, 'chat-server.yaml'), `redis:\n  prefix: "${prefix}"\nadmin:\n  enabled: false\n`);
+    store = new RedisStore({ url: REDIS_URL, prefix }, pino({ level: 'silent' }));
+    await store.connect();
+  });
+  afterAll(async () => {
+    await store?.close();
+    const raw = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await raw.unlink(...keys);
+    } while (cursor !== '0');
+    raw.disconnect();
+  });
+
+  const message = (i: number): ChatMessage => ({
+    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    tenantId: 'acme',
+    sessionId: `s-${i}`,
+    seq: 1,
+    sender: { type: 'visitor', id: `s-${i}`, verified: false },
+    text: `redis message ${i}`,
+    createdAt: new Date().toISOString(),
+    meta: emptyMeta(),
+  });
+
+  it('presence ls reads online_users from Redis (table and JSON)', async () => {
+    await store.presence.add('node-x', {
+      connId: 'c1',
+      tenantId: 'acme',
+      userId: 'alice@example.com',
+      sessionId: 's-alice',
+      role: 'user',
+      connectedAt: '2026-01-01T00:00:00.000Z',
+      domain: 'shop.example',
+      origin: 'https://shop.example',
+      url: 'https://shop.example/cart',
+    }, 60_000);
+    const json = await runChatd(['presence', 'ls', 'acme', '--json'], { cwd, env });
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({
+      tenantId: 'acme',
+      users: [{ userId: 'alice@example.com', sessionId: 's-alice', connectedAt: '2026-01-01T00:00:00.000Z', domain: 'shop.example', origin: 'https://shop.example', url: 'https://shop.example/cart' }],
+    });
+    const table = await runChatd(['presence', 'ls', 'acme'], { cwd, env });
+    expect(table.stdout.split('\n')[0]).toMatch(/^USERID\s+SESSIONID\s+CONNECTEDAT\s+DOMAIN\s+ORIGIN\s+URL$/);
+    expect(table.stdout).toMatch(/alice@example\.com\s+s-alice\s+2026-01-01T00:00:00\.000Z\s+shop\.example\s+https:\/\/shop\.example\s+https:\/\/shop\.example\/cart/);
+  }, SLOW);
+
+  it('webhooks tail reads meta:webhook_jobs from Redis and follows it', async () => {
+    for (let i = 1; i <= 3; i++) await store.events.publishMessage(message(i));
+    const json = await runChatd(['webhooks', 'tail', '-n', '2', '--json'], { cwd, env });
+    expect(json.code, json.stderr).toBe(0);
+    expect((JSON.parse(json.stdout) as { messageId: string }[]).map((j) => j.messageId)).toEqual([message(2).id, message(3).id]);
+    const f = follow(['-n', '0', '--json'], { cwd, env });
+    // Nothing shown first; follow starts at the current end. Publish until the follower has started.
+    let i = 4;
+    await until(() => {
+      if (!f.out().includes(message(i).id)) void store.events.publishMessage(message(++i)).catch(() => undefined);
+      return f.out().length > 0;
+    }, 'the follower to print a new job');
+    f.child.kill('SIGINT');
+    expect(await f.exited).toBe(0);
+    const printed = f.out().trimEnd().split('\n').map((l) => (JSON.parse(l) as { messageId: string }).messageId);
+    expect(printed.length).toBeGreaterThan(0);
+    // Only entries published after it started, in order, none of the first three.
+    expect(printed.every((id) => ![1, 2, 3].some((k) => message(k).id === id))).toBe(true);
+    expect([...printed].sort()).toEqual(printed);
+  }, SLOW);
+});
