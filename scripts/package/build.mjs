@@ -177,8 +177,12 @@ try {
   console.warn = originalWarn;
 }
 await rename(tmp, out);
-await rm(finalWork, { recursive: true, force: true });
-await rename(work, finalWork);
+try {
+  await rm(finalWork, { recursive: true, force: true });
+  await rename(work, finalWork);
+} catch {
+  await rm(work, { recursive: true, force: true }); // another build just put its own dist/sea in place
+}
 done = true;
 step('executable');
 

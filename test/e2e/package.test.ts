@@ -303,6 +303,12 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
 
   it('uses JWT_SECRET and GATEWAY_API_KEY from the environment and generates neither', async () => {
     const cwd = await freshFolder('env-secrets');
+    // A fresh data folder (no secrets), but the database created by the first test: an initdb costs
+    // seconds and ~850 MB, and is not what this test is about.
+    await writeFile(
+      path.join(cwd, 'chat-server.yaml'),
+      `server:\n  port: 0\nadmin:\n  port: 0\ndatabase:\n  embeddedDir: ${path.join(zeroConfigHome, '.chatd', 'data')}\n`,
+    );
     const apiKey = 'ck_pub_packagetest_0123456789abcdef';
     const jwtSecret = 'package-test-jwt-secret-0123456789abcdef';
     const p = await serve(cwd, bareEnv(cwd, { JWT_SECRET: jwtSecret, GATEWAY_API_KEY: apiKey }));
