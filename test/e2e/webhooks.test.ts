@@ -119,6 +119,16 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     expect(neither.code).toBe(1);
     expect(neither.stderr.trim()).toBe('chatd: give dead entry ids or --all-dead (not both)');
   });
+
+  it('exposes the webhook metrics and stops cleanly on SIGTERM with the dispatcher running', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${chatd.ports.admin}/metrics`)).text();
+    expect(metrics).toMatch(/chatd_webhook_deliveries_total\{result="delivered"\} [1-9]/);
+    expect(metrics).toMatch(/chatd_webhook_dead_total\{reason="retry_window_exhausted"\} 1/);
+    expect(metrics).toContain('chatd_webhook_retry_scheduled');
+    expect(metrics).toContain('chatd_webhook_group_lag');
+    expect(await chatd.stop('SIGTERM')).toBe(0);
+    expect(chatd.logs()).toContain('webhook dispatcher started');
+  });
 });
 
 describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store (dead list and replay through the admin listener)', () => {
