@@ -3,6 +3,7 @@
 // (score = due time, member = the self-contained RetryItem JSON) and dead deliveries in the stream
 // `meta:webhook_dead`. Multi-key steps are Lua scripts, so each is atomic. All keys carry
 // `redis.prefix` (one hash slot is not required: chatd supports standalone and Sentinel only).
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { DependencyError } from '../errors.js';
 import type { WebhookJob } from '../store/ports.js';
@@ -87,6 +88,15 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 `;
 
+const ACK_MANY = `return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))`;
+
+const shas = new Map<string, string>();
+const sha1 = (lua: string): string => {
+  let h = shas.get(lua);
+  if (!h) shas.set(lua, (h = createHash('sha1').update(lua).digest('hex')));
+  return h;
+};
+
 const deadArgs = (d: DeadInput): string[] => [
   d.item.deliveryId,
   d.item.tenantId,
@@ -99,7 +109,7 @@ const deadArgs = (d: DeadInput): string[] => [
   encodeRetry(d.item),
 ];
 
-type Cmd = Pick<Redis, 'eval' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
+type Cmd = Pick<Redis, 'eval' | 'evalsha' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
 type Blocking = Pick<Redis, 'xreadgroup' | 'quit' | 'disconnect'>;
 
 export interface RedisQueueOptions {
@@ -131,6 +141,16 @@ export class RedisWebhookQueue implements WebhookQueue {
 
   constructor(private readonly opts: RedisQueueOptions) {
     this.keys = webhookKeys(opts.prefix);
+  }
+
+  /** EVALSHA, falling back to EVAL when Redis does not have the script yet (or lost it in a restart). */
+  private async script(lua: string, numKeys: number, ...args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.opts.redis.evalsha(sha1(lua), numKeys, ...args);
+    } catch (err) {
+      if (!String((err as Error)?.message).startsWith('NOSCRIPT')) throw err;
+      return this.opts.redis.eval(lua, numKeys, ...args);
+    }
   }
 
   async init(): Promise<void> {
@@ -203,7 +223,7 @@ export class RedisWebhookQueue implements WebhookQueue {
 
   private async ackMany(ids: readonly string[]): Promise<void> {
     try {
-      await this.opts.redis.eval(`return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))`, 1, this.keys.jobs, WEBHOOK_GROUP, ...ids);
+      await this.script(ACK_MANY, 1, this.keys.jobs, WEBHOOK_GROUP, ...ids);
     } catch (err) {
       wrap(err, 'acknowledging trimmed webhook jobs');
     }
@@ -226,7 +246,7 @@ export class RedisWebhookQueue implements WebhookQueue {
     for (const r of outcome.retries) args.push(r.dueAt, encodeRetry(r.item));
     for (const d of outcome.dead) args.push(...deadArgs(d));
     try {
-      const res = await this.opts.redis.eval(SETTLE, 3, this.keys.jobs, this.keys.retry, this.keys.dead, ...args);
+      const res = await this.script(SETTLE, 3, this.keys.jobs, this.keys.retry, this.keys.dead, ...args);
       return res === 1;
     } catch (err) {
       wrap(err, 'settling a webhook job');
@@ -236,7 +256,7 @@ export class RedisWebhookQueue implements WebhookQueue {
   async claimDueRetries(now: number, leaseUntil: number, count: number): Promise<ClaimedRetry[]> {
     let members: string[];
     try {
-      members = (await this.opts.redis.eval(CLAIM_RETRIES, 1, this.keys.retry, now, leaseUntil, count)) as string[];
+      members = (await this.script(CLAIM_RETRIES, 1, this.keys.retry, now, leaseUntil, count)) as string[];
     } catch (err) {
       wrap(err, 'claiming due webhook retries');
     }
@@ -266,7 +286,7 @@ export class RedisWebhookQueue implements WebhookQueue {
     else if (next.dead) args.push('dead', this.opts.deadMaxLen, ...deadArgs(next.dead));
     else args.push('done', this.opts.deadMaxLen);
     try {
-      return (await this.opts.redis.eval(SETTLE_RETRY, 2, this.keys.retry, this.keys.dead, ...args)) === 1;
+      return (await this.script(SETTLE_RETRY, 2, this.keys.retry, this.keys.dead, ...args)) === 1;
     } catch (err) {
       wrap(err, 'settling a webhook retry');
     }
@@ -302,7 +322,7 @@ export class RedisWebhookQueue implements WebhookQueue {
     const replayed: string[] = [];
     const replayOne = async (e: DeadEntry) => {
       try {
-        const res = await this.opts.redis.eval(REPLAY, 2, this.keys.dead, this.keys.retry, e.id, now, encodeRetry(replayItem(e.item, now)));
+        const res = await this.script(REPLAY, 2, this.keys.dead, this.keys.retry, e.id, now, encodeRetry(replayItem(e.item, now)));
         if (res === 1) replayed.push(e.id);
       } catch (err) {
         wrap(err, 'replaying a dead webhook delivery');
