@@ -9,6 +9,7 @@ import type { PGliteOptions } from '@electric-sql/pglite';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { DependencyError } from '../errors.js';
+import { dbFlushDuration, dbFlushSize } from '../observability/metrics.js';
 import { KyselyDatabase, type Dialect } from './database.js';
 import { lockDir } from './dir-lock.js';
 import { Migrations, MigrationError } from './migrations.js';
@@ -112,6 +113,10 @@ export async function openDatabase(config: DatabaseConfig, logger: Logger, opts:
   log.info({ dialect, location }, 'database ready');
   return new KyselyDatabase(kysely, dialect, log, {
     onClose: opened.release,
-    ...(opts.onFlush ? { onFlush: opts.onFlush } : {}),
+    onFlush: (size, ms) => {
+      dbFlushSize.observe(size);
+      dbFlushDuration.observe(ms / 1000);
+      opts.onFlush?.(size, ms);
+    },
   });
 }

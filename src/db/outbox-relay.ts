@@ -6,6 +6,7 @@
 // harmless: EventLog.publishMessage is idempotent per messageId.
 import type { Logger } from 'pino';
 import type { ChatMessage } from '../chat/message.js';
+import { outboxPublishFailures, outboxRepublished } from '../observability/metrics.js';
 import type { EventLog } from '../store/ports.js';
 import { GroupCommit } from './group-commit.js';
 import type { Outbox, OutboxRelay } from './ports.js';
@@ -26,6 +27,8 @@ export interface OutboxRelayOptions {
   readonly onRepublished?: (n: number) => void;
 }
 
+const FAILURE_LOG_INTERVAL_MS = 10_000;
+
 export const RELAY_DEFAULTS = {
   sweepIntervalMs: 2000,
   staleAfterMs: 5000,
@@ -44,6 +47,8 @@ export class DbOutboxRelay implements OutboxRelay {
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<number> | undefined;
   #stopped = false;
+  #lastFailureLog = 0;
+  #suppressed = 0;
 
   constructor(outbox: Outbox, events: Pick<EventLog, 'publishMessage'>, logger: Logger, opts: OutboxRelayOptions = {}) {
     this.#outbox = outbox;
@@ -79,11 +84,26 @@ export class DbOutboxRelay implements OutboxRelay {
     if (this.#stopped) return; // the row stays; another node (or our next start) publishes it
     const p = this.#publish(message)
       .then(() => this.#done.submit(outboxId))
-      .catch((err: unknown) => {
-        this.#log.warn({ err, messageId: message.id }, 'publish after commit failed; the outbox sweep will retry it');
-      })
+      .catch((err: unknown) => this.#publishFailed(err, message.id))
       .finally(() => this.#inflight.delete(p));
     this.#inflight.add(p);
+  }
+
+  /**
+   * Counts a failed publish and logs it — the first at once, then at most one line per
+   * FAILURE_LOG_INTERVAL_MS with the count, so a Redis outage under traffic does not flood the log.
+   */
+  #publishFailed(err: unknown, messageId: string): void {
+    outboxPublishFailures.inc();
+    this.#suppressed++;
+    const now = Date.now();
+    if (now - this.#lastFailureLog < FAILURE_LOG_INTERVAL_MS) return;
+    this.#log.warn(
+      { err, messageId, failures: this.#suppressed },
+      'publish after commit failed; the outbox sweep will publish these messages later',
+    );
+    this.#lastFailureLog = now;
+    this.#suppressed = 0;
   }
 
   sweep(): Promise<number> {
@@ -110,7 +130,7 @@ export class DbOutboxRelay implements OutboxRelay {
               done.push(e.id);
             } catch (err) {
               failed = true;
-              this.#log.warn({ err, messageId: e.id }, 'outbox re-publish failed; will retry on the next sweep');
+              this.#publishFailed(err, e.id);
               break;
             }
           }
@@ -118,11 +138,15 @@ export class DbOutboxRelay implements OutboxRelay {
           return done;
         });
         published += roundPublished;
-        if (roundPublished > 0) this.#opts.onRepublished?.(roundPublished);
+        if (roundPublished > 0) {
+          outboxRepublished.inc(roundPublished);
+          this.#opts.onRepublished?.(roundPublished);
+        }
         if (failed || this.#stopped || claimed < this.#opts.batchSize) break;
       }
     } catch (err) {
-      this.#log.warn({ err }, 'outbox sweep failed; will retry');
+      // The database is down: accept() reports it to callers; here it is only worth a debug line.
+      this.#log.debug({ err }, 'outbox sweep failed; will retry');
     }
     if (published > 0) this.#log.info({ published }, 'outbox sweep re-published messages left undone');
     return published;

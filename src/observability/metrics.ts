@@ -102,4 +102,32 @@ export const webhookGroupPending = new client.Gauge({
   registers: [registry],
 });
 
+// ---------------------------------------------------------------- database (src/db)
+
+export const dbFlushSize = new client.Histogram({
+  name: 'chatd_db_group_commit_batch_size',
+  help: 'Messages per group-commit transaction (grows by itself under load: no timer).',
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+  registers: [registry],
+});
+
+export const dbFlushDuration = new client.Histogram({
+  name: 'chatd_db_group_commit_seconds',
+  help: 'Duration of one group-commit transaction, BEGIN to COMMIT (retries of a failed batch included).',
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+export const outboxPublishFailures = new client.Counter({
+  name: 'chatd_outbox_publish_failures_total',
+  help: 'Publishes after commit that failed (the outbox sweep retries them).',
+  registers: [registry],
+});
+
+export const outboxRepublished = new client.Counter({
+  name: 'chatd_outbox_republished_total',
+  help: 'Messages published by the outbox sweep (left undone by a crash or a failed publish).',
+  registers: [registry],
+});
+
 export { client as promClient };
