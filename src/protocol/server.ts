@@ -643,8 +643,12 @@ export class SocketServer<C> {
     pending.then(
       (accepted) => {
         s.flags &= ~F_AUTHING;
-        if (s.flags & F_CLOSED) return;
         s.context = accepted.context;
+        if (s.flags & F_CLOSED) {
+          // Gone while authenticating: let the role release what it took for this context.
+          this.callDisconnect(s, 'transport close');
+          return;
+        }
         s.hs = null;
         s.flags |= F_CONNECTED;
         const ack: Record<string, string> = { sid: randomBytes(12).toString('base64url') };
@@ -744,6 +748,15 @@ export class SocketServer<C> {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
+  }
+
+  /**
+   * Runs the deferred flush now: every room frame queued so far goes out. A role calls it just
+   * before it hands a socket its replay and subscribes it to the room, so that the socket gets a
+   * queued frame neither twice (replay + room) nor never.
+   */
+  flushNow(): void {
+    this.flush();
   }
 
   /** The deferred flush: room frames to uWS topics and polling buffers, then polling responses. */
@@ -928,12 +941,14 @@ export class SocketServer<C> {
     s.acks = null;
     if (acks) for (const cb of acks.values()) cb(new Error('socket closed'));
     s.drained();
-    if (s.flags & F_CONNECTED) {
-      try {
-        this.opts.hooks.onDisconnect(s, reason);
-      } catch (err) {
-        this.log.error({ err }, 'onDisconnect hook failed');
-      }
+    if (s.flags & F_CONNECTED) this.callDisconnect(s, reason);
+  }
+
+  private callDisconnect(s: Session<C>, reason: DisconnectReason): void {
+    try {
+      this.opts.hooks.onDisconnect(s, reason);
+    } catch (err) {
+      this.log.error({ err }, 'onDisconnect hook failed');
     }
   }
 

@@ -46,7 +46,10 @@ export interface ProtocolHooks<C> {
   onConnect(socket: Socket<C>, info: ConnectInfo): void;
   /** A client event after CONNECT; `ack` is set when the client asked for an acknowledgement. */
   onEvent(socket: Socket<C>, event: string, args: unknown[], ack: AckFn | undefined): void;
-  /** Called once per socket that completed CONNECT, when it is gone (for any reason). */
+  /**
+   * Called once per socket whose CONNECT was accepted, when it is gone (for any reason) — also when
+   * it closed while `authenticate` was still running (then without a prior onConnect).
+   */
   onDisconnect(socket: Socket<C>, reason: DisconnectReason): void;
   /** An event refused by the per-socket rate limit (before the socket is cut off for flooding). */
   onRateLimited?(socket: Socket<C>, event: string, ack: AckFn | undefined): void;

@@ -1,8 +1,198 @@
-// The ws role. (Foundation: health only; the role's issue fills it in.)
+// The ws role: Socket.IO for the widget and the agent console. The protocol layer (src/protocol)
+// speaks Engine.IO/Socket.IO on uWS; this role decides who connects (connection.ts), what events do
+// (handlers.ts), and wires the streams (streams.ts: ordered, exactly-once delivery with recovery)
+// and presence (presence-tracker.ts) to the sockets.
+//
+// Rooms (uWS topics, tenant-scoped): a socket's one stream (`t:{tenant}:conv:{session}` for a
+// visitor or user, `t:{tenant}:agents` for an agent), the tenant-wide room `t:{tenant}:all`
+// (meta_broadcast) and, for agents, `t:{tenant}:watch:{session}` per joined conversation (typing and
+// read). typing/read go to the conversation's topic and its watch topic: an agent never follows a
+// conversation's stream, so nobody gets them twice.
+import type { Logger } from 'pino';
 import type { RoleFactory } from '../../app/types.js';
+import type { Services } from '../../app/services.js';
+import { corsPolicyFor } from '../../auth/origins.js';
+import { CLOSE_CODES } from '../../errors.js';
+import { createClientIpResolver } from '../../http/client-ip.js';
+import { maxConnections } from '../../protocol/capacity.js';
+import { RecoveryPids } from '../../protocol/recovery-pid.js';
+import { SocketServer } from '../../protocol/server.js';
+import type { Socket } from '../../protocol/types.js';
+import { createGatewayLimits } from '../gateway/rate-limits.js';
+import { createAuthenticate, tenantTopic, watchTopic, type WsConn } from './connection.js';
+import { createEventHandler } from './handlers.js';
+import { PresenceTracker } from './presence-tracker.js';
+import { offsetToken, streamId, StreamHub, type PassThroughEvent } from './streams.js';
+import { randomBytes } from 'node:crypto';
 
-export const createWsRole: RoleFactory = async () => ({
-  readiness: [],
-  async drain() {},
-  async close() {},
-});
+interface Runtime {
+  readonly svc: Services;
+  readonly hub: StreamHub;
+  readonly tracker: PresenceTracker;
+}
+
+export const createWsRole: RoleFactory = async (ctx) => {
+  const { config, logger } = ctx;
+  const log: Logger = logger;
+  let draining = false;
+  let runtime: Runtime | undefined;
+  let starting: Promise<Runtime> | undefined;
+
+  const secret = config.auth.jwtSecret ?? config.auth.jwtKeys.find((k) => k.secret)?.secret;
+  if (!secret) log.warn('no shared HS256 secret: recovery ids are valid on this node only');
+  const pids = new RecoveryPids(secret ?? randomBytes(32));
+
+  // The open-file limit bounds connections; say what it is.
+  const maxConns = maxConnections(config.limits.maxConnections);
+
+  const server: SocketServer<WsConn> = new SocketServer<WsConn>({
+    app: ctx.app,
+    path: config.socketio.path,
+    nodeId: ctx.nodeId,
+    pingIntervalMs: config.socketio.pingIntervalMs,
+    pingTimeoutMs: config.socketio.pingTimeoutMs,
+    maxPayload: config.limits.maxPayloadBytes,
+    sendBufferBytes: config.limits.sendBufferBytes,
+    maxConnections: maxConns,
+    eventRate: config.limits.messagesPerSocket,
+    clientIp: createClientIpResolver(config.server.trustedProxies),
+    cors: corsPolicyFor(config),
+    logger: log.child({ component: 'socketio' }),
+    hooks: {
+      authenticate: (info, socket) => authenticate(info, socket),
+      onConnect: (socket) => onConnect(socket),
+      onEvent: (socket, event, args, ack) => onEvent(socket, event, args, ack),
+      onDisconnect: (socket) => onDisconnect(socket),
+      onRateLimited: (_socket, _event, ack) => ack?.({ success: false, error: 'Too many events; slow down', code: 'rate_limited' }),
+    },
+  });
+  log.info({ maxConnections: maxConns, path: config.socketio.path }, 'socket.io ready');
+
+  /** The store, database and the node's stream hub and presence tracker, created on first use. */
+  const getRuntime = (): Promise<Runtime> => {
+    if (runtime) return Promise.resolve(runtime);
+    starting ??= (async () => {
+      const svc = await ctx.services();
+      const hub = new StreamHub({
+        bus: svc.store.bus,
+        events: svc.store.events,
+        messages: svc.db.messages,
+        logger: log.child({ component: 'streams' }),
+        recoveryMaxMessages: config.socketio.recoveryMaxMessages,
+        onStreamEvent: (key, id, event) => server.publish(id, event.event, [event.payload], offsetToken(key, event)),
+        onTenantEvent: (tenantId, event) => onTenantEvent(tenantId, event),
+        onStreamBroken: (_key, id, reason) => {
+          log.warn({ stream: id, reason }, 'stream broken: its sockets reconnect and recover');
+          for (const s of server.sockets()) {
+            if (s.context && streamId(s.context.stream) === id) s.close('server close', CLOSE_CODES.tryAgainLater);
+          }
+        },
+      });
+      const tracker = new PresenceTracker({
+        store: svc.store,
+        nodeId: ctx.nodeId,
+        heartbeatMs: config.presence.heartbeatMs,
+        nodeTimeoutMs: config.presence.nodeTimeoutMs,
+        offlineGraceMs: config.presence.offlineGraceMs,
+        logger: log.child({ component: 'presence' }),
+      });
+      tracker.start();
+      runtime = { svc, hub, tracker };
+      return runtime;
+    })();
+    // A failed start (database down) is retried by the next CONNECT.
+    starting.catch(() => (starting = undefined));
+    return starting;
+  };
+
+  const perIp = ctx.roles.includes('gateway')
+    ? createGatewayLimits(config.limits, async () => (await ctx.services()).store.rateLimiter, log).connect
+    : undefined;
+  const auth = createAuthenticate({
+    config,
+    logger: log,
+    services: async () => (await getRuntime()).svc,
+    hub: () => runtime!.hub,
+    server: () => server,
+    pids,
+    connectPerIp: perIp,
+  });
+  const authenticate: typeof auth = async (info, socket) => {
+    await getRuntime();
+    return auth(info, socket);
+  };
+
+  const onEvent = createEventHandler({ logger: log, services: async () => (await getRuntime()).svc });
+
+  function onConnect(socket: Socket<WsConn>): void {
+    const conn = socket.context!;
+    socket.join(tenantTopic(conn.principal.tenantId));
+    const where = conn.where;
+    conn.where = undefined;
+    if (conn.principal.role === 'agent' || !conn.sessionId || !runtime || !where) return;
+    conn.presence = true;
+    void runtime.tracker.connect({
+      connId: socket.id,
+      tenantId: conn.principal.tenantId,
+      userId: conn.userId,
+      sessionId: conn.sessionId,
+      role: conn.principal.role,
+      connectedAt: new Date().toISOString(),
+      ...where,
+    });
+  }
+
+  function onDisconnect(socket: Socket<WsConn>): void {
+    const conn = socket.context;
+    if (!conn || !runtime) return;
+    if (conn.attached) {
+      conn.attached = false;
+      runtime.hub.release(conn.stream);
+    }
+    // Draining: the entries stay and are swept after the node timeout, so users who reconnect
+    // elsewhere never flap offline.
+    if (conn.presence && !draining) {
+      conn.presence = false;
+      void runtime.tracker.disconnect(conn.principal.tenantId, socket.id);
+    }
+  }
+
+  function onTenantEvent(tenantId: string, event: PassThroughEvent): void {
+    switch (event.type) {
+      case 'typing':
+      case 'read': {
+        const { type, ...payload } = event;
+        server.publish(`t:${tenantId}:conv:${event.sessionId}`, type, [payload]);
+        server.publish(watchTopic(tenantId, event.sessionId), type, [payload]);
+        return;
+      }
+      case 'broadcast':
+        server.publish(tenantTopic(tenantId), 'meta_broadcast', [{ event: event.event, data: event.data }]);
+        return;
+      case 'revoke':
+        for (const s of server.sockets()) {
+          const c = s.context;
+          if (c && c.principal.tenantId === tenantId && c.principal.role === 'agent' && c.principal.subject === event.userId) s.disconnect();
+        }
+        return;
+      default: {
+        const never: never = event;
+        log.warn({ event: never }, 'unknown tenant event');
+      }
+    }
+  }
+
+  return {
+    readiness: [],
+    async drain() {
+      draining = true;
+      await runtime?.tracker.drain();
+      server.drain();
+    },
+    async close() {
+      server.close();
+      const rt = runtime;
+      if (rt) await Promise.allSettled([rt.hub.close(), rt.tracker.stop()]);
+    },
+  };
+};
