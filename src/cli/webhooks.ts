@@ -21,6 +21,7 @@ const FOLLOW_WAIT_MS = 20_000;
  * entry ids (`<ms>-<seq>`) by time: O(log(time span)) small reads instead of reading the stream.
  */
 export async function newestJobs(stream: Pick<WebhookStream, 'range'>, n: number, nowMs = Date.now()): Promise<WebhookJob[]> {
+  if (n <= 0) return []; // (COUNT 0 means "no limit" to some readers)
   const head = await stream.range('-', '+', n + 1);
   if (head.length <= n) return head;
   const msOf = (id: string) => Number(id.slice(0, id.indexOf('-')));
@@ -42,6 +43,7 @@ export async function newestJobs(stream: Pick<WebhookStream, 'range'>, n: number
 
 /** Entries after `afterId` (exclusive), oldest first, at most `count`. */
 export async function jobsAfter(stream: Pick<WebhookStream, 'range'>, afterId: string, count: number): Promise<WebhookJob[]> {
+  if (count <= 0) return [];
   const page = await stream.range(afterId, '+', count + 1);
   return (page[0]?.id === afterId ? page.slice(1) : page).slice(0, count);
 }
