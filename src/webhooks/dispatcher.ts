@@ -111,16 +111,30 @@ export class WebhookDispatcher {
       (err: unknown) => (this.warn(err, 'webhook queue not reachable at start; will join the consumer group when it is'), false),
     );
     this.running = true;
-    const every = (ms: number, fn: () => Promise<void>) => {
-      const t = setInterval(() => void fn().catch((err: unknown) => this.warn(err, 'webhook dispatcher task failed')), ms);
+    const every = (task: string, ms: number, fn: () => Promise<void>) => {
+      let failing = false; // logged once per outage, not at every tick
+      const t = setInterval(
+        () =>
+          void fn().then(
+            () => {
+              if (failing) this.opts.logger.info({ task }, 'webhook dispatcher task works again');
+              failing = false;
+            },
+            (err: unknown) => {
+              if (!failing) this.warn(err, `webhook dispatcher task failed (${task}); retrying`);
+              failing = true;
+            },
+          ),
+        ms,
+      );
       t.unref();
       this.timers.push(t);
     };
     this.readLoop = this.readForever();
-    every(this.opts.retryPollMs ?? 500, () => this.pollRetries());
-    every(Math.max(250, Math.floor(this.opts.claimIdleMs / 2)), () => this.claimStale());
-    every(Math.max(100, Math.floor(this.opts.claimIdleMs / 3)), () => this.keepAlive());
-    every(this.opts.statsIntervalMs ?? 5000, () => this.refreshStats());
+    every('retries', this.opts.retryPollMs ?? 500, () => this.pollRetries());
+    every('claim', Math.max(250, Math.floor(this.opts.claimIdleMs / 2)), () => this.claimStale());
+    every('keep-alive', Math.max(100, Math.floor(this.opts.claimIdleMs / 3)), () => this.keepAlive());
+    every('stats', this.opts.statsIntervalMs ?? 5000, () => this.refreshStats());
     void this.refreshStats().catch(() => undefined);
     this.opts.logger.info({ consumer: this.opts.consumer, queue: this.opts.queue.kind }, 'webhook dispatcher started');
   }
