@@ -20,7 +20,15 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
     call = client(`http://127.0.0.1:${chatd.ports.public}`);
     key = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).gatewayApiKey;
-  }, 90_000);
+    // The embedded database is created in the background at start (seconds; minutes on a loaded
+    // machine): wait until the node says it is ready rather than racing it.
+    const deadline = Date.now() + 240_000;
+    while (Date.now() < deadline) {
+      const r = await fetch(`http://127.0.0.1:${chatd.ports.public}/readyz`).catch(() => undefined);
+      if (r?.status === 200) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+  }, 300_000);
   afterAll(async () => {
     await chatd?.stop('SIGKILL');
   });
@@ -80,8 +88,17 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     const forbidden = await call('GET', '/api/chat/messages?tenantId=demo&sessionId=s-1', { token: visitor });
     expect([forbidden.status, forbidden.body.code]).toEqual([403, 'session_forbidden']);
 
+    const user = await runChatd(['token', 'issue', '--tenant', 'demo', '--user', 'u@demo.example', '--json'], { cwd });
+    expect(user.code, user.stderr).toBe(0);
+    const userToken = JSON.parse(user.stdout).token as string;
+    expect(JSON.parse(Buffer.from(userToken.split('.')[1]!, 'base64url').toString())).toMatchObject({ role: 'user', sub: 'u@demo.example' });
+    const own = await call('GET', '/api/chat/messages?tenantId=demo&userId=u%40demo.example', { token: userToken });
+    expect(own.status, JSON.stringify(own.body)).toBe(200);
+    const notOwn = await call('GET', '/api/chat/messages?tenantId=demo&userId=someone', { token: userToken });
+    expect([notOwn.status, notOwn.body.code]).toEqual([403, 'forbidden']);
+
     const bad = await runChatd(['token', 'issue', '--tenant', 'bad tenant'], { cwd });
     expect(bad.code).not.toBe(0);
     expect(bad.stderr.trim()).toBe('chatd: --tenant "bad tenant" must match [A-Za-z0-9_-]{1,128}');
-  });
+  }, 240_000); // five CLI processes: slow on a loaded machine
 });

@@ -144,7 +144,11 @@ export interface InProcessServer {
 }
 
 /** Starts chatd in this process with `raw` as its config file (validated like one), roles `roles`. */
-export async function startInProcess(raw: Record<string, unknown>, roles: Role[] = ['api']): Promise<InProcessServer> {
+export async function startInProcess(
+  raw: Record<string, unknown>,
+  roles: Role[] = ['api'],
+  opts: { waitReady?: boolean } = {},
+): Promise<InProcessServer> {
   const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-api-'));
   const { config } = await loadConfig({
     cwd,
@@ -169,6 +173,14 @@ export async function startInProcess(raw: Record<string, unknown>, roles: Role[]
     cors: corsPolicyFor(config),
   });
   const port = server.ports.api ?? server.ports.public;
+  // The role opens the store and the database in the background; the embedded database takes
+  // seconds to create (minutes on a loaded machine). Tests start once the node is ready.
+  const deadline = Date.now() + 240_000;
+  while (Date.now() < deadline) {
+    const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (r?.status === 200 || opts.waitReady === false) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     config,

@@ -60,7 +60,7 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
     });
     call = client(srv.url);
     store = await srv.store();
-  });
+  }, 300_000);
   afterAll(async () => {
     await srv?.stop();
   });
@@ -514,8 +514,10 @@ describe.skipIf(!ready)('api role rate limits (Redis)', () => {
 });
 
 /**
- * A TCP proxy in front of PostgreSQL that, when armed, cuts both connections at the moment a
- * COMMIT passes — before the server sees it. The client cannot know whether it committed.
+ * A TCP proxy in front of PostgreSQL that, when armed, cuts both connections at the moment the
+ * COMMIT of a transaction that inserted messages passes — before the server sees it (other
+ * transactions, such as the outbox relay's sweeps, go through). The client cannot know whether it
+ * committed.
  */
 async function commitCutter(target: { host: string; port: number }) {
   const net = await import('node:net');
@@ -525,8 +527,12 @@ async function commitCutter(target: { host: string; port: number }) {
   const server = net.createServer((client) => {
     const upstream = net.connect(target);
     sockets.add(client).add(upstream);
+    let insertedMessages = false;
     client.on('data', (chunk) => {
-      if (armed && /commit/i.test(chunk.toString('latin1'))) {
+      const text = chunk.toString('latin1');
+      if (/insert into messages/i.test(text)) insertedMessages = true;
+      if (/\bcommit\b/i.test(text) && !(armed && insertedMessages)) insertedMessages = false;
+      if (armed && insertedMessages && /\bcommit\b/i.test(text)) {
         armed = false;
         cuts++;
         client.destroy();
@@ -608,7 +614,7 @@ describe.skipIf(!ready)('api role started while PostgreSQL is unreachable', () =
       redis: { url: REDIS_URL, prefix: uniquePrefix('apidown') },
       database: { url: `postgres://postgres@127.0.0.1:${port}/test`, schema: uniqueSchema('apidown'), autoMigrate: true, connectTimeoutMs: 2000 },
       tenants: tenantsConfig(),
-    });
+    }, ['api'], { waitReady: false });
   });
   afterAll(async () => {
     await srv?.stop();
