@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { io } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHATD_BIN, runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../helpers/services.js';
@@ -69,6 +70,40 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
     const sent = await post('/webchat/message', token as string, { text, tenantId: 'demo', sessionId, fingerprint: `fp-${sessionId}` });
     return sent.messageId as string;
   }
+
+  it('presence ls lists a connected visitor from the server\'s memory store, and no one once it left', async () => {
+    const r = await fetch(`${base}/api/chat/anonymous-token`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tenantId: 'demo', sessionId: 's-online' }),
+    });
+    const { token } = (await r.json()) as { token: string };
+    const socket = io(base, {
+      transports: ['websocket'],
+      reconnection: false,
+      auth: { apiKey: key, token, sessionId: 's-online', fingerprint: 'fp-online', domain: 'shop.example', origin: 'https://shop.example', url: 'https://shop.example/cart' },
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('connect_error', reject);
+      });
+      let listed: { tenantId: string; users: { userId: string; sessionId: string; domain: string; url: string }[] } = { tenantId: '', users: [] };
+      for (let i = 0; i < 30 && listed.users.length === 0; i++) {
+        const json = await runChatd(['presence', 'ls', 'demo', '--json'], { cwd });
+        expect(json.code, json.stderr).toBe(0);
+        listed = JSON.parse(json.stdout);
+      }
+      expect(listed.users).toEqual([expect.objectContaining({ userId: 's-online', sessionId: 's-online', domain: 'shop.example', url: 'https://shop.example/cart' })]);
+      const table = await runChatd(['presence', 'ls', 'demo'], { cwd });
+      expect(table.stdout).toMatch(/^USERID\s+SESSIONID\s+CONNECTEDAT\s+DOMAIN\s+ORIGIN\s+URL\ns-online\s+s-online\s+\S+\s+shop\.example\s+https:\/\/shop\.example\s+https:\/\/shop\.example\/cart\n$/);
+    } finally {
+      socket.disconnect();
+    }
+    let after = '';
+    for (let i = 0; i < 30 && after !== 'no one is online in tenant demo\n'; i++) after = (await runChatd(['presence', 'ls', 'demo'], { cwd })).stdout;
+    expect(after).toBe('no one is online in tenant demo\n');
+  }, SLOW);
 
   it('presence ls answers for a tenant with no one online, as a line and as JSON', async () => {
     const table = await runChatd(['presence', 'ls', 'demo'], { cwd });
