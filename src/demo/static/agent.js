@@ -115,6 +115,7 @@
       v.last = m.createdAt;
       if (m.sessionId === current) {
         list.add(m);
+        if (m.sender.type !== 'agent') $('typing').textContent = '';
         if (m.sender.type !== 'agent') socket.emit('read', { sessionId: current, messageId: m.id });
       } else if (m.sender.type !== 'agent') {
         v.unread += 1;

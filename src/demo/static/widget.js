@@ -63,6 +63,7 @@
       var m = payload.message;
       if (m.sessionId !== sessionId) return;
       list.add(m);
+      if (m.sender.type === 'agent') $('typing').textContent = '';
       if (m.sender.type === 'agent') socket.emit('read', { sessionId: sessionId, messageId: m.id });
     });
     socket.on('typing', function (t) {
