@@ -7,6 +7,9 @@ import { RedisStore } from './redis/redis-store.js';
 
 export type StoreKind = Store['kind'];
 
+/** Upper bound of the memory store's webhook jobs stream (entries kept in the heap). */
+export const MEMORY_WEBHOOK_STREAM_MAX = 10000;
+
 export function storeKind(config: Config): StoreKind {
   return config.redis.url || config.redis.sentinel ? 'redis' : 'memory';
 }
@@ -22,7 +25,12 @@ export async function createStore(config: Config, logger: Logger, nodeId: string
   switch (kind) {
     case 'memory':
       return new MemoryStore(
-        { agentHistorySize: config.socketio.agentHistorySize, webhookStreamMaxLen: config.webhooks.streamMaxLen },
+        {
+          agentHistorySize: config.socketio.agentHistorySize,
+          // In process the jobs live in the heap, and the only consumer (this process's dispatcher)
+          // follows them as they come: a smaller bound keeps RSS flat (~1 KB per job).
+          webhookStreamMaxLen: Math.min(config.webhooks.streamMaxLen, MEMORY_WEBHOOK_STREAM_MAX),
+        },
         log,
       );
     case 'redis': {
