@@ -22,13 +22,13 @@ const supported = process.platform === 'linux' && process.arch === 'x64' && proc
 const SLOW = 300_000;
 const UWS_FILE = /uws_linux_x64_115-[0-9a-f]{16}\.node$/;
 
-/** Newest modification time under the inputs of the binary. */
+/** Newest modification time of the binary's inputs (sources, packaging scripts, dependencies). */
 function newestSource(): number {
   let newest = 0;
   const walk = (p: string) => {
     const st = statSync(p);
     if (st.isDirectory()) for (const e of readdirSync(p)) walk(path.join(p, e));
-    else newest = Math.max(newest, st.mtimeMs);
+    else if (!/\.(test|int\.test|scenarios)\.ts$/.test(p)) newest = Math.max(newest, st.mtimeMs); // tests are not in the binary
   };
   for (const p of ['src', 'scripts/package', 'scripts/esbuild-raw.mjs', 'package.json', 'package-lock.json']) {
     if (existsSync(path.join(ROOT, p))) walk(path.join(ROOT, p));
