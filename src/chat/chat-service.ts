@@ -119,6 +119,8 @@ export const MAX_HISTORY_LIMIT = 200;
 const SESSION_TTL = 24 * 3600;
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
 const USER_ID = /^[A-Za-z0-9_.@-]{1,128}$/;
+/** Token bindings this node remembers (about 100 bytes each). */
+const BINDING_CACHE_SIZE = 50_000;
 
 const validateSend = compileValidator(DomainSendInput);
 
@@ -150,6 +152,33 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     return t;
   };
 
+  // A token's binding never changes once set (SET NX until the token expires), so this node keeps
+  // the ones it has seen: a bound token's every message then costs no Redis round trip for it.
+  const bindings = new Map<string, { sessionId: string; expiresAt: number }>();
+  const remember = (principal: Principal, sessionId: string) => {
+    if (bindings.size >= BINDING_CACHE_SIZE) {
+      // Drop the oldest entry (Map keeps insertion order): a bounded cache, not a leak.
+      bindings.delete(bindings.keys().next().value!);
+    }
+    bindings.set(`${principal.tenantId}:${principal.jti}`, { sessionId, expiresAt: principal.expiresAt });
+  };
+  async function bindingOf(principal: Principal): Promise<string | null> {
+    const key = `${principal.tenantId}:${principal.jti}`;
+    const hit = bindings.get(key);
+    if (hit) {
+      if (hit.expiresAt * 1000 > Date.now()) return hit.sessionId;
+      bindings.delete(key);
+    }
+    const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+    if (bound !== null) remember(principal, bound);
+    return bound;
+  }
+  async function bindTo(principal: Principal, sessionId: string): Promise<string> {
+    const bound = await deps.sessions.bind(principal.tenantId, principal.jti, sessionId, remainingSeconds(principal));
+    remember(principal, bound);
+    return bound;
+  }
+
   /** Whether a conversation may be taken over by this credential (the binding rule). */
   const provesOwnership = (principal: Principal, conv: Conversation, fingerprint: string | undefined) =>
     sameSecret(conv.fingerprint, fingerprint) ||
@@ -173,7 +202,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const r = await deps.messages.ensureConversation(principal.tenantId, sessionId, owner);
     if (r.kind === 'foreign') throw forbidden();
     if (r.kind === 'existing' && !provesOwnership(principal, r.conversation, fingerprint)) throw forbidden();
-    const bound = await deps.sessions.bind(principal.tenantId, principal.jti, sessionId, remainingSeconds(principal));
+    const bound = await bindTo(principal, sessionId);
     if (bound !== sessionId) throw forbidden();
   }
 
@@ -196,7 +225,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (principal.sessionId !== sessionId) throw forbidden();
       return;
     }
-    const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+    const bound = await bindingOf(principal);
     if (bound !== null) {
       if (bound !== sessionId) throw forbidden();
       return;
@@ -215,7 +244,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (principal.sessionId !== sessionId) throw forbidden();
       return true;
     }
-    const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+    const bound = await bindingOf(principal);
     if (bound !== null) {
       if (bound !== sessionId) throw forbidden();
       return true;
@@ -223,7 +252,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     const conv = await deps.messages.getConversation(principal.tenantId, sessionId);
     if (!conv) return false;
     if (!provesOwnership(principal, conv, fingerprint)) throw forbidden();
-    const now = await deps.sessions.bind(principal.tenantId, principal.jti, sessionId, remainingSeconds(principal));
+    const now = await bindTo(principal, sessionId);
     if (now !== sessionId) throw forbidden();
     return true;
   }
@@ -358,7 +387,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       // No sessionId: a visitor or user bound to a session reads it.
       if (principal.role !== 'agent') {
-        const own = principal.sessionId ?? (await deps.sessions.getBinding(principal.tenantId, principal.jti));
+        const own = principal.sessionId ?? (await bindingOf(principal));
         if (own) return deps.messages.history({ ...base, sessionId: own });
         if (principal.role === 'user') return deps.messages.history({ ...base, userId: principal.subject! });
       }
@@ -409,7 +438,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         if (sessionId !== undefined && sessionId !== principal.sessionId) throw forbidden();
         return principal.sessionId;
       }
-      const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
+      const bound = await bindingOf(principal);
       if (bound !== null) {
         if (sessionId !== undefined && sessionId !== bound) throw forbidden();
         return bound;
