@@ -35,10 +35,10 @@ export interface ApiRouteDeps {
 export const API_PATTERNS = ['/api/*', '/webchat/*', '/demo', '/demo/*'] as const;
 
 export function mountApiRoutes(deps: ApiRouteDeps): void {
-  for (const pattern of API_PATTERNS) deps.app.any(pattern, (res, req) => handle(deps, res, readIncoming(res, req), req.getHeader('content-type')));
+  for (const pattern of API_PATTERNS) deps.app.any(pattern, (res, req) => handle(deps, res, readIncoming(res, req)));
 }
 
-function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest, contentType: string): void {
+function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): void {
   const started = process.hrtime.bigint();
   const state = { done: false };
   const abort = new AbortController();
@@ -76,7 +76,7 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest, con
           method: inc.method,
           path: inc.path,
           authorization: inc.headers.authorization,
-          tenantId: namedTenant(parseJson(body, contentType), new URLSearchParams(inc.query)),
+          tenantId: namedTenant(parseJson(body, inc.headers['content-type'] ?? ''), new URLSearchParams(inc.query)),
         },
         deps.keys,
       );

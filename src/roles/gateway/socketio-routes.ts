@@ -195,12 +195,15 @@ function upgrade(deps: SocketioRouteDeps, res: HttpResponse, req: HttpRequest, c
   const run = async () => {
     if (deps.isDraining()) throw new ChatdError('draining');
     checkQueryCredentials(query, { allowSid: true });
-    const candidates: (tried: ReadonlySet<Upstream>) => Upstream | undefined = sid
-      ? await (async () => {
-          const owner = await ownerUpstream(deps, sid);
-          return (tried: ReadonlySet<Upstream>) => (owner && !tried.has(owner) ? owner : undefined);
-        })()
-      : (await deps.limits.connect(ip), (tried: ReadonlySet<Upstream>) => deps.ws.pick(tried));
+    let candidates: (tried: ReadonlySet<Upstream>) => Upstream | undefined;
+    if (sid) {
+      // The session lives on its owner only.
+      const owner = await ownerUpstream(deps, sid);
+      candidates = (tried) => (owner && !tried.has(owner) ? owner : undefined);
+    } else {
+      await deps.limits.connect(ip);
+      candidates = (tried) => deps.ws.pick(tried);
+    }
     const tried = new Set<Upstream>();
     for (;;) {
       const u = candidates(tried);
