@@ -126,6 +126,12 @@ const streamsBroken = new promClient.Counter({
   registers: [registry],
 });
 
+// Shared empty values: most streams (idle conversations) never hold pending or recent events, so they
+// point at these instead of owning empty containers (memory per idle socket counts).
+const NO_PENDING: ReadonlyMap<number, StreamEvent> = new Map();
+const NO_EVENTS: readonly StreamEvent[] = [];
+const READY: Promise<void> = Promise.resolve();
+
 interface StreamState {
   readonly key: StreamKey;
   readonly id: string;
@@ -141,7 +147,7 @@ interface StreamState {
   /** Events ahead of last+1, by offset, waiting for the gap before them. */
   pending: Map<number, StreamEvent>;
   /** Recently delivered events, contiguous, ending at `last`. */
-  ring: StreamEvent[];
+  ring: readonly StreamEvent[];
   ringSize: number;
   filling: Promise<void> | undefined;
   /** Re-read the source from `last` even without a known gap (resubscribed, catching up, overflow). */
@@ -289,8 +295,8 @@ export class StreamHub {
         closed: false,
         last: 0,
         early: [],
-        pending: new Map(),
-        ring: [],
+        pending: NO_PENDING as Map<number, StreamEvent>,
+        ring: NO_EVENTS,
         ringSize: key.kind === 'agents' ? this.ringSizes.agents : this.ringSizes.conversation,
         filling: undefined,
         forceRead: false,
@@ -356,6 +362,7 @@ export class StreamHub {
         : ((await this.opts.messages.getConversation(st.key.tenantId, st.key.sessionId))?.lastSeq ?? 0);
     st.last = head;
     st.initialized = true;
+    st.ready = READY;
     const early = st.early ?? [];
     st.early = undefined;
     early.sort((a, b) => a.offset - b.offset);
@@ -422,9 +429,10 @@ export class StreamHub {
     // Ahead of last+1: hold it until the gap before it is filled from the source.
     if (st.pending.size >= this.maxPending) {
       // Too much to hold: drop the buffer and re-read everything from the source instead.
-      st.pending.clear();
+      st.pending = NO_PENDING as Map<number, StreamEvent>;
       st.forceRead = true;
     } else {
+      if (st.pending === NO_PENDING) st.pending = new Map();
       st.pending.set(e.offset, e);
     }
     this.fill(st);
@@ -432,8 +440,9 @@ export class StreamHub {
 
   private deliver(st: StreamState, e: StreamEvent): void {
     st.last = e.offset;
-    st.ring.push(e);
-    if (st.ring.length > 2 * st.ringSize) st.ring.splice(0, st.ring.length - st.ringSize);
+    const ring = st.ring === NO_EVENTS ? (st.ring = []) : (st.ring as StreamEvent[]);
+    ring.push(e);
+    if (ring.length > 2 * st.ringSize) ring.splice(0, ring.length - st.ringSize);
     try {
       this.opts.onStreamEvent(st.key, st.id, e);
     } catch (err) {
@@ -448,6 +457,7 @@ export class StreamHub {
       this.deliver(st, next);
     }
     for (const offset of st.pending.keys()) if (offset <= st.last) st.pending.delete(offset);
+    if (st.pending.size === 0) st.pending = NO_PENDING as Map<number, StreamEvent>;
   }
 
   /** Starts the stream's fill loop unless it runs already. */
@@ -535,7 +545,7 @@ export class StreamHub {
     streamsBroken.inc({ reason }, lost);
     this.opts.logger.warn({ stream: st.id, from: st.last + 1, to, reason }, 'stream offsets could not be delivered; sockets must recover');
     st.last = to;
-    st.ring = [];
+    st.ring = NO_EVENTS;
     try {
       this.opts.onStreamBroken?.(st.key, st.id, reason);
     } catch (err) {
@@ -548,7 +558,7 @@ export class StreamHub {
     streamsBroken.inc({ reason: 'stream_reset' });
     this.opts.logger.warn({ stream: st.id, last: st.last, head }, 'stream restarted below the delivered head; sockets must recover');
     st.last = head;
-    st.ring = [];
+    st.ring = NO_EVENTS;
     for (const offset of st.pending.keys()) if (offset <= head) st.pending.delete(offset);
     st.forceRead = true;
     try {
