@@ -9,8 +9,8 @@ const SECRET = 'whsec_delivery_0123456789abcdef';
 
 describe('attemptDelivery', () => {
   let receiver: WebhookReceiver;
-  const agent = createWebhookAgent({ timeoutMs: 500, connectionsPerOrigin: 4 });
-  const attempt = (url: string, timeoutMs = 500, signal = new AbortController().signal) =>
+  const agent = createWebhookAgent({ timeoutMs: 10_000, connectionsPerOrigin: 4 });
+  const attempt = (url: string, timeoutMs = 10_000, signal = new AbortController().signal) =>
     attemptDelivery({ url, secret: SECRET, deliveryId: 'dlv_x', body: '{"a":1}', timeoutMs, signal, dispatcher: agent });
 
   beforeAll(async () => {

@@ -99,12 +99,12 @@ describe.skipIf(!(await hasRedis()))('a dispatcher killed mid-delivery', () => {
       endpoints: () => directory,
       logger: pino({ level: 'silent' }),
       consumer: 'survivor',
-      timeoutMs: 1000,
-      claimIdleMs: 2500,
+      timeoutMs: 5000,
+      claimIdleMs: 6000,
       retry: { baseMs: 100, maxDelayMs: 400, windowMs: 60_000 },
     });
     await survivor.start();
-    await until(() => receiver.received.length === 2, 'the survivor delivered the job', 60_000);
+    await until(() => receiver.received.length >= 2, 'the survivor delivered the job', 60_000);
     const [first, second] = receiver.received;
     expect(second!.deliveryId).toBe(first!.deliveryId);
     expect(second!.deliveryId).toBe(deliveryIdFor('t1', messageId, 'ep1'));

@@ -47,7 +47,7 @@ describe('webhook dispatcher on the memory store', () => {
       overrides: (raw) => {
         raw.dataDir = dir;
         raw.tenants = [{ id: 't1', webhooks: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET }] }];
-        raw.webhooks = { timeoutMs: 1000, retryBaseMs: 100, retryMaxDelayMs: 300, ...webhooks };
+        raw.webhooks = { timeoutMs: 10_000, retryBaseMs: 100, retryMaxDelayMs: 300, ...webhooks };
       },
     });
     store = new MemoryStore({ webhookStreamMaxLen: config.webhooks.streamMaxLen });
@@ -100,7 +100,7 @@ describe('webhook dispatcher on the memory store', () => {
   });
 
   it('retries a 500 with the same delivery id, dead-letters after the window, and replays', async () => {
-    await setup({ retryWindowMs: 500 });
+    await setup({ retryWindowMs: 3000 });
     let mode: 'flaky' | 'down' | 'up' = 'flaky';
     receiver.respond = (_r, i) => (mode === 'up' || (mode === 'flaky' && i > 0) ? { status: 200 } : { status: 500 });
     const m1 = message();

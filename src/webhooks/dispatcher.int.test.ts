@@ -49,8 +49,9 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
         endpoints: () => directory,
         logger,
         consumer,
-        timeoutMs: 1000,
-        claimIdleMs: 2500,
+        // Generous: a loaded machine must not turn a slow answer into a retry (a second delivery).
+        timeoutMs: 10_000,
+        claimIdleMs: 25_000,
         retryPollMs: 50,
         statsIntervalMs: 200,
         retry: { baseMs: 100, maxDelayMs: 400, windowMs: opts.windowMs ?? 60_000 },
@@ -141,7 +142,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
   });
 
   it('dead-letters after the retry window and replays the dead delivery with the same id', async () => {
-    const { start, addJob, keys } = await setup({ windowMs: 600 });
+    const { start, addJob, keys } = await setup({ windowMs: 3000 });
     let healthy = false;
     receiver.respond = () => (healthy ? { status: 200 } : { status: 500, body: 'down for maintenance' });
     const d = await start();

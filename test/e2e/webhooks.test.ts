@@ -37,7 +37,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
       redis: { url: REDIS_URL, prefix },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
       tenants: [{ id: 'acme', apiKeys: [{ key: PUB }], allowedOrigins: ['*'], webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }] }],
-      webhooks: { timeoutMs: 1000, retryBaseMs: 100, retryMaxDelayMs: 200, retryWindowMs: 1500 },
+      webhooks: { timeoutMs: 10_000, retryBaseMs: 100, retryMaxDelayMs: 200, retryWindowMs: 3000 },
     };
     await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
     chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
@@ -118,7 +118,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     const neither = await runChatd(['webhooks', 'replay'], { cwd });
     expect(neither.code).toBe(1);
     expect(neither.stderr.trim()).toBe('chatd: give dead entry ids or --all-dead (not both)');
-  });
+  }, 300_000);
 
   it('exposes the webhook metrics and stops cleanly on SIGTERM with the dispatcher running', async () => {
     const metrics = await (await fetch(`http://127.0.0.1:${chatd.ports.admin}/metrics`)).text();
@@ -148,7 +148,7 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
       admin: { port: 0 },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
       tenants: [{ id: 'acme', apiKeys: [{ key: PUB }], allowedOrigins: ['*'], webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }] }],
-      webhooks: { timeoutMs: 1000 },
+      webhooks: { timeoutMs: 10_000 },
     };
     await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
     chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
@@ -191,5 +191,5 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
     await until(() => receiver.received.length === 2, 'the replayed delivery');
     expect(receiver.received[1]!.deliveryId).toBe(deliveryId);
     expect(verifyWebhook(SECRET, { timestamp: receiver.received[1]!.timestamp, signature: receiver.received[1]!.signature }, receiver.received[1]!.body)).toBe(true);
-  });
+  }, 300_000);
 });
