@@ -83,9 +83,9 @@ export function queueContract(make: () => Promise<QueueHarness>): void {
     const [job] = (await h.queue.claimStale('a', 0, 10)).jobs;
     await sleep(700);
     await h.queue.keepAlive('a', [job!.id]);
-    expect((await h.queue.claimStale('b', 1000, 10)).jobs).toEqual([]); // idle ~0 ms, not 700
-    await sleep(1100);
-    const claimed = await h.queue.claimStale('b', 1000, 10);
+    expect((await h.queue.claimStale('b', 2500, 10)).jobs).toEqual([]); // idle ~0 ms, not 700
+    await sleep(2600);
+    const claimed = await h.queue.claimStale('b', 2500, 10);
     expect(claimed.jobs.map((j) => j.messageId)).toEqual([m]);
     expect(await h.queue.settle('a', job!.id, { retries: [], dead: [] })).toBe(false);
     expect(await h.queue.settle('b', job!.id, { retries: [], dead: [] })).toBe(true);
