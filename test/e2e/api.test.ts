@@ -102,3 +102,17 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     expect(bad.stderr.trim()).toBe('chatd: --tenant "bad tenant" must match [A-Za-z0-9_-]{1,128}');
   }, 240_000); // five CLI processes: slow on a loaded machine
 });
+
+describe('credentials configuration errors', () => {
+  it('one API key configured for two tenants stops start-up with one clear line', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-api-dup-'));
+    await writeFile(
+      path.join(cwd, 'chat-server.yaml'),
+      'server:\n  port: 0\nadmin:\n  enabled: false\ntenants:\n  - id: a\n    apiKeys: [{ key: ck_pub_samesamesamesamesame }]\n  - id: b\n    apiKeys: [{ key: ck_pub_samesamesamesamesame }]\n',
+    );
+    const r = await runChatd(['serve', '--role', 'api'], { cwd });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('chatd: invalid credentials configuration: the same API key is configured for tenants "a" and "b"');
+    expect(r.stderr + r.stdout).not.toContain('ck_pub_samesame');
+  }, 120_000);
+});

@@ -12,7 +12,8 @@
 import type { Logger } from 'pino';
 import type { RoleContext, RoleFactory } from '../../app/types.js';
 import type { Services } from '../../app/services.js';
-import type { Auth } from '../../auth/index.js';
+import { createAuth, type Auth } from '../../auth/index.js';
+import { ConfigError } from '../../config/load.js';
 import type { ApiKeyMatch } from '../../auth/api-keys.js';
 import type { Principal } from '../../auth/jwt.js';
 import { tenantAllowsOrigin, type TenantPolicy } from '../../auth/tenants.js';
@@ -246,6 +247,13 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 }
 
 export const createApiRole: RoleFactory = async (ctx) => {
+  // Keys and JWT settings the schema cannot check (one key in two tenants, unreadable or wrong key
+  // files) stop start-up with one clear line, rather than failing every request later.
+  try {
+    createAuth(ctx.config);
+  } catch (err) {
+    throw new ConfigError(`invalid credentials configuration: ${(err as Error).message}`);
+  }
   // With the gateway in this process its guard already applies the same limits: do not count twice.
   const rateLimit = !ctx.roles.includes('gateway');
   // Open the store and the database now, in the background: the first request should not pay for
