@@ -109,7 +109,7 @@ const deadArgs = (d: DeadInput): string[] => [
   encodeRetry(d.item),
 ];
 
-type Cmd = Pick<Redis, 'eval' | 'evalsha' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
+type Cmd = Pick<Redis, 'eval' | 'evalsha' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xrevrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
 type Blocking = Pick<Redis, 'xreadgroup' | 'quit' | 'disconnect'>;
 
 export interface RedisQueueOptions {
@@ -121,8 +121,8 @@ export interface RedisQueueOptions {
   readonly deadMaxLen: number;
   /**
    * Where a newly created group starts: '$' (default) = jobs appended from now on. Every api node
-   * creates the group before it listens, so no job accepted by a webhook-enabled deployment is
-   * missed, while turning webhooks on for the first time does not replay the stream's history
+   * creates the group before it listens (when Redis is up at start), so no job accepted by a
+   * webhook-enabled deployment is missed, while turning webhooks on for the first time does not replay the stream's history
    * (up to `streamMaxLen` old messages) to a brand-new endpoint. The group persists: jobs appended
    * while every dispatcher is down are delivered when one comes back.
    */
@@ -357,7 +357,7 @@ export class RedisWebhookQueue implements WebhookQueue {
 
   private async listDeadTail(): Promise<{ id: string } | undefined> {
     try {
-      const rows = await (this.opts.redis as unknown as Pick<Redis, 'xrevrange'>).xrevrange(this.keys.dead, '+', '-', 'COUNT', 1);
+      const rows = await this.opts.redis.xrevrange(this.keys.dead, '+', '-', 'COUNT', 1);
       return rows[0] ? { id: rows[0][0] } : undefined;
     } catch (err) {
       wrap(err, 'reading the webhook dead stream');
