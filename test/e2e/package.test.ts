@@ -3,7 +3,7 @@
 // Prints its numbers (build time, size, start-up to the first 200, RSS) for the README.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
-import { chmod, copyFile, link, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -345,6 +345,46 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     expect((await mappedFiles(p.child.pid!)).has(file)).toBe(true);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+  }, SLOW);
+
+  it('runs as a dedicated unprivileged user, as the systemd unit does (state folder, CHATD_CACHE_DIR)', async (ctx) => {
+    if (process.getuid?.() !== 0) ctx.skip('switching to another user needs root');
+    const uid = 65534; // nobody
+    // Like StateDirectory=/CacheDirectory=: folders owned by the user, mode 0700; the database the
+    // first test created is copied in (an initdb is not what this test is about).
+    const state = path.join(base, 'as-user', 'state');
+    const cache = path.join(base, 'as-user', 'cache');
+    await mkdir(cache, { recursive: true, mode: 0o700 });
+    await cp(path.join(zeroConfigHome, '.chatd'), path.join(state, '.chatd'), { recursive: true });
+    await mkdir(path.join(state, 'tmp'));
+    await writeFile(path.join(state, 'chat-server.yaml'), 'server:\n  port: 0\nadmin:\n  port: 0\n');
+    execFileSync('chown', ['-R', `${uid}:${uid}`, path.join(base, 'as-user')]);
+    await chmod(base, 0o755); // mkdtemp made it 0700: let the user reach its folders
+    await chmod(path.join(base, 'as-user'), 0o755);
+    const env = bareEnv(state, { CHATD_CACHE_DIR: cache });
+    const child = spawn(BIN, ['serve', '--role', 'all'], { cwd: state, env, uid, gid: uid, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    running.push({ child, ports: {}, spawnedAt: 0, stdout: () => out, stderr: () => err, exited });
+    const deadline = Date.now() + 240_000;
+    let port: number | undefined;
+    while (port === undefined && Date.now() < deadline && child.exitCode === null) {
+      port = Number(out.match(/"listener":"public"[^\n]*"url":"http:\/\/[^:]+:(\d+)"/)?.[1]) || undefined;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(port, `not listening\nstdout:\n${out}\nstderr:\n${err}`).toBeDefined();
+    const ready = await until200(`http://127.0.0.1:${port}/readyz`);
+    expect(((await ready.json()) as { checks: Record<string, string> }).checks.pglite).toBe('ok');
+    const [addon] = readdirSync(cache);
+    expect(addon).toMatch(UWS_FILE);
+    expect(statSync(path.join(cache, addon!)).uid).toBe(uid);
+    expect((await mappedFiles(child.pid!)).has(path.join(cache, addon!))).toBe(true);
+    expect(err).not.toContain('native module cache'); // the first folder worked
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   }, SLOW);
 
   it('runs migrations against PostgreSQL (pg inside the binary)', async (ctx) => {
