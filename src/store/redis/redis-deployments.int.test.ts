@@ -77,8 +77,63 @@ describe.skipIf(!canRun)('redis deployments', () => {
     // The data is on the master the sentinel named.
     const { Redis } = await import('ioredis');
     const direct = new Redis(masterPort, '127.0.0.1');
+    direct.on('error', () => undefined);
     expect(await direct.dbsize()).toBeGreaterThan(0);
     direct.disconnect();
+  });
+
+  it('follows a Sentinel failover to the new master', async () => {
+    const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
+    const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    run(['--port', String(masterPort), ...common]);
+    run(['--port', String(replicaPort), '--replicaof', '127.0.0.1', String(masterPort), ...common]);
+    await until(async () => (await listening(masterPort)) && (await listening(replicaPort)), 'master and replica');
+    const conf = path.join(dir, 'sentinel-failover.conf');
+    writeFileSync(
+      conf,
+      [
+        `port ${sentinelPort}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor failmaster 127.0.0.1 ${masterPort} 1`,
+        'sentinel down-after-milliseconds failmaster 60000',
+        'sentinel failover-timeout failmaster 10000',
+      ].join('\n') + '\n',
+    );
+    run([conf, '--sentinel']);
+    await until(() => listening(sentinelPort), 'the sentinel');
+    const { Redis } = await import('ioredis');
+    const sentinel = new Redis(sentinelPort, '127.0.0.1');
+    const replica = new Redis(replicaPort, '127.0.0.1');
+    sentinel.on('error', () => undefined);
+    replica.on('error', () => undefined); // the failover resets connections
+    try {
+      // The sentinel must know the replica before it can promote it.
+      await until(async () => ((await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as unknown[]).length > 0, 'the sentinel to see the replica', 60000);
+      await until(async () => (await replica.info('replication')).includes('master_link_status:up'), 'replication');
+      const store = new RedisStore({ sentinel: { name: 'failmaster', nodes: [`127.0.0.1:${sentinelPort}`] }, prefix: uniquePrefix('failover') }, logger);
+      stores.push(store);
+      await store.connect(20000);
+      const t = uid('t');
+      expect((await store.events.publishMessage(message(t, 's'))).agentOffset).toBe(1);
+      await sentinel.call('SENTINEL', 'FAILOVER', 'failmaster');
+      await until(async () => (await replica.info('replication')).includes('role:master'), 'the replica to be promoted', 60000);
+      // Writes reach the new master (after READONLY from the demoted one, or a reconnect). A write
+      // acknowledged by the old master just before its demotion can be lost: Redis replication is
+      // asynchronous (the outbox in PostgreSQL is what makes messages durable, not Redis).
+      await until(
+        async () => {
+          const m = message(t, 's');
+          await store.events.publishMessage(m);
+          return (await replica.exists(store.keys.published(t, m.id))) === 1;
+        },
+        'a write on the new master',
+        60000,
+      );
+    } finally {
+      sentinel.disconnect();
+      replica.disconnect();
+    }
   });
 
   it('connects over TLS with rediss://', async () => {
