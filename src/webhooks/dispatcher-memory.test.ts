@@ -85,6 +85,12 @@ describe('webhook dispatcher on the memory store', () => {
     expect(await metric('chatd_webhook_attempts_total', { outcome: 'delivered' })).toBeGreaterThanOrEqual(1);
   });
 
+  it('refuses to start when claimIdleMs does not exceed timeoutMs (a live delivery would be taken over)', async () => {
+    await expect(setup({ timeoutMs: 5000, claimIdleMs: 5000 })).rejects.toThrow(
+      'webhooks.claimIdleMs (5000) must be above webhooks.timeoutMs (5000): a job still being delivered would be taken over',
+    );
+  });
+
   it('applies reloaded endpoints to the next delivery', async () => {
     await setup();
     await store.events.publishMessage(message());

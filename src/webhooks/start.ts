@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { RoleContext, RoleFactory } from '../app/types.js';
+import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { createRedisClient, redisOptions, waitReady } from '../store/redis/connection.js';
 import type { Store } from '../store/ports.js';
@@ -69,6 +70,9 @@ export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | '
   const { config } = ctx;
   const directory = endpointDirectory(config);
   if (!directory.any) return undefined;
+  if (claimIdleMsFor(config.webhooks) <= config.webhooks.timeoutMs) {
+    throw new ConfigError(`webhooks.claimIdleMs (${config.webhooks.claimIdleMs}) must be above webhooks.timeoutMs (${config.webhooks.timeoutMs}): a job still being delivered would be taken over`);
+  }
   currentEndpoints = directory;
   const logger = ctx.logger.child({ component: 'webhooks' });
   const services = await ctx.services();
