@@ -18,7 +18,7 @@ describe('gateway checks in process (chatd serve --role all)', () => {
     await writeFile(
       path.join(cwd, 'chat-server.yaml'),
       [
-        'server: { host: 127.0.0.1, port: 0 }',
+        "server: { host: 127.0.0.1, port: 0, trustedProxies: ['127.0.0.1'] }",
         'admin: { port: 0 }',
         'limits:',
         '  httpPerIp: { rate: 0.01, burst: 6 }',
@@ -29,15 +29,21 @@ describe('gateway checks in process (chatd serve --role all)', () => {
     );
     chatd = await spawnChatd({ cwd, timeoutMs: 90_000 });
     base = `http://127.0.0.1:${chatd.ports.public}`;
-  }, 120_000);
+    // The embedded database opens on first use (slow on a loaded machine): warm up from another IP.
+    const deadline = Date.now() + 150_000;
+    while ((await mint(PUB_A, 'a', '192.0.2.99').catch(() => ({ status: 0 }))).status !== 200) {
+      if (Date.now() > deadline) throw new Error('chatd never served a token');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 240_000);
   afterAll(async () => {
     await chatd?.stop('SIGKILL');
   });
 
-  const mint = (key: string | undefined, tenantId: string) =>
+  const mint = (key: string | undefined, tenantId: string, ip = '198.51.100.7') =>
     fetch(`${base}/api/chat/anonymous-token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': ip, ...(key ? { authorization: `Bearer ${key}` } : {}) },
       body: JSON.stringify({ tenantId }),
     }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown>, retryAfter: r.headers.get('retry-after') }));
 
@@ -46,7 +52,7 @@ describe('gateway checks in process (chatd serve --role all)', () => {
     expect(await mint(undefined, 'a')).toMatchObject({ status: 401, body: { code: 'invalid_api_key' } });
     expect(await mint('ck_pub_wrongwrongwrongwrong', 'a')).toMatchObject({ status: 401, body: { code: 'invalid_api_key' } });
     expect(await mint(PUB_B, 'a')).toMatchObject({ status: 403, body: { code: 'tenant_mismatch' } });
-    const q = await fetch(`${base}/api/chat/messages?tenantId=a&access_token=x`);
+    const q = await fetch(`${base}/api/chat/messages?tenantId=a&access_token=x`, { headers: { 'x-forwarded-for': '198.51.100.7' } });
     expect([q.status, ((await q.json()) as { code: string }).code]).toEqual([400, 'credentials_in_query']);
     // Five requests so far from this IP (burst 6, refused ones count): one more passes, the next is
     // refused by the in-process guard (the api role leaves per-IP limits to it).

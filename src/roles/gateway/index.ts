@@ -43,15 +43,18 @@ export function gatewayRateLimiter(config: Config, store: RoleContext['store']):
   }
 }
 
-/** The in-process form of the gateway's HTTP checks (`--role all`): a router guard. */
-export function gatewayGuards(keys: Pick<ApiKeyRegistry, 'lookup'>, limits: GatewayLimits): Guard[] {
+/**
+ * The in-process form of the gateway's HTTP checks (`--role all`): a router guard. `keys` is read
+ * per request, so it follows the process's reloadable key set (Services.auth).
+ */
+export function gatewayGuards(keys: () => Promise<Pick<ApiKeyRegistry, 'lookup'>>, limits: GatewayLimits): Guard[] {
   const check = async (req: Req) => {
     // Every request counts against its IP, refused ones too (a flood of bad requests is a flood).
     await limits.httpIp(req.ip);
     checkQueryCredentials(req.query);
     const { key } = precheck(
       { method: req.method, path: req.path, authorization: req.headers.authorization, tenantId: namedTenant(req.body, req.query) },
-      keys,
+      await keys(),
     );
     if (key) await limits.httpKey(key.keyId);
   };
@@ -60,14 +63,15 @@ export function gatewayGuards(keys: Pick<ApiKeyRegistry, 'lookup'>, limits: Gate
 
 export const createGatewayRole: RoleFactory = async (ctx) => {
   const { config, logger } = ctx;
-  const keys = createApiKeyRegistry(config);
   const limits = createGatewayLimits(config.limits, gatewayRateLimiter(config, ctx.store), logger);
   const inProcess = ctx.roles.includes('api') && ctx.roles.includes('ws') && ctx.roles.includes('gateway');
   if (inProcess) {
-    for (const guard of gatewayGuards(keys, limits)) ctx.router.addGuard(guard);
+    // The api role opens the services anyway: share its (reloadable) key set.
+    for (const guard of gatewayGuards(async () => (await ctx.services()).auth.apiKeys, limits)) ctx.router.addGuard(guard);
     return { readiness: [], async drain() {}, async close() {} };
   }
-  return proxyGateway(ctx, keys, limits, logger);
+  // A gateway-only process opens no database: its own key set, from the config it started with.
+  return proxyGateway(ctx, createApiKeyRegistry(config), limits, logger);
 };
 
 function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLimits, logger: Logger): RoleInstance {
