@@ -117,6 +117,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
 
   try {
+    if (opts.serviceFactories.checkDatabase && opts.roles.some((r) => r === 'api' || r === 'ws')) {
+      await opts.serviceFactories.checkDatabase(config, log);
+    }
     for (const plan of planListeners(config, opts.roles)) {
       const app = uws.App();
       apps.push(app);

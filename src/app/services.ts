@@ -24,6 +24,12 @@ export interface Services {
 export interface ServiceFactories {
   createStore(config: Config, logger: Logger, nodeId: string): Promise<Store>;
   openDatabase(config: Config, logger: Logger): Promise<Database>;
+  /**
+   * Runs before the listeners of a process that needs the database (api, ws): throws for faults
+   * that waiting cannot cure (the embedded folder held by another process, pending migrations
+   * without database.autoMigrate), so serve stops with the message instead of running never ready.
+   */
+  checkDatabase?(config: Config, logger: Logger): Promise<void>;
 }
 
 /**

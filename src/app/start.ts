@@ -5,7 +5,7 @@ import type { Config, Role } from '../config/schema.js';
 import { serve, type RunningServer } from './serve.js';
 import type { RoleFactory } from './types.js';
 import { createStore } from '../store/index.js';
-import { openDatabase } from '../db/index.js';
+import { checkDatabase, openDatabase } from '../db/index.js';
 import { createApiRole } from '../roles/api/index.js';
 import { withWebhooks } from '../webhooks/start.js';
 import { createWsRole } from '../roles/ws/index.js';
@@ -34,7 +34,7 @@ export async function startChatd(opts: StartOptions): Promise<RunningServer> {
     roles: opts.roles,
     logger: opts.logger,
     roleFactories: ROLE_FACTORIES,
-    serviceFactories: { createStore, openDatabase },
+    serviceFactories: { createStore, openDatabase, checkDatabase },
     cors: corsPolicyFor(opts.config),
     adminEndpoints,
     listenerMounts: [demoMount],

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 
-const CLEAR_ERRORS = new Set(['ConfigError', 'CliError', 'ListenError', 'NativeUwsError', 'DependencyError', 'ChatdError', 'MigrationError']);
+const CLEAR_ERRORS = new Set(['ConfigError', 'CliError', 'ListenError', 'NativeUwsError', 'DependencyError', 'ChatdError', 'MigrationError', 'DatabaseLockedError']);
 
 export interface GlobalOptions {
   config?: string;

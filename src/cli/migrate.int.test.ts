@@ -47,13 +47,30 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     expect(down.code).toBe(0);
     expect(JSON.parse(down.stdout).steps).toEqual([{ name: '0001_init', direction: 'down', status: 'done' }]);
     expect((await runChatd(args('migrate', 'status'), { cwd, env })).stdout).toMatch(/0001_init\s+pending/);
-  });
+  }, 300_000);
+
+  it('serve refuses to start on pending migrations and names the command to run', async () => {
+    const fresh = uniqueSchema('cliserve');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-migrate-serve-'));
+    fs.writeFileSync(path.join(dir, 'chat-server.yaml'), `database:\n  schema: ${fresh}\nserver:\n  port: 0\nadmin:\n  port: 0\n`);
+    try {
+      const r = await runChatd(['serve', '--role', 'api'], { cwd: dir, env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 1 pending migration(s): 0001_init; run \`chatd migrate up\``);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      const c = new pg.Client({ connectionString: DATABASE_URL });
+      await c.connect();
+      await c.query(`drop schema if exists ${fresh} cascade`);
+      await c.end();
+    }
+  }, 300_000);
 
   it('an unreachable database is one clear line and exit code 1', async () => {
     const r = await runChatd(['migrate', 'status'], { cwd, env: { DATABASE_URL: 'postgres://u:secret@127.0.0.1:1/x' } });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('chatd: postgres: cannot connect to postgres://u:***@127.0.0.1:1/x: connect ECONNREFUSED 127.0.0.1:1');
-  });
+  }, 300_000);
 });
 
 describe('chatd migrate (embedded)', () => {
@@ -81,5 +98,5 @@ describe('chatd migrate (embedded)', () => {
     } finally {
       lock.release();
     }
-  });
+  }, 300_000);
 });

@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.js';
 import { DependencyError } from '../errors.js';
 import { dbFlushDuration, dbFlushSize } from '../observability/metrics.js';
 import { KyselyDatabase, type Dialect } from './database.js';
-import { lockDir } from './dir-lock.js';
+import { DatabaseLockedError, lockDir, lockHolder } from './dir-lock.js';
 import { Migrations, MigrationError } from './migrations.js';
 import { createPglite, isInitialised } from './pglite.js';
 import { createPostgresPool, redactUrl } from './postgres.js';
@@ -20,7 +20,7 @@ import type { Tables } from './schema.js';
 export type { Database } from './ports.js';
 export { KyselyDatabase } from './database.js';
 export { MigrationError } from './migrations.js';
-export { DatabaseLockedError } from './dir-lock.js';
+export { DatabaseLockedError };
 
 /** What the database needs from the config (tests and the CLI pass just this). */
 export type DatabaseConfig = Pick<Config, 'database' | 'dataDir'>;
@@ -98,10 +98,7 @@ export async function openDatabase(config: DatabaseConfig, logger: Logger, opts:
         const steps = await migrations.up();
         log.info({ applied: steps.map((s) => s.name), location }, 'database migrated');
       } else {
-        throw new MigrationError(
-          `the database ${location}${schema ? ` (schema ${schema})` : ''} has ${pending.length} pending migration(s): ${pending.join(', ')}; ` +
-            'run `chatd migrate up` (or set database.autoMigrate: true) and start again',
-        );
+        throw pendingError(location, schema, pending);
       }
     }
   } catch (err) {
@@ -119,4 +116,45 @@ export async function openDatabase(config: DatabaseConfig, logger: Logger, opts:
       opts.onFlush?.(size, ms);
     },
   });
+}
+
+/**
+ * A quick check before `serve` starts listening, for the two faults waiting cannot cure: the
+ * embedded folder held by another process, and a PostgreSQL database with pending migrations and no
+ * database.autoMigrate. Both throw (serve stops with the message). A PostgreSQL that cannot be
+ * reached is not fatal here: the node starts, reports not ready, and opens the database when it can.
+ */
+export async function checkDatabase(config: DatabaseConfig, logger: Logger): Promise<void> {
+  if (!config.database.url) {
+    const dir = embeddedDir(config);
+    const holder = lockHolder(dir);
+    if (holder !== null && holder !== process.pid) throw new DatabaseLockedError(dir, holder);
+    return;
+  }
+  if (config.database.autoMigrate) return;
+  let opened: OpenedKysely;
+  try {
+    opened = await openKysely(config, logger);
+  } catch (err) {
+    if (err instanceof DependencyError) return;
+    throw err;
+  }
+  try {
+    const pending = await (await Migrations.open(opened.kysely as Kysely<unknown>, opened.schema)).pending();
+    if (pending.length > 0) {
+      throw pendingError(opened.location, opened.schema, pending);
+    }
+  } catch (err) {
+    if (err instanceof MigrationError) throw err;
+    logger.warn({ err: { message: (err as Error).message } }, 'could not check the database migrations at start; continuing');
+  } finally {
+    await opened.kysely.destroy().catch(() => undefined);
+  }
+}
+
+function pendingError(location: string, schema: string | undefined, pending: readonly string[]): MigrationError {
+  return new MigrationError(
+    `the database ${location}${schema ? ` (schema ${schema})` : ''} has ${pending.length} pending migration(s): ${pending.join(', ')}; ` +
+      'run `chatd migrate up` (or set database.autoMigrate: true) and start again',
+  );
 }

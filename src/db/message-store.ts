@@ -357,7 +357,7 @@ export class KyselyMessageStore implements MessageStore {
   }
 
   async history(q: HistoryQuery): Promise<HistoryPage> {
-    const limit = Math.max(1, Math.min(MAX_PAGE, Math.floor(q.limit)));
+    const limit = Number.isFinite(q.limit) ? Math.max(1, Math.min(MAX_PAGE, Math.floor(q.limit))) : MAX_PAGE;
     const cursor = q.before === undefined ? undefined : decodeCursor(q.before);
     try {
       if (q.sessionId !== undefined) {
@@ -399,12 +399,14 @@ export class KyselyMessageStore implements MessageStore {
   }
 
   async since(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]> {
-    const n = Math.max(1, Math.min(MAX_PAGE, Math.floor(limit)));
+    const n = Number.isFinite(limit) ? Math.max(1, Math.min(MAX_PAGE, Math.floor(limit))) : MAX_PAGE;
+    // seq is an integer column: anything past its range means "nothing after it".
+    const after = Number.isFinite(afterSeq) ? Math.max(0, Math.min(2_147_483_647, Math.floor(afterSeq))) : 0;
     try {
       const { rows } = await sql<MessageRow>`
         select ${MESSAGE_COLUMNS}
         from conversations c join messages m on m.conversation_id = c.id
-        where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.seq > ${Math.max(0, Math.floor(afterSeq))}::int
+        where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.seq > ${after}::int
         order by m.seq
         limit ${n}`.execute(this.#db);
       return rows.map(rowToMessage);
