@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { GroupCommit, type Settled } from './group-commit.js';
+
+/** A flush the test completes by hand, recording each batch. */
+function manualFlush() {
+  const batches: number[][] = [];
+  const release: (() => void)[] = [];
+  const flush = (items: readonly number[]) =>
+    new Promise<Settled<number>[]>((resolve) => {
+      batches.push([...items]);
+      release.push(() => resolve(items.map((i) => (i < 0 ? { ok: false as const, error: new Error(`bad ${i}`) } : { ok: true as const, value: i * 10 }))));
+    });
+  return { batches, release, flush };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('GroupCommit', () => {
+  it('flushes a lone item at once (no timer) and queues arrivals for the next flush', async () => {
+    const m = manualFlush();
+    const gc = new GroupCommit(m.flush, { maxBatch: 100 });
+    const first = gc.submit(1);
+    expect(m.batches).toEqual([[1]]); // started synchronously
+    const later = [gc.submit(2), gc.submit(3), gc.submit(4)];
+    await tick();
+    expect(m.batches).toEqual([[1]]); // waiting for the flush in flight
+    m.release[0]!();
+    expect(await first).toBe(10);
+    await tick();
+    expect(m.batches).toEqual([[1], [2, 3, 4]]);
+    m.release[1]!();
+    expect(await Promise.all(later)).toEqual([20, 30, 40]);
+  });
+
+  it('respects maxBatch and settles each item with its own result', async () => {
+    const m = manualFlush();
+    const gc = new GroupCommit(m.flush, { maxBatch: 2 });
+    const all = [1, 2, -3, 4, 5].map((i) => gc.submit(i).then((v) => `ok ${v}`, (e: Error) => e.message));
+    for (let i = 0; i < 3; i++) {
+      await tick();
+      m.release[i]!();
+    }
+    expect(await Promise.all(all)).toEqual(['ok 10', 'ok 20', 'bad -3', 'ok 40', 'ok 50']);
+    expect(m.batches).toEqual([[1], [2, -3], [4, 5]]);
+    await gc.idle();
+  });
+
+  it('a flush that throws fails its own batch only', async () => {
+    let calls = 0;
+    const gc = new GroupCommit<number, number>(
+      async (items) => {
+        calls++;
+        if (calls === 1) throw new Error('boom');
+        return items.map((i) => ({ ok: true as const, value: i }));
+      },
+      { maxBatch: 10 },
+    );
+    const a = gc.submit(1);
+    const b = gc.submit(2);
+    await expect(a).rejects.toThrow('boom');
+    await expect(b).resolves.toBe(2);
+  });
+});
