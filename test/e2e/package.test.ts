@@ -186,7 +186,7 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     return dir;
   }
 
-  it('prints its version and build commit with no node on PATH', async () => {
+  it('prints its version and build commit, and the same commands as the node build, with no node on PATH', async () => {
     const cwd = await freshFolder('version');
     expect(existsSync(path.join(emptyBin, 'node'))).toBe(false);
     const t0 = performance.now();
@@ -195,6 +195,12 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     expect(r.stderr).toBe(''); // no SEA warning, no require() warning
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toMatch(new RegExp(`^chatd ${pkg.version.replace(/\./g, '\\.')} \\(([0-9a-f]{7,}|unknown)\\) node v20\\.`));
+    // Every command of the CLI is in the binary: its help is the node_modules build's, word for word.
+    const help = await run(BIN, ['--help'], { cwd, env: bareEnv(cwd) });
+    const nodeHelp = await run(process.execPath, [path.join(ROOT, 'bin', 'chatd'), '--help'], { cwd, env: { PATH: process.env.PATH } });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('serve');
+    expect(help.stdout).toBe(nodeHelp.stdout);
   }, SLOW);
 
   let zeroConfigHome: string;
