@@ -347,6 +347,8 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.secB, body }), 403, 'tenant_mismatch');
       expectError(await call('POST', '/api/chat/agent-token', { token: 'ck_sec_nopenopenopenopenope', body }), 401, 'invalid_api_key');
       expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body: { tenantId: 'tenantA' } }), 400, 'validation_failed');
+      expectError(await call('POST', '/api/chat/agent-token', { body: {} }), 401, 'invalid_api_key');
+      expectError(await call('POST', '/api/chat/broadcast', { body: {} }), 401, 'invalid_api_key');
       expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body: { tenantId: 'tenantA', userId: 'has space' } }), 400, 'invalid_id');
     });
 

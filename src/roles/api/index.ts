@@ -111,13 +111,18 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     }
   };
 
-  /** The key presented for a tenant (401/403 per ApiKeyRegistry.authorize), rate-limited per key. */
-  const keyFor = async (svc: Pick<Services, 'auth' | 'store'>, req: Req, tenantId: string, need: 'publishable' | 'secret') => {
+  /**
+   * The key presented (401 `invalid_api_key` when missing or unknown, before anything else about
+   * the request), rate-limited per key; `authorize` then checks it against the body's tenant.
+   */
+  const presentedKey = async (svc: Pick<Services, 'auth' | 'store'>, req: Req) => {
     const presented = bearerOf(req);
     const found = svc.auth.apiKeys.lookup(presented);
     if (!found) throw new ChatdError('invalid_api_key');
     await keyLimit(svc, found);
-    return svc.auth.apiKeys.authorize(presented, tenantId, need);
+    return {
+      authorize: (tenantId: string, need: 'publishable' | 'secret') => svc.auth.apiKeys.authorize(presented, tenantId, need),
+    };
   };
 
   /** The JWT's principal, checked against the tenant's origins. */
@@ -134,12 +139,9 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 
   router.post('/api/chat/anonymous-token', async (req) => {
     const svc = await begin(req);
-    const presented = bearerOf(req);
-    const found = svc.auth.apiKeys.lookup(presented);
-    if (!found) throw new ChatdError('invalid_api_key');
-    await keyLimit(svc, found);
+    const key = await presentedKey(svc, req);
     const body = parseAnonymous(req.body);
-    svc.auth.apiKeys.authorize(presented, body.tenantId, 'publishable');
+    key.authorize(body.tenantId, 'publishable');
     const tenant = tenantFor(svc.auth, body.tenantId);
     checkOrigin(tenant, req);
     const ttl = config.auth.visitorTokenTtlSeconds;
@@ -156,8 +158,9 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 
   router.post('/api/chat/agent-token', async (req) => {
     const svc = await begin(req);
+    const key = await presentedKey(svc, req);
     const body = parseAgent(req.body);
-    await keyFor(svc, req, body.tenantId, 'secret');
+    key.authorize(body.tenantId, 'secret');
     checkOrigin(tenantFor(svc.auth, body.tenantId), req);
     const minted = await svc.auth.tokens.mint({
       tenantId: body.tenantId,
@@ -171,8 +174,9 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 
   router.post('/api/chat/broadcast', async (req) => {
     const svc = await begin(req);
+    const key = await presentedKey(svc, req);
     const body = parseBroadcast(req.body);
-    await keyFor(svc, req, body.tenantId, 'secret');
+    key.authorize(body.tenantId, 'secret');
     checkOrigin(tenantFor(svc.auth, body.tenantId), req);
     await svc.store.bus.publish(body.tenantId, { type: 'broadcast', event: body.event, data: body.data ?? null });
     return { body: { success: true } };
