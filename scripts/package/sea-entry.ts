@@ -9,10 +9,13 @@
 import sea from 'node:sea';
 import { cacheCandidates, loadNativeFromCache, type LoadedNative } from './native-cache.js';
 
-/** sha256 of the embedded addon, set by scripts/package/build.mjs (esbuild define). */
+/** The addon's asset name (`uws_linux_x64_115.node`), set by scripts/package/build.mjs (esbuild define). */
 declare const __CHATD_UWS_ASSET__: string;
 
-/** What the entry set up, for diagnostics (`/proc/<pid>/maps` shows the same file mapped). */
+/**
+ * What the entry set up, on globalThis.__chatdEmbedded for diagnostics (a debugger, or a status
+ * endpoint that wants to show it); `/proc/<pid>/maps` shows the same file mapped.
+ */
 export interface EmbeddedInfo {
   uws?: { file: string; skipped: readonly string[]; written: boolean };
 }
