@@ -14,6 +14,7 @@ import { ChatdError } from '../errors.js';
 import { createStore } from '../store/index.js';
 import type { Store, TenantEvent } from '../store/ports.js';
 import { createChatService, type ChatService } from './chat-service.js';
+import { assertSchema } from '../roles/api/api-harness.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
 const log = pino({ level: 'silent' });
@@ -117,6 +118,8 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
       const published = events.filter((e) => e.type === 'message');
       expect(published).toHaveLength(1);
       expect(published[0]).toMatchObject({ type: 'message', message: { id: r.messageId } });
+      // What the ws role emits from it matches the published event schema.
+      assertSchema('event.server.meta_message_created.schema.json', { message: (published[0] as { message: unknown }).message });
       expect(await store.webhooks.length()).toBe(before + 1);
       while ((await db.outbox.pendingCount()) > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
       expect(await db.outbox.pendingCount()).toBe(0);
@@ -150,6 +153,10 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
       expect(events).toContainEqual({ type: 'typing', sessionId: s, sender: { type: 'agent', id: 'ag-1' }, isTyping: true });
       expect(events).toContainEqual({ type: 'read', sessionId: s, messageId: reply.messageId, reader: { type: 'visitor', id: s } });
       expect((await db.messages.readPointers('tA', s)).map((p) => p.readerId)).toEqual([`visitor:${s}`]);
+      for (const e of events) {
+        const { type, ...payload } = e as TenantEvent & Record<string, unknown>;
+        if (type === 'typing' || type === 'read') assertSchema(`event.server.${type}.schema.json`, payload);
+      }
     } finally {
       await unsubscribe();
     }
