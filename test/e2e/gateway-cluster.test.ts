@@ -64,7 +64,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
   const env = { JWT_SECRET };
   const start = async (name: string, role: string, listener: string, extra: Record<string, unknown> = {}) => {
     const cwd = await configFor(name, extra);
-    procs[name] = await spawnChatd({ cwd, env, args: ['serve', '--role', role], waitFor: [listener, 'admin'], timeoutMs: 60_000 });
+    procs[name] = await spawnChatd({ cwd, env, args: ['serve', '--role', role], waitFor: [listener, 'admin'], timeoutMs: 120_000 });
     return procs[name]!;
   };
 
@@ -84,7 +84,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
       const m = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
       return (m.match(/chatd_gateway_upstream_healthy\{group="ws",[^}]*\} 1/g) ?? []).length === 2;
     }, 'both ws nodes healthy at the gateway');
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     for (const s of sockets) s.close();
@@ -125,7 +125,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
   let agent: Socket;
   const agentReceived: string[] = [];
 
-  it('the widget flow through the gateway; the two ws nodes take sessions in turn', async () => {
+  it('the widget flow through the gateway; the two ws nodes take sessions in turn', { timeout: 180_000 }, async () => {
     const minted = await post('/api/chat/agent-token', SEC, { tenantId: TENANT, userId: 'agent-1' });
     expect(minted.status, JSON.stringify(minted.body)).toBe(200);
     agent = io(gateway, { auth: { token: minted.body.token }, transports: ['websocket'], reconnectionDelay: 200, reconnectionDelayMax: 1000 });
@@ -179,7 +179,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
     await eventually(() => v0.received.includes(sent.body.messageId as string), 'the HTTP message on the socket');
   });
 
-  it('a ws node killed mid-test: its clients reconnect through the gateway to the other node and lose nothing', async () => {
+  it('a ws node killed mid-test: its clients reconnect through the gateway to the other node and lose nothing', { timeout: 180_000 }, async () => {
     const onWs1 = visitors.filter((v) => v.socket.io.engine.id.startsWith('ws1.'));
     expect(onWs1.length).toBeGreaterThan(0);
     await procs.ws1!.stop('SIGKILL');

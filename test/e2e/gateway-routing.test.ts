@@ -55,7 +55,7 @@ async function startGateway(opts: GatewayOptions): Promise<ChatdProcess> {
     opts.extra ?? '',
   ].join('\n');
   await writeFile(path.join(cwd, 'chat-server.yaml'), yaml);
-  return spawnChatd({ cwd, args: ['serve', '--role', 'gateway'], waitFor: ['gateway', 'admin'] });
+  return spawnChatd({ cwd, args: ['serve', '--role', 'gateway'], waitFor: ['gateway', 'admin'], timeoutMs: 90_000 });
 }
 
 let ipSeq = 0;
@@ -93,7 +93,7 @@ describe('gateway: HTTP to api nodes', () => {
     a2 = await startApiStandIn('api-2');
     gw = await startGateway({ api: [a1.url, a2.url], ws: [] });
     base = `http://127.0.0.1:${gw.ports.gateway}`;
-  }, 60_000);
+  }, 120_000);
   afterAll(async () => {
     await gw?.stop('SIGKILL');
     await Promise.all([a1?.close(), a2?.close()]);
@@ -178,7 +178,7 @@ describe('gateway: HTTP to api nodes', () => {
 });
 
 describe('gateway: upstream failures', () => {
-  it('retries a request that never reached a dead node on a live one, and answers 502 when none is left', async () => {
+  it('retries a request that never reached a dead node on a live one, and answers 502 when none is left', { timeout: 180_000 }, async () => {
     const alive = await startApiStandIn('alive');
     const dead = `http://127.0.0.1:${await freePort()}`;
     const gw = await startGateway({ api: [dead, alive.url], ws: [], extra: 'log:\n  level: info' });
@@ -203,7 +203,7 @@ describe('gateway: upstream failures', () => {
 });
 
 describe.skipIf(!(await hasRedis()))('gateway: limits shared through Redis', () => {
-  it('two gateways share one per-IP bucket; another IP is unaffected', async () => {
+  it('two gateways share one per-IP bucket; another IP is unaffected', { timeout: 180_000 }, async () => {
     const api = await startApiStandIn('shared');
     const extra = `redis:\n  url: ${REDIS_URL}\n  prefix: "${uniquePrefix('gwrl')}"`;
     const [g1, g2] = await Promise.all([startGateway({ api: [api.url], ws: [], extra }), startGateway({ api: [api.url], ws: [], extra })]);
@@ -241,7 +241,7 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
     n2 = await startWsStandIn('wsnode2');
     gw = await startGateway({ api: [], ws: [n1.url, n2.url] });
     base = `http://127.0.0.1:${gw.ports.gateway}`;
-  }, 60_000);
+  }, 120_000);
   afterAll(async () => {
     for (const s of sockets) s.disconnect();
     await gw?.stop('SIGKILL');
@@ -318,7 +318,7 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
     expect(err.data).toBeUndefined();
   });
 
-  it('a node that dies: its clients reconnect through the gateway to the other node', async () => {
+  it('a node that dies: its clients reconnect through the gateway to the other node', { timeout: 180_000 }, async () => {
     const n3 = await startWsStandIn('wsnode3');
     const gw2 = await startGateway({ api: [], ws: [n3.url, n2.url] });
     try {
@@ -375,7 +375,7 @@ describe('gateway: websocket backpressure', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     gw = await startGateway({ api: [], ws: [`http://127.0.0.1:${(server.address() as AddressInfo).port}`] });
     base = `ws://127.0.0.1:${gw.ports.gateway}/socket.io/?EIO=4&transport=websocket`;
-  }, 60_000);
+  }, 120_000);
   afterAll(async () => {
     await gw?.stop('SIGKILL');
     for (const c of wss?.clients ?? []) c.terminate();

@@ -9,7 +9,7 @@ import { readBody } from '../../http/router.js';
 import { httpDuration, httpRequests } from '../../observability/metrics.js';
 import type { HttpResponse, TemplatedApp } from '../../uws.js';
 import { checkQueryCredentials, isProtected, namedTenant, precheck, redactQuery } from './credentials.js';
-import { forward, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
+import { forward, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from './http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
 import { writeError, type CorsHeaders } from './respond.js';
 import type { UpstreamGroup } from './upstreams.js';
@@ -24,6 +24,7 @@ export interface ApiRouteDeps {
   readonly keys: Pick<ApiKeyRegistry, 'lookup'>;
   readonly limits: GatewayLimits;
   readonly clientIp: ClientIpResolver;
+  readonly trusted: PeerTrust;
   readonly cors: CorsHeaders;
   readonly logger: Logger;
   readonly bodyLimitBytes: number;
@@ -35,7 +36,7 @@ export interface ApiRouteDeps {
 export const API_PATTERNS = ['/api/*', '/webchat/*', '/demo', '/demo/*'] as const;
 
 export function mountApiRoutes(deps: ApiRouteDeps): void {
-  for (const pattern of API_PATTERNS) deps.app.any(pattern, (res, req) => handle(deps, res, readIncoming(res, req)));
+  for (const pattern of API_PATTERNS) deps.app.any(pattern, (res, req) => handle(deps, res, readIncoming(res, req, deps.trusted)));
 }
 
 function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): void {

@@ -2,12 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { upstreamHeaders, type IncomingRequest } from './http-proxy.js';
 import { sendableCode } from './ws-pipe.js';
 
-const inc = (headers: Record<string, string>): IncomingRequest => ({
+const inc = (headers: Record<string, string>, peerTrusted = false): IncomingRequest => ({
   method: 'POST',
   path: '/webchat/message',
   query: '',
   headers,
   peer: '10.1.2.3',
+  peerTrusted,
   requestId: 'rid-1',
 });
 
@@ -39,11 +40,18 @@ describe('upstreamHeaders', () => {
     });
   });
 
-  it('appends the peer to an existing X-Forwarded-For and keeps the proto and host of an outer proxy', () => {
-    const h = upstreamHeaders(inc({ 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'chat.example', host: 'internal:3000' }));
+  it('appends the peer to X-Forwarded-For; keeps proto and host only from a trusted proxy', () => {
+    const outer = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'chat.example', host: 'internal:3000' };
+    const h = upstreamHeaders(inc(outer, true));
     expect(h['x-forwarded-for']).toBe('203.0.113.9, 10.1.2.3');
     expect(h['x-forwarded-proto']).toBe('https');
     expect(h['x-forwarded-host']).toBe('chat.example');
+    // From an untrusted peer, its proto/host claims are replaced (X-Forwarded-For is appended to:
+    // the next hop walks it from the right, through trusted proxies only).
+    const spoofed = upstreamHeaders(inc(outer, false));
+    expect(spoofed['x-forwarded-for']).toBe('203.0.113.9, 10.1.2.3');
+    expect(spoofed['x-forwarded-proto']).toBe('http');
+    expect(spoofed['x-forwarded-host']).toBe('internal:3000');
   });
 });
 

@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { errors as undiciErrors } from 'undici';
 import { ChatdError } from '../../errors.js';
 import { statusLine } from '../../http/router.js';
-import { peerAddress } from '../../http/client-ip.js';
+import { isIPv6 } from 'node:net';
+import { peerAddress, trustedProxyList } from '../../http/client-ip.js';
 import type { HttpRequest, HttpResponse } from '../../uws.js';
 import type { Upstream, UpstreamGroup } from './upstreams.js';
 
@@ -24,24 +25,38 @@ export interface IncomingRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** The TCP peer (appended to X-Forwarded-For). */
   readonly peer: string;
+  /** Whether the peer is a trusted proxy (`server.trustedProxies`): only then are its X-Forwarded-Proto/Host kept. */
+  readonly peerTrusted: boolean;
   readonly requestId: string;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Whether a peer address is a trusted proxy. */
+export type PeerTrust = (ip: string) => boolean;
+
+/** The PeerTrust of `server.trustedProxies`. */
+export function peerTrust(trustedProxies: readonly string[]): PeerTrust {
+  if (trustedProxies.length === 0) return () => false;
+  const list = trustedProxyList(trustedProxies);
+  return (ip) => list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
+}
+
 /** Reads a uWS request into an IncomingRequest. Call synchronously in the handler. */
-export function readIncoming(res: HttpResponse, req: HttpRequest): IncomingRequest {
+export function readIncoming(res: HttpResponse, req: HttpRequest, trusted: PeerTrust = () => false): IncomingRequest {
   const headers: Record<string, string> = {};
   req.forEach((k, v) => {
     headers[k] = v;
   });
   const given = headers['x-request-id'];
+  const peer = peerAddress(res);
   return {
     method: req.getMethod().toUpperCase(),
     path: req.getUrl(),
     query: req.getQuery() ?? '',
     headers,
-    peer: peerAddress(res),
+    peer,
+    peerTrusted: trusted(peer),
     requestId: given && REQUEST_ID.test(given) ? given : randomUUID(),
   };
 }
@@ -76,8 +91,12 @@ export function upstreamHeaders(inc: IncomingRequest, extra: Readonly<Record<str
   }
   const xff = inc.headers['x-forwarded-for'];
   out['x-forwarded-for'] = xff ? `${xff}, ${inc.peer}` : inc.peer;
-  out['x-forwarded-proto'] = inc.headers['x-forwarded-proto'] ?? 'http';
-  if (inc.headers.host) out['x-forwarded-host'] = inc.headers['x-forwarded-host'] ?? inc.headers.host;
+  // From anyone but a trusted proxy these are claims about itself: replaced, not passed on.
+  const outer = (name: string) => (inc.peerTrusted ? inc.headers[name] : undefined);
+  out['x-forwarded-proto'] = outer('x-forwarded-proto') ?? 'http';
+  const host = outer('x-forwarded-host') ?? inc.headers.host;
+  if (host) out['x-forwarded-host'] = host;
+  else delete out['x-forwarded-host'];
   out['x-request-id'] = inc.requestId;
   return { ...out, ...extra };
 }

@@ -14,6 +14,7 @@ import type { RoleContext, RoleFactory, RoleInstance } from '../../app/types.js'
 import type { RateLimiter } from '../../store/ports.js';
 import { storeKind } from '../../store/index.js';
 import { mountApiRoutes } from './api-routes.js';
+import { peerTrust } from './http-proxy.js';
 import { checkQueryCredentials, namedTenant, precheck, PROTECTED_PREFIXES } from './credentials.js';
 import { createNodeRegistry } from './node-registry.js';
 import { createGatewayLimits, LocalRateLimiter, type GatewayLimits } from './rate-limits.js';
@@ -87,6 +88,7 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
   const ws = new UpstreamGroup({ name: 'ws', urls: upstreams.ws, healthCheckIntervalMs: upstreams.healthCheckIntervalMs, logger });
   const registry = createNodeRegistry(config, logger);
   const clientIp = createClientIpResolver(config.server.trustedProxies);
+  const trusted = peerTrust(config.server.trustedProxies);
   const cors = (origin: string | undefined) => ctx.router.corsHeaders(origin);
   let draining = false;
   const isDraining = () => draining;
@@ -97,6 +99,7 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
     keys,
     limits,
     clientIp,
+    trusted,
     cors,
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
@@ -109,6 +112,7 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
     registry,
     limits,
     clientIp,
+    trusted,
     cors,
     logger,
     path: config.socketio.path,

@@ -22,7 +22,7 @@ import type { Config, Role } from '../../config/schema.js';
 import { ChatdError, toChatdError } from '../../errors.js';
 import { readBody } from '../../http/router.js';
 import type { HttpRequest, HttpResponse } from '../../uws.js';
-import { forward, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
+import { forward, peerTrust, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
 import { createNodeRegistry, type NodeRegistry } from './node-registry.js';
 import { writeError, writeUnknownSid, type CorsHeaders } from './respond.js';
 import { ownerOfSid } from './sid.js';
@@ -80,6 +80,7 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
   const registry = opts.registry ?? createNodeRegistry(config, logger);
   const peers = new UpstreamGroup({ name: 'ws', urls: [], healthCheckIntervalMs: 0, logger });
   const cors: CorsHeaders = opts.cors ?? (() => ({}));
+  const trusted = peerTrust(config.server.trustedProxies);
   const ttlMs = Math.max(3 * config.presence.heartbeatMs, 15_000);
   const pollTimeoutMs = config.socketio.pingIntervalMs + config.socketio.pingTimeoutMs + 5_000;
   let timer: NodeJS.Timeout | undefined;
@@ -155,7 +156,7 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
       if (!query.includes('sid=')) return false;
       const owner = ownerOfSid(new URLSearchParams(query).get('sid'));
       if (!owner || owner === nodeId) return false;
-      relay(res, readIncoming(res, req), owner);
+      relay(res, readIncoming(res, req, trusted), owner);
       return true;
     },
     start() {

@@ -13,7 +13,7 @@ import { httpRequests, promClient, registry } from '../../observability/metrics.
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from './credentials.js';
-import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
+import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from './http-proxy.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { GatewayLimits } from './rate-limits.js';
 import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from './respond.js';
@@ -33,6 +33,7 @@ export interface SocketioRouteDeps {
   readonly registry: NodeRegistry;
   readonly limits: GatewayLimits;
   readonly clientIp: ClientIpResolver;
+  readonly trusted: PeerTrust;
   readonly cors: CorsHeaders;
   readonly logger: Logger;
   /** The Socket.IO path, with its trailing slash (config.socketio.path). */
@@ -98,7 +99,7 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
       pipe.close(ws, code);
     },
   });
-  deps.app.any(pattern, (res, req) => polling(deps, res, readIncoming(res, req)));
+  deps.app.any(pattern, (res, req) => polling(deps, res, readIncoming(res, req, deps.trusted)));
 
   return {
     open: () => sockets.size,
@@ -175,7 +176,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
 }
 
 function upgrade(deps: SocketioRouteDeps, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
-  const inc = readIncoming(res, req);
+  const inc = readIncoming(res, req, deps.trusted);
   const key = inc.headers['sec-websocket-key'] ?? '';
   const extensions = inc.headers['sec-websocket-extensions'] ?? '';
   const protocols = (inc.headers['sec-websocket-protocol'] ?? '')
