@@ -105,6 +105,9 @@ export const createWsRole: RoleFactory = async (ctx) => {
     return starting;
   };
 
+  // Open them now, in the background: the first CONNECT should not wait for the database.
+  getRuntime().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'ws role: services not available yet; retried on the next CONNECT'));
+
   const perIp = ctx.roles.includes('gateway')
     ? createGatewayLimits(config.limits, async () => (await ctx.services()).store.rateLimiter, log).connect
     : undefined;
@@ -183,7 +186,8 @@ export const createWsRole: RoleFactory = async (ctx) => {
   }
 
   return {
-    readiness: [],
+    // Ready once the store, the database and this node's stream hub are up.
+    readiness: [{ name: 'ws', check: async () => void (await getRuntime()) }],
     async drain() {
       draining = true;
       await runtime?.tracker.drain();

@@ -17,7 +17,7 @@ export interface Node {
 }
 
 export async function startNode(raw: Record<string, unknown>, roles: Role[] = ['gateway', 'api', 'ws']): Promise<Node> {
-  const srv = await startInProcess({ tenants: tenantsConfig(), auth: { jwtSecret: JWT_SECRET }, ...raw }, roles);
+  const srv = await startInProcess({ tenants: tenantsConfig(), auth: { jwtSecret: JWT_SECRET }, ...raw }, roles, { waitReady: roles.includes('api') });
   const ports = srv.server.ports;
   const api = `http://127.0.0.1:${ports.public ?? ports.api}`;
   const ws = `http://127.0.0.1:${ports.public ?? ports.ws}`;
