@@ -482,6 +482,7 @@ export class StreamHub {
       this.opts.logger.debug({ stream: st.id, after: st.last, pending: st.pending.size, forced }, 'stream fill read');
       let page: SourcePage;
       try {
+        if (forced && (await this.numberingRestarted(st))) continue;
         page = await this.read(st.key, st.last, this.pageSize);
       } catch (err) {
         st.forceRead ||= forced;
@@ -553,13 +554,28 @@ export class StreamHub {
     }
   }
 
-  /** The source's numbering restarted at `head` (< last): deliver from there on. */
+  /**
+   * Whether the agent stream's numbering restarted under this node (Redis lost its data and new
+   * events reached our offset again): the event the source now has at `last` is not the one this
+   * node delivered there. Then the stream is reset to the source's head.
+   */
+  private async numberingRestarted(st: StreamState): Promise<boolean> {
+    const mine = st.ring[st.ring.length - 1];
+    if (st.key.kind !== 'agents' || !mine || mine.offset !== st.last) return false;
+    const theirs = (await this.read(st.key, st.last - 1, 1)).events[0];
+    if (!theirs || theirs.offset !== st.last || eventTag(theirs) === eventTag(mine)) return false;
+    this.reset(st, await this.opts.events.agentHead(st.key.tenantId));
+    return true;
+  }
+
+  /** The source's numbering restarted (its head is `head`): deliver from there on. */
   private reset(st: StreamState, head: number): void {
     streamsBroken.inc({ reason: 'stream_reset' });
-    this.opts.logger.warn({ stream: st.id, last: st.last, head }, 'stream restarted below the delivered head; sockets must recover');
+    this.opts.logger.warn({ stream: st.id, last: st.last, head }, 'the agent stream restarted its numbering (Redis lost its data); sockets must recover');
     st.last = head;
     st.ring = NO_EVENTS;
-    for (const offset of st.pending.keys()) if (offset <= head) st.pending.delete(offset);
+    // Buffered events may belong to either numbering: re-read them from the source instead.
+    st.pending = NO_PENDING as Map<number, StreamEvent>;
     st.forceRead = true;
     try {
       this.opts.onStreamBroken?.(st.key, st.id, 'stream_reset');
