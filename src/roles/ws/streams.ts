@@ -29,7 +29,9 @@
 //     so the client retries.
 //   - `hub.recover(key, afterOffset, limit)` → `{ events, complete }`: a plain read of the stream's
 //     history (no state, no reference) for pacing a large replay page by page before the final
-//     `attach` (which then only has the tail to hand over).
+//     `attach` (which then only has the tail to hand over). afterOffset: the client's token or a number.
+//   - `offsetToken(key, event)` / `parseOffsetToken(token)`: the offset string sent with each event
+//     (a conversation's seq; for the agent stream `<offset>~<tag>`, see offsetToken).
 //   - `onStreamEvent(key, id, event)`: called once per node per stream event, strictly in offset order,
 //     never twice for one offset; turn it into ONE serialized frame, with `offsetToken(key, event)` as
 //     its last argument (a string: the Socket.IO recovery offset), published to the topic named by
