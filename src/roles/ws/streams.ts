@@ -15,7 +15,8 @@
 //   const hub = new StreamHub({ bus, events, messages, logger, onStreamEvent, onTenantEvent, onStreamBroken });
 //   - `await hub.attach(key, afterOffset | undefined, sink, { limit })` when a socket starts following
 //     a stream (new socket: afterOffset undefined; recovery: the offset string the client sent back,
-//     as is; `since` cursor: the seq as a number). `sink({ events, complete, offset })` is called SYNCHRONOUSLY exactly once, at a moment
+//     as is; `since` cursor: the seq as a number). `sink({ events, complete, offset })` is called
+//     SYNCHRONOUSLY exactly once, at a moment
 //     when `events` (offset order, all > afterOffset) end at `offset`, the last offset this node has
 //     handed to onStreamEvent for that stream. Inside sink, the protocol layer must: publish any frame
 //     of that stream's topic it still holds in a deferred-flush queue (so the socket does not get it
@@ -39,9 +40,9 @@
 //   - `onTenantEvent(tenantId, event)`: typing, read, broadcast and revoke, as the bus delivered them.
 //   - `onStreamBroken(key, id, reason)`: the node could not deliver some offsets of this stream (the
 //     agent history was trimmed past them, the source never had them, or the agent stream restarted
-//     because Redis lost its data): close the stream's sockets'
-//     transports so they reconnect and run recovery (which then reports complete: false). Delivery
-//     continues with the next available offset.
+//     because Redis lost its data): close the stream's sockets' transports so they reconnect and
+//     run recovery (which then reports complete: false). Delivery continues with the next available
+//     offset.
 // Gaps (an event ahead of last+1: a lost bus message, or publish order ≠ commit order) are filled from
 // the source before later events go out; duplicates (offset ≤ last) are dropped; after the bus lost
 // and restored its subscription (`bus.onResubscribed`) every stream re-reads from its last offset.
