@@ -8,6 +8,7 @@ import { emptyMeta, type Sender } from '../chat/message.js';
 import { ChatdError } from '../errors.js';
 import type { KyselyDatabase } from './database.js';
 import { DbOutboxRelay } from './outbox-relay.js';
+import { RetentionSweeper } from './retention.js';
 import type { AcceptResult, NewMessage } from './ports.js';
 import { RecordingEventLog } from './testing/recording-event-log.js';
 
@@ -250,6 +251,24 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect(await db.messages.readPointers(tenant, sid)).toEqual([
         { readerId: 'agent-1', messageId: m2.message.id, seq: 2, at: expect.any(String) },
       ]);
+    });
+
+    it('retention deletes a tenant\'s old messages only, and the conversation keeps counting', async () => {
+      const old = uid('t');
+      const other = uid('t');
+      const sid = uid('s');
+      for (let i = 0; i < 5; i++) created(await db.messages.accept(msg(old, sid, `old ${i}`)));
+      const kept = created(await db.messages.accept(msg(other, uid('s'), 'other tenant')));
+      const sweeper = new RetentionSweeper(db.messages, () => [{ tenantId: old, maxAgeMs: 60_000 }], silent, { batchSize: 2 });
+      // Not old enough yet.
+      expect(await sweeper.sweep(Date.now())).toBe(0);
+      // An hour later: all five go, in batches of two.
+      expect(await sweeper.sweep(Date.now() + 3_600_000)).toBe(5);
+      expect((await db.messages.history({ tenantId: old, sessionId: sid, limit: 10 })).messages).toEqual([]);
+      expect((await db.messages.getConversation(old, sid))!.lastSeq).toBe(5);
+      expect(created(await db.messages.accept(msg(old, sid, 'new'))).message.seq).toBe(6);
+      expect((await db.messages.since(kept.message.tenantId, kept.message.sessionId, 0, 10)).map((m) => m.id)).toEqual([kept.message.id]);
+      await sweeper.stop();
     });
 
     it('writes an outbox row per created message; claimStale hands them out and marks the published ones done', async () => {

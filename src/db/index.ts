@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.js';
 import { DependencyError } from '../errors.js';
 import { dbFlushDuration, dbFlushSize } from '../observability/metrics.js';
 import { KyselyDatabase, type Dialect } from './database.js';
+import { withCatalogIntrospector } from './dialect.js';
 import { DatabaseLockedError, lockDir, lockHolder } from './dir-lock.js';
 import { Migrations, MigrationError } from './migrations.js';
 import { createPglite, isInitialised } from './pglite.js';
@@ -52,7 +53,7 @@ export async function openKysely(config: DatabaseConfig, logger: Logger, opts: O
   const url = config.database.url;
   if (url) {
     const pool = createPostgresPool({ ...config.database, url }, logger);
-    const kysely = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+    const kysely = new Kysely<Tables>({ dialect: withCatalogIntrospector(new PostgresDialect({ pool })) });
     const location = redactUrl(url);
     try {
       const client = await pool.connect();
@@ -71,7 +72,7 @@ export async function openKysely(config: DatabaseConfig, logger: Logger, opts: O
     const started = Date.now();
     const pglite = await createPglite(dir, opts.pglite);
     logger.debug({ dir, ms: Date.now() - started, first }, 'embedded database open');
-    const kysely = new Kysely<Tables>({ dialect: new PGliteDialect(pglite) });
+    const kysely = new Kysely<Tables>({ dialect: withCatalogIntrospector(new PGliteDialect(pglite)) });
     return { kysely, dialect: 'pglite', schema: undefined, location: dir, release: () => lock.release() };
   } catch (err) {
     lock.release();

@@ -437,6 +437,21 @@ export class KyselyMessageStore implements MessageStore {
     }
   }
 
+  async deleteMessagesBefore(tenantId: string, before: Date, limit: number): Promise<number> {
+    try {
+      // SKIP LOCKED: nodes sweeping at once take different rows instead of waiting for each other.
+      const r = await sql`
+        delete from messages where id in (
+          select id from messages
+          where tenant_id = ${tenantId} and created_at < ${before.toISOString()}::timestamptz
+          limit ${Math.max(1, Math.floor(limit))}
+          for update skip locked)`.execute(this.#db);
+      return Number(r.numAffectedRows ?? 0);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+
   async readPointers(tenantId: string, sessionId: string): Promise<{ readerId: string; messageId: string; seq: number; at: string }[]> {
     try {
       const { rows } = await sql<{ reader_id: string; message_id: string; seq: number; updated_at: Date | string }>`

@@ -66,6 +66,11 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       'drop table if exists conversations',
     ]),
   },
+  '0002_retention_index': {
+    // Per-tenant retention (tenants[].retention.messages) deletes by tenant and age.
+    up: statements(['create index messages_tenant_created_idx on messages (tenant_id, created_at)']),
+    down: statements(['drop index if exists messages_tenant_created_idx']),
+  },
 };
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1)!;

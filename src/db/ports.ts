@@ -91,6 +91,11 @@ export interface MessageStore {
   markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean>;
   /** Every reader's pointer in a conversation. */
   readPointers(tenantId: string, sessionId: string): Promise<ReadPointer[]>;
+  /**
+   * Retention: deletes up to `limit` of the tenant's messages created before `before` (their outbox
+   * rows with them); returns how many. Conversations stay, so their seqs keep counting up.
+   */
+  deleteMessagesBefore(tenantId: string, before: Date, limit: number): Promise<number>;
 }
 
 export interface ReadPointer {
