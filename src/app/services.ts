@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Database, OutboxRelay } from '../db/ports.js';
 import { startOutboxRelay } from '../db/outbox-relay.js';
+import { startRetention } from '../db/retention.js';
 import type { Store } from '../store/ports.js';
 import type { ReadinessCheck } from './types.js';
 import { createAuth, type Auth } from '../auth/index.js';
@@ -56,6 +57,8 @@ export async function createServices(
   // Step 4 of "One path for a message": publish after commit and mark the outbox row done; the
   // relay's periodic sweep re-publishes rows left undone (a crash, Redis down): late, never lost.
   const relay = startOutboxRelay(db.outbox, store.events, logger.child({ component: 'outbox-relay' }));
+  // tenants[].retention.messages: old messages are deleted in small batches, on every node.
+  const retention = startRetention(db.messages, config, logger.child({ component: 'retention' }));
   const chat = createChatService({
     tenants: () => auth.tenants,
     messages: db.messages,
@@ -77,7 +80,7 @@ export async function createServices(
     ],
     async close() {
       // The relay first: publishes in flight finish (bounded) while the store and database are open.
-      await relay.stop().catch(() => undefined);
+      await Promise.allSettled([relay.stop(), retention.stop()]);
       await Promise.allSettled([store.close(), db.close()]);
     },
   };

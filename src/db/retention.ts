@@ -51,11 +51,14 @@ export class RetentionSweeper {
     if (this.#timer || this.#policies().length === 0) return this;
     this.#timer = setInterval(() => void this.sweep(), this.#intervalMs);
     this.#timer.unref();
+    // A first pass soon after start (not at once: start-up has enough to do).
+    setTimeout(() => void this.sweep(), Math.min(30_000, this.#intervalMs)).unref();
     return this;
   }
 
   /** One pass over every tenant with a limit; resolves with how many messages were deleted. */
   sweep(now = Date.now()): Promise<number> {
+    if (this.#stopped) return Promise.resolve(0);
     this.#running ??= this.#sweep(now).finally(() => (this.#running = undefined));
     return this.#running;
   }
