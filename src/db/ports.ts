@@ -14,7 +14,7 @@ export interface NewMessage {
 }
 
 export type AcceptResult =
-  /** Stored now; the outbox row was written in the same transaction. */
+  /** Stored now; the outbox row was written in the same transaction (`outboxId` is the message id). */
   | { readonly kind: 'created'; readonly message: ChatMessage; readonly outboxId: string }
   /** Same clientMessageId and same content as an earlier message: that message. */
   | { readonly kind: 'duplicate'; readonly message: ChatMessage }
@@ -132,6 +132,7 @@ export interface Database {
   readonly dialect: 'postgres' | 'pglite';
   /** Throws DependencyError when unreachable (for /readyz). */
   ping(): Promise<void>;
+  /** Lets accepts in flight commit and answer, then closes the pool (or PGlite and its folder lock). */
   close(): Promise<void>;
 }
 
