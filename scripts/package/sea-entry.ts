@@ -3,9 +3,11 @@
 //  - uWebSockets.js's native addon, embedded as a SEA asset, written to a content-hashed file in a
 //    cache folder and dlopen'ed (src/uws.ts picks it up from globalThis.__chatdUws);
 //  - PGlite's wasm modules and data bundle, embedded as assets (src/db/pglite.ts spreads
-//    globalThis.__chatdPgliteAssets into the PGlite options).
+//    globalThis.__chatdPgliteAssets into the PGlite options), and a way to create a database folder
+//    in a child process of the binary (globalThis.__chatdPgliteInitInChild).
 // Both are lazy: `chatd --version` or `chatd config check` neither write nor compile anything, and
 // a host where no cache folder allows executing files can still run the commands that do not serve.
+import { spawn } from 'node:child_process';
 import sea from 'node:sea';
 import { cacheCandidates, loadNativeFromCache, type LoadedNative } from './native-cache.js';
 
@@ -23,8 +25,12 @@ export interface EmbeddedInfo {
 const g = globalThis as {
   __chatdUws?: unknown;
   __chatdPgliteAssets?: Record<string, unknown>;
+  __chatdPgliteInitInChild?: (dir: string, postgresqlconf: readonly string[] | undefined) => Promise<void>;
   __chatdEmbedded?: EmbeddedInfo;
 };
+
+/** Set on a child of the binary that only initialises an embedded database folder, then exits. */
+const PGLITE_INIT_ENV = 'CHATD_INTERNAL_PGLITE_INIT';
 
 /** An asset's bytes without a copy (they stay in the executable's mapped memory). */
 const rawAsset = (key: string) => sea.getRawAsset(key) as ArrayBuffer;
@@ -59,7 +65,7 @@ function installPgliteAssets(): void {
   // The ~10 MB pglite.wasm takes a few hundred ms to compile. For the commands that open the
   // database, compilation starts now on V8's background threads; the getters (read when PGlite is
   // constructed, by a spread) take the finished module, or compile synchronously if it is not ready.
-  const opensDatabase = process.argv.slice(2).some((a) => a === 'serve' || a === 'migrate');
+  const opensDatabase = process.argv.slice(2).some((a) => a === 'serve' || a === 'migrate') || process.env[PGLITE_INIT_ENV] !== undefined;
   const early = (key: string) => {
     const slot: { module?: WebAssembly.Module } = {};
     if (opensDatabase) {
@@ -82,10 +88,48 @@ function installPgliteAssets(): void {
   g.__chatdPgliteAssets = assets;
 }
 
+/**
+ * The first start's initdb peaks near 800 MB, and memory a WebAssembly instance grew is never given
+ * back while its process lives; it also blocks the event loop for seconds. src/db/pglite.ts runs it
+ * in a `node -e` child, which a single binary cannot do: it runs itself instead, with PGLITE_INIT_ENV.
+ */
+function installPgliteInitInChild(): void {
+  g.__chatdPgliteInitInChild = (dir, postgresqlconf) =>
+    new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [], {
+        env: { ...process.env, [PGLITE_INIT_ENV]: JSON.stringify({ dir, postgresqlconf }) },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
+      child.once('error', reject);
+      child.once('exit', (code, signal) => {
+        if (code === 0) resolve();
+        else reject(new Error(`initialising the embedded database in ${dir} failed (${signal ?? `exit code ${code}`}): ${stderr.trim()}`));
+      });
+    });
+}
+
+/** The child's whole job: create the database folder with the embedded assets. */
+async function initialisePglite(spec: string): Promise<void> {
+  const { dir, postgresqlconf } = JSON.parse(spec) as { dir: string; postgresqlconf?: string[] };
+  const { PGlite } = await import('@electric-sql/pglite');
+  const pg = new PGlite({ dataDir: dir, ...(postgresqlconf ? { postgresqlconf } : {}), ...g.__chatdPgliteAssets });
+  await pg.waitReady;
+  await pg.close();
+}
+
 async function main(): Promise<void> {
   if (sea.isSea()) {
+    const initSpec = process.env[PGLITE_INIT_ENV];
+    if (initSpec !== undefined) {
+      installPgliteAssets();
+      await initialisePglite(initSpec);
+      return;
+    }
     installUws();
     installPgliteAssets();
+    installPgliteInitInChild();
   }
   // Imported only now, after the globals exist (esbuild inlines it; no runtime module loading).
   const { run } = await import('../../src/cli/main.js');

@@ -17,6 +17,12 @@ declare global {
    */
   // eslint-disable-next-line no-var
   var __chatdPgliteAssets: Partial<PGliteOptions> | undefined;
+  /**
+   * Set by the single binary, which cannot run `node -e`: initialises a folder in a child process
+   * of itself, with its embedded assets (the same memory reason as initialiseInChild).
+   */
+  // eslint-disable-next-line no-var
+  var __chatdPgliteInitInChild: ((dir: string, postgresqlconf: PGliteOptions['postgresqlconf']) => Promise<void>) | undefined;
 }
 
 /**
@@ -60,7 +66,10 @@ export async function createPglite(dir: string, extra: Partial<PGliteOptions> = 
     ...assets,
   };
   if (isInitialised(dir)) delete options.loadDataDir;
-  else if (!options.loadDataDir && !globalThis.__chatdPgliteAssets) await initialiseInChild(dir, options.postgresqlconf);
+  else if (!options.loadDataDir) {
+    const inChild = globalThis.__chatdPgliteInitInChild ?? (globalThis.__chatdPgliteAssets ? undefined : initialiseInChild);
+    if (inChild) await inChild(dir, options.postgresqlconf);
+  }
   const pg = new PGlite(options);
   await pg.waitReady;
   return pg;
