@@ -1,10 +1,11 @@
 // Memory per idle authenticated Socket.IO connection on chatd (issue 5's budget: <= 1 KB of JS heap).
 //
 //   node scripts/bench/ws-memory.mjs [--n 10000] [--redis redis://…] [--postgres postgres://…]
+//   node scripts/bench/ws-memory.mjs --target protocol [--n 10000]   (the protocol layer alone)
 //
 // Starts chatd (--role all; embedded defaults unless --redis/--postgres) in a process with
-// --expose-gc, opens a baseline of connections, then N in total from load-generator processes
-// (scripts/bench/loadgen.mjs idle: visitor tokens with a session each, websocket transport), and
+// --expose-gc, opens a baseline of connections, then N in total from this process (visitor tokens
+// minted here with the shared secret, each bound to its own session; websocket transport), and
 // reports (heap and RSS at N - at baseline) / (N - baseline) after full GCs. The baseline keeps
 // one-time costs (code, JIT, the tenant's state) out of the per-connection figure.
 import { fork } from 'node:child_process';
@@ -14,19 +15,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { kill, rssBytes, sleep, spawnPinned, waitForLine } from './lib/proc.mjs';
+import { randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
+import WebSocket from 'ws';
+import { rssBytes, sleep, waitForLine } from './lib/proc.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: o } = parseArgs({
-  options: { n: { type: 'string', default: '10000' }, base: { type: 'string', default: '1000' }, redis: { type: 'string' }, postgres: { type: 'string' } },
+  options: { target: { type: 'string', default: 'chatd' }, n: { type: 'string', default: '10000' }, base: { type: 'string', default: '1000' }, redis: { type: 'string' }, postgres: { type: 'string' } },
 });
 const N = Number(o.n);
 const BASE = Number(o.base);
 const JWT_SECRET = 'bench-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 const API_KEY = 'ck_pub_benchbenchbenchbench0001';
-const PER_PROCESS = 5000;
 
-const port = await new Promise((resolve) => {
+let port = await new Promise((resolve) => {
   const s = net.createServer().listen(0, '127.0.0.1', () => {
     const { port: p } = s.address();
     s.close(() => resolve(p));
@@ -47,9 +50,13 @@ writeFileSync(
   ].join('\n') + '\n',
 );
 
-const server = fork(path.join(here, 'lib/heap-server.mjs'), ['serve', '--role', 'all'], { cwd: dir, execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+const protocolOnly = o.target === 'protocol';
+const server = protocolOnly
+  ? fork(path.join(here, 'lib/protocol-server.mjs'), [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+  : fork(path.join(here, 'lib/heap-server.mjs'), ['serve', '--role', 'all'], { cwd: dir, execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+if (protocolOnly) port = Number((await waitForLine(server, /LISTENING (\d+)/, 60_000))[1]);
 server.stdout.resume();
-for (let i = 0; i < 600; i++) {
+for (let i = 0; i < 600 && !protocolOnly; i++) {
   try {
     if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) break;
   } catch {
@@ -63,32 +70,85 @@ const heap = () =>
     server.send('heap');
   });
 const url = `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`;
-const gens = [];
-async function open(count, srcBase) {
-  for (let left = count; left > 0; ) {
-    const n = Math.min(PER_PROCESS, left);
-    const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), '--mode', 'idle', '--url', url, '--n', String(n), '--srcBase', String(srcBase + gens.length), '--apiKey', API_KEY], {
-      env: { ...process.env, JWT_SECRET },
+const secret = new TextEncoder().encode(JWT_SECRET);
+const clients = [];
+let failures = 0;
+const failuresBy = {};
+
+/** One idle client: CONNECT with a visitor token bound to its own session, then answer pings. */
+async function openOne(i) {
+  const sessionId = `mem-${port}-${i}`;
+  const token = o.target === 'protocol'
+    ? 'good'
+    : await new SignJWT({ tid: 'bench', sid: sessionId, role: 'visitor' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('chatd')
+        .setAudience('chatd')
+        .setSubject(sessionId)
+        .setJti(randomUUID())
+        .setIssuedAt()
+        .setExpirationTime('2h')
+        .sign(secret);
+  const auth = { apiKey: API_KEY, token, sessionId, fingerprint: `fp${i}` };
+  return new Promise((resolve, reject) => {
+    // 127.0.0.x source addresses: ephemeral ports per address pair are finite.
+    const ws = new WebSocket(url, { perMessageDeflate: false, localAddress: `127.0.0.${1 + Math.floor(i / 10000)}` });
+    let done = false;
+    const fail = (why) => {
+      if (done) return;
+      done = true;
+      ws.terminate();
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => fail('timeout'), 60_000);
+    ws.on('message', (data) => {
+      const f = data.toString();
+      if (f === '2') return ws.send('3');
+      if (f.startsWith('0')) return ws.send(`40${JSON.stringify(auth)}`);
+      if (f.startsWith('40')) {
+        done = true;
+        clearTimeout(timer);
+        resolve(ws);
+      } else if (f.startsWith('44')) fail(`connect_error ${f.slice(2, 200)}`);
     });
-    gens.push(child);
-    const m = await waitForLine(child, /READY (\d+) failed=(\d+)/, 600_000);
-    if (Number(m[2]) > 0) throw new Error(`${m[2]} connections failed`);
-    left -= n;
-  }
+    ws.on('error', (err) => fail(`error ${err.message}`));
+    ws.on('close', (code) => fail(`closed ${code}`));
+  });
+}
+
+async function open(count) {
+  let next = clients.length;
+  const end = next + count;
+  const worker = async () => {
+    while (next < end) {
+      const i = next++;
+      try {
+        clients.push(await openOne(i));
+      } catch (err) {
+        failures++;
+        const k = err.message.replace(/\d{4}/g, '#');
+        failuresBy[k] = (failuresBy[k] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 100 }, worker));
 }
 
 try {
-  await open(BASE, 1);
+  await open(BASE);
   await sleep(1000);
   const h0 = await heap();
   const r0 = rssBytes(server.pid);
-  await open(N - BASE, 1);
+  await open(N - BASE);
   await sleep(3000);
   const h1 = await heap();
   const r1 = rssBytes(server.pid);
-  const added = N - BASE;
+  const added = clients.length - BASE;
   const result = {
-    connections: N,
+    connections: clients.length,
+    failures,
+    failuresBy,
+    target: o.target,
     store: o.redis ? 'redis' : 'memory',
     database: o.postgres ? 'postgres' : 'pglite',
     heapBytesPerConnection: Math.round((h1.heapUsed - h0.heapUsed) / added),
@@ -99,6 +159,7 @@ try {
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } finally {
-  await Promise.all(gens.map(kill));
+  for (const c of clients) c.terminate();
   server.kill('SIGTERM');
+  process.exit(0);
 }

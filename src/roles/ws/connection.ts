@@ -45,6 +45,7 @@ export interface ConnectDeps {
   readonly connectPerIp: ((ip: string) => Promise<void>) | undefined;
 }
 
+const ROLES = { visitor: 'visitor', user: 'user', agent: 'agent' } as const;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Events per recovery page (each page is read, then sent paced by the socket's backpressure). */
 const REPLAY_PAGE = 200;
@@ -89,24 +90,29 @@ export function createAuthenticate(deps: ConnectDeps) {
 
     // 1. The token: who this is.
     const token = str(auth.token, 8192);
+    // An oversize token is a bad token, as on HTTP, not a missing one.
+    if (!token && typeof auth.token === 'string' && auth.token.length > 8192) throw new ChatdError('token_invalid', 'Invalid token: too long');
     if (!token) throw new ChatdError('missing_credentials', 'Missing token: send auth: { apiKey, token }');
     if (!JWT_SHAPE.test(token)) throw new ChatdError('token_invalid', 'Invalid token: not a JWT (get one from /api/chat/anonymous-token)');
-    const principal = await svc.auth.tokens.verify(token);
+    const verified = await svc.auth.tokens.verify(token);
 
     // 2. The API key: must be this tenant's (agents may come without one).
     const presentedKey = str(auth.apiKey, 512) ?? bearer(info.headers);
-    if (presentedKey !== undefined || principal.role !== 'agent') {
+    if (presentedKey !== undefined || verified.role !== 'agent') {
       const found = svc.auth.apiKeys.lookup(presentedKey);
       if (!found) throw new ChatdError('invalid_api_key');
-      svc.auth.apiKeys.authorize(presentedKey, principal.tenantId);
+      svc.auth.apiKeys.authorize(presentedKey, verified.tenantId);
       await take(svc, `key:${found.keyId}:connect`, config.limits.connectPerKey);
     } else {
-      await take(svc, `agent:${principal.tenantId}:${principal.subject ?? principal.jti}:connect`, config.limits.connectPerKey);
+      await take(svc, `agent:${verified.tenantId}:${verified.subject ?? verified.jti}:connect`, config.limits.connectPerKey);
     }
 
     // 3. The Origin, once the tenant is known.
-    const tenant = svc.auth.tenants.get(principal.tenantId);
+    const tenant = svc.auth.tenants.get(verified.tenantId);
     if (!tenant) throw new ChatdError('token_invalid', 'Invalid token: unknown tenant');
+    // Kept for the connection's life: share the tenant id and role strings instead of holding the
+    // copies parsed out of this token (thousands of sockets per tenant).
+    const principal: Principal = { ...verified, tenantId: tenant.id, role: ROLES[verified.role] };
     if (!tenantAllowsOrigin(tenant, info.origin)) {
       throw new ChatdError('origin_not_allowed', `Origin ${info.origin?.slice(0, 200)} is not allowed for tenant ${tenant.id}`);
     }
