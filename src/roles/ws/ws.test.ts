@@ -12,7 +12,7 @@ beforeAll(async () => {
   node = await startNode({ presence: { offlineGraceMs: 300, heartbeatMs: 200, nodeTimeoutMs: 5000 } });
   // Opens the embedded database (slow on a loaded machine) before the first test's clock starts.
   await visitorToken(node, 'tenantA', KEYS.pubA);
-}, 180_000);
+}, 400_000);
 afterAll(async () => {
   for (const r of recorders) r.socket.disconnect();
   await node?.srv.stop();
