@@ -5,6 +5,18 @@ import path from 'node:path';
 
 export const CHATD_BIN = path.resolve(__dirname, '../../bin/chatd');
 
+// Every chatd this test process started dies with it, even when a hook timed out or the worker is
+// torn down before teardown ran: no server outlives its test file.
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 export interface ChatdProcess {
   readonly child: ChildProcess;
   /** Listener name → port (`public`, `api`, `ws`, `gateway`, `admin`). */
@@ -26,11 +38,11 @@ export interface SpawnOptions {
 }
 
 export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
-  const child = spawn(process.execPath, [CHATD_BIN, ...(opts.args ?? ['serve', '--role', 'all'])], {
+  const child = track(spawn(process.execPath, [CHATD_BIN, ...(opts.args ?? ['serve', '--role', 'all'])], {
     cwd: opts.cwd,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let out = '';
   let err = '';
   const ports: Record<string, number> = {};
@@ -82,11 +94,11 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
 /** Runs a chatd command to completion. */
 export function runChatd(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CHATD_BIN, ...args], {
+    const child = track(spawn(process.execPath, [CHATD_BIN, ...args], {
       cwd: opts.cwd,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
