@@ -11,7 +11,7 @@ const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
-function track(child: ChildProcess): ChildProcess {
+function track<C extends ChildProcess>(child: C): C {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
