@@ -126,6 +126,27 @@ const validateSend = compileValidator(DomainSendInput);
 
 const forbidden = () => new ChatdError('session_forbidden');
 
+/**
+ * How deeply `userInfo` (free-form, stored as JSON) may nest. Without a bound a 64 KB body can nest
+ * ~30k levels, and serialising it for the INSERT overflows the stack inside the group commit, failing
+ * every message of that batch with a 500.
+ */
+export const USER_INFO_MAX_DEPTH = 16;
+
+/** Nesting depth of a JSON value, iteratively (the value may be too deep to recurse into). */
+function nestingDepth(value: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d + 1 > max) max = d + 1;
+    if (max > USER_INFO_MAX_DEPTH) return max;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 /** Fingerprints are the proof of ownership of a session: compare them in constant time. */
 function sameSecret(a: string | null | undefined, b: string | null | undefined): boolean {
@@ -277,6 +298,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       if (text.trim().length === 0) throw validationError([{ path: 'text', message: 'must not be blank' }]);
       if ([...text].length > deps.messageMaxChars) {
         throw validationError([{ path: 'text', message: `must be at most ${deps.messageMaxChars} characters` }]);
+      }
+      if (input.userInfo !== undefined && nestingDepth(input.userInfo) > USER_INFO_MAX_DEPTH) {
+        throw validationError([{ path: 'userInfo', message: `must nest at most ${USER_INFO_MAX_DEPTH} levels deep` }]);
       }
       const fingerprint = input.fingerprint || undefined;
       if (principal.role === 'visitor' && !fingerprint) {
