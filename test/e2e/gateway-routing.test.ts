@@ -40,7 +40,7 @@ async function startGateway(opts: GatewayOptions): Promise<ChatdProcess> {
     `  api: ${JSON.stringify(opts.api)}`,
     `  ws: ${JSON.stringify(opts.ws)}`,
     '  healthCheckIntervalMs: 200',
-    '  requestTimeoutMs: 1500',
+    '  requestTimeoutMs: 5000',
     'socketio:',
     '  pingIntervalMs: 2000',
     '  pingTimeoutMs: 4000',
@@ -146,6 +146,8 @@ describe('gateway: HTTP to api nodes', () => {
       for (let i = 0; i < n; i++) seen.push((await call(base, 'GET', '/api/chat/messages?tenantId=a', { key: JWT })).body.upstream as string);
       return seen;
     };
+    // Both in rotation first (probes on a loaded machine may lag the gateway's start).
+    await eventually(async () => (await upstreamsOf(2)).includes('api-2') && (await upstreamsOf(2)).includes('api-1'), 'both api nodes in rotation');
     const seen = await upstreamsOf(6);
     expect(seen.filter((u) => u === 'api-1')).toHaveLength(3);
     expect(seen.filter((u) => u === 'api-2')).toHaveLength(3);

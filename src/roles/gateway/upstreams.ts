@@ -20,6 +20,8 @@ export interface Upstream {
   healthy: boolean;
   nodeId: string | undefined;
   lastError: string | undefined;
+  /** Failed probes in a row (see probe). */
+  failures: number;
 }
 
 export interface UpstreamGroupOptions {
@@ -78,12 +80,18 @@ export class UpstreamGroup {
   /**
    * The next healthy upstream in rotation, skipping `exclude` (those already tried). Unknown
    * health counts as healthy: an upstream is trusted until a probe or a connection says otherwise.
+   * With none healthy, the unhealthy ones are tried in turn ("panic mode", as Envoy does): health
+   * checks can be wrong, and a request that might succeed beats a certain 502.
    */
   pick(exclude?: ReadonlySet<Upstream>): Upstream | undefined {
+    return this.rotate((u) => u.healthy && !exclude?.has(u)) ?? this.rotate((u) => !exclude?.has(u));
+  }
+
+  private rotate(eligible: (u: Upstream) => boolean): Upstream | undefined {
     const n = this.members.length;
     for (let i = 0; i < n; i++) {
       const u = this.members[(this.next + i) % n]!;
-      if (!u.inRotation || !u.healthy || exclude?.has(u)) continue;
+      if (!u.inRotation || !eligible(u)) continue;
       this.next = (this.next + i + 1) % n;
       return u;
     }
@@ -127,8 +135,10 @@ export class UpstreamGroup {
 
   private async probe(u: Upstream): Promise<void> {
     if (this.closed) return;
-    const timeout = Math.max(500, Math.min(this.opts.healthCheckIntervalMs || 2000, 5000));
+    // Generous: a busy node that answers slowly is still a node that answers.
+    const timeout = Math.min(Math.max(2000, this.opts.healthCheckIntervalMs), 10_000);
     let healthy = false;
+    let answered = false;
     let reason: string | undefined;
     try {
       const r = await u.pool.request({
@@ -141,12 +151,18 @@ export class UpstreamGroup {
       const node = r.headers['x-chatd-node'];
       await r.body.dump();
       if (typeof node === 'string' && node) this.learn(node, u);
+      answered = true;
       healthy = r.statusCode === 200;
       if (!healthy) reason = `readyz answered ${r.statusCode}`;
     } catch (err) {
       reason = (err as Error).message;
     }
     if (this.closed) return;
+    // A node that says it is not ready (draining: 503) leaves at once; one whose probe failed
+    // (timeout, reset) only after two failures in a row — one slow answer on a loaded machine is
+    // no reason to stop routing to it. A refused connection during a request removes it at once.
+    if (!healthy && !answered && u.healthy && ++u.failures < 2) return;
+    if (healthy || answered) u.failures = 0;
     if (healthy !== u.healthy) {
       if (healthy) this.opts.logger.info({ group: this.name, upstream: u.url, node: u.nodeId }, 'upstream healthy: in rotation');
       else this.opts.logger.warn({ group: this.name, upstream: u.url, reason }, 'upstream unhealthy: out of rotation');
@@ -183,6 +199,7 @@ export class UpstreamGroup {
       healthy: true,
       nodeId: undefined,
       lastError: undefined,
+      failures: 0,
     };
     this.members.push(u);
     upstreamHealthy.set({ group: this.name, upstream: u.origin }, 1);
