@@ -20,10 +20,13 @@ import { hasPgBinaries, startCluster, type Cluster as PgCluster } from '../../sr
 import { testDbConfig } from '../../src/db/testing/config.js';
 import { DeliveryChecker, readerFromDb } from '../helpers/delivery-checker.js';
 import { hasRedisServerBinary, OwnRedis } from '../helpers/own-redis.js';
-import { call, Cluster, connected, RedisTap, TENANT_A, Traffic, until } from './cluster.js';
+import { call, Cluster, connected, RedisTap, RELIABILITY_FULL, TENANT_A, Traffic, until } from './cluster.js';
 
 const available = hasRedisServerBinary() && hasPgBinaries();
 const silent = pino({ level: 'silent' });
+// CI: 4 visitors and a few dozen sends around each fault; CHATD_FULL_RELIABILITY=1: more of both.
+const VISITORS = RELIABILITY_FULL ? 10 : 4;
+const SENDS = RELIABILITY_FULL ? 150 : 20;
 
 describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQL, separate processes)', () => {
   let redis: OwnRedis;
@@ -91,7 +94,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     agent.on('presence_update', (p: { sessionId: string; status: string }) => agentPresence.push(p));
     agent.on('connect', () => agentConnects.push(`${new Date().toISOString()} ${agent.io.engine.id} recovered=${agent.recovered}`));
     agent.on('disconnect', (reason) => agentConnects.push(`${new Date().toISOString()} disconnect ${reason}`));
-    for (let i = 0; i < 4; i++) await traffic.addVisitor(`fv-${i}`, i % 2 ? 'websocket' : 'polling');
+    for (let i = 0; i < VISITORS; i++) await traffic.addVisitor(`fv-${i}`, i % 2 ? 'websocket' : 'polling');
   }, 300_000);
 
   afterAll(async () => {
@@ -108,7 +111,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
 
   it('an api node SIGKILLed between commit and publish: another node relays the committed message', async () => {
     traffic.start();
-    await traffic.runFor(20, 'warm-up');
+    await traffic.runFor(SENDS, 'warm-up');
     const v = traffic.visitors[0]!;
     const api1 = cluster.procs.get('api1')!;
     // The publish command carries the message JSON, so its clientMessageId picks exactly this message.
@@ -134,19 +137,19 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
 
   it('Redis killed (data lost) and restarted: sends resume, nothing acknowledged is lost', async () => {
     traffic.start();
-    await traffic.runFor(10, 'before the Redis kill');
+    await traffic.runFor(SENDS / 2, 'before the Redis kill');
     await redis.kill();
     faults.push('redis SIGKILL + restart');
-    await traffic.runFor(10, 'while Redis is down');
+    await traffic.runFor(SENDS / 2, 'while Redis is down');
     await redis.start();
     const ackedBefore = traffic.stats.acked;
-    await until(() => traffic.stats.acked >= ackedBefore + 20, '20 acknowledged sends after Redis came back', 180_000);
+    await until(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after Redis came back`, 180_000);
     await checkpoint('after the Redis restart');
   }, 400_000);
 
   it('PostgreSQL stopped and started: typed refusals meanwhile, service resumes by itself, the outbox drains', async () => {
     traffic.start();
-    await traffic.runFor(10, 'before the PostgreSQL stop');
+    await traffic.runFor(SENDS / 2, 'before the PostgreSQL stop');
     const refusedBefore = (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0);
     await pgc.stop('fast');
     faults.push('postgres stop + start');
@@ -157,7 +160,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     );
     await pgc.start();
     const ackedBefore = traffic.stats.acked;
-    await until(() => traffic.stats.acked >= ackedBefore + 20, '20 acknowledged sends after PostgreSQL came back', 180_000);
+    await until(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after PostgreSQL came back`, 180_000);
     await checkpoint('after the PostgreSQL restart');
   }, 400_000);
 
@@ -176,14 +179,14 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     const onWs1 = traffic.visitors.filter((v) => v.socket.io.engine?.id?.startsWith('ws1.'));
 
     traffic.start();
-    await traffic.runFor(10, 'before the ws kill');
+    await traffic.runFor(SENDS / 2, 'before the ws kill');
     await cluster.procs.get('ws1')!.stop('SIGKILL');
     faults.push('ws SIGKILL');
-    await traffic.runFor(20, 'after the ws kill');
+    await traffic.runFor(SENDS, 'after the ws kill');
     await until(() => traffic.sockets.filter((s) => s !== canary).every((s) => s.connected && s.io.engine.id.startsWith('ws2.')), 'every client on ws2', 120_000);
     await until(async () => !(await online()).includes('canary'), "the killed node's presence swept", 120_000, 250);
     await until(() => agentPresence.some((p) => p.sessionId === 'canary' && p.status === 'offline'), 'the agent told the canary is offline', 60_000);
-    expect(onWs1.length + (agent.io.engine.id.startsWith('ws2.') ? 0 : 1)).toBeGreaterThanOrEqual(0);
+    expect(onWs1.length, 'some visitors lived on the killed node').toBeGreaterThan(0);
     await checkpoint('after the ws node was killed');
     expect(checker.ackedCount).toBeGreaterThan(100);
   }, 400_000);
