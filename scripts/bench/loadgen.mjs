@@ -6,6 +6,11 @@
 //            reports deliveries/s
 //   latency  --subs N --rate R --seconds S --event typing|message   fixed-rate sends; reports
 //            p50/p99/p99.9 of send → delivery at every subscriber (same process, same clock)
+//            (fanout and latency: --pubUrl puts the publisher on another node than the subscribers)
+//   ingest   --http URL --concurrency C --seconds S   POST /webchat/message, C in flight, each
+//            worker its own conversation; reports messages/s and p50/p99/p99.9
+//   floor    --postgres URL --redis URL --table T --concurrency C --pool P --seconds S   what one
+//            stored message costs at least: a one-row INSERT (autocommit) then one XADD, C in flight
 // Tokens are minted here with the shared JWT secret (HS256, iss/aud chatd), as chatd's api would.
 import { parseArgs } from 'node:util';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -19,6 +24,13 @@ const { values: o } = parseArgs({
   options: {
     mode: { type: 'string' },
     url: { type: 'string' },
+    pubUrl: { type: 'string' },
+    http: { type: 'string' },
+    concurrency: { type: 'string', default: '64' },
+    postgres: { type: 'string' },
+    redis: { type: 'string' },
+    table: { type: 'string' },
+    pool: { type: 'string', default: '10' },
     n: { type: 'string', default: '100' },
     subs: { type: 'string', default: '100' },
     inflight: { type: 'string', default: '32' },
@@ -52,9 +64,9 @@ let srcIndex = 0;
 /** Spread connections over 127.0.0.x source addresses (ephemeral ports per address pair are finite). */
 const localAddress = () => `127.0.0.${Number(o.srcBase) + (Math.floor(srcIndex++ / 10000) % 200)}`;
 
-async function openClient(sessionId, fingerprint) {
+async function openClient(sessionId, fingerprint, at = url) {
   const auth = { apiKey: o.apiKey, token: await token(sessionId), sessionId, fingerprint };
-  return new EioClient(url, auth, { localAddress: localAddress() }).connect();
+  return new EioClient(at, auth, { localAddress: localAddress() }).connect();
 }
 
 /** A subscriber that only counts EVENT frames (see lib/raw-subscriber.mjs). */
@@ -63,6 +75,8 @@ async function openRawSubscriber(sessionId, fingerprint, onEvent) {
   return rawSubscribe(url, auth, { onEvent, localAddress: localAddress() });
 }
 
+/** Marks the measured window on stdout, so the runner reads the server's CPU time at its edges. */
+const mark = (edge) => process.stdout.write(`WINDOW ${edge}\n`);
 const out = (obj) => process.stdout.write(`RESULT ${JSON.stringify(obj)}\n`);
 const fp = () => randomBytes(8).toString('hex');
 
@@ -99,7 +113,11 @@ switch (o.mode) {
   case 'accept': {
     const n = Number(o.n);
     let started = 0;
-    const { clients, failed } = await openMany(n, Number(o.inflight), (i) => `acc-${process.pid}-${i}`, () => (started = performance.now()));
+    const { clients, failed } = await openMany(n, Number(o.inflight), (i) => `acc-${process.pid}-${i}`, () => {
+      mark('start');
+      started = performance.now();
+    });
+    mark('end');
     const seconds = (performance.now() - started) / 1000;
     out({ connected: clients.length, failed, seconds, perSecond: clients.length / seconds });
     clients.forEach((c) => c.close());
@@ -122,7 +140,7 @@ switch (o.mode) {
       );
       subs.push(...batch);
     }
-    const publisher = await openClient(session, fp());
+    const publisher = await openClient(session, fp(), o.pubUrl ?? url);
     await sleep(300);
     const seconds = Number(o.seconds);
     if (o.mode === 'fanout') {
@@ -143,6 +161,7 @@ switch (o.mode) {
       const deadline = performance.now() + seconds * 1000;
       const count = () => subs.reduce((n, c) => n + c.events, 0);
       const startDelivered = count();
+      mark('start');
       const t0 = performance.now();
       while (performance.now() < deadline) {
         if (sent - seenByProbe >= inflight || publisher.bufferedAmount() > 1 << 20) {
@@ -158,6 +177,7 @@ switch (o.mode) {
       }
       const elapsed = (performance.now() - t0) / 1000;
       delivered = count() - startDelivered;
+      mark('end');
       await sleep(500);
       out({ subs: subs.length, sent, delivered, seconds: elapsed, perSecond: delivered / elapsed });
     } else {
@@ -174,6 +194,7 @@ switch (o.mode) {
       });
       const rate = Number(o.rate);
       const total = Math.floor(rate * seconds);
+      mark('start');
       const t0 = performance.now();
       let acked = 0;
       for (let i = 0; i < total; i++) {
@@ -187,6 +208,7 @@ switch (o.mode) {
         } else publisher.emit('typing', { isTyping: i % 2 === 0, ts });
       }
       await sleep(1500);
+      mark('end');
       lat.sort((a, b) => a - b);
       out({
         subs: subs.length,
@@ -201,6 +223,96 @@ switch (o.mode) {
     }
     subs.forEach((c) => c.close());
     publisher.close();
+    process.exit(0);
+    break;
+  }
+  case 'ingest': {
+    const { Pool } = await import('undici');
+    const concurrency = Number(o.concurrency);
+    const pool = new Pool(o.http, { connections: concurrency, pipelining: 1 });
+    const sessions = Array.from({ length: concurrency }, (_, i) => `ing-${process.pid}-${i}`);
+    const tokens = await Promise.all(sessions.map((s) => token(s)));
+    const lat = [];
+    let ok = 0;
+    let failed = 0;
+    const statuses = {};
+    const post = async (i, k) => {
+      const body = JSON.stringify({ text, tenantId: o.tenant, sessionId: sessions[i], fingerprint: `fp${i}`, clientMessageId: `c${i}-${k}` });
+      const t = performance.now();
+      const res = await pool.request({ path: '/webchat/message', method: 'POST', headers: { authorization: `Bearer ${tokens[i]}`, 'content-type': 'application/json' }, body });
+      await res.body.dump();
+      if (res.statusCode === 200) {
+        ok++;
+        lat.push(performance.now() - t);
+      } else {
+        failed++;
+        statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
+      }
+    };
+    // Warm-up (creates every conversation), then the measured window.
+    await Promise.all(sessions.map((_, i) => post(i, 'w')));
+    ok = 0;
+    lat.length = 0;
+    const seconds = Number(o.seconds);
+    mark('start');
+    const t0 = performance.now();
+    const deadline = t0 + seconds * 1000;
+    await Promise.all(
+      sessions.map(async (_, i) => {
+        for (let k = 0; performance.now() < deadline; k++) {
+          try {
+            await post(i, k);
+          } catch {
+            failed++;
+          }
+        }
+      }),
+    );
+    const elapsed = (performance.now() - t0) / 1000;
+    mark('end');
+    lat.sort((a, b) => a - b);
+    out({ concurrency, ok, failed, statuses, seconds: elapsed, perSecond: ok / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), p999: percentile(lat, 99.9) });
+    await pool.close();
+    process.exit(0);
+    break;
+  }
+  case 'floor': {
+    const { default: pg } = await import('pg');
+    const { default: Redis } = await import('ioredis');
+    const concurrency = Number(o.concurrency);
+    const db = new pg.Pool({ connectionString: o.postgres, max: Number(o.pool) });
+    const redis = new Redis(o.redis);
+    const table = o.table;
+    await db.query(`CREATE TABLE IF NOT EXISTS ${table} (id text primary key, session_id text not null, text text not null, created_at timestamptz not null default now())`);
+    const lat = [];
+    let ok = 0;
+    const one = async (i, k) => {
+      const id = randomUUID();
+      const t = performance.now();
+      await db.query(`INSERT INTO ${table} (id, session_id, text) VALUES ($1, $2, $3)`, [id, `s${i}`, text]);
+      await redis.xadd(`${table}:stream`, 'MAXLEN', '~', '100000', '*', 'id', id, 'session', `s${i}`, 'text', text);
+      lat.push(performance.now() - t);
+      ok++;
+    };
+    await Promise.all(Array.from({ length: concurrency }, (_, i) => one(i, 'w')));
+    ok = 0;
+    lat.length = 0;
+    const cpu0 = process.cpuUsage();
+    mark('start');
+    const t0 = performance.now();
+    const deadline = t0 + Number(o.seconds) * 1000;
+    await Promise.all(
+      Array.from({ length: concurrency }, async (_, i) => {
+        for (let k = 0; performance.now() < deadline; k++) await one(i, k);
+      }),
+    );
+    const elapsed = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    mark('end');
+    lat.sort((a, b) => a - b);
+    out({ concurrency, pool: Number(o.pool), ok, failed: 0, seconds: elapsed, perSecond: ok / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), p999: percentile(lat, 99.9), selfCpuSeconds: (cpu.user + cpu.system) / 1e6 });
+    await db.end();
+    redis.disconnect();
     process.exit(0);
     break;
   }

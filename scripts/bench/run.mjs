@@ -1,30 +1,46 @@
-// `npm run bench -- <scenario> [--targets uws,socketio,chatd] [--runs 3]`
+// `npm run bench -- <scenario|all> [--targets …] [--runs 3] [--quick] [--profile DIR]`
+//
 // Starts each server under test and the load generators as separate processes on 127.0.0.1
-// (server pinned to CPU 0, load generators to CPU 1 when taskset exists), runs the scenario
-// `--runs` times per target, and writes a Markdown table and a JSON file (machine, versions,
-// medians, min–max, server CPU per operation) under bench/results/. Bounded in count and time.
+// (servers pinned to CPU 0, load generators to CPU 1 when taskset exists; every child's open-file
+// limit raised to its hard limit with prlimit and reported), runs the scenario `--runs` times per
+// target, and writes a Markdown table and a JSON file (machine, versions, medians, min–max, server
+// CPU per operation, load average before/after every run) under bench/results/. Every run has a
+// deadline; a scenario stops starting runs after 10 minutes.
+//
+// Targets: `uws` (raw uWebSockets.js, native pub/sub, publish deferred to setImmediate: the ceiling),
+// `socketio` (socket.io@4, same JWT check, same rooms, websocket transport; redis-adapter with two
+// nodes; the same INSERT for stored messages), `chatd` (one chatd node, clients connect to it
+// directly), `chatd-gw` (the same node behind a `chatd serve --role gateway` process: the gateway
+// hop), `floor` (ingest only: one-row INSERT + one XADD per message, no server).
 import { parseArgs } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, kill, machine, median, rssBytes, sleep, spawnPinned, waitForLine } from './lib/proc.mjs';
+import { createRequire } from 'node:module';
+import { childFdLimit, cpuSeconds, kill, machine, median, rssBytes, sleep, spawnPinned, waitForLine } from './lib/proc.mjs';
 
+const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const { values: o, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    targets: { type: 'string', default: 'uws,socketio,chatd' },
+    targets: { type: 'string' },
     runs: { type: 'string', default: '3' },
     quick: { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    postgres: { type: 'string', default: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
   },
 });
-const scenario = positionals[0];
 const runs = Number(o.runs);
+const quick = o.quick;
 const JWT_SECRET = 'bench-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 const API_KEY = 'ck_pub_benchbenchbenchbench0001';
+const SCENARIO_BUDGET_MS = 10 * 60_000;
+const RUN_DEADLINE_MS = 180_000;
 
 const freePort = () =>
   new Promise((resolve) => {
@@ -34,177 +50,428 @@ const freePort = () =>
     });
   });
 
-/** Starts a target server pinned to CPU 0; resolves { child, port, url }. */
-async function startTarget(target, extraEnv = {}) {
-  const port = await freePort();
-  const env = { ...process.env, JWT_SECRET, PORT: String(port), ...extraEnv };
-  let child;
+const withDeadline = (p, ms, what) =>
+  Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms).unref())]);
+
+async function waitReady(port, child, what) {
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) return;
+    } catch {
+      /* not up yet */
+    }
+    await sleep(100);
+  }
+  throw new Error(`${what} not ready on :${port} after 60 s`);
+}
+
+const unlimited = '{ rate: 1000000, burst: 1000000 }';
+/** Writes a chatd config into a fresh folder; returns the folder. */
+function chatdConfig({ port, role, durable, upstreams, tag }) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'chatd-bench-'));
+  const lines = [
+    `server: { host: 127.0.0.1, port: ${port}, shutdownTimeoutMs: 2000 }`,
+    ...(role === 'ws' ? [`roles: { ws: { host: 127.0.0.1, port: ${port} } }`] : []),
+    'admin: { enabled: false }',
+    "log: { level: 'warn', format: json }",
+    `auth: { jwtSecret: ${JWT_SECRET}, gatewayApiKey: ${API_KEY} }`,
+    `limits: { connectPerIp: ${unlimited}, connectPerKey: ${unlimited}, httpPerIp: ${unlimited}, httpPerKey: ${unlimited}, messagesPerSocket: ${unlimited} }`,
+    // Always the shared PostgreSQL (the embedded one is slow to start and not what a ws node runs);
+    // Redis for the durable path (a stored message is INSERTed and XADDed) and for two nodes.
+    ...(role === 'gateway' ? [] : [`database: { url: "${o.postgres}", autoMigrate: true, schema: ${tag} }`]),
+    ...(durable ? [`redis: { url: "${o.redis}", prefix: "${tag}:" }`] : []),
+    ...(upstreams ? [`upstreams: { api: [${upstreams.api.join(', ')}], ws: [${upstreams.ws.join(', ')}], healthCheckIntervalMs: 500 }`] : []),
+  ];
+  writeFileSync(path.join(dir, 'chat-server.yaml'), `${lines.join('\n')}\n`);
+  return dir;
+}
+
+function spawnChatd(role, dir) {
+  const nodeArgs = o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(o.profile)}`] : [];
+  const child = spawnPinned(0, [...nodeArgs, path.join(root, 'bin/chatd'), 'serve', '--role', role], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    cwd: dir,
+  });
+  child.stdout.resume();
+  return child;
+}
+
+const url = (port) => `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`;
+
+/**
+ * Starts a target; resolves { procs: [{ name, child }], urls: [ws url per node], http, cleanup }.
+ * `nodes` = 2 starts two nodes sharing Redis; `durable` gives the baselines PostgreSQL (their
+ * `message` INSERTs before it broadcasts) and chatd Redis next to PostgreSQL (its production path).
+ * Single-node, non-durable chatd runs with the in-process store, like the in-process baselines.
+ */
+async function startTarget(target, { nodes = 1, durable = false } = {}) {
+  const tag = `bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const procs = [];
+  const urls = [];
+  const startedAt = Date.now();
+  let http;
+  const baseEnv = { ...process.env, JWT_SECRET };
+  if (durable) baseEnv.DATABASE_URL = o.postgres;
+  baseEnv.BENCH_TABLE = tag;
+  if (nodes > 1) Object.assign(baseEnv, { REDIS_URL: o.redis, REDIS_PREFIX: tag });
   switch (target) {
     case 'uws':
-      child = spawnPinned(0, [path.join(here, 'servers/uws-raw.mjs')], { env });
-      await waitForLine(child, /LISTENING (\d+)/);
-      break;
-    case 'socketio':
-      child = spawnPinned(0, [path.join(here, 'servers/socketio.mjs')], { env });
-      await waitForLine(child, /LISTENING (\d+)/);
-      break;
-    case 'chatd': {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'chatd-bench-'));
-      const cfg = [
-        `server: { host: 127.0.0.1, port: ${port}, shutdownTimeoutMs: 2000 }`,
-        'admin: { enabled: false }',
-        "log: { level: 'warn', format: json }",
-        'auth:',
-        `  jwtSecret: ${JWT_SECRET}`,
-        `  gatewayApiKey: ${API_KEY}`,
-        'limits:',
-        '  connectPerIp: { rate: 1000000, burst: 1000000 }',
-        '  connectPerKey: { rate: 1000000, burst: 1000000 }',
-        '  httpPerIp: { rate: 1000000, burst: 1000000 }',
-        '  httpPerKey: { rate: 1000000, burst: 1000000 }',
-        '  messagesPerSocket: { rate: 1000000, burst: 1000000 }',
-        ...(extraEnv.DATABASE_URL ? [`database: { url: "${extraEnv.DATABASE_URL}", autoMigrate: true }`] : []),
-        ...(extraEnv.REDIS_URL ? [`redis: { url: "${extraEnv.REDIS_URL}", prefix: "bench:${port}:" }`] : []),
-      ].join('\n');
-      writeFileSync(path.join(dir, 'chat-server.yaml'), `${cfg}\n`);
-      child = spawnPinned(0, ['--expose-gc', path.join(root, 'bin/chatd'), 'serve', '--role', 'all'], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, cwd: dir });
-      // Logs at warn: poll /healthz instead of reading a line.
-      for (let i = 0; i < 300; i++) {
-        try {
-          if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) break;
-        } catch {
-          /* not up yet */
-        }
-        await sleep(100);
+    case 'socketio': {
+      if (target === 'uws' && nodes > 1) throw new Error('uws has no cross-node pub/sub');
+      for (let i = 0; i < nodes; i++) {
+        const port = await freePort();
+        const child = spawnPinned(0, [path.join(here, `servers/${target === 'uws' ? 'uws-raw' : 'socketio'}.mjs`)], { env: { ...baseEnv, PORT: String(port) } });
+        await waitForLine(child, /LISTENING (\d+)/, 60_000);
+        child.stdout.resume();
+        procs.push({ name: `${target}${i}`, child });
+        urls.push(url(port));
       }
       break;
     }
+    case 'chatd':
+    case 'chatd-gw': {
+      const multi = nodes > 1;
+      const role = multi ? 'ws' : 'all';
+      const nodePorts = [];
+      for (let i = 0; i < nodes; i++) {
+        const port = await freePort();
+        const child = spawnChatd(role, chatdConfig({ port, role, durable: durable || multi, tag }));
+        procs.push({ name: `chatd-${role}${i}`, child });
+        await waitReady(port, child, `chatd ${role}`);
+        nodePorts.push(port);
+      }
+      if (target === 'chatd') {
+        urls.push(...nodePorts.map(url));
+        http = `http://127.0.0.1:${nodePorts[0]}`;
+      } else {
+        const port = await freePort();
+        const up = nodePorts.map((p) => `"http://127.0.0.1:${p}"`);
+        const child = spawnChatd('gateway', chatdConfig({ port, role: 'gateway', upstreams: { api: multi ? [] : up, ws: up }, tag }));
+        procs.push({ name: 'gateway', child });
+        await waitReady(port, child, 'chatd gateway');
+        for (let i = 0; i < nodes; i++) urls.push(url(port));
+        http = `http://127.0.0.1:${port}`;
+      }
+      break;
+    }
+    case 'floor':
+      break;
     default:
       throw new Error(`unknown target ${target}`);
   }
-  child.stdout.resume();
-  return { child, port, url: `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket` };
+  const cleanup = async () => {
+    await Promise.all(procs.map((p) => kill(p.child, o.profile ? 180_000 : 5000)));
+    if (durable || nodes > 1 || target !== 'uws') await dropTag(tag);
+  };
+  return { procs, urls, http, tag, cleanup, startedAt };
 }
 
-/** Runs a load generator pinned to CPU 1; resolves its RESULT JSON. */
-async function loadgen(args, env = {}) {
-  const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), ...args], { env: { ...process.env, JWT_SECRET, ...env } });
-  const m = await waitForLine(child, /RESULT (.*)\n/, 600_000);
-  await kill(child);
-  return JSON.parse(m[1]);
-}
-
-async function measure(target, fn) {
-  const srv = await startTarget(target);
+/** Removes what a run left in the shared PostgreSQL and Redis (its schema, table and key prefix). */
+async function dropTag(tag) {
   try {
-    await sleep(300);
-    const cpu0 = cpuSeconds(srv.child.pid);
-    const result = await fn(srv);
-    result.serverCpuSeconds = cpuSeconds(srv.child.pid) - cpu0;
-    return result;
-  } finally {
-    await kill(srv.child);
+    const pg = require('pg');
+    const c = new pg.Client({ connectionString: o.postgres });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS ${tag} CASCADE`);
+    await c.query(`DROP TABLE IF EXISTS ${tag}`);
+    await c.end();
+  } catch (err) {
+    process.stderr.write(`cleanup (postgres) failed: ${err.message}\n`);
+  }
+  try {
+    const { default: Redis } = await import('ioredis');
+    const r = new Redis(o.redis, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await r.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${tag}*`, 'COUNT', 1000);
+      if (keys.length) await r.unlink(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    r.disconnect();
+  } catch (err) {
+    process.stderr.write(`cleanup (redis) failed: ${err.message}\n`);
   }
 }
 
-const SCENARIOS = {
-  /** Accept rate: N connections with JWT verification, 200 in flight. */
-  async accept(target) {
-    const n = o.quick ? 1000 : 5000;
-    const r = await measure(target, (srv) => loadgen(['--mode', 'accept', '--url', srv.url, '--n', String(n), '--inflight', '200', '--apiKey', API_KEY]));
-    return { ...r, value: r.perSecond, unit: 'conn/s', cpuPerOpUs: (r.serverCpuSeconds / r.connected) * 1e6 };
-  },
-  /** Fan-out of a non-stored event to N subscribers of one conversation. */
-  async fanout(target) {
-    const subs = o.quick ? 200 : 1000;
-    const r = await measure(target, (srv) =>
-      loadgen(['--mode', 'fanout', '--url', srv.url, '--subs', String(subs), '--inflight', '32', '--seconds', o.quick ? '3' : '8', '--apiKey', API_KEY]),
-    );
-    return { ...r, value: r.perSecond, unit: 'deliveries/s', cpuPerOpUs: (r.serverCpuSeconds / r.delivered) * 1e6 };
-  },
-  /** Latency of `typing` at a fixed rate to a room of 100. */
-  async latency(target) {
-    const r = await measure(target, (srv) =>
-      loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.url, '--subs', '100', '--rate', '600', '--seconds', o.quick ? '3' : '8', '--apiKey', API_KEY]),
-    );
-    return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (r.serverCpuSeconds / Math.max(1, r.samples)) * 1e6 };
-  },
-  /** Memory per idle authenticated connection. */
-  async memory(target) {
-    const n = o.quick ? 2000 : 5000;
-    const perProcess = 5000;
-    return measure(target, async (srv) => {
-      await sleep(500);
-      const before = rssBytes(srv.child.pid);
-      const gens = [];
-      for (let i = 0; i < Math.ceil(n / perProcess); i++) {
-        const count = Math.min(perProcess, n - i * perProcess);
-        const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), '--mode', 'idle', '--url', srv.url, '--n', String(count), '--srcBase', String(1 + i), '--apiKey', API_KEY], {
-          env: { ...process.env, JWT_SECRET },
-        });
-        gens.push(child);
-        await waitForLine(child, /READY (\d+)/, 600_000);
+/**
+ * Runs a load generator pinned to CPU 1; resolves its RESULT JSON. With `srv`, the servers' CPU time
+ * is read at the generator's WINDOW start/end marks (setup — connecting subscribers, warm-up — is
+ * left out of the per-operation figure), and the window's offset from the servers' start is kept
+ * (for `profile-top.mjs --from-ms/--to-ms`).
+ */
+async function loadgen(args, cpu = 1, srv = undefined) {
+  const child = spawnPinned(cpu, [path.join(here, 'loadgen.mjs'), ...args, '--apiKey', API_KEY], { env: { ...process.env, JWT_SECRET } });
+  const window = {};
+  if (srv) {
+    child.stdout.on('data', (chunk) => {
+      const text = chunk.toString();
+      if (text.includes('WINDOW start')) {
+        window.cpuStart = cpuOf(srv);
+        window.fromMs = Date.now() - srv.startedAt;
       }
-      await sleep(2000);
-      const after = rssBytes(srv.child.pid);
-      await Promise.all(gens.map(kill));
-      const perConn = (after - before) / n;
-      return { connections: n, rssBefore: before, rssAfter: after, value: perConn / 1024, unit: 'KB RSS/conn' };
+      if (text.includes('WINDOW end')) {
+        window.cpuSeconds = cpuOf(srv) - window.cpuStart;
+        window.toMs = Date.now() - srv.startedAt;
+      }
     });
+  }
+  try {
+    const m = await waitForLine(child, /RESULT (.*)\n/, RUN_DEADLINE_MS);
+    const r = JSON.parse(m[1]);
+    if (window.cpuSeconds !== undefined) r.window = { cpuSeconds: window.cpuSeconds, fromMs: window.fromMs, toMs: window.toMs };
+    return r;
+  } finally {
+    await kill(child);
+  }
+}
+
+const cpuOf = (srv) => srv.procs.reduce((s, p) => s + cpuSeconds(p.child.pid), 0);
+const load = () => os.loadavg().map((x) => Number(x.toFixed(2)));
+
+/** Starts the target, runs fn, records server CPU, fd limits and the load average around it. */
+async function measure(target, opts, fn) {
+  const loadBefore = load();
+  const srv = await startTarget(target, opts);
+  try {
+    await sleep(300);
+    const fdLimits = Object.fromEntries(srv.procs.map((p) => [p.name, childFdLimit(p.child.pid)]));
+    const cpu0 = cpuOf(srv);
+    const result = await withDeadline(fn(srv), RUN_DEADLINE_MS, `${target} run`);
+    result.serverCpuSeconds = cpuOf(srv) - cpu0;
+    result.fdLimits = fdLimits;
+    result.loadBefore = loadBefore;
+    result.loadAfter = load();
+    return result;
+  } finally {
+    await srv.cleanup();
+  }
+}
+
+/** Server CPU seconds in the measured window (the whole run when the generator marked none). */
+const winCpu = (r) => r.window?.cpuSeconds ?? r.serverCpuSeconds;
+const secs = (full) => String(quick ? 3 : full);
+
+const SCENARIOS = {
+  /** (1) Memory per idle authenticated connection at 5k, 10k, 15k (one server, three steps). */
+  memory: {
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    async run(target) {
+      const steps = quick ? [1000, 2000] : [5000, 10000, 15000];
+      const perProcess = 5000; // ≤ 20,000 fds per process here; 5,000 each leaves room
+      return measure(target, {}, async (srv) => {
+        const gwProc = srv.procs.find((p) => p.name === 'gateway');
+        const node = srv.procs.find((p) => p.name !== 'gateway');
+        await sleep(500);
+        const before = rssBytes(node.child.pid);
+        const gwBefore = gwProc ? rssBytes(gwProc.child.pid) : 0;
+        const gens = [];
+        const perStep = {};
+        let open = 0;
+        let failed = 0;
+        for (const n of steps) {
+          // The gateway holds two sockets per client: past ~9,000 it would hit its own fd limit.
+          if (gwProc && n > 5000) break;
+          while (open < n) {
+            const count = Math.min(perProcess, n - open);
+            const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), '--mode', 'idle', '--url', srv.urls[0], '--n', String(count), '--srcBase', String(1 + gens.length), '--apiKey', API_KEY], {
+              env: { ...process.env, JWT_SECRET },
+            });
+            gens.push(child);
+            const m = await waitForLine(child, /READY (\d+) failed=(\d+)/, RUN_DEADLINE_MS);
+            open += count;
+            failed += Number(m[2]);
+          }
+          await sleep(2000);
+          const rss = rssBytes(node.child.pid);
+          perStep[n] = { rss, kbPerConn: (rss - before) / (n - failed) / 1024 };
+          if (gwProc) perStep[n].gatewayKbPerConn = (rssBytes(gwProc.child.pid) - gwBefore) / (n - failed) / 1024;
+        }
+        await Promise.all(gens.map(kill));
+        const largest = Math.max(...Object.keys(perStep).map(Number));
+        return { connections: largest, failed, rssBefore: before, perStep, value: perStep[largest].kbPerConn, unit: `KB RSS/conn at ${largest}` };
+      });
+    },
+  },
+  /** (2) Accept rate with JWT verification, 200 in flight. */
+  accept: {
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    async run(target) {
+      const n = quick ? 1000 : 5000;
+      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'accept', '--url', srv.urls[0], '--n', String(n), '--inflight', '200'], 1, srv));
+      return { ...r, value: r.perSecond, unit: 'conn/s', cpuPerOpUs: (winCpu(r) / r.connected) * 1e6, higherIsBetter: true };
+    },
+  },
+  /** (3) Fan-out of `typing` (not stored) to N subscribers of one conversation, 32 in flight. */
+  fanout: {
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    async run(target) {
+      const subs = quick ? 200 : 1000;
+      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--subs', String(subs), '--inflight', '32', '--seconds', secs(6)], 1, srv));
+      return { ...r, value: r.perSecond, unit: 'deliveries/s', cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6, higherIsBetter: true };
+    },
+  },
+  /** (4a) Latency of `typing` at 600/s to a room of 100: p50/p99/p99.9. */
+  'latency-typing': {
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    async run(target) {
+      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--subs', '100', '--rate', '600', '--seconds', secs(6)], 1, srv));
+      return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
+    },
+  },
+  /** (4b) Latency of a stored `message` (INSERT committed, acknowledged, delivered), 200/s, room of 100. */
+  'latency-message': {
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    async run(target) {
+      const r = await measure(target, { durable: true }, (srv) =>
+        loadgen(['--mode', 'latency', '--event', 'message', '--url', srv.urls[0], '--subs', '100', '--rate', '200', '--seconds', secs(6)], 1, srv),
+      );
+      return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
+    },
+  },
+  /** (5) Ingest: POST /webchat/message at 64 in flight, against one-row INSERT + one XADD per message. */
+  ingest: {
+    targets: ['floor', 'chatd', 'chatd-gw'],
+    async run(target) {
+      const concurrency = '64';
+      const seconds = secs(6);
+      const r = await measure(target, { durable: true }, (srv) =>
+        target === 'floor'
+          ? loadgen(['--mode', 'floor', '--postgres', o.postgres, '--redis', o.redis, '--table', srv.tag, '--concurrency', concurrency, '--pool', '10', '--seconds', seconds], 0)
+          : loadgen(['--mode', 'ingest', '--http', srv.http, '--concurrency', concurrency, '--seconds', seconds], 1, srv),
+      );
+      const cpu = target === 'floor' ? r.selfCpuSeconds : winCpu(r);
+      return { ...r, value: r.perSecond, unit: 'messages/s', cpuPerOpUs: (cpu / Math.max(1, r.ok)) * 1e6, higherIsBetter: true };
+    },
+  },
+  /** (6) Two ws nodes over Redis: subscribers on node 1, the publisher on node 2 (fan-out + typing latency). */
+  multinode: {
+    targets: ['socketio', 'chatd', 'chatd-gw'],
+    async run(target) {
+      return measure(target, { nodes: 2 }, async (srv) => {
+        const f = await loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--pubUrl', srv.urls[1], '--subs', quick ? '200' : '1000', '--inflight', '32', '--seconds', secs(5)], 1, srv);
+        const l = await loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--pubUrl', srv.urls[1], '--subs', '100', '--rate', '600', '--seconds', secs(5)], 1, srv);
+        return { fanout: f, latency: l, value: f.perSecond, unit: 'deliveries/s', delivered: f.delivered, window: f.window, higherIsBetter: true, extra: `typing p50/p99/p99.9 ${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms` };
+      }).then((r) => ({ ...r, cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6 }));
+    },
   },
 };
 
-if (!SCENARIOS[scenario]) {
-  process.stderr.write(`usage: npm run bench -- <${Object.keys(SCENARIOS).join('|')}> [--targets uws,socketio,chatd] [--runs 3] [--quick]\n`);
-  process.exit(2);
-}
-
-const results = {};
-for (const target of o.targets.split(',')) {
-  const samples = [];
-  for (let i = 0; i < runs; i++) {
-    process.stderr.write(`${scenario} ${target} run ${i + 1}/${runs}… `);
-    const r = await SCENARIOS[scenario](target);
-    process.stderr.write(`${r.value.toFixed(2)} ${r.unit}\n`);
-    samples.push(r);
-  }
-  const values = samples.map((s) => s.value);
-  results[target] = {
-    median: median(values),
-    min: Math.min(...values),
-    max: Math.max(...values),
-    unit: samples[0].unit,
-    cpuPerOpUs: median(samples.map((s) => s.cpuPerOpUs ?? NaN)),
-    samples,
-  };
-}
-
 const pkg = (name) => {
   try {
-    return JSON.parse(readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+    return JSON.parse(readFileSync(path.join(root, name === '.' ? 'package.json' : `node_modules/${name}/package.json`), 'utf8')).version;
   } catch {
     return 'n/a';
   }
 };
-const report = {
-  scenario,
-  date: new Date().toISOString(),
-  machine: machine(),
-  versions: { chatd: pkg('../'), 'socket.io': pkg('socket.io'), 'uWebSockets.js': pkg('uWebSockets.js') },
-  runs,
-  results,
-};
-const rows = Object.entries(results).map(
-  ([t, r]) => `| ${t} | ${r.median.toFixed(2)} ${r.unit} | ${r.min.toFixed(2)}–${r.max.toFixed(2)} | ${Number.isFinite(r.cpuPerOpUs) ? r.cpuPerOpUs.toFixed(2) : '–'} |`,
-);
-const ratios = results.chatd
-  ? Object.entries(results)
-      .filter(([t]) => t !== 'chatd')
-      .map(([t, r]) => `chatd / ${t}: ${(results.chatd.median / r.median).toFixed(2)}×`)
-  : [];
-const md = [`### ${scenario} (${report.date}, medians of ${runs})`, '', '| target | median | min–max | server CPU µs/op |', '|---|---|---|---|', ...rows, '', ...ratios].join('\n');
-mkdirSync(path.join(root, 'bench/results'), { recursive: true });
-const stamp = report.date.replace(/[:.]/g, '-');
-writeFileSync(path.join(root, `bench/results/${scenario}-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
-writeFileSync(path.join(root, `bench/results/${scenario}-${stamp}.md`), `${md}\n`);
-process.stdout.write(`${md}\n`);
+
+async function runScenario(scenario) {
+  const def = SCENARIOS[scenario];
+  const targets = o.targets ? o.targets.split(',').filter((t) => def.targets.includes(t)) : def.targets;
+  const started = Date.now();
+  const results = {};
+  for (const target of targets) {
+    const samples = [];
+    const errors = [];
+    for (let i = 0; i < runs; i++) {
+      if (Date.now() - started > SCENARIO_BUDGET_MS) {
+        errors.push('scenario budget (10 min) spent: run skipped');
+        break;
+      }
+      process.stderr.write(`${scenario} ${target} run ${i + 1}/${runs}… `);
+      try {
+        const r = await def.run(target);
+        process.stderr.write(`${r.value.toFixed(2)} ${r.unit} (load ${r.loadBefore[0]}→${r.loadAfter[0]})\n`);
+        samples.push(r);
+      } catch (err) {
+        process.stderr.write(`failed: ${err.message}\n`);
+        errors.push(err.message);
+      }
+    }
+    if (samples.length === 0) {
+      results[target] = { errors };
+      continue;
+    }
+    const values = samples.map((s) => s.value);
+    const med = (f) => median(samples.map(f).filter((x) => Number.isFinite(x)));
+    results[target] = {
+      median: median(values),
+      min: Math.min(...values),
+      max: Math.max(...values),
+      unit: samples[0].unit,
+      higherIsBetter: !!samples[0].higherIsBetter,
+      cpuPerOpUs: med((s) => s.cpuPerOpUs ?? NaN),
+      p50: med((s) => s.p50 ?? NaN),
+      p999: med((s) => s.p999 ?? NaN),
+      loadBefore: samples.map((s) => s.loadBefore[0]),
+      loadAfter: samples.map((s) => s.loadAfter[0]),
+      runs: samples.length,
+      errors,
+      samples,
+    };
+  }
+  const report = {
+    scenario,
+    date: new Date().toISOString(),
+    machine: machine(),
+    versions: { chatd: pkg('.'), 'socket.io': pkg('socket.io'), '@socket.io/redis-adapter': pkg('@socket.io/redis-adapter'), 'uWebSockets.js': pkg('uWebSockets.js'), pg: pkg('pg'), ioredis: pkg('ioredis') },
+    runsPerTarget: runs,
+    quick,
+    results,
+  };
+  writeReport(report);
+  return report;
+}
+
+const f2 = (x) => (Number.isFinite(x) ? (Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(2)) : '–');
+
+function writeReport(report) {
+  const { scenario, results } = report;
+  const rows = Object.entries(results).map(([t, r]) => {
+    if (!r.median && r.median !== 0) return `| ${t} | failed: ${r.errors.join('; ').slice(0, 120)} | | | | |`;
+    const lat = Number.isFinite(r.p50) ? ` (p50 ${f2(r.p50)}, p99.9 ${f2(r.p999)})` : '';
+    const extra = r.samples[0].extra ? ` ${r.samples.map((s) => s.extra).join('; ')}` : '';
+    const mem = r.samples[0].perStep
+      ? ` (${Object.entries(r.samples[0].perStep)
+          .map(([n, s]) => `${n}: ${median(r.samples.map((x) => x.perStep[n]?.kbPerConn ?? NaN).filter(Number.isFinite)).toFixed(2)}${s.gatewayKbPerConn !== undefined ? ` + gw ${s.gatewayKbPerConn.toFixed(2)}` : ''}`)
+          .join(', ')})`
+      : '';
+    return `| ${t} | ${f2(r.median)} ${r.unit}${lat}${mem}${extra} | ${f2(r.min)}–${f2(r.max)} | ${f2(r.cpuPerOpUs)} | ${r.runs}${r.errors.length ? ` (${r.errors.length} failed)` : ''} | ${r.loadBefore.join('/')} → ${r.loadAfter.join('/')} |`;
+  });
+  const ratios = [];
+  const base = results['chatd'];
+  if (base?.median !== undefined) {
+    for (const [t, r] of Object.entries(results)) {
+      if (t === 'chatd' || r.median === undefined) continue;
+      ratios.push(`chatd / ${t}: ${(base.median / r.median).toFixed(2)}×`);
+    }
+  }
+  const gw = results['chatd-gw'];
+  if (base?.median !== undefined && gw?.median !== undefined) ratios.push(`gateway hop: chatd-gw / chatd = ${(gw.median / base.median).toFixed(2)}×, server CPU/op ${f2(gw.cpuPerOpUs)} vs ${f2(base.cpuPerOpUs)} µs`);
+  const m = report.machine;
+  const md = [
+    `### ${scenario} (${report.date}, medians of ${report.runsPerTarget}${report.quick ? ', --quick' : ''})`,
+    '',
+    `${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, ${m.node}, ${m.kernel}; taskset ${m.taskset ? 'yes (servers CPU 0, load generators CPU 1)' : 'no'}; fd limit ${m.fdLimit.soft}/${m.fdLimit.hard}`,
+    '',
+    '| target | median | min–max | server CPU µs/op | runs | load avg (1 min) before → after each run |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    ...ratios.map((r) => `- ${r}`),
+  ].join('\n');
+  mkdirSync(path.join(root, 'bench/results'), { recursive: true });
+  writeFileSync(path.join(root, `bench/results/${scenario}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(path.join(root, `bench/results/${scenario}.md`), `${md}\n`);
+  process.stdout.write(`${md}\n\n`);
+}
+
+const scenario = positionals[0];
+const list = scenario === 'all' ? Object.keys(SCENARIOS) : [scenario];
+if (!list.every((s) => SCENARIOS[s])) {
+  process.stderr.write(`usage: npm run bench -- <${[...Object.keys(SCENARIOS), 'all'].join('|')}> [--targets a,b] [--runs 3] [--quick] [--profile DIR]\n`);
+  process.exit(2);
+}
+for (const s of list) await runScenario(s);
+process.exit(0);

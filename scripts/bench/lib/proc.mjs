@@ -14,12 +14,37 @@ export const hasTaskset = (() => {
   }
 })();
 
-/** Spawns `node args` pinned to `cpu` (when taskset exists) and returns the child. */
+export const hasPrlimit = (() => {
+  try {
+    execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Spawns `node args` pinned to `cpu` (when taskset exists), with its open-file limit raised to the
+ * hard limit (when prlimit exists), and returns the child. Both tools exec, so child.pid is node's.
+ */
 export function spawnPinned(cpu, args, opts = {}) {
-  const cmd = hasTaskset && cpu !== undefined ? 'taskset' : process.execPath;
-  const argv = hasTaskset && cpu !== undefined ? ['-c', String(cpu), process.execPath, ...args] : args;
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
-  return child;
+  const argv = [process.execPath, ...args];
+  if (hasTaskset && cpu !== undefined) argv.unshift('taskset', '-c', String(cpu));
+  if (hasPrlimit) {
+    const { hard } = fdLimits();
+    if (Number.isFinite(hard)) argv.unshift('prlimit', `--nofile=${hard}:${hard}`);
+  }
+  return spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
+}
+
+/** A running process's open-file limit, from /proc. */
+export function childFdLimit(pid) {
+  try {
+    const m = /Max open files\s+(\d+)\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+    return m ? { soft: Number(m[1]), hard: Number(m[2]) } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Waits for a line on the child's stdout matching `re`; resolves with the match. */
@@ -91,11 +116,12 @@ export function percentile(sorted, p) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export function kill(child) {
+/** SIGTERM, then SIGKILL after `graceMs` (a profiled process needs time to write its profile). */
+export function kill(child, graceMs = 5000) {
   return new Promise((resolve) => {
     if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
     child.once('exit', () => resolve());
     child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    setTimeout(() => child.kill('SIGKILL'), graceMs).unref();
   });
 }

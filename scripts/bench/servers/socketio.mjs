@@ -11,6 +11,7 @@ import { jwtVerify } from 'jose';
 const require = createRequire(import.meta.url);
 const secret = new TextEncoder().encode(process.env.JWT_SECRET);
 const port = Number(process.env.PORT ?? 0);
+const table = process.env.BENCH_TABLE ?? 'bench_messages';
 const pool = process.env.DATABASE_URL ? new (require('pg').Pool)({ connectionString: process.env.DATABASE_URL, max: 16 }) : undefined;
 
 const server = http.createServer();
@@ -42,11 +43,11 @@ io.on('connection', (socket) => {
   });
   socket.on('message', async (payload, ack) => {
     const id = randomBytes(16).toString('hex');
-    if (pool) await pool.query('INSERT INTO bench_messages (id, room, text) VALUES ($1, $2, $3)', [id, room, payload.text]);
+    if (pool) await pool.query(`INSERT INTO ${table} (id, room, text) VALUES ($1, $2, $3)`, [id, room, payload.text]);
     io.to(room).emit('meta_message_created', { message: { id, text: payload.text, ts: payload.ts } });
     if (typeof ack === 'function') ack({ success: true, messageId: id });
   });
 });
 
-if (pool) await pool.query('CREATE TABLE IF NOT EXISTS bench_messages (id text primary key, room text, text text, created_at timestamptz default now())');
+if (pool) await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id text primary key, room text, text text, created_at timestamptz default now())`);
 server.listen(port, '127.0.0.1', () => process.stdout.write(`LISTENING ${server.address().port}\n`));

@@ -12,6 +12,7 @@ const uws = require('uWebSockets.js');
 if (typeof uws.getParts !== 'function') throw new Error('uWebSockets.js fallback loaded: refusing to benchmark it');
 const secret = new TextEncoder().encode(process.env.JWT_SECRET);
 const port = Number(process.env.PORT ?? 0);
+const table = process.env.BENCH_TABLE ?? 'bench_messages';
 const pool = process.env.DATABASE_URL ? new (require('pg').Pool)({ connectionString: process.env.DATABASE_URL, max: 16 }) : undefined;
 
 const OPEN = (sid) => `0${JSON.stringify({ sid, upgrades: [], pingInterval: 25000, pingTimeout: 20000, maxPayload: 1000000 })}`;
@@ -73,7 +74,7 @@ const app = uws.App().ws('/socket.io/', {
       };
       const id = randomBytes(16).toString('hex');
       if (pool) {
-        pool.query('INSERT INTO bench_messages (id, room, text) VALUES ($1, $2, $3)', [id, data.room, payload.text]).then(() => done(id), () => undefined);
+        pool.query(`INSERT INTO ${table} (id, room, text) VALUES ($1, $2, $3)`, [id, data.room, payload.text]).then(() => done(id), () => undefined);
       } else done(id);
     }
   },
@@ -82,7 +83,7 @@ const app = uws.App().ws('/socket.io/', {
   },
 }).any('/*', (res) => res.writeStatus('404 Not Found').end());
 
-if (pool) await pool.query('CREATE TABLE IF NOT EXISTS bench_messages (id text primary key, room text, text text, created_at timestamptz default now())');
+if (pool) await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id text primary key, room text, text text, created_at timestamptz default now())`);
 app.listen('127.0.0.1', port, (token) => {
   if (!token) throw new Error('listen failed');
   process.stdout.write(`LISTENING ${uws.us_socket_local_port(token)}\n`);
