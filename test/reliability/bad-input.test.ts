@@ -15,7 +15,7 @@ import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSch
 import { call, Cluster, connected, RELIABILITY_FULL, TENANT_A, until } from './cluster.js';
 
 const services = (await hasRedis()) && (await hasPostgres());
-const RUNS = RELIABILITY_FULL ? 600 : 80;
+const RUNS = RELIABILITY_FULL ? 300 : 80;
 const CODES = new Set([
   'bad_request', 'invalid_json', 'validation_failed', 'invalid_id', 'credentials_in_query', 'invalid_api_key', 'missing_credentials',
   'token_expired', 'token_invalid', 'forbidden', 'tenant_mismatch', 'key_not_allowed', 'session_forbidden', 'identity_required',

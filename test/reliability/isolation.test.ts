@@ -263,7 +263,8 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     }
   });
 
-  it('presence, the CLI and the admin listener stay within their tenant and credential', async () => {
+  // Three CLI processes: each one starts Node and loads the bundle (slow on a loaded machine).
+  it('presence, the CLI and the admin listener stay within their tenant and credential', { timeout: 300_000 }, async () => {
     const cwd = cluster.cwds.get('iso')!;
     const ls = await runChatd(['presence', 'ls', TENANT_A.id, '--json'], { cwd, env: { JWT_SECRET } });
     expect(ls.code, ls.stderr).toBe(0);
