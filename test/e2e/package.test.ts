@@ -131,6 +131,29 @@ const rssMb = async (pid: number) => {
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
 };
 
+/**
+ * The noexec tests mount a tmpfs under a folder named after the test process; a run killed before its
+ * teardown leaves it mounted. Unmounts those whose process is gone.
+ */
+function unmountLeftovers(): void {
+  if (process.getuid?.() !== 0) return;
+  let mounts = '';
+  try {
+    mounts = execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' });
+  } catch {
+    return;
+  }
+  for (const target of mounts.split('\n')) {
+    const pid = target.match(/\/chatd-(?:pkg|noexec-unit)-(\d+)/)?.[1];
+    if (!pid || existsSync(`/proc/${pid}`)) continue;
+    try {
+      execFileSync('umount', [target], { stdio: 'ignore' });
+    } catch {
+      /* busy or gone: not ours to force */
+    }
+  }
+}
+
 /** Resolves once the socket is connected; rejects with the server's CONNECT_ERROR. */
 const connected = (socket: Socket) =>
   new Promise<void>((resolve, reject) => {
@@ -152,7 +175,8 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
   const numbers: Record<string, string> = {};
 
   beforeAll(async () => {
-    base = await mkdtemp(path.join(tmpdir(), 'chatd-pkg-'));
+    unmountLeftovers();
+    base = await mkdtemp(path.join(tmpdir(), `chatd-pkg-${process.pid}-`));
     emptyBin = path.join(base, 'empty-bin');
     await mkdir(emptyBin);
     if (!existsSync(BIN) || statSync(BIN).mtimeMs < newestSource()) {
