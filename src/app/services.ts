@@ -8,6 +8,7 @@ import type { Store } from '../store/ports.js';
 import type { ReadinessCheck } from './types.js';
 import { createAuth, type Auth } from '../auth/index.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
+import { createRevocationCheck } from '../ops/revocation.js';
 
 export interface Services {
   readonly store: Store;
@@ -18,6 +19,8 @@ export interface Services {
   readonly chat: ChatService;
   /** Publishes accepted messages after commit; sweeps the outbox on every node. */
   readonly relay: OutboxRelay;
+  /** Per-subject token revocation (src/ops/revocation.ts): `forget` drops this node's cached answer. */
+  readonly revocation: { forget(tenantId: string, userId: string): void };
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -53,7 +56,9 @@ export async function createServices(
     await db.close().catch(() => undefined);
     throw err;
   }
-  const auth = createAuth(config);
+  // Agent revocation (issue 12): tokens of a revoked subject issued before the revocation are refused.
+  const revocation = createRevocationCheck(store.revocations);
+  const auth = createAuth(config, { isRevoked: revocation.isRevoked });
   // Step 4 of "One path for a message": publish after commit and mark the outbox row done; the
   // relay's periodic sweep re-publishes rows left undone (a crash, Redis down): late, never lost.
   const relay = startOutboxRelay(db.outbox, store.events, logger.child({ component: 'outbox-relay' }));
@@ -74,6 +79,7 @@ export async function createServices(
     auth,
     chat,
     relay,
+    revocation,
     readiness: [
       { name: store.kind === 'redis' ? 'redis' : 'memory-store', check: () => store.ping() },
       { name: db.dialect, check: () => db.ping() },

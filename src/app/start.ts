@@ -10,7 +10,7 @@ import { createApiRole } from '../roles/api/index.js';
 import { withWebhooks } from '../webhooks/start.js';
 import { createWsRole } from '../roles/ws/index.js';
 import { createGatewayRole } from '../roles/gateway/index.js';
-import { corsPolicyFor } from '../auth/origins.js';
+import { createConfigReloader, type ReloadResult } from '../ops/reload.js';
 import { adminEndpoints } from './admin-endpoints.js';
 import { demoMount } from '../demo/mount.js';
 
@@ -28,15 +28,22 @@ export interface StartOptions {
   readonly configFile?: string | undefined;
 }
 
-export async function startChatd(opts: StartOptions): Promise<RunningServer> {
-  return serve({
+/** A running chatd that can re-read its config (SIGHUP, `chatd config reload`). */
+export interface ReloadableServer extends RunningServer {
+  reload(): Promise<ReloadResult>;
+}
+
+export async function startChatd(opts: StartOptions): Promise<ReloadableServer> {
+  const reloader = createConfigReloader({ config: opts.config, configFile: opts.configFile, roles: opts.roles, logger: opts.logger });
+  const server = await serve({
     config: opts.config,
     roles: opts.roles,
     logger: opts.logger,
     roleFactories: ROLE_FACTORIES,
     serviceFactories: { createStore, openDatabase, checkDatabase },
-    cors: corsPolicyFor(opts.config),
-    adminEndpoints,
-    listenerMounts: [demoMount],
+    cors: reloader.cors,
+    adminEndpoints: [...adminEndpoints, (admin, ctx) => reloader.adminEndpoint(admin, ctx)],
+    listenerMounts: [demoMount, (_listener, _router, ctx) => reloader.attach(ctx.services)],
   });
+  return Object.assign(server, { reload: () => reloader.reload() });
 }

@@ -17,7 +17,22 @@ export function adminBaseUrl(config: Config, override?: string): string {
 }
 
 /** GET an admin endpoint of the running server; errors become one clear CLI line. */
-export async function adminGet<T>(config: Config, pathAndQuery: string, opts: { adminUrl?: string; signal?: AbortSignal } = {}): Promise<T> {
+export function adminGet<T>(config: Config, pathAndQuery: string, opts: { adminUrl?: string; signal?: AbortSignal } = {}): Promise<T> {
+  return adminRequest<T>(config, 'GET', pathAndQuery, undefined, opts);
+}
+
+/** POST a JSON body to an admin endpoint of the running server (config reload, erase, revoke). */
+export function adminPost<T>(config: Config, path: string, body: unknown, opts: { adminUrl?: string } = {}): Promise<T> {
+  return adminRequest<T>(config, 'POST', path, body, opts);
+}
+
+async function adminRequest<T>(
+  config: Config,
+  method: 'GET' | 'POST',
+  pathAndQuery: string,
+  payload: unknown,
+  opts: { adminUrl?: string; signal?: AbortSignal },
+): Promise<T> {
   if (!config.admin.enabled && !opts.adminUrl) {
     throw new CliError('admin.enabled is false: with the embedded store this command needs the running server\'s admin listener');
   }
@@ -29,7 +44,9 @@ export async function adminGet<T>(config: Config, pathAndQuery: string, opts: { 
   let res: Response;
   try {
     res = await fetch(`${base}${pathAndQuery}`, {
-      headers: { authorization: `Bearer ${token}` },
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(payload === undefined ? {} : { body: JSON.stringify(payload) }),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
   } catch (err) {

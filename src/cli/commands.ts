@@ -5,5 +5,6 @@ import { registerWebhooksDeadCommands } from './webhooks-dead.js';
 import { registerPresenceCommands } from './presence.js';
 import { registerWebhookCommands } from './webhooks.js';
 import { registerMigrateCommand } from './migrate.js';
+import { registerOpsCommands } from './ops.js';
 
-export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands, registerMigrateCommand, registerPresenceCommands, registerWebhookCommands, registerWebhooksDeadCommands];
+export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands, registerMigrateCommand, registerPresenceCommands, registerWebhookCommands, registerWebhooksDeadCommands, registerOpsCommands];

@@ -60,6 +60,12 @@ export function registerServeCommand(program: Command): void {
         };
         process.on('SIGTERM', () => stop('SIGTERM'));
         process.on('SIGINT', () => stop('SIGINT'));
+        // SIGHUP: re-read the config (tenants, keys, origins, identity, webhook endpoints); a bad
+        // file is logged with its key path and the running configuration stays.
+        process.on('SIGHUP', () => {
+          logger.info({ signal: 'SIGHUP' }, 'signal received: reloading the configuration');
+          server.reload().catch((err: unknown) => logger.error({ err: { message: (err as Error).message } }, 'config reload refused'));
+        });
         process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
       }),
     );

@@ -96,6 +96,24 @@ export interface MessageStore {
    * rows with them); returns how many. Conversations stay, so their seqs keep counting up.
    */
   deleteMessagesBefore(tenantId: string, before: Date, limit: number): Promise<number>;
+  /**
+   * Erasure (issue 12): deletes a subject's conversations — one session's, or every conversation
+   * owned by a user — with their messages, read pointers and outbox rows, plus (for a user) the
+   * read pointers that user left in other conversations of the tenant. One transaction. With
+   * `dryRun` nothing is deleted and the counts say what would be. Only this tenant's rows.
+   */
+  eraseSubject(tenantId: string, subject: EraseSubject, opts: { dryRun: boolean }): Promise<DatabaseErasure>;
+}
+
+export type EraseSubject = { readonly sessionId: string } | { readonly userId: string };
+
+export interface DatabaseErasure {
+  /** The session ids of the erased conversations (the store's keys are erased for these). */
+  readonly sessionIds: string[];
+  readonly conversations: number;
+  readonly messages: number;
+  readonly readPointers: number;
+  readonly outboxRows: number;
 }
 
 export interface ReadPointer {

@@ -225,6 +225,40 @@ export interface RateLimiter {
   take(key: string, rate: number, burst: number, cost?: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
 }
 
+// ---------------------------------------------------------------- erasure and revocation
+
+/** What the store held (or, in a dry run, holds) for erased sessions: counts per kind. */
+export interface StoreErasure {
+  /** `session:{id}` records. */
+  readonly sessionRecords: number;
+  /** `t:{tid}:bind:{jti}` token bindings pointing at an erased session. */
+  readonly tokenBindings: number;
+  /** Presence connections (and their `online_users` fields) of an erased session. */
+  readonly presenceEntries: number;
+  /** Entries of `meta:webhook_jobs` about an erased session. */
+  readonly webhookJobs: number;
+  /** Scheduled webhook retries (`meta:webhook_retry`) about an erased session. */
+  readonly webhookRetries: number;
+}
+
+/**
+ * Erasure (issue 12): removes what the distributed engine holds about some sessions of a tenant.
+ * Never touches another tenant's keys, even for a session id that exists there.
+ */
+export interface ErasureStore {
+  eraseSessions(tenantId: string, sessionIds: readonly string[], opts: { dryRun: boolean }): Promise<StoreErasure>;
+}
+
+/**
+ * Per-subject token revocation, shared by every node (`t:{tid}:revoked:{userId}` = revocation time
+ * in ms): tokens of that subject issued before it are refused with token_revoked.
+ */
+export interface RevocationStore {
+  revoke(tenantId: string, userId: string, atMs: number): Promise<void>;
+  /** The revocation instant (ms since the epoch), or null when the subject was never revoked. */
+  revokedAt(tenantId: string, userId: string): Promise<number | null>;
+}
+
 // ---------------------------------------------------------------- the whole engine
 
 export interface Store {
@@ -235,6 +269,8 @@ export interface Store {
   readonly bus: Bus;
   readonly webhooks: WebhookStream;
   readonly rateLimiter: RateLimiter;
+  readonly erasure: ErasureStore;
+  readonly revocations: RevocationStore;
   /** Throws DependencyError when unreachable (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

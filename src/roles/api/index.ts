@@ -6,6 +6,7 @@
 //   POST /api/chat/anonymous-token  API key          → { token, expiresIn }            visitor JWT
 //   POST /api/chat/agent-token      secret key       → { token, expiresIn }            agent JWT
 //   POST /api/chat/broadcast        secret key       → { success: true }               meta_broadcast to the tenant
+//   POST /api/chat/erase            secret key       → { removed: {…counts} }          erase a session's or user's data (src/chat/erase.ts)
 //   POST /webchat/message           JWT              → { success, messageId, sessionId }
 //   GET  /api/chat/messages         JWT              → { messages, nextCursor }
 //   GET  /api/chat/online-users     agent JWT / secret key → { users }
@@ -23,7 +24,8 @@ import { ChatdError, DependencyError } from '../../errors.js';
 import type { Req } from '../../http/router.js';
 import { compileValidator } from '../../schemas/validate.js';
 import type { Static, TSchema } from '@sinclair/typebox';
-import { AgentTokenRequest, AnonymousTokenRequest, BroadcastRequest } from './schemas.js';
+import { AgentTokenRequest, AnonymousTokenRequest, BroadcastRequest, EraseRequest } from './schemas.js';
+import { eraseSubject } from '../../chat/erase.js';
 
 /** Query parameters that only ever carry credentials: refused (credentials never travel in a URL). */
 const CREDENTIAL_PARAMS = new Set(['token', 'access_token', 'jwt', 'apikey', 'api_key', 'key', 'authorization', 'secret']);
@@ -55,11 +57,12 @@ function validate<S extends TSchema>(schema: S) {
 const parseAnonymous = validate(AnonymousTokenRequest);
 const parseAgent = validate(AgentTokenRequest);
 const parseBroadcast = validate(BroadcastRequest);
+const parseErase = validate(EraseRequest);
 
 export interface ApiDeps {
   readonly config: Config;
   readonly logger: Logger;
-  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'store'>>;
+  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'store' | 'db'>>;
   /** Apply per-IP and per-key limits here (false when an in-process gateway already does). */
   readonly rateLimit: boolean;
 }
@@ -180,6 +183,17 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     checkOrigin(tenantFor(svc.auth, body.tenantId), req);
     await svc.store.bus.publish(body.tenantId, { type: 'broadcast', event: body.event, data: body.data ?? null });
     return { body: { success: true } };
+  });
+
+  router.post('/api/chat/erase', async (req) => {
+    const svc = await begin(req);
+    const key = await presentedKey(svc, req);
+    const body = parseErase(req.body);
+    key.authorize(body.tenantId, 'secret');
+    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    const report = await eraseSubject({ messages: svc.db.messages, erasure: svc.store.erasure }, body);
+    deps.logger.info({ tenantId: report.tenantId, subject: report.subject, dryRun: report.dryRun, removed: report.removed }, 'erase (tenant API)');
+    return { body: report };
   });
 
   router.post('/webchat/message', async (req) => {

@@ -75,6 +75,45 @@ export const OnlineUsersResponse = Type.Object(
   { additionalProperties: false, description: 'Answer of GET /api/chat/online-users (from online_users:{tenantId}).' },
 );
 
+export const EraseRequest = Type.Object(
+  {
+    tenantId: Id('The tenant.'),
+    sessionId: Type.Optional(Id('Erase this conversation (give sessionId or userId, not both).')),
+    userId: Type.Optional(UserId('Erase every conversation owned by this user, and the read pointers it left elsewhere.')),
+    dryRun: Type.Optional(Type.Boolean({ default: false, description: 'Count what would be removed; remove nothing.' })),
+  },
+  { additionalProperties: false, description: 'POST /api/chat/erase (Authorization: Bearer <secret key>).' },
+);
+
+const Count = (description: string) => Type.Integer({ minimum: 0, description });
+
+export const EraseResponse = Type.Object(
+  {
+    tenantId: Type.String(),
+    subject: Type.Union([
+      Type.Object({ sessionId: Type.String() }, { additionalProperties: false }),
+      Type.Object({ userId: Type.String() }, { additionalProperties: false }),
+    ]),
+    dryRun: Type.Boolean(),
+    sessionIds: Type.Array(Type.String(), { description: 'Sessions whose data was erased (or would be).' }),
+    removed: Type.Object(
+      {
+        conversations: Count('Conversations (database).'),
+        messages: Count('Messages (database).'),
+        readPointers: Count('Read pointers (database).'),
+        outboxRows: Count('Messages not yet published (database outbox).'),
+        sessionRecords: Count('`session:{id}` records.'),
+        tokenBindings: Count('Token bindings to an erased session.'),
+        presenceEntries: Count('Presence connections of an erased session.'),
+        webhookJobs: Count('Entries of `meta:webhook_jobs`.'),
+        webhookRetries: Count('Scheduled webhook retries (Redis store).'),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false, description: 'Answer of POST /api/chat/erase: counts per kind of what was removed.' },
+);
+
 /** File name in schemas/ → schema and title: every body and event of the contract. */
 export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: string }> = {
   'api.anonymous-token.request.schema.json': { schema: AnonymousTokenRequest, title: 'POST /api/chat/anonymous-token request' },
@@ -82,6 +121,8 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'api.token.response.schema.json': { schema: TokenResponse, title: 'Token endpoints response' },
   'api.broadcast.request.schema.json': { schema: BroadcastRequest, title: 'POST /api/chat/broadcast request' },
   'api.broadcast.response.schema.json': { schema: BroadcastResponse, title: 'POST /api/chat/broadcast response' },
+  'api.erase.request.schema.json': { schema: EraseRequest, title: 'POST /api/chat/erase request' },
+  'api.erase.response.schema.json': { schema: EraseResponse, title: 'POST /api/chat/erase response' },
   'api.webchat-message.request.schema.json': { schema: SendMessageBody, title: 'POST /webchat/message request' },
   'api.webchat-message.response.schema.json': { schema: SendAck, title: 'POST /webchat/message response' },
   'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },

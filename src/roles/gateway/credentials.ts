@@ -100,6 +100,7 @@ const ROUTES: Readonly<Record<string, RouteCredential>> = {
   'POST /api/chat/anonymous-token': 'api_key',
   'POST /api/chat/agent-token': 'secret_key',
   'POST /api/chat/broadcast': 'secret_key',
+  'POST /api/chat/erase': 'secret_key',
   'GET /api/chat/online-users': 'secret_key_or_jwt',
   'GET /api/chat/messages': 'jwt',
   'POST /webchat/message': 'jwt',

@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import type { RoleFactory } from '../../app/types.js';
 import type { Services } from '../../app/services.js';
-import { corsPolicyFor } from '../../auth/origins.js';
+import { corsPolicyOfTenants } from '../../auth/origins.js';
 import { CLOSE_CODES } from '../../errors.js';
 import { createClientIpResolver } from '../../http/client-ip.js';
 import { maxConnections } from '../../protocol/capacity.js';
@@ -56,7 +56,8 @@ export const createWsRole: RoleFactory = async (ctx) => {
     maxConnections: maxConns,
     eventRate: config.limits.messagesPerSocket,
     clientIp: createClientIpResolver(config.server.trustedProxies),
-    cors: corsPolicyFor(config),
+    // Follows a config reload (the tenants' origins), once the services are open.
+    cors: corsPolicyOfTenants(() => runtime?.svc.auth.tenants, config),
     logger: log.child({ component: 'socketio' }),
     hooks: {
       authenticate: (info, socket) => authenticate(info, socket),

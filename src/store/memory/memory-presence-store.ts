@@ -57,6 +57,12 @@ export class MemoryPresenceStore implements PresenceStore {
     return { conn: c.conn, last };
   }
 
+  /** Erasure: ids of this tenant's connections of `sessions`. */
+  connectionsOfSessions(tenantId: string, sessions: ReadonlySet<string>): string[] {
+    const t = this.tenants.get(tenantId);
+    return t ? [...t.conns].filter(([, c]) => sessions.has(c.conn.sessionId)).map(([id]) => id) : [];
+  }
+
   private forgetIfEmpty(tenantId: string, t: Tenant): void {
     if (t.conns.size === 0 && t.online.size === 0) this.tenants.delete(tenantId);
   }

@@ -67,6 +67,27 @@ export class MemorySessionStore implements SessionStore {
     return this.live(this.bindings, `${tenantId}\n${jti}`);
   }
 
+  /** Erasure: this tenant's records and bindings of `sessions` (deleted unless `dryRun`); counts. */
+  eraseSessions(tenantId: string, sessions: ReadonlySet<string>, dryRun: boolean): { records: number; bindings: number } {
+    let records = 0;
+    let bindings = 0;
+    for (const sid of sessions) {
+      const rec = this.live(this.sessions, sid);
+      if (rec && rec.tenantId === tenantId) {
+        records++;
+        if (!dryRun) this.sessions.delete(sid);
+      }
+    }
+    const prefix = `${tenantId}\n`;
+    for (const [k, e] of this.bindings) {
+      if (k.startsWith(prefix) && e.expiresAt > this.now() && sessions.has(e.value)) {
+        bindings++;
+        if (!dryRun) this.bindings.delete(k);
+      }
+    }
+    return { records, bindings };
+  }
+
   /** Drops expired records (called periodically: a Map has no TTL of its own). */
   purgeExpired(): void {
     const now = this.now();

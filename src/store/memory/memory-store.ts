@@ -8,6 +8,7 @@ import { MemoryPresenceStore } from './memory-presence-store.js';
 import { MemoryRateLimiter } from './memory-rate-limiter.js';
 import { MemorySessionStore } from './memory-session-store.js';
 import { MemoryWebhookStream } from './memory-webhook-stream.js';
+import { MemoryErasureStore, MemoryRevocationStore } from './memory-erasure.js';
 
 export interface MemoryStoreOptions {
   readonly agentHistorySize?: number;
@@ -25,6 +26,8 @@ export class MemoryStore implements Store {
   readonly bus: MemoryBus;
   readonly webhooks: MemoryWebhookStream;
   readonly rateLimiter: MemoryRateLimiter;
+  readonly erasure: MemoryErasureStore;
+  readonly revocations = new MemoryRevocationStore();
   private readonly timer: NodeJS.Timeout;
 
   constructor(opts: MemoryStoreOptions = {}, logger?: Logger) {
@@ -37,6 +40,7 @@ export class MemoryStore implements Store {
       markerTtlSeconds: opts.markerTtlSeconds ?? 24 * 3600,
     });
     this.rateLimiter = new MemoryRateLimiter();
+    this.erasure = new MemoryErasureStore(this.sessions, this.presence, this.webhooks);
     this.timer = setInterval(() => {
       this.sessions.purgeExpired();
       this.events.purgeExpired();

@@ -85,6 +85,13 @@ export class MemoryWebhookStream implements WebhookStream {
     return out;
   }
 
+  /** Erasure: removes the entries `pred` selects (XDEL); returns how many (counts only with `dryRun`). */
+  deleteWhere(pred: (job: WebhookJob) => boolean, dryRun: boolean): number {
+    const n = this.entries.filter((e) => pred(e.job)).length;
+    if (!dryRun && n > 0) this.entries = this.entries.filter((e) => !pred(e.job));
+    return n;
+  }
+
   async length(): Promise<number> {
     return this.entries.length;
   }

@@ -40,6 +40,8 @@ export interface RedisKeys {
   published(tenantId: string, messageId: string): string;
   /** The tenant's pub/sub channel (JSON TenantEvents). */
   tenantChannel(tenantId: string): string;
+  /** A subject's revocation instant (ms since the epoch, string; no TTL). */
+  revoked(tenantId: string, userId: string): string;
   /** A rate-limit bucket; `key` is the caller's (e.g. `ip:{ip}`, or `t:{tid}:…` for tenant data). */
   rateBucket(key: string): string;
 }
@@ -66,6 +68,7 @@ export function redisKeys(prefix: string): RedisKeys {
     agentOffset: (tid) => `${t(tid)}agent:offset`,
     published: (tid, mid) => `${t(tid)}pub:${mid}`,
     tenantChannel: (tid) => `${t(tid)}events`,
+    revoked: (tid, uid) => `${t(tid)}revoked:${uid}`,
     rateBucket: (key) => `${p}rl:${key}`,
   };
 }

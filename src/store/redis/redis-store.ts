@@ -12,6 +12,7 @@ import { RedisPresenceStore } from './redis-presence-store.js';
 import { RedisRateLimiter } from './redis-rate-limiter.js';
 import { RedisSessionStore } from './redis-session-store.js';
 import { RedisWebhookStream } from './redis-webhook-stream.js';
+import { RedisErasureStore, RedisRevocationStore } from './redis-erasure.js';
 
 export interface RedisStoreOptions extends RedisConnectionConfig, Partial<RedisEventLogOptions> {
   /** `redis.prefix`: put before every key and channel. */
@@ -31,6 +32,8 @@ export class RedisStore implements Store {
   readonly bus: RedisBus;
   readonly webhooks: RedisWebhookStream;
   readonly rateLimiter: RedisRateLimiter;
+  readonly erasure: RedisErasureStore;
+  readonly revocations: RedisRevocationStore;
   /** The shared command connection (exposed for admin tools and tests). */
   readonly client: ScriptedRedis;
   private readonly subscriber: Redis;
@@ -62,6 +65,8 @@ export class RedisStore implements Store {
     this.bus = new RedisBus(this.client, this.subscriber, this.keys, logger, this.connectTimeoutMs);
     this.webhooks = new RedisWebhookStream(this.client, this.keys, blocking, this.connectTimeoutMs);
     this.rateLimiter = new RedisRateLimiter(this.client, this.keys);
+    this.erasure = new RedisErasureStore(this.client, this.keys, this.presence);
+    this.revocations = new RedisRevocationStore(this.client, this.keys);
   }
 
   /** Connects both long-lived connections; rejects with DependencyError after `timeoutMs`. */
