@@ -12,6 +12,9 @@ describe('chatd serve on the embedded database', () => {
   const running: ChatdProcess[] = [];
   afterAll(async () => {
     await Promise.all(running.map((p) => p.stop('SIGKILL')));
+    // A server that listened only after the test gave up registers itself a moment later.
+    await new Promise((r) => setTimeout(r, 100));
+    await Promise.all(running.map((p) => p.stop('SIGKILL')));
     fs.rmSync(cwd, { recursive: true, force: true });
   });
 
@@ -22,8 +25,10 @@ describe('chatd serve on the embedded database', () => {
     fs.renameSync(template, path.join(cwd, '.chatd', 'data'));
     fs.writeFileSync(path.join(cwd, 'chat-server.yaml'), 'server:\n  port: 0\nadmin:\n  port: 0\nlog:\n  format: json\n');
 
-    const first = await spawnChatd({ cwd, timeoutMs: 120_000 });
-    running.push(first);
+    const starting = spawnChatd({ cwd, timeoutMs: 120_000 });
+    // Registered for teardown even if this test times out while the server is still starting.
+    starting.then((p) => running.push(p), () => undefined);
+    const first = await starting;
     await expect
       .poll(
         async () => {
