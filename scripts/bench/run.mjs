@@ -251,12 +251,20 @@ async function measure(target, opts, fn) {
 
 /** Server CPU seconds in the measured window (the whole run when the generator marked none). */
 const winCpu = (r) => r.window?.cpuSeconds ?? r.serverCpuSeconds;
+const ratio = (a, b) => (a !== undefined && b !== undefined ? a / b : undefined);
+/** One target of the issue, checked on this run's medians: `chatd ≥ 3× socketio: 3.41 — met`. */
+const goal = (what, value, bound, op) => {
+  if (value === undefined || !Number.isFinite(value)) return `${what}: not measured`;
+  const ok = op === 'le' ? value <= bound : op === 'lt' ? value < bound : value >= bound;
+  return `${what}: ${value.toFixed(2)} — ${ok ? 'met' : 'NOT met'}`;
+};
 const secs = (full) => String(quick ? 3 : full);
 
 const SCENARIOS = {
   /** (1) Memory per idle authenticated connection at 5k, 10k, 15k (one server, three steps). */
   memory: {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    goals: (m) => [goal('chatd ≤ 3.5 KB/conn', m.chatd, 3.5, 'le'), goal('chatd ≤ 0.25× socketio', ratio(m.chatd, m.socketio), 0.25, 'le')],
     async run(target) {
       const steps = quick ? [1000, 2000] : [5000, 10000, 15000];
       const perProcess = 5000; // ≤ 20,000 fds per process here; 5,000 each leaves room
@@ -297,6 +305,7 @@ const SCENARIOS = {
   /** (2) Accept rate with JWT verification, 200 in flight. */
   accept: {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    goals: (m) => [goal('chatd ≥ 3× socketio', ratio(m.chatd, m.socketio), 3, 'ge')],
     async run(target) {
       const n = quick ? 1000 : 5000;
       const r = await measure(target, {}, (srv) => loadgen(['--mode', 'accept', '--url', srv.urls[0], '--n', String(n), '--inflight', '200'], 1, srv));
@@ -306,26 +315,29 @@ const SCENARIOS = {
   /** (3) Fan-out of `typing` (not stored) to N subscribers of one conversation, 32 in flight. */
   fanout: {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    goals: (m) => [goal('chatd ≥ 10× socketio', ratio(m.chatd, m.socketio), 10, 'ge'), goal('chatd ≥ 0.7× uws', ratio(m.chatd, m.uws), 0.7, 'ge')],
     async run(target) {
       const subs = quick ? 200 : 1000;
-      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--subs', String(subs), '--inflight', '32', '--seconds', secs(6)], 1, srv));
+      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--subs', String(subs), '--inflight', '32', '--seconds', secs(5)], 1, srv));
       return { ...r, value: r.perSecond, unit: 'deliveries/s', cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6, higherIsBetter: true };
     },
   },
   /** (4a) Latency of `typing` at 600/s to a room of 100: p50/p99/p99.9. */
   'latency-typing': {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    goals: (m) => [goal('chatd p99 ≤ 1.2× uws', ratio(m.chatd, m.uws), 1.2, 'le'), goal('chatd p99 < socketio', ratio(m.chatd, m.socketio), 1, 'lt')],
     async run(target) {
-      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--subs', '100', '--rate', '600', '--seconds', secs(6)], 1, srv));
+      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--subs', '100', '--rate', '600', '--seconds', secs(5)], 1, srv));
       return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
     },
   },
   /** (4b) Latency of a stored `message` (INSERT committed, acknowledged, delivered), 200/s, room of 100. */
   'latency-message': {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    goals: (m) => [goal('chatd p99 ≤ socketio (INSERT) p99', ratio(m.chatd, m.socketio), 1, 'le')],
     async run(target) {
       const r = await measure(target, { durable: true }, (srv) =>
-        loadgen(['--mode', 'latency', '--event', 'message', '--url', srv.urls[0], '--subs', '100', '--rate', '200', '--seconds', secs(6)], 1, srv),
+        loadgen(['--mode', 'latency', '--event', 'message', '--url', srv.urls[0], '--subs', '100', '--rate', '200', '--seconds', secs(5)], 1, srv),
       );
       return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
     },
@@ -333,9 +345,10 @@ const SCENARIOS = {
   /** (5) Ingest: POST /webchat/message at 64 in flight, against one-row INSERT + one XADD per message. */
   ingest: {
     targets: ['floor', 'chatd', 'chatd-gw'],
+    goals: (m) => [goal('chatd ≥ 1× floor', ratio(m.chatd, m.floor), 1, 'ge')],
     async run(target) {
       const concurrency = '64';
-      const seconds = secs(6);
+      const seconds = secs(5);
       const r = await measure(target, { durable: true }, (srv) =>
         target === 'floor'
           ? loadgen(['--mode', 'floor', '--postgres', o.postgres, '--redis', o.redis, '--table', srv.tag, '--concurrency', concurrency, '--pool', '10', '--seconds', seconds], 0)
@@ -420,6 +433,8 @@ async function runScenario(scenario) {
     quick,
     results,
   };
+  const medians = Object.fromEntries(Object.entries(results).filter(([, r]) => r.median !== undefined).map(([t, r]) => [t, r.median]));
+  report.goals = def.goals ? def.goals(medians) : [];
   writeReport(report);
   return report;
 }
@@ -460,6 +475,7 @@ function writeReport(report) {
     ...rows,
     '',
     ...ratios.map((r) => `- ${r}`),
+    ...report.goals.map((g) => `- target ${g}`),
   ].join('\n');
   mkdirSync(path.join(root, 'bench/results'), { recursive: true });
   writeFileSync(path.join(root, `bench/results/${scenario}.json`), `${JSON.stringify(report, null, 2)}\n`);
@@ -473,5 +489,10 @@ if (!list.every((s) => SCENARIOS[s])) {
   process.stderr.write(`usage: npm run bench -- <${[...Object.keys(SCENARIOS), 'all'].join('|')}> [--targets a,b] [--runs 3] [--quick] [--profile DIR]\n`);
   process.exit(2);
 }
-for (const s of list) await runScenario(s);
+const reports = [];
+for (const s of list) reports.push(await runScenario(s));
+if (scenario === 'all') {
+  const parts = list.map((s) => readFileSync(path.join(root, `bench/results/${s}.md`), 'utf8'));
+  writeFileSync(path.join(root, 'bench/results/summary.md'), `${parts.join('\n')}`);
+}
 process.exit(0);
