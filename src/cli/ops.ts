@@ -122,7 +122,7 @@ export function opsAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
       { tenantId: str(b.tenantId) ?? '', sessionId: str(b.sessionId), userId: str(b.userId), dryRun: b.dryRun === true },
     );
     return { body: report };
-  });
+  }, { json: true });
   admin.route('POST', '/admin/token/revoke', async (req) => {
     const b = (req.body ?? {}) as Record<string, unknown>;
     const tenantId = typeof b.tenantId === 'string' ? b.tenantId : '';
@@ -134,5 +134,5 @@ export function opsAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
     const r = await revokeSubject({ revocations: svc.store.revocations, bus: svc.store.bus }, tenantId, userId);
     svc.revocation.forget(tenantId, userId);
     return { body: r };
-  });
+  }, { json: true });
 }
