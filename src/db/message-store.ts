@@ -441,14 +441,20 @@ export class KyselyMessageStore implements MessageStore {
 
   async deleteMessagesBefore(tenantId: string, before: Date, limit: number): Promise<number> {
     try {
-      // SKIP LOCKED: nodes sweeping at once take different rows instead of waiting for each other.
-      const r = await sql`
-        delete from messages where id in (
-          select id from messages
-          where tenant_id = ${tenantId} and created_at < ${before.toISOString()}::timestamptz
-          limit ${Math.max(1, Math.floor(limit))}
-          for update skip locked)`.execute(this.#db);
-      return Number(r.numAffectedRows ?? 0);
+      return await this.#db.transaction().execute(async (tx) => {
+        // One node at a time per tenant (issue 12): a node that finds the tenant's advisory lock
+        // taken deletes nothing this round (0 ends its loop); the holder carries on. SKIP LOCKED
+        // still keeps a batch from waiting on rows an erasure holds.
+        const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(${`chatd:retention:${tenantId}`})) as ok`.execute(tx);
+        if (!lock.rows[0]?.ok) return 0;
+        const r = await sql`
+          delete from messages where id in (
+            select id from messages
+            where tenant_id = ${tenantId} and created_at < ${before.toISOString()}::timestamptz
+            limit ${Math.max(1, Math.floor(limit))}
+            for update skip locked)`.execute(tx);
+        return Number(r.numAffectedRows ?? 0);
+      });
     } catch (err) {
       throw toQueryError(err);
     }

@@ -155,6 +155,29 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     expect(await storeCounts('tB', b1)).toEqual({ session: 1, binding: 1, online: 1, jobs: 1, retries: 1 });
   });
 
+  it('retention purge: one node at a time (advisory lock), deletes exactly the expired messages of its tenant', async () => {
+    const [p1, pB] = [sid('p1'), sid('pB')];
+    await seed('tA', p1, 'u20', 4);
+    await seed('tB', pB, 'u20', 2);
+    const later = new Date(Date.now() + 3_600_000);
+    // Another node holds tA's retention lock: this one deletes nothing.
+    const other = new pg.Client({ connectionString: DATABASE_URL });
+    await other.connect();
+    await other.query('begin');
+    await other.query("select pg_advisory_xact_lock(hashtext('chatd:retention:tA'))");
+    expect(await db.messages.deleteMessagesBefore('tA', later, 100)).toBe(0);
+    expect((await dbCounts(p1)).messages).toBe(4);
+    await other.query('rollback');
+    await other.end();
+    // Lock free: small batches delete tA's expired messages only.
+    const tAbefore = Number((await sql.query("select count(*) as n from messages where tenant_id = 'tA'")).rows[0].n);
+    let deleted = 0;
+    for (let n = -1; n !== 0; deleted += n) n = await db.messages.deleteMessagesBefore('tA', later, 3);
+    expect(deleted).toBe(tAbefore);
+    expect(Number((await sql.query("select count(*) as n from messages where tenant_id = 'tA'")).rows[0].n)).toBe(0);
+    expect((await dbCounts(pB)).messages).toBe(2);
+  });
+
   it('a bad erase request is refused with the field named', async () => {
     const deps = { messages: db.messages, erasure: store.erasure };
     await expect(eraseSubject(deps, { tenantId: 'tA' })).rejects.toThrow(/exactly one of sessionId and userId/);
