@@ -9,7 +9,12 @@ import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { freePort } from '../helpers/services.js';
+import { DATABASE_URL, REDIS_URL, freePort, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/load.js';
+import { openDatabase } from '../../src/db/index.js';
+import { createStore } from '../../src/store/index.js';
+import { emptyMeta } from '../../src/chat/message.js';
 
 const SLOW = 300_000;
 const PUB_A = 'ck_pub_ops_a_0123456789abcdef';
@@ -165,5 +170,45 @@ describe('operations on the embedded defaults', () => {
     expect(api.body).toMatchObject({ dryRun: true, removed: { messages: 1 } });
     const bad = await post('/api/chat/erase', SEC, { tenantId: 'acme' });
     expect(bad.status).toBe(400);
+  }, SLOW);
+});
+
+describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('erase and revoke from the CLI directly on Redis + PostgreSQL', () => {
+  it('chatd erase and chatd token revoke act on the shared services without a server', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-ops-direct-'));
+    const prefix = uniquePrefix('opscli');
+    const schema = uniqueSchema('opscli');
+    const text = `auth:\n  jwtSecret: ops-direct-secret-0123456789abcdef\nredis:\n  url: ${REDIS_URL}\n  prefix: '${prefix}'\ndatabase:\n  url: ${DATABASE_URL}\n  schema: ${schema}\n  autoMigrate: true\ntenants:\n  - id: acme\n    apiKeys: []\n`;
+    await writeFile(path.join(cwd, 'chat-server.yaml'), text);
+    const { config } = await loadConfig({ cwd, env: {} });
+    const log = pino({ level: 'silent' });
+    const db = await openDatabase(config, log);
+    const store = await createStore(config, log, 'ops-cli');
+    try {
+      for (const [sessionId, n] of [['d-1', 2], ['d-2', 1]] as const) {
+        for (let i = 0; i < n; i++) {
+          const r = await db.messages.accept({ tenantId: 'acme', sessionId, sender: { type: 'visitor', id: sessionId, verified: false }, text: `m${i}`, meta: emptyMeta(), conversation: { fingerprint: 'fp' } });
+          if (r.kind === 'created') await store.events.publishMessage(r.message);
+        }
+        await store.sessions.upsert(sessionId, { tenantId: 'acme', userId: sessionId, fingerprint: 'fp' }, 3600);
+      }
+      const r = await runChatd(['erase', '--tenant', 'acme', '--session', 'd-1', '--json'], { cwd });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ removed: { conversations: 1, messages: 2, sessionRecords: 1, webhookJobs: 2 } });
+      expect(await db.messages.getConversation('acme', 'd-1')).toBeNull();
+      expect(await store.sessions.get('d-1')).toBeNull();
+      expect((await db.messages.since('acme', 'd-2', 0, 10)).length).toBe(1);
+      expect(await store.sessions.get('d-2')).not.toBeNull();
+
+      const v = await runChatd(['token', 'revoke', '--tenant', 'acme', '--user', 'agent-9'], { cwd });
+      expect(v.code, v.stderr).toBe(0);
+      expect(await store.revocations.revokedAt('acme', 'agent-9')).toBeGreaterThan(Date.now() - 120_000);
+      const bad = await runChatd(['erase', '--tenant', 'acme'], { cwd });
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/--session/);
+    } finally {
+      await store.close();
+      await db.close();
+    }
   }, SLOW);
 });
