@@ -478,8 +478,10 @@ function writeReport(report) {
     ...report.goals.map((g) => `- target ${g}`),
   ].join('\n');
   mkdirSync(path.join(root, 'bench/results'), { recursive: true });
-  writeFileSync(path.join(root, `bench/results/${scenario}.json`), `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(path.join(root, `bench/results/${scenario}.md`), `${md}\n`);
+  // A run of some targets only gets its own files instead of overwriting the full run's.
+  const name = o.targets ? `${scenario}-${o.targets.replace(/,/g, '+')}` : scenario;
+  writeFileSync(path.join(root, `bench/results/${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(path.join(root, `bench/results/${name}.md`), `${md}\n`);
   process.stdout.write(`${md}\n\n`);
 }
 
