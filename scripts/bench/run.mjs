@@ -494,7 +494,7 @@ if (!list.every((s) => SCENARIOS[s])) {
 const reports = [];
 for (const s of list) reports.push(await runScenario(s));
 if (scenario === 'all') {
-  const parts = list.map((s) => readFileSync(path.join(root, `bench/results/${s}.md`), 'utf8'));
+  const parts = list.map((s) => readFileSync(path.join(root, `bench/results/${o.targets ? `${s}-${o.targets.replace(/,/g, '+')}` : s}.md`), 'utf8'));
   writeFileSync(path.join(root, 'bench/results/summary.md'), `${parts.join('\n')}`);
 }
 process.exit(0);
