@@ -120,9 +120,9 @@ async function startTarget(target, { nodes = 1, durable = false } = {}) {
     case 'socketio': {
       if (target === 'uws' && nodes > 1) throw new Error('uws has no cross-node pub/sub');
       for (let i = 0; i < nodes; i++) {
-        const port = await freePort();
-        const child = spawnPinned(0, [path.join(here, `servers/${target === 'uws' ? 'uws-raw' : 'socketio'}.mjs`)], { env: { ...baseEnv, PORT: String(port) } });
-        await waitForLine(child, /LISTENING (\d+)/, 60_000);
+        // Port 0: the server picks a free port and prints it (no window for another process to take it).
+        const child = spawnPinned(0, [path.join(here, `servers/${target === 'uws' ? 'uws-raw' : 'socketio'}.mjs`)], { env: { ...baseEnv, PORT: '0' } });
+        const port = Number((await waitForLine(child, /LISTENING (\d+)/, 60_000))[1]);
         child.stdout.resume();
         procs.push({ name: `${target}${i}`, child });
         urls.push(url(port));
