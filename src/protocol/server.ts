@@ -37,6 +37,12 @@ export interface SocketServerOptions<C> {
   readonly cors?: CorsPolicy;
   readonly logger: Logger;
   readonly hooks: ProtocolHooks<C>;
+  /**
+   * Takes over a polling request whose sid names another node (a plain L4 load balancer in front of
+   * several ws nodes): returns true when it answered the request, false to handle it here. Called
+   * before anything else touches `res`/`req`.
+   */
+  readonly forward?: (res: HttpResponse, req: HttpRequest) => boolean;
 }
 
 /** Engine.IO handshake errors (the JSON body of a 400, as the reference server sends them). */
@@ -420,6 +426,7 @@ export class SocketServer<C> {
   }
 
   private onPreflight(res: HttpResponse, req: HttpRequest): void {
+    if (this.opts.forward?.(res, req)) return;
     const origin = req.getHeader('origin') || undefined;
     res.cork(() => {
       res.writeStatus('204 No Content');
@@ -434,6 +441,8 @@ export class SocketServer<C> {
   }
 
   private onPollingGet(res: HttpResponse, req: HttpRequest): void {
+    // Websocket upgrades are never forwarded (the guard below yields them to the ws route).
+    if (!req.getHeader('upgrade') && this.opts.forward?.(res, req)) return;
     if (req.getHeader('upgrade')) {
       // A websocket upgrade that reached the GET route (uWS tries the ws route first).
       req.setYield(true);
@@ -483,6 +492,7 @@ export class SocketServer<C> {
   }
 
   private onPollingPost(res: HttpResponse, req: HttpRequest): void {
+    if (this.opts.forward?.(res, req)) return;
     let aborted = false;
     res.onAborted(() => {
       aborted = true;

@@ -19,6 +19,8 @@ import { RecoveryPids } from '../../protocol/recovery-pid.js';
 import { SocketServer } from '../../protocol/server.js';
 import type { Socket } from '../../protocol/types.js';
 import { createGatewayLimits } from '../gateway/rate-limits.js';
+import { createSidForwarder, type SidForwarder } from '../gateway/sid-forwarder.js';
+import { storeKind } from '../../store/index.js';
 import { createAuthenticate, tenantTopic, watchTopic, type WsConn } from './connection.js';
 import { createEventHandler } from './handlers.js';
 import { PresenceTracker } from './presence-tracker.js';
@@ -45,6 +47,13 @@ export const createWsRole: RoleFactory = async (ctx) => {
   // The open-file limit bounds connections; say what it is.
   const maxConns = maxConnections(config.limits.maxConnections);
 
+  // Several ws nodes behind a plain L4 load balancer (no gateway, no stickiness): a polling request
+  // for a session another node owns is forwarded to it. One node alone (the memory store) has no peers.
+  const forwarder: SidForwarder | undefined =
+    storeKind(config) === 'redis'
+      ? createSidForwarder({ config, nodeId: ctx.nodeId, logger: log.child({ component: 'sid-forwarder' }), roles: ctx.roles, port: ctx.port })
+      : undefined;
+
   const server: SocketServer<WsConn> = new SocketServer<WsConn>({
     app: ctx.app,
     path: config.socketio.path,
@@ -66,7 +75,9 @@ export const createWsRole: RoleFactory = async (ctx) => {
       onDisconnect: (socket) => onDisconnect(socket),
       onRateLimited: (_socket, _event, ack) => ack?.({ success: false, error: 'Too many events; slow down', code: 'rate_limited' }),
     },
+    ...(forwarder ? { forward: (res, req) => forwarder.handle(res, req) } : {}),
   });
+  forwarder?.start();
   log.info({ maxConnections: maxConns, path: config.socketio.path }, 'socket.io ready');
 
   /** The store, database and the node's stream hub and presence tracker, created on first use. */
@@ -196,6 +207,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
     },
     async close() {
       server.close();
+      await forwarder?.close();
       const rt = runtime;
       if (rt) await Promise.allSettled([rt.hub.close(), rt.tracker.stop()]);
     },
