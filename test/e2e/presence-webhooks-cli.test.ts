@@ -51,10 +51,11 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
     cwd = await fresh();
     // The CLI finds the admin listener from the same config, so it gets a fixed (free) port.
     await writeFile(path.join(cwd, 'chat-server.yaml'), `server:\n  port: 0\nadmin:\n  port: ${await freePort()}\n`);
-    chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
+    // A first start creates the embedded database; on a loaded machine that can take minutes.
+    chatd = await spawnChatd({ cwd, timeoutMs: 240_000 });
     base = `http://127.0.0.1:${chatd.ports.public}`;
     key = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).gatewayApiKey;
-  }, 90_000);
+  }, 300_000);
   afterAll(async () => {
     await chatd?.stop('SIGKILL');
   });
