@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import { deletePrefix } from '../helpers/redis-keys.js';
 import { pino } from 'pino';
 import { io } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,14 +175,7 @@ describe.skipIf(!(await hasRedis()))('presence ls and webhooks tail on Redis', (
   });
   afterAll(async () => {
     await store?.close();
-    const raw = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await raw.unlink(...keys);
-    } while (cursor !== '0');
-    raw.disconnect();
+    await deletePrefix(REDIS_URL, prefix);
   });
 
   const message = (i: number): ChatMessage => ({

@@ -1,5 +1,5 @@
 // PresenceTracker on Redis (shared server, unique prefix): the same scenarios as on the memory store.
-import { Redis } from 'ioredis';
+import { deletePrefix } from '../../../test/helpers/redis-keys.js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { REDIS_URL, hasRedis, uniquePrefix } from '../../../test/helpers/services.js';
@@ -15,14 +15,7 @@ describe.skipIf(!(await hasRedis()))('PresenceTracker on Redis', () => {
   });
   afterAll(async () => {
     await store?.close();
-    const raw = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await raw.unlink(...keys);
-    } while (cursor !== '0');
-    raw.disconnect();
+    await deletePrefix(REDIS_URL, prefix);
   });
   presenceScenarios(() => store);
 });

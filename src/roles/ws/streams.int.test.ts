@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { Redis } from 'ioredis';
+import { deletePrefix } from '../../../test/helpers/redis-keys.js';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,17 +34,6 @@ async function dropSchema(schema: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-async function deletePrefix(url: string, prefix: string): Promise<void> {
-  const raw = new Redis(url);
-  let cursor = '0';
-  do {
-    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await raw.unlink(...keys);
-  } while (cursor !== '0');
-  raw.disconnect();
 }
 
 describe('StreamHub on the memory store and PGlite', () => {

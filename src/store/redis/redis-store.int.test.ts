@@ -2,6 +2,7 @@
 // what only Redis can show: the guide's key names appear exactly under the prefix, every channel is
 // prefixed, and an idempotent re-publish adds nothing.
 import { Redis } from 'ioredis';
+import { deletePrefix } from '../../../test/helpers/redis-keys.js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../../../test/helpers/services.js';
@@ -16,14 +17,7 @@ describe.skipIf(!available)('redis store', () => {
   const prefix = uniquePrefix('store');
   // The shared Redis keeps nothing of this file: delete every key under its prefix.
   afterAll(async () => {
-    const raw = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await raw.unlink(...keys);
-    } while (cursor !== '0');
-    raw.disconnect();
+    await deletePrefix(REDIS_URL, prefix);
   });
 
   storeContract('redis', () => {
