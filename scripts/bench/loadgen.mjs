@@ -40,7 +40,7 @@ const { values: o } = parseArgs({
     tenant: { type: 'string', default: 'bench' },
     session: { type: 'string' },
     apiKey: { type: 'string', default: '' },
-    srcBase: { type: 'string', default: '1' },
+    srcBase: { type: 'string' },
     payload: { type: 'string', default: '100' },
   },
 });
@@ -61,8 +61,15 @@ async function token(sessionId) {
 }
 
 let srcIndex = 0;
-/** Spread connections over 127.0.0.x source addresses (ephemeral ports per address pair are finite). */
-const localAddress = () => `127.0.0.${Number(o.srcBase) + (Math.floor(srcIndex++ / 10000) % 200)}`;
+/**
+ * With --srcBase (memory: thousands of sockets held open), connections are spread over 127.0.0.x
+ * source addresses, 10,000 each. Without it the kernel picks the source port at connect time: a
+ * socket bound before connect must pick its port without knowing the destination, so earlier
+ * runs' TIME_WAIT sockets make every bind scan the port range (measured: the accept rate fell
+ * 1,580 → 317 → 171 conn/s over three back-to-back runs), while connect may reuse them on loopback
+ * (net.ipv4.tcp_tw_reuse).
+ */
+const localAddress = () => (o.srcBase === undefined ? undefined : `127.0.0.${Number(o.srcBase) + (Math.floor(srcIndex++ / 10000) % 200)}`);
 
 async function openClient(sessionId, fingerprint, at = url) {
   const auth = { apiKey: o.apiKey, token: await token(sessionId), sessionId, fingerprint };
@@ -91,7 +98,9 @@ async function openMany(n, inflight, sessionOf, onStart) {
       const i = next++;
       try {
         const auth = { apiKey: o.apiKey, token: tokens[i], sessionId: sessionOf(i), fingerprint: `fp${i}` };
-        clients.push(await new EioClient(url, auth, { localAddress: localAddress() }).connect());
+        // Raw TCP clients: the `ws` package's client handshake costs the generator's core more than
+        // raw uWS spends accepting (it capped every target near 1.7k conn/s).
+        clients.push(await rawSubscribe(url, auth, { localAddress: localAddress() }));
       } catch {
         failed++;
       }

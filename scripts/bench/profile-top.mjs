@@ -1,5 +1,5 @@
 // Summarises a V8 .cpuprofile (from `npm run bench -- <scenario> --profile DIR`): the functions
-// with the most self time, and the chatd source files with the most total (inclusive) time.
+// with the most self time, and the functions with the most inclusive time (self + callees).
 //   node scripts/bench/profile-top.mjs FILE.cpuprofile [--top 30] [--from-ms A --to-ms B]
 // --from-ms/--to-ms keep only the samples in that window after the profile started (the result
 // JSON's `window.fromMs`/`toMs`: the load generator's measured window, startup left out).
@@ -31,3 +31,21 @@ const rows = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(o.t
 const busy = total - [...self.entries()].filter(([k]) => idle.includes(k.split(' ')[0])).reduce((s, [, c]) => s + c, 0);
 process.stdout.write(`samples ${total} (busy excluding idle/program/gc: ${busy})\n`);
 for (const [k, c] of rows) process.stdout.write(`${((100 * c) / total).toFixed(1).padStart(5)}%  ${((100 * c) / Math.max(1, busy)).toFixed(1).padStart(5)}% of busy  ${k}\n`);
+
+// Inclusive (total) time: every function on the sampled stack, counted once per sample.
+const parent = new Map();
+for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+const inclusive = new Map();
+for (const [id, c] of counts) {
+  const seen = new Set();
+  for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+    const k = key(byId.get(cur));
+    if (seen.has(k)) continue;
+    seen.add(k);
+    inclusive.set(k, (inclusive.get(k) ?? 0) + c);
+  }
+}
+process.stdout.write(`\ninclusive (function and everything it called), top ${o.top}:\n`);
+const skip = new Set(['(root)', ...idle]);
+for (const [k, c] of [...inclusive.entries()].filter(([k]) => !skip.has(k.split(' ')[0])).sort((a, b) => b[1] - a[1]).slice(0, Number(o.top)))
+  process.stdout.write(`${((100 * c) / total).toFixed(1).padStart(5)}%  ${((100 * c) / Math.max(1, busy)).toFixed(1).padStart(5)}% of busy  ${k}\n`);

@@ -77,11 +77,22 @@ export function createApiKeyRegistry(config: Pick<Config, 'tenants' | 'auth'>): 
     }
   }
 
+  // The few valid keys seen lately (a deployment has a handful; every connect and request presents
+  // one): a hit skips the SHA-256. Only keys that matched are kept, so an unknown key always takes
+  // the digest path below and the cache cannot be filled by guesses.
+  const recent = new Map<string, ApiKeyMatch>();
   const lookup = (presented: string | undefined): ApiKeyMatch | undefined => {
     if (!presented || presented.length > 512) return undefined;
+    const hit = recent.get(presented);
+    if (hit) return hit;
     // Hash, then compare digests: the comparison's timing depends only on the digest of what
     // was presented, which tells an attacker nothing about any configured key.
-    return byDigest.get(hex(digest(presented)));
+    const m = byDigest.get(hex(digest(presented)));
+    if (m) {
+      if (recent.size >= 64) recent.delete(recent.keys().next().value!);
+      recent.set(presented, m);
+    }
+    return m;
   };
 
   return {

@@ -1,9 +1,9 @@
-import { generateKeyPairSync } from 'node:crypto';
-import { SignJWT, UnsecuredJWT } from 'jose';
+import { createHmac, createSecretKey, generateKeyPairSync } from 'node:crypto';
+import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../config/schema.js';
 import { ChatdError } from '../errors.js';
-import { createTokenService, parseTtl, type TokenService } from './jwt.js';
+import { createTokenService, fastHs256, parseTtl, type TokenService } from './jwt.js';
 import { createTenantDirectory } from './tenants.js';
 
 const SECRET = 'test-secret-0123456789abcdef';
@@ -179,6 +179,66 @@ describe('key rotation and asymmetric keys', () => {
       .setJti('c')
       .sign(enc.encode(files['pub.pem']!));
     expect(await codeOf(svc.verify(confused))).toBe('token_invalid');
+  });
+});
+
+describe('fastHs256 (the synchronous HS256 path)', () => {
+  const key = createSecretKey(enc.encode(SECRET));
+  const opts = { issuer: 'chatd', audience: 'chatd', clockTolerance: 5 };
+  const sign = (b: SignJWT, secret = SECRET) => b.sign(enc.encode(secret));
+
+  it('returns exactly the claims jose returns for a good token', async () => {
+    const token = await sign(forged().setSubject('u1'));
+    const ours = fastHs256(token, key, opts);
+    const { payload } = await jwtVerify(token, enc.encode(SECRET), { algorithms: ['HS256'], issuer: 'chatd', audience: 'chatd', requiredClaims: ['exp'] });
+    expect(ours).toEqual(payload);
+    // An audience list that holds ours is accepted, as by jose.
+    expect(fastHs256(await sign(forged().setAudience(['other', 'chatd'])), key, opts)?.aud).toEqual(['other', 'chatd']);
+  });
+
+  it('leaves every token jose would refuse (or anything unusual) to jose', async () => {
+    const good = await sign(forged());
+    const [h, p, sig] = good.split('.') as [string, string, string];
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+    // Correctly signed with the right secret, whatever the header says.
+    const signed = (header: object, body: object) => {
+      const input = `${b64(header)}.${b64(body)}`;
+      return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+    };
+    expect(fastHs256(signed({ alg: 'HS256', typ: 'JWT' }, claims), key, opts)).toEqual(claims);
+    const refused: Record<string, string> = {
+      'another secret': await sign(forged(), 'another-secret-0123456789abcdef'),
+      'a flipped signature bit': `${h}.${p}.${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`,
+      'a payload swapped under the signature': `${h}.${b64({ ...claims, role: 'agent' })}.${sig}`,
+      'alg none': new UnsecuredJWT({ tid: 'acme', role: 'visitor' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').encode(),
+      'a crit header': signed({ alg: 'HS256', crit: ['x'], x: 1 }, claims),
+      'b64 false': signed({ alg: 'HS256', b64: false, crit: ['b64'] }, claims),
+      'an unknown header field': signed({ alg: 'HS256', jku: 'https://evil.example/keys' }, claims),
+      'alg HS512': signed({ alg: 'HS512' }, claims),
+      expired: await sign(forged({ exp: now() - 60 })),
+      'nbf in the future': await sign(forged({ nbf: now() + 60 })),
+      'another issuer': await sign(forged({ iss: 'evil' })),
+      'another audience': await sign(forged({ aud: 'evil' })),
+      'no exp': await new SignJWT({ tid: 'acme', role: 'visitor' }).setProtectedHeader({ alg: 'HS256' }).setIssuer('chatd').setAudience('chatd').sign(enc.encode(SECRET)),
+      'iat a string': await new SignJWT({ tid: 'acme', role: 'visitor', iat: 'yesterday' } as never).setProtectedHeader({ alg: 'HS256' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').sign(enc.encode(SECRET)),
+      'a payload that is an array': `${h}.${b64([1])}.${sig}`,
+      'two segments': `${h}.${p}`,
+    };
+    for (const [what, token] of Object.entries(refused)) {
+      expect(fastHs256(token, key, opts), what).toBeUndefined();
+    }
+    // Within the clock tolerance, as jose.
+    expect(fastHs256(await sign(forged({ exp: now() - 2 })), key, opts)).toBeDefined();
+  });
+
+  it('the service still gives jose\'s codes for what the fast path leaves to it', async () => {
+    const svc = createTokenService(authConfig(), tenants());
+    const good = await sign(forged());
+    const [h, p, sig] = good.split('.') as [string, string, string];
+    expect(await codeOf(svc.verify(`${h}.${p}.${sig.slice(0, 42)}${sig[42] === 'A' ? 'Q' : 'A'}`))).toBe('token_invalid');
+    expect(await codeOf(svc.verify(await sign(forged({ exp: now() - 60 }))))).toBe('token_expired');
+    expect(await codeOf(svc.verify(good))).toBe('accepted');
   });
 });
 

@@ -131,6 +131,25 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect((await db.messages.getConversation(tenant, sid))!.lastSeq).toBe(1);
     });
 
+    it('answers concurrent conversation lookups (grouped into shared queries) each for its own tenant and session', async () => {
+      const a = uid('ta');
+      const b = uid('tb');
+      const sids = Array.from({ length: 6 }, () => uid('s'));
+      for (const [i, sid] of sids.entries()) {
+        for (let k = 0; k <= i; k++) await db.messages.accept(msg(i % 2 ? b : a, sid, `m${k}`));
+      }
+      // 60 lookups at once: existing, another tenant's, never seen, repeated.
+      const asks = Array.from({ length: 60 }, (_, j) => {
+        const i = j % sids.length;
+        const tenant = j % 3 === 0 ? (i % 2 ? a : b) : i % 2 ? b : a; // every third asks as the wrong tenant
+        const sid = j % 10 === 9 ? uid('none') : sids[i]!;
+        return { tenant, sid, expect: j % 10 === 9 || j % 3 === 0 ? null : i + 1 };
+      });
+      const got = await Promise.all(asks.map((q) => db.messages.getConversation(q.tenant, q.sid)));
+      expect(got.map((c) => c?.lastSeq ?? null)).toEqual(asks.map((q) => q.expect));
+      for (const [j, c] of got.entries()) if (c) expect([c.tenantId, c.sessionId]).toEqual([asks[j]!.tenant, asks[j]!.sid]);
+    });
+
     it('refuses a session id owned by another tenant, without writing or revealing anything', async () => {
       const a = uid('ta');
       const b = uid('tb');

@@ -2,7 +2,8 @@
 // reconnecting client resume its stream, so it is bound to the authenticated identity: a MAC over
 // a fresh nonce and the identity, under a key every node derives from the same secret. No state
 // is kept: the stream offset the client sends says where to resume, and any node can verify.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { randomId } from './random-id.js';
 
 export class RecoveryPids {
   private readonly key: Buffer;
@@ -14,7 +15,7 @@ export class RecoveryPids {
 
   /** A new pid for `identity` (e.g. `tenant\0stream\0subject`). */
   mint(identity: string): string {
-    const nonce = randomBytes(12).toString('base64url');
+    const nonce = randomId(12);
     return `${nonce}.${this.mac(nonce, identity)}`;
   }
 

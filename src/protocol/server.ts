@@ -6,7 +6,6 @@
 // entry. No per-socket timers: one heartbeat clock pings every websocket through a single native
 // publish and sweeps sessions that did not answer; polling state lives in a side object that a
 // websocket session drops at upgrade.
-import { randomBytes } from 'node:crypto';
 import { decodePayload, decodePacket, type Packet as EioPacket } from 'engine.io-parser';
 import { Decoder, Encoder, PacketType, type Packet as SioPacket } from 'socket.io-parser';
 import type { Logger } from 'pino';
@@ -15,6 +14,7 @@ import type { CorsPolicy } from '../http/router.js';
 import { socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
 import type { AckFn, ConnectInfo, DisconnectReason, ProtocolHooks, Socket, TransportName } from './types.js';
+import { randomId } from './random-id.js';
 
 export interface SocketServerOptions<C> {
   readonly app: TemplatedApp;
@@ -293,7 +293,7 @@ export class SocketServer<C> {
   }
 
   private newSid(): string {
-    return `${this.opts.nodeId}.${randomBytes(16).toString('base64url')}`;
+    return `${this.opts.nodeId}.${randomId(16)}`;
   }
 
   private openPacket(sid: string, upgrades: string[]): string {
@@ -661,7 +661,7 @@ export class SocketServer<C> {
         }
         s.hs = null;
         s.flags |= F_CONNECTED;
-        const ack: Record<string, string> = { sid: randomBytes(12).toString('base64url') };
+        const ack: Record<string, string> = { sid: randomId(12) };
         if (accepted.pid) ack.pid = accepted.pid;
         this.sendFrames(s, [`40${JSON.stringify(ack)}`]);
         try {

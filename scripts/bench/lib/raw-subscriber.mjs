@@ -18,7 +18,7 @@ function maskedTextFrame(text) {
  * Connects, authenticates with `auth` in the CONNECT packet, then calls `onEvent()` for every EVENT
  * frame. Resolves once the CONNECT ack arrived.
  */
-export function rawSubscribe(url, auth, { onEvent, localAddress } = {}) {
+export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 20000 } = {}) {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: u.hostname, port: Number(u.port), ...(localAddress ? { localAddress } : {}) });
@@ -26,7 +26,9 @@ export function rawSubscribe(url, auth, { onEvent, localAddress } = {}) {
     let upgraded = false;
     let buf = Buffer.alloc(0);
     const sub = { events: 0, socket, close: () => socket.destroy() };
+    const timer = setTimeout(() => fail(new Error('connect timeout')), timeoutMs);
     const fail = (err) => {
+      clearTimeout(timer);
       socket.destroy();
       reject(err);
     };
@@ -70,7 +72,10 @@ export function rawSubscribe(url, auth, { onEvent, localAddress } = {}) {
             onEvent?.();
           } else if (t === 0x32 /* '2' ping */) socket.write(maskedTextFrame('3'));
           else if (t === 0x30 /* '0' open */) socket.write(maskedTextFrame(`40${JSON.stringify(auth)}`));
-          else if (t === 0x34 && buf[p + 1] === 0x30 /* '40' CONNECT ack */) resolve(sub);
+          else if (t === 0x34 && buf[p + 1] === 0x30 /* '40' CONNECT ack */) {
+            clearTimeout(timer);
+            resolve(sub);
+          }
           else if (t === 0x34 && buf[p + 1] === 0x34 /* '44' CONNECT_ERROR */) fail(new Error(`connect_error ${buf.subarray(p, p + len)}`));
         } else if (opcode === 8) {
           socket.destroy();

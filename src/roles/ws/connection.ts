@@ -99,9 +99,7 @@ export function createAuthenticate(deps: ConnectDeps) {
     // 2. The API key: must be this tenant's (agents may come without one).
     const presentedKey = str(auth.apiKey, 512) ?? bearer(info.headers);
     if (presentedKey !== undefined || verified.role !== 'agent') {
-      const found = svc.auth.apiKeys.lookup(presentedKey);
-      if (!found) throw new ChatdError('invalid_api_key');
-      svc.auth.apiKeys.authorize(presentedKey, verified.tenantId);
+      const found = svc.auth.apiKeys.authorize(presentedKey, verified.tenantId);
       await take(svc, `key:${found.keyId}:connect`, config.limits.connectPerKey);
     } else {
       await take(svc, `agent:${verified.tenantId}:${verified.subject ?? verified.jti}:connect`, config.limits.connectPerKey);
