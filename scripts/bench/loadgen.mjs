@@ -17,7 +17,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { SignJWT } from 'jose';
 import { EioClient } from './lib/eio-client.mjs';
-import { rawSubscribe } from './lib/raw-subscriber.mjs';
+import { connectFrame, rawSubscribe } from './lib/raw-subscriber.mjs';
 import { percentile, sleep } from './lib/proc.mjs';
 
 const { values: o } = parseArgs({
@@ -90,6 +90,7 @@ const fp = () => randomBytes(8).toString('hex');
 async function openMany(n, inflight, sessionOf, onStart) {
   // Tokens are minted before the clock starts: the load generator must not be what is measured.
   const tokens = await Promise.all(Array.from({ length: n }, (_, i) => token(sessionOf(i))));
+  const frames = tokens.map((t, i) => connectFrame({ apiKey: o.apiKey, token: t, sessionId: sessionOf(i), fingerprint: `fp${i}` }));
   const clients = [];
   let next = 0;
   let failed = 0;
@@ -97,10 +98,9 @@ async function openMany(n, inflight, sessionOf, onStart) {
     while (next < n) {
       const i = next++;
       try {
-        const auth = { apiKey: o.apiKey, token: tokens[i], sessionId: sessionOf(i), fingerprint: `fp${i}` };
         // Raw TCP clients: the `ws` package's client handshake costs the generator's core more than
         // raw uWS spends accepting (it capped every target near 1.7k conn/s).
-        clients.push(await rawSubscribe(url, auth, { localAddress: localAddress() }));
+        clients.push(await rawSubscribe(url, frames[i], { localAddress: localAddress() }));
       } catch {
         failed++;
       }
@@ -122,13 +122,18 @@ switch (o.mode) {
   case 'accept': {
     const n = Number(o.n);
     let started = 0;
+    let cpu0;
     const { clients, failed } = await openMany(n, Number(o.inflight), (i) => `acc-${process.pid}-${i}`, () => {
       mark('start');
       started = performance.now();
+      cpu0 = process.cpuUsage();
     });
     mark('end');
     const seconds = (performance.now() - started) / 1000;
-    out({ connected: clients.length, failed, seconds, perSecond: clients.length / seconds });
+    const cpu = process.cpuUsage(cpu0);
+    // The generator's own CPU per connection: near 1 s per second means it, not the server, set the rate.
+    const generatorCpuPerConnUs = (cpu.user + cpu.system) / Math.max(1, clients.length);
+    out({ connected: clients.length, failed, seconds, perSecond: clients.length / seconds, generatorCpuPerConnUs, generatorBusy: (cpu.user + cpu.system) / 1e6 / seconds });
     clients.forEach((c) => c.close());
     process.exit(0);
     break;

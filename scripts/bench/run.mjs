@@ -259,6 +259,13 @@ const goal = (what, value, bound, op) => {
   return `${what}: ${value.toFixed(2)} — ${ok ? 'met' : 'NOT met'}`;
 };
 const secs = (full) => String(quick ? 3 : full);
+/**
+ * Each memory load generator binds its own 127.0.0.x source address, a fresh one per generator
+ * across all runs: the sockets a killed generator leaves in TIME_WAIT would otherwise make the next
+ * run's binds scan a crowded port range.
+ */
+let sourceAddresses = 0;
+const nextSourceAddress = () => 1 + (sourceAddresses++ % 250);
 
 const SCENARIOS = {
   /** (1) Memory per idle authenticated connection at 5k, 10k, 15k (one server, three steps). */
@@ -283,7 +290,7 @@ const SCENARIOS = {
           if (gwProc && n > 5000) break;
           while (open < n) {
             const count = Math.min(perProcess, n - open);
-            const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), '--mode', 'idle', '--url', srv.urls[0], '--n', String(count), '--srcBase', String(1 + gens.length), '--apiKey', API_KEY], {
+            const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), '--mode', 'idle', '--url', srv.urls[0], '--n', String(count), '--srcBase', String(nextSourceAddress()), '--apiKey', API_KEY], {
               env: { ...process.env, JWT_SECRET },
             });
             gens.push(child);

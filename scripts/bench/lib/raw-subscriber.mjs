@@ -5,21 +5,26 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 
-function maskedTextFrame(text) {
+/** A client text frame. Masked with a zero key (allowed by RFC 6455: servers must accept any key), so the payload is sent as is. */
+export function maskedTextFrame(text) {
   const payload = Buffer.from(text);
   const len = payload.length;
   const header = len < 126 ? Buffer.from([0x81, 0x80 | len]) : Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff]);
-  const mask = randomBytes(4);
-  for (let i = 0; i < len; i++) payload[i] ^= mask[i & 3];
-  return Buffer.concat([header, mask, payload]);
+  return Buffer.concat([header, ZERO_MASK, payload]);
 }
+const ZERO_MASK = Buffer.alloc(4);
+const PONG = maskedTextFrame('3');
 
 /**
- * Connects, authenticates with `auth` in the CONNECT packet, then calls `onEvent()` for every EVENT
- * frame. Resolves once the CONNECT ack arrived.
+ * Connects, authenticates with `auth` in the CONNECT packet (an object, or the frame already built
+ * with `connectFrame(auth)`), then calls `onEvent()` for every EVENT frame. Resolves once the
+ * CONNECT ack arrived.
  */
+export const connectFrame = (auth) => maskedTextFrame(`40${JSON.stringify(auth)}`);
+
 export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 20000 } = {}) {
   const u = new URL(url);
+  const connect = Buffer.isBuffer(auth) ? auth : connectFrame(auth);
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: u.hostname, port: Number(u.port), ...(localAddress ? { localAddress } : {}) });
     socket.setNoDelay(true);
@@ -70,8 +75,8 @@ export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 200
           if (t === 0x34 /* '4' */ && len > 1 && buf[p + 1] === 0x32 /* '2' EVENT */) {
             sub.events++;
             onEvent?.();
-          } else if (t === 0x32 /* '2' ping */) socket.write(maskedTextFrame('3'));
-          else if (t === 0x30 /* '0' open */) socket.write(maskedTextFrame(`40${JSON.stringify(auth)}`));
+          } else if (t === 0x32 /* '2' ping */) socket.write(PONG);
+          else if (t === 0x30 /* '0' open */) socket.write(connect);
           else if (t === 0x34 && buf[p + 1] === 0x30 /* '40' CONNECT ack */) {
             clearTimeout(timer);
             resolve(sub);
