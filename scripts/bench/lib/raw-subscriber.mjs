@@ -22,11 +22,26 @@ const PONG = maskedTextFrame('3');
  */
 export const connectFrame = (auth) => maskedTextFrame(`40${JSON.stringify(auth)}`);
 
+/** The upgrade request per URL, built once (a fixed Sec-WebSocket-Key is fine: the server only hashes it). */
+const upgrades = new Map();
+function upgradeOf(url) {
+  let up = upgrades.get(url);
+  if (!up) {
+    const u = new URL(url);
+    const request = Buffer.from(
+      `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    upgrades.set(url, (up = { host: u.hostname, port: Number(u.port), request }));
+  }
+  return up;
+}
+
 export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 20000 } = {}) {
-  const u = new URL(url);
+  const u = upgradeOf(url);
   const connect = Buffer.isBuffer(auth) ? auth : connectFrame(auth);
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: u.hostname, port: Number(u.port), ...(localAddress ? { localAddress } : {}) });
+    const socket = net.connect({ host: u.host, port: u.port, ...(localAddress ? { localAddress } : {}) });
     socket.setNoDelay(true);
     let upgraded = false;
     let buf = Buffer.alloc(0);
@@ -37,12 +52,7 @@ export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 200
       socket.destroy();
       reject(err);
     };
-    socket.on('connect', () => {
-      socket.write(
-        `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      );
-    });
+    socket.on('connect', () => socket.write(u.request));
     socket.on('error', fail);
     socket.on('data', (chunk) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
