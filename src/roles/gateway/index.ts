@@ -147,6 +147,7 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
     async close() {
       draining = true;
       sio.closeAll();
+      sio.close();
       await Promise.allSettled([api.close(), ws.close(), registry.close()]);
     },
   };

@@ -10,7 +10,7 @@ import { ChatdError, CLOSE_CODES, toChatdError } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
 import { readBody } from '../../http/router.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
-import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket as UwsSocket } from '../../uws.js';
+import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from './credentials.js';
 import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from './http-proxy.js';
@@ -19,6 +19,7 @@ import type { GatewayLimits } from './rate-limits.js';
 import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from './respond.js';
 import { ownerOfSid, sidOfOpenPacket } from './sid.js';
 import type { Upstream, UpstreamGroup } from './upstreams.js';
+import { createUpgradeCork, type UpgradeCork } from './upgrade-cork.js';
 import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from './ws-pipe.js';
 
 const pipedWebsockets = new promClient.Gauge({
@@ -52,6 +53,8 @@ export interface SocketioRoutes {
   readonly open: () => number;
   /** Closes every piped websocket with 1001 (going away): clients reconnect through another gateway. */
   closeAll(): void;
+  /** Releases what the routes hold besides client sockets (the upgrade cork's loopback listener). */
+  close(): void;
 }
 
 /** Resolves the upstream owning a sid's node, or undefined when no one knows the node. */
@@ -73,6 +76,7 @@ async function ownerUpstream(deps: SocketioRouteDeps, sid: string): Promise<Upst
 export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
   const sockets = new Set<UwsSocket<PipeSocketData>>();
   const pattern = `${deps.path}*`;
+  const cork = createUpgradeCork(loadUws(), deps.logger);
   const pipe = pipeHandlers({
     logger: deps.logger,
     highWaterBytes: Math.min(256 * 1024, deps.sendBufferBytes),
@@ -86,7 +90,7 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
     sendPingsAutomatically: false,
     maxBackpressure: pipe.maxBackpressure,
     closeOnBackpressureLimit: pipe.closeOnBackpressureLimit,
-    upgrade: (res, req, context) => upgrade(deps, res, req, context),
+    upgrade: (res, req, context) => upgrade(deps, cork, res, req, context),
     open(ws) {
       sockets.add(ws);
       pipedWebsockets.inc();
@@ -105,6 +109,9 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
     open: () => sockets.size,
     closeAll() {
       for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'gateway shutting down');
+    },
+    close() {
+      cork.close();
     },
   };
 }
@@ -175,7 +182,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
   readBody(res, deps.maxPayloadBytes, (body) => run(body).catch(fail), tooLarge);
 }
 
-function upgrade(deps: SocketioRouteDeps, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
   const inc = readIncoming(res, req, deps.trusted);
   const key = inc.headers['sec-websocket-key'] ?? '';
   const extensions = inc.headers['sec-websocket-extensions'] ?? '';
@@ -242,7 +249,7 @@ function upgrade(deps: SocketioRouteDeps, res: HttpResponse, req: HttpRequest, c
             const node = ownerOfSid(sidOfOpenPacket(text));
             if (node) deps.ws.learn(node, u);
           };
-      acceptClient(res, { key, extensions, context }, upstream, learn);
+      acceptClient(res, { key, extensions, context }, upstream, cork.run, learn);
       return;
     }
   };

@@ -118,17 +118,21 @@ export function connectUpstream(
   });
 }
 
-/** Completes the client's upgrade (inside a cork, as uWS requires after an await). */
+/**
+ * Completes the client's upgrade. `corked` runs it inside a cork, as uWS requires after an await
+ * (UpgradeCork.run: not `res.cork`, which may close the new websocket; see upgrade-cork.ts).
+ */
 export function acceptClient(
   res: HttpResponse,
   upgrade: { key: string; extensions: string; context: us_socket_context_t },
   upstream: WebSocket,
+  corked: (res: HttpResponse, fn: () => void) => void,
   onFirstText?: (text: string) => void,
 ): void {
   const data: PipeData = { upstream, early: [], onFirstText, ws: undefined, paused: true, closed: false, sawText: false };
   // Frames that arrive before uWS opens the client socket are kept (in order) and flushed at open.
   upstream.on('message', (raw, isBinary) => onUpstreamFrame(data, toBuffer(raw), isBinary));
-  res.cork(() => {
+  corked(res, () => {
     res.upgrade<PipeSocketData>({ pipe: data }, upgrade.key, upstream.protocol, upgrade.extensions, upgrade.context);
   });
 }

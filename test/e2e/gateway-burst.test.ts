@@ -1,0 +1,171 @@
+// Bursts of raw websocket clients through a real gateway process: every upgrade must end — the
+// client gets its 101 and the upstream's first frame, or an HTTP error — and the gateway must keep
+// accepting afterwards with nothing left behind (piped websocket gauge back to 0).
+//
+// The first test runs the gateway with glibc's freed-memory scribbling on
+// (GLIBC_TUNABLES=glibc.malloc.tcache_count=0 MALLOC_PERTURB_=16). That makes deterministic a uWS
+// bug that otherwise hits about one upgrade in 5,000–10,000 under load: an upgrade completed with
+// `res.cork(() => res.upgrade(...))` after an await is shut down by uWS right after its 101 (see
+// src/roles/gateway/upgrade-cork.ts). A benchmark client that waited for the CONNECT ack on such a
+// socket waited forever, which stalled `npm run bench -- accept --targets chatd-gw`.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { WebSocketServer } from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+
+/** A raw upstream: `/readyz`, and websockets that send an Engine.IO-like open packet at once. */
+function startUpstream() {
+  const state = { mode: 'normal' as 'normal' | 'blackhole' };
+  const held: net.Socket[] = [];
+  const server = http.createServer((req, res) => {
+    res.writeHead(req.url === '/readyz' ? 200 : 404, { 'x-chatd-node': 'raw' });
+    res.end();
+  });
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  server.on('upgrade', (req, socket, head) => {
+    if (state.mode === 'blackhole') {
+      // A node too busy to answer: the upgrade request is read and never answered.
+      held.push(socket as net.Socket);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => ws.send(`0{"sid":"raw.${Math.random().toString(36).slice(2)}"}`));
+  });
+  return {
+    state,
+    server,
+    listen: () => new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))),
+    close() {
+      for (const s of held) s.destroy();
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+async function startGateway(ws: string, env: NodeJS.ProcessEnv = {}): Promise<ChatdProcess> {
+  const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-gwb-'));
+  const yaml = [
+    'server: { host: 127.0.0.1, port: 0 }',
+    'admin: { port: 0 }',
+    `upstreams: { api: [], ws: [${JSON.stringify(ws)}], healthCheckIntervalMs: 300, requestTimeoutMs: 1500 }`,
+    'limits: { connectPerIp: { rate: 1000000, burst: 1000000 }, httpPerIp: { rate: 1000000, burst: 1000000 } }',
+  ].join('\n');
+  await writeFile(path.join(cwd, 'chat-server.yaml'), `${yaml}\n`);
+  return spawnChatd({ cwd, env, args: ['serve', '--role', 'gateway'], waitFor: ['gateway', 'admin'], timeoutMs: 90_000 });
+}
+
+type Outcome = 'open-packet' | `http ${string}` | 'closed after 101' | 'closed before 101' | 'no answer';
+
+/**
+ * One raw websocket client: the outcome is the upstream's first frame relayed ('open-packet'), an
+ * HTTP refusal, or a close. `hangMs` is a hang detector, not a performance bound.
+ */
+function rawClient(port: number, hangMs: number): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    const done = (o: Outcome) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(o);
+    };
+    const timer = setTimeout(() => done('no answer'), hangMs);
+    socket.on('connect', () =>
+      socket.write(
+        'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      ),
+    );
+    socket.on('error', () => undefined);
+    socket.on('close', () => done(upgraded ? 'closed after 101' : 'closed before 101'));
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const status = buf.subarray(9, 12).toString();
+        if (status !== '101') return done(`http ${status}`);
+        upgraded = true;
+        buf = buf.subarray(end + 4);
+      }
+      // An unmasked text frame from the server: 0x81, length, payload starting with '0'.
+      if (buf.length >= 3 && buf[0] === 0x81 && buf[2] === 0x30) done('open-packet');
+    });
+  });
+}
+
+async function burst(port: number, total: number, inFlight: number, hangMs: number): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  let next = 0;
+  const worker = async () => {
+    while (next < total) {
+      next++;
+      const o = await rawClient(port, hangMs);
+      counts[o] = (counts[o] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  return counts;
+}
+
+async function pipedWebsockets(gw: ChatdProcess): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('chatd_gateway_websockets '));
+  return Number(line?.split(' ')[1]);
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('gateway: bursts of websocket upgrades', () => {
+  const upstream = startUpstream();
+  let wsUrl: string;
+  const gateways: ChatdProcess[] = [];
+
+  beforeAll(async () => {
+    wsUrl = await upstream.listen();
+  });
+  afterAll(async () => {
+    await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
+    upstream.close();
+  });
+
+  it('every upgrade completed after the upstream connect relays the upstream first frame (no close right after the 101)', async () => {
+    const gw = await startGateway(wsUrl, { GLIBC_TUNABLES: 'glibc.malloc.tcache_count=0', MALLOC_PERTURB_: '16' });
+    gateways.push(gw);
+    const counts = await burst(gw.ports.gateway!, 400, 100, 10_000);
+    expect(counts).toEqual({ 'open-packet': 400 });
+    // Every client is gone: the gateway let go of every pipe.
+    await until(async () => (await pipedWebsockets(gw)) === 0, 'piped websockets back to 0');
+    expect(gw.child.exitCode).toBeNull();
+  }, 120_000);
+
+  it('an upstream that never answers: every upgrade ends with an HTTP error within the timeout, and the gateway accepts again after', async () => {
+    const gw = await startGateway(wsUrl);
+    gateways.push(gw);
+    upstream.state.mode = 'blackhole';
+    try {
+      // requestTimeoutMs is 1.5 s: 10 s without an answer is a hang.
+      const refused = await burst(gw.ports.gateway!, 200, 200, 10_000);
+      expect(refused).toEqual({ 'http 502': 200 });
+    } finally {
+      upstream.state.mode = 'normal';
+    }
+    // Marked down by the failed connects, the only node is still tried (and probed back in).
+    const counts = await burst(gw.ports.gateway!, 200, 50, 10_000);
+    expect(counts).toEqual({ 'open-packet': 200 });
+    await until(async () => (await pipedWebsockets(gw)) === 0, 'piped websockets back to 0');
+  }, 120_000);
+});
