@@ -29,6 +29,13 @@ export interface PipeData {
   /** Called with the first text frame from the upstream (the Engine.IO open packet). */
   readonly onFirstText: ((text: string) => void) | undefined;
   ws: UwsSocket<PipeSocketData> | undefined;
+  /**
+   * Frames read from the upstream since the last flush, as (data, binary) pairs: the frames one
+   * read of the upstream socket holds go to the client in one corked write, not one write each.
+   */
+  readonly pending: (Buffer | boolean)[];
+  /** Set at open: sends `pending` to the client, then decides whether to keep reading the upstream. */
+  flush: (() => void) | undefined;
   paused: boolean;
   closed: boolean;
   sawText: boolean;
@@ -129,7 +136,7 @@ export function acceptClient(
   corked: (res: HttpResponse, fn: () => void) => void,
   onFirstText?: (text: string) => void,
 ): void {
-  const data: PipeData = { upstream, early: [], onFirstText, ws: undefined, paused: true, closed: false, sawText: false };
+  const data: PipeData = { upstream, early: [], onFirstText, ws: undefined, pending: [], flush: undefined, paused: true, closed: false, sawText: false };
   // Frames that arrive before uWS opens the client socket are kept (in order) and flushed at open.
   upstream.on('message', (raw, isBinary) => onUpstreamFrame(data, toBuffer(raw), isBinary));
   corked(res, () => {
@@ -149,13 +156,19 @@ function onUpstreamFrame(d: PipeData, data: Buffer, binary: boolean): void {
     d.onFirstText?.(data.toString('utf8'));
   }
   if (d.closed) return;
-  const ws = d.ws;
-  if (!ws) {
+  const flush = d.flush;
+  if (!flush) {
     d.early.push({ data, binary });
     return;
   }
-  ws.cork(() => ws.send(data, binary));
+  // `ws` emits every frame of one socket read synchronously: flush once they are all queued.
+  if (d.pending.length === 0) queueMicrotask(flush);
+  d.pending.push(data, binary);
 }
+
+/** `ws` send options, shared (ws copies them into its own per-send options). */
+const AS_BINARY = Object.freeze({ binary: true });
+const AS_TEXT = Object.freeze({ binary: false });
 
 /** A close code that may be sent in a close frame (1005, 1006 and 1015 may not). */
 export function sendableCode(code: number | undefined, fallback: number): number {
@@ -191,13 +204,26 @@ export function pipeHandlers(opts: PipeOptions) {
       const up = d.upstream;
       up.on('close', (code, reason) => {
         if (d.closed) return;
+        flush();
         d.closed = true;
         // A vanished upstream (1006) tells the client to reconnect, which lands on a live node.
         ws.end(sendableCode(code, CLOSE_CODES.goingAway), reason.subarray(0, 120));
       });
       up.on('error', (err) => opts.logger.debug({ err: err.message }, 'upstream websocket error'));
-      // After each frame towards the client, decide whether to keep reading from the upstream.
-      up.on('message', () => checkClientBackpressure(d));
+      // After the frames of each upstream read, decide whether to keep reading from the upstream;
+      // drain decides when to read again.
+      const flush = () => {
+        const frames = d.pending;
+        if (frames.length === 0) return;
+        if (!d.closed) {
+          ws.cork(() => {
+            for (let i = 0; i < frames.length && !d.closed; i += 2) ws.send(frames[i] as Buffer, frames[i + 1] as boolean);
+          });
+        }
+        frames.length = 0;
+        checkClientBackpressure(d);
+      };
+      d.flush = flush;
       if (d.early.length > 0) {
         ws.cork(() => {
           for (const f of d.early.splice(0)) ws.send(f.data, f.binary);
@@ -214,7 +240,7 @@ export function pipeHandlers(opts: PipeOptions) {
       const d = ws.getUserData().pipe;
       if (d.closed || d.upstream.readyState !== WebSocket.OPEN) return;
       // uWS detaches the buffer when this callback returns: copy it.
-      d.upstream.send(Buffer.from(new Uint8Array(message)), { binary: isBinary });
+      d.upstream.send(Buffer.from(new Uint8Array(message)), isBinary ? AS_BINARY : AS_TEXT);
       if (d.upstream.bufferedAmount > opts.maxUpstreamBufferBytes) {
         opts.logger.warn({ buffered: d.upstream.bufferedAmount }, 'upstream too slow for a client: closing the client (it retries)');
         d.closed = true;
