@@ -72,6 +72,12 @@ export function connectUpstream(
   opts: { timeoutMs: number; signal?: AbortSignal },
 ): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
+    // The client left while the gateway awaited something else (rate limit, registry): an abort
+    // listener added now would never fire, and the upstream would be opened for nobody.
+    if (opts.signal?.aborted) {
+      reject(new UpstreamFailure('aborted', 'client went away before the upstream connect'));
+      return;
+    }
     const upstream = new WebSocket(url, [...protocols], {
       headers: { ...headers },
       perMessageDeflate: false,
