@@ -65,7 +65,9 @@ export class EioClient {
         clearTimeout(timer);
         if (!this.connected) reject(err);
       });
-      ws.on('close', () => {
+      ws.on('close', (code) => {
+        // Closed before the CONNECT ack: a failed connect, not one that waits forever.
+        if (!this.connected) reject(new Error(`closed (${code}) before the CONNECT ack`));
         this.closed = true;
         this.connected = false;
         clearTimeout(timer);

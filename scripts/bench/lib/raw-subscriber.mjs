@@ -54,6 +54,8 @@ export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 200
     };
     socket.on('connect', () => socket.write(u.request));
     socket.on('error', fail);
+    // Closed before the CONNECT ack: fail now rather than at the timeout (after it, a no-op).
+    socket.on('close', () => fail(new Error('closed before the CONNECT ack')));
     socket.on('data', (chunk) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       if (!upgraded) {
