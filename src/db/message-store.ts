@@ -78,6 +78,10 @@ const MESSAGE_COLUMNS = sql.raw(
   'm.id, m.tenant_id, m.session_id, m.seq, m.sender_type, m.sender_id, m.sender_verified, m.text, m.client_message_id, m.content_hash, m.meta, m.created_at',
 );
 
+/** A conversation's id within its tenant, as a scalar subquery (null: none, or another tenant's). */
+const conversationOf = (tenantId: string, sessionId: string) =>
+  sql`(select id from conversations where session_id = ${sessionId} and tenant_id = ${tenantId})`;
+
 const iso = (v: Date | string) => (v instanceof Date ? v : new Date(v)).toISOString();
 
 export function rowToMessage(r: MessageRow): ChatMessage {
@@ -385,10 +389,13 @@ export class KyselyMessageStore implements MessageStore {
     try {
       if (q.sessionId !== undefined) {
         if (cursor && cursor.kind !== 'seq') throw invalidCursor();
+        // The conversation as a scalar subquery: the page is then read backwards along
+        // messages_conversation_seq_key, `limit` rows however long the conversation (as a join,
+        // PostgreSQL read the whole conversation and sorted it for every page).
         const { rows } = await sql<MessageRow>`
           select ${MESSAGE_COLUMNS}
-          from conversations c join messages m on m.conversation_id = c.id
-          where c.session_id = ${q.sessionId} and c.tenant_id = ${q.tenantId}
+          from messages m
+          where m.conversation_id = ${conversationOf(q.tenantId, q.sessionId)}
             ${cursor ? sql`and m.seq < ${cursor.value}::int` : sql``}
           order by m.seq desc
           limit ${limit + 1}`.execute(this.#db);
@@ -428,8 +435,8 @@ export class KyselyMessageStore implements MessageStore {
     try {
       const { rows } = await sql<MessageRow>`
         select ${MESSAGE_COLUMNS}
-        from conversations c join messages m on m.conversation_id = c.id
-        where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.seq > ${after}::int
+        from messages m
+        where m.conversation_id = ${conversationOf(tenantId, sessionId)} and m.seq > ${after}::int
         order by m.seq
         limit ${n}`.execute(this.#db);
       return rows.map(rowToMessage);
