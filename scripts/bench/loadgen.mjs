@@ -15,9 +15,9 @@
 import { parseArgs } from 'node:util';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { SignJWT } from 'jose';
 import { EioClient } from './lib/eio-client.mjs';
 import { connectFrame, rawSubscribe } from './lib/raw-subscriber.mjs';
+import { visitorToken } from './lib/token.mjs';
 import { percentile, sleep } from './lib/proc.mjs';
 
 const { values: o } = parseArgs({
@@ -48,17 +48,7 @@ const secret = new TextEncoder().encode(process.env.JWT_SECRET);
 const url = o.url;
 const text = 'x'.repeat(Number(o.payload));
 
-async function token(sessionId) {
-  return new SignJWT({ tid: o.tenant, sid: sessionId, role: 'visitor' })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuer('chatd')
-    .setAudience('chatd')
-    .setSubject(sessionId)
-    .setJti(randomUUID())
-    .setIssuedAt()
-    .setExpirationTime('2h')
-    .sign(secret);
-}
+const token = (sessionId) => visitorToken(secret, o.tenant, sessionId);
 
 let srcIndex = 0;
 /**

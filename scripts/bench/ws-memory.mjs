@@ -15,8 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
+import { visitorToken } from './lib/token.mjs';
 import WebSocket from 'ws';
 import { rssBytes, sleep, waitForLine } from './lib/proc.mjs';
 
@@ -80,15 +79,7 @@ async function openOne(i) {
   const sessionId = `mem-${port}-${i}`;
   const token = o.target === 'protocol'
     ? 'good'
-    : await new SignJWT({ tid: 'bench', sid: sessionId, role: 'visitor' })
-        .setProtectedHeader({ alg: 'HS256' })
-        .setIssuer('chatd')
-        .setAudience('chatd')
-        .setSubject(sessionId)
-        .setJti(randomUUID())
-        .setIssuedAt()
-        .setExpirationTime('2h')
-        .sign(secret);
+    : await visitorToken(secret, 'bench', sessionId);
   const auth = { apiKey: API_KEY, token, sessionId, fingerprint: `fp${i}` };
   return new Promise((resolve, reject) => {
     // 127.0.0.x source addresses: ephemeral ports per address pair are finite.

@@ -148,7 +148,6 @@ interface Hs256Options {
   readonly issuer: string;
   readonly audience: string;
   readonly clockTolerance: number;
-  readonly nowSeconds?: number;
 }
 
 /**
@@ -169,7 +168,7 @@ function hs256Valid(jwt: SplitJwt, key: KeyObject, opts: Hs256Options): boolean 
   if (claims.iss !== opts.issuer) return false;
   const aud = claims.aud;
   if (!(aud === opts.audience || (Array.isArray(aud) && aud.includes(opts.audience)))) return false;
-  const now = opts.nowSeconds ?? Math.floor(Date.now() / 1000);
+  const now = Math.floor(Date.now() / 1000);
   const { exp, nbf, iat } = claims;
   if (typeof exp !== 'number' || exp <= now - opts.clockTolerance) return false;
   if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now + opts.clockTolerance)) return false;

@@ -267,14 +267,19 @@ export class Traffic {
     }
   }
 
-  async #sendHttp(p: Pending): Promise<void> {
-    const r = await call(this.entry(), 'POST', '/webchat/message', p.token, {
+  /** One message over HTTP, with its own clientMessageId (a resend is a retry, not a new message). */
+  #post(p: Pending) {
+    return call(this.entry(), 'POST', '/webchat/message', p.token, {
       text: p.text,
       tenantId: p.tenantId,
       sessionId: p.sessionId,
       fingerprint: p.fingerprint,
       clientMessageId: p.clientMessageId,
     });
+  }
+
+  async #sendHttp(p: Pending): Promise<void> {
+    const r = await this.#post(p);
     if (r.status === 200 && r.body.success === true) this.#note('acked', p, r.body.messageId as string);
     else if (r.status === 0 || (r.status >= 500 && !r.body.code)) this.#note('unknown', p);
     else this.#note(String(r.body.code ?? `http ${r.status} ${JSON.stringify(r.body)}`), p);
@@ -339,13 +344,7 @@ export class Traffic {
     while (this.pending.length > 0) {
       const p = this.pending.shift()!;
       await until(async () => {
-        const r = await call(this.entry(), 'POST', '/webchat/message', p.token, {
-          text: p.text,
-          tenantId: p.tenantId,
-          sessionId: p.sessionId,
-          fingerprint: p.fingerprint,
-          clientMessageId: p.clientMessageId,
-        });
+        const r = await this.#post(p);
         if (r.status === 200 && r.body.success === true) {
           this.checker.acked(r.body.messageId as string, p.tenantId, p.sessionId);
           return true;

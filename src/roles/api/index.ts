@@ -115,17 +115,20 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
   };
 
   /**
-   * The key presented (401 `invalid_api_key` when missing or unknown, before anything else about
-   * the request), rate-limited per key; `authorize` then checks it against the body's tenant.
+   * The common steps of an API-key endpoint, in this order: the key presented (401
+   * `invalid_api_key` when missing or unknown, before anything else about the request), rate-limited
+   * per key; the body; the key's right to the body's tenant (`need`: which kind of key); the Origin.
    */
-  const presentedKey = async (svc: Pick<Services, 'auth' | 'store'>, req: Req) => {
+  const keyedRequest = async <B extends { tenantId: string }>(req: Req, parse: (body: unknown) => B, need: 'publishable' | 'secret') => {
+    const svc = await begin(req);
     const presented = bearerOf(req);
     const found = svc.auth.apiKeys.lookup(presented);
     if (!found) throw new ChatdError('invalid_api_key');
     await keyLimit(svc, found);
-    return {
-      authorize: (tenantId: string, need: 'publishable' | 'secret') => svc.auth.apiKeys.authorize(presented, tenantId, need),
-    };
+    const body = parse(req.body);
+    svc.auth.apiKeys.authorize(presented, body.tenantId, need);
+    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    return { svc, body };
   };
 
   /** The JWT's principal, checked against the tenant's origins. */
@@ -141,12 +144,7 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
   };
 
   router.post('/api/chat/anonymous-token', async (req) => {
-    const svc = await begin(req);
-    const key = await presentedKey(svc, req);
-    const body = parseAnonymous(req.body);
-    key.authorize(body.tenantId, 'publishable');
-    const tenant = tenantFor(svc.auth, body.tenantId);
-    checkOrigin(tenant, req);
+    const { svc, body } = await keyedRequest(req, parseAnonymous, 'publishable');
     const ttl = config.auth.visitorTokenTtlSeconds;
     const minted = await svc.auth.tokens.mint({
       tenantId: body.tenantId,
@@ -160,11 +158,7 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
   });
 
   router.post('/api/chat/agent-token', async (req) => {
-    const svc = await begin(req);
-    const key = await presentedKey(svc, req);
-    const body = parseAgent(req.body);
-    key.authorize(body.tenantId, 'secret');
-    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    const { svc, body } = await keyedRequest(req, parseAgent, 'secret');
     const minted = await svc.auth.tokens.mint({
       tenantId: body.tenantId,
       role: 'agent',
@@ -176,21 +170,13 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
   });
 
   router.post('/api/chat/broadcast', async (req) => {
-    const svc = await begin(req);
-    const key = await presentedKey(svc, req);
-    const body = parseBroadcast(req.body);
-    key.authorize(body.tenantId, 'secret');
-    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    const { svc, body } = await keyedRequest(req, parseBroadcast, 'secret');
     await svc.store.bus.publish(body.tenantId, { type: 'broadcast', event: body.event, data: body.data ?? null });
     return { body: { success: true } };
   });
 
   router.post('/api/chat/erase', async (req) => {
-    const svc = await begin(req);
-    const key = await presentedKey(svc, req);
-    const body = parseErase(req.body);
-    key.authorize(body.tenantId, 'secret');
-    checkOrigin(tenantFor(svc.auth, body.tenantId), req);
+    const { svc, body } = await keyedRequest(req, parseErase, 'secret');
     const report = await eraseSubject({ messages: svc.db.messages, erasure: svc.store.erasure }, body);
     deps.logger.info({ tenantId: report.tenantId, subject: report.subject, dryRun: report.dryRun, removed: report.removed }, 'erase (tenant API)');
     return { body: report };
