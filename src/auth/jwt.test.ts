@@ -251,3 +251,68 @@ describe('parseTtl', () => {
     expect(() => parseTtl('1 week')).toThrow(/invalid duration/);
   });
 });
+
+/**
+ * Every copy of `token` whose last segment decodes to the same bytes but is spelled differently:
+ * base64url's last character carries bits no byte uses, and lenient decoders ignore them.
+ */
+function nonCanonicalCopies(token: string): string[] {
+  const dot = token.lastIndexOf('.');
+  const sig = token.slice(dot + 1);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const bytes = Buffer.from(sig, 'base64url');
+  const copies: string[] = [];
+  for (const c of alphabet) {
+    const altered = sig.slice(0, -1) + c;
+    if (altered !== sig && Buffer.from(altered, 'base64url').equals(bytes)) copies.push(`${token.slice(0, dot + 1)}${altered}`);
+  }
+  // Padding and stray characters that decoders skip are other spellings of the same bytes.
+  copies.push(`${token}=`, `${token.slice(0, dot + 1)}${sig.slice(0, 10)}=${sig.slice(10)}`);
+  return copies;
+}
+
+describe('only the canonical encoding of a signature verifies', () => {
+  it('an HS256 token (the fast path) and its altered copies', async () => {
+    const svc = createTokenService(authConfig(), tenants());
+    const { token } = await svc.mint({ tenantId: 'acme', role: 'visitor', ttlSeconds: 60 });
+    const copies = nonCanonicalCopies(token);
+    expect(copies.length).toBeGreaterThan(2);
+    expect(await codeOf(svc.verify(token))).toBe('accepted');
+    for (const copy of copies) expect(await codeOf(svc.verify(copy)), copy).toBe('token_invalid');
+    const key = createSecretKey(enc.encode(SECRET));
+    for (const copy of copies) expect(fastHs256(copy, key, { issuer: 'chatd', audience: 'chatd', clockTolerance: 5 })).toBeUndefined();
+  });
+
+  it('a tenant token without jti (its digest is its id) cannot be multiplied into distinct tokens', async () => {
+    const tenantSecret = 'tenant-secret-0123456789abcdef';
+    const svc = createTokenService(authConfig(), tenants([tenant('acme', { jwtVerificationKey: tenantSecret })]));
+    const token = await new SignJWT({ tid: 'acme' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('acme')
+      .setAudience('chatd')
+      .setSubject('user-1')
+      .setExpirationTime('1h')
+      .sign(enc.encode(tenantSecret));
+    expect((await svc.verify(token)).subject).toBe('user-1');
+    for (const copy of nonCanonicalCopies(token)) expect(await codeOf(svc.verify(copy)), copy).toBe('token_invalid');
+  });
+
+  it.each(['rsa', 'ed25519'] as const)('a %s token (verified by jose) and its altered copies', async (type) => {
+    const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
+    const files: Record<string, string> = {
+      'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    };
+    const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
+    const svc = createTokenService(
+      authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
+      tenants(),
+      { readFile: (p) => files[p]! },
+    );
+    const { token } = await svc.mint({ tenantId: 'acme', role: 'visitor', ttlSeconds: 60 });
+    expect(await codeOf(svc.verify(token))).toBe('accepted');
+    const copies = nonCanonicalCopies(token);
+    expect(copies.length).toBeGreaterThan(2);
+    for (const copy of copies) expect(await codeOf(svc.verify(copy)), copy).toBe('token_invalid');
+  });
+});

@@ -118,6 +118,14 @@ function tenantKey(material: string, tenantId: string): VerifyKey {
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 const decodeSegment = (segment: string): unknown => JSON.parse(strictUtf8.decode(Buffer.from(segment, 'base64url')));
+/**
+ * True when `segment` is the one base64url spelling of its bytes. Node's decoder (like atob and
+ * jose's) ignores the unused low bits of the last character, padding and stray characters, so
+ * without this one signature has several spellings: altered copies of a token would verify, and a
+ * tenant token without `jti` (identified by its digest) could be multiplied into distinct tokens.
+ */
+const canonicalBase64url = (segment: string): boolean =>
+  /^[A-Za-z0-9_-]*$/.test(segment) && Buffer.from(segment, 'base64url').toString('base64url') === segment;
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const HS256_HEADER_KEYS = new Set(['alg', 'typ', 'kid']);
 
@@ -129,11 +137,15 @@ interface SplitJwt {
   readonly signature: string;
 }
 
-/** Splits and decodes a compact JWT; undefined unless it has three parts and two JSON objects. */
+/**
+ * Splits and decodes a compact JWT; undefined unless it has three parts, two JSON objects and a
+ * canonically encoded signature (the other two parts are covered by the signature).
+ */
 function splitJwt(token: string): SplitJwt | undefined {
   const dot1 = token.indexOf('.');
   const dot2 = token.lastIndexOf('.');
   if (dot1 <= 0 || dot2 === dot1 || token.indexOf('.', dot1 + 1) !== dot2) return undefined;
+  if (!canonicalBase64url(token.slice(dot2 + 1))) return undefined;
   try {
     const header = decodeSegment(token.slice(0, dot1));
     const claims = decodeSegment(token.slice(dot1 + 1, dot2));
