@@ -255,7 +255,12 @@ export const ConfigSchema = Type.Object(
         httpPerKey: Rate(200, 400, 'HTTP requests per API key.'),
         connectPerIp: Rate(10, 20, 'New Socket.IO connections per client IP.'),
         connectPerKey: Rate(200, 400, 'New Socket.IO connections per API key.'),
-        messagesPerSocket: Rate(20, 40, 'Events per socket.'),
+        messagesPerSocket: Rate(20, 40, 'Events per visitor or user socket.'),
+        messagesPerAgentSocket: Rate(
+          100,
+          200,
+          "Events per agent socket: an agent answering a queue of visitors sends in bursts a visitor's socket never needs.",
+        ),
         messageMaxChars: Type.Integer({ minimum: 1, maximum: 100000, default: 4000, description: 'Longest message text, in characters.' }),
         maxPayloadBytes: Type.Integer({ minimum: 1024, default: 65536, description: 'Engine.IO maxPayload.' }),
         sendBufferBytes: Type.Integer({

@@ -13,7 +13,7 @@ import { ChatdError, CLOSE_CODES, toChatdError } from '../errors.js';
 import type { CorsPolicy } from '../http/router.js';
 import { socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
-import type { AckFn, ConnectInfo, DisconnectReason, ProtocolHooks, Socket, TransportName } from './types.js';
+import type { Accepted, AckFn, ConnectInfo, DisconnectReason, EventRate, ProtocolHooks, Socket, TransportName } from './types.js';
 import { randomId } from './random-id.js';
 
 export interface SocketServerOptions<C> {
@@ -31,7 +31,7 @@ export interface SocketServerOptions<C> {
   /** Sessions this node holds at most; handshakes beyond are refused (503, the client retries). */
   readonly maxConnections: number;
   /** Per-socket event rate (token bucket). */
-  readonly eventRate: { readonly rate: number; readonly burst: number };
+  readonly eventRate: EventRate;
   readonly clientIp: (res: HttpResponse, headers: Readonly<Record<string, string>>) => string;
   /** CORS for polling requests (websockets are checked at CONNECT by the role). */
   readonly cors?: CorsPolicy;
@@ -104,6 +104,8 @@ class Session<C> implements Socket<C> {
   born: number;
   tokens: number;
   tokensAt = 0;
+  /** This socket's own event rate once its CONNECT chose one (agents); else the server's. */
+  eventRate: EventRate | undefined = undefined;
   nextAck = 0;
   acks: Map<number, (err: Error | null, ...res: unknown[]) => void> | null = null;
   /** Kept only while a packet with binary attachments is being reassembled. */
@@ -644,7 +646,7 @@ export class SocketServer<C> {
       recovery: typeof pid === 'string' && typeof offset === 'string' ? { pid, offset } : undefined,
     };
     s.flags |= F_AUTHING;
-    let pending: Promise<{ context: C; pid?: string }>;
+    let pending: Promise<Accepted<C>>;
     try {
       pending = this.opts.hooks.authenticate(info, s);
     } catch (err) {
@@ -654,6 +656,10 @@ export class SocketServer<C> {
       (accepted) => {
         s.flags &= ~F_AUTHING;
         s.context = accepted.context;
+        if (accepted.eventRate) {
+          s.eventRate = accepted.eventRate;
+          s.tokens = accepted.eventRate.burst;
+        }
         if (s.flags & F_CLOSED) {
           // Gone while authenticating: let the role release what it took for this context.
           this.callDisconnect(s, 'transport close');
@@ -706,7 +712,7 @@ export class SocketServer<C> {
             this.sendFrames(s, encodeSio({ type: PacketType.ACK, nsp: '/', id, data: res }));
           };
     // Token bucket: refill by elapsed time, one token per event.
-    const { rate, burst } = this.opts.eventRate;
+    const { rate, burst } = s.eventRate ?? this.opts.eventRate;
     const now = performance.now();
     s.tokens = Math.min(burst, s.tokens + ((now - s.tokensAt) * rate) / 1000);
     s.tokensAt = now;

@@ -30,6 +30,14 @@ export interface Accepted<C> {
    * the pid it sent, so answer its own pid only when the missed events will be replayed.
    */
   readonly pid?: string;
+  /** This socket's event rate instead of the server's (agents answer queues of visitors in bursts). */
+  readonly eventRate?: EventRate;
+}
+
+/** A token bucket: tokens added per second, and its size (the largest burst). */
+export interface EventRate {
+  readonly rate: number;
+  readonly burst: number;
 }
 
 /** Acknowledges a client event: the arguments become the ACK packet's payload. */

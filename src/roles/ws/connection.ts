@@ -152,7 +152,8 @@ export function createAuthenticate(deps: ConnectDeps) {
         ? since
         : undefined;
     const complete = await replayAndFollow(deps, socket, conn, from);
-    return { context: conn, pid: recovering && complete ? info.recovery!.pid : deps.pids.mint(identity) };
+    const pid = recovering && complete ? info.recovery!.pid : deps.pids.mint(identity);
+    return principal.role === 'agent' ? { context: conn, pid, eventRate: config.limits.messagesPerAgentSocket } : { context: conn, pid };
   };
 }
 

@@ -160,3 +160,29 @@ describe('ws role details', () => {
     expect(await emitAck(v, 'nope', {})).toMatchObject({ success: false, code: 'bad_request' });
   });
 });
+
+describe('per-socket event rates', () => {
+  it('agent sockets have their own bucket: an agent may send a burst a visitor socket may not', async () => {
+    // Refill so slow that no test run, however slow the machine, earns a token back.
+    const limited = await startNode({ limits: { messagesPerSocket: { rate: 0.001, burst: 3 }, messagesPerAgentSocket: { rate: 0.001, burst: 6 } } });
+    try {
+      const s = sid();
+      const vToken = await visitorToken(limited, 'tenantA', KEYS.pubA);
+      const v = track(connect(limited.ws, { apiKey: KEYS.pubA, token: vToken, sessionId: s, fingerprint: 'fp-r' }, { transports: ['websocket'] }));
+      await connected(v);
+      const visitorAcks = [];
+      for (let i = 0; i < 4; i++) visitorAcks.push(await emitAck(v, 'message', { text: `v${i}` }));
+      expect(visitorAcks.map((a) => (a as { success: boolean }).success)).toEqual([true, true, true, false]);
+      expect(visitorAcks[3]).toMatchObject({ code: 'rate_limited' });
+      const aToken = await agentToken(limited, 'tenantA', KEYS.secA);
+      const ag = track(connect(limited.ws, { token: aToken }, { transports: ['websocket'] }));
+      await connected(ag);
+      const agentAcks = [];
+      for (let i = 0; i < 7; i++) agentAcks.push(await emitAck(ag, 'message', { sessionId: s, text: `a${i}` }));
+      expect(agentAcks.map((a) => (a as { success: boolean }).success)).toEqual([true, true, true, true, true, true, false]);
+      expect(agentAcks[6]).toMatchObject({ code: 'rate_limited' });
+    } finally {
+      await limited.srv.stop();
+    }
+  });
+});
