@@ -9,10 +9,7 @@ export default defineConfig({
     pool: 'forks',
     // 2 cores: a few files at once; each test isolates itself (own schema, own Redis prefix, port 0).
     maxWorkers: 3,
-    // Many tests start real processes (chatd nodes, redis-server, PostgreSQL clusters) and wait on
-    // them; on a loaded 2-core machine a wait can run out. A failed test is run once more; a test
-    // that fails twice fails the run.
-    retry: 1,
+    // No retries: a test that fails once is a bug to fix (its waits are for events, not for time).
     reporters: ['default'],
   },
 });

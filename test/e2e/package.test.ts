@@ -393,8 +393,14 @@ describe.skipIf(!supported)('single binary (dist/chatd)', () => {
     execFileSync('chown', ['-R', `${uid}:${uid}`, path.join(base, 'as-user')]);
     await chmod(base, 0o755); // mkdtemp made it 0700: let the user reach its folders
     await chmod(path.join(base, 'as-user'), 0o755);
+    // Installed where every user can reach it, as on a VM (/usr/local/bin): the checkout may live
+    // under a folder the user cannot enter (a home folder is often 0700).
+    const installed = path.join(base, 'bin', 'chatd');
+    await mkdir(path.dirname(installed), { mode: 0o755 });
+    await copyFile(BIN, installed);
+    await chmod(installed, 0o755);
     const env = bareEnv(state, { CHATD_CACHE_DIR: cache });
-    const child = spawn(BIN, ['serve', '--role', 'all'], { cwd: state, env, uid, gid: uid, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(installed, ['serve', '--role', 'all'], { cwd: state, env, uid, gid: uid, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
