@@ -102,6 +102,9 @@ export const TenantSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** Bounds of a token's life, for the config and for `chatd token issue --ttl`: one minute to 30 days. */
+export const TOKEN_TTL_SECONDS = { min: 60, max: 2592000 } as const;
+
 export const RoleSchema = Type.Union([Type.Literal('gateway'), Type.Literal('api'), Type.Literal('ws')]);
 
 export const ConfigSchema = Type.Object(
@@ -238,10 +241,18 @@ export const ConfigSchema = Type.Object(
         ),
         issuer: Type.String({ default: 'chatd', description: 'JWT `iss`, set and checked.' }),
         audience: Type.String({ default: 'chatd', description: 'JWT `aud`, set and checked.' }),
-        visitorTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 3600, description: 'Life of a visitor token (`expiresIn`).' }),
-        agentTokenTtlSeconds: Type.Integer({ minimum: 60, maximum: 2592000, default: 28800, description: 'Life of an agent token.' }),
+        visitorTokenTtlSeconds: Type.Integer({ minimum: TOKEN_TTL_SECONDS.min, maximum: TOKEN_TTL_SECONDS.max, default: 3600, description: 'Life of a visitor token (`expiresIn`).' }),
+        agentTokenTtlSeconds: Type.Integer({ minimum: TOKEN_TTL_SECONDS.min, maximum: TOKEN_TTL_SECONDS.max, default: 28800, description: 'Life of an agent token.' }),
         gatewayApiKey: Type.Optional(
           Type.String({ minLength: 8, description: 'The guide\'s GATEWAY_API_KEY: a publishable key.' }),
+        ),
+        secretApiKey: Type.Optional(
+          Type.String({
+            pattern: '^ck_sec_',
+            minLength: 16,
+            description:
+              'A secret key (`ck_sec_…`) accepted for any tenant while no tenants are configured, for agent tokens, broadcast and online users in zero-config mode; generated into the data folder when absent. Ignored once tenants are configured.',
+          }),
         ),
         defaultTenant: Type.Optional(Id),
         clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 5, description: 'Clock skew allowed on exp/nbf.' }),
@@ -254,6 +265,21 @@ export const ConfigSchema = Type.Object(
         httpPerIp: Rate(50, 100, 'HTTP requests per client IP.'),
         httpPerKey: Rate(200, 400, 'HTTP requests per API key.'),
         connectPerIp: Rate(10, 20, 'New Socket.IO connections per client IP.'),
+        handshakePerIp: Rate(
+          10,
+          20,
+          'New Engine.IO sessions (polling and websocket handshakes) per client IP, checked by every node that terminates Socket.IO before any capacity check: over it the handshake gets 429, so one address cannot fill a node. In process, per node.',
+        ),
+        pendingPerIp: Type.Integer({
+          minimum: 1,
+          default: 20,
+          description: 'Sessions per client IP that have not completed the Socket.IO CONNECT yet (429 beyond): a real client needs one or two.',
+        }),
+        maxPendingConnections: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: 'Sessions in total that have not completed CONNECT (503 beyond); 0: a tenth of maxConnections. Only authenticated sockets count toward maxConnections, so unauthenticated ones cannot crowd them out.',
+        }),
         connectPerKey: Rate(200, 400, 'New Socket.IO connections per API key.'),
         messagesPerSocket: Rate(20, 40, 'Events per visitor or user socket.'),
         messagesPerAgentSocket: Rate(
@@ -281,6 +307,11 @@ export const ConfigSchema = Type.Object(
         path: Type.String({ default: '/socket.io/', pattern: '^/.*/$', description: 'Socket.IO path (the client\'s `path` option).' }),
         pingIntervalMs: Ms(25000, 'Engine.IO pingInterval.'),
         pingTimeoutMs: Ms(20000, 'Engine.IO pingTimeout.'),
+        connectTimeoutMs: Type.Integer({
+          minimum: 100,
+          default: 5000,
+          description: 'A session that has not sent the Socket.IO CONNECT this long after its handshake is closed (Socket.IO\'s own default is 45 s; a few seconds keep unauthenticated sessions from piling up).',
+        }),
         agentHistorySize: Type.Integer({
           minimum: 100,
           default: 10000,

@@ -1,7 +1,7 @@
 // The one place where uWebSockets.js's HTTP rules are followed: read everything from `req` before
 // any await, register onAborted first, write inside res.cork, answer every request (a catch-all
-// gives 404/405), limit bodies, speak JSON errors from the catalogue, echo a request id, count
-// and time every request.
+// gives 404/405), limit bodies, speak JSON errors from the catalogue, echo a request id, answer
+// `Connection: close` with `Connection: close`, count and time every request.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
@@ -95,6 +95,25 @@ const UWS_METHOD = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELET
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Whether a request's Connection header asks to close the connection after the response. */
+export function isClose(connection: string | undefined): boolean {
+  return connection !== undefined && connection !== '' && /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
+}
+
+/**
+ * The header for the answer to a request that asked to close (RFC 9112 §9.6: the server should
+ * say `close` in that response). uWS closes such a connection after the response but writes the
+ * header only when it closes on its own initiative; a keep-alive pool that was not told (node-fetch
+ * 3 on Node ≥ 19 sends `Connection: close` and keeps the socket) reuses the dead socket and the next
+ * request fails with "socket hang up". Every writer of a response adds this: the router here, the
+ * protocol layer, the gateway's own and proxied answers.
+ */
+export function connectionClose(close: boolean): Readonly<Record<string, string>> {
+  return close ? CLOSE_HEADER : NO_HEADERS;
+}
+const CLOSE_HEADER = Object.freeze({ Connection: 'close' });
+const NO_HEADERS = Object.freeze({});
+
 export class HttpRouter {
   private readonly routes = new Map<string, Set<Method>>();
   private readonly guards: Guard[] = [];
@@ -157,10 +176,12 @@ export class HttpRouter {
           : new ChatdError('not_found', `No route ${method} ${path}`);
       const requestId = this.requestIdOf(req);
       const origin = req.getHeader('origin') || undefined;
+      const close = isClose(req.getHeader('connection'));
       res.onAborted(() => undefined);
       this.send(res, err.status, JSON.stringify(err.toJSON()), 'application/json', {
         ...err.headers,
         ...this.corsHeaders(origin),
+        ...connectionClose(close),
         'X-Request-Id': requestId,
       });
       httpRequests.inc({ role: this.opts.role, route: 'unmatched', status: String(err.status) });
@@ -169,7 +190,7 @@ export class HttpRouter {
 
   private preflight(res: HttpResponse, req: HttpRequest): void {
     const origin = req.getHeader('origin') || undefined;
-    const headers: Record<string, string> = { ...this.corsHeaders(origin) };
+    const headers: Record<string, string> = { ...this.corsHeaders(origin), ...connectionClose(isClose(req.getHeader('connection'))) };
     if (headers['Access-Control-Allow-Origin']) {
       headers['Access-Control-Allow-Methods'] = [...(this.routes.get(req.getUrl()) ?? [])].join(', ');
       headers['Access-Control-Allow-Headers'] =
@@ -213,6 +234,7 @@ export class HttpRouter {
     const requestId = this.requestIdOf(req);
     const ip = this.opts.clientIp(res, headers);
     const origin = headers.origin || undefined;
+    const close = isClose(headers.connection);
     const log = this.opts.logger.child({ reqId: requestId });
 
     const finish = (reply: Reply) => {
@@ -224,6 +246,7 @@ export class HttpRouter {
       this.send(res, status, body, contentType, {
         ...reply.headers,
         ...this.corsHeaders(origin),
+        ...connectionClose(close),
         'X-Request-Id': requestId,
       });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;

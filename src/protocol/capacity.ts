@@ -30,3 +30,13 @@ export function maxConnections(configured: number, limit = openFileLimit()): num
   const reserve = Math.min(FD_RESERVE, Math.ceil(limit / 8));
   return Math.max(1, limit - reserve);
 }
+
+/**
+ * The most sessions that have not completed CONNECT: `configured` when set (> 0), else a tenth of
+ * `maxConns` (at least 1). They are counted apart from maxConnections, so a flood of handshakes
+ * fills this share and never the authenticated sockets' room.
+ */
+export function maxPendingConnections(configured: number, maxConns: number): number {
+  if (configured > 0) return configured;
+  return Math.max(1, Math.ceil(maxConns / 10));
+}

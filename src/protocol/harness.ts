@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { ChatdError } from '../errors.js';
 import { HttpRouter } from '../http/router.js';
 import { peerAddress } from '../http/client-ip.js';
+import { LocalRateLimiter } from '../roles/gateway/rate-limits.js';
 import { loadUws, type us_listen_socket } from '../uws.js';
 import { SocketServer, type SocketServerOptions } from './server.js';
 import type { ConnectInfo, DisconnectReason, Socket } from './types.js';
@@ -46,6 +47,12 @@ export async function startHarness(
     maxPayload: 65536,
     sendBufferBytes: 1 << 20,
     maxConnections: 10000,
+    // Generous unless a test says otherwise: most tests open many sessions from 127.0.0.1.
+    handshakePerIp: { rate: 1e9, burst: 1e9 },
+    handshakeLimiter: new LocalRateLimiter(),
+    pendingPerIp: 1e9,
+    maxPending: 1e9,
+    connectTimeoutMs: 30000,
     eventRate: { rate: 1000, burst: 2000 },
     clientIp: (res) => peerAddress(res),
     cors: { allowOrigin: () => true, maxAgeSeconds: 60 },

@@ -10,8 +10,8 @@ import { decodePayload, decodePacket, type Packet as EioPacket } from 'engine.io
 import { Decoder, Encoder, PacketType, type Packet as SioPacket } from 'socket.io-parser';
 import type { Logger } from 'pino';
 import { ChatdError, CLOSE_CODES, toChatdError } from '../errors.js';
-import type { CorsPolicy } from '../http/router.js';
-import { socketConnections } from '../observability/metrics.js';
+import { connectionClose, isClose, statusLine, type CorsPolicy } from '../http/router.js';
+import { promClient, registry, socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
 import type { Accepted, AckFn, ConnectInfo, DisconnectReason, EventRate, ProtocolHooks, Socket, TransportName } from './types.js';
 import { randomId } from './random-id.js';
@@ -28,8 +28,23 @@ export interface SocketServerOptions<C> {
   readonly maxPayload: number;
   /** Per-socket send buffer; a socket over it is cut off (it reconnects and recovers). */
   readonly sendBufferBytes: number;
-  /** Sessions this node holds at most; handshakes beyond are refused (503, the client retries). */
+  /**
+   * Authenticated sockets this node holds at most; handshakes beyond are refused (503, the client
+   * retries), and so is a CONNECT accepted while the node is full (the transport is closed).
+   */
   readonly maxConnections: number;
+  /**
+   * New Engine.IO sessions (handshakes, polling and websocket) per client IP, checked before any
+   * capacity check: over it the handshake gets 429, so one address cannot fill the node.
+   */
+  readonly handshakePerIp: { readonly rate: number; readonly burst: number };
+  /** The buckets of handshakePerIp (in process; full buckets are forgotten). */
+  readonly handshakeLimiter: SyncRateLimiter;
+  /** Sessions that have not completed CONNECT, per client IP (429 beyond) and in total (503 beyond). */
+  readonly pendingPerIp: number;
+  readonly maxPending: number;
+  /** A session that has not sent CONNECT this long after its handshake is closed. */
+  readonly connectTimeoutMs: number;
   /** Per-socket event rate (token bucket). */
   readonly eventRate: EventRate;
   readonly clientIp: (res: HttpResponse, headers: Readonly<Record<string, string>>) => string;
@@ -45,6 +60,11 @@ export interface SocketServerOptions<C> {
   readonly forward?: (res: HttpResponse, req: HttpRequest) => boolean;
 }
 
+/** The subset of a token-bucket limiter the handshake limit needs (the gateway's LocalRateLimiter). */
+export interface SyncRateLimiter {
+  takeSync(key: string, rate: number, burst: number): { allowed: boolean; retryAfterMs: number };
+}
+
 /** Engine.IO handshake errors (the JSON body of a 400, as the reference server sends them). */
 const EIO_ERR = {
   transportUnknown: { code: 0, message: 'Transport unknown' },
@@ -53,7 +73,25 @@ const EIO_ERR = {
   badRequest: { code: 3, message: 'Bad request' },
   forbidden: { code: 4, message: 'Forbidden' },
   unsupported: { code: 5, message: 'Unsupported protocol version' },
+  // chatd's own refusals of a handshake (transient: the client backs off and retries).
+  rateLimited: { code: 3, message: 'Too many requests' },
+  tooManyPending: { code: 3, message: 'Too many unauthenticated sessions from this address' },
+  capacity: { code: 3, message: 'Server at capacity' },
+  draining: { code: 3, message: 'Server is shutting down' },
 } as const;
+
+/** Where an HTTP answer goes: the request's Origin (CORS) and whether it asked to close the connection. */
+interface ReplyTo {
+  readonly origin: string | undefined;
+  readonly close: boolean;
+}
+
+const handshakesRefused = new promClient.Counter({
+  name: 'chatd_socketio_handshakes_refused_total',
+  help: 'Engine.IO handshakes refused, by reason (rate: handshakePerIp; pending_ip: pendingPerIp; pending: maxPending; capacity: maxConnections).',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
 
 const RESERVED = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener']);
 const PING_TOPIC = 'eio:ping';
@@ -67,6 +105,7 @@ const F_CONNECTED = 8;
 const F_CLOSED = 16;
 const F_REFUSED = 32; // CONNECT_ERROR sent: the session waits for the client to close it
 const F_POSTING = 64; // a polling POST is being read
+const F_GRACE = 128; // refused: given one more connect period to read its CONNECT_ERROR
 
 type Frame = string | Buffer;
 
@@ -78,7 +117,7 @@ interface WsData<C> {
 /** State only a long-polling session needs; dropped at upgrade. */
 interface PollState {
   res: HttpResponse | null;
-  resOrigin: string | undefined;
+  resTo: ReplyTo;
   buf: Frame[];
   bytes: number;
   /** Rooms joined, to feed them while polling and subscribe the websocket at upgrade. */
@@ -87,10 +126,13 @@ interface PollState {
   closing: boolean;
 }
 
+const NO_REPLY_TO: ReplyTo = { origin: undefined, close: false };
+
 interface Handshake {
   readonly headers: Record<string, string>;
   readonly origin: string | undefined;
   readonly ip: string;
+  readonly close: boolean;
 }
 
 class Session<C> implements Socket<C> {
@@ -111,6 +153,9 @@ class Session<C> implements Socket<C> {
   /** Kept only while a packet with binary attachments is being reassembled. */
   decoder: Decoder | null = null;
   drainWaiters: (() => void)[] | null = null;
+  /** While CONNECT is not complete: the client IP it is counted under, and when it is closed. */
+  pendingIp: string | null = null;
+  deadline = 0;
 
   constructor(
     readonly id: string,
@@ -213,6 +258,12 @@ export class SocketServer<C> {
   private readonly pingTimer: NodeJS.Timeout;
   private draining = false;
   private wsCount = 0;
+  /** Sessions whose CONNECT was accepted (what maxConnections counts). */
+  private connectedCount = 0;
+  /** Sessions not through CONNECT yet, oldest first (their deadlines are in this order too). */
+  private readonly pending = new Set<Session<C>>();
+  private readonly pendingByIp = new Map<string, number>();
+  private pendingTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: SocketServerOptions<C>) {
     this.opts = opts;
@@ -226,6 +277,11 @@ export class SocketServer<C> {
   /** Open sessions (authenticated or not). */
   get size(): number {
     return this.sessions.size;
+  }
+
+  /** Sessions that have not completed CONNECT. */
+  get pendingSize(): number {
+    return this.pending.size;
   }
 
   /** Every open socket (for presence heartbeats and admin listings). */
@@ -259,6 +315,8 @@ export class SocketServer<C> {
   close(): void {
     this.drain();
     clearInterval(this.pingTimer);
+    if (this.pendingTimer) clearTimeout(this.pendingTimer);
+    this.pendingTimer = null;
   }
 
   // ------------------------------------------------------------------ HTTP and websocket routes
@@ -283,7 +341,19 @@ export class SocketServer<C> {
       app.get(p, (res, req) => self.onPollingGet(res, req));
       app.post(p, (res, req) => self.onPollingPost(res, req));
       app.options(p, (res, req) => self.onPreflight(res, req));
+      // Any other method on the Engine.IO path: 400, as the reference server answers (not the router's 404).
+      app.any(p, (res, req) => {
+        if (req.getHeader('upgrade')) {
+          req.setYield(true);
+          return;
+        }
+        self.httpError(res, 400, EIO_ERR.badMethod, self.replyTo(req));
+      });
     }
+  }
+
+  private replyTo(req: HttpRequest): ReplyTo {
+    return { origin: req.getHeader('origin') || undefined, close: isClose(req.getHeader('connection')) };
   }
 
   private readHandshake(res: HttpResponse, req: HttpRequest): Handshake {
@@ -291,7 +361,12 @@ export class SocketServer<C> {
     req.forEach((k, v) => {
       headers[k] = v;
     });
-    return { headers, origin: headers.origin || undefined, ip: this.opts.clientIp(res, headers) };
+    return {
+      headers,
+      origin: headers.origin || undefined,
+      ip: this.opts.clientIp(res, headers),
+      close: isClose(headers.connection),
+    };
   }
 
   private newSid(): string {
@@ -311,18 +386,105 @@ export class SocketServer<C> {
     );
   }
 
-  /** Whether a new session may start; answers the refusal itself when not. */
-  private admit(res: HttpResponse, origin: string | undefined): boolean {
+  /**
+   * Whether a new session from `hs.ip` may start; answers the refusal itself when not. The per-IP
+   * limits come before the capacity checks (DESIGN.md "Handshake limits"): a flooding address gets
+   * 429 and is never the reason another address gets 503.
+   */
+  private admit(res: HttpResponse, hs: Handshake): boolean {
+    const to: ReplyTo = hs;
     if (this.draining) {
-      this.httpError(res, 503, { code: 3, message: 'Server is shutting down' }, origin);
+      this.httpError(res, 503, EIO_ERR.draining, to);
       return false;
     }
-    if (this.sessions.size >= this.opts.maxConnections) {
+    const { rate, burst } = this.opts.handshakePerIp;
+    const taken = this.opts.handshakeLimiter.takeSync(hs.ip, rate, burst);
+    if (!taken.allowed) {
+      handshakesRefused.inc({ reason: 'rate' });
+      this.httpError(res, 429, EIO_ERR.rateLimited, to, Math.max(1, Math.ceil(taken.retryAfterMs / 1000)));
+      return false;
+    }
+    if ((this.pendingByIp.get(hs.ip) ?? 0) >= this.opts.pendingPerIp) {
+      handshakesRefused.inc({ reason: 'pending_ip' });
+      this.httpError(res, 429, EIO_ERR.tooManyPending, to, 1);
+      return false;
+    }
+    if (this.pending.size >= this.opts.maxPending) {
+      handshakesRefused.inc({ reason: 'pending' });
+      this.log.warn({ max: this.opts.maxPending }, 'connection refused: too many unauthenticated sessions');
+      this.httpError(res, 503, EIO_ERR.capacity, to);
+      return false;
+    }
+    if (this.connectedCount >= this.opts.maxConnections) {
+      handshakesRefused.inc({ reason: 'capacity' });
       this.log.warn({ max: this.opts.maxConnections }, 'connection refused: node at capacity');
-      this.httpError(res, 503, { code: 3, message: 'Server at capacity' }, origin);
+      this.httpError(res, 503, EIO_ERR.capacity, to);
       return false;
     }
     return true;
+  }
+
+  /** A new session: counted as pending (per IP and in total) until its CONNECT is accepted. */
+  private addSession(hs: Handshake): Session<C> {
+    const s = new Session<C>(this.newSid(), this, hs, this.round, this.opts.eventRate.burst);
+    this.sessions.set(s.id, s);
+    s.pendingIp = hs.ip;
+    s.deadline = performance.now() + this.opts.connectTimeoutMs;
+    this.pending.add(s);
+    this.pendingByIp.set(hs.ip, (this.pendingByIp.get(hs.ip) ?? 0) + 1);
+    this.schedulePendingSweep();
+    return s;
+  }
+
+  private unpend(s: Session<C>): void {
+    const ip = s.pendingIp;
+    if (ip === null) return;
+    s.pendingIp = null;
+    this.pending.delete(s);
+    const n = (this.pendingByIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.pendingByIp.delete(ip);
+    else this.pendingByIp.set(ip, n);
+  }
+
+  /** Moves a pending session's deadline to a full connectTimeoutMs from now (the set stays in deadline order). */
+  private extendDeadline(s: Session<C>): void {
+    if (s.pendingIp === null) return;
+    this.pending.delete(s);
+    s.deadline = performance.now() + this.opts.connectTimeoutMs;
+    this.pending.add(s);
+    this.schedulePendingSweep();
+  }
+
+  /** One timer for every pending session: it fires at the oldest deadline. */
+  private schedulePendingSweep(): void {
+    if (this.pendingTimer) return;
+    const first = this.pending.values().next();
+    if (first.done) return;
+    const delay = Math.max(0, first.value.deadline - performance.now());
+    this.pendingTimer = setTimeout(() => {
+      this.pendingTimer = null;
+      this.sweepPending();
+    }, Math.ceil(delay));
+    this.pendingTimer.unref();
+  }
+
+  /**
+   * Closes the sessions past their connect deadline. One still authenticating (its CONNECT was sent,
+   * the role is deciding) or just refused (CONNECT_ERROR on its way) gets one more period.
+   */
+  private sweepPending(): void {
+    const now = performance.now();
+    for (const s of this.pending) {
+      if (s.deadline > now) break;
+      if (!(s.flags & F_CLOSED) && (s.flags & F_AUTHING || (s.flags & F_REFUSED && !(s.flags & F_GRACE)))) {
+        if (s.flags & F_REFUSED) s.flags |= F_GRACE;
+        this.extendDeadline(s);
+        continue;
+      }
+      this.log.debug({ sid: redact(s.id) }, 'no CONNECT within connectTimeoutMs: closing the session');
+      this.closeSession(s, 'transport close', CLOSE_CODES.normal);
+    }
+    this.schedulePendingSweep();
   }
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: unknown): void {
@@ -333,19 +495,18 @@ export class SocketServer<C> {
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const hs = this.readHandshake(res, req);
-    if (eio !== '4') return this.httpError(res, 400, EIO_ERR.unsupported, hs.origin);
-    if (transport !== 'websocket') return this.httpError(res, 400, EIO_ERR.transportUnknown, hs.origin);
+    if (eio !== '4') return this.httpError(res, 400, EIO_ERR.unsupported, hs);
+    if (transport !== 'websocket') return this.httpError(res, 400, EIO_ERR.transportUnknown, hs);
     let session: Session<C>;
     if (sid) {
       const s = this.sessions.get(sid);
-      if (!s || s.flags & (F_WS | F_PROBE | F_CLOSED) || !s.poll) return this.httpError(res, 400, EIO_ERR.unknownSid, hs.origin);
+      if (!s || s.flags & (F_WS | F_PROBE | F_CLOSED) || !s.poll) return this.httpError(res, 400, EIO_ERR.unknownSid, hs);
       s.flags |= F_PROBE;
       session = s;
     } else {
-      if (!this.admit(res, hs.origin)) return;
-      session = new Session<C>(this.newSid(), this, hs, this.round, this.opts.eventRate.burst);
+      if (!this.admit(res, hs)) return;
+      session = this.addSession(hs);
       session.flags |= F_WS;
-      this.sessions.set(session.id, session);
     }
     res.upgrade<WsData<C>>({ s: session }, key, protocol, extensions, context as never);
   }
@@ -430,9 +591,11 @@ export class SocketServer<C> {
   private onPreflight(res: HttpResponse, req: HttpRequest): void {
     if (this.opts.forward?.(res, req)) return;
     const origin = req.getHeader('origin') || undefined;
+    const close = isClose(req.getHeader('connection'));
     res.cork(() => {
       res.writeStatus('204 No Content');
       for (const [k, v] of Object.entries(this.cors(origin))) res.writeHeader(k, v);
+      if (close) res.writeHeader('Connection', 'close');
       if (origin && this.opts.cors?.allowOrigin(origin)) {
         res.writeHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
         res.writeHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
@@ -459,31 +622,30 @@ export class SocketServer<C> {
     const eio = req.getQuery('EIO');
     const transport = req.getQuery('transport');
     const sid = req.getQuery('sid');
-    const origin = req.getHeader('origin') || undefined;
-    if (eio !== '4') return this.httpError(res, 400, EIO_ERR.unsupported, origin);
-    if (transport !== 'polling') return this.httpError(res, 400, EIO_ERR.transportUnknown, origin);
+    const to = this.replyTo(req);
+    if (eio !== '4') return this.httpError(res, 400, EIO_ERR.unsupported, to);
+    if (transport !== 'polling') return this.httpError(res, 400, EIO_ERR.transportUnknown, to);
     if (!sid) {
       const hs = this.readHandshake(res, req);
-      if (!this.admit(res, origin)) return;
-      const s = new Session<C>(this.newSid(), this, hs, this.round, this.opts.eventRate.burst);
-      s.poll = { res: null, resOrigin: undefined, buf: [], bytes: 0, rooms: new Set(), closing: false };
-      this.sessions.set(s.id, s);
+      if (!this.admit(res, hs)) return;
+      const s = this.addSession(hs);
+      s.poll = { res: null, resTo: NO_REPLY_TO, buf: [], bytes: 0, rooms: new Set(), closing: false };
       this.pollingSessions.add(s);
       socketConnections.inc({ transport: 'polling' });
-      this.writePoll(res, origin, this.openPacket(s.id, ['websocket']));
+      this.writePoll(res, to, this.openPacket(s.id, ['websocket']));
       return;
     }
     const s = this.sessions.get(sid);
     const poll = s?.poll;
-    if (!s || !poll || aborted) return this.httpError(res, 400, EIO_ERR.unknownSid, origin);
+    if (!s || !poll || aborted) return this.httpError(res, 400, EIO_ERR.unknownSid, to);
     if (poll.res) {
       // Two GETs at once: the reference server answers 400 and closes the session.
-      this.httpError(res, 400, EIO_ERR.badRequest, origin);
+      this.httpError(res, 400, EIO_ERR.badRequest, to);
       this.closeSession(s, 'transport error', CLOSE_CODES.protocolError);
       return;
     }
     poll.res = res;
-    poll.resOrigin = origin;
+    poll.resTo = to;
     if (poll.closing) {
       this.respondPoll(s, poll, [...poll.buf, '1']);
       this.forget(s);
@@ -501,20 +663,20 @@ export class SocketServer<C> {
       if (s) s.flags &= ~F_POSTING;
     });
     const sid = req.getQuery('sid');
-    const origin = req.getHeader('origin') || undefined;
+    const to = this.replyTo(req);
     const declared = Number(req.getHeader('content-length'));
     const s = sid ? this.sessions.get(sid) : undefined;
-    if (req.getQuery('EIO') !== '4') return this.httpError(res, 400, EIO_ERR.unsupported, origin);
-    if (!sid) return this.httpError(res, 400, EIO_ERR.badMethod, origin);
-    if (!s || !s.poll || s.flags & F_CLOSED) return this.httpError(res, 400, EIO_ERR.unknownSid, origin);
+    if (req.getQuery('EIO') !== '4') return this.httpError(res, 400, EIO_ERR.unsupported, to);
+    if (!sid) return this.httpError(res, 400, EIO_ERR.badMethod, to);
+    if (!s || !s.poll || s.flags & F_CLOSED) return this.httpError(res, 400, EIO_ERR.unknownSid, to);
     if (s.flags & F_POSTING) {
-      this.httpError(res, 400, EIO_ERR.badRequest, origin);
+      this.httpError(res, 400, EIO_ERR.badRequest, to);
       this.closeSession(s, 'transport error', CLOSE_CODES.protocolError);
       return;
     }
     const limit = this.opts.maxPayload;
     const tooLarge = () => {
-      this.httpText(res, 413, 'Payload Too Large', origin);
+      this.httpText(res, 413, 'Payload Too Large', to);
       this.closeSession(s, 'transport error', CLOSE_CODES.tooLarge);
     };
     if (Number.isFinite(declared) && declared > limit) return tooLarge();
@@ -535,7 +697,7 @@ export class SocketServer<C> {
       if (!isLast) return;
       s.flags &= ~F_POSTING;
       const body = Buffer.concat(chunks, size).toString('utf8');
-      this.httpText(res, 200, 'ok', origin);
+      this.httpText(res, 200, 'ok', to);
       if (s.flags & F_CLOSED) return;
       const packets = decodePayload(body, 'nodebuffer');
       for (const p of packets) {
@@ -665,6 +827,16 @@ export class SocketServer<C> {
           this.callDisconnect(s, 'transport close');
           return;
         }
+        if (this.connectedCount >= this.opts.maxConnections) {
+          // Full since the handshake: a transient refusal (the client backs off and retries).
+          handshakesRefused.inc({ reason: 'capacity' });
+          this.log.warn({ max: this.opts.maxConnections }, 'connection refused: node at capacity');
+          this.closeSession(s, 'server close', CLOSE_CODES.tryAgainLater);
+          this.callDisconnect(s, 'server close');
+          return;
+        }
+        this.unpend(s);
+        this.connectedCount++;
         s.hs = null;
         s.flags |= F_CONNECTED;
         const ack: Record<string, string> = { sid: randomId(12) };
@@ -810,12 +982,12 @@ export class SocketServer<C> {
       poll.buf = [];
       poll.bytes = 0;
     }
-    this.writePoll(res, poll.resOrigin, body);
+    this.writePoll(res, poll.resTo, body);
     s.drained();
   }
 
-  private writePoll(res: HttpResponse, origin: string | undefined, body: string): void {
-    this.httpText(res, 200, body, origin);
+  private writePoll(res: HttpResponse, to: ReplyTo, body: string): void {
+    this.httpText(res, 200, body, to);
   }
 
   private cors(origin: string | undefined): Record<string, string> {
@@ -823,20 +995,24 @@ export class SocketServer<C> {
     return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
   }
 
-  private httpText(res: HttpResponse, status: number, body: string, origin: string | undefined): void {
+  private httpText(res: HttpResponse, status: number, body: string, to: ReplyTo): void {
     res.cork(() => {
-      res.writeStatus(status === 200 ? '200 OK' : status === 413 ? '413 Payload Too Large' : `${status} Error`);
+      res.writeStatus(statusLine(status));
       res.writeHeader('Content-Type', 'text/plain; charset=UTF-8');
-      for (const [k, v] of Object.entries(this.cors(origin))) res.writeHeader(k, v);
+      for (const [k, v] of Object.entries(this.cors(to.origin))) res.writeHeader(k, v);
+      for (const [k, v] of Object.entries(connectionClose(to.close))) res.writeHeader(k, v);
       res.end(body);
     });
   }
 
-  private httpError(res: HttpResponse, status: number, body: { code: number; message: string }, origin: string | undefined): void {
+  /** An Engine.IO error: its JSON body, with Retry-After (seconds) on a transient refusal. */
+  private httpError(res: HttpResponse, status: number, body: { code: number; message: string }, to: ReplyTo, retryAfter?: number): void {
     res.cork(() => {
-      res.writeStatus(status === 400 ? '400 Bad Request' : status === 403 ? '403 Forbidden' : '503 Service Unavailable');
+      res.writeStatus(statusLine(status));
       res.writeHeader('Content-Type', 'application/json');
-      for (const [k, v] of Object.entries(this.cors(origin))) res.writeHeader(k, v);
+      for (const [k, v] of Object.entries(this.cors(to.origin))) res.writeHeader(k, v);
+      for (const [k, v] of Object.entries(connectionClose(to.close))) res.writeHeader(k, v);
+      if (retryAfter !== undefined) res.writeHeader('Retry-After', String(retryAfter));
       res.end(JSON.stringify(body));
     });
   }
@@ -892,9 +1068,8 @@ export class SocketServer<C> {
         this.closeSession(s, 'ping timeout', CLOSE_CODES.normal);
         continue;
       }
-      // Unauthenticated or refused for a whole round: the client had its chance.
-      if (!(s.flags & F_CONNECTED) && round - s.born >= 2) this.closeSession(s, 'transport close', CLOSE_CODES.normal);
-      else if (s.flags & F_PROBE && s.ws && round - s.born >= 2 && s.poll) {
+      // Sessions that never completed CONNECT are closed by their connect deadline (sweepPending).
+      if (s.flags & F_PROBE && s.ws && round - s.born >= 2 && s.poll) {
         // An upgrade that never completed: drop the probe, keep polling.
         s.ws.end(CLOSE_CODES.normal);
       }
@@ -918,8 +1093,10 @@ export class SocketServer<C> {
       s.flags |= F_CLOSED;
       if (poll.res) {
         this.respondPoll(s, poll, [...poll.buf, '1']);
-      } else if (poll.buf.length > 0 && code !== CLOSE_CODES.slowConsumer) {
-        // Keep the frames for the next GET (e.g. a disconnect packet), then a close packet.
+      } else if (poll.buf.length > 0 && s.flags & F_CONNECTED && code !== CLOSE_CODES.slowConsumer && reason !== 'ping timeout') {
+        // Keep the frames for the next GET (e.g. a disconnect packet), then a close packet. Not after
+        // a ping timeout (the client is gone as far as the protocol goes: its next GET gets 400, as
+        // from the reference server) nor for a session that never connected (nothing it must read).
         poll.closing = true;
       }
     } else {
@@ -932,6 +1109,8 @@ export class SocketServer<C> {
   private finish(s: Session<C>, reason: DisconnectReason): void {
     const wasWs = (s.flags & F_WS) !== 0;
     s.flags |= F_CLOSED;
+    this.unpend(s);
+    if (s.flags & F_CONNECTED) this.connectedCount--;
     const poll = s.poll;
     if (poll) {
       for (const topic of poll.rooms) {

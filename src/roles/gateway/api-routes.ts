@@ -91,7 +91,7 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): vo
     });
     if (state.done) return;
     state.done = true;
-    writeAnswer(res, answer, { 'X-Request-Id': inc.requestId });
+    writeAnswer(res, answer, inc);
     finish(answer.status);
   };
 

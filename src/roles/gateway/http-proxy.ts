@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { errors as undiciErrors } from 'undici';
 import { ChatdError } from '../../errors.js';
-import { statusLine } from '../../http/router.js';
+import { connectionClose, isClose, statusLine } from '../../http/router.js';
 import { isIPv6 } from 'node:net';
 import { peerAddress, trustedProxyList } from '../../http/client-ip.js';
 import type { HttpRequest, HttpResponse } from '../../uws.js';
@@ -223,8 +223,12 @@ export async function forward(
   throw new ChatdError('upstream_unavailable', undefined, last ? { cause: last } : {});
 }
 
-/** Writes an upstream answer to the client (inside one cork); `extraHeaders` replace the upstream's. */
-export function writeAnswer(res: HttpResponse, answer: UpstreamAnswer, extraHeaders: Readonly<Record<string, string>> = {}): void {
+/**
+ * Writes an upstream answer to the client (inside one cork), with the request id, and
+ * `Connection: close` when the client asked for it (router.ts connectionClose).
+ */
+export function writeAnswer(res: HttpResponse, answer: UpstreamAnswer, inc: Pick<IncomingRequest, 'headers' | 'requestId'>): void {
+  const extraHeaders: Readonly<Record<string, string>> = { 'X-Request-Id': inc.requestId, ...connectionClose(isClose(inc.headers.connection)) };
   const replaced = new Set(Object.keys(extraHeaders).map((k) => k.toLowerCase()));
   res.cork(() => {
     res.writeStatus(statusLine(answer.status));

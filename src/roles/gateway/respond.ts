@@ -1,7 +1,7 @@
 // The gateway's own answers (refusals and upstream errors), written the way the router writes
 // them: JSON from the error catalogue, the request id, and CORS headers so a browser can read them.
 import type { ChatdError } from '../../errors.js';
-import { statusLine } from '../../http/router.js';
+import { connectionClose, isClose, statusLine } from '../../http/router.js';
 import type { HttpResponse } from '../../uws.js';
 import type { IncomingRequest } from './http-proxy.js';
 
@@ -29,6 +29,7 @@ export function writeError(res: HttpResponse, state: { done: boolean }, err: Cha
   writeJson(res, state, err.status, err.toJSON(), {
     ...err.headers,
     ...cors(inc.headers.origin || undefined),
+    ...connectionClose(isClose(inc.headers.connection)),
     'X-Request-Id': inc.requestId,
   });
 }
@@ -40,6 +41,7 @@ export function writeError(res: HttpResponse, state: { done: boolean }, err: Cha
 export function writeUnknownSid(res: HttpResponse, state: { done: boolean }, inc: IncomingRequest, cors: CorsHeaders): void {
   writeJson(res, state, 400, { code: 1, message: 'Session ID unknown' }, {
     ...cors(inc.headers.origin || undefined),
+    ...connectionClose(isClose(inc.headers.connection)),
     'X-Request-Id': inc.requestId,
   });
 }

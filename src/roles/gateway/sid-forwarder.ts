@@ -139,7 +139,7 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
       u.healthy = true;
       if (state.done) return;
       state.done = true;
-      writeAnswer(res, answer, { 'X-Request-Id': inc.requestId });
+      writeAnswer(res, answer, inc);
     };
     if (inc.method !== 'POST') {
       run(undefined).catch(fail);

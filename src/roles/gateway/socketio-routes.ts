@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { ChatdError, CLOSE_CODES, toChatdError } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
-import { readBody } from '../../http/router.js';
+import { connectionClose, isClose, readBody } from '../../http/router.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
@@ -165,7 +165,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
     }
     if (state.done) return;
     state.done = true;
-    writeAnswer(res, answer, { 'X-Request-Id': inc.requestId });
+    writeAnswer(res, answer, inc);
     httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(answer.status) });
   };
 
@@ -269,7 +269,11 @@ function writeJsonRaw(res: HttpResponse, state: { done: boolean }, refusal: Upst
   } catch {
     body = refusal.body.toString('utf8');
   }
-  const headers: Record<string, string> = { ...cors(inc.headers.origin || undefined), 'X-Request-Id': inc.requestId };
+  const headers: Record<string, string> = {
+    ...cors(inc.headers.origin || undefined),
+    ...connectionClose(isClose(inc.headers.connection)),
+    'X-Request-Id': inc.requestId,
+  };
   if (refusal.headers['retry-after']) headers['Retry-After'] = refusal.headers['retry-after'];
   writeJson(res, state, refusal.status, body, headers);
 }

@@ -14,11 +14,11 @@ import type { Services } from '../../app/services.js';
 import { corsPolicyOfTenants } from '../../auth/origins.js';
 import { CLOSE_CODES } from '../../errors.js';
 import { createClientIpResolver } from '../../http/client-ip.js';
-import { maxConnections } from '../../protocol/capacity.js';
+import { maxConnections, maxPendingConnections } from '../../protocol/capacity.js';
 import { RecoveryPids } from '../../protocol/recovery-pid.js';
 import { SocketServer } from '../../protocol/server.js';
 import type { Socket } from '../../protocol/types.js';
-import { createGatewayLimits } from '../gateway/rate-limits.js';
+import { createGatewayLimits, LocalRateLimiter } from '../gateway/rate-limits.js';
 import { createSidForwarder, type SidForwarder } from '../gateway/sid-forwarder.js';
 import { storeKind } from '../../store/index.js';
 import { createAuthenticate, tenantTopic, watchTopic, type WsConn } from './connection.js';
@@ -63,6 +63,14 @@ export const createWsRole: RoleFactory = async (ctx) => {
     maxPayload: config.limits.maxPayloadBytes,
     sendBufferBytes: config.limits.sendBufferBytes,
     maxConnections: maxConns,
+    // In process on every node that terminates Socket.IO (bare ws nodes too): no Redis round trip
+    // before a session exists, and it holds when Redis is down. Behind a gateway the client IP is
+    // X-Forwarded-For's (the gateways must be in server.trustedProxies).
+    handshakePerIp: config.limits.handshakePerIp,
+    handshakeLimiter: new LocalRateLimiter(),
+    pendingPerIp: config.limits.pendingPerIp,
+    maxPending: maxPendingConnections(config.limits.maxPendingConnections, maxConns),
+    connectTimeoutMs: config.socketio.connectTimeoutMs,
     eventRate: config.limits.messagesPerSocket,
     clientIp: createClientIpResolver(config.server.trustedProxies),
     // Follows a config reload (the tenants' origins), once the services are open.
