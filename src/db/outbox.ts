@@ -4,6 +4,7 @@
 import { sql, type Kysely } from 'kysely';
 import { toQueryError } from './db-errors.js';
 import { rowToMessage } from './message-store.js';
+import type { ChatMessage } from '../chat/message.js';
 import type { Outbox, OutboxEntry } from './ports.js';
 import type { Tables } from './schema.js';
 
@@ -72,6 +73,22 @@ export class KyselyOutbox implements Outbox {
     if (ids.length === 0) return;
     try {
       await sql`delete from outbox where message_id = any(${[...ids]}::uuid[])`.execute(this.#db);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+
+  async createdSince(tenantId: string, since: string, after: { createdAt: string; id: string } | undefined, limit: number): Promise<ChatMessage[]> {
+    try {
+      const { rows } = await sql<Row>`
+        select m.id, m.tenant_id, m.session_id, m.seq, m.sender_type, m.sender_id, m.sender_verified, m.text,
+               m.client_message_id, m.content_hash, m.meta, m.created_at
+        from messages m
+        where m.tenant_id = ${tenantId} and m.created_at >= ${since}::timestamptz
+          ${after ? sql`and (m.created_at, m.id) > (${after.createdAt}::timestamptz, ${after.id}::uuid)` : sql``}
+        order by m.created_at, m.id
+        limit ${Math.max(1, Math.floor(limit))}`.execute(this.#db);
+      return rows.map(rowToMessage);
     } catch (err) {
       throw toQueryError(err);
     }

@@ -142,6 +142,13 @@ export interface Outbox {
   markDone(ids: readonly string[]): Promise<void>;
   /** Rows not yet done (metrics, tests, `/readyz` detail). */
   pendingCount(): Promise<number>;
+  /**
+   * A tenant's messages created at or after `since` (ISO), oldest first, keyset-paged by
+   * (createdAt, id) after `after`; reads messages_tenant_created_idx. The webhook dispatcher's
+   * Redis loss guard re-appends their jobs when Redis lost its data (src/webhooks/redis-loss-guard.ts):
+   * rows marked done were deleted, the messages are the durable record of what was published.
+   */
+  createdSince(tenantId: string, since: string, after: { createdAt: string; id: string } | undefined, limit: number): Promise<ChatMessage[]>;
 }
 
 export interface Database {

@@ -78,6 +78,18 @@ export const webhookJobsLost = new client.Counter({
   registers: [registry],
 });
 
+export const webhookRedisDataLoss = new client.Counter({
+  name: 'chatd_webhook_redis_data_loss_total',
+  help: 'Times this node saw Redis come back without its data (meta:webhook_epoch gone) and re-published the unsettled window of webhook jobs from PostgreSQL.',
+  registers: [registry],
+});
+
+export const webhookJobsRepublished = new client.Counter({
+  name: 'chatd_webhook_jobs_republished_total',
+  help: 'Webhook jobs re-appended from PostgreSQL after a Redis data loss (at least once: receivers drop repeats by X-Chatd-Delivery).',
+  registers: [registry],
+});
+
 export const webhookRetrySetSize = new client.Gauge({
   name: 'chatd_webhook_retry_scheduled',
   help: 'Deliveries waiting for a retry in meta:webhook_retry.',

@@ -45,6 +45,8 @@ export interface DispatcherOptions {
   /** The HTTP connection pool; one is created (and closed) when absent. */
   readonly http?: HttpDispatcher;
   readonly now?: () => number;
+  /** Runs with the dispatcher: started after it joins the group, stopped when it closes (the Redis loss guard). */
+  readonly companion?: { start(): void; stop(): Promise<void> };
 }
 
 /** What one delivery to one endpoint turned into. */
@@ -136,6 +138,7 @@ export class WebhookDispatcher {
     every('keep-alive', Math.max(100, Math.floor(this.opts.claimIdleMs / 3)), () => this.keepAlive());
     every('stats', this.opts.statsIntervalMs ?? 5000, () => this.refreshStats());
     void this.refreshStats().catch(() => undefined);
+    this.opts.companion?.start();
     this.opts.logger.info({ consumer: this.opts.consumer, queue: this.opts.queue.kind }, 'webhook dispatcher started');
   }
 
@@ -153,6 +156,7 @@ export class WebhookDispatcher {
   async close(): Promise<void> {
     this.stopTaking();
     this.closing.abort();
+    await this.opts.companion?.stop();
     await Promise.allSettled([...this.tasks]);
     await this.opts.queue.close(); // also ends a blocked read
     await this.readLoop;

@@ -46,6 +46,8 @@ export interface EndpointDirectory {
   get(tenantId: string, endpointId: string): ResolvedEndpoint | undefined;
   /** Whether any tenant has an endpoint (the dispatcher runs only then). */
   readonly any: boolean;
+  /** The tenants with at least one endpoint. */
+  tenants(): string[];
 }
 
 export function endpointDirectory(config: Pick<Config, 'tenants' | 'webhooks'>): EndpointDirectory {
@@ -56,6 +58,7 @@ export function endpointDirectory(config: Pick<Config, 'tenants' | 'webhooks'>):
   }
   return {
     any: byTenant.size > 0,
+    tenants: () => [...byTenant.keys()],
     forEvent: (tenantId, type) => (byTenant.get(tenantId) ?? []).filter((e) => e.events.includes(type)),
     get: (tenantId, endpointId) => byTenant.get(tenantId)?.find((e) => e.id === endpointId),
   };

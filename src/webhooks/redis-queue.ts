@@ -28,13 +28,29 @@ export interface RedisQueueKeys {
   readonly jobs: string;
   readonly retry: string;
   readonly dead: string;
+  /** The data epoch: a random id written once (SET NX); gone = Redis lost its data (redis-loss-guard.ts). */
+  readonly epoch: string;
 }
 
 export const webhookKeys = (prefix: string): RedisQueueKeys => ({
   jobs: `${prefix}meta:webhook_jobs`,
   retry: `${prefix}meta:webhook_retry`,
   dead: `${prefix}meta:webhook_dead`,
+  epoch: `${prefix}meta:webhook_epoch`,
 });
+
+/** What Redis holds of the webhook promise at one instant (RedisWebhookQueue.snapshot). */
+export interface QueueSnapshot {
+  /** The data epoch, or null when the key is missing (a Redis that lost its data, or a new one). */
+  readonly epoch: string | null;
+  /**
+   * The oldest `createdAt` among jobs not yet settled — pending in the group, not yet read by it,
+   * or waiting in the retry set — or, when everything is settled, the newest job's; null: no job at all.
+   */
+  readonly oldestUnsettled: string | null;
+  readonly retries: number;
+  readonly dead: number;
+}
 
 // XACK only when `consumer` still owns the entry; schedule retries and dead-letter in one step.
 // KEYS: jobs, retry, dead. ARGV: group, consumer, entryId, deadMaxLen, nRetry, nDead,
@@ -90,6 +106,56 @@ return 1
 
 const ACK_MANY = `return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))`;
 
+// KEYS: epoch. ARGV: candidate. Returns the epoch in place (the candidate when there was none).
+const CLAIM_EPOCH = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+`;
+
+// One consistent read of what is unsettled, with the epoch it belongs to (so a snapshot taken just
+// after a restart is recognized as one of the new, empty Redis). Scans at most ARGV[2] entries of
+// each part: the group's pending list, the entries after its last-delivered-id, the retry set.
+// createdAt values are ISO-8601 UTC strings of one format, so string order is time order.
+// KEYS: jobs, retry, dead, epoch. ARGV: group, scanLimit.
+const SNAPSHOT = `
+local n = tonumber(ARGV[2])
+local oldest = false
+local function consider(c)
+  if c and (not oldest or c < oldest) then oldest = c end
+end
+local function fromFields(fields)
+  for i = 1, #fields, 2 do if fields[i] == 'createdAt' then consider(fields[i + 1]) end end
+end
+local epoch = redis.call('GET', KEYS[4])
+local last = nil
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if ok then
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    if f['name'] == ARGV[1] then last = f['last-delivered-id'] end
+  end
+end
+if last then
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', n)) do
+    local e = redis.call('XRANGE', KEYS[1], p[1], p[1])
+    if e[1] then fromFields(e[1][2]) end
+  end
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', n)) do fromFields(e[2]) end
+elseif ok or redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', n)) do fromFields(e[2]) end
+end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - 1)) do
+  local okj, item = pcall(cjson.decode, m)
+  if okj and type(item) == 'table' and type(item.createdAt) == 'string' then consider(item.createdAt) end
+end
+if not oldest then
+  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if tail[1] then fromFields(tail[1][2]) end
+end
+return {epoch or false, oldest, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3])}
+`;
+
 const shas = new Map<string, string>();
 const sha1 = (lua: string): string => {
   let h = shas.get(lua);
@@ -109,7 +175,7 @@ const deadArgs = (d: DeadInput): string[] => [
   encodeRetry(d.item),
 ];
 
-type Cmd = Pick<Redis, 'eval' | 'evalsha' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xrevrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
+type Cmd = Pick<Redis, 'eval' | 'evalsha' | 'xadd' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xrevrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
 type Blocking = Pick<Redis, 'xreadgroup' | 'quit' | 'disconnect'>;
 
 export interface RedisQueueOptions {
@@ -153,13 +219,58 @@ export class RedisWebhookQueue implements WebhookQueue {
     }
   }
 
-  async init(): Promise<void> {
+  /**
+   * Joins (creates if missing) the consumer group. `startId` overrides the configured start: the
+   * NOGROUP path and the loss guard pass '0' — a group missing while the dispatcher runs means the
+   * stream was deleted or Redis lost its data, so the stream holds only jobs appended since (by
+   * the relay's XADD, which recreates the stream before the group exists); '$' would skip them.
+   */
+  async init(startId: '$' | '0' = this.opts.startId ?? '$'): Promise<void> {
     try {
-      await this.opts.redis.xgroup('CREATE', this.keys.jobs, WEBHOOK_GROUP, this.opts.startId ?? '$', 'MKSTREAM');
+      await this.opts.redis.xgroup('CREATE', this.keys.jobs, WEBHOOK_GROUP, startId, 'MKSTREAM');
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) wrap(err, 'creating the webhook consumer group');
     }
     await this.pruneConsumers().catch(() => undefined);
+  }
+
+  /** Writes `candidate` as the data epoch unless one is there; returns the one in place. */
+  async claimEpoch(candidate: string): Promise<string> {
+    try {
+      return String(await this.script(CLAIM_EPOCH, 1, this.keys.epoch, candidate));
+    } catch (err) {
+      wrap(err, 'claiming the webhook data epoch');
+    }
+  }
+
+  /** What is unsettled now, with the epoch it belongs to (one atomic read; each part scanned up to `scanLimit`). */
+  async snapshot(scanLimit = 2000): Promise<QueueSnapshot> {
+    try {
+      const [epoch, oldest, retries, dead] = (await this.script(
+        SNAPSHOT, 4, this.keys.jobs, this.keys.retry, this.keys.dead, this.keys.epoch, WEBHOOK_GROUP, scanLimit,
+      )) as [string | null, string | null, number, number];
+      return { epoch: epoch || null, oldestUnsettled: oldest || null, retries: Number(retries), dead: Number(dead) };
+    } catch (err) {
+      wrap(err, 'reading the webhook queue snapshot');
+    }
+  }
+
+  /**
+   * Appends jobs again (the loss guard's re-publish), with the fields PUBLISH_MESSAGE writes. No
+   * idempotency marker: a message the relay still publishes gets a second job, which its stable
+   * delivery id lets receivers drop.
+   */
+  async appendJobs(jobs: readonly Omit<WebhookJob, 'id'>[], maxLen: number): Promise<void> {
+    try {
+      await Promise.all(
+        jobs.map((j) =>
+          this.opts.redis.xadd(this.keys.jobs, 'MAXLEN', '~', maxLen, '*', 'type', j.type, 'tenantId', j.tenantId,
+            'sessionId', j.sessionId, 'messageId', j.messageId, 'createdAt', j.createdAt, 'payload', j.payload),
+        ),
+      );
+    } catch (err) {
+      wrap(err, 'appending webhook jobs');
+    }
   }
 
   /** Every process joins under a new consumer name: forget old ones with nothing pending, idle a day. */
@@ -184,8 +295,9 @@ export class RedisWebhookQueue implements WebhookQueue {
     } catch (err) {
       if (this.closed) return [];
       if (String((err as Error).message).includes('NOGROUP')) {
-        // The stream or group was deleted under us (e.g. an operator reset): recreate and go on.
-        await this.init();
+        // The stream or group is gone (Redis lost its data, or an operator reset): recreate it at
+        // '0', so the jobs appended since — the relay's XADD recreated the stream — are delivered.
+        await this.init('0');
         return [];
       }
       wrap(err, 'reading webhook jobs');

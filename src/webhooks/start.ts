@@ -14,6 +14,7 @@ import { endpointDirectory, type EndpointDirectory } from './endpoints.js';
 import { MemoryWebhookQueue } from './memory-queue.js';
 import type { WebhookQueue } from './queue.js';
 import { RedisWebhookQueue } from './redis-queue.js';
+import { RedisLossGuard } from './redis-loss-guard.js';
 
 /** The queue of the dispatcher running in this process, for the admin endpoints (dead list, replay). */
 let activeQueue: WebhookQueue | undefined;
@@ -77,8 +78,20 @@ export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | '
   const logger = ctx.logger.child({ component: 'webhooks' });
   const services = await ctx.services();
   const queue = await openWebhookQueue(config, services.store, logger);
+  // Redis only: a restart without data loses the jobs it held; the guard re-publishes them from PostgreSQL.
+  const lossGuard =
+    queue instanceof RedisWebhookQueue
+      ? new RedisLossGuard({
+          queue,
+          outbox: services.db.outbox,
+          tenants: () => (currentEndpoints ?? directory).tenants(),
+          logger,
+          streamMaxLen: config.webhooks.streamMaxLen,
+        })
+      : undefined;
   const dispatcher = new WebhookDispatcher({
     queue,
+    ...(lossGuard ? { companion: lossGuard } : {}),
     endpoints: () => currentEndpoints ?? directory,
     logger,
     consumer: `${ctx.nodeId}-${randomBytes(3).toString('hex')}`,

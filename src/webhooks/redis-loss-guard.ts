@@ -1,0 +1,161 @@
+// Redis restarted without its data (no persistence, a Sentinel failover to a replica that was
+// behind, a FLUSHALL): every webhook job Redis held — in meta:webhook_jobs not yet read, in flight
+// in the group, waiting in the retry set — is gone, and their outbox rows were deleted when the
+// XADD succeeded (DESIGN.md "One path for a message", step 4). Before this guard those messages
+// were silently never POSTed (issue 17 item 2). The messages themselves are in PostgreSQL, so:
+//
+// - Detection: a data epoch, `meta:webhook_epoch`, a random id written once with SET NX and never
+//   expiring. Every dispatcher reads it each `intervalMs`; missing or different from the one it
+//   knew means Redis lost its data since the last look.
+// - The safe window: with each look (one Lua script, so atomic with the epoch it belongs to) the
+//   guard remembers the oldest `createdAt` among jobs not yet settled (pending, unread, in the
+//   retry set — or the newest job when all are settled). Everything older was delivered or
+//   dead-lettered before the loss. On detection it re-appends a webhook job for every message of a
+//   tenant with endpoints created since that instant minus `marginMs` (clock skew between nodes,
+//   whose clocks stamp createdAt), read from PostgreSQL in pages. Only the webhook job: the agent
+//   stream and the bus have their own answers to a restart (recovered:false, gap fill).
+// - The other side: this is at least once. Messages delivered after the last look are delivered
+//   again, with the same X-Chatd-Delivery id, which receivers must use to drop repeats. Each api
+//   node running a dispatcher across the loss re-appends its own window, so with N such nodes a
+//   message can come up to N + 1 times.
+//
+// Limits (README "What a Redis restart without data does"): only a dispatcher that was running
+// before the loss can tell — one started after it sees a Redis it never knew and claims a new
+// epoch; dead-lettered deliveries are not re-sent (they are counted in the warning, the dead list
+// is lost); each part of the snapshot is scanned up to `scanLimit` entries.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ChatMessage } from '../chat/message.js';
+import type { Outbox } from '../db/ports.js';
+import { webhookRedisDataLoss, webhookJobsRepublished } from '../observability/metrics.js';
+import type { QueueSnapshot, RedisWebhookQueue } from './redis-queue.js';
+
+export interface RedisLossGuardOptions {
+  readonly queue: Pick<RedisWebhookQueue, 'claimEpoch' | 'snapshot' | 'appendJobs' | 'init'>;
+  readonly outbox: Pick<Outbox, 'createdSince'>;
+  /** Tenants with webhook endpoints now (called at each re-publish, so a reload applies). */
+  readonly tenants: () => readonly string[];
+  readonly logger: Logger;
+  /** MAXLEN ~ of the re-appended jobs (`webhooks.streamMaxLen`). */
+  readonly streamMaxLen: number;
+  /** How often the epoch is checked and the window refreshed (default 1 s). */
+  readonly intervalMs?: number;
+  /** Taken off the window's start, for clocks of nodes that disagree (default 10 s). */
+  readonly marginMs?: number;
+  /** Messages read and appended per page (default 500). */
+  readonly pageSize?: number;
+}
+
+interface Seen {
+  readonly epoch: string;
+  readonly snapshot: QueueSnapshot;
+  /** When the snapshot was taken (ms, this node's clock). */
+  readonly at: number;
+}
+
+export class RedisLossGuard {
+  private seen: Seen | undefined;
+  /** A detected loss whose re-publish has not completed yet (retried at the next tick). */
+  private replayFrom: { since: string; lost: QueueSnapshot } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private failing = false;
+
+  constructor(private readonly opts: RedisLossGuardOptions) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.opts.intervalMs ?? 1000);
+    this.timer.unref();
+    void this.tick();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One look (shared by callers arriving while one runs). Exposed for tests. */
+  tick(): Promise<void> {
+    this.running ??= this.look()
+      .then(
+        () => {
+          if (this.failing) this.opts.logger.info('redis loss guard works again');
+          this.failing = false;
+        },
+        (err: unknown) => {
+          if (!this.failing) this.opts.logger.warn({ err: (err as Error)?.message ?? String(err) }, 'redis loss guard: look failed; retrying');
+          this.failing = true;
+        },
+      )
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async look(): Promise<void> {
+    if (this.replayFrom) return this.replay();
+    const at = Date.now();
+    const snap = await this.opts.queue.snapshot();
+    const known = this.seen;
+    if (known && snap.epoch === known.epoch) {
+      this.seen = { epoch: known.epoch, snapshot: snap, at };
+      return;
+    }
+    if (!known) {
+      // First look of this process: join the epoch in place, or start one (a new Redis, or one
+      // that lost its data before this node came up — which this node cannot tell apart).
+      const epoch = snap.epoch ?? (await this.opts.queue.claimEpoch(newEpoch()));
+      this.seen = { epoch, snapshot: epoch === snap.epoch ? snap : { ...snap, epoch }, at };
+      return;
+    }
+    // The epoch is gone (or another node already replaced it): Redis lost its data since `known`.
+    const start = known.snapshot.oldestUnsettled ? Math.min(Date.parse(known.snapshot.oldestUnsettled), known.at) : known.at;
+    const since = new Date(start - (this.opts.marginMs ?? 10_000)).toISOString();
+    webhookRedisDataLoss.inc();
+    // The group first (at '0', so nothing appended since the restart is skipped), then the epoch.
+    await this.opts.queue.init('0');
+    const epoch = await this.opts.queue.claimEpoch(newEpoch());
+    this.seen = { epoch, snapshot: { epoch, oldestUnsettled: null, retries: 0, dead: 0 }, at: Date.now() };
+    this.replayFrom = { since, lost: known.snapshot };
+    await this.replay();
+  }
+
+  /** Re-appends the jobs of every message created since the window's start, tenant by tenant. */
+  private async replay(): Promise<void> {
+    const r = this.replayFrom!;
+    const size = this.opts.pageSize ?? 500;
+    let n = 0;
+    for (const tenantId of this.opts.tenants()) {
+      let after: { createdAt: string; id: string } | undefined;
+      for (let page = 0; page < 1_000_000; page++) {
+        const messages = await this.opts.outbox.createdSince(tenantId, r.since, after, size);
+        if (messages.length === 0) break;
+        await this.opts.queue.appendJobs(messages.map(jobOf), this.opts.streamMaxLen);
+        n += messages.length;
+        const last = messages[messages.length - 1]!;
+        after = { createdAt: last.createdAt, id: last.id };
+        if (messages.length < size) break;
+      }
+    }
+    webhookJobsRepublished.inc(n);
+    this.replayFrom = undefined;
+    this.opts.logger.warn(
+      { republished: n, since: r.since, retriesLost: r.lost.retries, deadLost: r.lost.dead },
+      `redis restarted without data; re-publishing ${n} outbox rows`,
+    );
+  }
+}
+
+const newEpoch = () => `${Date.now()}-${randomBytes(6).toString('hex')}`;
+
+function jobOf(m: ChatMessage) {
+  return {
+    type: 'message.created' as const,
+    tenantId: m.tenantId,
+    sessionId: m.sessionId,
+    messageId: m.id,
+    createdAt: m.createdAt,
+    payload: JSON.stringify(m),
+  };
+}
