@@ -76,7 +76,7 @@ function chatdConfig({ port, role, durable, upstreams, tag }) {
     'admin: { enabled: false }',
     "log: { level: 'warn', format: json }",
     `auth: { jwtSecret: ${JWT_SECRET}, gatewayApiKey: ${API_KEY} }`,
-    `limits: { connectPerIp: ${unlimited}, connectPerKey: ${unlimited}, httpPerIp: ${unlimited}, httpPerKey: ${unlimited}, messagesPerSocket: ${unlimited} }`,
+    `limits: { connectPerIp: ${unlimited}, handshakePerIp: ${unlimited}, pendingPerIp: 1000000, maxPendingConnections: 1000000, connectPerKey: ${unlimited}, httpPerIp: ${unlimited}, httpPerKey: ${unlimited}, messagesPerSocket: ${unlimited} }`,
     // Always the shared PostgreSQL (the embedded one is slow to start and not what a ws node runs);
     // Redis for the durable path (a stored message is INSERTed and XADDed) and for two nodes.
     ...(role === 'gateway' ? [] : [`database: { url: "${o.postgres}", autoMigrate: true, schema: ${tag} }`]),

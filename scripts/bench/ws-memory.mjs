@@ -43,7 +43,7 @@ writeFileSync(
     'admin: { enabled: false }',
     "log: { level: 'warn', format: json }",
     `auth: { jwtSecret: ${JWT_SECRET}, gatewayApiKey: ${API_KEY} }`,
-    `limits: { connectPerIp: ${unlimited}, connectPerKey: ${unlimited}, httpPerIp: ${unlimited}, httpPerKey: ${unlimited} }`,
+    `limits: { connectPerIp: ${unlimited}, handshakePerIp: ${unlimited}, pendingPerIp: 1000000, maxPendingConnections: 1000000, connectPerKey: ${unlimited}, httpPerIp: ${unlimited}, httpPerKey: ${unlimited} }`,
     ...(o.postgres ? [`database: { url: "${o.postgres}", autoMigrate: true, schema: bench_mem_${port} }`] : []),
     ...(o.redis ? [`redis: { url: "${o.redis}", prefix: "bench:mem:${port}:" }`] : []),
   ].join('\n') + '\n',

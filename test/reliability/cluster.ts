@@ -53,6 +53,9 @@ const OPEN_LIMITS = {
   httpPerIp: { rate: 100_000, burst: 100_000 },
   httpPerKey: { rate: 100_000, burst: 100_000 },
   connectPerIp: { rate: 100_000, burst: 100_000 },
+  handshakePerIp: { rate: 100_000, burst: 100_000 },
+  pendingPerIp: 100_000,
+  maxPendingConnections: 100_000,
   connectPerKey: { rate: 100_000, burst: 100_000 },
   messagesPerSocket: { rate: 100_000, burst: 100_000 },
 };
