@@ -3,12 +3,12 @@
 // are claimed by any node's sweep.
 import { sql, type Kysely } from 'kysely';
 import { toQueryError } from './db-errors.js';
-import { rowToMessage } from './message-store.js';
+import { MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
 import type { ChatMessage } from '../chat/message.js';
 import type { Outbox, OutboxEntry } from './ports.js';
 import type { Tables } from './schema.js';
 
-type Row = Parameters<typeof rowToMessage>[0];
+type Row = MessageRow;
 
 export class KyselyOutbox implements Outbox {
   readonly #db: Kysely<Tables>;
@@ -26,8 +26,7 @@ export class KyselyOutbox implements Outbox {
 
   async claimStale(minAgeMs: number, limit: number, handle: (entries: OutboxEntry[]) => Promise<string[]>): Promise<number> {
     const select = (lock: boolean) => sql<Row>`
-      select m.id, m.tenant_id, m.session_id, m.seq, m.sender_type, m.sender_id, m.sender_verified, m.text,
-             m.client_message_id, m.content_hash, m.meta, m.created_at
+      select ${MESSAGE_COLUMNS}
       from outbox o join messages m on m.id = o.message_id
       where o.created_at < now() - make_interval(secs => ${minAgeMs / 1000}::float8)
       order by o.created_at, m.seq

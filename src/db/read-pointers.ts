@@ -1,0 +1,43 @@
+// The read pointers: one per reader and conversation, moving only forward.
+import { sql, type Kysely } from 'kysely';
+import { toQueryError } from './db-errors.js';
+import type { ReadPointer } from './ports.js';
+import { iso } from './rows.js';
+import type { Tables } from './schema.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function markRead(db: Kysely<Tables>, tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean> {
+  if (!UUID_RE.test(messageId)) return false;
+  try {
+    const target = await sql<{ conversation_id: string; seq: number }>`
+      select m.conversation_id, m.seq
+      from conversations c join messages m on m.conversation_id = c.id
+      where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.id = ${messageId}::uuid`.execute(db);
+    const row = target.rows[0];
+    if (!row) return false;
+    // A pointer only moves forward: a late "read" of an older message does not move it back.
+    await sql`
+      insert into read_pointers (conversation_id, reader_id, tenant_id, message_id, seq, updated_at)
+      values (${row.conversation_id}::uuid, ${readerId}, ${tenantId}, ${messageId}::uuid, ${row.seq}::int, now())
+      on conflict (conversation_id, reader_id) do update
+        set message_id = excluded.message_id, seq = excluded.seq, updated_at = excluded.updated_at
+        where read_pointers.seq < excluded.seq`.execute(db);
+    return true;
+  } catch (err) {
+    throw toQueryError(err);
+  }
+}
+
+export async function readPointers(db: Kysely<Tables>, tenantId: string, sessionId: string): Promise<ReadPointer[]> {
+  try {
+    const { rows } = await sql<{ reader_id: string; message_id: string; seq: number; updated_at: Date | string }>`
+      select r.reader_id, r.message_id, r.seq, r.updated_at
+      from conversations c join read_pointers r on r.conversation_id = c.id
+      where c.session_id = ${sessionId} and c.tenant_id = ${tenantId}
+      order by r.reader_id`.execute(db);
+    return rows.map((r) => ({ readerId: r.reader_id, messageId: r.message_id, seq: Number(r.seq), at: iso(r.updated_at) }));
+  } catch (err) {
+    throw toQueryError(err);
+  }
+}
