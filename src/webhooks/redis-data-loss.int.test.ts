@@ -38,6 +38,9 @@ const available = redisServer && (await hasPostgres());
 
 describe.skipIf(!available)('webhooks across a Redis restart without its data (own redis-server, PostgreSQL)', () => {
   const silent = pino({ level: 'silent' });
+  // The dispatcher's warnings, to see the loss reported (not silent any more).
+  const warnings: string[] = [];
+  const warnLog = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
   const schema = uniqueSchema('whloss');
   const prefix = uniquePrefix('whloss');
   let redis: OwnRedis;
@@ -62,7 +65,7 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
     } as unknown as Config;
     dispatcher = await startWebhookDispatcher({
       config,
-      logger: silent,
+      logger: warnLog,
       nodeId: 'loss-node',
       services: async () => ({ store, db }) as never,
     });
@@ -130,6 +133,7 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
     const report = `acknowledged ${acked.length} (kill at ${atKill}, restart at ${atRestart}), delivered ${byId.size} distinct, duplicates ${duplicates}, missing ${lost.length}`;
     console.log(report);
     expect(lost, report).toEqual([]);
+    expect(warnings.some((l) => l.includes('redis restarted without data; re-publishing')), warnings.join('')).toBe(true);
     // Duplicates: the re-published window (bounded by what was unsettled at the loss) and
     // re-deliveries of jobs in flight at the kill — never more than one extra per message here.
     expect(duplicates, report).toBeLessThanOrEqual(acked.length);
