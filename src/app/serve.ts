@@ -1,11 +1,13 @@
 // `chatd serve`: one uWebSockets.js listener per role (one public listener for `--role all`), an
 // admin listener on loopback, health and readiness everywhere, graceful shutdown.
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config, Role } from '../config/schema.js';
 import { ChatdError } from '../errors.js';
 import { HttpRouter, type CorsPolicy, type Handler, type Method, type RouteOptions } from '../http/router.js';
 import { createClientIpResolver } from '../http/client-ip.js';
+import { listenerConflict, planListeners } from '../config/listeners.js';
 import { registry, dependencyUp } from '../observability/metrics.js';
 import { loadUws, type TemplatedApp, type us_listen_socket } from '../uws.js';
 import { createServices, type ServiceFactories, type Services } from './services.js';
@@ -56,28 +58,7 @@ export class ListenError extends Error {
   }
 }
 
-const ALL: readonly Role[] = ['gateway', 'api', 'ws'];
-
-/** Which listeners a role set needs: one shared public listener when all three run together. */
-export function planListeners(config: Config, roles: readonly Role[]): { name: string; host: string; port: number; roles: Role[] }[] {
-  if (ALL.every((r) => roles.includes(r))) {
-    return [{ name: 'public', host: config.server.host, port: config.server.port, roles: [...ALL] }];
-  }
-  return roles.map((role) => {
-    switch (role) {
-      case 'gateway':
-        return { name: 'gateway', host: config.server.host, port: config.server.port, roles: [role] };
-      case 'api':
-        return { name: 'api', host: config.roles.api.host, port: config.roles.api.port, roles: [role] };
-      case 'ws':
-        return { name: 'ws', host: config.roles.ws.host, port: config.roles.ws.port, roles: [role] };
-      default: {
-        const never: never = role;
-        throw new Error(`unknown role ${String(never)}`);
-      }
-    }
-  });
-}
+export { planListeners } from '../config/listeners.js';
 
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { config, logger } = opts;
@@ -117,6 +98,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
 
   try {
+    // Two listeners of this process on one address and port: refuse before binding either.
+    const conflict = listenerConflict(config, opts.roles);
+    if (conflict) throw new ListenError(conflict);
     if (opts.serviceFactories.checkDatabase && opts.roles.some((r) => r === 'api' || r === 'ws')) {
       await opts.serviceFactories.checkDatabase(config, log);
     }
@@ -211,19 +195,40 @@ function displayHost(host: string): string {
   return host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 }
 
+// Every listener binds with LIBUS_LISTEN_EXCLUSIVE_PORT: by default uWebSockets.js sets SO_REUSEPORT,
+// so a second chatd (or an old one left after a redeploy) on a busy port would "listen" and take
+// half the connections. Exclusive, the second bind fails and the start stops with one line.
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => unknown;
+
 function listen(uws: ReturnType<typeof loadUws>, app: TemplatedApp, host: string, port: number, name: string) {
   return new Promise<{ socket: us_listen_socket; port: number }>((resolve, reject) => {
-    app.listen(host, port, (socket) => {
+    // The native listen takes (host, port, options, cb); the typings only declare (port, options, cb).
+    (app.listen as unknown as ListenWithOptions).call(app, host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
       if (!socket) {
-        reject(
-          new ListenError(
-            `cannot listen on ${host}:${port} for the ${name} listener (port in use or address not available)`,
-          ),
+        void bindFailureReason(host, port).then((reason) =>
+          reject(new ListenError(`cannot listen on ${displayAddress(host, port)} (${name} listener): ${reason}`)),
         );
         return;
       }
       resolve({ socket, port: uws.us_socket_local_port(socket) });
     });
+  });
+}
+
+const displayAddress = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+/** uWebSockets.js reports only "false": bind the same address with Node to learn why. */
+function bindFailureReason(host: string, port: number): Promise<string> {
+  const reasons: Record<string, string> = {
+    EADDRINUSE: 'address in use',
+    EADDRNOTAVAIL: 'address not available on this machine',
+    EACCES: 'permission denied (a port below 1024 needs privileges)',
+  };
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(reasons[err.code ?? ''] ?? `${err.code ?? err.message}`));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve('address in use or not available')));
   });
 }
 

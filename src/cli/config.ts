@@ -1,7 +1,10 @@
 // `chatd config check` and `chatd config print`.
 import YAML from 'yaml';
 import type { Command } from 'commander';
-import { action, globals, loadCliConfig, printJson } from './common.js';
+import path from 'node:path';
+import { action, CliError, globals, loadCliConfig, printJson } from './common.js';
+import { parseRoles } from './serve.js';
+import { listenerConflict } from '../config/listeners.js';
 import { redactConfig } from '../config/redact.js';
 import { resolveSecrets } from '../config/secrets.js';
 
@@ -11,10 +14,14 @@ export function registerConfigCommands(program: Command): void {
   config
     .command('check')
     .description('Validate the configuration (file, environment, defaults); exit non-zero on the first error.')
-    .addHelpText('after', '\nExample:\n  $ chatd config check --config /etc/chatd/chat-server.yaml')
+    .option('-r, --role <roles...>', 'the roles one process runs, whose listeners must not collide (as for serve)', ['all'])
+    .addHelpText('after', '\nExamples:\n  $ chatd config check --config /etc/chatd/chat-server.yaml\n  $ chatd config check --role api,ws')
     .action(
-      action(async (_opts: unknown, cmd: Command) => {
-        const { config: c, file } = await loadCliConfig(cmd);
+      action(async (opts: { role: string[] }, cmd: Command) => {
+        const roles = parseRoles(opts.role);
+        const { config: c, file } = await loadCliConfig(cmd, { roles });
+        const conflict = listenerConflict(c, roles);
+        if (conflict) throw new CliError(`${file ? path.relative(process.cwd(), file) || path.basename(file) : '(environment)'}: ${conflict}`);
         const mode = c.tenants.length === 0 ? 'zero-config (no tenants: any tenant id accepted)' : `${c.tenants.length} tenant(s)`;
         const store = c.redis.url || c.redis.sentinel ? 'redis' : 'memory (one node)';
         const db = c.database.url ? 'postgres' : 'embedded PGlite';

@@ -91,8 +91,8 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
   });
 }
 
-/** Runs a chatd command to completion. */
-export function runChatd(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs a chatd command to completion (killed after `timeoutMs`, default 60 s: code null then). */
+export function runChatd(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = track(spawn(process.execPath, [CHATD_BIN, ...args], {
       cwd: opts.cwd,
@@ -103,6 +103,10 @@ export function runChatd(args: string[], opts: { cwd: string; env?: NodeJS.Proce
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
