@@ -77,6 +77,10 @@ export function createApiKeyRegistry(config: Pick<Config, 'tenants' | 'auth'>): 
     }
   }
 
+  // The zero-config secret key (DESIGN "Zero-config secret key"): any tenant while none is configured.
+  const sec = config.auth.secretApiKey;
+  if (sec && config.tenants.length === 0) add(digest(sec), { tenantId: '*', kind: 'secret', name: 'zero-config secret key' });
+
   // The few valid keys seen lately (a deployment has a handful; every connect and request presents
   // one): a hit skips the SHA-256. Only keys that matched are kept, so an unknown key always takes
   // the digest path below and the cache cannot be filled by guesses.

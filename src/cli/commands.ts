@@ -6,5 +6,6 @@ import { registerPresenceCommands } from './presence.js';
 import { registerWebhookCommands } from './webhooks.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerOpsCommands } from './ops.js';
+import { registerKeysCommands } from './keys.js';
 
-export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands, registerMigrateCommand, registerPresenceCommands, registerWebhookCommands, registerWebhooksDeadCommands, registerOpsCommands];
+export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands, registerMigrateCommand, registerPresenceCommands, registerWebhookCommands, registerWebhooksDeadCommands, registerOpsCommands, registerKeysCommands];

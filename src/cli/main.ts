@@ -12,7 +12,11 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'config file (default: chat-server.yaml found from the current folder)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .option('--json', 'machine-readable output')
-    .showHelpAfterError('(run with --help for usage)')
+    // Commander's own errors (a missing required option, an unknown option or command) are one
+    // `chatd: …` line and exit 1, like every other error (src/cli/common.ts `action`).
+    .configureOutput({
+      outputError: (message, write) => write(`chatd: ${message.replace(/^error: /, '').trim()} (see --help)\n`),
+    })
     .addHelpText('after', '\nExample:\n  $ chatd serve --role all');
   registerServeCommand(program);
   registerConfigCommands(program);

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { action, CliError, globals, loadCliConfig, printJson } from './common.js';
 import { resolveSecrets } from '../config/secrets.js';
+import { TOKEN_TTL_SECONDS } from '../config/schema.js';
 import { createAuth } from '../auth/index.js';
 import { parseTtl, type PrincipalRole } from '../auth/jwt.js';
 import { ID_PATTERN, USER_ID_PATTERN } from '../auth/tenants.js';
@@ -52,7 +53,10 @@ export function registerTokenCommands(program: Command): void {
           } catch (err) {
             throw new CliError(`--ttl: ${(err as Error).message}`);
           }
-          if (ttlSeconds < 1) throw new CliError('--ttl must be at least 1 second');
+          // The same bounds as auth.visitorTokenTtlSeconds / agentTokenTtlSeconds.
+          if (ttlSeconds < TOKEN_TTL_SECONDS.min || ttlSeconds > TOKEN_TTL_SECONDS.max) {
+            throw new CliError(`--ttl ${opts.ttl} is ${ttlSeconds} s: it must be from ${TOKEN_TTL_SECONDS.min} s (1m) to ${TOKEN_TTL_SECONDS.max} s (30d)`);
+          }
         }
         const minted = await auth.tokens.mint({
           tenantId: opts.tenant,

@@ -71,6 +71,12 @@ export function mountDemo(router: HttpRouter, config: Config, deps: DemoDeps): v
   const asset = (path: string, body: string, contentType: string, headers = SECURITY_HEADERS) =>
     router.get(path, () => ({ raw: body, contentType, headers }));
 
+  // A new user opens the printed address: point `/` at the demo (no route there otherwise, a 404).
+  router.get('/', () => ({
+    status: 302,
+    body: { demo: '/demo', agent: '/demo/agent' },
+    headers: { ...SECURITY_HEADERS, Location: '/demo' },
+  }));
   asset('/demo', widget, 'text/html; charset=utf-8', PAGE_HEADERS);
   asset('/demo/', widget, 'text/html; charset=utf-8', PAGE_HEADERS);
   asset('/demo/agent', agent, 'text/html; charset=utf-8', PAGE_HEADERS);

@@ -12,6 +12,8 @@ export interface LoggerOptions {
   /** Values that must never appear in output (API keys, JWT secrets, passwords). */
   secrets?: readonly string[];
   destination?: DestinationStream;
+  /** Where lines go when no destination is given: 1 (stdout, the default) or 2 (stderr). */
+  fd?: 1 | 2;
 }
 
 const REDACT_PATHS = [
@@ -29,7 +31,8 @@ const REDACT_PATHS = [
 ];
 
 export function createLogger(opts: LoggerOptions): Logger {
-  const usePretty = opts.format === 'pretty' || (opts.format === 'auto' && process.stdout.isTTY === true);
+  const fd = opts.fd ?? 1;
+  const usePretty = opts.format === 'pretty' || (opts.format === 'auto' && (fd === 2 ? process.stderr : process.stdout).isTTY === true);
   const secrets = [...(opts.secrets ?? [])].filter((s) => s.length >= 8).sort((a, b) => b.length - a.length);
   const scrub = (line: string) => {
     for (const s of secrets) if (line.includes(s)) line = line.split(s).join(REDACTED);
@@ -38,8 +41,8 @@ export function createLogger(opts: LoggerOptions): Logger {
   const destination =
     opts.destination ??
     (usePretty
-      ? pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true })
-      : pino.destination({ fd: 1, sync: false }));
+      ? pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true, destination: fd })
+      : pino.destination({ fd, sync: fd === 2 }));
   return pino(
     {
       level: opts.level,

@@ -164,7 +164,7 @@ describe('chatd serve', () => {
       await writeFile(path.join(cwd, 'chat-server.yaml'), `server:\n  host: 127.0.0.1\n  port: ${port}\nadmin:\n  port: 0\n`);
       const r = await runChatd(['serve', '--role', 'all'], { cwd });
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(`chatd: cannot listen on 127.0.0.1:${port} for the public listener`);
+      expect(r.stderr).toContain(`chatd: cannot listen on 127.0.0.1:${port} (public listener): address in use`);
       expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('chatd:'))).toHaveLength(1);
     } finally {
       blocker.close();
