@@ -64,6 +64,12 @@ export class PresenceTracker {
   /** Local connections per user (tenant + userId). */
   private readonly perUser = new Map<string, number>();
   private readonly pending = new Map<string, PendingOffline>();
+  /**
+   * Users whose last local connection is being removed from the store right now. A reconnect in that
+   * window (a visitor's transport closing as the new one arrives) must count as coming back: before,
+   * it saw no pending offline yet, its add found the user gone, and agents got a second `online`.
+   */
+  private readonly leaving = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceDue = Infinity;
@@ -101,7 +107,7 @@ export class PresenceTracker {
     this.conns.set(key, conn);
     const uk = userKey(conn.tenantId, conn.userId);
     this.perUser.set(uk, (this.perUser.get(uk) ?? 0) + 1);
-    const hadPending = this.pending.delete(uk);
+    const hadPending = this.pending.delete(uk) || this.leaving.has(uk);
     try {
       const { firstForUser } = await this.opts.store.presence.add(this.opts.nodeId, conn, this.opts.nodeTimeoutMs);
       // Gone again while adding: undo (disconnect could not remove what was not there yet).
@@ -127,7 +133,15 @@ export class PresenceTracker {
     else this.perUser.delete(uk);
     // Draining: leave the entry; it expires and is swept unless the client reconnects elsewhere.
     if (this.draining || this.stopped) return;
-    await this.removeEntry(tenantId, connId, conn);
+    if (left > 0) return void (await this.removeEntry(tenantId, connId, conn));
+    this.leaving.set(uk, (this.leaving.get(uk) ?? 0) + 1);
+    try {
+      await this.removeEntry(tenantId, connId, conn);
+    } finally {
+      const n = (this.leaving.get(uk) ?? 1) - 1;
+      if (n > 0) this.leaving.set(uk, n);
+      else this.leaving.delete(uk);
+    }
   }
 
   /** SIGTERM: stop re-asserting connections; their entries are left to expire and be swept. */
@@ -182,6 +196,8 @@ export class PresenceTracker {
       const userId = r.userId ?? conn?.userId;
       const sessionId = r.sessionId ?? conn?.sessionId;
       if (userId === undefined || sessionId === undefined) return;
+      // Back here while the entry was being removed: nothing changed for the agents.
+      if (this.hasLocal(tenantId, userId)) return;
       this.scheduleOffline({ tenantId, userId, sessionId, due: this.now() + this.opts.offlineGraceMs });
     } catch (err) {
       // The entry expires with this node's heartbeat gone for it, and the sweep reports the user.
