@@ -2,9 +2,10 @@
 // tenants configured (zero-config mode) every syntactically valid tenant id is a tenant with the
 // default policy: any origin, identity optional, no identity secret.
 import type { Config, TenantConfig } from '../config/schema.js';
+import { ID_PATTERN } from '../ids.js';
 
-export const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
-export const USER_ID_PATTERN = /^[A-Za-z0-9_.@-]{1,128}$/;
+/** Re-exported for the auth modules; the formats live in src/ids.ts. */
+export { ID_PATTERN, USER_ID_PATTERN } from '../ids.js';
 
 export type IdentityPolicy = 'off' | 'optional' | 'required';
 

@@ -44,19 +44,19 @@
 //
 //   chat.bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint?) → Promise<void>
 //       The anonymous-token endpoint with a sessionId: binds now, under the same rule.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/jwt.js';
-import { remainingSeconds } from '../auth/jwt.js';
 import { resolveIdentity, type Identity } from '../auth/identity.js';
 import type { TenantDirectory, TenantPolicy } from '../auth/tenants.js';
-import type { Conversation, HistoryPage, MessageStore, OutboxRelay } from '../db/ports.js';
+import type { HistoryPage, MessageStore, OutboxRelay } from '../db/ports.js';
 import { ChatdError } from '../errors.js';
+import { assertId, assertUserId } from '../ids.js';
 import { messagesAccepted } from '../observability/metrics.js';
 import { compileValidator, type ValidationIssue } from '../schemas/validate.js';
 import type { Bus, SessionStore } from '../store/ports.js';
 import { DomainSendInput } from './contract.js';
 import type { ChatMessage, MessageMeta, Sender } from './message.js';
+import { createSessionAccess, forbidden } from './session-access.js';
 
 export type Door = 'http' | 'ws';
 export type { Identity } from '../auth/identity.js';
@@ -117,14 +117,8 @@ export interface ChatService {
 export const DEFAULT_HISTORY_LIMIT = 50;
 export const MAX_HISTORY_LIMIT = 200;
 const SESSION_TTL = 24 * 3600;
-const ID = /^[A-Za-z0-9_-]{1,128}$/;
-const USER_ID = /^[A-Za-z0-9_.@-]{1,128}$/;
-/** Token bindings this node remembers (about 100 bytes each). */
-const BINDING_CACHE_SIZE = 50_000;
 
 const validateSend = compileValidator(DomainSendInput);
-
-const forbidden = () => new ChatdError('session_forbidden');
 
 /**
  * How deeply `userInfo` (free-form, stored as JSON) may nest. Without a bound a 64 KB body can nest
@@ -147,13 +141,6 @@ function nestingDepth(value: unknown): number {
   return max;
 }
 
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-/** Fingerprints are the proof of ownership of a session: compare them in constant time. */
-function sameSecret(a: string | null | undefined, b: string | null | undefined): boolean {
-  if (!a || !b) return false;
-  return timingSafeEqual(digest(a), digest(b));
-}
-
 /** Turns schema issues into one 400: `invalid_id` when only ids are malformed, else `validation_failed`. */
 export function validationError(issues: readonly ValidationIssue[]): ChatdError {
   const onlyIds = issues.every((i) => /must match pattern/.test(i.message) && /(Id|^fingerprint)$/.test(i.path));
@@ -173,110 +160,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     return t;
   };
 
-  // A token's binding never changes once set (SET NX until the token expires), so this node keeps
-  // the ones it has seen: a bound token's every message then costs no Redis round trip for it.
-  const bindings = new Map<string, { sessionId: string; expiresAt: number }>();
-  const remember = (principal: Principal, sessionId: string) => {
-    if (bindings.size >= BINDING_CACHE_SIZE) {
-      // Drop the oldest entry (Map keeps insertion order): a bounded cache, not a leak.
-      bindings.delete(bindings.keys().next().value!);
-    }
-    bindings.set(`${principal.tenantId}:${principal.jti}`, { sessionId, expiresAt: principal.expiresAt });
-  };
-  async function bindingOf(principal: Principal): Promise<string | null> {
-    const key = `${principal.tenantId}:${principal.jti}`;
-    const hit = bindings.get(key);
-    if (hit) {
-      if (hit.expiresAt * 1000 > Date.now()) return hit.sessionId;
-      bindings.delete(key);
-    }
-    const bound = await deps.sessions.getBinding(principal.tenantId, principal.jti);
-    if (bound !== null) remember(principal, bound);
-    return bound;
-  }
-  async function bindTo(principal: Principal, sessionId: string): Promise<string> {
-    const bound = await deps.sessions.bind(principal.tenantId, principal.jti, sessionId, remainingSeconds(principal));
-    remember(principal, bound);
-    return bound;
-  }
-
-  /** Whether a conversation may be taken over by this credential (the binding rule). */
-  const provesOwnership = (principal: Principal, conv: Conversation, fingerprint: string | undefined) =>
-    sameSecret(conv.fingerprint, fingerprint) ||
-    (principal.role === 'user' && principal.subject !== undefined && conv.userId === principal.subject);
-
-  /**
-   * Takes `sessionId` for a token with no binding yet: a new session is created and owned by it;
-   * an existing one only with its fingerprint (or, for a verified user, its userId). Then stores the
-   * binding; a concurrent request that bound the token elsewhere first wins.
-   */
-  async function acquire(
-    principal: Principal,
-    sessionId: string,
-    fingerprint: string | undefined,
-    identity: Identity | undefined,
-  ): Promise<void> {
-    const owner = {
-      ...(fingerprint ? { fingerprint } : {}),
-      ...(identity?.verified && identity.userId ? { userId: identity.userId } : {}),
-    };
-    const r = await deps.messages.ensureConversation(principal.tenantId, sessionId, owner);
-    if (r.kind === 'foreign') throw forbidden();
-    if (r.kind === 'existing' && !provesOwnership(principal, r.conversation, fingerprint)) throw forbidden();
-    const bound = await bindTo(principal, sessionId);
-    if (bound !== sessionId) throw forbidden();
-  }
-
-  /**
-   * The session rule for visitors and users, for writing: `sid` → that session only; a stored
-   * binding → that session only; else acquire it. Agents: a conversation of their tenant.
-   */
-  async function accessForWrite(
-    principal: Principal,
-    sessionId: string,
-    fingerprint: string | undefined,
-    identity: Identity | undefined,
-  ): Promise<void> {
-    if (principal.role === 'agent') {
-      const conv = await deps.messages.getConversation(principal.tenantId, sessionId);
-      if (!conv) throw forbidden();
-      return;
-    }
-    if (principal.sessionId !== undefined) {
-      if (principal.sessionId !== sessionId) throw forbidden();
-      return;
-    }
-    const bound = await bindingOf(principal);
-    if (bound !== null) {
-      if (bound !== sessionId) throw forbidden();
-      return;
-    }
-    await acquire(principal, sessionId, fingerprint, identity);
-  }
-
-  /**
-   * For reading: like writing, except that an unbound token reading a session that does not exist
-   * yet gets an empty page without binding (a GET creates nothing). Returns false when there is
-   * nothing to read.
-   */
-  async function accessForRead(principal: Principal, sessionId: string, fingerprint: string | undefined): Promise<boolean> {
-    if (principal.role === 'agent') return true; // history() filters by tenant: another tenant's session reads as empty
-    if (principal.sessionId !== undefined) {
-      if (principal.sessionId !== sessionId) throw forbidden();
-      return true;
-    }
-    const bound = await bindingOf(principal);
-    if (bound !== null) {
-      if (bound !== sessionId) throw forbidden();
-      return true;
-    }
-    const conv = await deps.messages.getConversation(principal.tenantId, sessionId);
-    if (!conv) return false;
-    if (!provesOwnership(principal, conv, fingerprint)) throw forbidden();
-    const now = await bindTo(principal, sessionId);
-    if (now !== sessionId) throw forbidden();
-    return true;
-  }
+  const access = createSessionAccess(deps);
+  const { bindingOf, acquire } = access;
 
   const partyOf = (principal: Principal, sessionId: string): Party =>
     principal.role === 'agent'
@@ -319,7 +204,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           : { type: 'visitor', id: sessionId, verified: false };
       }
 
-      await accessForWrite(principal, sessionId, fingerprint, identity);
+      await access.forWrite(principal, sessionId, fingerprint, identity);
 
       if (principal.role !== 'agent') {
         const r = await deps.sessions.upsert(
@@ -384,8 +269,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
     },
 
     async history(principal, req) {
-      if (!ID.test(req.tenantId)) throw new ChatdError('invalid_id', 'tenantId must match [A-Za-z0-9_-]{1,128}');
-      if (req.userId !== undefined && !USER_ID.test(req.userId)) throw new ChatdError('invalid_id', 'userId must match [A-Za-z0-9_.@-]{1,128}');
+      assertId('tenantId', req.tenantId);
+      if (req.userId !== undefined) assertUserId('userId', req.userId);
       tenantOf(principal, req.tenantId);
       const limit = req.limit ?? DEFAULT_HISTORY_LIMIT;
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_LIMIT) {
@@ -396,8 +281,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       const base = { tenantId: principal.tenantId, limit, ...(req.before ? { before: req.before } : {}) };
       if (req.sessionId !== undefined) {
-        if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
-        if (!(await accessForRead(principal, req.sessionId, req.fingerprint))) return { messages: [], nextCursor: null };
+        assertId('sessionId', req.sessionId);
+        if (!(await access.forRead(principal, req.sessionId, req.fingerprint))) return { messages: [], nextCursor: null };
         return deps.messages.history({ ...base, sessionId: req.sessionId });
       }
       if (req.userId !== undefined) {
@@ -420,10 +305,10 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
     async markRead(principal, req) {
       tenantOf(principal, undefined);
-      if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      assertId('sessionId', req.sessionId);
       if (principal.role === 'agent') {
-        if (!(await deps.messages.getConversation(principal.tenantId, req.sessionId))) throw forbidden();
-      } else if (!(await accessForRead(principal, req.sessionId, req.fingerprint))) {
+        await access.forAgent(principal, req.sessionId);
+      } else if (!(await access.forRead(principal, req.sessionId, req.fingerprint))) {
         throw forbidden();
       }
       const reader = partyOf(principal, req.sessionId);
@@ -436,10 +321,10 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
     async typing(principal, req) {
       tenantOf(principal, undefined);
-      if (!ID.test(req.sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      assertId('sessionId', req.sessionId);
       if (principal.role === 'agent') {
-        if (!(await deps.messages.getConversation(principal.tenantId, req.sessionId))) throw forbidden();
-      } else if (!(await accessForRead(principal, req.sessionId, undefined))) {
+        await access.forAgent(principal, req.sessionId);
+      } else if (!(await access.forRead(principal, req.sessionId, undefined))) {
         throw forbidden();
       }
       const event = { sessionId: req.sessionId, sender: partyOf(principal, req.sessionId), isTyping: req.isTyping };
@@ -451,11 +336,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       tenantOf(principal, undefined);
       const sessionId = claim.sessionId || undefined;
       const fingerprint = claim.fingerprint || undefined;
-      if (sessionId !== undefined && !ID.test(sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
-      if (fingerprint !== undefined && !ID.test(fingerprint)) throw new ChatdError('invalid_id', 'fingerprint must match [A-Za-z0-9_-]{1,128}');
+      if (sessionId !== undefined) assertId('sessionId', sessionId);
+      if (fingerprint !== undefined) assertId('fingerprint', fingerprint);
       if (principal.role === 'agent') {
         if (sessionId === undefined) return undefined;
-        if (!(await deps.messages.getConversation(principal.tenantId, sessionId))) throw forbidden();
+        await access.forAgent(principal, sessionId);
         return sessionId;
       }
       if (principal.sessionId !== undefined) {
@@ -483,12 +368,11 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
 
     async authorizeSession(principal, sessionId, fingerprint) {
       tenantOf(principal, undefined);
-      if (!ID.test(sessionId)) throw new ChatdError('invalid_id', 'sessionId must match [A-Za-z0-9_-]{1,128}');
+      assertId('sessionId', sessionId);
       if (principal.role === 'agent') {
-        if (!(await deps.messages.getConversation(principal.tenantId, sessionId))) throw forbidden();
-        return;
+        return access.forAgent(principal, sessionId);
       }
-      if (!(await accessForRead(principal, sessionId, fingerprint))) {
+      if (!(await access.forRead(principal, sessionId, fingerprint))) {
         // Not created yet: take it now, as the first use of the token.
         if (principal.role === 'visitor' && !fingerprint) throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
         const identity: Identity | undefined =
