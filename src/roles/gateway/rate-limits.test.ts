@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ChatdError } from '../../errors.js';
+import { registry } from '../../observability/metrics.js';
 import { createGatewayLimits, LocalRateLimiter } from './rate-limits.js';
 
 const limits = {
@@ -41,8 +42,20 @@ describe('createGatewayLimits', () => {
     await expect(g.httpKey('key1')).rejects.toThrow(ChatdError);
   });
 
-  it('lets traffic through when the limiter is unreachable', async () => {
-    const g = createGatewayLimits(limits as never, async () => ({ take: () => Promise.reject(new Error('redis down')) }), pino({ level: 'silent' }));
-    for (let i = 0; i < 10; i++) await g.httpIp('1.1.1.1');
+  it('lets traffic through when the limiter is unreachable (counted, warned once)', async () => {
+    let asked = 0;
+    const warnings: { msg: string; bucket: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string; bucket: string }) });
+    const errors = async () => (await registry.getSingleMetric('chatd_gateway_rate_limiter_errors_total')!.get()).values[0]?.value ?? 0;
+    const before = await errors();
+    const g = createGatewayLimits(limits as never, async () => ({ take: () => (asked++, Promise.reject(new Error('redis down'))) }), logger);
+    // Far past the burst of 3: a limiter that failed closed (or a 429 on error) would refuse the 4th.
+    for (let i = 0; i < 10; i++) await expect(g.httpIp('1.1.1.1')).resolves.toBeUndefined();
+    await expect(g.connect('1.1.1.1')).resolves.toBeUndefined();
+    await expect(g.connect('1.1.1.1')).resolves.toBeUndefined();
+    expect(asked).toBe(12);
+    expect((await errors()) - before).toBe(12);
+    // The warning is rate-limited itself (one per 10 s), so a Redis outage does not flood the log.
+    expect(warnings).toEqual([expect.objectContaining({ msg: 'rate limiter unavailable: letting traffic through', bucket: 'http_ip' })]);
   });
 });
