@@ -11,6 +11,13 @@
   var current = null; // selected sessionId
   var visitors = {}; // sessionId -> { userId, sessionId, online, url, unread, last }
   var list = new d.MessageList($('messages'), function (m) { return m.sender.type === 'agent'; });
+  var visitorTyping = new d.TypingIndicator($('typing'), 'The visitor is typing…');
+  // Typing goes to the conversation selected when it started (a switch stops it first).
+  var typingSession = null;
+  var typing = new d.TypingEmitter(function (isTyping) {
+    if (isTyping) typingSession = current;
+    if (socket && typingSession) socket.emit('typing', { sessionId: typingSession, isTyping: isTyping });
+  });
 
   function setStatus(s) { $('status').textContent = s; }
   function showError(e) { $('error').textContent = e ? (e.message || String(e)) : ''; }
@@ -62,7 +69,8 @@
     current = sessionId;
     visitor(sessionId).unread = 0;
     list.clear();
-    $('typing').textContent = '';
+    visitorTyping.clear();
+    typing.stop();
     $('text').disabled = false;
     $('send').disabled = false;
     $('text').placeholder = 'Reply to this visitor…';
@@ -115,7 +123,6 @@
       v.last = m.createdAt;
       if (m.sessionId === current) {
         list.add(m);
-        if (m.sender.type !== 'agent') $('typing').textContent = '';
         if (m.sender.type !== 'agent') socket.emit('read', { sessionId: current, messageId: m.id });
       } else if (m.sender.type !== 'agent') {
         v.unread += 1;
@@ -123,8 +130,36 @@
       renderVisitors();
     });
     socket.on('typing', function (t) {
-      if (t.sessionId === current && t.sender && t.sender.type !== 'agent') $('typing').textContent = t.isTyping ? 'The visitor is typing…' : '';
+      if (t.sessionId === current && t.sender && t.sender.type !== 'agent') visitorTyping.update(t.isTyping);
     });
+    // The visitor read up to a message: "Seen" under the agent's last reply before it.
+    socket.on('read', function (r) {
+      if (r.sessionId === current && r.reader && r.reader.type !== 'agent') list.markSeen(r.messageId);
+    });
+  }
+
+  // Signed in: the token field is hidden (it is a credential on screen) and Sign out is offered.
+  function showSignedIn(signedIn) {
+    $('login').hidden = signedIn;
+    $('signed-in').hidden = !signedIn;
+    $('token').value = '';
+  }
+
+  function signOut() {
+    if (socket) socket.disconnect();
+    socket = null;
+    token = '';
+    sessionStorage.removeItem('chatd-demo-agent-token');
+    current = null;
+    visitors = {};
+    list.clear();
+    visitorTyping.clear();
+    typing.stop();
+    $('text').disabled = true;
+    $('send').disabled = true;
+    renderVisitors();
+    showSignedIn(false);
+    setStatus('signed out');
   }
 
   function signIn(t) {
@@ -132,6 +167,7 @@
     if (!token) return;
     sessionStorage.setItem('chatd-demo-agent-token', token);
     setStatus('signing in…');
+    showSignedIn(true);
     connect();
   }
 
@@ -140,11 +176,9 @@
     signIn($('token').value);
   });
   $('demo-token').addEventListener('click', function () {
-    d.api('POST', '/demo/agent-token', null, {}).then(function (r) {
-      $('token').value = r.token;
-      signIn(r.token);
-    }, showError);
+    d.api('POST', '/demo/agent-token', null, {}).then(function (r) { signIn(r.token); }, showError);
   });
+  $('sign-out').addEventListener('click', signOut);
   $('composer').addEventListener('submit', function (ev) {
     ev.preventDefault();
     if (!current) return;
@@ -152,22 +186,14 @@
     var text = input.value.trim();
     if (!text) return;
     input.value = '';
+    typing.stop(); // the reply ends this burst; typing again starts a new one
     var clientMessageId = d.randomId('c');
     list.addPending(clientMessageId, text);
     socket.timeout(15000).emit('message', { sessionId: current, text: text, clientMessageId: clientMessageId }, function (err, ack) {
       if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
     });
   });
-  var typingTimer = null;
-  $('text').addEventListener('input', function () {
-    if (!socket || !current) return;
-    if (!typingTimer) socket.emit('typing', { sessionId: current, isTyping: true });
-    window.clearTimeout(typingTimer);
-    typingTimer = window.setTimeout(function () {
-      typingTimer = null;
-      socket.emit('typing', { sessionId: current, isTyping: false });
-    }, 1500);
-  });
+  $('text').addEventListener('input', function () { if (current) typing.input(); });
 
   if (token) signIn(token);
 })();

@@ -43,6 +43,7 @@
     this.el.innerHTML = '';
     this.byId = {};
     this.byClientId = {};
+    this.lastRead = null;
   };
   MessageList.prototype.addPending = function (clientMessageId, text) {
     var li = this.render({ text: text, sender: { type: 'me' }, seq: Infinity }, true);
@@ -90,12 +91,88 @@
       this.el.insertBefore(li, after);
     }
     this.byId[m.id] = li;
+    // A receipt may arrive before the message it names (or before mine was confirmed): apply it now.
+    if (this.lastRead) this.markSeen(this.lastRead);
     this.scroll();
     return true;
   };
   MessageList.prototype.scroll = function () {
     this.el.scrollTop = this.el.scrollHeight;
   };
+  /**
+   * A read receipt from the other side: "Seen" under the last of my messages at or before the one
+   * they read (they read up to that message; the receipt names theirs or mine).
+   */
+  MessageList.prototype.markSeen = function (messageId) {
+    this.lastRead = messageId;
+    var read = this.byId[messageId];
+    if (!read) return;
+    var upTo = Number(read.dataset.seq);
+    var last = null;
+    var items = this.el.children;
+    for (var i = 0; i < items.length; i++) {
+      var li = items[i];
+      if (li.classList.contains('mine') && !li.classList.contains('pending') && Number(li.dataset.seq) <= upTo) last = li;
+    }
+    if (!last || last.classList.contains('seen')) return;
+    var old = this.el.querySelectorAll('li.seen');
+    for (var j = 0; j < old.length; j++) {
+      if (Number(old[j].dataset.seq) > Number(last.dataset.seq)) return; // a later receipt already shown
+      old[j].classList.remove('seen');
+      var mark = old[j].querySelector('.seen-mark');
+      if (mark) mark.remove();
+    }
+    last.classList.add('seen');
+    var seen = document.createElement('span');
+    seen.className = 'seen-mark';
+    seen.textContent = 'Seen';
+    last.appendChild(seen);
+  };
 
-  window.chatdDemo = { config: config, api: api, randomId: randomId, MessageList: MessageList };
+  /**
+   * Sends typing state for one conversation: true when input starts (again every 3 s while it goes
+   * on), false after 1.5 s without input and at once when the message is sent, so typing right
+   * after sending starts a new burst instead of being swallowed by the old timer.
+   */
+  function TypingEmitter(emit) {
+    this.emit = emit;
+    this.idle = null;
+    this.lastTrue = 0;
+  }
+  TypingEmitter.prototype.input = function () {
+    var self = this;
+    var now = Date.now();
+    if (!this.idle || now - this.lastTrue > 3000) {
+      this.lastTrue = now;
+      this.emit(true);
+    }
+    window.clearTimeout(this.idle);
+    this.idle = window.setTimeout(function () { self.stop(); }, 1500);
+  };
+  TypingEmitter.prototype.stop = function () {
+    if (!this.idle) return;
+    window.clearTimeout(this.idle);
+    this.idle = null;
+    this.emit(false);
+  };
+
+  /**
+   * Shows the other side's typing from their typing events only (a message does not clear it: the
+   * sender's own `false` does, and typing that starts right after a send stays visible); hidden after
+   * 6 s without a `true`, for a sender that went away mid-word.
+   */
+  function TypingIndicator(el, text) {
+    this.el = el;
+    this.text = text;
+    this.expiry = null;
+  }
+  TypingIndicator.prototype.update = function (isTyping) {
+    var self = this;
+    window.clearTimeout(this.expiry);
+    this.el.textContent = isTyping ? this.text : '';
+    if (isTyping) this.expiry = window.setTimeout(function () { self.el.textContent = ''; }, 6000);
+  };
+  TypingIndicator.prototype.clear = function () { this.update(false); };
+
+  window.chatdDemo = { config: config, api: api, randomId: randomId, MessageList: MessageList, TypingEmitter: TypingEmitter, TypingIndicator: TypingIndicator };
 })();

@@ -63,24 +63,22 @@
       var m = payload.message;
       if (m.sessionId !== sessionId) return;
       list.add(m);
-      if (m.sender.type === 'agent') $('typing').textContent = '';
       if (m.sender.type === 'agent') socket.emit('read', { sessionId: sessionId, messageId: m.id });
     });
     socket.on('typing', function (t) {
-      if (t.sender && t.sender.type === 'agent') $('typing').textContent = t.isTyping ? 'The agent is typing…' : '';
+      if (t.sender && t.sender.type === 'agent') agentTyping.update(t.isTyping);
+    });
+    // The agent read up to a message: "Seen" under the visitor's last message before it.
+    socket.on('read', function (r) {
+      if (r.sessionId === sessionId && r.reader && r.reader.type === 'agent') list.markSeen(r.messageId);
     });
   }
 
-  var typingTimer = null;
-  $('text').addEventListener('input', function () {
-    if (!socket || !socket.connected) return;
-    if (!typingTimer) socket.emit('typing', { sessionId: sessionId, isTyping: true });
-    window.clearTimeout(typingTimer);
-    typingTimer = window.setTimeout(function () {
-      typingTimer = null;
-      socket.emit('typing', { sessionId: sessionId, isTyping: false });
-    }, 1500);
+  var agentTyping = new d.TypingIndicator($('typing'), 'The agent is typing…');
+  var typing = new d.TypingEmitter(function (isTyping) {
+    if (socket && socket.connected) socket.emit('typing', { sessionId: sessionId, isTyping: isTyping });
   });
+  $('text').addEventListener('input', function () { typing.input(); });
 
   $('composer').addEventListener('submit', function (ev) {
     ev.preventDefault();
@@ -88,6 +86,7 @@
     var text = input.value.trim();
     if (!text) return;
     input.value = '';
+    typing.stop(); // the message ends this burst; typing again starts a new one
     var clientMessageId = d.randomId('c');
     list.addPending(clientMessageId, text);
     var body = { text: text, tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint, clientMessageId: clientMessageId,

@@ -1,0 +1,102 @@
+// The demo pages in Chromium (issue 17 item 5): typing right after sending is shown to the agent,
+// read receipts show as "Seen" on both pages, and the agent console hides its token once signed in
+// and can sign out.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from '../helpers/browser.js';
+
+const WAIT = { timeout: 30_000 };
+
+describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, sign-out', () => {
+  let chatd: ChatdProcess;
+  let browser: Browser;
+  let base: string;
+
+  beforeAll(async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-demo-'));
+    await writeFile(path.join(cwd, 'chat-server.yaml'), 'server:\n  port: 0\n  host: 127.0.0.1\nadmin:\n  port: 0\nlog:\n  format: json\n');
+    chatd = await spawnChatd({ cwd, timeoutMs: 120_000 });
+    base = `http://127.0.0.1:${chatd.ports.public}`;
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      const r = await fetch(`${base}/readyz`).catch(() => undefined);
+      if (r?.status === 200) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await chatd?.stop('SIGTERM');
+  });
+
+  /** Types into the page one key at a time until `done` holds (bounded), as a person keeps typing. */
+  async function keepTyping(page: Page, done: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (!(await done())) {
+      if (Date.now() > deadline) throw new Error('gave up typing');
+      await page.press('#text', 'a');
+      await page.waitForTimeout(200);
+    }
+  }
+
+  it('the agent sees the visitor typing again right after a send; both see "Seen"; the token field hides and sign-out works', async () => {
+    const visitorCtx = await browser.newContext();
+    const agentCtx = await browser.newContext();
+    const visitor = await visitorCtx.newPage();
+    const agent = await agentCtx.newPage();
+    const pageErrors: string[] = [];
+    for (const p of [visitor, agent]) p.on('pageerror', (e) => pageErrors.push(e.message));
+
+    await visitor.goto(`${base}/demo`);
+    await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
+    await agent.goto(`${base}/demo/agent`);
+    await agent.click('#demo-token');
+    await expect.poll(() => agent.textContent('#status'), WAIT).toMatch(/^signed in/);
+    // Signed in: the token is not left on screen, and there is a way out.
+    expect(await agent.locator('#login').isHidden()).toBe(true);
+    expect(await agent.locator('#token').inputValue()).toBe('');
+    expect(await agent.locator('#sign-out').isVisible()).toBe(true);
+
+    await visitor.fill('#text', 'Hello');
+    await visitor.press('#text', 'Enter');
+    await visitor.waitForSelector('#messages li.mine:not(.pending) >> text=Hello', WAIT);
+    const entry = agent.locator('#visitors li.online button').first();
+    await entry.waitFor(WAIT);
+    await entry.click();
+    await agent.waitForSelector('#messages li.theirs >> text=Hello', WAIT);
+    // The agent has the conversation open: the visitor's message shows "Seen" on the visitor's page.
+    await visitor.waitForSelector('#messages li.mine.seen >> text=Hello', WAIT);
+
+    // The visitor sends and types on at once (within the old 1.5 s typing timer): the agent shows it.
+    await visitor.fill('#text', 'One more thing');
+    await visitor.press('#text', 'Enter');
+    await agent.waitForSelector('#messages li.theirs >> text=One more thing', WAIT);
+    await keepTyping(visitor, async () => (await agent.textContent('#typing')) === 'The visitor is typing…');
+    await visitor.fill('#text', '');
+
+    // The agent replies; the visitor reads it: "Seen" under the agent's reply, on the agent's page.
+    await agent.fill('#text', 'Sure, go ahead');
+    await agent.press('#text', 'Enter');
+    await visitor.waitForSelector('#messages li.theirs >> text=Sure, go ahead', WAIT);
+    await agent.waitForSelector('#messages li.mine.seen >> text=Sure, go ahead', WAIT);
+    expect(await agent.locator('#messages .seen-mark').count()).toBe(1);
+
+    // Sign out: the socket closes, the token is forgotten, the form is back.
+    await agent.click('#sign-out');
+    await expect.poll(() => agent.textContent('#status'), WAIT).toBe('signed out');
+    expect(await agent.locator('#login').isVisible()).toBe(true);
+    expect(await agent.evaluate(() => sessionStorage.getItem('chatd-demo-agent-token'))).toBeNull();
+    await agent.reload();
+    expect(await agent.textContent('#status')).toBe('signed out');
+
+    expect(pageErrors).toEqual([]);
+    await visitorCtx.close();
+    await agentCtx.close();
+  }, 180_000);
+});
