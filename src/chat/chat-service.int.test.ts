@@ -14,7 +14,7 @@ import { ChatdError } from '../errors.js';
 import { createStore } from '../store/index.js';
 import type { Store, TenantEvent } from '../store/ports.js';
 import { createChatService, type ChatService } from './chat-service.js';
-import { assertSchema } from '../roles/api/api-harness.js';
+import { assertSchema } from '../../test/helpers/api-harness.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
 const log = pino({ level: 'silent' });

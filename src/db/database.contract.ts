@@ -10,7 +10,7 @@ import type { KyselyDatabase } from './database.js';
 import { DbOutboxRelay } from './outbox-relay.js';
 import { RetentionSweeper } from './retention.js';
 import type { AcceptResult, NewMessage } from './ports.js';
-import { RecordingEventLog } from './testing/recording-event-log.js';
+import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
 
 export interface ContractTarget {
   /** Opens the database under test; `onFlush` sees each group-commit flush's size. */

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../../test/helpers/chatd-process.js';
-import { freshPgliteDir } from './testing/pglite-template.js';
+import { freshPgliteDir } from '../../test/helpers/db/pglite-template.js';
 
 describe('chatd serve on the embedded database', () => {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-embedded-'));

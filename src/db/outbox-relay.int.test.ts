@@ -11,9 +11,9 @@ import { RedisStore } from '../store/redis/redis-store.js';
 import { msg } from './database.contract.js';
 import { openDatabase } from './index.js';
 import { DbOutboxRelay } from './outbox-relay.js';
-import { spawnChild } from './testing/child.js';
-import { testDbConfig } from './testing/config.js';
-import { freshPgliteDir } from './testing/pglite-template.js';
+import { spawnChild } from '../../test/helpers/db/child.js';
+import { testDbConfig } from '../../test/helpers/db/config.js';
+import { freshPgliteDir } from '../../test/helpers/db/pglite-template.js';
 
 const silent = pino({ level: 'silent' });
 

@@ -7,10 +7,10 @@ import { describeDatabaseContract, msg } from './database.contract.js';
 import { DatabaseLockedError, lockDir, LOCK_FILE } from './dir-lock.js';
 import { openDatabase } from './index.js';
 import { DbOutboxRelay } from './outbox-relay.js';
-import { spawnChild } from './testing/child.js';
-import { freshPgliteDir } from './testing/pglite-template.js';
-import { testDbConfig } from './testing/config.js';
-import { RecordingEventLog } from './testing/recording-event-log.js';
+import { spawnChild } from '../../test/helpers/db/child.js';
+import { freshPgliteDir } from '../../test/helpers/db/pglite-template.js';
+import { testDbConfig } from '../../test/helpers/db/config.js';
+import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
 
 const silent = pino({ level: 'silent' });
 

@@ -9,11 +9,11 @@ import { DependencyError, OutcomeUnknownError } from '../errors.js';
 import { msg } from './database.contract.js';
 import { openDatabase, type KyselyDatabase } from './index.js';
 import { DbOutboxRelay } from './outbox-relay.js';
-import { spawnChild } from './testing/child.js';
-import { testDbConfig } from './testing/config.js';
-import { hasPgBinaries, startCluster, type Cluster } from './testing/pg-cluster.js';
-import { PgFaultProxy } from './testing/pg-proxy.js';
-import { RecordingEventLog } from './testing/recording-event-log.js';
+import { spawnChild } from '../../test/helpers/db/child.js';
+import { testDbConfig } from '../../test/helpers/db/config.js';
+import { hasPgBinaries, startCluster, type Cluster } from '../../test/helpers/db/pg-cluster.js';
+import { PgFaultProxy } from '../../test/helpers/db/pg-proxy.js';
+import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
 
 const silent = pino({ level: 'silent' });
 

@@ -9,9 +9,9 @@ import { describeDatabaseContract, msg } from './database.contract.js';
 import { openDatabase, type KyselyDatabase } from './index.js';
 import { MigrationError } from './migrations.js';
 import { DbOutboxRelay } from './outbox-relay.js';
-import { spawnChild } from './testing/child.js';
-import { testDbConfig } from './testing/config.js';
-import { RecordingEventLog } from './testing/recording-event-log.js';
+import { spawnChild } from '../../test/helpers/db/child.js';
+import { testDbConfig } from '../../test/helpers/db/config.js';
+import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
 
 const silent = pino({ level: 'silent' });
 const available = await has('postgres');

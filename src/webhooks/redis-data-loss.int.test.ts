@@ -17,7 +17,7 @@ import type { Config } from '../config/schema.js';
 import { msg } from '../db/database.contract.js';
 import { openDatabase, type KyselyDatabase } from '../db/index.js';
 import { DbOutboxRelay } from '../db/outbox-relay.js';
-import { testDbConfig } from '../db/testing/config.js';
+import { testDbConfig } from '../../test/helpers/db/config.js';
 import { RedisStore } from '../store/redis/redis-store.js';
 import { deliveryIdFor } from './signing.js';
 import { startWebhookDispatcher } from './start.js';

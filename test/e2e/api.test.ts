@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { client } from '../../src/roles/api/api-harness.js';
+import { client } from '../helpers/api-harness.js';
 
 describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
   let cwd: string;

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type KyselyDatabase } from '../../src/db/index.js';
-import { testDbConfig } from '../../src/db/testing/config.js';
+import { testDbConfig } from '../helpers/db/config.js';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { DeliveryChecker, readerFromDb, type ClientRecord } from '../helpers/delivery-checker.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';

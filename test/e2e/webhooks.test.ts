@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { startWebhookReceiver, until, type WebhookReceiver } from '../helpers/webhook-receiver.js';
-import { client } from '../../src/roles/api/api-harness.js';
+import { client } from '../helpers/api-harness.js';
 import { deliveryIdFor, verifyWebhook } from '../../src/webhooks/signing.js';
 
 const SECRET = 'whsec_e2e_0123456789abcdefghij';

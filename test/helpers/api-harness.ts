@@ -9,18 +9,18 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { loadConfig } from '../../config/load.js';
-import type { Config } from '../../config/schema.js';
-import { ROLE_FACTORIES } from '../../app/start.js';
-import { serve, type RunningServer } from '../../app/serve.js';
-import type { Role } from '../../config/schema.js';
-import { corsPolicyFor } from '../../auth/origins.js';
-import { openDatabase } from '../../db/index.js';
-import { createStore } from '../../store/index.js';
-import type { Store } from '../../store/ports.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { ROLE_FACTORIES } from '../../src/app/start.js';
+import { serve, type RunningServer } from '../../src/app/serve.js';
+import type { Role } from '../../src/config/schema.js';
+import { corsPolicyFor } from '../../src/auth/origins.js';
+import { openDatabase } from '../../src/db/index.js';
+import { createStore } from '../../src/store/index.js';
+import type { Store } from '../../src/store/ports.js';
 
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
-const SCHEMAS_DIR = path.resolve(__dirname, '../../../schemas');
+const SCHEMAS_DIR = path.resolve(__dirname, '../../schemas');
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 addFormats(ajv);

@@ -1,9 +1,9 @@
 // Test harness for the ws role: chatd in process (api + ws roles, or all three on one listener),
 // tokens from its own HTTP endpoints, and real socket.io-client sockets that record what they get.
 import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
-import type { ChatMessage } from '../../chat/message.js';
-import type { Role } from '../../config/schema.js';
-import { client as httpClient, JWT_SECRET, KEYS, startInProcess, tenantsConfig, type InProcessServer } from '../api/api-harness.js';
+import type { ChatMessage } from '../../src/chat/message.js';
+import type { Role } from '../../src/config/schema.js';
+import { client as httpClient, JWT_SECRET, KEYS, startInProcess, tenantsConfig, type InProcessServer } from './api-harness.js';
 
 export { KEYS, JWT_SECRET };
 

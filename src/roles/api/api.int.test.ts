@@ -17,7 +17,7 @@ import {
   tenantsConfig,
   type Answer,
   type InProcessServer,
-} from './api-harness.js';
+} from '../../../test/helpers/api-harness.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
 const enc = new TextEncoder();

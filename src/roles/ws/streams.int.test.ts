@@ -13,8 +13,8 @@ import { DATABASE_URL, REDIS_URL, freePort, has, uniquePrefix, uniqueSchema } fr
 import { DeliveryChecker, readerFromDb } from '../../../test/helpers/delivery-checker.js';
 import type { ChatMessage } from '../../chat/message.js';
 import { openDatabase, type KyselyDatabase } from '../../db/index.js';
-import { testDbConfig } from '../../db/testing/config.js';
-import { freshPgliteDir } from '../../db/testing/pglite-template.js';
+import { testDbConfig } from '../../../test/helpers/db/config.js';
+import { freshPgliteDir } from '../../../test/helpers/db/pglite-template.js';
 import { MemoryStore } from '../../store/memory/memory-store.js';
 import { RedisStore } from '../../store/redis/redis-store.js';
 import { harness, store, streamScenarios, uid, waitFor, type StreamEnv, type TestSocket } from './streams.scenarios.js';

@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL, REDIS_URL, freePort, has, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
 import { DeliveryChecker, readerFromDb, type ClientRecord } from '../../../test/helpers/delivery-checker.js';
 import { openDatabase, type KyselyDatabase } from '../../db/index.js';
-import { testDbConfig } from '../../db/testing/config.js';
-import { agentToken, connect, connected, emitAck, KEYS, startNode, until, type Node, type Recorder } from './ws-harness.js';
+import { testDbConfig } from '../../../test/helpers/db/config.js';
+import { agentToken, connect, connected, emitAck, KEYS, startNode, until, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
 
 const silent = pino({ level: 'silent' });
 const redisUp = await has('redis');

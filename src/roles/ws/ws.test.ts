@@ -2,7 +2,7 @@
 // a visitor and an agent converse, presence, typing and read, refusals, recovery after 50 missed
 // messages, broadcast, agent join without duplicates, SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentToken, connect, connected, connectError, emitAck, KEYS, startNode, until, visitorToken, type Node, type Recorder } from './ws-harness.js';
+import { agentToken, connect, connected, connectError, emitAck, KEYS, startNode, until, visitorToken, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
 
 let node: Node;
 const recorders: Recorder[] = [];

@@ -13,7 +13,7 @@ const outDir = path.join(root, 'node_modules', '.cache', 'chatd-db-tests');
 
 const built = new Map<string, Promise<string>>();
 
-/** Bundles `src/db/testing/<name>.ts` once per test file; returns the .mjs path. */
+/** Bundles `test/helpers/db/<name>.ts` once per test file; returns the .mjs path. */
 export function buildChild(name: string): Promise<string> {
   let p = built.get(name);
   if (!p) {

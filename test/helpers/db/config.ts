@@ -1,6 +1,6 @@
 // A database config for tests: the schema's defaults plus what the test sets.
-import type { Config } from '../../config/schema.js';
-import type { DatabaseConfig } from '../index.js';
+import type { Config } from '../../../src/config/schema.js';
+import type { DatabaseConfig } from '../../../src/db/index.js';
 
 export function testDbConfig(database: Partial<Config['database']>, dataDir = '/nonexistent'): DatabaseConfig {
   return {

@@ -7,9 +7,9 @@
 //       { event: 'committed', ids } and waits to be killed.
 import readline from 'node:readline';
 import pino from 'pino';
-import { emptyMeta } from '../../chat/message.js';
-import { openDatabase, type DatabaseConfig } from '../index.js';
-import { DbOutboxRelay } from '../outbox-relay.js';
+import { emptyMeta } from '../../../src/chat/message.js';
+import { openDatabase, type DatabaseConfig } from '../../../src/db/index.js';
+import { DbOutboxRelay } from '../../../src/db/outbox-relay.js';
 import { RecordingEventLog } from './recording-event-log.js';
 
 const out = (m: unknown) => process.stdout.write(`${JSON.stringify(m)}\n`);

@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import pino from 'pino';
-import { openDatabase } from '../index.js';
-import { LOCK_FILE } from '../dir-lock.js';
+import { openDatabase } from '../../../src/db/index.js';
+import { LOCK_FILE } from '../../../src/db/dir-lock.js';
 import { testDbConfig } from './config.js';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -18,7 +18,7 @@ function templateKey(): string {
   const pkgPath = path.join(path.dirname(require.resolve('@electric-sql/pglite')), '..', 'package.json');
   const h = createHash('sha256');
   h.update(fs.readFileSync(pkgPath));
-  for (const f of ['../migrations.ts', '../pglite.ts']) h.update(fs.readFileSync(path.join(here, f)));
+  for (const f of ['src/db/migrations.ts', 'src/db/pglite.ts']) h.update(fs.readFileSync(path.join(here, '../../..', f)));
   return h.digest('hex').slice(0, 16);
 }
 

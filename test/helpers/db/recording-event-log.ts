@@ -1,8 +1,8 @@
 // A stand-in EventLog for the relay's own tests (the real ones live in src/store and have their own
 // contract suite): records what was published, idempotent per messageId like the real one, and can
 // be told to fail or hang to play "Redis is down".
-import type { ChatMessage } from '../../chat/message.js';
-import type { EventLog } from '../../store/ports.js';
+import type { ChatMessage } from '../../../src/chat/message.js';
+import type { EventLog } from '../../../src/store/ports.js';
 
 export class RecordingEventLog implements Pick<EventLog, 'publishMessage'> {
   readonly published: ChatMessage[] = [];
