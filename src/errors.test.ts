@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ChatdError, ERRORS, toChatdError, DependencyError, OutcomeUnknownError } from './errors.js';
+import { ChatdError, DISCONNECT, ERRORS, toChatdError, DependencyError, OutcomeUnknownError } from './errors.js';
 
 const readme = readFileSync(path.resolve(__dirname, '../README.md'), 'utf8');
 
@@ -21,5 +21,26 @@ describe('error catalogue', () => {
     expect(toChatdError(new OutcomeUnknownError()).code).toBe('outcome_unknown');
     expect(toChatdError(new DependencyError('redis', 'down')).status).toBe(503);
     expect(toChatdError(new Error('boom')).code).toBe('internal');
+  });
+});
+
+describe('disconnect values', () => {
+  it('documents every value in the README close-code table, with its code, reason and whether it reconnects', () => {
+    const undocumented = Object.entries(DISCONNECT)
+      .filter(([name, d]) => {
+        const row = `\\|\\s*\`${name}\`\\s*\\|\\s*${d.code}\\s*\\|\\s*\`${d.reason}\`\\s*\\|\\s*${d.reconnect ? 'yes' : 'no'}\\s*\\|`;
+        return !new RegExp(row).test(readme);
+      })
+      .map(([name]) => name);
+    expect(undocumented, 'add a row `| `name` | code | `reason` | yes/no | when |` to the README close-code table').toEqual([]);
+  });
+
+  it('names are camelCase, codes are sendable and reasons fit a close frame', () => {
+    for (const [name, d] of Object.entries(DISCONNECT)) {
+      expect(name).toMatch(/^[a-z][A-Za-z]*$/);
+      // 1000-1003, 1007-1014 and 3000-4999 may be sent in a close frame (RFC 6455 section 7.4).
+      expect(d.code === 1000 || d.code === 1001 || d.code === 1002 || (d.code >= 1007 && d.code <= 1014) || (d.code >= 3000 && d.code <= 4999), name).toBe(true);
+      expect(Buffer.byteLength(d.reason), name).toBeLessThanOrEqual(123);
+    }
   });
 });

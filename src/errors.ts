@@ -129,7 +129,7 @@ export class OutcomeUnknownError extends Error {
   }
 }
 
-/** Engine.IO/WebSocket close codes chatd uses; 4xxx are application-defined. */
+/** WebSocket close codes chatd sends; 4xxx are application-defined. Pair them through DISCONNECT. */
 export const CLOSE_CODES = {
   /** Normal close; the client reconnects (transport close is never final for socket.io-client). */
   normal: 1000,
@@ -143,6 +143,57 @@ export const CLOSE_CODES = {
   tryAgainLater: 1013,
   /** Slow consumer cut off (send buffer over its limit); the client reconnects and recovers. */
   slowConsumer: 4008,
-  /** The credential was revoked. */
-  revoked: 4003,
 } as const;
+
+/**
+ * Why chatd ends a connection, as one value (centrifuge's `Disconnect`): the close code, the reason
+ * (the close frame's text, and what the ws role's onDisconnect hears) and whether the client comes
+ * back. Call sites pass a value from DISCONNECT, never a code and a string of their own, so a code
+ * cannot travel with the wrong reason. `reconnect: false` is a Socket.IO DISCONNECT (socket.io-client
+ * stays away); every other end closes the transport, and the client backs off, reconnects and
+ * recovers. A test checks that each one is documented in the README's close-code table.
+ */
+export interface Disconnect {
+  readonly code: number;
+  readonly reason: string;
+  readonly reconnect: boolean;
+}
+
+export const DISCONNECT = {
+  // --- the client reconnects (a transport close)
+  /** The client closed the transport, or sent no CONNECT within socketio.connectTimeoutMs. */
+  transportClose: { code: CLOSE_CODES.normal, reason: 'transport close', reconnect: true },
+  /** No pong within pingTimeout. */
+  pingTimeout: { code: CLOSE_CODES.normal, reason: 'ping timeout', reconnect: true },
+  /** The server dropped the transport; the client reconnects and recovers. */
+  serverClose: { code: CLOSE_CODES.normal, reason: 'server close', reconnect: true },
+  /** SIGTERM: every transport closes so clients fail over to another node. */
+  draining: { code: CLOSE_CODES.goingAway, reason: 'server shutting down', reconnect: true },
+  /** A malformed or unexpected packet (an event before CONNECT, a second CONNECT, a bad namespace). */
+  parseError: { code: CLOSE_CODES.protocolError, reason: 'parse error', reconnect: true },
+  /** Engine.IO misuse on polling: two GETs or two POSTs at once. */
+  transportError: { code: CLOSE_CODES.protocolError, reason: 'transport error', reconnect: true },
+  /** A polling POST over maxPayload (uWS closes an oversize websocket frame itself). */
+  payloadTooLarge: { code: CLOSE_CODES.tooLarge, reason: 'transport error', reconnect: true },
+  /** The node filled up between the handshake and the CONNECT (limits.maxConnections). */
+  capacity: { code: CLOSE_CODES.tryAgainLater, reason: 'server close', reconnect: true },
+  /** CONNECT refused for a transient reason (rate limit, a dependency down), or onConnect failed. */
+  unavailable: { code: CLOSE_CODES.tryAgainLater, reason: 'server close', reconnect: true },
+  /** The socket's stream lost events it cannot fill in order: reconnect and recover from the database. */
+  streamBroken: { code: CLOSE_CODES.tryAgainLater, reason: 'server close', reconnect: true },
+  /** Still flooding after a whole burst of refused events (limits.messagesPerSocket). */
+  rateLimited: { code: CLOSE_CODES.tryAgainLater, reason: 'rate limited', reconnect: true },
+  /** The send buffer passed limits.sendBufferBytes; recovery delivers what it missed. */
+  slowConsumer: { code: CLOSE_CODES.slowConsumer, reason: 'slow consumer', reconnect: true },
+  /** The gateway is shutting down: clients reconnect through another gateway. */
+  gatewayDraining: { code: CLOSE_CODES.goingAway, reason: 'gateway shutting down', reconnect: true },
+  /** The ws node behind the gateway does not read fast enough: the client retries. */
+  upstreamBusy: { code: CLOSE_CODES.tryAgainLater, reason: 'upstream busy', reconnect: true },
+  // --- the client does not reconnect
+  /** The client sent a Socket.IO DISCONNECT (socket.disconnect()). */
+  clientDisconnect: { code: CLOSE_CODES.normal, reason: 'client namespace disconnect', reconnect: false },
+  /** The server sent a Socket.IO DISCONNECT: the agent's tokens were revoked. */
+  serverDisconnect: { code: CLOSE_CODES.normal, reason: 'server namespace disconnect', reconnect: false },
+} as const satisfies Record<string, Disconnect>;
+
+export type DisconnectName = keyof typeof DISCONNECT;

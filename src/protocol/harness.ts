@@ -3,7 +3,7 @@
 // `join`/`leave` (rooms), `publish` (to a room, deferred), `ask` (the server emits with an ack and
 // reports the client's answer), `replay` (recoverable events paced by backpressure).
 import { pino } from 'pino';
-import { ChatdError } from '../errors.js';
+import { ChatdError, DISCONNECT } from '../errors.js';
 import { HttpRouter } from '../http/router.js';
 import { peerAddress } from '../http/client-ip.js';
 import { LocalRateLimiter } from '../roles/gateway/rate-limits.js';
@@ -117,7 +117,7 @@ export async function startHarness(
             return;
           }
           case 'close':
-            socket.close('server close');
+            socket.close(DISCONNECT.serverClose);
             return;
           case 'kick':
             socket.disconnect();

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import WebSocket from 'ws';
 import { startHarness, type Harness } from './harness.js';
+import { DISCONNECT } from '../errors.js';
 
 const harnesses: Harness[] = [];
 const clients: ClientSocket[] = [];
@@ -131,7 +132,7 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     // Drop the transport (server side) and let the client come back with pid + offset.
     const recovering = new Promise<number>((resolve) => c.once('recovering', resolve));
     const id = [...h.sockets.keys()][0]!;
-    h.sockets.get(id)!.close('server close');
+    h.sockets.get(id)!.close(DISCONNECT.serverClose);
     expect(await recovering).toBe(7);
     await connected(c);
     expect(c.recovered).toBe(true);

@@ -9,11 +9,11 @@
 import { decodePayload, decodePacket, type Packet as EioPacket } from 'engine.io-parser';
 import { Decoder, Encoder, PacketType, type Packet as SioPacket } from 'socket.io-parser';
 import type { Logger } from 'pino';
-import { ChatdError, CLOSE_CODES, toChatdError } from '../errors.js';
+import { DISCONNECT, toChatdError } from '../errors.js';
 import { connectionClose, isClose, statusLine, type CorsPolicy } from '../http/router.js';
 import { promClient, registry, socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
-import type { Accepted, AckFn, ConnectInfo, DisconnectReason, EventRate, ProtocolHooks, Socket, TransportName } from './types.js';
+import type { Accepted, AckFn, ConnectInfo, DisconnectReason, EventRate, ProtocolHooks, Socket, SocketDisconnect, TransportName } from './types.js';
 import { randomId } from './random-id.js';
 
 export interface SocketServerOptions<C> {
@@ -211,14 +211,14 @@ class Session<C> implements Socket<C> {
     return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
   }
 
-  close(reason: DisconnectReason = 'server close', code: number = CLOSE_CODES.normal): void {
-    this.server.closeSession(this, reason, code);
+  close(why: SocketDisconnect = DISCONNECT.serverClose): void {
+    if (this.flags & F_CLOSED) return;
+    if (!why.reconnect) this.server.sendFrames(this, ['41']);
+    this.server.closeSession(this, why);
   }
 
   disconnect(): void {
-    if (this.flags & F_CLOSED) return;
-    this.server.sendFrames(this, ['41']);
-    this.server.closeSession(this, 'server namespace disconnect', CLOSE_CODES.normal);
+    this.close(DISCONNECT.serverDisconnect);
   }
 
   /** Wakes whoever waits for the send buffer to drain. */
@@ -309,7 +309,7 @@ export class SocketServer<C> {
   /** Stops accepting and closes every transport (not a Socket.IO disconnect: clients fail over). */
   drain(): void {
     this.draining = true;
-    for (const s of [...this.sessions.values()]) this.closeSession(s, 'server shutting down', CLOSE_CODES.goingAway);
+    for (const s of [...this.sessions.values()]) this.closeSession(s, DISCONNECT.draining);
   }
 
   close(): void {
@@ -482,7 +482,7 @@ export class SocketServer<C> {
         continue;
       }
       this.log.debug({ sid: redact(s.id) }, 'no CONNECT within connectTimeoutMs: closing the session');
-      this.closeSession(s, 'transport close', CLOSE_CODES.normal);
+      this.closeSession(s, DISCONNECT.transportClose);
     }
     this.schedulePendingSweep();
   }
@@ -514,7 +514,7 @@ export class SocketServer<C> {
   private onWsOpen(ws: WebSocket<WsData<C>>): void {
     const s = ws.getUserData().s;
     if (s.flags & F_CLOSED) {
-      ws.end(CLOSE_CODES.normal);
+      ws.end(DISCONNECT.transportClose.code); // the session ended between upgrade and open
       return;
     }
     s.ws = ws;
@@ -545,7 +545,7 @@ export class SocketServer<C> {
         s.pong = this.round;
         return;
       }
-      this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+      this.closeSession(s, DISCONNECT.parseError);
       return;
     }
     this.onEnginePacket(s, decodePacket(text, 'nodebuffer'));
@@ -641,7 +641,7 @@ export class SocketServer<C> {
     if (poll.res) {
       // Two GETs at once: the reference server answers 400 and closes the session.
       this.httpError(res, 400, EIO_ERR.badRequest, to);
-      this.closeSession(s, 'transport error', CLOSE_CODES.protocolError);
+      this.closeSession(s, DISCONNECT.transportError);
       return;
     }
     poll.res = res;
@@ -671,13 +671,13 @@ export class SocketServer<C> {
     if (!s || !s.poll || s.flags & F_CLOSED) return this.httpError(res, 400, EIO_ERR.unknownSid, to);
     if (s.flags & F_POSTING) {
       this.httpError(res, 400, EIO_ERR.badRequest, to);
-      this.closeSession(s, 'transport error', CLOSE_CODES.protocolError);
+      this.closeSession(s, DISCONNECT.transportError);
       return;
     }
     const limit = this.opts.maxPayload;
     const tooLarge = () => {
       this.httpText(res, 413, 'Payload Too Large', to);
-      this.closeSession(s, 'transport error', CLOSE_CODES.tooLarge);
+      this.closeSession(s, DISCONNECT.payloadTooLarge);
     };
     if (Number.isFinite(declared) && declared > limit) return tooLarge();
     s.flags |= F_POSTING;
@@ -718,14 +718,14 @@ export class SocketServer<C> {
         s.pong = this.round;
         return;
       case 'close':
-        this.closeSession(s, 'transport close', CLOSE_CODES.normal);
+        this.closeSession(s, DISCONNECT.transportClose);
         return;
       case 'noop':
         return;
       default:
         // open/ping/upgrade from a client, or a parser error.
         this.log.debug({ sid: redact(s.id), type: p.type }, 'protocol error: unexpected engine packet');
-        this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+        this.closeSession(s, DISCONNECT.parseError);
     }
   }
 
@@ -743,7 +743,7 @@ export class SocketServer<C> {
       this.log.debug({ sid: redact(s.id), err: (err as Error).message }, 'protocol error: malformed packet');
       s.decoder?.destroy();
       s.decoder = null;
-      this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+      this.closeSession(s, DISCONNECT.parseError);
       return;
     }
     decoder.off('decoded');
@@ -761,7 +761,7 @@ export class SocketServer<C> {
         this.sendFrames(s, [`44${p.nsp},${JSON.stringify({ message: 'Invalid namespace' })}`]);
         return;
       }
-      this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+      this.closeSession(s, DISCONNECT.parseError);
       return;
     }
     switch (p.type) {
@@ -772,7 +772,7 @@ export class SocketServer<C> {
         return this.onEventPacket(s, p);
       case PacketType.ACK:
       case PacketType.BINARY_ACK: {
-        if (!(s.flags & F_CONNECTED)) return this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+        if (!(s.flags & F_CONNECTED)) return this.closeSession(s, DISCONNECT.parseError);
         const cb = p.id === undefined ? undefined : s.acks?.get(p.id);
         if (!cb) return;
         s.acks!.delete(p.id!);
@@ -784,18 +784,18 @@ export class SocketServer<C> {
         return;
       }
       case PacketType.DISCONNECT:
-        return this.closeSession(s, 'client namespace disconnect', CLOSE_CODES.normal);
+        return this.closeSession(s, DISCONNECT.clientDisconnect);
       default:
-        return this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+        return this.closeSession(s, DISCONNECT.parseError);
     }
   }
 
   private onConnectPacket(s: Session<C>, data: unknown): void {
     if (s.flags & (F_AUTHING | F_CONNECTED | F_REFUSED) || !s.hs) {
-      return this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+      return this.closeSession(s, DISCONNECT.parseError);
     }
     if (data !== undefined && (typeof data !== 'object' || data === null || Array.isArray(data))) {
-      return this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+      return this.closeSession(s, DISCONNECT.parseError);
     }
     const { pid, offset, ...auth } = (data ?? {}) as Record<string, unknown>;
     const hs = s.hs;
@@ -831,8 +831,8 @@ export class SocketServer<C> {
           // Full since the handshake: a transient refusal (the client backs off and retries).
           handshakesRefused.inc({ reason: 'capacity' });
           this.log.warn({ max: this.opts.maxConnections }, 'connection refused: node at capacity');
-          this.closeSession(s, 'server close', CLOSE_CODES.tryAgainLater);
-          this.callDisconnect(s, 'server close');
+          this.closeSession(s, DISCONNECT.capacity);
+          this.callDisconnect(s, DISCONNECT.capacity.reason);
           return;
         }
         this.unpend(s);
@@ -846,7 +846,7 @@ export class SocketServer<C> {
           this.opts.hooks.onConnect(s, info);
         } catch (err) {
           this.log.error({ err }, 'onConnect hook failed');
-          this.closeSession(s, 'server close', CLOSE_CODES.tryAgainLater);
+          this.closeSession(s, DISCONNECT.unavailable);
         }
       },
       (err: unknown) => {
@@ -860,7 +860,7 @@ export class SocketServer<C> {
           this.sendFrames(s, [`44${JSON.stringify({ message: e.message, data: { code: e.code } })}`]);
         } else {
           this.log.debug({ code: e.code }, 'connect refused (transient): closing the transport');
-          this.closeSession(s, 'server close', CLOSE_CODES.tryAgainLater);
+          this.closeSession(s, DISCONNECT.unavailable);
         }
       },
     );
@@ -869,7 +869,7 @@ export class SocketServer<C> {
   private onEventPacket(s: Session<C>, p: SioPacket): void {
     if (!(s.flags & F_CONNECTED)) {
       // Nothing before auth: an event on an unauthenticated socket ends it.
-      this.closeSession(s, 'parse error', CLOSE_CODES.protocolError);
+      this.closeSession(s, DISCONNECT.parseError);
       return;
     }
     const data = p.data as unknown[];
@@ -892,7 +892,7 @@ export class SocketServer<C> {
       s.tokens -= 1;
       if (s.tokens < -burst) {
         // Still flooding after a whole burst of refusals: cut it off (it may reconnect later).
-        this.closeSession(s, 'rate limited', CLOSE_CODES.tryAgainLater);
+        this.closeSession(s, DISCONNECT.rateLimited);
         return;
       }
       this.opts.hooks.onRateLimited?.(s, event, ack);
@@ -925,7 +925,7 @@ export class SocketServer<C> {
       poll.bytes += f.length;
     }
     if (poll.bytes > this.opts.sendBufferBytes) {
-      this.closeSession(s, 'slow consumer', CLOSE_CODES.slowConsumer);
+      this.closeSession(s, DISCONNECT.slowConsumer);
       return;
     }
     this.dirty.add(s);
@@ -1065,20 +1065,21 @@ export class SocketServer<C> {
       }
       if (s.born >= round) continue; // born after that ping
       if (s.pong < round) {
-        this.closeSession(s, 'ping timeout', CLOSE_CODES.normal);
+        this.closeSession(s, DISCONNECT.pingTimeout);
         continue;
       }
       // Sessions that never completed CONNECT are closed by their connect deadline (sweepPending).
       if (s.flags & F_PROBE && s.ws && round - s.born >= 2 && s.poll) {
         // An upgrade that never completed: drop the probe, keep polling.
-        s.ws.end(CLOSE_CODES.normal);
+        s.ws.end(DISCONNECT.transportClose.code); // the probe, not the session: code only, as ever
       }
     }
   }
 
   /** Closes a session's transport and forgets it; the role hears onDisconnect once. */
-  closeSession(s: Session<C>, reason: DisconnectReason, code: number): void {
+  closeSession(s: Session<C>, why: SocketDisconnect): void {
     if (s.flags & F_CLOSED) return;
+    const { code, reason } = why;
     const ws = s.ws;
     const poll = s.poll;
     if (ws && s.flags & F_WS) {
@@ -1088,12 +1089,12 @@ export class SocketServer<C> {
     } else if (poll) {
       if (ws) {
         s.ws = null;
-        ws.end(code);
+        ws.end(code); // a pending probe: code only
       }
       s.flags |= F_CLOSED;
       if (poll.res) {
         this.respondPoll(s, poll, [...poll.buf, '1']);
-      } else if (poll.buf.length > 0 && s.flags & F_CONNECTED && code !== CLOSE_CODES.slowConsumer && reason !== 'ping timeout') {
+      } else if (poll.buf.length > 0 && s.flags & F_CONNECTED && code !== DISCONNECT.slowConsumer.code && reason !== DISCONNECT.pingTimeout.reason) {
         // Keep the frames for the next GET (e.g. a disconnect packet), then a close packet. Not after
         // a ping timeout (the client is gone as far as the protocol goes: its next GET gets 400, as
         // from the reference server) nor for a session that never connected (nothing it must read).

@@ -2,7 +2,7 @@
 // with the chat logic left to hooks. The layer knows transports, framing, heartbeats, rooms and
 // limits; the role decides who may connect (authenticate), what events mean (onEvent) and what a
 // socket follows (join, replay).
-import type { ChatdError } from '../errors.js';
+import type { ChatdError, Disconnect } from '../errors.js';
 
 export type TransportName = 'polling' | 'websocket';
 
@@ -75,6 +75,12 @@ export type DisconnectReason =
   | 'rate limited'
   | 'server close';
 
+/**
+ * A DISCONNECT value the protocol layer may end a session with: its reason is one the role's
+ * onDisconnect knows (the gateway's own values do not fit, by type).
+ */
+export type SocketDisconnect = Disconnect & { readonly reason: DisconnectReason };
+
 /** One connected client as the role drives it. */
 export interface Socket<C> {
   /** The Engine.IO session id: `<nodeId>.<22 base64url chars>` (128 random bits). */
@@ -95,9 +101,13 @@ export interface Socket<C> {
   bufferedAmount(): number;
   /** Resolves when the send buffer drained below half its limit, or the socket closed. */
   whenWritable(): Promise<void>;
-  /** Closes the transport: the client reconnects (and recovers). A transient refusal. */
-  close(reason?: DisconnectReason, code?: number): void;
-  /** A Socket.IO disconnect: the client does not reconnect (revoked credentials). */
+  /**
+   * Ends the connection as `why` says (default DISCONNECT.serverClose). A value that reconnects
+   * closes the transport (the client comes back and recovers); one that does not is a Socket.IO
+   * DISCONNECT first, so socket.io-client stays away.
+   */
+  close(why?: SocketDisconnect): void;
+  /** close(DISCONNECT.serverDisconnect): the client does not reconnect (revoked credentials). */
   disconnect(): void;
 }
 

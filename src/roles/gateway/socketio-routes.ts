@@ -6,7 +6,7 @@
 // without parsing (ws-pipe.ts).
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
-import { ChatdError, CLOSE_CODES, toChatdError } from '../../errors.js';
+import { ChatdError, DISCONNECT, toChatdError } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
 import { connectionClose, isClose, readBody } from '../../http/router.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
@@ -108,7 +108,7 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
   return {
     open: () => sockets.size,
     closeAll() {
-      for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'gateway shutting down');
+      for (const ws of [...sockets]) ws.end(DISCONNECT.gatewayDraining.code, DISCONNECT.gatewayDraining.reason);
     },
     close() {
       cork.close();

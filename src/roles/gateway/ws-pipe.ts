@@ -9,7 +9,7 @@
 // 1013 (try again later) once more than `maxUpstreamBufferBytes` wait for the upstream.
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { CLOSE_CODES } from '../../errors.js';
+import { CLOSE_CODES, DISCONNECT } from '../../errors.js';
 import type { HttpResponse, WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { UpstreamFailure } from './http-proxy.js';
@@ -251,7 +251,7 @@ export function pipeHandlers(opts: PipeOptions) {
         opts.logger.warn({ buffered: d.upstream.bufferedAmount }, 'upstream too slow for a client: closing the client (it retries)');
         d.closed = true;
         d.upstream.terminate();
-        ws.end(CLOSE_CODES.tryAgainLater, 'upstream busy');
+        ws.end(DISCONNECT.upstreamBusy.code, DISCONNECT.upstreamBusy.reason);
       }
     },
     drain(ws: UwsSocket<PipeSocketData>) {

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { RoleFactory } from '../../app/types.js';
 import type { Services } from '../../app/services.js';
 import { corsPolicyOfTenants } from '../../auth/origins.js';
-import { CLOSE_CODES } from '../../errors.js';
+import { DISCONNECT } from '../../errors.js';
 import { createClientIpResolver } from '../../http/client-ip.js';
 import { maxConnections, maxPendingConnections } from '../../protocol/capacity.js';
 import { RecoveryPids } from '../../protocol/recovery-pid.js';
@@ -104,7 +104,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
         onStreamBroken: (_key, id, reason) => {
           log.warn({ stream: id, reason }, 'stream broken: its sockets reconnect and recover');
           for (const s of server.sockets()) {
-            if (s.context && streamId(s.context.stream) === id) s.close('server close', CLOSE_CODES.tryAgainLater);
+            if (s.context && streamId(s.context.stream) === id) s.close(DISCONNECT.streamBroken);
           }
         },
       });
