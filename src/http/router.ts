@@ -1,13 +1,13 @@
 // The one place where uWebSockets.js's HTTP rules are followed: read everything from `req` before
-// any await, register onAborted first, write inside res.cork, answer every request (a catch-all
-// gives 404/405), limit bodies, speak JSON errors from the catalogue, echo a request id, answer
-// `Connection: close` with `Connection: close`, count and time every request.
-import { randomUUID } from 'node:crypto';
+// any await, register onAborted first, answer every request (a catch-all gives 404/405), limit
+// bodies, speak JSON errors from the catalogue, count and time every request. Answers are written
+// by reply.ts (one cork, the request id, `Connection: close` echoed).
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
 import { ChatdError, toChatdError } from '../errors.js';
 import { httpDuration, httpRequests } from '../observability/metrics.js';
 import type { ClientIpResolver } from './client-ip.js';
+import { isClose, REQUEST_ID_HEADER, requestIdOf, writeReply } from './reply.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
@@ -71,48 +71,7 @@ export interface RouterOptions {
   readonly corsHeaders?: string;
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK',
-  201: '201 Created',
-  204: '204 No Content',
-  400: '400 Bad Request',
-  401: '401 Unauthorized',
-  403: '403 Forbidden',
-  404: '404 Not Found',
-  405: '405 Method Not Allowed',
-  409: '409 Conflict',
-  413: '413 Payload Too Large',
-  415: '415 Unsupported Media Type',
-  429: '429 Too Many Requests',
-  500: '500 Internal Server Error',
-  502: '502 Bad Gateway',
-  503: '503 Service Unavailable',
-  504: '504 Gateway Timeout',
-};
-export const statusLine = (status: number) => STATUS_TEXT[status] ?? `${status} Status`;
-
 const UWS_METHOD = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'del', OPTIONS: 'options' } as const;
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** Whether a request's Connection header asks to close the connection after the response. */
-export function isClose(connection: string | undefined): boolean {
-  return connection !== undefined && connection !== '' && /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
-}
-
-/**
- * The header for the answer to a request that asked to close (RFC 9112 §9.6: the server should
- * say `close` in that response). uWS closes such a connection after the response but writes the
- * header only when it closes on its own initiative; a keep-alive pool that was not told (node-fetch
- * 3 on Node ≥ 19 sends `Connection: close` and keeps the socket) reuses the dead socket and the next
- * request fails with "socket hang up". Every writer of a response adds this: the router here, the
- * protocol layer, the gateway's own and proxied answers.
- */
-export function connectionClose(close: boolean): Readonly<Record<string, string>> {
-  return close ? CLOSE_HEADER : NO_HEADERS;
-}
-const CLOSE_HEADER = Object.freeze({ Connection: 'close' });
-const NO_HEADERS = Object.freeze({});
 
 export class HttpRouter {
   private readonly routes = new Map<string, Set<Method>>();
@@ -174,41 +133,36 @@ export class HttpRouter {
               headers: { Allow: [...known].join(', ') },
             })
           : new ChatdError('not_found', `No route ${method} ${path}`);
-      const requestId = this.requestIdOf(req);
+      const requestId = requestIdOf(req.getHeader('x-request-id'));
       const origin = req.getHeader('origin') || undefined;
       const close = isClose(req.getHeader('connection'));
       res.onAborted(() => undefined);
-      this.send(res, err.status, JSON.stringify(err.toJSON()), 'application/json', {
-        ...err.headers,
-        ...this.corsHeaders(origin),
-        ...connectionClose(close),
-        'X-Request-Id': requestId,
-      });
+      writeReply(
+        res,
+        { status: err.status, contentType: 'application/json', headers: { ...err.headers, ...this.corsHeaders(origin) }, close, requestId },
+        JSON.stringify(err.toJSON()),
+      );
       httpRequests.inc({ role: this.opts.role, route: 'unmatched', status: String(err.status) });
     });
   }
 
   private preflight(res: HttpResponse, req: HttpRequest): void {
     const origin = req.getHeader('origin') || undefined;
-    const headers: Record<string, string> = { ...this.corsHeaders(origin), ...connectionClose(isClose(req.getHeader('connection'))) };
+    const close = isClose(req.getHeader('connection'));
+    const headers: Record<string, string> = this.corsHeaders(origin);
     if (headers['Access-Control-Allow-Origin']) {
       headers['Access-Control-Allow-Methods'] = [...(this.routes.get(req.getUrl()) ?? [])].join(', ');
       headers['Access-Control-Allow-Headers'] =
-        this.opts.corsHeaders ?? 'Authorization, Content-Type, X-Request-Id';
+        this.opts.corsHeaders ?? `Authorization, Content-Type, ${REQUEST_ID_HEADER}`;
       headers['Access-Control-Max-Age'] = String(this.opts.cors?.maxAgeSeconds ?? 600);
     }
     res.onAborted(() => undefined);
-    this.send(res, 204, '', undefined, headers);
+    writeReply(res, { status: 204, headers, close });
   }
 
   corsHeaders(origin: string | undefined): Record<string, string> {
     if (!origin || !this.opts.cors?.allowOrigin(origin)) return {};
-    return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin', 'Access-Control-Expose-Headers': 'X-Request-Id, Retry-After' };
-  }
-
-  private requestIdOf(req: HttpRequest): string {
-    const given = req.getHeader('x-request-id');
-    return given && REQUEST_ID.test(given) ? given : randomUUID();
+    return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin', 'Access-Control-Expose-Headers': `${REQUEST_ID_HEADER}, Retry-After` };
   }
 
   private handle(
@@ -231,7 +185,7 @@ export class HttpRouter {
     });
     const path = req.getUrl();
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const requestId = this.requestIdOf(req);
+    const requestId = requestIdOf(headers['x-request-id']);
     const ip = this.opts.clientIp(res, headers);
     const origin = headers.origin || undefined;
     const close = isClose(headers.connection);
@@ -243,12 +197,7 @@ export class HttpRouter {
       const body =
         reply.raw ?? (reply.body === undefined ? '' : JSON.stringify(reply.body));
       const contentType = reply.raw !== undefined ? reply.contentType : 'application/json';
-      this.send(res, status, body, contentType, {
-        ...reply.headers,
-        ...this.corsHeaders(origin),
-        ...connectionClose(close),
-        'X-Request-Id': requestId,
-      });
+      writeReply(res, { status, contentType, headers: { ...reply.headers, ...this.corsHeaders(origin) }, close, requestId }, body);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       httpRequests.inc({ role: this.opts.role, route, status: String(status) });
       httpDuration.observe({ role: this.opts.role, route }, seconds);
@@ -312,16 +261,6 @@ export class HttpRouter {
     } else {
       run(undefined);
     }
-  }
-
-  /** Writes a whole response in one cork. */
-  send(res: HttpResponse, status: number, body: string | Buffer, contentType: string | undefined, headers: Record<string, string>): void {
-    res.cork(() => {
-      res.writeStatus(statusLine(status));
-      if (contentType) res.writeHeader('Content-Type', contentType);
-      for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
-      res.end(body);
-    });
   }
 }
 

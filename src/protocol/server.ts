@@ -10,7 +10,8 @@ import { decodePayload, decodePacket, type Packet as EioPacket } from 'engine.io
 import { Decoder, Encoder, PacketType, type Packet as SioPacket } from 'socket.io-parser';
 import type { Logger } from 'pino';
 import { DISCONNECT, toChatdError } from '../errors.js';
-import { connectionClose, isClose, statusLine, type CorsPolicy } from '../http/router.js';
+import type { CorsPolicy } from '../http/router.js';
+import { isClose, writeReply } from '../http/reply.js';
 import { promClient, registry, socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
 import type { Accepted, AckFn, ConnectInfo, DisconnectReason, EventRate, ProtocolHooks, Socket, SocketDisconnect, TransportName } from './types.js';
@@ -592,17 +593,13 @@ export class SocketServer<C> {
     if (this.opts.forward?.(res, req)) return;
     const origin = req.getHeader('origin') || undefined;
     const close = isClose(req.getHeader('connection'));
-    res.cork(() => {
-      res.writeStatus('204 No Content');
-      for (const [k, v] of Object.entries(this.cors(origin))) res.writeHeader(k, v);
-      if (close) res.writeHeader('Connection', 'close');
-      if (origin && this.opts.cors?.allowOrigin(origin)) {
-        res.writeHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-        res.writeHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type');
-        res.writeHeader('Access-Control-Max-Age', String(this.opts.cors.maxAgeSeconds));
-      }
-      res.end();
-    });
+    const headers = this.cors(origin);
+    if (origin && this.opts.cors?.allowOrigin(origin)) {
+      headers['Access-Control-Allow-Methods'] = 'GET, POST, OPTIONS';
+      headers['Access-Control-Allow-Headers'] = 'Authorization, Content-Type';
+      headers['Access-Control-Max-Age'] = String(this.opts.cors.maxAgeSeconds);
+    }
+    writeReply(res, { status: 204, headers, close });
   }
 
   private onPollingGet(res: HttpResponse, req: HttpRequest): void {
@@ -996,25 +993,14 @@ export class SocketServer<C> {
   }
 
   private httpText(res: HttpResponse, status: number, body: string, to: ReplyTo): void {
-    res.cork(() => {
-      res.writeStatus(statusLine(status));
-      res.writeHeader('Content-Type', 'text/plain; charset=UTF-8');
-      for (const [k, v] of Object.entries(this.cors(to.origin))) res.writeHeader(k, v);
-      for (const [k, v] of Object.entries(connectionClose(to.close))) res.writeHeader(k, v);
-      res.end(body);
-    });
+    writeReply(res, { status, contentType: 'text/plain; charset=UTF-8', headers: this.cors(to.origin), close: to.close }, body);
   }
 
   /** An Engine.IO error: its JSON body, with Retry-After (seconds) on a transient refusal. */
   private httpError(res: HttpResponse, status: number, body: { code: number; message: string }, to: ReplyTo, retryAfter?: number): void {
-    res.cork(() => {
-      res.writeStatus(statusLine(status));
-      res.writeHeader('Content-Type', 'application/json');
-      for (const [k, v] of Object.entries(this.cors(to.origin))) res.writeHeader(k, v);
-      for (const [k, v] of Object.entries(connectionClose(to.close))) res.writeHeader(k, v);
-      if (retryAfter !== undefined) res.writeHeader('Retry-After', String(retryAfter));
-      res.end(JSON.stringify(body));
-    });
+    const headers = this.cors(to.origin);
+    if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter);
+    writeReply(res, { status, contentType: 'application/json', headers, close: to.close }, JSON.stringify(body));
   }
 
   // ------------------------------------------------------------------ rooms

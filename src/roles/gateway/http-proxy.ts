@@ -5,10 +5,9 @@
 // Retries: a request that never reached the upstream (connection refused or timed out while
 // connecting) is retried on the next upstream whatever its method; one whose connection broke
 // afterwards only when it is idempotent — a POST that may have been processed is never sent twice.
-import { randomUUID } from 'node:crypto';
 import { errors as undiciErrors } from 'undici';
 import { ChatdError } from '../../errors.js';
-import { connectionClose, isClose, statusLine } from '../../http/router.js';
+import { isClose, requestIdOf, writeReply, type HeaderValues } from '../../http/reply.js';
 import { isIPv6 } from 'node:net';
 import { peerAddress, trustedProxyList } from '../../http/client-ip.js';
 import type { HttpRequest, HttpResponse } from '../../uws.js';
@@ -30,8 +29,6 @@ export interface IncomingRequest {
   readonly requestId: string;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
 /** Whether a peer address is a trusted proxy. */
 export type PeerTrust = (ip: string) => boolean;
 
@@ -48,7 +45,6 @@ export function readIncoming(res: HttpResponse, req: HttpRequest, trusted: PeerT
   req.forEach((k, v) => {
     headers[k] = v;
   });
-  const given = headers['x-request-id'];
   const peer = peerAddress(res);
   return {
     method: req.getMethod().toUpperCase(),
@@ -57,7 +53,7 @@ export function readIncoming(res: HttpResponse, req: HttpRequest, trusted: PeerT
     headers,
     peer,
     peerTrusted: trusted(peer),
-    requestId: given && REQUEST_ID.test(given) ? given : randomUUID(),
+    requestId: requestIdOf(headers['x-request-id']),
   };
 }
 
@@ -79,7 +75,7 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Response headers not copied back: hop-by-hop ones and those uWS writes itself. */
-const SKIP_RESPONSE = new Set([...HOP_BY_HOP, 'date', 'uwebsockets']);
+const SKIP_RESPONSE = new Set([...HOP_BY_HOP, 'date', 'uwebsockets', 'x-request-id']);
 
 /** The headers sent upstream: the client's end-to-end headers plus forwarding headers. */
 export function upstreamHeaders(inc: IncomingRequest, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
@@ -224,20 +220,12 @@ export async function forward(
 }
 
 /**
- * Writes an upstream answer to the client (inside one cork), with the request id, and
- * `Connection: close` when the client asked for it (router.ts connectionClose).
+ * Writes an upstream answer to the client (http/reply.ts): its end-to-end headers, then this
+ * request's id and `Connection: close` when the client asked for it (the upstream's own
+ * `Connection` is hop-by-hop and its request id is replaced by ours, which is the same).
  */
 export function writeAnswer(res: HttpResponse, answer: UpstreamAnswer, inc: Pick<IncomingRequest, 'headers' | 'requestId'>): void {
-  const extraHeaders: Readonly<Record<string, string>> = { 'X-Request-Id': inc.requestId, ...connectionClose(isClose(inc.headers.connection)) };
-  const replaced = new Set(Object.keys(extraHeaders).map((k) => k.toLowerCase()));
-  res.cork(() => {
-    res.writeStatus(statusLine(answer.status));
-    for (const [k, v] of Object.entries(answer.headers)) {
-      if (v === undefined || SKIP_RESPONSE.has(k) || replaced.has(k)) continue;
-      if (Array.isArray(v)) for (const one of v) res.writeHeader(k, one);
-      else res.writeHeader(k, v);
-    }
-    for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
-    res.end(answer.body);
-  });
+  const headers: Record<string, string | string[] | undefined> = {};
+  for (const k in answer.headers) if (!SKIP_RESPONSE.has(k)) headers[k] = answer.headers[k];
+  writeReply(res, { status: answer.status, headers: headers as HeaderValues, close: isClose(inc.headers.connection), requestId: inc.requestId }, answer.body);
 }

@@ -1,37 +1,37 @@
-// The gateway's own answers (refusals and upstream errors), written the way the router writes
-// them: JSON from the error catalogue, the request id, and CORS headers so a browser can read them.
+// The gateway's own answers (refusals and upstream errors), written by http/reply.ts as the router
+// writes its own: JSON from the error catalogue, the request id, and CORS headers so a browser can
+// read them.
 import type { ChatdError } from '../../errors.js';
-import { connectionClose, isClose, statusLine } from '../../http/router.js';
+import { isClose, writeJsonReply, type HeaderValues } from '../../http/reply.js';
 import type { HttpResponse } from '../../uws.js';
 import type { IncomingRequest } from './http-proxy.js';
 
 export type CorsHeaders = (origin: string | undefined) => Record<string, string>;
 
-/** A response the gateway answers itself; `state.done` (set when answered or aborted) makes it a no-op. */
+/**
+ * A JSON answer the gateway writes itself to `inc`, with its CORS headers, the request id and
+ * `Connection: close` when asked; `state.done` (set when answered or aborted) makes it a no-op.
+ */
 export function writeJson(
   res: HttpResponse,
   state: { done: boolean },
   status: number,
   body: unknown,
-  headers: Readonly<Record<string, string>>,
+  inc: IncomingRequest,
+  cors: CorsHeaders,
+  headers?: HeaderValues,
 ): void {
   if (state.done) return;
   state.done = true;
-  res.cork(() => {
-    res.writeStatus(statusLine(status));
-    res.writeHeader('Content-Type', 'application/json');
-    for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
-    res.end(JSON.stringify(body));
-  });
+  writeJsonReply(
+    res,
+    { status, headers: { ...headers, ...cors(inc.headers.origin || undefined) }, close: isClose(inc.headers.connection), requestId: inc.requestId },
+    body,
+  );
 }
 
 export function writeError(res: HttpResponse, state: { done: boolean }, err: ChatdError, inc: IncomingRequest, cors: CorsHeaders): void {
-  writeJson(res, state, err.status, err.toJSON(), {
-    ...err.headers,
-    ...cors(inc.headers.origin || undefined),
-    ...connectionClose(isClose(inc.headers.connection)),
-    'X-Request-Id': inc.requestId,
-  });
+  writeJson(res, state, err.status, err.toJSON(), inc, cors, err.headers);
 }
 
 /**
@@ -39,9 +39,5 @@ export function writeError(res: HttpResponse, state: { done: boolean }, err: Cha
  * socket.io-client then starts a new session from scratch, which recovery makes seamless.
  */
 export function writeUnknownSid(res: HttpResponse, state: { done: boolean }, inc: IncomingRequest, cors: CorsHeaders): void {
-  writeJson(res, state, 400, { code: 1, message: 'Session ID unknown' }, {
-    ...cors(inc.headers.origin || undefined),
-    ...connectionClose(isClose(inc.headers.connection)),
-    'X-Request-Id': inc.requestId,
-  });
+  writeJson(res, state, 400, { code: 1, message: 'Session ID unknown' }, inc, cors);
 }

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { ChatdError, DISCONNECT, toChatdError } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
-import { connectionClose, isClose, readBody } from '../../http/router.js';
+import { readBody } from '../../http/router.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
@@ -269,11 +269,6 @@ function writeJsonRaw(res: HttpResponse, state: { done: boolean }, refusal: Upst
   } catch {
     body = refusal.body.toString('utf8');
   }
-  const headers: Record<string, string> = {
-    ...cors(inc.headers.origin || undefined),
-    ...connectionClose(isClose(inc.headers.connection)),
-    'X-Request-Id': inc.requestId,
-  };
-  if (refusal.headers['retry-after']) headers['Retry-After'] = refusal.headers['retry-after'];
-  writeJson(res, state, refusal.status, body, headers);
+  const retryAfter = refusal.headers['retry-after'];
+  writeJson(res, state, refusal.status, body, inc, cors, retryAfter ? { 'Retry-After': retryAfter } : undefined);
 }
