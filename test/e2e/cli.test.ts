@@ -8,6 +8,11 @@ import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-proces
 
 const fresh = () => mkdtemp(path.join(tmpdir(), 'chatd-e2e-'));
 const portConfig = 'server:\n  port: 0\nadmin:\n  port: 0\n';
+/**
+ * For a test that starts chatd in a fresh folder: its first start creates the embedded database
+ * (seconds on a quiet machine, a minute on a loaded 2-core one). A hang detector, not a bound.
+ */
+const FIRST_START_MS = 300_000;
 let running: ChatdProcess[] = [];
 afterEach(async () => {
   await Promise.all(running.map((p) => p.stop('SIGKILL')));
@@ -127,7 +132,7 @@ describe('chatd serve', () => {
     const started = Date.now();
     expect(await p.stop('SIGTERM')).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
-  });
+  }, FIRST_START_MS);
 
   it('answers unknown routes and methods with JSON errors and echoes the request id', async () => {
     const cwd = await fresh();
@@ -142,7 +147,7 @@ describe('chatd serve', () => {
     expect(na.status).toBe(405);
     expect(na.headers.get('allow')).toBe('GET');
     expect((await na.json()).code).toBe('method_not_allowed');
-  });
+  }, FIRST_START_MS);
 
   it('keeps generated secrets across restarts', async () => {
     const cwd = await fresh();
@@ -153,7 +158,7 @@ describe('chatd serve', () => {
     const second = await start(cwd);
     await second.stop();
     expect(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).toBe(before);
-  });
+  }, FIRST_START_MS);
 
   it('a port in use is one clear line on stderr and a non-zero exit', async () => {
     const blocker = net.createServer();
@@ -191,5 +196,5 @@ describe('chatd serve', () => {
     for (const port of [p.ports.api, p.ports.ws]) {
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
     }
-  });
+  }, FIRST_START_MS);
 });

@@ -34,8 +34,14 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** Listeners to wait for (default: public and admin). */
   waitFor?: string[];
+  /**
+   * How long to wait for the listeners: a hang detector, not a bound. A first start in a fresh
+   * folder creates the embedded database, which takes a minute on a loaded 2-core machine.
+   */
   timeoutMs?: number;
 }
+
+const LISTEN_TIMEOUT_MS = 240_000;
 
 export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
   const child = track(spawn(process.execPath, [CHATD_BIN, ...(opts.args ?? ['serve', '--role', 'all'])], {
@@ -51,8 +57,8 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`chatd did not listen within ${opts.timeoutMs ?? 30000} ms\nstdout:\n${out}\nstderr:\n${err}`));
-    }, opts.timeoutMs ?? 30000);
+      reject(new Error(`chatd did not listen within ${opts.timeoutMs ?? LISTEN_TIMEOUT_MS} ms\nstdout:\n${out}\nstderr:\n${err}`));
+    }, opts.timeoutMs ?? LISTEN_TIMEOUT_MS);
     const check = () => {
       if (waitFor.every((l) => ports[l] !== undefined)) {
         clearTimeout(timer);
