@@ -11,6 +11,7 @@ import { DbOutboxRelay } from './outbox-relay.js';
 import { RetentionSweeper } from './retention.js';
 import type { AcceptResult, NewMessage } from './ports.js';
 import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 export interface ContractTarget {
   /** Opens the database under test; `onFlush` sees each group-commit flush's size. */
@@ -37,14 +38,6 @@ export function msg(tenantId: string, sessionId: string, text: string, extra: Pa
 function created(r: AcceptResult) {
   if (r.kind !== 'created') throw new Error(`expected created, got ${JSON.stringify(r)}`);
   return r;
-}
-
-async function until(cond: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 export function describeDatabaseContract(name: string, target: () => ContractTarget): void {
@@ -322,7 +315,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         const sid = uid('s');
         const a = created(await db.messages.accept(msg(tenant, sid, 'published now')));
         relay.publishNow(a.message, a.outboxId);
-        await until(async () => (await db.outbox.pendingCount()) === 0, 'the outbox row to be done');
+        await eventually(async () => (await db.outbox.pendingCount()) === 0, 'the outbox row to be done');
         expect(events.published.map((m) => m.id)).toEqual([a.message.id]);
 
         // "Redis down": the publish fails, the row stays.
@@ -331,7 +324,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         const c = created(await db.messages.accept(msg(tenant, sid, 'later')));
         relay.publishNow(b.message, b.outboxId);
         relay.publishNow(c.message, c.outboxId);
-        await until(() => events.calls >= 3, 'the failing publishes');
+        await eventually(() => events.calls >= 3, 'the failing publishes');
         expect(await relay.sweep()).toBe(0);
         expect(await db.outbox.pendingCount()).toBe(2);
 

@@ -10,6 +10,7 @@ import nodeFetch from 'node-fetch';
 import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import WebSocket from 'ws';
 import { startHarness, type Harness } from './harness.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const harnesses: Harness[] = [];
 const clients: ClientSocket[] = [];
@@ -54,14 +55,6 @@ const connected = (c: ClientSocket) =>
     c.once('connect', () => resolve());
     c.once('connect_error', reject);
   });
-
-async function until(cond: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** One HTTP request; resolves with status, headers and body. */
 function request(url: string, opts: { agent?: http.Agent; localAddress?: string; method?: string; body?: string } = {}) {
@@ -125,7 +118,7 @@ describe('handshake limits', () => {
     expect(h.connects.at(-1)!.ip).toBe('127.0.0.3');
     expect(await c.timeout(10000).emitWithAck('echo', 'hello')).toBe('hello');
     for (let i = 0; i < 5; i++) await c.timeout(10000).emitWithAck('publish', 'room-1', 'news', i);
-    await until(() => got.length === 5, 'the client gets its room messages');
+    await eventually(() => got.length === 5, 'the client gets its room messages');
     expect(got).toEqual([0, 1, 2, 3, 4]);
     await flood;
 
@@ -228,7 +221,7 @@ describe('Engine.IO details of the reference server', () => {
     expect((await request(url, { method: 'POST', body: '40{"token":"good"}' })).body).toBe('ok');
     expect((await request(url)).body).toMatch(/^40\{/);
     // No more GETs and no pongs: the ping that goes unanswered sits in the buffer.
-    await until(() => h.disconnects.length === 1, 'ping timeout');
+    await eventually(() => h.disconnects.length === 1, 'ping timeout');
     expect(h.disconnects[0]!.reason).toBe('ping timeout');
     const next = await request(url);
     expect([next.status, JSON.parse(next.body)]).toEqual([400, { code: 1, message: 'Session ID unknown' }]);

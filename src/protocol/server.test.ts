@@ -6,6 +6,7 @@ import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOption
 import WebSocket from 'ws';
 import { startHarness, type Harness } from './harness.js';
 import { DISCONNECT } from '../errors.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const harnesses: Harness[] = [];
 const clients: ClientSocket[] = [];
@@ -24,14 +25,6 @@ function client(h: Harness, opts: Partial<ManagerOptions & SocketOptions> = {}):
   const c = io(h.url, { auth: { token: 'good' }, reconnectionDelay: 50, reconnectionDelayMax: 200, forceNew: true, ...opts });
   clients.push(c);
   return c;
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const connected = (c: ClientSocket) =>
@@ -107,13 +100,13 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     b.on('news', (d) => gotB.push(d));
     outsider.on('news', (d) => gotOut.push(d));
     for (let i = 0; i < 50; i++) await a.timeout(5000).emitWithAck('publish', 'room1', 'news', i);
-    await until(() => gotA.length === 50 && gotB.length === 50, 'room delivery');
+    await eventually(() => gotA.length === 50 && gotB.length === 50, 'room delivery');
     expect(gotA).toEqual([...Array(50).keys()]);
     expect(gotB).toEqual([...Array(50).keys()]);
     expect(gotOut).toEqual([]);
     await b.timeout(5000).emitWithAck('leave', 'room1');
     await a.timeout(5000).emitWithAck('publish', 'room1', 'news', 'after');
-    await until(() => gotA.length === 51, 'post-leave delivery');
+    await eventually(() => gotA.length === 51, 'post-leave delivery');
     await a.timeout(5000).emitWithAck('echo', 'sync');
     await b.timeout(5000).emitWithAck('echo', 'sync');
     expect(gotB).toHaveLength(50);
@@ -128,7 +121,7 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     const items: unknown[] = [];
     c.on('item', (d: { i: number }) => items.push(d.i));
     await c.timeout(5000).emitWithAck('publish', 'stream', 'item', { i: 7 }, '7');
-    await until(() => items.length === 1, 'recoverable event');
+    await eventually(() => items.length === 1, 'recoverable event');
     // Drop the transport (server side) and let the client come back with pid + offset.
     const recovering = new Promise<number>((resolve) => c.once('recovering', resolve));
     const id = [...h.sockets.keys()][0]!;
@@ -148,7 +141,7 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     const got: number[] = [];
     c.on('item', (d: { i: number }) => got.push(d.i));
     await c.timeout(60000).emitWithAck('replay', 500, 2000); // ~1 MB through a 64 KB buffer
-    await until(() => got.length === 500, 'replay');
+    await eventually(() => got.length === 500, 'replay');
     expect(got).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
   });
 
@@ -164,7 +157,7 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     c.emit('kick');
     expect(await reason).toBe('io server disconnect');
     expect(c.active).toBe(false);
-    await until(() => h.sockets.size === 0, 'server forgets the socket');
+    await eventually(() => h.sockets.size === 0, 'server forgets the socket');
   });
 
   it('a client disconnect reaches onDisconnect', async () => {
@@ -172,7 +165,7 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     const c = client(h, mode);
     await connected(c);
     c.disconnect();
-    await until(() => h.disconnects.length === 1, 'onDisconnect');
+    await eventually(() => h.disconnects.length === 1, 'onDisconnect');
     expect(h.server.size).toBe(0);
   });
 
@@ -186,7 +179,7 @@ describe.each(MODES)('socket.io-client with %s', (_name, mode) => {
     expect(h.disconnects).toEqual([]);
     // Stop answering pings: the server closes the session.
     (c.io.engine as unknown as { _sendPacket: () => void })._sendPacket = () => undefined;
-    await until(() => h.disconnects.length === 1, 'ping timeout');
+    await eventually(() => h.disconnects.length === 1, 'ping timeout');
     expect(h.disconnects[0]!.reason).toBe('ping timeout');
   });
 
@@ -222,10 +215,10 @@ describe('long-polling upgrade', () => {
       await connected(c);
       expect(await upgraded).toBe('websocket');
       const atUpgrade = i;
-      await until(() => i > atUpgrade + 100, 'traffic after the upgrade');
+      await eventually(() => i > atUpgrade + 100, 'traffic after the upgrade');
       stop = true;
       await publishing;
-      await until(() => got.at(-1) === i - 1, `the last event (${i - 1})`);
+      await eventually(() => got.at(-1) === i - 1, `the last event (${i - 1})`);
       expect(h.connects.at(-1)!.transport).toBe('polling');
       expect(got.length).toBeGreaterThan(100);
       // Contiguous from the first event after the join: nothing lost, nothing twice.
@@ -273,7 +266,7 @@ describe('long-polling upgrade', () => {
     const open = await (await fetch(`${h.url}/socket.io/?EIO=4&transport=polling`)).text();
     const { sid } = JSON.parse(open.slice(1)) as { sid: string };
     const first = fetch(`${h.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`);
-    await until(() => true, 'tick');
+    await eventually(() => true, 'tick');
     await new Promise((r) => setTimeout(r, 100));
     const second = await fetch(`${h.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`);
     expect(second.status).toBe(400);
@@ -290,7 +283,7 @@ describe('hostile or broken clients (raw websocket)', () => {
     ws.on('message', (d) => frames.push(d.toString()));
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
     await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
-    await until(() => frames.length > 0, 'open packet');
+    await eventually(() => frames.length > 0, 'open packet');
     return { ws, frames, closed };
   }
 
@@ -306,14 +299,14 @@ describe('hostile or broken clients (raw websocket)', () => {
     const { ws, frames, closed } = await rawWs(h);
     if (name === 'a reserved event name') {
       ws.send(frame);
-      await until(() => frames.some((f) => f.startsWith('40')), 'connect ack');
+      await eventually(() => frames.some((f) => f.startsWith('40')), 'connect ack');
       ws.send('42["connect"]');
     } else {
       ws.send(frame);
     }
     const code = await closed;
     expect(code).toBeGreaterThanOrEqual(1000);
-    await until(() => h.server.size === 0, 'session removed');
+    await eventually(() => h.server.size === 0, 'session removed');
     // The server still works.
     const c = client(h, { transports: ['websocket'] });
     await connected(c);
@@ -324,14 +317,14 @@ describe('hostile or broken clients (raw websocket)', () => {
     const { ws, closed } = await rawWs(h);
     ws.send(`40${JSON.stringify({ token: 'good', pad: 'x'.repeat(5000) })}`);
     expect(await closed).toBeGreaterThanOrEqual(1000);
-    await until(() => h.server.size === 0, 'session removed');
+    await eventually(() => h.server.size === 0, 'session removed');
   });
 
   it('cuts off a flooding socket: rate-limited events first, then the transport', async () => {
     const h = await harness({ eventRate: { rate: 1, burst: 5 } });
     const { ws, frames, closed } = await rawWs(h);
     ws.send('40{"token":"good"}');
-    await until(() => frames.some((f) => f.startsWith('40')), 'connect ack');
+    await eventually(() => frames.some((f) => f.startsWith('40')), 'connect ack');
     for (let i = 0; i < 20; i++) ws.send(`42${i}["echo",${i}]`);
     expect(await closed).toBe(1013);
     const acked = frames.filter((f) => f.startsWith('43'));

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../chat/message.js';
 import type { PresenceConnection, Store, TenantEvent, WebhookJob } from './ports.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 export interface StoreHarness {
   /** Opens a store sharing data with every other store of this harness. */
@@ -45,22 +46,6 @@ export function connection(tenantId: string, userId: string, extra: Partial<Pres
   };
 }
 
-/** Polls `fn` until it returns a truthy value; generous deadline, for a loaded machine. */
-export async function until<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 20000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** Collects a tenant's bus events. */
 async function collect(store: Store, tenantId: string): Promise<{ events: TenantEvent[]; stop: () => Promise<void> }> {
   const events: TenantEvent[] = [];
@@ -83,7 +68,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const first = await s.sessions.get(sid);
         expect(first).toMatchObject({ userId: 'u1', fingerprint: 'fp1', tenantId: 'tA' });
         expect(Object.keys(first!).sort()).toEqual(['createdAt', 'fingerprint', 'lastActivity', 'tenantId', 'userId']);
-        await until(() => Date.now() > Date.parse(first!.lastActivity) + 2, 'the clock to move');
+        await eventually(() => Date.now() > Date.parse(first!.lastActivity) + 2, 'the clock to move', { retryOnError: true });
         expect(await s.sessions.upsert(sid, { tenantId: 'tA', userId: 'u1', fingerprint: 'fp1' }, 3600)).toBe('refreshed');
         const second = await s.sessions.get(sid);
         expect(second!.createdAt).toBe(first!.createdAt);
@@ -99,7 +84,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const sid = uid('s');
         await s.sessions.upsert(sid, { tenantId: 'tA', userId: 'u', fingerprint: 'f' }, 1);
         expect(await s.sessions.get(sid)).not.toBeNull();
-        await until(async () => (await s.sessions.get(sid)) === null, 'the session to expire');
+        await eventually(async () => (await s.sessions.get(sid)) === null, 'the session to expire', { retryOnError: true });
         expect(await s.sessions.upsert(sid, { tenantId: 'tB', userId: 'u', fingerprint: 'f' }, 60)).toBe('created');
       });
 
@@ -293,7 +278,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(await s.events.publishMessage(m)).toEqual({ agentOffset: 1, duplicate: true });
         // A later event proves the bus delivered everything before it.
         await s.bus.publish(t, { type: 'broadcast', event: 'done', data: null });
-        await until(() => bus.events.some((e) => e.type === 'broadcast'), 'the broadcast');
+        await eventually(() => bus.events.some((e) => e.type === 'broadcast'), 'the broadcast', { retryOnError: true });
         expect(bus.events.filter((e) => e.type === 'message')).toEqual([{ type: 'message', agentOffset: 1, message: m }]);
         expect(await s.events.agentHead(t)).toBe(1);
         expect(await s.events.agentRange(t, 0, 10)).toEqual({ entries: [{ offset: 1, type: 'message', message: m }], complete: true });
@@ -346,7 +331,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const otherBus = await collect(s, other);
         const results = await Promise.all(Array.from({ length: 50 }, (_, i) => s.events.publishMessage(message(t, `s${i % 5}`, `m${i}`))));
         expect(results.map((r) => r.agentOffset).sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
-        await until(() => bus.events.length === 50, '50 events');
+        await eventually(() => bus.events.length === 50, '50 events', { retryOnError: true });
         expect(bus.events.map((e) => (e.type === 'message' ? e.agentOffset : -1))).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
         expect(otherBus.events).toEqual([]);
         await Promise.all([bus.stop(), otherBus.stop()]);
@@ -362,12 +347,12 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const second = await collect(b, t);
         const typing: TenantEvent = { type: 'typing', sessionId: 's', sender: { type: 'visitor', id: 's' }, isTyping: true };
         await b.bus.publish(t, typing);
-        await until(() => first.events.length === 1 && second.events.length === 1, 'both subscribers');
+        await eventually(() => first.events.length === 1 && second.events.length === 1, 'both subscribers', { retryOnError: true });
         expect(first.events).toEqual([typing]);
         await first.stop();
         await first.stop(); // idempotent
         await a.bus.publish(t, { type: 'revoke', userId: 'agent1' });
-        await until(() => second.events.length === 2, 'the second event');
+        await eventually(() => second.events.length === 2, 'the second event', { retryOnError: true });
         expect(first.events).toHaveLength(1);
         await second.stop();
       });
@@ -385,15 +370,15 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const m2 = message(t, 's', 'two');
         await s.events.publishMessage(m1);
         await s.events.publishMessage(m2);
-        await until(() => seen.length === 2, 'two followed jobs');
+        await eventually(() => seen.length === 2, 'two followed jobs', { retryOnError: true });
         expect(seen.map((j) => j.messageId)).toEqual([m1.id, m2.id]);
         // '$' means entries added after the call.
         const tail: WebhookJob[] = [];
         const fromTail = s.webhooks.follow('$', (j) => j.tenantId === t && tail.push(j), ac.signal);
-        await until(async () => {
+        await eventually(async () => {
           await s.events.publishMessage(message(t, 's', 'probe'));
           return tail.length > 0;
-        }, 'follow($) to see a new entry');
+        }, 'follow($) to see a new entry', { retryOnError: true });
         expect(tail.every((j) => j.messageId !== m1.id && j.messageId !== m2.id)).toBe(true);
         expect(seen[0]!.id < seen[1]!.id || seen[0]!.id.length < seen[1]!.id.length).toBe(true);
         ac.abort();
@@ -452,7 +437,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(refused.allowed).toBe(false);
         expect(refused.retryAfterMs).toBeGreaterThan(0);
         expect(refused.retryAfterMs).toBeLessThanOrEqual(2000);
-        await until(async () => (await s.rateLimiter.take(key, 5, 10, 10)).allowed, 'a refill');
+        await eventually(async () => (await s.rateLimiter.take(key, 5, 10, 10)).allowed, 'a refill', { retryOnError: true });
       });
     });
 

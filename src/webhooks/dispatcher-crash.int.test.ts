@@ -11,11 +11,12 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
-import { startWebhookReceiver, until, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
 import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const SECRET = 'whsec_crash_0123456789abcdef';
 
@@ -76,16 +77,16 @@ describe.skipIf(!(await hasRedis()))('a dispatcher killed mid-delivery', () => {
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
     let gone = false;
     const exited = new Promise<void>((r) => child!.on('exit', () => ((gone = true), r())));
-    await until(() => {
+    await eventually(() => {
       if (gone) throw new Error('the child dispatcher exited before it started');
       return out.includes('started');
-    }, 'the child dispatcher started', 60_000);
+    }, 'the child dispatcher started', { timeoutMs: 60_000 });
 
     const messageId = randomUUID();
     const message = { id: messageId, tenantId: 't1', sessionId: 's1', seq: 1, text: 'survive me', createdAt: new Date().toISOString() };
     await admin.xadd(keys.jobs, '*', 'type', 'message.created', 'tenantId', 't1', 'sessionId', 's1', 'messageId', messageId, 'createdAt', message.createdAt, 'payload', JSON.stringify(message));
 
-    await until(() => receiver.received.length === 1, 'the child is delivering (the receiver holds the request)');
+    await eventually(() => receiver.received.length === 1, 'the child is delivering (the receiver holds the request)');
     child.kill('SIGKILL');
     await exited;
     alive = false;
@@ -104,12 +105,12 @@ describe.skipIf(!(await hasRedis()))('a dispatcher killed mid-delivery', () => {
       retry: { baseMs: 100, maxDelayMs: 400, windowMs: 60_000 },
     });
     await survivor.start();
-    await until(() => receiver.received.length >= 2, 'the survivor delivered the job', 60_000);
+    await eventually(() => receiver.received.length >= 2, 'the survivor delivered the job', { timeoutMs: 60_000 });
     const [first, second] = receiver.received;
     expect(second!.deliveryId).toBe(first!.deliveryId);
     expect(second!.deliveryId).toBe(deliveryIdFor('t1', messageId, 'ep1'));
     expect(verifyWebhook(SECRET, { timestamp: second!.timestamp, signature: second!.signature }, second!.body)).toBe(true);
     expect(JSON.parse(second!.body).data).toEqual(message);
-    await until(async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]) === 0, 'the job acknowledged');
+    await eventually(async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]) === 0, 'the job acknowledged');
   });
 });

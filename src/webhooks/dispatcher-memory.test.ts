@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startWebhookReceiver, until, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import type { Services } from '../app/services.js';
 import type { ChatMessage } from '../chat/message.js';
 import { loadConfig } from '../config/load.js';
@@ -16,6 +16,7 @@ import type { WebhookDispatcher } from './dispatcher.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
 import { registry } from '../observability/metrics.js';
 import { activeWebhookQueue, reloadWebhookEndpoints, startWebhookDispatcher } from './start.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const SECRET = 'whsec_memory_0123456789abcdef';
 
@@ -73,12 +74,12 @@ describe('webhook dispatcher on the memory store', () => {
     const m = message();
     await store.events.publishMessage(m);
     await store.events.publishMessage(m);
-    await until(() => receiver.received.length === 1, 'the delivery');
+    await eventually(() => receiver.received.length === 1, 'the delivery');
     const got = receiver.received[0]!;
     expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
     expect(got.deliveryId).toBe(deliveryIdFor('t1', m.id, 'ep1'));
     expect(JSON.parse(got.body)).toEqual({ id: `evt_${m.id}`, type: 'message.created', tenantId: 't1', createdAt: m.createdAt, data: m });
-    await until(async () => (await activeWebhookQueue()!.groupStats()).pending === 0, 'settled');
+    await eventually(async () => (await activeWebhookQueue()!.groupStats()).pending === 0, 'settled');
     await new Promise((r) => setTimeout(r, 300));
     expect(receiver.received).toHaveLength(1);
     expect(await metric('chatd_webhook_deliveries_total', { result: 'delivered' })).toBe(delivered + 1);
@@ -94,14 +95,14 @@ describe('webhook dispatcher on the memory store', () => {
   it('applies reloaded endpoints to the next delivery', async () => {
     await setup();
     await store.events.publishMessage(message());
-    await until(() => receiver.received.length === 1, 'the first delivery');
+    await eventually(() => receiver.received.length === 1, 'the first delivery');
     const reloaded = reloadWebhookEndpoints({
       webhooks: { concurrencyPerEndpoint: 8 } as never,
       tenants: [{ id: 't1', apiKeys: [], allowedOrigins: [], identityVerification: 'optional', retention: {}, webhooks: [{ id: 'ep1', url: `${receiver.url}/moved`, secret: SECRET, events: ['message.created'] }] }],
     });
     expect(reloaded).toBe(true);
     await store.events.publishMessage(message());
-    await until(() => receiver.received.length === 2, 'the second delivery');
+    await eventually(() => receiver.received.length === 2, 'the second delivery');
     expect(receiver.received.map((r) => r.path)).toEqual(['/hook', '/moved']);
   });
 
@@ -111,14 +112,14 @@ describe('webhook dispatcher on the memory store', () => {
     receiver.respond = (_r, i) => (mode === 'up' || (mode === 'flaky' && i > 0) ? { status: 200 } : { status: 500 });
     const m1 = message();
     await store.events.publishMessage(m1);
-    await until(() => receiver.received.length === 2, 'a retry after the 500');
+    await eventually(() => receiver.received.length === 2, 'a retry after the 500');
     expect(new Set(receiver.received.map((r) => r.deliveryId))).toEqual(new Set([deliveryIdFor('t1', m1.id, 'ep1')]));
 
     mode = 'down';
     const m2 = message();
     await store.events.publishMessage(m2);
     const queue = activeWebhookQueue()!;
-    await until(async () => (await queue.deadSize()) === 1, 'dead after the window');
+    await eventually(async () => (await queue.deadSize()) === 1, 'dead after the window');
     const [dead] = await queue.listDead(10);
     expect(dead).toMatchObject({ reason: 'retry_window_exhausted', error: 'HTTP 500' });
     expect(await queue.retrySize()).toBe(0);
@@ -126,7 +127,7 @@ describe('webhook dispatcher on the memory store', () => {
     mode = 'up';
     const before = receiver.received.length;
     expect(await queue.replayDead([dead!.id], Date.now())).toEqual([dead!.id]);
-    await until(() => receiver.received.length === before + 1, 'the replayed delivery');
+    await eventually(() => receiver.received.length === before + 1, 'the replayed delivery');
     expect(receiver.received.at(-1)!.deliveryId).toBe(deliveryIdFor('t1', m2.id, 'ep1'));
   });
 });

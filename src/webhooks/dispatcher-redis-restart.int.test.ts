@@ -10,13 +10,14 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/helpers/services.js';
-import { startWebhookReceiver, until, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import type { Config } from '../config/schema.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
 import { WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
 import { deliveryIdFor } from './signing.js';
 import { openWebhookQueue } from './start.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const SECRET = 'whsec_restart_0123456789abcdef';
 
@@ -32,7 +33,7 @@ describe('webhook dispatcher across a Redis restart', () => {
     server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: 'ignore' });
     const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 0 });
     probe.on('error', () => undefined); // refused until the server listens
-    await until(async () => (await probe.ping().catch(() => '')) === 'PONG', 'redis-server up', 30_000);
+    await eventually(async () => (await probe.ping().catch(() => '')) === 'PONG', 'redis-server up');
     probe.disconnect();
   };
   const stopRedis = async () => {
@@ -86,18 +87,18 @@ describe('webhook dispatcher across a Redis restart', () => {
     receiver.respond = (_r, i) => (i === 0 ? held : { status: 200 });
     const m1 = randomUUID();
     await add(m1);
-    await until(() => receiver.received.length === 1, 'the first attempt');
+    await eventually(() => receiver.received.length === 1, 'the first attempt');
     await stopRedis();
     release();
     await new Promise((r) => setTimeout(r, 1000)); // the 200 arrives; the settle fails (Redis down)
     await startRedis();
-    await until(() => receiver.received.length === 2, 'the job claimed again and redelivered after the restart', 60_000);
+    await eventually(() => receiver.received.length === 2, 'the job claimed again and redelivered after the restart', { timeoutMs: 60_000 });
     expect(receiver.received[1]!.deliveryId).toBe(receiver.received[0]!.deliveryId);
     expect(receiver.received[0]!.deliveryId).toBe(deliveryIdFor('t1', m1, 'ep1'));
-    await until(async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]) === 0, 'settled after the restart');
+    await eventually(async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]) === 0, 'settled after the restart');
     // New jobs flow again.
     const m2 = randomUUID();
     await add(m2);
-    await until(() => receiver.received.some((r) => r.deliveryId === deliveryIdFor('t1', m2, 'ep1')), 'a new job after the restart');
+    await eventually(() => receiver.received.some((r) => r.deliveryId === deliveryIdFor('t1', m2, 'ep1')), 'a new job after the restart');
   }, 120_000);
 });

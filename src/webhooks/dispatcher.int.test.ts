@@ -6,12 +6,13 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
-import { startWebhookReceiver, until, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import { RedisStore } from '../store/redis/redis-store.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
 import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const SECRET = 'whsec_test_0123456789abcdef';
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -76,7 +77,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     const { start, addJob, pending, keys } = await setup();
     await start();
     const { messageId, message } = await addJob();
-    await until(() => receiver.received.length === 1, 'the delivery');
+    await eventually(() => receiver.received.length === 1, 'the delivery');
     const got = receiver.received[0]!;
     expect(got.path).toBe('/hook');
     expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
@@ -84,7 +85,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body.replace('hello', 'hellO'))).toBe(false);
     expect(got.deliveryId).toBe(deliveryIdFor('t1', messageId, 'ep1'));
     expect(JSON.parse(got.body)).toEqual({ id: `evt_${messageId}`, type: 'message.created', tenantId: 't1', createdAt: message.createdAt, data: message });
-    await until(async () => (await pending()) === 0, 'the job acknowledged');
+    await eventually(async () => (await pending()) === 0, 'the job acknowledged');
     expect(await admin.zcard(keys.retry)).toBe(0);
   });
 
@@ -95,7 +96,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     let scoreAfter429: number | undefined;
     await start();
     const { messageId } = await addJob();
-    await until(async () => {
+    await eventually(async () => {
       if (receiver.received.length === 3 && scoreAfter429 === undefined) {
         const [member, score] = await admin.zrange(keys.retry, 0, 0, 'WITHSCORES');
         if (member && JSON.parse(member).attempt === 3) scoreAfter429 = Number(score);
@@ -107,7 +108,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     // Retry-After: 1 was honoured: the retry was not due before a second after the 429 was sent.
     if (scoreAfter429 !== undefined) expect(scoreAfter429).toBeGreaterThanOrEqual(receiver.received[2]!.receivedAt + 1000 - 5);
     expect(receiver.received[3]!.receivedAt - receiver.received[2]!.receivedAt).toBeGreaterThanOrEqual(990);
-    await until(async () => (await admin.zcard(keys.retry)) === 0 && (await pending()) === 0, 'nothing left to retry');
+    await eventually(async () => (await admin.zcard(keys.retry)) === 0 && (await pending()) === 0, 'nothing left to retry');
     await new Promise((r) => setTimeout(r, 500));
     expect(receiver.received.length).toBe(4);
   });
@@ -116,7 +117,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     const { start, addJob, pending, keys } = await setup();
     await Promise.all([start('node-a'), start('node-b')]);
     const jobs = await Promise.all(Array.from({ length: 200 }, (_, i) => addJob('t1', `m${i}`)));
-    await until(async () => (await pending()) === 0 && receiver.received.length >= 200, 'every job delivered and acknowledged');
+    await eventually(async () => (await pending()) === 0 && receiver.received.length >= 200, 'every job delivered and acknowledged');
     await new Promise((r) => setTimeout(r, 500));
     expect(await admin.zcard(keys.retry)).toBe(0);
     const ids = receiver.received.map((r) => r.deliveryId).sort();
@@ -129,13 +130,13 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     receiver.respond = () => (healthy ? { status: 200 } : { status: 500 });
     await start();
     const job = await addJob();
-    await until(async () => (await admin.zcard(keys.retry)) === 1, 'a retry scheduled');
+    await eventually(async () => (await admin.zcard(keys.retry)) === 1, 'a retry scheduled');
     for (let i = 0; i < 50; i++) await addJob('no-hooks', `burst ${i}`, 5);
     expect(await admin.xrange(keys.jobs, job.id, job.id)).toEqual([]); // the job is gone from the stream
     const before = receiver.received.length;
     healthy = true;
-    await until(() => receiver.received.length > before, 'a retry after recovery');
-    await until(async () => (await admin.zcard(keys.retry)) === 0, 'the retry settled');
+    await eventually(() => receiver.received.length > before, 'a retry after recovery');
+    await eventually(async () => (await admin.zcard(keys.retry)) === 0, 'the retry settled');
     const mine = receiver.received.filter((r) => r.deliveryId === deliveryIdFor('t1', job.messageId, 'ep1'));
     expect(mine.length).toBeGreaterThanOrEqual(2);
     expect(JSON.parse(mine.at(-1)!.body).data.id).toBe(job.messageId);
@@ -147,7 +148,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     receiver.respond = () => (healthy ? { status: 200 } : { status: 500, body: 'down for maintenance' });
     const d = await start();
     const job = await addJob();
-    await until(async () => (await admin.xlen(keys.dead)) === 1, 'a dead entry');
+    await eventually(async () => (await admin.xlen(keys.dead)) === 1, 'a dead entry');
     expect(await admin.zcard(keys.retry)).toBe(0);
     const queue = (d as unknown as { opts: { queue: RedisWebhookQueue } }).opts.queue;
     const [dead] = await queue.listDead(10);
@@ -158,9 +159,9 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     expect(attempts).toBeGreaterThanOrEqual(2);
     healthy = true;
     expect(await queue.replayDead('all', Date.now())).toEqual([dead!.id]);
-    await until(() => receiver.received.length === attempts + 1, 'the replayed delivery');
+    await eventually(() => receiver.received.length === attempts + 1, 'the replayed delivery');
     expect(receiver.received.at(-1)!.deliveryId).toBe(dead!.item.deliveryId);
-    await until(async () => (await admin.zcard(keys.retry)) === 0, 'the replay settled');
+    await eventually(async () => (await admin.zcard(keys.retry)) === 0, 'the replay settled');
     expect(await admin.xlen(keys.dead)).toBe(0);
   });
 
@@ -176,7 +177,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     receiver.respond = (r) => (r.path === '/gone' ? { status: 410 } : { status: 204 });
     await start();
     const job = await addJob();
-    await until(async () => (await pending()) === 0, 'the job settled');
+    await eventually(async () => (await pending()) === 0, 'the job settled');
     expect(receiver.received.map((r) => r.path).sort()).toEqual(['/gone', '/ok']);
     expect(await admin.zcard(keys.retry)).toBe(0);
     const dead = await admin.xrange(keys.dead, '-', '+');
@@ -192,7 +193,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     receiver.respond = () => ({ status: 200 });
     await start();
     await Promise.all(Array.from({ length: 12 }, (_, i) => addJob('t1', `m${i}`)));
-    await until(async () => (await pending()) === 0 && receiver.received.length >= 12, 'all delivered');
+    await eventually(async () => (await pending()) === 0 && receiver.received.length >= 12, 'all delivered');
     expect(receiver.maxInFlight()).toBeLessThanOrEqual(2);
   });
 
@@ -214,8 +215,8 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
       };
       await store.events.publishMessage(m);
       await store.events.publishMessage(m); // a relay re-publish: no second job
-      await until(() => receiver.received.length === 1, 'the delivery');
-      await until(async () => (await pending()) === 0, 'acknowledged');
+      await eventually(() => receiver.received.length === 1, 'the delivery');
+      await eventually(async () => (await pending()) === 0, 'acknowledged');
       await new Promise((r) => setTimeout(r, 300));
       expect(receiver.received).toHaveLength(1);
       const got = receiver.received[0]!;

@@ -2,8 +2,8 @@
 // and the in-process queue (queue-memory.test.ts).
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { until } from '../../test/helpers/webhook-receiver.js';
 import type { RetryItem, WebhookQueue } from './queue.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 export interface QueueHarness {
   readonly queue: WebhookQueue;
@@ -42,10 +42,10 @@ export function queueContract(make: () => Promise<QueueHarness>): void {
 
   const readAll = async (consumer: string, n: number) => {
     const got: string[] = [];
-    await until(async () => {
+    await eventually(async () => {
       got.push(...(await h.queue.readNew(consumer, 100, 50)).map((j) => j.messageId));
       return got.length >= n;
-    }, `${n} jobs read`, 10_000);
+    }, `${n} jobs read`, { timeoutMs: 10_000 });
     return got;
   };
 

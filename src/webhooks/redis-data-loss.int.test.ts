@@ -12,7 +12,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasRedisServerBinary, OwnRedis } from '../../test/helpers/own-redis.js';
 import { DATABASE_URL, hasPostgres, IN_CI, uniquePrefix, uniqueSchema } from '../../test/helpers/services.js';
-import { startWebhookReceiver, until, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
+import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import type { Config } from '../config/schema.js';
 import { msg } from '../db/database.contract.js';
 import { openDatabase, type KyselyDatabase } from '../db/index.js';
@@ -22,6 +22,7 @@ import { RedisStore } from '../store/redis/redis-store.js';
 import { deliveryIdFor } from './signing.js';
 import { startWebhookDispatcher } from './start.js';
 import type { WebhookDispatcher } from './dispatcher.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const SECRET = 'whsec_data_loss_0123456789abcdef';
 const TENANT = 'loss-t';
@@ -112,21 +113,21 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
     };
     const visitors = Array.from({ length: VISITORS }, (_, v) => visitor(v));
 
-    await until(() => acked.length >= RECEIVER_DOWN_AT, `${RECEIVER_DOWN_AT} acknowledged messages`, 60_000);
+    await eventually(() => acked.length >= RECEIVER_DOWN_AT, `${RECEIVER_DOWN_AT} acknowledged messages`, { timeoutMs: 60_000 });
     receiverUp = false;
-    await until(() => acked.length >= BEFORE_KILL, `${BEFORE_KILL} acknowledged messages`, 60_000);
+    await eventually(() => acked.length >= BEFORE_KILL, `${BEFORE_KILL} acknowledged messages`, { timeoutMs: 60_000 });
     await redis.kill(); // SIGKILL: no persistence, every key is gone when it comes back
     const atKill = acked.length;
-    await until(() => acked.length >= atKill + WHILE_DOWN, 'sends acknowledged while Redis is down', 60_000);
+    await eventually(() => acked.length >= atKill + WHILE_DOWN, 'sends acknowledged while Redis is down', { timeoutMs: 60_000 });
     await redis.start();
     receiverUp = true;
     const atRestart = acked.length;
-    await until(() => acked.length >= atRestart + AFTER_RESTART, 'sends acknowledged after the restart', 60_000);
+    await eventually(() => acked.length >= atRestart + AFTER_RESTART, 'sends acknowledged after the restart', { timeoutMs: 60_000 });
     stop = true;
     await Promise.all(visitors);
 
     const missing = () => acked.filter((id) => !delivered.has(deliveryIdFor(TENANT, id, 'ep1')));
-    await until(() => missing().length === 0, 'every acknowledged message delivered', 90_000).catch(() => undefined);
+    await eventually(() => missing().length === 0, 'every acknowledged message delivered', { timeoutMs: 90_000 }).catch(() => undefined);
     const lost = missing();
     const byId = delivered;
     const duplicates = [...byId.values()].reduce((n, c) => n + c - 1, 0);

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** A raw upstream: `/readyz`, and websockets that send an Engine.IO-like open packet at once. */
 function startUpstream() {
@@ -126,14 +127,6 @@ async function pipedWebsockets(gw: ChatdProcess): Promise<number> {
   return Number(line?.split(' ')[1]);
 }
 
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('gateway: bursts of websocket upgrades', () => {
   const upstream = startUpstream();
   let wsUrl: string;
@@ -153,7 +146,7 @@ describe('gateway: bursts of websocket upgrades', () => {
     const counts = await burst(gw.ports.gateway!, 400, 100, 90_000);
     expect(counts).toEqual({ 'open-packet': 400 });
     // Every client is gone: the gateway let go of every pipe.
-    await until(async () => (await pipedWebsockets(gw)) === 0, 'piped websockets back to 0');
+    await eventually(async () => (await pipedWebsockets(gw)) === 0, 'piped websockets back to 0', { intervalMs: 100 });
     expect(gw.child.exitCode).toBeNull();
   }, 120_000);
 
@@ -172,6 +165,6 @@ describe('gateway: bursts of websocket upgrades', () => {
     // in flight: each answer must come within the short timeout of this gateway.
     const counts = await burst(silent.ports.gateway!, 200, 10, 30_000);
     expect(counts).toEqual({ 'open-packet': 200 });
-    await until(async () => (await pipedWebsockets(silent)) === 0, 'piped websockets back to 0');
+    await eventually(async () => (await pipedWebsockets(silent)) === 0, 'piped websockets back to 0', { intervalMs: 100 });
   }, 120_000);
 });

@@ -15,7 +15,7 @@ import { testDbConfig } from '../helpers/db/config.js';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { DeliveryChecker, readerFromDb, type ClientRecord } from '../helpers/delivery-checker.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
-import { eventually } from './gateway-standins.js';
+import { eventually } from '../helpers/eventually.js';
 
 const PUB = 'ck_pub_clusterA_0123456789abcdef';
 const SEC = 'ck_sec_clusterA_0123456789abcdef';
@@ -83,7 +83,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
     await eventually(async () => {
       const m = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
       return (m.match(/chatd_gateway_upstream_healthy\{group="ws",[^}]*\} 1/g) ?? []).length === 2;
-    }, 'both ws nodes healthy at the gateway');
+    }, 'both ws nodes healthy at the gateway', { retryOnError: true });
   }, 300_000);
 
   afterAll(async () => {
@@ -151,7 +151,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
       await connected(socket);
       follow(socket, checker.client(`visitor-${sessionId}`, { kind: 'conversation', tenantId: TENANT, sessionId }));
     }
-    await eventually(() => visitors.every((v) => v.socket.io.engine.transport.name === 'websocket'), 'every visitor on websocket');
+    await eventually(() => visitors.every((v) => v.socket.io.engine.transport.name === 'websocket'), 'every visitor on websocket', { retryOnError: true });
     const nodes = [agent, ...visitors.map((v) => v.socket)].map((s) => s.io.engine.id.split('.')[0]);
     expect(new Set(nodes)).toEqual(new Set(['ws1', 'ws2']));
 
@@ -162,7 +162,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
       };
       expect(ack).toMatchObject({ success: true, sessionId: v.sessionId });
       checker.acked(ack.messageId, TENANT, v.sessionId);
-      await eventually(() => v.received.includes(ack.messageId) && agentReceived.includes(ack.messageId), `delivery of ${v.sessionId}'s message`);
+      await eventually(() => v.received.includes(ack.messageId) && agentReceived.includes(ack.messageId), `delivery of ${v.sessionId}'s message`, { retryOnError: true });
     }
     // A wrong key on the socket is the ws node's final refusal (CONNECT_ERROR), relayed unchanged.
     const wrong = io(gateway, { auth: { apiKey: 'ck_pub_wrongwrongwrongwrong', token: visitors[0]!.token, sessionId: 's-0', fingerprint: 'fp-s-0' }, transports: ['websocket'] });
@@ -176,7 +176,7 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
     const sent = await post('/webchat/message', v0.token, { text: 'over http', tenantId: TENANT, sessionId: v0.sessionId, fingerprint: `fp-${v0.sessionId}` });
     expect(sent.status, JSON.stringify(sent.body)).toBe(200);
     checker.acked(sent.body.messageId as string, TENANT, v0.sessionId);
-    await eventually(() => v0.received.includes(sent.body.messageId as string), 'the HTTP message on the socket');
+    await eventually(() => v0.received.includes(sent.body.messageId as string), 'the HTTP message on the socket', { retryOnError: true });
   });
 
   it('a ws node killed mid-test: its clients reconnect through the gateway to the other node and lose nothing', { timeout: 180_000 }, async () => {
@@ -197,10 +197,10 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
     await eventually(
       () => visitors.every((v) => v.socket.connected && v.socket.io.engine.id.startsWith('ws2.')),
       'every visitor reconnected to ws2',
-      60_000,
+      { timeoutMs: 60_000, retryOnError: true },
     );
     for (const v of visitors) {
-      await eventually(() => sentDuring[v.sessionId]!.every((id) => v.received.includes(id)), `recovery of ${v.sessionId}`, 30_000);
+      await eventually(() => sentDuring[v.sessionId]!.every((id) => v.received.includes(id)), `recovery of ${v.sessionId}`, { retryOnError: true });
       // Exactly once: no message delivered twice to the same visitor.
       expect(new Set(v.received).size).toBe(v.received.length);
     }

@@ -12,7 +12,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { freePort, hasRedis, REDIS_URL, uniquePrefix } from '../helpers/services.js';
-import { eventually, startApiStandIn, startWsStandIn, type ApiStandIn, type WsStandIn } from './gateway-standins.js';
+import { startApiStandIn, startWsStandIn, type ApiStandIn, type WsStandIn } from './gateway-standins.js';
+import { eventually } from '../helpers/eventually.js';
 
 const PUB_A = 'ck_pub_tenantA_0123456789abcdef';
 const SEC_A = 'ck_sec_tenantA_0123456789abcdef';
@@ -147,16 +148,16 @@ describe('gateway: HTTP to api nodes', () => {
       return seen;
     };
     // Both in rotation first (probes on a loaded machine may lag the gateway's start).
-    await eventually(async () => (await upstreamsOf(2)).includes('api-2') && (await upstreamsOf(2)).includes('api-1'), 'both api nodes in rotation');
+    await eventually(async () => (await upstreamsOf(2)).includes('api-2') && (await upstreamsOf(2)).includes('api-1'), 'both api nodes in rotation', { retryOnError: true });
     const seen = await upstreamsOf(6);
     expect(seen.filter((u) => u === 'api-1')).toHaveLength(3);
     expect(seen.filter((u) => u === 'api-2')).toHaveLength(3);
     a2.ready = false;
-    await eventually(async () => (await upstreamsOf(4)).every((u) => u === 'api-1'), 'api-2 out of rotation');
+    await eventually(async () => (await upstreamsOf(4)).every((u) => u === 'api-1'), 'api-2 out of rotation', { retryOnError: true });
     const metrics = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
     expect(metrics).toMatch(new RegExp(`chatd_gateway_upstream_healthy\\{group="api",upstream="${a2.url}"\\} 0`));
     a2.ready = true;
-    await eventually(async () => (await upstreamsOf(4)).includes('api-2'), 'api-2 back in rotation');
+    await eventually(async () => (await upstreamsOf(4)).includes('api-2'), 'api-2 back in rotation', { retryOnError: true });
   });
 
   it('answers 413 over the body limit, and 504 when an upstream does not answer in time', async () => {
@@ -265,7 +266,7 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
     const owners: string[] = [];
     for (let i = 0; i < 4; i++) {
       const s = await connect();
-      await eventually(() => s.io.engine.transport.name === 'websocket', 'upgrade to websocket');
+      await eventually(() => s.io.engine.transport.name === 'websocket', 'upgrade to websocket', { retryOnError: true });
       const owner = (await ask(s, 'whoami')) as string;
       expect(s.id).toBeDefined();
       expect(s.io.engine.id.startsWith(`${owner}.`)).toBe(true);
@@ -338,7 +339,7 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
       await eventually(async () => {
         const now = await Promise.all(clients.map((s) => (s.connected ? ask(s, 'whoami').catch(() => 'x') : 'x')));
         return now.every((n) => n === 'wsnode2');
-      }, 'every client on wsnode2');
+      }, 'every client on wsnode2', { retryOnError: true });
       expect(gw2.child.exitCode).toBeNull();
     } finally {
       await gw2.stop('SIGKILL');
@@ -400,7 +401,7 @@ describe('gateway: websocket backpressure', () => {
     // Let the upstream push everything it can while the client reads nothing.
     await new Promise((r) => setTimeout(r, 1500));
     client.resume();
-    await eventually(() => got.length === FRAMES || closed !== undefined, 'every frame or a close', 60_000);
+    await eventually(() => got.length === FRAMES || closed !== undefined, 'every frame or a close', { timeoutMs: 60_000, retryOnError: true });
     expect(closed).toBeUndefined();
     expect(got).toEqual([...Array(FRAMES).keys()]);
     client.close();

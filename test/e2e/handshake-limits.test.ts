@@ -12,7 +12,7 @@ import path from 'node:path';
 import nodeFetch from 'node-fetch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { eventually } from './gateway-standins.js';
+import { eventually } from '../helpers/eventually.js';
 
 const BURST = 5;
 
@@ -75,7 +75,7 @@ describe('handshake limits on a bare ws node and behind a gateway', () => {
     );
     gw = await spawnChatd({ cwd: gwCwd, args: ['serve', '--role', 'gateway'], waitFor: ['gateway', 'admin'], timeoutMs: 120_000 });
     gwBase = `http://127.0.0.1:${gw.ports.gateway}`;
-    await eventually(async () => (await fetch(`${gwBase}/readyz`)).status === 200, 'gateway ready', 120_000);
+    await eventually(async () => (await fetch(`${gwBase}/readyz`)).status === 200, 'gateway ready', { timeoutMs: 120_000, retryOnError: true });
   }, 300_000);
 
   afterAll(async () => {

@@ -15,6 +15,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { openDatabase } from '../../src/db/index.js';
 import { createStore } from '../../src/store/index.js';
 import { emptyMeta } from '../../src/chat/message.js';
+import { eventually } from '../helpers/eventually.js';
 
 const SLOW = 300_000;
 const PUB_A = 'ck_pub_ops_a_0123456789abcdef';
@@ -25,14 +26,6 @@ const yaml = (adminPort: number, keys: string[], extra = '') =>
   `server:\n  port: 0\nadmin:\n  port: ${adminPort}\nauth:\n  jwtSecret: ops-e2e-secret-0123456789abcdef\ntenants:\n  - id: acme\n    allowedOrigins: ['*']\n    apiKeys:\n${keys
     .map((k) => `      - key: ${k}\n`)
     .join('')}${extra}`;
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('operations on the embedded defaults', () => {
   let cwd: string;
@@ -62,7 +55,7 @@ describe('operations on the embedded defaults', () => {
     await writeFile(file, yaml(adminPort, [PUB_A, SEC]));
     chatd = await spawnChatd({ cwd, timeoutMs: 90_000 });
     base = `http://127.0.0.1:${chatd.ports.public}`;
-    await until(async () => (await fetch(`${base}/readyz`)).status === 200, 'readiness');
+    await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, 'readiness', { timeoutMs: 120_000, intervalMs: 100 });
   }, 120_000);
   afterAll(async () => {
     for (const s of sockets) s.close();
@@ -79,7 +72,7 @@ describe('operations on the embedded defaults', () => {
 
     await writeFile(file, yaml(adminPort, [PUB_B, SEC]));
     chatd.child.kill('SIGHUP');
-    await until(async () => (await visitorToken(PUB_B, 's-b')).status === 200, 'the added key to work');
+    await eventually(async () => (await visitorToken(PUB_B, 's-b')).status === 200, 'the added key to work', { timeoutMs: 120_000, intervalMs: 100 });
     expect((await visitorToken(PUB_A, 's-a')).status).toBe(401);
     expect(chatd.logs()).toContain('config reloaded');
     // The socket admitted under the old key is still there and still works.
@@ -91,7 +84,7 @@ describe('operations on the embedded defaults', () => {
     // A bad file: SIGHUP logs the refusal with the key path; the keys in force stay.
     await writeFile(file, yaml(adminPort, [PUB_A, SEC]).replace("allowedOrigins: ['*']", 'allowedOrigins: 5'));
     chatd.child.kill('SIGHUP');
-    await until(() => chatd.logs().includes('config reload refused'), 'the refusal in the log');
+    await eventually(() => chatd.logs().includes('config reload refused'), 'the refusal in the log', { timeoutMs: 120_000, intervalMs: 100 });
     expect(chatd.logs()).toMatch(/allowedOrigins/);
     expect((await visitorToken(PUB_B, 's-b2')).status).toBe(200);
     expect((await visitorToken(PUB_A, 's-a2')).status).toBe(401);

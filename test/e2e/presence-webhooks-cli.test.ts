@@ -13,6 +13,7 @@ import { CHATD_BIN, runChatd, spawnChatd, type ChatdProcess } from '../helpers/c
 import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../helpers/services.js';
 import { emptyMeta, type ChatMessage } from '../../src/chat/message.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
+import { eventually } from '../helpers/eventually.js';
 
 const fresh = () => mkdtemp(path.join(tmpdir(), 'chatd-cli-pw-'));
 // Every CLI run is a process start (several seconds on a loaded 2-core machine): generous limits.
@@ -31,14 +32,6 @@ function follow(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }) 
   child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   return { child, out: () => out, err: () => err, exited };
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 300_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('presence ls and webhooks tail on the embedded defaults (through the admin listener)', () => {
@@ -97,7 +90,7 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
         socket.once('connect_error', reject);
       });
       // Presence is written just after CONNECT: wait for it on the admin endpoint (cheap), then ask the CLI.
-      await until(async () => (await adminUsers()).length > 0, 'the visitor in presence');
+      await eventually(async () => (await adminUsers()).length > 0, 'the visitor in presence', { timeoutMs: 300_000 });
       const json = await runChatd(['presence', 'ls', 'demo', '--json'], { cwd });
       expect(json.code, json.stderr).toBe(0);
       const listed = JSON.parse(json.stdout) as { users: unknown[] };
@@ -107,7 +100,7 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
     } finally {
       socket.disconnect();
     }
-    await until(async () => (await adminUsers()).length === 0, 'the visitor to leave presence');
+    await eventually(async () => (await adminUsers()).length === 0, 'the visitor to leave presence', { timeoutMs: 300_000 });
     expect((await runChatd(['presence', 'ls', 'demo'], { cwd })).stdout).toBe('no one is online in tenant demo\n');
   }, SLOW);
 
@@ -139,9 +132,9 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
     expect(lines[3]).toMatch(/hello number 3$/);
 
     const f = follow(['-n', '1', '--json'], { cwd });
-    await until(() => f.out().includes(ids[2]!), 'the newest job first');
+    await eventually(() => f.out().includes(ids[2]!), 'the newest job first', { timeoutMs: 300_000 });
     const live = await sendMessage('s-tail-live', 'live one');
-    await until(() => f.out().includes(live), `the live job ${live}`);
+    await eventually(() => f.out().includes(live), `the live job ${live}`, { timeoutMs: 300_000 });
     const printed = f.out().trimEnd().split('\n').map((l) => JSON.parse(l) as { messageId: string });
     expect(printed.map((p) => p.messageId)).toEqual([ids[2], live]);
     f.child.kill('SIGINT');
@@ -221,13 +214,13 @@ describe.skipIf(!(await hasRedis()))('presence ls and webhooks tail on Redis', (
     // Nothing shown first; follow starts at the current end. Publish until the follower has started.
     let i = 4;
     let lastPublish = 0;
-    await until(() => {
+    await eventually(() => {
       if (Date.now() - lastPublish > 1000) {
         lastPublish = Date.now();
         void store.events.publishMessage(message(++i)).catch(() => undefined);
       }
       return f.out().length > 0;
-    }, 'the follower to print a new job');
+    }, 'the follower to print a new job', { timeoutMs: 300_000 });
     f.child.kill('SIGINT');
     expect(await f.exited).toBe(0);
     const printed = f.out().trimEnd().split('\n').map((l) => (JSON.parse(l) as { messageId: string }).messageId);

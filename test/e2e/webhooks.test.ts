@@ -10,9 +10,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
-import { startWebhookReceiver, until, type WebhookReceiver } from '../helpers/webhook-receiver.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 import { client } from '../helpers/api-harness.js';
 import { deliveryIdFor, verifyWebhook } from '../../src/webhooks/signing.js';
+import { eventually } from '../helpers/eventually.js';
 
 const SECRET = 'whsec_e2e_0123456789abcdefghij';
 const PUB = 'ck_pub_acme_publishable_000001';
@@ -70,7 +71,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
 
   it('a message sent through the API reaches the receiver once, with a valid signature', async () => {
     const messageId = await send('Hello webhooks', 'c-1');
-    await until(() => receiver.received.length >= 1, 'the delivery');
+    await eventually(() => receiver.received.length >= 1, 'the delivery');
     await new Promise((r) => setTimeout(r, 500));
     expect(receiver.received).toHaveLength(1);
     const got = receiver.received[0]!;
@@ -87,7 +88,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     const before = receiver.received.length;
     const messageId = await send('Will die first', 'c-2');
     const deliveryId = deliveryIdFor('acme', messageId, 'crm');
-    await until(async () => (await admin.xlen(`${prefix}meta:webhook_dead`)) === 1, 'the delivery in the dead stream', 60_000);
+    await eventually(async () => (await admin.xlen(`${prefix}meta:webhook_dead`)) === 1, 'the delivery in the dead stream', { timeoutMs: 60_000 });
     const listed = await runChatd(['webhooks', 'dead', '--json'], { cwd });
     expect(listed.code, listed.stderr).toBe(0);
     const dead = JSON.parse(listed.stdout).dead as { id: string; deliveryId: string; reason: string; error: string; attempts: number }[];
@@ -105,7 +106,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     const replay = await runChatd(['webhooks', 'replay', '--all-dead'], { cwd });
     expect(replay.code, replay.stderr).toBe(0);
     expect(replay.stdout.trim()).toBe(`replayed 1: ${dead[0]!.id}`);
-    await until(() => receiver.received.length === before + attempts + 1, 'the replayed delivery');
+    await eventually(() => receiver.received.length === before + attempts + 1, 'the replayed delivery');
     const last = receiver.received.at(-1)!;
     expect(last.deliveryId).toBe(deliveryId);
     expect(verifyWebhook(SECRET, { timestamp: last.timestamp, signature: last.signature }, last.body)).toBe(true);
@@ -175,20 +176,20 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
     });
     expect(sent.status, JSON.stringify(sent.body)).toBe(200);
     const deliveryId = deliveryIdFor('acme', sent.body.messageId as string, 'crm');
-    await until(() => receiver.received.length === 1, 'the refused attempt');
+    await eventually(() => receiver.received.length === 1, 'the refused attempt');
     let dead: { id: string; deliveryId: string; reason: string; error: string }[] = [];
-    await until(async () => {
+    await eventually(async () => {
       const out = await runChatd(['webhooks', 'dead', '--json'], { cwd });
       expect(out.code, out.stderr).toBe(0);
       dead = JSON.parse(out.stdout).dead;
       return dead.length === 1;
-    }, 'the dead delivery listed', 60_000);
+    }, 'the dead delivery listed', { timeoutMs: 60_000 });
     expect(dead[0]).toMatchObject({ deliveryId, reason: 'rejected', error: 'HTTP 400: bad payload' });
     healthy = true;
     const replay = await runChatd(['webhooks', 'replay', dead[0]!.id, '--json'], { cwd });
     expect(replay.code, replay.stderr).toBe(0);
     expect(JSON.parse(replay.stdout)).toEqual({ replayed: [dead[0]!.id], notFound: [] });
-    await until(() => receiver.received.length === 2, 'the replayed delivery');
+    await eventually(() => receiver.received.length === 2, 'the replayed delivery');
     expect(receiver.received[1]!.deliveryId).toBe(deliveryId);
     expect(verifyWebhook(SECRET, { timestamp: receiver.received[1]!.timestamp, signature: receiver.received[1]!.signature }, receiver.received[1]!.body)).toBe(true);
   }, 300_000);

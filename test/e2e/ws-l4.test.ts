@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
-import { eventually } from './gateway-standins.js';
+import { eventually } from '../helpers/eventually.js';
 
 const PUB = 'ck_pub_l4tenant_0123456789abcdef';
 const TENANT = 'l4';
@@ -45,7 +45,7 @@ describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling 
       nodes.push(await spawnChatd({ cwd, env, args: ['serve', '--role', 'ws'], waitFor: ['ws', 'admin'], timeoutMs: 120_000 }));
     }
     for (const n of nodes) {
-      await eventually(async () => (await fetch(`http://127.0.0.1:${n.ports.ws}/readyz`)).status === 200, 'ws node ready', 120_000);
+      await eventually(async () => (await fetch(`http://127.0.0.1:${n.ports.ws}/readyz`)).status === 200, 'ws node ready', { timeoutMs: 120_000, retryOnError: true });
     }
   }, 300_000);
 
@@ -73,7 +73,7 @@ describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling 
         body: `40${JSON.stringify(auth)}`,
       });
       return r.status === 200 ? r : undefined;
-    }, 'node B forwards the CONNECT to node A', 60_000);
+    }, 'node B forwards the CONNECT to node A', { timeoutMs: 60_000, retryOnError: true });
     expect(await post!.text()).toBe('ok');
 
     // The poll on node B is answered by node A: the CONNECT ack names the session.

@@ -79,15 +79,6 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
   return receiver;
 }
 
-/** Polls `cond` until true or the deadline (generous: the machine is loaded). */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** A minimal config slice with one tenant per entry of `endpoints` (tenantId → endpoints). */
 export function webhookConfig(
   endpoints: Record<string, { id?: string; url: string; secret: string; concurrency?: number }[]>,

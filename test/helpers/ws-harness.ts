@@ -78,14 +78,6 @@ export function connectError(r: Recorder): Promise<Error & { data?: { code?: str
   return new Promise((resolve) => r.socket.once('connect_error', (err: Error & { data?: { code?: string } }) => resolve(err)));
 }
 
-export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 export type Ack = { success: true; messageId: string; sessionId: string } | { success: false; error: string; code: string };
 
 export function emitAck(r: Recorder, event: string, payload: unknown, timeoutMs = 20_000): Promise<Ack> {

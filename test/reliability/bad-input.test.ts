@@ -12,7 +12,8 @@ import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
-import { call, Cluster, connected, RELIABILITY_FULL, TENANT_A, until } from './cluster.js';
+import { call, Cluster, connected, RELIABILITY_FULL, TENANT_A } from './cluster.js';
+import { eventually } from '../helpers/eventually.js';
 
 const services = (await hasRedis()) && (await hasPostgres());
 const RUNS = RELIABILITY_FULL ? 300 : 80;
@@ -40,11 +41,11 @@ describe.skipIf(!services)('bad input (fast-check and a corpus) on HTTP, websock
     const h = await call(base, 'GET', '/readyz', undefined);
     expect(h.status, `${what}: /readyz ${JSON.stringify(h.body)}`).toBe(200);
     const marker = `alive after ${what} ${Date.now()}`;
-    await until(() => witness.connected, `the witness reconnected (${what})`, 60_000);
+    await eventually(() => witness.connected, `the witness reconnected (${what})`, { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
     const ack = (await witness.timeout(30_000).emitWithAck('message', { text: marker, tenantId: TENANT_A.id, sessionId: SESSION, fingerprint: FP })) as { success: boolean; messageId: string };
     expect(ack.success, `${what}: ${JSON.stringify(ack)}`).toBe(true);
     accepted.add(ack.messageId);
-    await until(() => witnessGot.includes(ack.messageId), `the witness got its message (${what})`);
+    await eventually(() => witnessGot.includes(ack.messageId), `the witness got its message (${what})`, { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
   };
   const expectCatalogued = (r: { status: number; body: Record<string, unknown> }, what: string) => {
     tried++;
@@ -328,7 +329,7 @@ describe.skipIf(!services)('bad input (fast-check and a corpus) on HTTP, websock
     try {
       await stillServing('slowloris');
       // A body trickling in forever is cut off by the server (uWS idle timeout), not held open.
-      await until(() => slowClosed === SLOW, `the server closed all ${SLOW} slow requests`, 180_000, 500);
+      await eventually(() => slowClosed === SLOW, `the server closed all ${SLOW} slow requests`, { timeoutMs: 180_000, intervalMs: 500, retryOnError: true });
     } finally {
       clearInterval(drip);
       slow.forEach((s) => s.destroy());
@@ -363,7 +364,7 @@ describe.skipIf(!services)('bad input (fast-check and a corpus) on HTTP, websock
       expect(broken.rows).toEqual([]);
       const nul = await c.query(`select count(*)::int as n from messages where text like '%' || chr(1) || '%'`);
       expect(nul.rows[0].n).toBeGreaterThanOrEqual(0);
-      await until(async () => Number((await c.query('select count(*)::int as n from outbox')).rows[0].n) === 0, 'the outbox drains');
+      await eventually(async () => Number((await c.query('select count(*)::int as n from outbox')).rows[0].n) === 0, 'the outbox drains', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
     } finally {
       await c.end();
     }

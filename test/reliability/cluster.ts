@@ -10,24 +10,9 @@ import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import type { ClientRecord, DeliveryChecker } from '../helpers/delivery-checker.js';
+import { eventually } from '../helpers/eventually.js';
 
 export const RELIABILITY_FULL = process.env.CHATD_FULL_RELIABILITY === '1';
-
-/** Polls fn until it returns truthy; throws naming `what` (and the last error) at the deadline. */
-export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 60_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
 
 export interface TenantSpec {
   readonly id: string;
@@ -335,7 +320,7 @@ export class Traffic {
   /** Runs until `n` more sends were attempted (or the deadline passes). */
   async runFor(n: number, what: string, timeoutMs = 120_000): Promise<void> {
     const target = this.stats.attempts + n;
-    await until(() => this.stats.attempts >= target, `${n} sends (${what})`, timeoutMs);
+    await eventually(() => this.stats.attempts >= target, `${n} sends (${what})`, { timeoutMs, intervalMs: 100, retryOnError: true });
   }
 
   /**
@@ -346,7 +331,7 @@ export class Traffic {
     let settled = 0;
     while (this.pending.length > 0) {
       const p = this.pending.shift()!;
-      await until(async () => {
+      await eventually(async () => {
         const r = await this.#post(p);
         if (r.status === 200 && r.body.success === true) {
           this.checker.acked(r.body.messageId as string, p.tenantId, p.sessionId);
@@ -354,7 +339,7 @@ export class Traffic {
         }
         if (r.status > 0 && r.status < 500 && r.body.code !== 'rate_limited') throw new Error(`retry of ${p.clientMessageId} refused: ${r.status} ${JSON.stringify(r.body)}`);
         return false;
-      }, `retry of ${p.clientMessageId}`, timeoutMs, 250);
+      }, `retry of ${p.clientMessageId}`, { timeoutMs, intervalMs: 250, retryOnError: true });
       settled++;
     }
     return settled;

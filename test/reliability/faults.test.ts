@@ -20,7 +20,8 @@ import { hasPgBinaries, startCluster, type Cluster as PgCluster } from '../helpe
 import { testDbConfig } from '../helpers/db/config.js';
 import { DeliveryChecker, readerFromDb } from '../helpers/delivery-checker.js';
 import { hasRedisServerBinary, OwnRedis } from '../helpers/own-redis.js';
-import { call, Cluster, connected, RedisTap, RELIABILITY_FULL, TENANT_A, Traffic, until } from './cluster.js';
+import { call, Cluster, connected, RedisTap, RELIABILITY_FULL, TENANT_A, Traffic } from './cluster.js';
+import { eventually } from '../helpers/eventually.js';
 
 const available = hasRedisServerBinary() && hasPgBinaries();
 const silent = pino({ level: 'silent' });
@@ -59,7 +60,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     const report = await checker.settle(readerFromDb(db), { timeoutMs: 90_000, intervalMs: 250 });
     expect(report.problems, `${what}\n${report.summary}\nagent: ${agentConnects.join('\n')}`).toEqual([]);
     expect(traffic.stats.unexpected, what).toEqual([]);
-    await until(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, 60_000, 250);
+    await eventually(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, { timeoutMs: 60_000, intervalMs: 250, retryOnError: true });
   };
 
   beforeAll(async () => {
@@ -84,10 +85,10 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
         requestTimeoutMs: 10_000,
       },
     });
-    await until(async () => {
+    await eventually(async () => {
       const m = await (await fetch(`http://127.0.0.1:${cluster.procs.get('gw')!.ports.admin}/metrics`)).text();
       return (m.match(/chatd_gateway_upstream_healthy\{[^}]*\} 1/g) ?? []).length === 4;
-    }, 'all four upstreams healthy at the gateway', 120_000);
+    }, 'all four upstreams healthy at the gateway', { timeoutMs: 120_000, intervalMs: 100, retryOnError: true });
 
     traffic = new Traffic(gateway, checker, TENANT_A);
     agent = await traffic.addAgent('agent-1');
@@ -125,10 +126,10 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     const stored = async () => (await readerFromDb(db).conversation(v.tenant.id, v.sessionId)).filter((m) => m.clientMessageId === 'kill-between');
     expect(await stored()).toHaveLength(1);
     // … and a retry with the same clientMessageId, through the surviving api node, gets its id.
-    const retry = (await until(async () => {
+    const retry = (await eventually(async () => {
       const r = await call(gateway(), 'POST', '/webchat/message', v.token, body);
       return r.status === 200 ? r : undefined;
-    }, 'the retry through the gateway'))!;
+    }, 'the retry through the gateway', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true }))!;
     if (direct.status === 200) expect(direct.body.messageId).toBe(retry.body.messageId);
     checker.acked(retry.body.messageId as string, v.tenant.id, v.sessionId);
     // Delivered to the visitor's socket and the agent by another node's relay (checker: exactly once).
@@ -143,7 +144,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await traffic.runFor(SENDS / 2, 'while Redis is down');
     await redis.start();
     const ackedBefore = traffic.stats.acked;
-    await until(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after Redis came back`, 180_000);
+    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after Redis came back`, { timeoutMs: 180_000, intervalMs: 100, retryOnError: true });
     await checkpoint('after the Redis restart');
   }, 400_000);
 
@@ -153,14 +154,14 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     const refusedBefore = (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0);
     await pgc.stop('fast');
     faults.push('postgres stop + start');
-    await until(
+    await eventually(
       () => (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0) >= refusedBefore + 5,
       'five sends refused with dependency_unavailable or outcome_unknown while PostgreSQL is down',
-      120_000,
+      { timeoutMs: 120_000, intervalMs: 100, retryOnError: true },
     );
     await pgc.start();
     const ackedBefore = traffic.stats.acked;
-    await until(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after PostgreSQL came back`, 180_000);
+    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after PostgreSQL came back`, { timeoutMs: 180_000, intervalMs: 100, retryOnError: true });
     await checkpoint('after the PostgreSQL restart');
   }, 400_000);
 
@@ -175,7 +176,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
       const r = await call(gateway(), 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, TENANT_A.sec);
       return ((r.body.users ?? []) as { sessionId: string }[]).map((u) => u.sessionId);
     };
-    await until(async () => (await online()).includes('canary'), 'the canary online');
+    await eventually(async () => (await online()).includes('canary'), 'the canary online', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
     const onWs1 = traffic.visitors.filter((v) => v.socket.io.engine?.id?.startsWith('ws1.'));
 
     traffic.start();
@@ -183,9 +184,9 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await cluster.procs.get('ws1')!.stop('SIGKILL');
     faults.push('ws SIGKILL');
     await traffic.runFor(SENDS, 'after the ws kill');
-    await until(() => traffic.sockets.filter((s) => s !== canary).every((s) => s.connected && s.io.engine.id.startsWith('ws2.')), 'every client on ws2', 120_000);
-    await until(async () => !(await online()).includes('canary'), "the killed node's presence swept", 120_000, 250);
-    await until(() => agentPresence.some((p) => p.sessionId === 'canary' && p.status === 'offline'), 'the agent told the canary is offline', 60_000);
+    await eventually(() => traffic.sockets.filter((s) => s !== canary).every((s) => s.connected && s.io.engine.id.startsWith('ws2.')), 'every client on ws2', { timeoutMs: 120_000, intervalMs: 100, retryOnError: true });
+    await eventually(async () => !(await online()).includes('canary'), "the killed node's presence swept", { timeoutMs: 120_000, intervalMs: 250, retryOnError: true });
+    await eventually(() => agentPresence.some((p) => p.sessionId === 'canary' && p.status === 'offline'), 'the agent told the canary is offline', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
     expect(onWs1.length, 'some visitors lived on the killed node').toBeGreaterThan(0);
     await checkpoint('after the ws node was killed');
     expect(checker.ackedCount).toBeGreaterThan(100);

@@ -9,7 +9,8 @@ import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd } from '../helpers/chatd-process.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
-import { ADMIN_TOKEN, call, Cluster, connected, JWT_SECRET, TENANT_A, TENANT_B, until, type HttpAnswer } from './cluster.js';
+import { ADMIN_TOKEN, call, Cluster, connected, JWT_SECRET, TENANT_A, TENANT_B, type HttpAnswer } from './cluster.js';
+import { eventually } from '../helpers/eventually.js';
 
 const services = (await hasRedis()) && (await hasPostgres());
 
@@ -80,7 +81,7 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
       const r = await send(parties[k]!, { text: `secret of ${k}`, clientMessageId: `own-${k}` });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
     }
-    await until(() => mention(agentA.got, 'secret of X') && mention(agentB.got, 'secret of Z'), 'own messages delivered');
+    await eventually(() => mention(agentA.got, 'secret of X') && mention(agentB.got, 'secret of Z'), 'own messages delivered', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
   }, 300_000);
 
   afterAll(async () => {
@@ -229,7 +230,7 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     await parties.Z!.socket.timeout(20_000).emitWithAck('typing', { sessionId: 'iso-z', isTyping: true });
     expect((await call(base, 'POST', '/api/chat/broadcast', TENANT_B.sec, { tenantId: TENANT_B.id, event: 'b-only', data: { n: 1 } })).status).toBe(200);
     expect((await send(Y, { text: 'second secret of Y' })).status).toBe(200);
-    await until(() => mention(Y.got, 'second secret of Y') && mention(agentA.got, 'second secret of Y') && mention(parties.Z!.got, 'b-only'), 'Y and B events delivered');
+    await eventually(() => mention(Y.got, 'second secret of Y') && mention(agentA.got, 'second secret of Y') && mention(parties.Z!.got, 'b-only'), 'Y and B events delivered', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
     expect(mention(X.got, 'secret of Y')).toBe(false);
     expect(mention(X.got, 'b-only')).toBe(false);
     expect(mention(agentA.got, 'b-only') || mention(agentA.got, 'iso-z') || mention(agentA.got, 'secret of Z')).toBe(false);
@@ -254,7 +255,7 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
       // Give any replay a chance to arrive: a message of the thief's own stream goes after it.
       if (s.connected) {
         expect((await send(thief, { text: `marker for ${thief.sessionId}` })).status).toBe(200);
-        await until(() => mention(got, `marker for ${thief.sessionId}`), 'the marker');
+        await eventually(() => mention(got, `marker for ${thief.sessionId}`), 'the marker', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
       }
       doorsTried++;
       expect(mention(got, 'secret of X'), `${thief.sessionId} replayed X's stream`).toBe(false);

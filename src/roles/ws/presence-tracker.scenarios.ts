@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterEach, expect, it } from 'vitest';
 import type { PresenceConnection, PresenceEvent, Store } from '../../store/ports.js';
 import { PresenceTracker, type PresenceTrackerOptions } from './presence-tracker.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 const id = (label: string) => `${label}-${randomBytes(4).toString('hex')}`;
 
@@ -29,14 +30,6 @@ async function presenceEvents(store: Store, tenantId: string): Promise<PresenceE
 }
 
 const summary = (events: readonly PresenceEvent[]) => events.map((e) => `${e.userId}:${e.status}`);
-
-async function until(cond: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 export function presenceScenarios(store: () => Store) {
   const trackers: PresenceTracker[] = [];
@@ -86,7 +79,7 @@ export function presenceScenarios(store: () => Store) {
     const a = conn(t, 'bob');
     await tr.connect(a);
     await tr.disconnect(t, a.connId);
-    await until(async () => summary(await presenceEvents(store(), t)).includes('bob:offline'), 'bob offline');
+    await eventually(async () => summary(await presenceEvents(store(), t)).includes('bob:offline'), 'bob offline');
     expect(summary(await presenceEvents(store(), t))).toEqual(['bob:online', 'bob:offline']);
 
     // A reload: disconnect and reconnect within the grace period: agents see nothing.
@@ -108,7 +101,7 @@ export function presenceScenarios(store: () => Store) {
     await a.connect(onA);
     await a.disconnect(t, onA.connId);
     await b.connect(conn(t, 'dave'));
-    await until(() => a.pendingOffline === 0, 'the grace period to end on A');
+    await eventually(() => a.pendingOffline === 0, 'the grace period to end on A');
     // B saw a first connection (A's entry was gone): an extra online, but never an offline.
     expect(summary(await presenceEvents(store(), t)).filter((s) => s.endsWith('offline'))).toEqual([]);
     expect(await store().presence.isOnline(t, 'dave')).toBe(true);
@@ -124,7 +117,7 @@ export function presenceScenarios(store: () => Store) {
     // The node dies without a word: it neither heartbeats nor removes its entries.
     await dead.drain();
     // The live node re-asserts its own connections and sweeps the rest.
-    await until(async () => {
+    await eventually(async () => {
       await alive.tick();
       return !(await store().presence.isOnline(t, 'erin'));
     }, 'erin swept');

@@ -17,8 +17,9 @@ import { testDbConfig } from '../../../test/helpers/db/config.js';
 import { freshPgliteDir } from '../../../test/helpers/db/pglite-template.js';
 import { MemoryStore } from '../../store/memory/memory-store.js';
 import { RedisStore } from '../../store/redis/redis-store.js';
-import { harness, store, streamScenarios, uid, waitFor, type StreamEnv, type TestSocket } from './streams.scenarios.js';
+import { harness, store, streamScenarios, uid, type StreamEnv, type TestSocket } from './streams.scenarios.js';
 import { agentStream, conversationStream, offsetToken } from './streams.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 const silent = pino({ level: 'silent' });
 const HISTORY = 100;
@@ -85,7 +86,7 @@ class OwnRedis {
   }
   async start(): Promise<void> {
     this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await waitFor(async () => {
+    await eventually(async () => {
       const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       c.on('error', () => undefined);
       try {
@@ -182,9 +183,9 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
       if (i % 20 === 10) await admin.client('KILL', 'TYPE', 'pubsub');
     });
     admin.disconnect();
-    await waitFor(() => resubscribed >= 1, 'the bus to resubscribe');
+    await eventually(() => resubscribed >= 1, 'the bus to resubscribe');
     const reader = readerFromDb(db, s.events);
-    await waitFor(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
+    await eventually(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
     await checker.assertClean(reader);
     expect(checker.ackedCount).toBe(60);
     await h.close();
@@ -209,12 +210,12 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
       }
     });
     const reader = readerFromDb(db);
-    await waitFor(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
+    await eventually(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
     await checker.assertClean(reader);
     // The agent stream restarted at 1 with Redis's data gone: the hub says so, and follows the new numbering.
-    await waitFor(() => h.broken.some((b) => b.reason === 'stream_reset'), 'the agent stream reset');
+    await eventually(() => h.broken.some((b) => b.reason === 'stream_reset'), 'the agent stream reset');
     const head = await s.events.agentHead(t);
-    await waitFor(() => h.hub.head(agentStream(t)) === head, 'the agent stream to follow the new head');
+    await eventually(() => h.hub.head(agentStream(t)) === head, 'the agent stream to follow the new head');
     // The last event the agent got before the numbering restarted (the kill may have lost the
     // publish of the newest one).
     const drop = agent.got.findIndex((e, i) => i > 0 && e.offset <= agent.got[i - 1]!.offset);
@@ -242,7 +243,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     const agent = await h.connect(agentStream(t));
     const checker = new DeliveryChecker();
     await traffic(s, env, checker, t, [sid], 5);
-    await waitFor(() => agent.got.length === 5, 'five agent events');
+    await eventually(() => agent.got.length === 5, 'five agent events');
     // This node hears nothing while Redis restarts empty and the new numbering passes offset 5.
     h.tap.verdict = () => 'drop';
     h.tap.muteResubscribed = true;
@@ -254,8 +255,8 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     h.tap.verdict = () => 'pass';
     h.tap.muteResubscribed = false;
     h.tap.fireResubscribed();
-    await waitFor(() => h.broken.some((b) => b.reason === 'stream_reset'), 'the reset to be noticed');
-    await waitFor(() => h.hub.head(agentStream(t)) === 8, 'the new head');
+    await eventually(() => h.broken.some((b) => b.reason === 'stream_reset'), 'the reset to be noticed');
+    await eventually(() => h.hub.head(agentStream(t)) === 8, 'the new head');
     // The old offset token is refused even though offset 5 exists again.
     const stale = await h.connect(agentStream(t), offsetToken(agentStream(t), agent.got[4]!));
     expect(stale.result).toEqual({ events: [], complete: false, offset: 8 });

@@ -23,6 +23,7 @@ import {
   type StreamHubOptions,
   type StreamKey,
 } from './streams.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 /** What a scenario needs: the real (or fake) ports and a way to send like the message path does. */
 export interface StreamEnv {
@@ -214,14 +215,6 @@ export function harness(env: StreamEnv, opts: Partial<StreamHubOptions> = {}): H
   return h;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const offsets = (events: readonly StreamEvent[]) => events.map((e) => e.offset);
 const ids = (events: readonly StreamEvent[]) =>
   events.map((e) => (e.event === 'meta_message_created' ? e.payload.message.id : `presence:${e.payload.userId}:${e.payload.status}`));
@@ -250,7 +243,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const sent: ChatMessage[] = [];
     for (let i = 0; i < 5; i++) sent.push(await send(h.env, t, s1, `one ${i}`));
     for (let i = 0; i < 3; i++) sent.push(await send(h.env, t, s2, `two ${i}`));
-    await waitFor(() => conv.got.length >= 5 && agents.got.length >= 8, 'both streams');
+    await eventually(() => conv.got.length >= 5 && agents.got.length >= 8, 'both streams');
     expect(offsets(conv.got)).toEqual([1, 2, 3, 4, 5]);
     expect(ids(conv.got)).toEqual(sent.slice(0, 5).map((m) => m.id));
     expect(ids(agents.got)).toEqual(sent.map((m) => m.id));
@@ -271,7 +264,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     expect(conv.result?.offset).toBe(3);
     expect(agents.result?.offset).toBe(head);
     const m = await send(h.env, t, s, 'after');
-    await waitFor(() => conv.got.length >= 1 && agents.got.length >= 1, 'the new message');
+    await eventually(() => conv.got.length >= 1 && agents.got.length >= 1, 'the new message');
     expect(offsets(conv.got)).toEqual([4]);
     expect(ids(agents.got)).toEqual([m.id]);
     expect(offsets(h.published.get(streamId(conversationStream(t, s)))!)).toEqual([4]);
@@ -288,7 +281,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     h.tap.verdict = (e) => (e.type === 'message' && e.message.seq === 2 ? 'drop' : 'pass');
     const sent = [];
     for (let i = 0; i < 4; i++) sent.push(await send(h.env, t, s, `m ${i}`));
-    await waitFor(() => conv.got.length >= 4 && agents.got.length >= 4, 'all four');
+    await eventually(() => conv.got.length >= 4 && agents.got.length >= 4, 'all four');
     expect(offsets(conv.got)).toEqual([1, 2, 3, 4]);
     expect(ids(conv.got)).toEqual(sent.map((m) => m.id));
     expect(ids(agents.got)).toEqual(sent.map((m) => m.id));
@@ -304,12 +297,12 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     h.tap.verdict = (e) => (e.type === 'message' && (e.message.seq === 2 || e.message.seq === 3) ? 'hold' : 'pass');
     const sent = [];
     for (let i = 0; i < 4; i++) sent.push(await send(h.env, t, s, `m ${i}`));
-    await waitFor(() => conv.got.length >= 4 && agents.got.length >= 4, 'all four');
-    await waitFor(() => h.tap.held.length === 2, 'the held publishes');
+    await eventually(() => conv.got.length >= 4 && agents.got.length >= 4, 'all four');
+    await eventually(() => h.tap.held.length === 2, 'the held publishes');
     h.tap.verdict = () => 'pass';
     h.tap.releaseHeld('reverse');
     const m5 = await send(h.env, t, s, 'm 5');
-    await waitFor(() => conv.got.length >= 5 && agents.got.length >= 5, 'the fifth');
+    await eventually(() => conv.got.length >= 5 && agents.got.length >= 5, 'the fifth');
     expect(offsets(conv.got)).toEqual([1, 2, 3, 4, 5]);
     expect(ids(conv.got)).toEqual([...sent, m5].map((m) => m.id));
     expect(ids(agents.got)).toEqual([...sent, m5].map((m) => m.id));
@@ -325,15 +318,15 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const conv = await h.connect(conversationStream(t, s));
     const agents = await h.connect(agentStream(t));
     await send(h.env, t, s, 'before');
-    await waitFor(() => conv.got.length === 1 && agents.got.length === 1, 'the first');
+    await eventually(() => conv.got.length === 1 && agents.got.length === 1, 'the first');
     h.tap.verdict = () => 'drop'; // the subscription is lost: nothing arrives
     const lost = [];
     for (let i = 0; i < 3; i++) lost.push(await send(h.env, t, s, `lost ${i}`));
-    await waitFor(() => h.tap.dropped === 3, 'the lost publishes');
+    await eventually(() => h.tap.dropped === 3, 'the lost publishes');
     expect(conv.got).toHaveLength(1);
     h.tap.verdict = () => 'pass';
     h.tap.fireResubscribed();
-    await waitFor(() => conv.got.length === 4 && agents.got.length === 4, 'the re-read');
+    await eventually(() => conv.got.length === 4 && agents.got.length === 4, 'the re-read');
     expect(offsets(conv.got)).toEqual([1, 2, 3, 4]);
     expect(ids(conv.got).slice(1)).toEqual(lost.map((m) => m.id));
     expect(ids(agents.got).slice(1)).toEqual(lost.map((m) => m.id));
@@ -374,16 +367,16 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const late: TestSocket[] = [];
     const agentStart = (agentsFirst.result?.offset ?? 0);
     for (let k = 0; k < 8; k++) {
-      await waitFor(() => first.got.length >= k * 4, `traffic ${k}`);
+      await eventually(() => first.got.length >= k * 4, `traffic ${k}`);
       const after = Math.max(0, first.got.length - 1 - ((k * 7) % 9));
       late.push(await h.connect(conversationStream(t, s), after));
       late.push(await h.connect(agentStream(t), agentStart + Math.max(0, agentsFirst.got.length - (k % 5))));
     }
     await sender;
-    await waitFor(() => first.got.length === total && agentsFirst.got.length === total, 'every message on the first sockets');
+    await eventually(() => first.got.length === total && agentsFirst.got.length === total, 'every message on the first sockets');
     expect(offsets(first.got)).toEqual(range(1, total));
     for (const sock of late) {
-      await waitFor(() => (sock.got.at(-1)?.offset ?? sock.result!.offset) === (sock.key.kind === 'agents' ? agentStart + total : total), 'the late socket');
+      await eventually(() => (sock.got.at(-1)?.offset ?? sock.result!.offset) === (sock.key.kind === 'agents' ? agentStart + total : total), 'the late socket');
       const o = offsets(sock.got);
       const start = o.length > 0 ? o[0]! : sock.result!.offset + 1;
       expect(sock.result?.complete).toBe(true);
@@ -399,7 +392,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const watcher = await h.connect(conversationStream(t, s));
     h.tap.verdict = () => 'hold'; // this node lags: its bus deliveries are late
     for (let i = 0; i < 3; i++) await send(h.env, t, s, `m ${i}`);
-    await waitFor(() => h.tap.held.length === 3, 'the late deliveries');
+    await eventually(() => h.tap.held.length === 3, 'the late deliveries');
     // The client saw offset 3 on another node; this node delivered nothing yet.
     const ahead = await h.connect(conversationStream(t, s), 3);
     expect(ahead.result).toEqual({ events: [], complete: true, offset: 3 });
@@ -407,7 +400,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     h.tap.verdict = () => 'pass';
     h.tap.releaseHeld('fifo');
     await send(h.env, t, s, 'm 3');
-    await waitFor(() => ahead.got.length === 1, 'the next message');
+    await eventually(() => ahead.got.length === 1, 'the next message');
     expect(offsets(ahead.got)).toEqual([4]);
     // An offset the stream never reached cannot be recovered.
     const liar = await h.connect(conversationStream(t, s), 99);
@@ -423,7 +416,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     h.tap.verdict = (e) => (e.type === 'message' && e.message.seq === 1 ? 'drop' : 'pass');
     h.failReads = 3;
     for (let i = 0; i < 3; i++) await send(h.env, t, s, `m ${i}`);
-    await waitFor(() => conv.got.length === 3, 'three after retries');
+    await eventually(() => conv.got.length === 3, 'three after retries');
     expect(offsets(conv.got)).toEqual([1, 2, 3]);
     expect(h.failReads).toBe(0);
     await cleanup();
@@ -438,12 +431,12 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     expect(h.tap.subscribes).toBe(1);
     await h.env.bus.publish(t, { type: 'typing', sessionId: s, sender: { type: 'visitor', id: s }, isTyping: true });
     await h.env.bus.publish(t, { type: 'broadcast', event: 'office_hours', data: { open: true } });
-    await waitFor(() => h.tenantEvents.length === 2, 'the pass-through events');
+    await eventually(() => h.tenantEvents.length === 2, 'the pass-through events');
     expect(h.tenantEvents.map((e) => e.event.type)).toEqual(['typing', 'broadcast']);
     h.disconnect(a);
     expect(h.tap.unsubscribes).toBe(0);
     h.disconnect(b);
-    await waitFor(() => h.tap.unsubscribes === 1, 'the unsubscribe');
+    await eventually(() => h.tap.unsubscribes === 1, 'the unsubscribe');
     expect(h.hub.stats()).toEqual({ tenants: 0, streams: 0, pending: 0 });
     await send(h.env, t, s, 'nobody listens');
     const again = await h.connect(conversationStream(t, s));
@@ -462,10 +455,10 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     for (let i = 0; i < n; i++) {
       await h.env.events.publishPresence(t, { userId: `u${i}`, sessionId: s, status: 'online', at: new Date().toISOString() });
     }
-    await waitFor(() => h.tap.dropped === n, 'the lost presence events');
+    await eventually(() => h.tap.dropped === n, 'the lost presence events');
     h.tap.verdict = () => 'pass';
     const m = await send(h.env, t, s, 'after the flood');
-    await waitFor(() => agents.got.at(-1)?.offset === n + 1, 'the newest agent event');
+    await eventually(() => agents.got.at(-1)?.offset === n + 1, 'the newest agent event');
     expect(h.broken.some((b) => b.reason === 'history_trimmed' && b.id === streamId(agentStream(t)))).toBe(true);
     expect(ids(agents.got).at(-1)).toBe(m.id);
     const o = offsets(agents.got);
@@ -484,7 +477,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     const s = uid('s');
     const agents = await h.connect(agentStream(t));
     for (let i = 0; i < 3; i++) await send(h.env, t, s, `m ${i}`);
-    await waitFor(() => agents.got.length === 3, 'three events');
+    await eventually(() => agents.got.length === 3, 'three events');
     const second = agents.got[1]!;
     const token = offsetToken(agentStream(t), second);
     expect(parseOffsetToken(token)?.offset).toBe(second.offset);
@@ -562,7 +555,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     nodes[1]!.tap.releaseHeld('reverse');
     nodes[1]!.tap.fireResubscribed(); // the drops model a lost subscription, reported when restored
     const reader = { conversation: async (tenantId: string, sessionId: string) => nodes[0]!.env.messages.since(tenantId, sessionId, 0, 1000) };
-    await waitFor(async () => (record(), (await checker.verify(reader)).ok), 'a clean delivery report').catch(() => undefined);
+    await eventually(async () => (record(), (await checker.verify(reader)).ok), 'a clean delivery report').catch(() => undefined);
     await checker.assertClean(reader);
     // Every hop recovered (nothing was out of bounds).
     expect(hoppers.every((hp) => hp.rec.segments.length === 1)).toBe(true);
@@ -588,7 +581,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
       checker.acked(m.id, t, m.sessionId);
       if (i % 10 === 9) h.tap.releaseHeld('reverse');
     }
-    await waitFor(() => h.tap.seen === 45, 'every publish at the tap');
+    await eventually(() => h.tap.seen === 45, 'every publish at the tap');
     h.tap.releaseHeld('reverse');
     // The drops model a lost subscription, which the bus reports when it is restored.
     h.tap.fireResubscribed();
@@ -604,7 +597,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
         }
       }
     };
-    await waitFor(async () => (record(), (await checker.verify(reader)).ok), 'a clean delivery report').catch(() => undefined);
+    await eventually(async () => (record(), (await checker.verify(reader)).ok), 'a clean delivery report').catch(() => undefined);
     await checker.assertClean(reader);
     await cleanup();
   });

@@ -14,7 +14,8 @@ import { DATABASE_URL, REDIS_URL, freePort, has, uniquePrefix, uniqueSchema } fr
 import { DeliveryChecker, readerFromDb, type ClientRecord } from '../../../test/helpers/delivery-checker.js';
 import { openDatabase, type KyselyDatabase } from '../../db/index.js';
 import { testDbConfig } from '../../../test/helpers/db/config.js';
-import { agentToken, connect, connected, emitAck, KEYS, startNode, until, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { agentToken, connect, connected, emitAck, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 const silent = pino({ level: 'silent' });
 const redisUp = await has('redis');
@@ -147,7 +148,7 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
         reader.socket.io.engine.close(); // the transport drops; the client reconnects and recovers
       }
     }
-    await until(() => reader.connects.length === 1 + drops && reader.socket.connected, 'reader reconnected');
+    await eventually(() => reader.connects.length === 1 + drops && reader.socket.connected, 'reader reconnected');
     expect(reader.connects.slice(1)).toEqual(Array(drops).fill(true));
     const report = await checker.settle(readerFromDb(c.db), { timeoutMs: 30_000 });
     expect(report.problems).toEqual([]);
@@ -175,7 +176,7 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
       checker.acked(ack.messageId, TENANT, s);
     };
     for (let i = 0; i < 10; i++) await send(`before ${i}`);
-    await until(() => v.messages.length === 10, 'first 10');
+    await eventually(() => v.messages.length === 10, 'first 10');
     // The load balancer now sends reconnects to the spare node.
     const disconnected = new Promise<string>((resolve) => v.socket.once('disconnect', resolve));
     (v.socket.io as unknown as { uri: string }).uri = spare.ws;
@@ -183,7 +184,7 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
     expect(await disconnected).toBe('transport close');
     for (let i = 0; i < 20; i++) await send(`during ${i}`);
     await stopping;
-    await until(() => v.connects.length === 2, 'reconnected elsewhere');
+    await eventually(() => v.connects.length === 2, 'reconnected elsewhere');
     expect(v.connects[1]).toBe(true);
     const report = await checker.settle(readerFromDb(c.db));
     expect(report.problems).toEqual([]);
@@ -212,10 +213,10 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
       if (!ack.success) throw new Error(JSON.stringify(ack));
       checker.acked(ack.messageId, TENANT, s);
     }
-    await until(() => fast.messages.length === 150, 'the fast reader got everything');
+    await eventually(() => fast.messages.length === 150, 'the fast reader got everything');
     raw.resume();
     // The slow one was cut off (its connection ends once it reads again) and recovers.
-    await until(() => slow.connects.length === 2 && slow.socket.connected, 'slow consumer reconnected');
+    await eventually(() => slow.connects.length === 2 && slow.socket.connected, 'slow consumer reconnected');
     expect(slow.connects[1]).toBe(true);
     const report = await checker.settle(readerFromDb(c.db));
     expect(report.problems).toEqual([]);
@@ -229,7 +230,7 @@ class OwnRedis {
   constructor(readonly port: number) {}
   async start(): Promise<void> {
     this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await until(async () => {
+    await eventually(async () => {
       const net = await import('node:net');
       return new Promise<boolean>((resolve) => {
         const s = net.connect(this.port, '127.0.0.1', () => (s.destroy(), resolve(true)));
@@ -290,7 +291,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('ws role when the bus loses its
         ackedAfter++;
       } else {
         expect(r.status).toBe(503);
-        await until(async () => (await fetch(`${a.api}/readyz`)).status === 200, 'ready again after the Redis restart');
+        await eventually(async () => (await fetch(`${a.api}/readyz`)).status === 200, 'ready again after the Redis restart');
       }
     }
     const report = await checker.settle(readerFromDb(c.db), { timeoutMs: 60_000 });

@@ -2,7 +2,8 @@
 // a visitor and an agent converse, presence, typing and read, refusals, recovery after 50 missed
 // messages, broadcast, agent join without duplicates, SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentToken, connect, connected, connectError, emitAck, KEYS, startNode, until, visitorToken, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { agentToken, connect, connected, connectError, emitAck, KEYS, startNode, visitorToken, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 let node: Node;
 const recorders: Recorder[] = [];
@@ -45,31 +46,31 @@ describe.each([
     const v = await visitor(s, opts);
     const hello = await emitAck(v, 'message', { text: 'hello', clientMessageId: 'c1' });
     expect(hello).toMatchObject({ success: true, sessionId: s });
-    await until(() => ag.messages.length >= 1 && v.messages.length >= 1, 'message to both');
+    await eventually(() => ag.messages.length >= 1 && v.messages.length >= 1, 'message to both');
     expect(v.messages[0]!.message.text).toBe('hello');
     expect(v.messages[0]!.offset).toBe('1');
     expect(ag.messages.find((m) => m.message.sessionId === s)!.message.id).toBe((hello as { messageId: string }).messageId);
-    await until(() => ag.presence.some((p) => p.sessionId === s && p.status === 'online'), 'online to agent');
+    await eventually(() => ag.presence.some((p) => p.sessionId === s && p.status === 'online'), 'online to agent');
 
     step('reply');
     const reply = await emitAck(ag, 'message', { sessionId: s, text: 'hi, how can I help?' });
     expect(reply).toMatchObject({ success: true, sessionId: s });
-    await until(() => v.messages.length === 2, 'reply to visitor');
+    await eventually(() => v.messages.length === 2, 'reply to visitor');
     expect(v.messages[1]!.message.sender.type).toBe('agent');
 
     step('join');
     // An agent who joined the conversation gets typing and read, and each message still once.
     expect(await emitAck(ag, 'join', { sessionId: s })).toMatchObject({ success: true });
     expect(await emitAck(v, 'typing', { isTyping: true })).toMatchObject({ success: true });
-    await until(() => ag.typing.length === 1, 'typing to agent');
+    await eventually(() => ag.typing.length === 1, 'typing to agent');
     expect(ag.typing[0]).toMatchObject({ sessionId: s, isTyping: true, sender: { type: 'visitor' } });
     expect(await emitAck(ag, 'read', { sessionId: s, messageId: (hello as { messageId: string }).messageId })).toMatchObject({ success: true });
-    await until(() => v.reads.length === 1, 'read to visitor');
+    await eventually(() => v.reads.length === 1, 'read to visitor');
     step('again');
     const again = await emitAck(v, 'message', { text: 'still there?' });
-    await until(() => ag.messages.filter((m) => m.message.sessionId === s).length === 3, 'third message');
+    await eventually(() => ag.messages.filter((m) => m.message.sessionId === s).length === 3, 'third message');
     await emitAck(v, 'message', { text: 'sync' });
-    await until(() => ag.messages.filter((m) => m.message.sessionId === s).length === 4, 'fourth');
+    await eventually(() => ag.messages.filter((m) => m.message.sessionId === s).length === 4, 'fourth');
     const ids = ag.messages.filter((m) => m.message.sessionId === s).map((m) => m.message.id);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toContain((again as { messageId: string }).messageId);
@@ -83,25 +84,25 @@ describe.each([
     expect(ag.presence.filter((p) => p.sessionId === s && p.status === 'offline')).toHaveLength(0);
     step(`before tab2 close ${JSON.stringify(ag.presence.filter((p) => p.sessionId === s))}`);
     tab2.socket.disconnect();
-    await until(() => ag.presence.some((p) => p.sessionId === s && p.status === 'offline'), 'offline after grace');
+    await eventually(() => ag.presence.some((p) => p.sessionId === s && p.status === 'offline'), 'offline after grace');
   });
 
   it('a client away while 50 messages are sent gets all 50 on reconnect with recovered === true', async () => {
     const s = sid();
     const v = await visitor(s, opts);
     await emitAck(v, 'message', { text: 'first' });
-    await until(() => v.messages.length === 1, 'first');
+    await eventually(() => v.messages.length === 1, 'first');
     const ag = await agent(opts);
     // Drop the client's transport; send 50 while it is away.
     v.socket.io.reconnection(false);
     v.socket.io.engine.close();
-    await until(() => !v.socket.connected, 'disconnected');
+    await eventually(() => !v.socket.connected, 'disconnected');
     for (let i = 0; i < 50; i++) expect(await emitAck(ag, 'message', { sessionId: s, text: `m${i}` })).toMatchObject({ success: true });
     v.socket.io.reconnection(true);
     v.socket.connect();
     await connected(v);
     expect(v.socket.recovered).toBe(true);
-    await until(() => v.messages.length === 51, 'all 50 replayed');
+    await eventually(() => v.messages.length === 51, 'all 50 replayed');
     expect(v.messages.map((m) => Number(m.offset))).toEqual(Array.from({ length: 51 }, (_, i) => i + 1));
   });
 
@@ -132,7 +133,7 @@ describe('ws role details', () => {
     const ag = await agent({ transports: ['websocket'] });
     const r = await node.http('POST', '/api/chat/broadcast', { token: KEYS.secA, body: { tenantId: 'tenantA', event: 'office_hours', data: { open: false } } });
     expect(r.status).toBe(200);
-    await until(() => v.broadcasts.length === 1 && ag.broadcasts.length === 1, 'broadcast');
+    await eventually(() => v.broadcasts.length === 1 && ag.broadcasts.length === 1, 'broadcast');
     expect(v.broadcasts[0]).toEqual({ event: 'office_hours', data: { open: false } });
   });
 
@@ -145,11 +146,11 @@ describe('ws role details', () => {
     }
     const v = track(connect(node.ws, { apiKey: KEYS.pubA, token, sessionId: s, fingerprint: 'fpx', since: 1 }, { transports: ['websocket'] }));
     await connected(v);
-    await until(() => v.messages.length === 2, 'since replay');
+    await eventually(() => v.messages.length === 2, 'since replay');
     expect(v.messages.map((m) => m.message.text)).toEqual(['h1', 'h2']);
     expect(v.socket.recovered).toBe(false);
     await node.http('POST', '/webchat/message', { token, body: { text: 'live', tenantId: 'tenantA', sessionId: s, fingerprint: 'fpx' } });
-    await until(() => v.messages.length === 3, 'live after since');
+    await eventually(() => v.messages.length === 3, 'live after since');
   });
 
   it('a visitor cannot act on another session; events get clear nacks', async () => {

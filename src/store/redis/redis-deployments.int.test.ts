@@ -8,10 +8,11 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, hasRedis, uniquePrefix } from '../../../test/helpers/services.js';
-import { message, uid, until } from '../store.contract.js';
+import { message, uid } from '../store.contract.js';
 import type { TenantEvent } from '../ports.js';
 import { redisOptions } from './connection.js';
 import { RedisStore } from './redis-store.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 const logger = pino({ level: 'silent' });
 const canRun =
@@ -46,14 +47,14 @@ describe.skipIf(!canRun)('redis deployments', () => {
     const m = message(t, 's');
     expect(await store.events.publishMessage(m)).toEqual({ agentOffset: 1, duplicate: false });
     expect(await store.sessions.upsert('s', { tenantId: t, userId: 'u', fingerprint: 'f' }, 60)).toBe('created');
-    await until(() => events.length === 1, 'the message event');
+    await eventually(() => events.length === 1, 'the message event', { retryOnError: true });
     expect(events[0]).toEqual({ type: 'message', agentOffset: 1, message: m });
   }
 
   it('connects through Sentinel to the master it names', async () => {
     const [masterPort, sentinelPort] = [await freePort(), await freePort()];
     run(['--port', String(masterPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-    await until(() => listening(masterPort), 'the master');
+    await eventually(() => listening(masterPort), 'the master', { retryOnError: true });
     const conf = path.join(dir, 'sentinel.conf');
     writeFileSync(
       conf,
@@ -66,7 +67,7 @@ describe.skipIf(!canRun)('redis deployments', () => {
       ].join('\n') + '\n',
     );
     run([conf, '--sentinel']);
-    await until(() => listening(sentinelPort), 'the sentinel');
+    await eventually(() => listening(sentinelPort), 'the sentinel', { retryOnError: true });
     const store = new RedisStore(
       { sentinel: { name: 'chatdmaster', nodes: [`127.0.0.1:${sentinelPort}`] }, prefix: uniquePrefix('sentinel') },
       logger,
@@ -87,7 +88,7 @@ describe.skipIf(!canRun)('redis deployments', () => {
     const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
     run(['--port', String(masterPort), ...common]);
     run(['--port', String(replicaPort), '--replicaof', '127.0.0.1', String(masterPort), ...common]);
-    await until(async () => (await listening(masterPort)) && (await listening(replicaPort)), 'master and replica');
+    await eventually(async () => (await listening(masterPort)) && (await listening(replicaPort)), 'master and replica', { retryOnError: true });
     const conf = path.join(dir, 'sentinel-failover.conf');
     writeFileSync(
       conf,
@@ -101,7 +102,7 @@ describe.skipIf(!canRun)('redis deployments', () => {
       ].join('\n') + '\n',
     );
     run([conf, '--sentinel']);
-    await until(() => listening(sentinelPort), 'the sentinel');
+    await eventually(() => listening(sentinelPort), 'the sentinel', { retryOnError: true });
     const { Redis } = await import('ioredis');
     const sentinel = new Redis(sentinelPort, '127.0.0.1');
     const replica = new Redis(replicaPort, '127.0.0.1');
@@ -109,26 +110,26 @@ describe.skipIf(!canRun)('redis deployments', () => {
     replica.on('error', () => undefined); // the failover resets connections
     try {
       // The sentinel must know the replica before it can promote it.
-      await until(async () => ((await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as unknown[]).length > 0, 'the sentinel to see the replica', 60000);
-      await until(async () => (await replica.info('replication')).includes('master_link_status:up'), 'replication');
+      await eventually(async () => ((await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as unknown[]).length > 0, 'the sentinel to see the replica', { timeoutMs: 60000, retryOnError: true });
+      await eventually(async () => (await replica.info('replication')).includes('master_link_status:up'), 'replication', { retryOnError: true });
       const store = new RedisStore({ sentinel: { name: 'failmaster', nodes: [`127.0.0.1:${sentinelPort}`] }, prefix: uniquePrefix('failover') }, logger);
       stores.push(store);
       await store.connect(20000);
       const t = uid('t');
       expect((await store.events.publishMessage(message(t, 's'))).agentOffset).toBe(1);
       await sentinel.call('SENTINEL', 'FAILOVER', 'failmaster');
-      await until(async () => (await replica.info('replication')).includes('role:master'), 'the replica to be promoted', 60000);
+      await eventually(async () => (await replica.info('replication')).includes('role:master'), 'the replica to be promoted', { timeoutMs: 60000, retryOnError: true });
       // Writes reach the new master (after READONLY from the demoted one, or a reconnect). A write
       // acknowledged by the old master just before its demotion can be lost: Redis replication is
       // asynchronous (the outbox in PostgreSQL is what makes messages durable, not Redis).
-      await until(
+      await eventually(
         async () => {
           const m = message(t, 's');
           await store.events.publishMessage(m);
           return (await replica.exists(store.keys.published(t, m.id))) === 1;
         },
         'a write on the new master',
-        60000,
+        { timeoutMs: 60000, retryOnError: true },
       );
     } finally {
       sentinel.disconnect();
@@ -149,7 +150,7 @@ describe.skipIf(!canRun)('redis deployments', () => {
       '--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no',
     ]);
-    await until(() => listening(tlsPort), 'the TLS redis-server');
+    await eventually(() => listening(tlsPort), 'the TLS redis-server', { retryOnError: true });
     const url = `rediss://localhost:${tlsPort}`;
     expect(redisOptions({ url }).tls).toEqual({});
     // The test's private CA (a deployment would set NODE_EXTRA_CA_CERTS instead).

@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, hasRedis, uniquePrefix } from '../../../test/helpers/services.js';
 import { DependencyError } from '../../errors.js';
 import type { PresenceChange, WebhookJob } from '../ports.js';
-import { connection, message, uid, until } from '../store.contract.js';
+import { connection, message, uid } from '../store.contract.js';
 import { RedisStore } from './redis-store.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 const logger = pino({ level: 'silent' });
 const hasServerBinary = spawnSync('redis-server', ['--version']).status === 0;
@@ -29,7 +30,7 @@ class OwnRedis {
     this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
       stdio: 'ignore',
     });
-    await until(async () => {
+    await eventually(async () => {
       const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       c.on('error', () => undefined);
       try {
@@ -38,7 +39,7 @@ class OwnRedis {
       } finally {
         c.disconnect();
       }
-    }, `redis-server on ${this.port}`);
+    }, `redis-server on ${this.port}`, { retryOnError: true });
   }
   async kill(): Promise<void> {
     const child = this.child;
@@ -76,7 +77,7 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
       await expect(s.connect(500)).rejects.toBeInstanceOf(DependencyError);
       await expect(s.sessions.get('x')).rejects.toBeInstanceOf(DependencyError);
       await late.start();
-      await until(() => s.ping().then(() => true), 'the store to connect');
+      await eventually(() => s.ping().then(() => true), 'the store to connect', { retryOnError: true });
       expect(await s.sessions.upsert('x', { tenantId: 't', userId: 'u', fingerprint: 'f' }, 60)).toBe('created');
       await s.bus.subscribe('t', () => undefined);
     } finally {
@@ -128,13 +129,13 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     const timer = setInterval(() => void live.presence.heartbeat('live', [mine, shared], 5000).catch(() => undefined), 200);
     try {
       const swept: PresenceChange[] = [];
-      await until(async () => {
+      await eventually(async () => {
         swept.push(...(await live.presence.sweep(Date.now())).filter((c) => c.tenantId === t));
         return swept.length > 0;
-      }, 'the silent node to be swept');
+      }, 'the silent node to be swept', { retryOnError: true });
       expect(swept).toEqual([{ tenantId: t, userId: 'fay', sessionId: lonely.sessionId }]);
       expect((await live.presence.list(t)).map((u) => u.userId).sort()).toEqual(['dora', 'eve']);
-      await until(async () => !(await live.presence.nodes(Date.now())).some((n) => n.nodeId === 'silent'), 'the node registry to drop it');
+      await eventually(async () => !(await live.presence.nodes(Date.now())).some((n) => n.nodeId === 'silent'), 'the node registry to drop it', { retryOnError: true });
     } finally {
       clearInterval(timer);
     }
@@ -165,16 +166,16 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     try {
       let stdout = '';
       child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-      await until(() => stdout.includes('READY'), 'the child node');
+      await eventually(() => stdout.includes('READY'), 'the child node', { retryOnError: true });
       expect((await live.presence.list(t)).map((u) => u.userId).sort()).toEqual(['gus', 'hal']);
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGKILL');
       await exited;
       const swept: PresenceChange[] = [];
-      await until(async () => {
+      await eventually(async () => {
         swept.push(...(await live.presence.sweep(Date.now())).filter((c) => c.tenantId === t));
         return swept.length > 0;
-      }, 'the killed node to be swept');
+      }, 'the killed node to be swept', { retryOnError: true });
       expect(swept).toEqual([{ tenantId: t, userId: 'hal', sessionId: 's-hal' }]);
       expect((await live.presence.list(t)).map((u) => u.userId)).toEqual(['gus']);
     } finally {
@@ -198,36 +199,36 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     // From the start: this prefix's stream is empty, and '$' would race with the publish below.
     const following = s.webhooks.follow('0-0', (j) => followed.push(j), ac.signal);
     await s.bus.publish(t, { type: 'broadcast', event: 'before', data: null });
-    await until(() => events.includes('before'), 'the first event');
+    await eventually(() => events.includes('before'), 'the first event', { retryOnError: true });
 
     await redis.kill();
-    await until(async () => {
+    await eventually(async () => {
       try {
         await s.sessions.get('x');
         return false;
       } catch (err) {
         return err instanceof DependencyError;
       }
-    }, 'a DependencyError');
+    }, 'a DependencyError', { retryOnError: true });
     await expect(s.ping()).rejects.toBeInstanceOf(DependencyError);
     await expect(s.bus.publish(t, { type: 'broadcast', event: 'lost', data: null })).rejects.toBeInstanceOf(DependencyError);
     expect(resubscribed).toBe(0);
     await stopDropped(); // unsubscribed while Redis is away: must not come back with the reconnect
 
     await redis.start();
-    await until(() => resubscribed === 1, 'onResubscribed');
+    await eventually(() => resubscribed === 1, 'onResubscribed', { retryOnError: true });
     const admin = new Redis(redis.url);
     expect(await admin.pubsub('CHANNELS', `${prefix}*`)).toEqual([`${prefix}t:${t}:events`]);
     admin.disconnect();
     await s.ping();
     await s.bus.publish(t, { type: 'broadcast', event: 'after', data: null });
-    await until(() => events.includes('after'), 'an event after the restart');
+    await eventually(() => events.includes('after'), 'an event after the restart', { retryOnError: true });
     expect(events).toEqual(['before', 'after']);
     // Scripts are reloaded by themselves (NOSCRIPT → EVAL), and follow resumed on its own.
     const m = message(t, 's');
     expect(await s.events.publishMessage(m)).toEqual({ agentOffset: 1, duplicate: false });
-    await until(() => followed.some((j) => j.messageId === m.id), 'follow to see the job');
-    await until(() => events.includes('message'), 'the message event');
+    await eventually(() => followed.some((j) => j.messageId === m.id), 'follow to see the job', { retryOnError: true });
+    await eventually(() => events.includes('message'), 'the message event', { retryOnError: true });
     ac.abort();
     await following;
   });

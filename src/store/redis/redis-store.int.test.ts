@@ -7,8 +7,9 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../../../test/helpers/services.js';
 import { DependencyError } from '../../errors.js';
-import { connection, message, storeContract, uid, until } from '../store.contract.js';
+import { connection, message, storeContract, uid } from '../store.contract.js';
 import { RedisStore } from './redis-store.js';
+import { eventually } from '../../../test/helpers/eventually.js';
 
 const logger = pino({ level: 'silent' });
 const available = await hasRedis();
@@ -110,7 +111,7 @@ describe.skipIf(!available)('redis store', () => {
       expect((await store.events.publishMessage(m)).duplicate).toBe(false);
       expect((await store.events.publishMessage(m)).duplicate).toBe(true);
       await store.bus.publish(t, { type: 'broadcast', event: 'end', data: null });
-      await until(() => received.length === 2, 'two raw messages');
+      await eventually(() => received.length === 2, 'two raw messages', { retryOnError: true });
       expect(JSON.parse(received[0]!)).toEqual({ type: 'message', agentOffset: 1, message: m });
       expect(JSON.parse(received[1]!)).toMatchObject({ type: 'broadcast' });
       expect(await raw.xlen(`${prefix}meta:webhook_jobs`)).toBe(jobs + 1);
