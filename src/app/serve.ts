@@ -241,7 +241,7 @@ function mountHealth(
   nodeId: string,
 ): void {
   // X-Chatd-Node names this node: the gateway's health checks learn which upstream owns the
-  // Engine.IO sids that start with that id (src/roles/gateway/upstreams.ts).
+  // Engine.IO sids that start with that id (src/cluster/upstreams.ts).
   const node = { 'X-Chatd-Node': nodeId };
   router.get('/healthz', () => ({ body: { status: 'ok' }, headers: node }));
   router.get('/readyz', async () => {

@@ -9,10 +9,10 @@ import { readBody } from '../../http/router.js';
 import { httpDuration, httpRequests } from '../../observability/metrics.js';
 import type { HttpResponse, TemplatedApp } from '../../uws.js';
 import { checkQueryCredentials, isProtected, namedTenant, precheck, redactQuery } from './credentials.js';
-import { forward, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from './http-proxy.js';
+import { forward, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
-import { writeError, type CorsHeaders } from './respond.js';
-import type { UpstreamGroup } from './upstreams.js';
+import { writeError, type CorsHeaders } from '../../cluster/respond.js';
+import type { UpstreamGroup } from '../../cluster/upstreams.js';
 
 /** Methods safe to send twice (RFC 9110 §9.2.2): only these are retried after a broken connection. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);

@@ -3,7 +3,7 @@ import { createApiKeyRegistry } from '../../auth/api-keys.js';
 import type { Config } from '../../config/schema.js';
 import { ChatdError } from '../../errors.js';
 import { checkQueryCredentials, classifyBearer, namedTenant, precheck, redactQuery } from './credentials.js';
-import { ownerOfSid, sidOfOpenPacket } from './sid.js';
+import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
 
 const PUB_A = 'ck_pub_tenantA_0123456789abcdef';
 const SEC_A = 'ck_sec_tenantA_0123456789abcdef';

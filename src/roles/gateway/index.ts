@@ -14,15 +14,14 @@ import type { RoleContext, RoleFactory, RoleInstance } from '../../app/types.js'
 import type { RateLimiter } from '../../store/ports.js';
 import { storeKind } from '../../store/index.js';
 import { mountApiRoutes } from './api-routes.js';
-import { peerTrust } from './http-proxy.js';
+import { peerTrust } from '../../cluster/http-proxy.js';
 import { checkQueryCredentials, namedTenant, precheck, PROTECTED_PREFIXES } from './credentials.js';
-import { createNodeRegistry } from './node-registry.js';
+import { createNodeRegistry } from '../../cluster/node-registry.js';
 import { createGatewayLimits, LocalRateLimiter, type GatewayLimits } from './rate-limits.js';
 import { mountSocketioRoutes } from './socketio-routes.js';
-import { UpstreamGroup } from './upstreams.js';
+import { UpstreamGroup } from '../../cluster/upstreams.js';
 
 export { createGatewayLimits, LocalRateLimiter } from './rate-limits.js';
-export { createSidForwarder, type SidForwarder } from './sid-forwarder.js';
 
 /**
  * The rate limiter the gateway's buckets live in: the store's (Redis, shared by every gateway)

@@ -13,12 +13,12 @@ import { httpRequests, promClient, registry } from '../../observability/metrics.
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from './credentials.js';
-import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from './http-proxy.js';
-import type { NodeRegistry } from './node-registry.js';
+import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
+import type { NodeRegistry } from '../../cluster/node-registry.js';
 import type { GatewayLimits } from './rate-limits.js';
-import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from './respond.js';
-import { ownerOfSid, sidOfOpenPacket } from './sid.js';
-import type { Upstream, UpstreamGroup } from './upstreams.js';
+import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
+import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
+import type { Upstream, UpstreamGroup } from '../../cluster/upstreams.js';
 import { createUpgradeCork, type UpgradeCork } from './upgrade-cork.js';
 import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from './ws-pipe.js';
 

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { CLOSE_CODES, DISCONNECT } from '../../errors.js';
 import type { HttpResponse, WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
-import { UpstreamFailure } from './http-proxy.js';
+import { UpstreamFailure } from '../../cluster/http-proxy.js';
 
 /**
  * What a client websocket of the pipe carries. uWS copies the user data object given to

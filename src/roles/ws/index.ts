@@ -19,7 +19,7 @@ import { RecoveryPids } from '../../protocol/recovery-pid.js';
 import { SocketServer } from '../../protocol/server.js';
 import type { Socket } from '../../protocol/types.js';
 import { createGatewayLimits, LocalRateLimiter } from '../gateway/rate-limits.js';
-import { createSidForwarder, type SidForwarder } from '../gateway/sid-forwarder.js';
+import { createSidForwarder, type SidForwarder } from '../../cluster/sid-forwarder.js';
 import { storeKind } from '../../store/index.js';
 import { createAuthenticate, tenantTopic, watchTopic, type WsConn } from './connection.js';
 import { createEventHandler } from './handlers.js';

@@ -6,11 +6,11 @@
 // connecting) is retried on the next upstream whatever its method; one whose connection broke
 // afterwards only when it is idempotent — a POST that may have been processed is never sent twice.
 import { errors as undiciErrors } from 'undici';
-import { ChatdError } from '../../errors.js';
-import { isClose, requestIdOf, writeReply, type HeaderValues } from '../../http/reply.js';
+import { ChatdError } from '../errors.js';
+import { isClose, requestIdOf, writeReply, type HeaderValues } from '../http/reply.js';
 import { isIPv6 } from 'node:net';
-import { peerAddress, trustedProxyList } from '../../http/client-ip.js';
-import type { HttpRequest, HttpResponse } from '../../uws.js';
+import { peerAddress, trustedProxyList } from '../http/client-ip.js';
+import type { HttpRequest, HttpResponse } from '../uws.js';
 import type { Upstream, UpstreamGroup } from './upstreams.js';
 
 /** Everything the proxy needs from a uWS request, read before any await (uWS invalidates `req`). */

@@ -1,9 +1,9 @@
 // The gateway's own answers (refusals and upstream errors), written by http/reply.ts as the router
 // writes its own: JSON from the error catalogue, the request id, and CORS headers so a browser can
 // read them.
-import type { ChatdError } from '../../errors.js';
-import { isClose, writeJsonReply, type HeaderValues } from '../../http/reply.js';
-import type { HttpResponse } from '../../uws.js';
+import type { ChatdError } from '../errors.js';
+import { isClose, writeJsonReply, type HeaderValues } from '../http/reply.js';
+import type { HttpResponse } from '../uws.js';
 import type { IncomingRequest } from './http-proxy.js';
 
 export type CorsHeaders = (origin: string | undefined) => Record<string, string>;

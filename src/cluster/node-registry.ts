@@ -9,9 +9,9 @@
 // the node's URL, PX = ttl).
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
-import type { Config } from '../../config/schema.js';
-import { storeKind } from '../../store/index.js';
-import { createRedisClient, guard, redisOptions, waitReady } from '../../store/redis/connection.js';
+import type { Config } from '../config/schema.js';
+import { storeKind } from '../store/index.js';
+import { createRedisClient, guard, redisOptions, waitReady } from '../store/redis/connection.js';
 
 export interface NodeRegistry {
   /** Says node `nodeId` is reachable at `url` for the next `ttlMs`. */

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../config/load.js';
-import type { Config } from '../../config/schema.js';
-import { loadUws, type us_listen_socket } from '../../uws.js';
-import { hasRedis, REDIS_URL, uniquePrefix } from '../../../test/helpers/services.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { loadUws, type us_listen_socket } from '../uws.js';
+import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
 import { createNodeRegistry, MemoryNodeRegistry, type NodeRegistry } from './node-registry.js';
 import { createSidForwarder, FORWARDED_HEADER, type SidForwarder } from './sid-forwarder.js';
 

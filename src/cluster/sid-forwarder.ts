@@ -18,10 +18,10 @@
 // the wrong node fails and the client stays on polling (or sticky LB sessions avoid it).
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
-import type { Config, Role } from '../../config/schema.js';
-import { ChatdError, toChatdError } from '../../errors.js';
-import { readBody } from '../../http/router.js';
-import type { HttpRequest, HttpResponse } from '../../uws.js';
+import type { Config, Role } from '../config/schema.js';
+import { ChatdError, toChatdError } from '../errors.js';
+import { readBody } from '../http/router.js';
+import type { HttpRequest, HttpResponse } from '../uws.js';
 import { forward, peerTrust, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
 import { createNodeRegistry, type NodeRegistry } from './node-registry.js';
 import { writeError, writeUnknownSid, type CorsHeaders } from './respond.js';

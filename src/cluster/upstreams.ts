@@ -5,7 +5,7 @@
 // X-Chatd-Node header, which is how Engine.IO sids (`<nodeId>.<random>`) find their owner.
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import { promClient, registry } from '../../observability/metrics.js';
+import { promClient, registry } from '../observability/metrics.js';
 
 export interface Upstream {
   /** The configured base URL (for logs). */
