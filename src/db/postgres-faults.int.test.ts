@@ -14,6 +14,7 @@ import { testDbConfig } from '../../test/helpers/db/config.js';
 import { hasPgBinaries, startCluster, type Cluster } from '../../test/helpers/db/pg-cluster.js';
 import { PgFaultProxy } from '../../test/helpers/db/pg-proxy.js';
 import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -99,7 +100,9 @@ describe.skipIf(!hasPgBinaries())('PostgreSQL faults (own cluster)', () => {
 
   it('a stopped server is DependencyError everywhere, nothing crashes, and service resumes when it is back', async () => {
     const events = new RecordingEventLog();
-    const relay = new DbOutboxRelay(db.outbox, events, silent, { staleAfterMs: 0, sweepIntervalMs: 100 }).start();
+    let failedSweeps = 0;
+    const relayLog = pino({ level: 'debug' }, { write: (line: string) => void (line.includes('outbox sweep failed') && failedSweeps++) });
+    const relay = new DbOutboxRelay(db.outbox, events, relayLog, { staleAfterMs: 0, sweepIntervalMs: 100 }).start();
     try {
       await cluster.stop('immediate');
       const err = await db.messages.accept(msg('faults', 'down', 'refused', { clientMessageId: 'd-1' })).catch((e: unknown) => e);
@@ -107,7 +110,8 @@ describe.skipIf(!hasPgBinaries())('PostgreSQL faults (own cluster)', () => {
       await expect(db.messages.history({ tenantId: 'faults', sessionId: 'down', limit: 5 })).rejects.toBeInstanceOf(DependencyError);
       await expect(db.ping()).rejects.toBeInstanceOf(DependencyError);
       // Let the relay's sweeps fail a few times (they must only log).
-      await new Promise((r) => setTimeout(r, 500));
+      const before = failedSweeps;
+      await eventually(() => failedSweeps >= before + 3, 'three failed outbox sweeps');
       await cluster.start();
       await expect.poll(() => db.ping().then(() => true, () => false), { timeout: 30_000, interval: 200 }).toBe(true);
       const ok = await db.messages.accept(msg('faults', 'down', 'accepted', { clientMessageId: 'd-2' }));

@@ -407,7 +407,8 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const blocked = g.read('live-consumer', 10, 60000, ac.signal);
         setTimeout(() => ac.abort(), 200);
         expect(mine(await blocked)).toEqual([]);
-        // The dead consumer's jobs are claimed once idle long enough.
+        // The dead consumer's jobs are claimed once idle long enough. A fixed wait: idle time is
+        // what is tested, and polling claimIdle would claim (and reset) as it goes.
         await new Promise((r) => setTimeout(r, 50));
         const claimed = mine(await g.claimIdle('live-consumer', 10, 10));
         expect(claimed.map((j) => j.messageId)).toEqual([ms[0]!.id, ms[1]!.id]);

@@ -80,6 +80,7 @@ describe('webhook dispatcher on the memory store', () => {
     expect(got.deliveryId).toBe(deliveryIdFor('t1', m.id, 'ep1'));
     expect(JSON.parse(got.body)).toEqual({ id: `evt_${m.id}`, type: 'message.created', tenantId: 't1', createdAt: m.createdAt, data: m });
     await eventually(async () => (await activeWebhookQueue()!.groupStats()).pending === 0, 'settled');
+    // A window on purpose: proves no second delivery follows (there is no event for "none").
     await new Promise((r) => setTimeout(r, 300));
     expect(receiver.received).toHaveLength(1);
     expect(await metric('chatd_webhook_deliveries_total', { result: 'delivered' })).toBe(delivered + 1);

@@ -10,7 +10,7 @@ import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../..
 import { RedisStore } from '../store/redis/redis-store.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
-import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
+import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from '../store/redis/redis-webhook-queue.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
 import { eventually } from '../../test/helpers/eventually.js';
 
@@ -109,6 +109,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     if (scoreAfter429 !== undefined) expect(scoreAfter429).toBeGreaterThanOrEqual(receiver.received[2]!.receivedAt + 1000 - 5);
     expect(receiver.received[3]!.receivedAt - receiver.received[2]!.receivedAt).toBeGreaterThanOrEqual(990);
     await eventually(async () => (await admin.zcard(keys.retry)) === 0 && (await pending()) === 0, 'nothing left to retry');
+    // A window on purpose: proves no second delivery follows (there is no event for "none").
     await new Promise((r) => setTimeout(r, 500));
     expect(receiver.received.length).toBe(4);
   });
@@ -217,6 +218,7 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
       await store.events.publishMessage(m); // a relay re-publish: no second job
       await eventually(() => receiver.received.length === 1, 'the delivery');
       await eventually(async () => (await pending()) === 0, 'acknowledged');
+      // A window on purpose: proves no second delivery follows (there is no event for "none").
       await new Promise((r) => setTimeout(r, 300));
       expect(receiver.received).toHaveLength(1);
       const got = receiver.received[0]!;

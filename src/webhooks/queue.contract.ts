@@ -2,7 +2,7 @@
 // and the in-process queue (queue-memory.test.ts).
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import type { RetryItem, WebhookQueue } from './queue.js';
+import type { RetryItem, WebhookQueue } from '../store/ports.js';
 import { eventually } from '../../test/helpers/eventually.js';
 
 export interface QueueHarness {
@@ -27,6 +27,7 @@ const item = (over: Partial<RetryItem> = {}): RetryItem => ({
   ...over,
 });
 
+/** Only for the idle-time tests below: there the time that passes is what is tested. */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function queueContract(make: () => Promise<QueueHarness>): void {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { eventually } from '../helpers/eventually.js';
 
 const PUB_A = 'ck_pub_tenantA_0123456789abcdef';
 const PUB_B = 'ck_pub_tenantB_0123456789abcdef';
@@ -30,11 +31,10 @@ describe('gateway checks in process (chatd serve --role all)', () => {
     chatd = await spawnChatd({ cwd, timeoutMs: 90_000 });
     base = `http://127.0.0.1:${chatd.ports.public}`;
     // The embedded database opens on first use (slow on a loaded machine): warm up from another IP.
-    const deadline = Date.now() + 150_000;
-    while ((await mint(PUB_A, 'a', '192.0.2.99').catch(() => ({ status: 0 }))).status !== 200) {
-      if (Date.now() > deadline) throw new Error('chatd never served a token');
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await eventually(async () => (await mint(PUB_A, 'a', '192.0.2.99').catch(() => ({ status: 0 }))).status === 200, 'chatd to serve a token', {
+      timeoutMs: 150_000,
+      intervalMs: 500,
+    });
   }, 240_000);
   afterAll(async () => {
     await chatd?.stop('SIGKILL');

@@ -398,7 +398,8 @@ describe('gateway: websocket backpressure', () => {
     client.on('close', (code) => (closed = code));
     await new Promise<void>((r) => client.once('open', () => r()));
     client.pause();
-    // Let the upstream push everything it can while the client reads nothing.
+    // Let the upstream push everything it can while the client reads nothing. A fixed pause on
+    // purpose: the test is that a stalled reader stays connected, so the stall has to last.
     await new Promise((r) => setTimeout(r, 1500));
     client.resume();
     await eventually(() => got.length === FRAMES || closed !== undefined, 'every frame or a close', { timeoutMs: 60_000, retryOnError: true });
@@ -417,7 +418,7 @@ describe('gateway: websocket backpressure', () => {
     void closed.then(() => (stop = true));
     for (let i = 0; i < 2000 && !stop; i++) {
       client.send(frame);
-      if (i % 20 === 0) await new Promise((r) => setTimeout(r, 5));
+      if (i % 20 === 0) await new Promise((r) => setTimeout(r, 5)); // pacing the flood, not waiting for anything
     }
     expect(await closed).toBe(1013);
   });

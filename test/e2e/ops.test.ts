@@ -111,6 +111,7 @@ describe('operations on the embedded defaults', () => {
     const closed = new Promise<void>((r) => agent.once('disconnect', () => r()));
     const online = async () => (await fetch(`${base}/api/chat/online-users?tenantId=acme`, { headers: { authorization: `Bearer ${token}` } })).status;
     expect(await online()).toBe(200);
+    // A fixed wait on purpose: the node caches "not revoked" for 1 s and nothing signals its expiry.
     await new Promise((r) => setTimeout(r, 1100)); // past the node's 1 s cache of "not revoked"
 
     const r = await runChatd(['token', 'revoke', '--tenant', 'acme', '--user', 'agent-7', '--json'], { cwd });

@@ -72,6 +72,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
   it('a message sent through the API reaches the receiver once, with a valid signature', async () => {
     const messageId = await send('Hello webhooks', 'c-1');
     await eventually(() => receiver.received.length >= 1, 'the delivery');
+    // A window on purpose: proves no second delivery follows (there is no event for "none").
     await new Promise((r) => setTimeout(r, 500));
     expect(receiver.received).toHaveLength(1);
     const got = receiver.received[0]!;

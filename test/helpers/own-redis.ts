@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { freePort } from './services.js';
+import { eventually } from './eventually.js';
 
 export const hasRedisServerBinary = () => spawnSync('redis-server', ['--version']).status === 0;
 
@@ -41,11 +42,7 @@ export class OwnRedis {
 
   async start(timeoutMs = 30_000): Promise<void> {
     this.#child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    const deadline = Date.now() + timeoutMs;
-    while (!(await ping(this.port))) {
-      if (Date.now() > deadline) throw new Error(`redis-server on ${this.port} did not answer within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(() => ping(this.port), `redis-server on ${this.port} to answer PING`, { timeoutMs, intervalMs: 50 });
   }
 
   /** SIGKILL (a crash: with no persistence every key is gone when it comes back). */

@@ -307,7 +307,7 @@ export class Traffic {
         if ((n + i) % 2 === 0 && v.socket.connected) await this.#sendWs(v, p);
         else await this.#sendHttp(p);
         n++;
-        await new Promise((r) => setTimeout(r, pauseMs));
+        await new Promise((r) => setTimeout(r, pauseMs)); // pacing the traffic, not waiting for anything
       }
     });
   }

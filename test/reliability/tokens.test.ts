@@ -158,7 +158,8 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
         s.once('connect_error', (e: Error & { data?: { code?: string } }) => resolve({ code: e.data?.code, message: e.message }));
         s.once('connect', () => resolve({ code: 'connected', message: 'connected' }));
         // Larger than maxPayload: the server closes the transport before it reads CONNECT.
-        // (A CONNECT_ERROR is followed by the close too: give the error the first word.)
+        // (A CONNECT_ERROR is followed by the close too: give the error the first word; the 2 s
+        // is a window for an event that may not come, not a wait for one that will.)
         s.io.once('close', (reason: string) => setTimeout(() => resolve({ message: `closed: ${reason}`, closed: true }), 2000));
       });
       s.close();

@@ -134,14 +134,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
 
   /** The outbox relay's promise: publish until it succeeds (Redis may be down meanwhile). */
   async function publishEventually(s: RedisStore, m: ChatMessage): Promise<void> {
-    for (;;) {
-      try {
-        await s.events.publishMessage(m);
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    await eventually(() => s.events.publishMessage(m).then(() => true), `the publish of ${m.id}`, { timeoutMs: 120_000, intervalMs: 50, retryOnError: true });
   }
 
   /** Sends `count` messages round-robin over the sessions, acknowledging each in the checker. */

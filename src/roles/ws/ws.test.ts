@@ -80,6 +80,7 @@ describe.each([
     const tab2 = await visitor(s, opts);
     step('tab2 connected');
     v.socket.disconnect();
+    // A window on purpose: proves no "offline" comes for the closed tab, even after the 300 ms grace.
     await new Promise((r) => setTimeout(r, 1000));
     expect(ag.presence.filter((p) => p.sessionId === s && p.status === 'offline')).toHaveLength(0);
     step(`before tab2 close ${JSON.stringify(ag.presence.filter((p) => p.sessionId === s))}`);
