@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { ChatdError, DISCONNECT } from '../errors.js';
 import { HttpRouter } from '../http/router.js';
 import { peerAddress } from '../http/client-ip.js';
-import { LocalRateLimiter } from '../roles/gateway/rate-limits.js';
+import { MemoryRateLimiter } from '../store/memory/memory-rate-limiter.js';
 import { loadUws, type us_listen_socket } from '../uws.js';
 import { SocketServer, type SocketServerOptions } from './server.js';
 import type { ConnectInfo, DisconnectReason, Socket } from './types.js';
@@ -49,7 +49,7 @@ export async function startHarness(
     maxConnections: 10000,
     // Generous unless a test says otherwise: most tests open many sessions from 127.0.0.1.
     handshakePerIp: { rate: 1e9, burst: 1e9 },
-    handshakeLimiter: new LocalRateLimiter(),
+    handshakeLimiter: new MemoryRateLimiter(),
     pendingPerIp: 1e9,
     maxPending: 1e9,
     connectTimeoutMs: 30000,

@@ -4,7 +4,7 @@
 //   POST /admin/webhooks/replay { ids?: [...], all?: true } → { replayed: [...], notFound: [...] }
 import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import { ChatdError } from '../errors.js';
-import type { DeadEntry, WebhookQueue } from './queue.js';
+import type { DeadEntry, WebhookQueue } from '../store/ports.js';
 import { activeWebhookQueue } from './start.js';
 
 /** What an operator sees of a dead delivery (not the message itself). */

@@ -14,7 +14,7 @@ import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.j
 import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
-import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
+import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from '../store/redis/redis-webhook-queue.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
 import { eventually } from '../../test/helpers/eventually.js';
 

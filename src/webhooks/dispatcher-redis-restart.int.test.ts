@@ -14,9 +14,9 @@ import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../..
 import type { Config } from '../config/schema.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory } from './endpoints.js';
-import { WEBHOOK_GROUP, webhookKeys } from './redis-queue.js';
+import { WEBHOOK_GROUP, webhookKeys } from '../store/redis/redis-webhook-queue.js';
 import { deliveryIdFor } from './signing.js';
-import { openWebhookQueue } from './start.js';
+import { openRedisWebhookQueue } from '../store/redis/redis-webhook-queue.js';
 import { eventually } from '../../test/helpers/eventually.js';
 
 const SECRET = 'whsec_restart_0123456789abcdef';
@@ -63,7 +63,7 @@ describe('webhook dispatcher across a Redis restart', () => {
     const url = `redis://127.0.0.1:${port}`;
     const config = { redis: { url, prefix: '' }, webhooks: { deadMaxLen: 1000, streamMaxLen: 1000 } } as unknown as Config;
     const logger = pino({ level: 'silent' });
-    const queue = await openWebhookQueue(config, { kind: 'redis', webhooks: undefined as never }, logger);
+    const queue = await openRedisWebhookQueue(config.redis, { logger, deadMaxLen: config.webhooks.deadMaxLen });
     const directory = endpointDirectory(webhookConfig({ t1: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET }] }) as never);
     dispatcher = new WebhookDispatcher({
       queue,

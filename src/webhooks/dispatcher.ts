@@ -22,7 +22,7 @@ import { planRetry, type RetryPolicy } from './backoff.js';
 import { ConcurrencyLimit } from './concurrency-limit.js';
 import { attemptDelivery, createWebhookAgent, type AttemptResult } from './delivery.js';
 import type { EndpointDirectory, ResolvedEndpoint } from './endpoints.js';
-import type { ClaimedRetry, DeadInput, RetryItem, ScheduledRetry, WebhookQueue } from './queue.js';
+import type { ClaimedRetry, DeadInput, RetryItem, ScheduledRetry, WebhookQueue } from '../store/ports.js';
 import { deliveryIdFor } from './signing.js';
 
 export interface DispatcherOptions {

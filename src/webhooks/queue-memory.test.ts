@@ -1,6 +1,6 @@
 import { describe } from 'vitest';
 import { MemoryWebhookStream } from '../store/memory/memory-webhook-stream.js';
-import { MemoryWebhookQueue } from './memory-queue.js';
+import { MemoryWebhookQueue } from '../store/memory/memory-webhook-queue.js';
 import { queueContract } from './queue.contract.js';
 
 describe('MemoryWebhookQueue on the memory store stream (contract)', () => {

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { describe } from 'vitest';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
 import { queueContract } from './queue.contract.js';
-import { RedisWebhookQueue, webhookKeys } from './redis-queue.js';
+import { RedisWebhookQueue, webhookKeys } from '../store/redis/redis-webhook-queue.js';
 
 describe.skipIf(!(await hasRedis()))('RedisWebhookQueue (contract)', () => {
   queueContract(async () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { freePort } from '../helpers/services.js';
+import { eventually } from '../helpers/eventually.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 const fresh = () => mkdtemp(path.join(tmpdir(), 'chatd-quick-'));
@@ -43,15 +43,6 @@ const alive = (pid: number) => {
     return false;
   }
 };
-
-/** Resolves when `cond` holds, polling; rejects after `ms`. */
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const portRefuses = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -113,7 +104,7 @@ describe('npx chatd serve under a supervisor', () => {
       expect((await fetch(`http://127.0.0.1:${ports.public}/healthz`)).status).toBe(200);
       stop(npm);
       await exited;
-      await until(() => !alive(chatdPid), `chatd pid ${chatdPid} to exit (${name})`);
+      await eventually(() => !alive(chatdPid), `chatd pid ${chatdPid} to exit (${name})`);
       expect(await portRefuses(ports.public!)).toBe(true);
       expect(await portRefuses(ports.admin!)).toBe(true);
     }, 120_000);
@@ -176,25 +167,34 @@ describe('zero-config secret key', () => {
 
 describe('the port without a file', () => {
   it('--port > PORT > config file > default, and --admin-port', async () => {
-    const [a, b, c, d] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const cwd = await folderWith(`server:\n  host: 127.0.0.1\n  port: ${a}\nadmin:\n  port: 0\n${jsonLogs}`);
+    // No free port is looked for: the config and PORT name ports outside the kernel's ephemeral
+    // range, and what must win is 0 (the kernel picks an ephemeral one). Had the wrong source won,
+    // chatd would listen on the named port (or fail to), never on an ephemeral one.
+    const [fromFile, fromEnv, ephemeral] = [65531, 65532, (p: number | undefined) => p !== undefined && p > 0 && p < 65000];
+    const cwd = await folderWith(`server:\n  host: 127.0.0.1\n  port: ${fromFile}\nadmin:\n  port: 0\n${jsonLogs}`);
+    const adminInFile = await folderWith(`server:\n  host: 127.0.0.1\n  port: 0\nadmin:\n  port: 65530\n${jsonLogs}`);
     const printed = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
       const r = await runChatd(['config', 'print', '--json', ...args], { cwd, env });
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout).server.port as number;
     };
-    expect(await printed([])).toBe(a);
-    expect(await printed([], { PORT: String(b) })).toBe(b);
+    expect(await printed([])).toBe(fromFile);
+    expect(await printed([], { PORT: String(fromEnv) })).toBe(fromEnv);
+    expect(await printed(['--port', '65533'], { PORT: String(fromEnv) })).toBe(65533);
     expect((await runChatd(['config', 'print'], { cwd: await fresh() })).stdout).toMatch(/port: 3000/);
 
-    const byEnv = await spawnChatd({ cwd, env: { PORT: String(b) } });
+    const byEnv = await spawnChatd({ cwd, env: { PORT: '0' } });
     running.push(byEnv);
-    expect(byEnv.ports.public).toBe(b);
+    expect(ephemeral(byEnv.ports.public), `PORT=0 over server.port ${fromFile}: listened on ${byEnv.ports.public}`).toBe(true);
     await byEnv.stop();
-    const byFlag = await spawnChatd({ cwd, env: { PORT: String(b) }, args: ['serve', '--port', String(c), '--admin-port', String(d)] });
+    const byFlag = await spawnChatd({ cwd, env: { PORT: String(fromEnv) }, args: ['serve', '--port', '0'] });
     running.push(byFlag);
-    expect([byFlag.ports.public, byFlag.ports.admin]).toEqual([c, d]);
+    expect(ephemeral(byFlag.ports.public), `--port 0 over PORT=${fromEnv}: listened on ${byFlag.ports.public}`).toBe(true);
     await byFlag.stop();
+    const adminByFlag = await spawnChatd({ cwd: adminInFile, args: ['serve', '--admin-port', '0'] });
+    running.push(adminByFlag);
+    expect(ephemeral(adminByFlag.ports.admin), `--admin-port 0 over admin.port 65530: listened on ${adminByFlag.ports.admin}`).toBe(true);
+    await adminByFlag.stop();
 
     const bad = await runChatd(['serve', '--port', 'http'], { cwd });
     expect([bad.code, bad.stderr.trim()]).toEqual([1, 'chatd: --port must be a port number from 0 to 65535 (got "http")']);

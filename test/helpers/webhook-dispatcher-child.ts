@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { WebhookDispatcher } from '../../src/webhooks/dispatcher.js';
 import { endpointDirectory } from '../../src/webhooks/endpoints.js';
-import { RedisWebhookQueue } from '../../src/webhooks/redis-queue.js';
+import { RedisWebhookQueue } from '../../src/store/redis/redis-webhook-queue.js';
 import { webhookConfig } from './webhook-receiver.js';
 
 const env = (k: string) => {
