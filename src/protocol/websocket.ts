@@ -1,0 +1,126 @@
+// The Engine.IO websocket transport on uWS: the upgrade (a new session, or the probe of a polling
+// session), open, messages, drain and close. uWS settings follow shared/notes/socketio-on-uws.md:
+// maxPayloadLength = maxPayload, closeOnBackpressureLimit (the default silently skips a slow
+// subscriber), no idle timeout and no automatic pings (Engine.IO pings are application-level).
+import { decodePacket } from 'engine.io-parser';
+import { DISCONNECT } from '../errors.js';
+import { socketConnections } from '../observability/metrics.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
+import { EIO_ERR, PING_TOPIC, type Engine } from './engine.js';
+import { F_CLOSED, F_PROBE, F_WS, type Session, type WsData } from './session.js';
+
+export class WebsocketTransport<C> {
+  constructor(private readonly e: Engine<C>) {}
+
+  mount(app: TemplatedApp, path: string): void {
+    app.ws<WsData<C>>(path, {
+      maxPayloadLength: this.e.opts.maxPayload,
+      maxBackpressure: this.e.opts.sendBufferBytes,
+      closeOnBackpressureLimit: 1, // the default silently skips a slow subscriber: a lost message
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      upgrade: (res, req, context) => this.onUpgrade(res, req, context),
+      open: (ws) => this.onOpen(ws),
+      message: (ws, msg, isBinary) => this.onMessage(ws, msg, isBinary),
+      drain: (ws) => ws.getUserData().s.drained(),
+      close: (ws, code) => this.onClose(ws, code),
+    });
+  }
+
+  private onUpgrade(res: HttpResponse, req: HttpRequest, context: unknown): void {
+    const e = this.e;
+    const eio = req.getQuery('EIO');
+    const transport = req.getQuery('transport');
+    const sid = req.getQuery('sid');
+    const key = req.getHeader('sec-websocket-key');
+    const protocol = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const hs = e.readHandshake(res, req);
+    if (eio !== '4') return e.eioError(res, 400, EIO_ERR.unsupported, hs);
+    if (transport !== 'websocket') return e.eioError(res, 400, EIO_ERR.transportUnknown, hs);
+    let session: Session<C>;
+    if (sid) {
+      const s = e.sessions.get(sid);
+      if (!s || s.flags & (F_WS | F_PROBE | F_CLOSED) || !s.poll) return e.eioError(res, 400, EIO_ERR.unknownSid, hs);
+      s.flags |= F_PROBE;
+      session = s;
+    } else {
+      if (!e.admit(res, hs)) return;
+      session = e.addSession(hs);
+      session.flags |= F_WS;
+    }
+    res.upgrade<WsData<C>>({ s: session }, key, protocol, extensions, context as never);
+  }
+
+  private onOpen(ws: WebSocket<WsData<C>>): void {
+    const s = ws.getUserData().s;
+    if (s.flags & F_CLOSED) {
+      ws.end(DISCONNECT.transportClose.code); // the session ended between upgrade and open
+      return;
+    }
+    s.ws = ws;
+    if (s.flags & F_PROBE) return; // an upgrade probe: the client sends `2probe` next
+    this.e.wsCount++;
+    socketConnections.inc({ transport: 'websocket' });
+    ws.subscribe(PING_TOPIC);
+    ws.send(this.e.openPacket(s.id, []));
+  }
+
+  private onMessage(ws: WebSocket<WsData<C>>, msg: ArrayBuffer, isBinary: boolean): void {
+    const s = ws.getUserData().s;
+    if (s.flags & F_CLOSED || s.ws !== ws) return;
+    if (isBinary) {
+      this.e.sio.onMessageData(s, Buffer.from(new Uint8Array(msg)));
+      return;
+    }
+    const text = Buffer.from(msg).toString('utf8');
+    if (s.flags & F_PROBE) {
+      if (text === '2probe') {
+        ws.send('3probe');
+        // Complete the pending poll now so the client's pause() does not wait for a ping.
+        this.e.polling.answer(s, true);
+        return;
+      }
+      if (text === '5') return this.completeUpgrade(s, ws);
+      if (text === '3') {
+        s.pong = this.e.round;
+        return;
+      }
+      this.e.closeSession(s, DISCONNECT.parseError);
+      return;
+    }
+    this.e.onEnginePacket(s, decodePacket(text, 'nodebuffer'));
+  }
+
+  /** `5` on the probe: from here the websocket is the transport. Same tick: flush, then subscribe. */
+  private completeUpgrade(s: Session<C>, ws: WebSocket<WsData<C>>): void {
+    const e = this.e;
+    const poll = s.poll!;
+    s.flags = (s.flags & ~F_PROBE) | F_WS;
+    if (poll.res) e.polling.respond(s, poll, ['6']);
+    ws.cork(() => {
+      for (const f of poll.buf) ws.send(f, typeof f !== 'string');
+      e.rooms.moveToWebsocket(s, poll, ws);
+      ws.subscribe(PING_TOPIC);
+    });
+    s.poll = null;
+    e.polling.release(s);
+    socketConnections.inc({ transport: 'websocket' });
+    e.wsCount++;
+    s.drained();
+  }
+
+  private onClose(ws: WebSocket<WsData<C>>, code: number): void {
+    const s = ws.getUserData().s;
+    if (s.ws !== ws) return;
+    s.ws = null;
+    if (s.flags & F_PROBE) {
+      // A failed upgrade: the session keeps polling.
+      s.flags &= ~F_PROBE;
+      return;
+    }
+    if (s.flags & F_CLOSED) return;
+    // 1006: the connection dropped, or uWS cut it off (backpressure over the limit, oversize frame).
+    this.e.finish(s, code === 1006 || code === 1009 ? 'transport error' : 'transport close');
+  }
+}
