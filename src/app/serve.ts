@@ -11,7 +11,7 @@ import { listenerConflict, planListeners } from '../config/listeners.js';
 import { registry, dependencyUp } from '../observability/metrics.js';
 import { loadUws, type TemplatedApp, type us_listen_socket } from '../uws.js';
 import { createServices, type ServiceFactories, type Services } from './services.js';
-import type { ReadinessCheck, RoleFactory, RoleInstance } from './types.js';
+import type { ReadinessCheck, RoleFactory, RoleInstance } from '../roles/role-context.js';
 import type { Store } from '../store/ports.js';
 
 export interface ServeOptions {

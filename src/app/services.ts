@@ -5,7 +5,7 @@ import type { Database, OutboxRelay } from '../db/ports.js';
 import { startOutboxRelay } from '../db/outbox-relay.js';
 import { startRetention } from '../db/retention.js';
 import type { Store } from '../store/ports.js';
-import type { ReadinessCheck } from './types.js';
+import type { ReadinessCheck } from '../roles/role-context.js';
 import { createAuth, type Auth } from '../auth/index.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createRevocationCheck } from '../ops/revocation.js';

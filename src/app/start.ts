@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { Config, Role } from '../config/schema.js';
 import { serve, type RunningServer } from './serve.js';
-import type { RoleFactory } from './types.js';
+import type { RoleFactory } from '../roles/role-context.js';
 import { createStore } from '../store/index.js';
 import { checkDatabase, openDatabase } from '../db/index.js';
 import { createApiRole } from '../roles/api/index.js';

@@ -2,6 +2,7 @@
 // live inside the server process, so commands go through its admin listener with the admin token
 // (from the config, or the secrets file the server generated into the data folder).
 import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { secretsFile } from '../config/secrets.js';
 import { createLogger } from '../observability/logger.js';
@@ -82,9 +83,12 @@ async function generatedAdminToken(config: Config): Promise<string | undefined> 
   }
 }
 
-/** Opens the configured Redis store for a one-off command, and always closes it. */
-export async function withRedisStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
-  const logger = createLogger({ level: 'silent', format: 'json' });
+/**
+ * Opens the configured engine for a one-off command, and always closes it. Only for an engine
+ * other processes share (engineOf(config).shared): a memory store opened here would be empty, the
+ * data lives in the server process (go through its admin listener instead).
+ */
+export async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>, logger: Logger = createLogger({ level: 'silent', format: 'json' })): Promise<T> {
   const store = await createStore(config, logger, 'cli');
   try {
     return await fn(store);

@@ -14,12 +14,12 @@ import { ChatdError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { revokeSubject } from '../ops/revocation.js';
 import type { ReloadResult } from '../ops/reload.js';
-import { storeKind } from '../store/index.js';
+import { engineOf } from '../store/index.js';
 import { ID_PATTERN, USER_ID_PATTERN } from '../auth/tenants.js';
-import { adminPost, withRedisStore } from './admin-client.js';
+import { adminPost, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson } from './common.js';
 
-const direct = (config: Config) => storeKind(config) === 'redis' && Boolean(config.database.url);
+const direct = (config: Config) => engineOf(config).shared && Boolean(config.database.url);
 
 export function registerOpsCommands(program: Command): void {
   const configCmd = program.commands.find((c) => c.name() === 'config') ?? program.command('config');
@@ -86,8 +86,8 @@ export function registerOpsCommands(program: Command): void {
         if (!USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match [A-Za-z0-9_.@-]{1,128}`);
         const { config } = await loadCliConfig(cmd);
         const r =
-          storeKind(config) === 'redis'
-            ? await withRedisStore(config, (store) => revokeSubject({ revocations: store.revocations, bus: store.bus }, opts.tenant, opts.user))
+          engineOf(config).shared
+            ? await withStore(config, (store) => revokeSubject({ revocations: store.revocations, bus: store.bus }, opts.tenant, opts.user))
             : await adminPost<{ tenantId: string; userId: string; revokedAt: string }>(config, '/admin/token/revoke', { tenantId: opts.tenant, userId: opts.user }, opts);
         if (globals(cmd).json) printJson(r);
         else process.stdout.write(`revoked: tokens of ${r.userId} in tenant ${r.tenantId} issued before ${r.revokedAt} are refused; its sockets are being closed\n`);
@@ -98,7 +98,7 @@ export function registerOpsCommands(program: Command): void {
 async function eraseDirect(config: Config, request: Parameters<typeof eraseSubject>[1]): Promise<EraseReport> {
   const db = await openDatabase(config, createLogger({ level: 'silent', format: 'json' }));
   try {
-    return await withRedisStore(config, (store) => eraseSubject({ messages: db.messages, erasure: store.erasure }, request));
+    return await withStore(config, (store) => eraseSubject({ messages: db.messages, erasure: store.erasure }, request));
   } finally {
     await db.close();
   }

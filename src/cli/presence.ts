@@ -4,9 +4,9 @@
 import type { Command } from 'commander';
 import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import { ChatdError } from '../errors.js';
-import { storeKind } from '../store/index.js';
+import { engineOf } from '../store/index.js';
 import type { OnlineUser } from '../store/ports.js';
-import { adminGet, withRedisStore } from './admin-client.js';
+import { adminGet, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
 
 const TENANT_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -29,8 +29,8 @@ export function registerPresenceCommands(program: Command): void {
         if (!TENANT_ID.test(tenant)) throw new CliError(`tenant "${tenant}" must match [A-Za-z0-9_-]{1,128}`);
         const { config } = await loadCliConfig(cmd);
         const users =
-          storeKind(config) === 'redis'
-            ? await withRedisStore(config, (store) => store.presence.list(tenant))
+          engineOf(config).shared
+            ? await withStore(config, (store) => store.presence.list(tenant))
             : (await adminGet<{ users: OnlineUser[] }>(config, `/admin/presence?tenantId=${encodeURIComponent(tenant)}`, opts)).users;
         const rows = ordered(users);
         if (globals(cmd).json) printJson({ tenantId: tenant, users: rows });

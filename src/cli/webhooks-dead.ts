@@ -6,9 +6,10 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import { resolveSecrets } from '../config/secrets.js';
 import type { Config } from '../config/schema.js';
-import { createRedisClient, redisOptions, waitReady } from '../store/redis/connection.js';
+import { engineOf } from '../store/index.js';
+import type { WebhookQueue } from '../store/ports.js';
 import { listDeadDeliveries, replayDeadDeliveries, type DeadView } from '../webhooks/admin.js';
-import { RedisWebhookQueue } from '../webhooks/redis-queue.js';
+import { withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
 
 /** The `webhooks` command, shared with `webhooks tail` (whichever registers first creates it). */
@@ -32,7 +33,7 @@ export function registerWebhooksDeadCommands(program: Command): void {
         const limit = Number(opts.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError('--limit must be an integer from 1 to 1000');
         const result = await withBackend(cmd, {
-          redis: (q) => listDeadDeliveries(q, limit, opts.after),
+          direct: (q) => listDeadDeliveries(q, limit, opts.after),
           admin: (call) => call<{ total: number; dead: DeadView[] }>('GET', `/admin/webhooks/dead?limit=${limit}${opts.after ? `&after=${encodeURIComponent(opts.after)}` : ''}`),
         });
         if (globals(cmd).json) {
@@ -56,7 +57,7 @@ export function registerWebhooksDeadCommands(program: Command): void {
         const bad = ids.find((i) => !/^[0-9]{1,20}-[0-9]{1,20}$/.test(i));
         if (bad) throw new CliError(`${bad}: not a dead entry id (expected ms-seq, as \`chatd webhooks dead\` shows)`);
         const result = await withBackend(cmd, {
-          redis: (q) => replayDeadDeliveries(q, all ? 'all' : ids),
+          direct: (q) => replayDeadDeliveries(q, all ? 'all' : ids),
           admin: (call) => call<{ replayed: string[]; notFound: string[] }>('POST', '/admin/webhooks/replay', all ? { all: true } : { ids }),
         });
         if (globals(cmd).json) printJson(result);
@@ -73,21 +74,24 @@ type AdminCall = <T>(method: 'GET' | 'POST', path: string, body?: unknown) => Pr
 
 async function withBackend<T>(
   cmd: Command,
-  how: { redis: (q: RedisWebhookQueue) => Promise<T>; admin: (call: AdminCall) => Promise<T> },
+  how: { direct: (q: WebhookQueue) => Promise<T>; admin: (call: AdminCall) => Promise<T> },
 ): Promise<T> {
   const { config } = await loadCliConfig(cmd);
-  if (config.redis.url || config.redis.sentinel) {
+  if (engineOf(config).shared) {
     const logger = pino({ level: 'warn' }, pino.destination(2));
-    const options = redisOptions({ url: config.redis.url, sentinel: config.redis.sentinel });
-    const redis = createRedisClient(options, logger, 'cli');
-    const blocking = createRedisClient(options, logger, 'cli-unused');
-    const queue = new RedisWebhookQueue({ redis, blocking, prefix: config.redis.prefix, deadMaxLen: config.webhooks.deadMaxLen });
-    try {
-      await waitReady(redis, 5000);
-      return await how.redis(queue);
-    } finally {
-      await queue.close();
-    }
+    return withStore(
+      config,
+      async (store) => {
+        // No `durable`: a one-off command runs no guard beside the queue.
+        const { queue } = await store.openWebhookQueue({ logger, streamMaxLen: config.webhooks.streamMaxLen, deadMaxLen: config.webhooks.deadMaxLen });
+        try {
+          return await how.direct(queue);
+        } finally {
+          await queue.close();
+        }
+      },
+      logger,
+    );
   }
   return how.admin(await adminCaller(config));
 }

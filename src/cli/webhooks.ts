@@ -6,9 +6,9 @@
 import type { Command } from 'commander';
 import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import { ChatdError } from '../errors.js';
-import { storeKind } from '../store/index.js';
+import { engineOf } from '../store/index.js';
 import type { WebhookJob, WebhookStream } from '../store/ports.js';
-import { adminGet, withRedisStore } from './admin-client.js';
+import { adminGet, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
 
 const STREAM_ID = /^[0-9]{1,20}-[0-9]{1,20}$/;
@@ -125,8 +125,8 @@ export function registerWebhookCommands(program: Command): void {
             process.off('SIGTERM', stop);
           }
         };
-        if (storeKind(config) === 'redis') {
-          await withRedisStore(config, (store) =>
+        if (engineOf(config).shared) {
+          await withStore(config, (store) =>
             run({
               newest: (k) => newestJobs(store.webhooks, k),
               follow: (after, onBatch, signal) => store.webhooks.follow(after, (j) => onBatch([j]), signal),

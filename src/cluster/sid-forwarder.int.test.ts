@@ -1,6 +1,6 @@
-// The node registry contract (memory and Redis), and ws nodes forwarding a polling request for a
-// sid they do not own to its owner: two real uWS servers in this process, each with a forwarder,
-// found through the registry.
+// ws nodes forwarding a polling request for a sid they do not own to its owner: two real uWS
+// servers in this process, each with a forwarder, found through the engine's node registry (whose
+// contract runs in the store contract suite).
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,9 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { loadUws, type us_listen_socket } from '../uws.js';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
-import { createNodeRegistry, MemoryNodeRegistry, type NodeRegistry } from './node-registry.js';
+import { createStore } from '../store/index.js';
+import { MemoryNodeRegistry } from '../store/memory/memory-node-registry.js';
+import type { NodeRegistry, Store } from '../store/ports.js';
 import { createSidForwarder, FORWARDED_HEADER, type SidForwarder } from './sid-forwarder.js';
 
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -23,31 +25,6 @@ async function configWith(raw: Record<string, unknown>): Promise<Config> {
   return config;
 }
 
-function registryContract(name: string, make: () => Promise<NodeRegistry>) {
-  describe(`node registry contract: ${name}`, () => {
-    it('advertises, looks up, expires and withdraws nodes', async () => {
-      const reg = await make();
-      try {
-        expect(await reg.lookup('n-none')).toBeUndefined();
-        await reg.advertise('n-a', 'http://10.0.0.1:3002', 60_000);
-        expect(await reg.lookup('n-a')).toBe('http://10.0.0.1:3002');
-        await reg.advertise('n-short', 'http://10.0.0.2:3002', 50);
-        await new Promise((r) => setTimeout(r, 700));
-        expect(await reg.lookup('n-short')).toBeUndefined();
-        await reg.withdraw('n-a');
-        expect(await reg.lookup('n-a')).toBeUndefined();
-      } finally {
-        await reg.close();
-      }
-    });
-  });
-}
-
-registryContract('memory', async () => new MemoryNodeRegistry());
-describe.skipIf(!redisUp)('redis', () => {
-  registryContract('redis', async () => createNodeRegistry(await configWith({ redis: { url: REDIS_URL, prefix: uniquePrefix('reg') } }), logger));
-});
-
 interface WsNode {
   readonly nodeId: string;
   readonly port: number;
@@ -57,12 +34,12 @@ interface WsNode {
 }
 
 /** A ws node stand-in on uWS: the forwarder first, then "its own handling" (an echo naming the node). */
-async function startNode(config: Config, nodeId: string, registry: NodeRegistry | undefined): Promise<WsNode> {
+async function startNode(config: Config, nodeId: string, registry: NodeRegistry): Promise<WsNode> {
   const uws = loadUws();
   const app = uws.App();
   let port = 0;
   const seen: WsNode['seen'] = [];
-  const forwarder = createSidForwarder({ config, nodeId, logger, roles: ['ws'], port: () => port, ...(registry ? { registry } : {}) });
+  const forwarder = createSidForwarder({ config, nodeId, logger, roles: ['ws'], port: () => port, registry: async () => registry });
   app.any('/socket.io/*', (res, req) => {
     if (forwarder.handle(res, req)) return;
     let aborted = false;
@@ -96,23 +73,29 @@ async function startNode(config: Config, nodeId: string, registry: NodeRegistry 
   };
 }
 
-function forwardingSuite(name: string, setup: () => Promise<{ config: Config; registries: [NodeRegistry | undefined, NodeRegistry | undefined] }>) {
+function forwardingSuite(
+  name: string,
+  setup: () => Promise<{ config: Config; registries: [NodeRegistry, NodeRegistry]; close?: () => Promise<void> }>,
+) {
   describe(`sid forwarding between ws nodes: ${name}`, () => {
     let a: WsNode;
     let b: WsNode;
+    let closeSetup: (() => Promise<void>) | undefined;
     beforeAll(async () => {
-      const { config, registries } = await setup();
+      const { config, registries, close } = await setup();
+      closeSetup = close;
       a = await startNode(config, 'fwd-a', registries[0]);
       b = await startNode(config, 'fwd-b', registries[1]);
       // Both advertised (start() advertises at once; the port is known by then).
-      const probe = createNodeRegistry(config, logger);
       if (name === 'redis') {
-        for (let i = 0; i < 100 && !(await probe.lookup('fwd-b')); i++) await new Promise((r) => setTimeout(r, 50));
+        const probe = await createStore(config, logger, 'probe');
+        for (let i = 0; i < 100 && !(await probe.nodes.lookup('fwd-b')); i++) await new Promise((r) => setTimeout(r, 50));
         await probe.close();
       }
     });
     afterAll(async () => {
       await Promise.all([a?.close(), b?.close()]);
+      await closeSetup?.();
     });
 
     const sidOf = (node: string) => `${node}.abcdefghijklmnopqrstuv`;
@@ -154,13 +137,18 @@ function forwardingSuite(name: string, setup: () => Promise<{ config: Config; re
 // One process: both nodes share one in-memory registry.
 forwardingSuite('memory', async () => {
   const shared = new MemoryNodeRegistry();
-  const keep = { ...shared, close: async () => undefined, withdraw: shared.withdraw.bind(shared), advertise: shared.advertise.bind(shared), lookup: shared.lookup.bind(shared) };
-  return { config: await configWith({}), registries: [keep, keep] };
+  return { config: await configWith({}), registries: [shared, shared] };
 });
 
 describe.skipIf(!redisUp)('redis', () => {
-  forwardingSuite('redis', async () => ({
-    config: await configWith({ redis: { url: REDIS_URL, prefix: uniquePrefix('fwd') } }),
-    registries: [undefined, undefined],
-  }));
+  // Each node with its own engine, as two processes would be.
+  forwardingSuite('redis', async () => {
+    const config = await configWith({ redis: { url: REDIS_URL, prefix: uniquePrefix('fwd') } });
+    const stores: Store[] = [await createStore(config, logger, 'fwd-a'), await createStore(config, logger, 'fwd-b')];
+    return {
+      config,
+      registries: [stores[0]!.nodes, stores[1]!.nodes],
+      close: async () => void (await Promise.all(stores.map((st) => st.close()))),
+    };
+  });
 });

@@ -1,7 +1,7 @@
 // For ws nodes behind a plain L4 load balancer (no gateway, no stickiness): a long-polling request
 // can land on a node that does not own its Engine.IO session. The sid names its owner
 // (`<nodeId>.<random>`), so this node forwards the request there over HTTP and relays the answer;
-// the client never notices. Node addresses come from the node registry (node-registry.ts), where
+// the client never notices. Node addresses come from the engine's node registry (Store.nodes), where
 // each node using a forwarder advertises itself.
 //
 // Use (src/protocol or the ws role), at the top of the polling handler, before anything else
@@ -21,9 +21,9 @@ import type { Logger } from 'pino';
 import type { Config, Role } from '../config/schema.js';
 import { ChatdError, toChatdError } from '../errors.js';
 import { readBody } from '../http/router.js';
+import type { NodeRegistry } from '../store/ports.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
 import { forward, peerTrust, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest } from './http-proxy.js';
-import { createNodeRegistry, type NodeRegistry } from './node-registry.js';
 import { writeError, writeUnknownSid, type CorsHeaders } from './respond.js';
 import { ownerOfSid } from './sid.js';
 import { UpstreamGroup, type Upstream } from './upstreams.js';
@@ -38,8 +38,8 @@ export interface SidForwarderOptions {
   readonly roles: readonly Role[];
   /** The port this node listens on (known after listen). */
   readonly port: () => number;
-  /** Default: createNodeRegistry(config) (Redis when configured). */
-  readonly registry?: NodeRegistry;
+  /** The engine's node registry (Store.nodes), resolved on first use: the store opens lazily. */
+  readonly registry: () => Promise<NodeRegistry>;
   /** CORS headers for the forwarder's own refusals (default: none). */
   readonly cors?: CorsHeaders;
 }
@@ -77,7 +77,6 @@ function reachableHost(host: string): string {
 
 export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
   const { config, nodeId, logger } = opts;
-  const registry = opts.registry ?? createNodeRegistry(config, logger);
   const peers = new UpstreamGroup({ name: 'ws', urls: [], healthCheckIntervalMs: 0, logger });
   const cors: CorsHeaders = opts.cors ?? (() => ({}));
   const trusted = peerTrust(config.server.trustedProxies);
@@ -92,7 +91,7 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
     const u = url();
     if (!u || closed) return;
     try {
-      await registry.advertise(nodeId, u, ttlMs);
+      await (await opts.registry()).advertise(nodeId, u, ttlMs);
       warned = false;
     } catch (err) {
       if (!warned) logger.warn({ err: (err as Error).message }, 'cannot advertise this node in the node registry; retrying');
@@ -119,7 +118,7 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
         writeUnknownSid(res, state, inc, cors);
         return;
       }
-      const target = await registry.lookup(owner).catch((err: unknown) => {
+      const target = await opts.registry().then((r) => r.lookup(owner)).catch((err: unknown) => {
         logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
         return undefined;
       });
@@ -171,8 +170,8 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
       closed = true;
       if (timer) clearInterval(timer);
       timer = undefined;
-      await registry.withdraw(nodeId).catch(() => undefined);
-      await Promise.allSettled([registry.close(), peers.close()]);
+      await opts.registry().then((r) => r.withdraw(nodeId)).catch(() => undefined);
+      await peers.close();
     },
   };
 }

@@ -145,7 +145,7 @@ export interface Outbox {
   /**
    * A tenant's messages created at or after `since` (ISO), oldest first, keyset-paged by
    * (createdAt, id) after `after`; reads messages_tenant_created_idx. The webhook dispatcher's
-   * Redis loss guard re-appends their jobs when Redis lost its data (src/webhooks/redis-loss-guard.ts):
+   * Redis loss guard re-appends their jobs when Redis lost its data (src/store/redis/redis-loss-guard.ts):
    * rows marked done were deleted, the messages are the durable record of what was published.
    */
   createdSince(tenantId: string, since: string, after: { createdAt: string; id: string } | undefined, limit: number): Promise<ChatMessage[]>;

@@ -65,7 +65,7 @@ export interface SocketServerOptions<C> {
   readonly forward?: (res: HttpResponse, req: HttpRequest) => boolean;
 }
 
-/** The subset of a token-bucket limiter the handshake limit needs (the gateway's LocalRateLimiter). */
+/** The subset of a token-bucket limiter the handshake limit needs (the in-process MemoryRateLimiter of store/memory). */
 export interface SyncRateLimiter {
   takeSync(key: string, rate: number, burst: number): { allowed: boolean; retryAfterMs: number };
 }

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../../test/helpers/services.js';
 import { loadConfig } from '../config/load.js';
 import { DependencyError } from '../errors.js';
-import { createStore, storeKind } from './index.js';
+import { createStore, engineOf } from './index.js';
 
 const logger = pino({ level: 'silent' });
 const redisUp = await hasRedis();
@@ -30,7 +30,7 @@ const configWith = async (env: NodeJS.ProcessEnv, prefix?: string) =>
 describe('createStore', () => {
   it('uses the in-process store with no Redis configured', async () => {
     const config = await configWith({});
-    expect(storeKind(config)).toBe('memory');
+    expect(engineOf(config).kind).toBe('memory');
     const store = await createStore(config, logger, 'n1');
     expect(store.kind).toBe('memory');
     await store.close();
@@ -39,7 +39,7 @@ describe('createStore', () => {
   it.skipIf(!redisUp)('uses Redis from REDIS_URL with redis.prefix on every key', async () => {
     const prefix = uniquePrefix('create');
     const config = await configWith({ REDIS_URL }, prefix);
-    expect(storeKind(config)).toBe('redis');
+    expect(engineOf(config).kind).toBe('redis');
     const store = await createStore(config, logger, 'n1');
     const raw = new Redis(REDIS_URL);
     try {

@@ -1,4 +1,9 @@
-// Chooses the store adapter from config: Redis when a URL or Sentinel is configured, else memory.
+// The engine, chosen here and nowhere else: Redis when a URL or Sentinel is configured, else the
+// in-process memory store. Everything that depends on the choice is a member of the Store it
+// returns (bus, event log, sessions, presence, node registry, webhook queue, rate limiter,
+// erasure, revocations) or of the Engine's description (`shared`), so no role, CLI command or
+// service asks which adapter it has. Adding a backend (Redis Cluster) is one adapter folder and
+// one case below; the `never` check makes a missing case fail to compile.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Store } from './ports.js';
@@ -10,50 +15,74 @@ export type StoreKind = Store['kind'];
 /** Upper bound of the memory store's webhook jobs stream (entries kept in the heap). */
 export const MEMORY_WEBHOOK_STREAM_MAX = 10000;
 
-export function storeKind(config: Config): StoreKind {
-  return config.redis.url || config.redis.sentinel ? 'redis' : 'memory';
+/** The engine a config names, before anything is opened. */
+export interface Engine {
+  readonly kind: StoreKind;
+  /**
+   * Other processes see the same data (Redis): a ws node may own sessions that reach another node
+   * (so it forwards by sid), and a CLI command acts on the data directly. When false the data lives
+   * inside the one server process, and CLI commands go through its admin listener.
+   */
+  readonly shared: boolean;
+  /**
+   * Opens it. With Redis it waits a few seconds for the first connection; if Redis is not
+   * reachable yet the store is returned anyway (calls fail with DependencyError, /readyz says so)
+   * and connects by itself when Redis comes up, so a node can start before its Redis.
+   */
+  open(logger: Logger, nodeId: string): Promise<Store>;
 }
 
-/**
- * Opens the configured store. With Redis it waits a few seconds for the first connection; if Redis
- * is not reachable yet the store is returned anyway (calls fail with DependencyError, /readyz says
- * so) and connects by itself when Redis comes up, so a node can start before its Redis.
- */
-export async function createStore(config: Config, logger: Logger, nodeId: string): Promise<Store> {
-  const kind = storeKind(config);
-  const log = logger.child({ component: 'store', nodeId });
+export function engineOf(config: Config): Engine {
+  const kind: StoreKind = config.redis.url || config.redis.sentinel ? 'redis' : 'memory';
   switch (kind) {
     case 'memory':
-      return new MemoryStore(
-        {
-          agentHistorySize: config.socketio.agentHistorySize,
-          // In process the jobs live in the heap, and the only consumer (this process's dispatcher)
-          // follows them as they come: a smaller bound keeps RSS flat (~1 KB per job).
-          webhookStreamMaxLen: Math.min(config.webhooks.streamMaxLen, MEMORY_WEBHOOK_STREAM_MAX),
+      return {
+        kind,
+        shared: false,
+        async open(logger, nodeId) {
+          return new MemoryStore(
+            {
+              agentHistorySize: config.socketio.agentHistorySize,
+              // In process the jobs live in the heap, and the only consumer (this process's dispatcher)
+              // follows them as they come: a smaller bound keeps RSS flat (~1 KB per job).
+              webhookStreamMaxLen: Math.min(config.webhooks.streamMaxLen, MEMORY_WEBHOOK_STREAM_MAX),
+            },
+            logger.child({ component: 'store', nodeId }),
+          );
         },
-        log,
-      );
-    case 'redis': {
-      const store = new RedisStore(
-        {
-          url: config.redis.url,
-          sentinel: config.redis.sentinel,
-          prefix: config.redis.prefix,
-          agentHistorySize: config.socketio.agentHistorySize,
-          webhookStreamMaxLen: config.webhooks.streamMaxLen,
+      };
+    case 'redis':
+      return {
+        kind,
+        shared: true,
+        async open(logger, nodeId) {
+          const log = logger.child({ component: 'store', nodeId });
+          const store = new RedisStore(
+            {
+              url: config.redis.url,
+              sentinel: config.redis.sentinel,
+              prefix: config.redis.prefix,
+              agentHistorySize: config.socketio.agentHistorySize,
+              webhookStreamMaxLen: config.webhooks.streamMaxLen,
+            },
+            log,
+          );
+          try {
+            await store.connect();
+          } catch (err) {
+            log.warn({ err: { message: (err as Error).message } }, 'redis not reachable at start; continuing and reconnecting');
+          }
+          return store;
         },
-        log,
-      );
-      try {
-        await store.connect();
-      } catch (err) {
-        log.warn({ err: { message: (err as Error).message } }, 'redis not reachable at start; continuing and reconnecting');
-      }
-      return store;
-    }
+      };
     default: {
       const never: never = kind;
       throw new Error(`unknown store ${String(never)}`);
     }
   }
+}
+
+/** Opens the configured store (engineOf(config).open): what serve and the CLI call. */
+export function createStore(config: Config, logger: Logger, nodeId: string): Promise<Store> {
+  return engineOf(config).open(logger, nodeId);
 }

@@ -2,7 +2,9 @@
 // (ioredis; many nodes) and memory/ (one process, the zero-config default). One contract test
 // suite runs against both. Every key and channel goes through the configured prefix; the guide's
 // names (`online_users:{tenantId}`, `session:{sessionId}`, `meta:webhook_jobs`) are kept exactly.
+import type { Logger } from 'pino';
 import type { ChatMessage } from '../chat/message.js';
+import type { Outbox } from '../db/ports.js';
 
 // ---------------------------------------------------------------- sessions and token bindings
 
@@ -218,11 +220,137 @@ export interface WebhookConsumerGroup {
   info(): Promise<{ pending: number; lag: number | null }>;
 }
 
+// ---------------------------------------------------------------- webhook queue
+
+// What the webhook dispatcher needs from the engine that holds jobs, retries and dead deliveries.
+// Redis: a consumer group on `meta:webhook_jobs` shared by every api node, the sorted set
+// `meta:webhook_retry`, the stream `meta:webhook_dead`; memory: the same semantics inside one
+// process, fed by the memory store's jobs stream. One contract suite (webhooks/queue.contract.ts)
+// runs against both.
+
+/**
+ * One delivery (one message to one endpoint) that failed and waits for its next attempt. It is
+ * self-contained — it holds the message payload — so trimming the jobs stream never loses it; it
+ * holds the endpoint's id only, never its URL or secret (read from config at each attempt).
+ */
+export interface RetryItem {
+  readonly v: 1;
+  /** X-Chatd-Delivery: the same on every attempt. */
+  readonly deliveryId: string;
+  readonly tenantId: string;
+  readonly endpointId: string;
+  readonly messageId: string;
+  readonly sessionId: string;
+  readonly type: WebhookJob['type'];
+  readonly createdAt: string;
+  /** The message JSON, as the jobs stream held it. */
+  readonly payload: string;
+  /** Attempts made so far. */
+  readonly attempt: number;
+  /** Epoch ms of the first attempt: the retry window runs from here. */
+  readonly firstAttemptAt: number;
+  readonly lastError?: string;
+}
+
+export type DeadReason = 'retry_window_exhausted' | 'rejected' | 'malformed';
+
+/** What goes to `meta:webhook_dead`. */
+export interface DeadInput {
+  readonly item: RetryItem;
+  readonly reason: DeadReason;
+  /** The last error: `HTTP 410`, `timeout after 5000 ms`, `ECONNREFUSED`, … */
+  readonly error: string;
+  /** Epoch ms. */
+  readonly failedAt: number;
+}
+
+export interface DeadEntry extends DeadInput {
+  /** The dead stream's entry id (what `chatd webhooks replay ID` takes). */
+  readonly id: string;
+}
+
+export interface ScheduledRetry {
+  readonly item: RetryItem;
+  /** Epoch ms at which it becomes due. */
+  readonly dueAt: number;
+}
+
+/** A due retry this dispatcher leased: `member` identifies it for settle and lease extension. */
+export interface ClaimedRetry {
+  readonly member: string;
+  readonly item: RetryItem;
+}
+
+/** What a job (or a claimed retry) turned into. */
+export interface Settlement {
+  readonly retries: readonly ScheduledRetry[];
+  readonly dead: readonly DeadInput[];
+}
+
+export interface WebhookQueue {
+  readonly kind: 'memory' | 'redis';
+  /** Creates the consumer group if it does not exist (idempotent; every node calls it). */
+  init(): Promise<void>;
+  /** New jobs for `consumer` (never delivered to the group before), waiting up to `blockMs`. */
+  readNew(consumer: string, count: number, blockMs: number): Promise<WebhookJob[]>;
+  /**
+   * Takes over jobs pending (read, not acknowledged) for longer than `minIdleMs` — their
+   * dispatcher died or hung. `lost` are ids whose entry was trimmed from the stream meanwhile.
+   */
+  claimStale(consumer: string, minIdleMs: number, count: number): Promise<{ jobs: WebhookJob[]; lost: string[] }>;
+  /** Resets the idle time of jobs this consumer is still working on, so nobody claims them. */
+  keepAlive(consumer: string, entryIds: readonly string[]): Promise<void>;
+  /**
+   * Atomically: schedules the retries, appends the dead deliveries and acknowledges the job —
+   * only if `consumer` still owns it (else another dispatcher took it over; nothing is written,
+   * returns false, so one job never grows two retry chains).
+   */
+  settle(consumer: string, entryId: string, outcome: Settlement): Promise<boolean>;
+  /**
+   * Leases up to `count` retries due at `now` until `leaseUntil` (atomically: two dispatchers
+   * never lease the same one). A lease not settled or extended in time makes it due again.
+   */
+  claimDueRetries(now: number, leaseUntil: number, count: number): Promise<ClaimedRetry[]>;
+  extendRetryLeases(members: readonly string[], leaseUntil: number): Promise<void>;
+  /** Removes a leased retry and, atomically, schedules its successor or dead-letters it. */
+  settleRetry(member: string, next: { retry?: ScheduledRetry; dead?: DeadInput }): Promise<boolean>;
+  retrySize(): Promise<number>;
+  deadSize(): Promise<number>;
+  /** Oldest first, after `afterId` (exclusive) when given. */
+  listDead(count: number, afterId?: string): Promise<DeadEntry[]>;
+  /**
+   * Moves dead deliveries back into the retry set, due now, with a fresh retry window (and the
+   * same delivery id). Returns the ids replayed (an unknown id is skipped).
+   */
+  replayDead(ids: readonly string[] | 'all', now: number): Promise<string[]>;
+  /** Jobs in the stream not yet read by the group (null when unknown), and jobs read but unacknowledged. */
+  groupStats(): Promise<{ lag: number | null; pending: number }>;
+  close(): Promise<void>;
+}
+
 // ---------------------------------------------------------------- rate limits
 
 export interface RateLimiter {
   /** Token bucket: takes `cost` tokens from bucket `key`. Shared by every node with Redis. */
   take(key: string, rate: number, burst: number, cost?: number): Promise<{ allowed: boolean; retryAfterMs: number }>;
+}
+
+// ---------------------------------------------------------------- node registry
+
+/**
+ * Where each ws node can be reached (nodeId → URL), so a request carrying an Engine.IO sid
+ * (`<nodeId>.<random>`) can be sent to the node that owns it — by a gateway that did not route the
+ * handshake itself, or by a ws node behind a plain L4 load balancer (cluster/sid-forwarder.ts).
+ * Nodes advertise themselves with a TTL and re-advertise on a timer, so a node that dies drops out
+ * by itself. Redis key: `{redis.prefix}node_url:{nodeId}` (string, the node's URL, PX = ttl).
+ */
+export interface NodeRegistry {
+  /** Says node `nodeId` is reachable at `url` for the next `ttlMs`. */
+  advertise(nodeId: string, url: string, ttlMs: number): Promise<void>;
+  /** Removes the node (a clean shutdown). */
+  withdraw(nodeId: string): Promise<void>;
+  /** The URL of node `nodeId`, or undefined when it is unknown or its advertisement expired. */
+  lookup(nodeId: string): Promise<string | undefined>;
 }
 
 // ---------------------------------------------------------------- erasure and revocation
@@ -261,7 +389,37 @@ export interface RevocationStore {
 
 // ---------------------------------------------------------------- the whole engine
 
+/** What the dispatcher needs to open its queue (webhooks/start.ts). */
+export interface WebhookQueueOptions {
+  readonly logger: Logger;
+  /** `webhooks.streamMaxLen`: the most jobs kept unread (memory), the MAXLEN ~ of re-appended jobs (Redis). */
+  readonly streamMaxLen: number;
+  /** `webhooks.deadMaxLen`. */
+  readonly deadMaxLen: number;
+  /**
+   * What a dispatcher passes (a one-off admin command does not): where accepted messages are kept
+   * durably, and the tenants with webhook endpoints now (read at each use, so a reload applies). An
+   * engine that can lose its jobs (Redis restarted without its data) re-appends them from there.
+   */
+  readonly durable?: {
+    readonly outbox: Pick<Outbox, 'createdSince'>;
+    readonly tenants: () => readonly string[];
+  };
+}
+
+/** A webhook queue and, when the engine needs one, what runs beside the dispatcher to keep its promise. */
+export interface OpenedWebhookQueue {
+  readonly queue: WebhookQueue;
+  /** Started and stopped with the dispatcher (Redis: the data-loss guard, redis/redis-loss-guard.ts). */
+  readonly companion?: { start(): void; stop(): Promise<void> };
+}
+
+/**
+ * The whole distributed engine, chosen once (store/index.ts): every part a role, the dispatcher or
+ * a CLI command needs from it, so nothing outside store/ asks which adapter it is.
+ */
 export interface Store {
+  /** For names shown to operators (the readiness check) only: nothing branches on it. */
   readonly kind: 'memory' | 'redis';
   readonly sessions: SessionStore;
   readonly presence: PresenceStore;
@@ -271,6 +429,12 @@ export interface Store {
   readonly rateLimiter: RateLimiter;
   readonly erasure: ErasureStore;
   readonly revocations: RevocationStore;
+  readonly nodes: NodeRegistry;
+  /**
+   * Opens the webhook dispatcher's queue over this engine's jobs stream (Redis: its own two
+   * connections, one of them blocking on XREADGROUP; closed by the queue's close()).
+   */
+  openWebhookQueue(opts: WebhookQueueOptions): Promise<OpenedWebhookQueue>;
   /** Throws DependencyError when unreachable (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

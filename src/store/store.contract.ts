@@ -442,6 +442,29 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
       });
     });
 
+    describe('node registry', () => {
+      it('advertises, looks up, expires and withdraws nodes', async () => {
+        const reg = (await get()).nodes;
+        const [none, a, short] = [uid('n-none'), uid('n-a'), uid('n-short')];
+        expect(await reg.lookup(none)).toBeUndefined();
+        await reg.advertise(a, 'http://10.0.0.1:3002', 60_000);
+        expect(await reg.lookup(a)).toBe('http://10.0.0.1:3002');
+        await reg.advertise(short, 'http://10.0.0.2:3002', 50);
+        // Time is the subject: the advertisement's 50 ms life must pass.
+        await new Promise((r) => setTimeout(r, 700));
+        expect(await reg.lookup(short)).toBeUndefined();
+        await reg.withdraw(a);
+        expect(await reg.lookup(a)).toBeUndefined();
+      });
+
+      it('a node advertised through one handle is found through another (two nodes of one deployment)', async () => {
+        const other = await harness.open();
+        const nodeId = uid('n-b');
+        await other.nodes.advertise(nodeId, 'http://10.0.0.3:3002', 60_000);
+        expect(await (await get()).nodes.lookup(nodeId)).toBe('http://10.0.0.3:3002');
+      });
+    });
+
     it('answers ping', async () => {
       const s = await get();
       await expect(s.ping()).resolves.toBeUndefined();

@@ -1,20 +1,14 @@
 // Runs the webhook dispatcher inside the api role: `withWebhooks(createApiRole)` starts it after
 // the role when any tenant has `webhooks` endpoints, drains it with the role and closes it after.
-// With the Redis store the dispatcher opens two connections of its own (one blocks on
-// XREADGROUP); with the memory store it follows the store's in-process jobs stream.
+// The queue comes from the engine (Store.openWebhookQueue): with Redis two connections of its own,
+// with the memory store the store's in-process jobs stream.
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
-import type { RoleContext, RoleFactory } from '../app/types.js';
+import type { RoleContext, RoleFactory } from '../roles/role-context.js';
 import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { createRedisClient, redisOptions, waitReady } from '../store/redis/connection.js';
-import type { Store } from '../store/ports.js';
 import { WebhookDispatcher } from './dispatcher.js';
 import { endpointDirectory, type EndpointDirectory } from './endpoints.js';
-import { MemoryWebhookQueue } from './memory-queue.js';
-import type { WebhookQueue } from './queue.js';
-import { RedisWebhookQueue } from './redis-queue.js';
-import { RedisLossGuard } from './redis-loss-guard.js';
+import type { WebhookQueue } from '../store/ports.js';
 
 /** The queue of the dispatcher running in this process, for the admin endpoints (dead list, replay). */
 let activeQueue: WebhookQueue | undefined;
@@ -38,34 +32,6 @@ export function reloadWebhookEndpoints(config: Pick<Config, 'tenants' | 'webhook
 /** claimIdleMs when not configured: comfortably above one delivery's timeout. */
 export const claimIdleMsFor = (w: Config['webhooks']): number => w.claimIdleMs ?? 2 * w.timeoutMs + 5000;
 
-/** Opens the queue adapter matching the store: Redis (shared by every node) or in process. */
-export async function openWebhookQueue(config: Config, store: Pick<Store, 'kind' | 'webhooks'>, logger: Logger): Promise<WebhookQueue> {
-  const kind = store.kind;
-  switch (kind) {
-    case 'redis': {
-      const options = redisOptions({ url: config.redis.url, sentinel: config.redis.sentinel });
-      const redis = createRedisClient(options, logger, 'webhooks');
-      const blocking = createRedisClient(options, logger, 'webhooks-blocking');
-      // Like the store: a node may start before its Redis; the dispatcher joins when it comes up.
-      await Promise.all([waitReady(redis, 5000), waitReady(blocking, 5000)]).catch((err: unknown) =>
-        logger.warn({ err: { message: (err as Error).message } }, 'redis not reachable for webhooks at start; continuing'),
-      );
-      return new RedisWebhookQueue({ redis, blocking, prefix: config.redis.prefix, deadMaxLen: config.webhooks.deadMaxLen });
-    }
-    case 'memory':
-      return new MemoryWebhookQueue({
-        stream: store.webhooks,
-        maxBacklog: config.webhooks.streamMaxLen,
-        deadMaxLen: config.webhooks.deadMaxLen,
-        onError: (err) => logger.error({ err: (err as Error)?.message }, 'following the in-process webhook jobs stream failed'),
-      });
-    default: {
-      const never: never = kind;
-      throw new Error(`unknown store ${String(never)}`);
-    }
-  }
-}
-
 /** Creates and starts a dispatcher for this process, or returns undefined when no tenant has endpoints. */
 export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | 'logger' | 'nodeId' | 'services'>): Promise<WebhookDispatcher | undefined> {
   const { config } = ctx;
@@ -77,21 +43,20 @@ export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | '
   currentEndpoints = directory;
   const logger = ctx.logger.child({ component: 'webhooks' });
   const services = await ctx.services();
-  const queue = await openWebhookQueue(config, services.store, logger);
-  // Redis only: a restart without data loses the jobs it held; the guard re-publishes them from PostgreSQL.
-  const lossGuard =
-    queue instanceof RedisWebhookQueue
-      ? new RedisLossGuard({
-          queue,
-          outbox: services.db.outbox,
-          tenants: () => (currentEndpoints ?? directory).tenants(),
-          logger,
-          streamMaxLen: config.webhooks.streamMaxLen,
-        })
-      : undefined;
+  // The engine says what runs beside its queue (Redis: the guard against a restart without data).
+  const { queue, companion } = await services.store.openWebhookQueue({
+    logger,
+    streamMaxLen: config.webhooks.streamMaxLen,
+    deadMaxLen: config.webhooks.deadMaxLen,
+    durable: {
+      // Reached only when the engine needs it (Redis, after a loss): the memory engine never does.
+      outbox: { createdSince: (...args) => services.db.outbox.createdSince(...args) },
+      tenants: () => (currentEndpoints ?? directory).tenants(),
+    },
+  });
   const dispatcher = new WebhookDispatcher({
     queue,
-    ...(lossGuard ? { companion: lossGuard } : {}),
+    ...(companion ? { companion } : {}),
     endpoints: () => currentEndpoints ?? directory,
     logger,
     consumer: `${ctx.nodeId}-${randomBytes(3).toString('hex')}`,

@@ -11,7 +11,7 @@
 //   GET  /api/chat/messages         JWT              → { messages, nextCursor }
 //   GET  /api/chat/online-users     agent JWT / secret key → { users }
 import type { Logger } from 'pino';
-import type { RoleContext, RoleFactory } from '../../app/types.js';
+import type { RoleContext, RoleFactory } from '../role-context.js';
 import type { Services } from '../../app/services.js';
 import { createAuth, type Auth } from '../../auth/index.js';
 import { ConfigError } from '../../config/load.js';

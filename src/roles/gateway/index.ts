@@ -7,41 +7,17 @@
 // with no network hop; the per-IP connect limit is then the ws role's to apply (createGatewayLimits).
 import type { Logger } from 'pino';
 import { createApiKeyRegistry, type ApiKeyRegistry } from '../../auth/api-keys.js';
-import type { Config } from '../../config/schema.js';
 import { createClientIpResolver } from '../../http/client-ip.js';
 import type { Guard, Req } from '../../http/router.js';
-import type { RoleContext, RoleFactory, RoleInstance } from '../../app/types.js';
-import type { RateLimiter } from '../../store/ports.js';
-import { storeKind } from '../../store/index.js';
+import type { RoleContext, RoleFactory, RoleInstance } from '../role-context.js';
 import { mountApiRoutes } from './api-routes.js';
 import { peerTrust } from '../../cluster/http-proxy.js';
 import { checkQueryCredentials, namedTenant, precheck, PROTECTED_PREFIXES } from './credentials.js';
-import { createNodeRegistry } from '../../cluster/node-registry.js';
-import { createGatewayLimits, LocalRateLimiter, type GatewayLimits } from './rate-limits.js';
+import { createGatewayLimits, type GatewayLimits } from './rate-limits.js';
 import { mountSocketioRoutes } from './socketio-routes.js';
 import { UpstreamGroup } from '../../cluster/upstreams.js';
 
-export { createGatewayLimits, LocalRateLimiter } from './rate-limits.js';
-
-/**
- * The rate limiter the gateway's buckets live in: the store's (Redis, shared by every gateway)
- * when Redis is configured — created without opening the database — else one in this process.
- */
-export function gatewayRateLimiter(config: Config, store: RoleContext['store']): () => Promise<RateLimiter> {
-  const kind = storeKind(config);
-  switch (kind) {
-    case 'redis':
-      return async () => (await store()).rateLimiter;
-    case 'memory': {
-      const local = new LocalRateLimiter();
-      return async () => local;
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`unknown store ${String(never)}`);
-    }
-  }
-}
+export { createGatewayLimits } from './rate-limits.js';
 
 /**
  * The in-process form of the gateway's HTTP checks (`--role all`): a router guard. `keys` is read
@@ -63,7 +39,9 @@ export function gatewayGuards(keys: () => Promise<Pick<ApiKeyRegistry, 'lookup'>
 
 export const createGatewayRole: RoleFactory = async (ctx) => {
   const { config, logger } = ctx;
-  const limits = createGatewayLimits(config.limits, gatewayRateLimiter(config, ctx.store), logger);
+  // The engine's limiter (Redis: shared by every gateway; memory: in this process), opened without
+  // the database.
+  const limits = createGatewayLimits(config.limits, async () => (await ctx.store()).rateLimiter, logger);
   const inProcess = ctx.roles.includes('api') && ctx.roles.includes('ws') && ctx.roles.includes('gateway');
   if (inProcess) {
     // The api role opens the services anyway: share its (reloadable) key set.
@@ -85,7 +63,6 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
   for (const w of keys.warnings) logger.warn(w);
   const api = new UpstreamGroup({ name: 'api', urls: upstreams.api, healthCheckIntervalMs: upstreams.healthCheckIntervalMs, logger });
   const ws = new UpstreamGroup({ name: 'ws', urls: upstreams.ws, healthCheckIntervalMs: upstreams.healthCheckIntervalMs, logger });
-  const registry = createNodeRegistry(config, logger);
   const clientIp = createClientIpResolver(config.server.trustedProxies);
   const trusted = peerTrust(config.server.trustedProxies);
   const cors = (origin: string | undefined) => ctx.router.corsHeaders(origin);
@@ -108,7 +85,7 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
   const sio = mountSocketioRoutes({
     app: ctx.app,
     ws,
-    registry,
+    registry: async () => (await ctx.store()).nodes,
     limits,
     clientIp,
     trusted,
@@ -147,7 +124,7 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
       draining = true;
       sio.closeAll();
       sio.close();
-      await Promise.allSettled([api.close(), ws.close(), registry.close()]);
+      await Promise.allSettled([api.close(), ws.close()]);
     },
   };
 }

@@ -2,7 +2,8 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ChatdError } from '../../errors.js';
 import { registry } from '../../observability/metrics.js';
-import { createGatewayLimits, LocalRateLimiter } from './rate-limits.js';
+import { MemoryRateLimiter } from '../../store/memory/memory-rate-limiter.js';
+import { createGatewayLimits } from './rate-limits.js';
 
 const limits = {
   httpPerIp: { rate: 1, burst: 3 },
@@ -10,23 +11,9 @@ const limits = {
   connectPerIp: { rate: 1, burst: 1 },
 } as const;
 
-describe('LocalRateLimiter', () => {
-  it('allows a burst, then refills at the rate', () => {
-    let now = 0;
-    const l = new LocalRateLimiter(() => now);
-    for (let i = 0; i < 5; i++) expect(l.takeSync('k', 2, 5).allowed).toBe(true);
-    const refused = l.takeSync('k', 2, 5);
-    expect(refused.allowed).toBe(false);
-    expect(refused.retryAfterMs).toBe(500);
-    now += 500;
-    expect(l.takeSync('k', 2, 5).allowed).toBe(true);
-    expect(l.takeSync('other', 2, 5).allowed).toBe(true);
-  });
-});
-
 describe('createGatewayLimits', () => {
   it('answers 429 rate_limited with Retry-After per bucket; other IPs are unaffected', async () => {
-    const local = new LocalRateLimiter(() => 0);
+    const local = new MemoryRateLimiter(() => 0);
     const g = createGatewayLimits(limits as never, async () => local, pino({ level: 'silent' }));
     for (let i = 0; i < 3; i++) await g.httpIp('1.1.1.1');
     const err = await g.httpIp('1.1.1.1').catch((e: unknown) => e);

@@ -1,7 +1,7 @@
 // Rate limits at the edge (DESIGN.md "Limits"): token buckets per client IP for HTTP requests and
 // for new Socket.IO sessions, and per API key for HTTP requests. With Redis the buckets live there
-// (the store's RateLimiter: one atomic script), so the limit holds across every gateway; without
-// it they live in this process. A limiter that cannot be reached lets traffic through (logged and
+// (the store's RateLimiter: one atomic script), so the limit holds across every gateway; with the
+// memory store they live in this process (its MemoryRateLimiter). A limiter that cannot be reached lets traffic through (logged and
 // counted): the edge must not go down with Redis.
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
@@ -21,44 +21,6 @@ const limiterErrors = new promClient.Counter({
   help: 'Rate-limit checks that failed (limiter unreachable) and let the request through.',
   registers: [registry],
 });
-
-/** An in-process token bucket limiter: exact for one process, nothing shared. */
-export class LocalRateLimiter implements RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number; rate: number; burst: number }>();
-  private sweeps = 0;
-
-  constructor(private readonly now: () => number = () => performance.now()) {}
-
-  async take(key: string, rate: number, burst: number, cost = 1): Promise<{ allowed: boolean; retryAfterMs: number }> {
-    return this.takeSync(key, rate, burst, cost);
-  }
-
-  takeSync(key: string, rate: number, burst: number, cost = 1): { allowed: boolean; retryAfterMs: number } {
-    const t = this.now();
-    let b = this.buckets.get(key);
-    if (!b) {
-      b = { tokens: burst, at: t, rate, burst };
-      this.buckets.set(key, b);
-    } else {
-      b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * rate);
-      b.at = t;
-    }
-    if (++this.sweeps >= 10_000) this.sweep(t);
-    if (b.tokens >= cost) {
-      b.tokens -= cost;
-      return { allowed: true, retryAfterMs: 0 };
-    }
-    return { allowed: false, retryAfterMs: Math.ceil(((cost - b.tokens) / rate) * 1000) };
-  }
-
-  /** Forgets full buckets, so memory follows active clients, not every client ever seen. */
-  private sweep(t: number): void {
-    this.sweeps = 0;
-    for (const [k, b] of this.buckets) {
-      if (b.tokens + ((t - b.at) / 1000) * b.rate >= b.burst) this.buckets.delete(k);
-    }
-  }
-}
 
 export type Bucket = 'http_ip' | 'http_key' | 'connect_ip';
 

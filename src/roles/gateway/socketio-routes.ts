@@ -14,11 +14,11 @@ import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type W
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from './credentials.js';
 import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
-import type { NodeRegistry } from '../../cluster/node-registry.js';
 import type { GatewayLimits } from './rate-limits.js';
 import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
 import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
 import type { Upstream, UpstreamGroup } from '../../cluster/upstreams.js';
+import type { NodeRegistry } from '../../store/ports.js';
 import { createUpgradeCork, type UpgradeCork } from './upgrade-cork.js';
 import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from './ws-pipe.js';
 
@@ -31,7 +31,8 @@ const pipedWebsockets = new promClient.Gauge({
 export interface SocketioRouteDeps {
   readonly app: TemplatedApp;
   readonly ws: UpstreamGroup;
-  readonly registry: NodeRegistry;
+  /** The engine's node registry, resolved on first use. */
+  readonly registry: () => Promise<NodeRegistry>;
   readonly limits: GatewayLimits;
   readonly clientIp: ClientIpResolver;
   readonly trusted: PeerTrust;
@@ -63,7 +64,7 @@ async function ownerUpstream(deps: SocketioRouteDeps, sid: string): Promise<Upst
   if (!node) return undefined;
   const known = deps.ws.forNode(node);
   if (known) return known;
-  const url = await deps.registry.lookup(node).catch((err: unknown) => {
+  const url = await deps.registry().then((r) => r.lookup(node)).catch((err: unknown) => {
     deps.logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
     return undefined;
   });

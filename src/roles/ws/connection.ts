@@ -37,7 +37,7 @@ export interface WsConn {
 export interface ConnectDeps {
   readonly config: Config;
   readonly logger: Logger;
-  readonly services: () => Promise<Services>;
+  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'store'>>;
   readonly hub: () => StreamHub;
   readonly server: () => SocketServer<WsConn>;
   readonly pids: RecoveryPids;
@@ -70,7 +70,7 @@ export function createAuthenticate(deps: ConnectDeps) {
   const { config } = deps;
   let limiterWarned = false;
 
-  const take = async (svc: Services, bucket: string, rate: { rate: number; burst: number }) => {
+  const take = async (svc: Pick<Services, 'store'>, bucket: string, rate: { rate: number; burst: number }) => {
     let r: { allowed: boolean; retryAfterMs: number };
     try {
       r = await svc.store.rateLimiter.take(bucket, rate.rate, rate.burst);

@@ -18,7 +18,7 @@ import { watchTopic, type WsConn } from './connection.js';
 
 export interface HandlerDeps {
   readonly logger: Logger;
-  readonly services: () => Promise<Services>;
+  readonly services: () => Promise<Pick<Services, 'chat'>>;
 }
 
 const validJoin = compileValidator(ClientEventSchemas.join);
@@ -33,7 +33,7 @@ function nack(err: unknown): { success: false; error: string; code: string } {
 }
 
 export function createEventHandler(deps: HandlerDeps) {
-  const run = (socket: Socket<WsConn>, ack: AckFn | undefined, what: string, work: (svc: Services, conn: WsConn) => Promise<unknown>) => {
+  const run = (socket: Socket<WsConn>, ack: AckFn | undefined, what: string, work: (svc: Pick<Services, 'chat'>, conn: WsConn) => Promise<unknown>) => {
     const conn = socket.context!;
     deps
       .services()

@@ -9,7 +9,7 @@
 // read). typing/read go to the conversation's topic and its watch topic: an agent never follows a
 // conversation's stream, so nobody gets them twice.
 import type { Logger } from 'pino';
-import type { RoleFactory } from '../../app/types.js';
+import type { RoleFactory } from '../role-context.js';
 import type { Services } from '../../app/services.js';
 import { corsPolicyOfTenants } from '../../auth/origins.js';
 import { DISCONNECT } from '../../errors.js';
@@ -18,17 +18,21 @@ import { maxConnections, maxPendingConnections } from '../../protocol/capacity.j
 import { RecoveryPids } from '../../protocol/recovery-pid.js';
 import { SocketServer } from '../../protocol/server.js';
 import type { Socket } from '../../protocol/types.js';
-import { createGatewayLimits, LocalRateLimiter } from '../gateway/rate-limits.js';
+import { createGatewayLimits } from '../gateway/rate-limits.js';
 import { createSidForwarder, type SidForwarder } from '../../cluster/sid-forwarder.js';
-import { storeKind } from '../../store/index.js';
+import { engineOf } from '../../store/index.js';
+import { MemoryRateLimiter } from '../../store/memory/memory-rate-limiter.js';
 import { createAuthenticate, tenantTopic, watchTopic, type WsConn } from './connection.js';
 import { createEventHandler } from './handlers.js';
 import { PresenceTracker } from './presence-tracker.js';
 import { offsetToken, streamId, StreamHub, type PassThroughEvent } from './streams.js';
 import { randomBytes } from 'node:crypto';
 
+/** The shared services the ws role uses (the api role's pattern: only what it calls). */
+export type WsServices = Pick<Services, 'auth' | 'chat' | 'store' | 'db'>;
+
 interface Runtime {
-  readonly svc: Services;
+  readonly svc: WsServices;
   readonly hub: StreamHub;
   readonly tracker: PresenceTracker;
 }
@@ -48,11 +52,18 @@ export const createWsRole: RoleFactory = async (ctx) => {
   const maxConns = maxConnections(config.limits.maxConnections);
 
   // Several ws nodes behind a plain L4 load balancer (no gateway, no stickiness): a polling request
-  // for a session another node owns is forwarded to it. One node alone (the memory store) has no peers.
-  const forwarder: SidForwarder | undefined =
-    storeKind(config) === 'redis'
-      ? createSidForwarder({ config, nodeId: ctx.nodeId, logger: log.child({ component: 'sid-forwarder' }), roles: ctx.roles, port: ctx.port })
-      : undefined;
+  // for a session another node owns is forwarded to it. An engine no other process shares (the
+  // memory store) means one node alone: no peers.
+  const forwarder: SidForwarder | undefined = engineOf(config).shared
+    ? createSidForwarder({
+        config,
+        nodeId: ctx.nodeId,
+        logger: log.child({ component: 'sid-forwarder' }),
+        roles: ctx.roles,
+        port: ctx.port,
+        registry: async () => (await ctx.store()).nodes,
+      })
+    : undefined;
 
   const server: SocketServer<WsConn> = new SocketServer<WsConn>({
     app: ctx.app,
@@ -67,7 +78,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
     // before a session exists, and it holds when Redis is down. Behind a gateway the client IP is
     // X-Forwarded-For's (the gateways must be in server.trustedProxies).
     handshakePerIp: config.limits.handshakePerIp,
-    handshakeLimiter: new LocalRateLimiter(),
+    handshakeLimiter: new MemoryRateLimiter(),
     pendingPerIp: config.limits.pendingPerIp,
     maxPending: maxPendingConnections(config.limits.maxPendingConnections, maxConns),
     connectTimeoutMs: config.socketio.connectTimeoutMs,
@@ -92,7 +103,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
   const getRuntime = (): Promise<Runtime> => {
     if (runtime) return Promise.resolve(runtime);
     starting ??= (async () => {
-      const svc = await ctx.services();
+      const svc: WsServices = await ctx.services();
       const hub = new StreamHub({
         bus: svc.store.bus,
         events: svc.store.events,

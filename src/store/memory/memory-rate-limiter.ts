@@ -1,32 +1,48 @@
-// Token buckets in process (one node: the memory store's scope).
+// Token buckets in process: the one in-process bucket of chatd. The memory store's RateLimiter,
+// and the synchronous limiter of the protocol layer's per-IP handshake limit (which must answer
+// before any await, and holds when Redis is down, so it stays in process whatever the store is).
 import type { RateLimiter } from '../ports.js';
 
+/** Exact for one process, nothing shared. `now` is a monotonic clock in ms (injectable for tests). */
 export class MemoryRateLimiter implements RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; ts: number; idleAt: number }>();
+  private readonly buckets = new Map<string, { tokens: number; at: number; rate: number; burst: number }>();
+  private takes = 0;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: () => number = () => performance.now()) {}
 
   async take(key: string, rate: number, burst: number, cost = 1): Promise<{ allowed: boolean; retryAfterMs: number }> {
-    const now = this.now();
-    const b = this.buckets.get(key) ?? { tokens: burst, ts: now, idleAt: now };
-    let tokens = b.tokens;
-    if (now > b.ts) tokens = Math.min(burst, tokens + ((now - b.ts) * rate) / 1000);
-    let allowed = false;
-    let retryAfterMs = 0;
-    if (tokens >= cost) {
-      tokens -= cost;
-      allowed = true;
-    } else {
-      retryAfterMs = Math.ceil(((cost - tokens) * 1000) / rate);
-    }
-    // `idleAt`: when the bucket is full again and can be forgotten.
-    this.buckets.set(key, { tokens, ts: Math.max(now, b.ts), idleAt: now + Math.ceil(((burst - tokens) * 1000) / rate) });
-    return { allowed, retryAfterMs };
+    return this.takeSync(key, rate, burst, cost);
   }
 
-  /** Forgets full buckets (called periodically). */
+  takeSync(key: string, rate: number, burst: number, cost = 1): { allowed: boolean; retryAfterMs: number } {
+    const t = this.now();
+    let b = this.buckets.get(key);
+    if (!b) {
+      b = { tokens: burst, at: t, rate, burst };
+      this.buckets.set(key, b);
+    } else {
+      if (t > b.at) {
+        b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * rate);
+        b.at = t;
+      }
+      b.rate = rate;
+      b.burst = burst;
+    }
+    // Every 10,000 takes, forget full buckets: a flood of new keys cannot grow the map for long.
+    if (++this.takes >= 10_000) this.purgeIdle();
+    if (b.tokens >= cost) {
+      b.tokens -= cost;
+      return { allowed: true, retryAfterMs: 0 };
+    }
+    return { allowed: false, retryAfterMs: Math.ceil(((cost - b.tokens) / rate) * 1000) };
+  }
+
+  /** Forgets full buckets, so memory follows active clients, not every client ever seen (also run by the memory store's timer). */
   purgeIdle(): void {
-    const now = this.now();
-    for (const [k, b] of this.buckets) if (b.idleAt <= now) this.buckets.delete(k);
+    this.takes = 0;
+    const t = this.now();
+    for (const [k, b] of this.buckets) {
+      if (b.tokens + ((t - b.at) / 1000) * b.rate >= b.burst) this.buckets.delete(k);
+    }
   }
 }

@@ -1,12 +1,14 @@
 // The zero-config engine: every port in process, for one node. Same semantics as the Redis store
 // (one contract suite runs against both); nothing is shared with other processes.
 import type { Logger } from 'pino';
-import type { Store } from '../ports.js';
+import type { OpenedWebhookQueue, Store, WebhookQueueOptions } from '../ports.js';
 import { MemoryBus } from './memory-bus.js';
 import { MemoryEventLog } from './memory-event-log.js';
+import { MemoryNodeRegistry } from './memory-node-registry.js';
 import { MemoryPresenceStore } from './memory-presence-store.js';
 import { MemoryRateLimiter } from './memory-rate-limiter.js';
 import { MemorySessionStore } from './memory-session-store.js';
+import { MemoryWebhookQueue } from './memory-webhook-queue.js';
 import { MemoryWebhookStream } from './memory-webhook-stream.js';
 import { MemoryErasureStore, MemoryRevocationStore } from './memory-erasure.js';
 
@@ -28,6 +30,7 @@ export class MemoryStore implements Store {
   readonly rateLimiter: MemoryRateLimiter;
   readonly erasure: MemoryErasureStore;
   readonly revocations = new MemoryRevocationStore();
+  readonly nodes = new MemoryNodeRegistry();
   private readonly timer: NodeJS.Timeout;
 
   constructor(opts: MemoryStoreOptions = {}, logger?: Logger) {
@@ -47,6 +50,20 @@ export class MemoryStore implements Store {
       this.rateLimiter.purgeIdle();
     }, opts.purgeIntervalMs ?? 60000);
     this.timer.unref();
+  }
+
+  /**
+   * The queue follows this store's in-process jobs stream; its only consumer is this process's
+   * dispatcher, and nothing outlives the process, so no guard runs beside it.
+   */
+  async openWebhookQueue(opts: WebhookQueueOptions): Promise<OpenedWebhookQueue> {
+    const queue = new MemoryWebhookQueue({
+      stream: this.webhooks,
+      maxBacklog: opts.streamMaxLen,
+      deadMaxLen: opts.deadMaxLen,
+      onError: (err) => opts.logger.error({ err: (err as Error)?.message }, 'following the in-process webhook jobs stream failed'),
+    });
+    return { queue };
   }
 
   async ping(): Promise<void> {}

@@ -2,19 +2,8 @@
 // process). Same semantics as the Redis one — a job is pending until settled, a stale one can be
 // claimed, retries are leased, ZREM-wins, dead deliveries are kept in order and can be replayed —
 // so the dispatcher runs unchanged. Nothing survives a restart, like everything in the memory store.
-import type { WebhookJob, WebhookStream } from '../store/ports.js';
-import {
-  decodeRetry,
-  encodeRetry,
-  compareStreamIds,
-  replayItem,
-  type ClaimedRetry,
-  type DeadEntry,
-  type DeadInput,
-  type ScheduledRetry,
-  type Settlement,
-  type WebhookQueue,
-} from './queue.js';
+import type { ClaimedRetry, DeadEntry, DeadInput, ScheduledRetry, Settlement, WebhookJob, WebhookQueue, WebhookStream } from '../ports.js';
+import { compareStreamIds, decodeRetry, encodeRetry, replayItem } from '../webhook-jobs.js';
 
 export interface MemoryQueueOptions {
   /**

@@ -2,7 +2,7 @@
 // behind, a FLUSHALL): every webhook job Redis held — in meta:webhook_jobs not yet read, in flight
 // in the group, waiting in the retry set — is gone, and their outbox rows were deleted when the
 // XADD succeeded (DESIGN.md "One path for a message", step 4). Before this guard those messages
-// were silently never POSTed (issue 17 item 2). The messages themselves are in PostgreSQL, so:
+// were silently never POSTed. The messages themselves are in PostgreSQL, so:
 //
 // - Detection: a data epoch, `meta:webhook_epoch`, a random id written once with SET NX and never
 //   expiring. Every dispatcher reads it each `intervalMs`; missing or different from the one it
@@ -25,10 +25,10 @@
 // is lost); each part of the snapshot is scanned up to `scanLimit` entries.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ChatMessage } from '../chat/message.js';
-import type { Outbox } from '../db/ports.js';
-import { webhookRedisDataLoss, webhookJobsRepublished } from '../observability/metrics.js';
-import type { QueueSnapshot, RedisWebhookQueue } from './redis-queue.js';
+import type { ChatMessage } from '../../chat/message.js';
+import type { Outbox } from '../../db/ports.js';
+import { webhookRedisDataLoss, webhookJobsRepublished } from '../../observability/metrics.js';
+import type { QueueSnapshot, RedisWebhookQueue } from './redis-webhook-queue.js';
 
 export interface RedisLossGuardOptions {
   readonly queue: Pick<RedisWebhookQueue, 'claimEpoch' | 'snapshot' | 'appendJobs' | 'init'>;

@@ -1,64 +1,20 @@
-// The node registry: where each ws node can be reached (nodeId → URL), so a request carrying an
-// Engine.IO sid (`<nodeId>.<random>`) can be sent to the node that owns it — by a gateway that did
-// not route the handshake itself, or by a ws node behind a plain L4 load balancer
-// (sid-forwarder.ts). ws nodes advertise themselves with a TTL and re-advertise on a timer, so a
-// node that dies drops out by itself.
-//
-// It is a port with two adapters (memory, Redis) kept here rather than in src/store because only
-// the gateway and the sid forwarder use it. Redis key: `{redis.prefix}node_url:{nodeId}` (string,
-// the node's URL, PX = ttl).
-import type { Logger } from 'pino';
+// The node registry in Redis, shared by every node and gateway: `{redis.prefix}node_url:{nodeId}`
+// (string, the node's URL, PX = ttl). Lookups are cached briefly, so a gateway does not ask Redis
+// on every polling request.
 import type { Redis } from 'ioredis';
-import type { Config } from '../config/schema.js';
-import { storeKind } from '../store/index.js';
-import { createRedisClient, guard, redisOptions, waitReady } from '../store/redis/connection.js';
+import type { NodeRegistry } from '../ports.js';
+import { guard } from './connection.js';
 
-export interface NodeRegistry {
-  /** Says node `nodeId` is reachable at `url` for the next `ttlMs`. */
-  advertise(nodeId: string, url: string, ttlMs: number): Promise<void>;
-  /** Removes the node (a clean shutdown). */
-  withdraw(nodeId: string): Promise<void>;
-  /** The URL of node `nodeId`, or undefined when it is unknown or its advertisement expired. */
-  lookup(nodeId: string): Promise<string | undefined>;
-  close(): Promise<void>;
-}
+/** The subset of ioredis the registry needs. */
+export type RegistryRedis = Pick<Redis, 'set' | 'get' | 'del'>;
 
-/** In-process registry: enough for one process (nodes in other processes cannot be seen). */
-export class MemoryNodeRegistry implements NodeRegistry {
-  private readonly nodes = new Map<string, { url: string; expires: number }>();
-
-  async advertise(nodeId: string, url: string, ttlMs: number): Promise<void> {
-    this.nodes.set(nodeId, { url, expires: Date.now() + ttlMs });
-  }
-
-  async withdraw(nodeId: string): Promise<void> {
-    this.nodes.delete(nodeId);
-  }
-
-  async lookup(nodeId: string): Promise<string | undefined> {
-    const n = this.nodes.get(nodeId);
-    if (!n) return undefined;
-    if (n.expires <= Date.now()) {
-      this.nodes.delete(nodeId);
-      return undefined;
-    }
-    return n.url;
-  }
-
-  async close(): Promise<void> {
-    this.nodes.clear();
-  }
-}
-
-type RegistryRedis = Pick<Redis, 'set' | 'get' | 'del' | 'quit' | 'disconnect' | 'status'>;
-
-/** Registry in Redis, shared by every node and gateway. Lookups are cached briefly. */
 export class RedisNodeRegistry implements NodeRegistry {
   private readonly cache = new Map<string, { url: string | undefined; until: number }>();
 
   constructor(
     private readonly redis: RegistryRedis,
     private readonly prefix: string,
+    /** Waits (bounded) for the connection before each command: a node may start before its Redis. */
     private readonly ready: () => Promise<void> = async () => undefined,
   ) {}
 
@@ -87,32 +43,5 @@ export class RedisNodeRegistry implements NodeRegistry {
     this.cache.set(nodeId, { url, until: now + (url ? 5000 : 500) });
     if (this.cache.size > 10_000) this.cache.clear();
     return url;
-  }
-
-  async close(): Promise<void> {
-    if (this.redis.status === 'end') return;
-    await Promise.race([this.redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
-    this.redis.disconnect();
-  }
-}
-
-/** The registry for a config: Redis when Redis is configured (its own small connection), else memory. */
-export function createNodeRegistry(config: Config, logger: Logger): NodeRegistry {
-  const kind = storeKind(config);
-  switch (kind) {
-    case 'memory':
-      return new MemoryNodeRegistry();
-    case 'redis': {
-      const client = createRedisClient(
-        redisOptions({ url: config.redis.url, sentinel: config.redis.sentinel, commandTimeoutMs: 2000 }),
-        logger,
-        'node-registry',
-      );
-      return new RedisNodeRegistry(client, config.redis.prefix, () => waitReady(client, 2000));
-    }
-    default: {
-      const never: never = kind;
-      throw new Error(`unknown store ${String(never)}`);
-    }
   }
 }

@@ -3,14 +3,17 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
-import type { Store } from '../ports.js';
+import type { OpenedWebhookQueue, Store, WebhookQueueOptions } from '../ports.js';
 import { createRedisClient, guard, redisOptions, waitReady, type RedisConnectionConfig, type ScriptedRedis } from './connection.js';
 import { redisKeys, type RedisKeys } from './keys.js';
 import { RedisBus } from './redis-bus.js';
 import { RedisEventLog, type RedisEventLogOptions } from './redis-event-log.js';
+import { RedisLossGuard } from './redis-loss-guard.js';
+import { RedisNodeRegistry } from './redis-node-registry.js';
 import { RedisPresenceStore } from './redis-presence-store.js';
 import { RedisRateLimiter } from './redis-rate-limiter.js';
 import { RedisSessionStore } from './redis-session-store.js';
+import { openRedisWebhookQueue } from './redis-webhook-queue.js';
 import { RedisWebhookStream } from './redis-webhook-stream.js';
 import { RedisErasureStore, RedisRevocationStore } from './redis-erasure.js';
 
@@ -34,11 +37,13 @@ export class RedisStore implements Store {
   readonly rateLimiter: RedisRateLimiter;
   readonly erasure: RedisErasureStore;
   readonly revocations: RedisRevocationStore;
+  readonly nodes: RedisNodeRegistry;
   /** The shared command connection (exposed for admin tools and tests). */
   readonly client: ScriptedRedis;
   private readonly subscriber: Redis;
   private readonly dedicated = new Set<Redis>();
   private readonly connectTimeoutMs: number;
+  private readonly connection: RedisConnectionConfig & { readonly prefix: string };
 
   constructor(opts: RedisStoreOptions, logger: Logger) {
     const options = { ...redisOptions(opts), ...opts.ioredis };
@@ -71,6 +76,28 @@ export class RedisStore implements Store {
     this.rateLimiter = new RedisRateLimiter(this.client, this.keys);
     this.erasure = new RedisErasureStore(this.client, this.keys, this.presence);
     this.revocations = new RedisRevocationStore(this.client, this.keys);
+    // Over the shared connection; each call waits (2 s at most) for it, so a node that starts
+    // before its Redis advertises itself as soon as Redis is up.
+    this.nodes = new RedisNodeRegistry(this.client, opts.prefix, () => waitReady(this.client, 2000));
+    this.connection = { url: opts.url, sentinel: opts.sentinel, prefix: opts.prefix };
+  }
+
+  /**
+   * The dispatcher's queue, on two connections of its own. With `durable`, the data-loss guard
+   * runs beside it: a Redis restarted without its data lost the jobs it held, and the guard
+   * re-appends them from the outbox's messages (redis-loss-guard.ts).
+   */
+  async openWebhookQueue(opts: WebhookQueueOptions): Promise<OpenedWebhookQueue> {
+    const queue = await openRedisWebhookQueue(this.connection, opts);
+    if (!opts.durable) return { queue };
+    const companion = new RedisLossGuard({
+      queue,
+      outbox: opts.durable.outbox,
+      tenants: opts.durable.tenants,
+      logger: opts.logger,
+      streamMaxLen: opts.streamMaxLen,
+    });
+    return { queue, companion };
   }
 
   /** Connects both long-lived connections; rejects with DependencyError after `timeoutMs`. */

@@ -5,22 +5,20 @@
 // `redis.prefix` (one hash slot is not required: chatd supports standalone and Sentinel only).
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { DependencyError } from '../errors.js';
-import type { WebhookJob } from '../store/ports.js';
-import {
-  compareStreamIds,
-  decodeRetry,
-  encodeRetry,
-  parseJobFields,
-  replayItem,
-  type ClaimedRetry,
-  type DeadEntry,
-  type DeadInput,
-  type DeadReason,
-  type ScheduledRetry,
-  type Settlement,
-  type WebhookQueue,
-} from './queue.js';
+import type { Logger } from 'pino';
+import { DependencyError } from '../../errors.js';
+import { createRedisClient, redisOptions, waitReady, type RedisConnectionConfig } from './connection.js';
+import { compareStreamIds, decodeRetry, encodeRetry, parseJobFields, replayItem } from '../webhook-jobs.js';
+import type {
+  WebhookJob,
+  ClaimedRetry,
+  DeadEntry,
+  DeadInput,
+  DeadReason,
+  ScheduledRetry,
+  Settlement,
+  WebhookQueue,
+} from '../ports.js';
 
 export const WEBHOOK_GROUP = 'chatd-webhooks';
 
@@ -513,4 +511,22 @@ function parseDeadRows(rows: readonly [string, string[]][]): DeadEntry[] {
     if (item) out.push({ id, item, reason: f.reason as DeadReason, error: f.error ?? '', failedAt: Number(f.failedAt) });
   }
   return out;
+}
+
+/**
+ * Opens the queue the way a dispatcher uses it: two connections of its own (one blocks on
+ * XREADGROUP). Like the store, a node may start before its Redis: after a few seconds it returns
+ * anyway and the dispatcher joins when Redis comes up.
+ */
+export async function openRedisWebhookQueue(
+  conn: RedisConnectionConfig & { readonly prefix: string },
+  opts: { readonly logger: Logger; readonly deadMaxLen: number },
+): Promise<RedisWebhookQueue> {
+  const options = redisOptions({ url: conn.url, sentinel: conn.sentinel });
+  const redis = createRedisClient(options, opts.logger, 'webhooks');
+  const blocking = createRedisClient(options, opts.logger, 'webhooks-blocking');
+  await Promise.all([waitReady(redis, 5000), waitReady(blocking, 5000)]).catch((err: unknown) =>
+    opts.logger.warn({ err: { message: (err as Error).message } }, 'redis not reachable for webhooks at start; continuing'),
+  );
+  return new RedisWebhookQueue({ redis, blocking, prefix: conn.prefix, deadMaxLen: opts.deadMaxLen });
 }

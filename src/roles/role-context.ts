@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config, Role } from '../config/schema.js';
 import type { HttpRouter } from '../http/router.js';
 import type { TemplatedApp } from '../uws.js';
-import type { Services } from './services.js';
+import type { Services } from '../app/services.js';
 import type { Store } from '../store/ports.js';
 
 export interface ReadinessCheck {
