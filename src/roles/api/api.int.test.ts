@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL, REDIS_URL, freePort, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { CREDENTIAL_PARAMS } from '../../auth/bearer.js';
 import { userHashOf } from '../../auth/identity.js';
 import type { Store, TenantEvent } from '../../store/ports.js';
 import {
@@ -129,6 +130,17 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expectError(await call('GET', `/api/chat/messages?tenantId=tenantA&token=abc`), 400, 'credentials_in_query');
       const traced = await call('POST', '/api/chat/anonymous-token', { token: 'ck_pub_wrongwrongwrongwrong', body: { tenantId: 'tenantA' }, headers: { 'x-request-id': 'trace-42' } });
       expect(traced.headers.get('x-request-id')).toBe('trace-42');
+    });
+
+    it('refuses every credential query parameter the gateway refuses (a direct api node, no gateway in front)', async () => {
+      // The one list (auth/bearer.ts), password and pid included, by name in any case; and values
+      // shaped like a key under any name.
+      for (const name of [...CREDENTIAL_PARAMS, 'Password']) {
+        expectError(await call('GET', `/api/chat/messages?tenantId=tenantA&${encodeURIComponent(name)}=x`), 400, 'credentials_in_query');
+      }
+      expectError(await call('GET', '/api/chat/messages?tenantId=tenantA&password=hunter2'), 400, 'credentials_in_query');
+      expectError(await call('POST', '/api/chat/anonymous-token?password=hunter2', { token: KEYS.pubA, body: { tenantId: 'tenantA' } }), 400, 'credentials_in_query');
+      expectError(await call('GET', `/api/chat/online-users?tenantId=tenantA&x=${KEYS.secA}`), 400, 'credentials_in_query');
     });
 
     it("enforces the tenant's allowed origins; CORS answers only configured origins, without credentials", async () => {

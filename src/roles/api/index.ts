@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { RoleContext, RoleFactory } from '../role-context.js';
 import type { Services } from '../../app/services.js';
 import { createAuth, type Auth } from '../../auth/index.js';
+import { bearerValue, checkQueryCredentials, looksLikeJwt } from '../../auth/bearer.js';
 import { ConfigError } from '../../config/load.js';
 import type { ApiKeyMatch } from '../../auth/api-keys.js';
 import type { Principal } from '../../auth/jwt.js';
@@ -26,24 +27,6 @@ import { compileValidator } from '../../schemas/validate.js';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { AgentTokenRequest, AnonymousTokenRequest, BroadcastRequest, EraseRequest } from './schemas.js';
 import { eraseSubject } from '../../chat/erase.js';
-
-/** Query parameters that only ever carry credentials: refused (credentials never travel in a URL). */
-const CREDENTIAL_PARAMS = new Set(['token', 'access_token', 'jwt', 'apikey', 'api_key', 'key', 'authorization', 'secret']);
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-/** The bearer value of `Authorization: Bearer <value>`, or undefined. */
-export function bearerOf(req: Pick<Req, 'headers'>): string | undefined {
-  const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  return m?.[1];
-}
-
-function refuseQueryCredentials(query: URLSearchParams): void {
-  for (const [name, value] of query) {
-    if (CREDENTIAL_PARAMS.has(name.toLowerCase()) || /^ck_(pub|sec)_/.test(value) || /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/.test(value)) {
-      throw new ChatdError('credentials_in_query', `Credentials are not accepted in the query string (parameter "${name.slice(0, 64)}"); send Authorization: Bearer`);
-    }
-  }
-}
 
 function validate<S extends TSchema>(schema: S) {
   const check = compileValidator(schema);
@@ -91,7 +74,7 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 
   /** Common start of every request: credentials not in the query, the per-IP limit, the services. */
   const begin = async (req: Req) => {
-    refuseQueryCredentials(req.query);
+    checkQueryCredentials(req.query);
     const svc = await deps.services();
     if (deps.rateLimit) await take(svc.store, `api:ip:${req.ip}:http`, limits.httpPerIp);
     return svc;
@@ -121,7 +104,7 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
    */
   const keyedRequest = async <B extends { tenantId: string }>(req: Req, parse: (body: unknown) => B, need: 'publishable' | 'secret') => {
     const svc = await begin(req);
-    const presented = bearerOf(req);
+    const presented = bearerValue(req.headers.authorization);
     const found = svc.auth.apiKeys.lookup(presented);
     if (!found) throw new ChatdError('invalid_api_key');
     await keyLimit(svc, found);
@@ -133,9 +116,9 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
 
   /** The JWT's principal, checked against the tenant's origins. */
   const principalOf = async (svc: Pick<Services, 'auth'>, req: Req): Promise<Principal> => {
-    const presented = bearerOf(req);
+    const presented = bearerValue(req.headers.authorization);
     if (!presented) throw new ChatdError('missing_credentials', 'Missing token: send Authorization: Bearer <token>');
-    if (!JWT_SHAPE.test(presented) && svc.auth.apiKeys.lookup(presented)) {
+    if (!looksLikeJwt(presented) && svc.auth.apiKeys.lookup(presented)) {
       throw new ChatdError('token_invalid', 'This endpoint needs a token, not an API key: get one from /api/chat/anonymous-token');
     }
     const principal = await svc.auth.tokens.verify(presented);
@@ -217,11 +200,11 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
   router.get('/api/chat/online-users', async (req) => {
     const svc = await begin(req);
     const tenantId = req.query.get('tenantId');
-    const presented = bearerOf(req);
+    const presented = bearerValue(req.headers.authorization);
     if (!presented) throw new ChatdError('missing_credentials', 'Send Authorization: Bearer <secret key or agent token>');
-    const key = JWT_SHAPE.test(presented) ? undefined : svc.auth.apiKeys.lookup(presented);
+    const key = looksLikeJwt(presented) ? undefined : svc.auth.apiKeys.lookup(presented);
     let tenant: TenantPolicy;
-    if (key || /^ck_/.test(presented) || !JWT_SHAPE.test(presented)) {
+    if (key || /^ck_/.test(presented) || !looksLikeJwt(presented)) {
       if (!key) throw new ChatdError('invalid_api_key');
       await keyLimit(svc, key);
       if (!tenantId) throw validationError([{ path: 'tenantId', message: 'is required' }]);

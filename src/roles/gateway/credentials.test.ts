@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createApiKeyRegistry } from '../../auth/api-keys.js';
 import type { Config } from '../../config/schema.js';
 import { ChatdError } from '../../errors.js';
-import { checkQueryCredentials, classifyBearer, namedTenant, precheck, redactQuery } from './credentials.js';
+import { checkQueryCredentials, classifyBearer, redactQuery } from '../../auth/bearer.js';
+import { namedTenant, precheck } from './credentials.js';
 import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
 
 const PUB_A = 'ck_pub_tenantA_0123456789abcdef';

@@ -1,88 +1,11 @@
 // The gateway's credential pre-check (DESIGN.md "Credentials"): refuse what the edge can see is
 // wrong, pass the rest on. An API key is verified here (it is a lookup); a JWT is only recognised
 // by its shape and passed on, because the api and ws roles verify every credential themselves and
-// the gateway never holds signing keys. Credentials never travel in a query string.
+// the gateway never holds signing keys. Reading the header and refusing credentials in a query
+// string is auth/bearer.ts, shared with the api and ws roles.
 import { ChatdError } from '../../errors.js';
 import type { ApiKeyMatch, ApiKeyRegistry } from '../../auth/api-keys.js';
-
-/** What the Authorization header carries, told apart by shape. */
-export type BearerCredential =
-  | { readonly type: 'none' }
-  | { readonly type: 'api_key'; readonly key: string }
-  | { readonly type: 'jwt'; readonly token: string };
-
-/** Three base64url segments: a compact JWS. */
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-/** A query value that is a JWT: its header always encodes `{"`, so it starts with `eyJ`. */
-const JWT_VALUE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-const API_KEY_VALUE = /^ck_(pub|sec)_/;
-
-/** Query parameter names that only ever carry credentials. */
-const CREDENTIAL_PARAMS = new Set([
-  'token',
-  'access_token',
-  'accesstoken',
-  'id_token',
-  'jwt',
-  'apikey',
-  'api_key',
-  'api-key',
-  'key',
-  'auth',
-  'authorization',
-  'bearer',
-  'secret',
-  'password',
-  'pid',
-]);
-
-/**
- * Classifies the Authorization header. A value the key registry knows is an API key whatever its
- * shape (GATEWAY_API_KEY may be any string); `ck_…` values are API keys (perhaps unknown ones);
- * a JWT-shaped value is a token; anything else is treated as a (wrong) API key.
- */
-export function classifyBearer(authorization: string | undefined, keys: Pick<ApiKeyRegistry, 'lookup'>): BearerCredential {
-  if (!authorization) return { type: 'none' };
-  const m = /^Bearer[ \t]+(.+)$/i.exec(authorization.trim());
-  const value = m ? m[1]!.trim() : '';
-  if (!value) return { type: 'none' };
-  if (API_KEY_VALUE.test(value) || keys.lookup(value)) return { type: 'api_key', key: value };
-  if (JWT_SHAPE.test(value)) return { type: 'jwt', token: value };
-  return { type: 'api_key', key: value };
-}
-
-/**
- * Refuses a query string that carries a credential: by parameter name, or by a value shaped like a
- * key or a JWT. `allowSid`: the Engine.IO `sid` is the one exception (it is redacted from logs).
- */
-export function checkQueryCredentials(query: URLSearchParams, opts: { allowSid?: boolean } = {}): void {
-  for (const [name, value] of query) {
-    const lower = name.toLowerCase();
-    if (lower === 'sid' && opts.allowSid) continue;
-    if (CREDENTIAL_PARAMS.has(lower) || API_KEY_VALUE.test(value) || JWT_VALUE.test(value)) {
-      throw new ChatdError(
-        'credentials_in_query',
-        `Credentials are not accepted in the query string (parameter "${name.slice(0, 64)}"); send them in the Authorization header`,
-      );
-    }
-  }
-}
-
-/**
- * A query string safe to log: the sid and anything credential-like replaced by `[redacted]`.
- * Used for every URL the gateway logs, including refused ones.
- */
-export function redactQuery(query: string): string {
-  if (!query) return '';
-  const params = new URLSearchParams(query);
-  const out = new URLSearchParams();
-  for (const [name, value] of params) {
-    const lower = name.toLowerCase();
-    const secret = lower === 'sid' || CREDENTIAL_PARAMS.has(lower) || API_KEY_VALUE.test(value) || JWT_VALUE.test(value);
-    out.append(name, secret ? '[redacted]' : value);
-  }
-  return out.toString();
-}
+import { classifyBearer, type BearerCredential } from '../../auth/bearer.js';
 
 /** What a route needs, as far as the gateway can tell. */
 export type RouteCredential =

@@ -12,7 +12,7 @@ import { readBody } from '../../http/router.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
-import { checkQueryCredentials, redactQuery } from './credentials.js';
+import { checkQueryCredentials, redactQuery } from '../../auth/bearer.js';
 import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
 import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';

@@ -8,6 +8,7 @@
 // with a secret key) may come alone.
 import type { Logger } from 'pino';
 import type { Services } from '../../app/services.js';
+import { bearerValue, looksLikeJwt } from '../../auth/bearer.js';
 import type { Principal } from '../../auth/jwt.js';
 import { tenantAllowsOrigin } from '../../auth/tenants.js';
 import type { Config } from '../../config/schema.js';
@@ -46,15 +47,10 @@ export interface ConnectDeps {
 }
 
 const ROLES = { visitor: 'visitor', user: 'user', agent: 'agent' } as const;
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 /** Events per recovery page (each page is read, then sent paced by the socket's backpressure). */
 const REPLAY_PAGE = 200;
 
 const str = (v: unknown, max = 2048): string | undefined => (typeof v === 'string' && v.length > 0 && v.length <= max ? v : undefined);
-
-function bearer(headers: Readonly<Record<string, string>>): string | undefined {
-  return /^Bearer[ \t]+(\S+)\s*$/i.exec(headers.authorization ?? '')?.[1];
-}
 
 /** Topic of the tenant-wide room (meta_broadcast). */
 export const tenantTopic = (tenantId: string) => `t:${tenantId}:all`;
@@ -93,11 +89,11 @@ export function createAuthenticate(deps: ConnectDeps) {
     // An oversize token is a bad token, as on HTTP, not a missing one.
     if (!token && typeof auth.token === 'string' && auth.token.length > 8192) throw new ChatdError('token_invalid', 'Invalid token: too long');
     if (!token) throw new ChatdError('missing_credentials', 'Missing token: send auth: { apiKey, token }');
-    if (!JWT_SHAPE.test(token)) throw new ChatdError('token_invalid', 'Invalid token: not a JWT (get one from /api/chat/anonymous-token)');
+    if (!looksLikeJwt(token)) throw new ChatdError('token_invalid', 'Invalid token: not a JWT (get one from /api/chat/anonymous-token)');
     const verified = await svc.auth.tokens.verify(token);
 
     // 2. The API key: must be this tenant's (agents may come without one).
-    const presentedKey = str(auth.apiKey, 512) ?? bearer(info.headers);
+    const presentedKey = str(auth.apiKey, 512) ?? bearerValue(info.headers.authorization);
     if (presentedKey !== undefined || verified.role !== 'agent') {
       const found = svc.auth.apiKeys.authorize(presentedKey, verified.tenantId);
       await take(svc, `key:${found.keyId}:connect`, config.limits.connectPerKey);
