@@ -2,7 +2,7 @@
 // wording where the guide has one) and what it means on a socket. `final` errors on CONNECT are
 // sent as CONNECT_ERROR (socket.io-client does not retry); every other refusal of a connection
 // closes the transport so the client backs off, reconnects and recovers. A test checks that each
-// code is documented in the README.
+// code is documented in docs/http-api.md.
 
 export interface ErrorSpec {
   readonly status: number;
@@ -151,7 +151,7 @@ export const CLOSE_CODES = {
  * back. Call sites pass a value from DISCONNECT, never a code and a string of their own, so a code
  * cannot travel with the wrong reason. `reconnect: false` is a Socket.IO DISCONNECT (socket.io-client
  * stays away); every other end closes the transport, and the client backs off, reconnects and
- * recovers. A test checks that each one is documented in the README's close-code table.
+ * recovers. A test checks that each one is documented in the close-code table of docs/realtime.md.
  */
 export interface Disconnect {
   readonly code: number;
