@@ -5,7 +5,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ChatdError } from '../errors.js';
 import type { Principal } from './jwt.js';
-import { USER_ID_PATTERN, type TenantPolicy } from './tenants.js';
+import { assertUserId } from '../ids.js';
+import type { TenantPolicy } from './tenants.js';
 
 export interface Identity {
   /** The userId to store (claimed or verified); undefined for an anonymous visitor. */
@@ -33,9 +34,7 @@ export function resolveIdentity(
   claim: { userId?: string | undefined; userHash?: string | undefined },
 ): Identity {
   const userId = claim.userId || undefined;
-  if (userId !== undefined && !USER_ID_PATTERN.test(userId)) {
-    throw new ChatdError('invalid_id', 'userId must match [A-Za-z0-9_.@-]{1,128}');
-  }
+  if (userId !== undefined) assertUserId('userId', userId);
   if (principal.subject && (principal.role === 'user' || principal.role === 'agent')) {
     if (userId !== undefined && userId !== principal.subject) {
       throw new ChatdError('identity_invalid', "userId does not match the token's subject");

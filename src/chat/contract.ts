@@ -3,15 +3,17 @@
 // and the Socket.IO event payloads. `npm run schemas` writes them to schemas/ as JSON Schema; the
 // domain validates its input with them and the contract test checks real answers against them.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ID_SOURCE, USER_ID_SOURCE } from '../ids.js';
 
-export const ID_RE = '^[A-Za-z0-9_-]{1,128}$';
-export const USER_ID_RE = '^[A-Za-z0-9_.@-]{1,128}$';
+/** The id patterns of src/ids.ts as JSON Schema `pattern`s. */
+export const ID_RE = `^${ID_SOURCE}$`;
+export const USER_ID_RE = `^${USER_ID_SOURCE}$`;
 
-export const Id = (description: string) => Type.String({ pattern: ID_RE, description: `${description} [A-Za-z0-9_-]{1,128}.` });
+export const Id = (description: string) => Type.String({ pattern: ID_RE, description: `${description} ${ID_SOURCE}.` });
 export const UserId = (description: string) =>
-  Type.String({ pattern: USER_ID_RE, description: `${description} [A-Za-z0-9_.@-]{1,128}.` });
+  Type.String({ pattern: USER_ID_RE, description: `${description} ${USER_ID_SOURCE}.` });
 /** Optional ids from the widget may be empty strings (the guide sends them blank): '' = absent. */
-const OptionalUserId = Type.String({ pattern: '^([A-Za-z0-9_.@-]{1,128})?$', description: 'The user\'s id in the site (a claim unless verified); empty = anonymous.' });
+const OptionalUserId = Type.String({ pattern: `^(${USER_ID_SOURCE})?$`, description: 'The user\'s id in the site (a claim unless verified); empty = anonymous.' });
 const MetaText = (description: string, max = 2048) => Type.String({ maxLength: max, description });
 
 export const ClientMessageId = Type.String({
@@ -27,7 +29,7 @@ const metaFields = {
   origin: Type.Optional(MetaText('Origin of the page.', 512)),
   url: Type.Optional(MetaText('URL of the page.')),
   referrer: Type.Optional(MetaText('document.referrer.')),
-  siteId: Type.Optional(Type.String({ pattern: '^([A-Za-z0-9_-]{1,128})?$', description: 'The site within the tenant; empty = none.' })),
+  siteId: Type.Optional(Type.String({ pattern: `^(${ID_SOURCE})?$`, description: 'The site within the tenant; empty = none.' })),
   userInfo: Type.Optional(
     Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), {
       maxProperties: 50,

@@ -13,7 +13,7 @@
 // (a cached binding names a session that no longer holds anything; it ends with the token).
 import type { DatabaseErasure, EraseSubject, MessageStore } from '../db/ports.js';
 import { ChatdError } from '../errors.js';
-import { ID_PATTERN, USER_ID_PATTERN } from '../auth/tenants.js';
+import { ID_PATTERN, ID_SOURCE, USER_ID_PATTERN, USER_ID_SOURCE } from '../ids.js';
 import type { ErasureStore, StoreErasure } from '../store/ports.js';
 
 export interface EraseRequest {
@@ -40,12 +40,12 @@ export interface EraseReport {
 /** Checks an erase request's shape: exactly one of sessionId and userId, valid ids. */
 export function parseEraseRequest(req: EraseRequest): { tenantId: string; subject: EraseSubject; dryRun: boolean } {
   const details: { path: string; message: string }[] = [];
-  if (!ID_PATTERN.test(req.tenantId ?? '')) details.push({ path: 'tenantId', message: 'must match [A-Za-z0-9_-]{1,128}' });
+  if (!ID_PATTERN.test(req.tenantId ?? '')) details.push({ path: 'tenantId', message: `must match ${ID_SOURCE}` });
   const hasS = req.sessionId !== undefined && req.sessionId !== '';
   const hasU = req.userId !== undefined && req.userId !== '';
   if (hasS === hasU) details.push({ path: hasS ? 'userId' : 'sessionId', message: 'give exactly one of sessionId and userId' });
-  if (hasS && !ID_PATTERN.test(req.sessionId!)) details.push({ path: 'sessionId', message: 'must match [A-Za-z0-9_-]{1,128}' });
-  if (hasU && !USER_ID_PATTERN.test(req.userId!)) details.push({ path: 'userId', message: 'must match [A-Za-z0-9_.@-]{1,128}' });
+  if (hasS && !ID_PATTERN.test(req.sessionId!)) details.push({ path: 'sessionId', message: `must match ${ID_SOURCE}` });
+  if (hasU && !USER_ID_PATTERN.test(req.userId!)) details.push({ path: 'userId', message: `must match ${USER_ID_SOURCE}` });
   if (details.length > 0) {
     throw new ChatdError('validation_failed', `Invalid erase request: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`, { details });
   }

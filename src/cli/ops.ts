@@ -15,7 +15,7 @@ import { createLogger } from '../observability/logger.js';
 import { revokeSubject } from '../ops/revocation.js';
 import type { ReloadResult } from '../ops/reload.js';
 import { engineOf } from '../store/index.js';
-import { ID_PATTERN, USER_ID_PATTERN } from '../auth/tenants.js';
+import { ID_PATTERN, ID_SOURCE, USER_ID_PATTERN, USER_ID_SOURCE } from '../ids.js';
 import { adminPost, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson } from './common.js';
 
@@ -82,8 +82,8 @@ export function registerOpsCommands(program: Command): void {
     .addHelpText('after', '\nExample:\n  $ chatd token revoke --tenant acme --user agent-7   # then mint a new token a second later')
     .action(
       action(async (opts: { tenant: string; user: string; adminUrl?: string }, cmd: Command) => {
-        if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match [A-Za-z0-9_-]{1,128}`);
-        if (!USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match [A-Za-z0-9_.@-]{1,128}`);
+        if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match ${ID_SOURCE}`);
+        if (!USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match ${USER_ID_SOURCE}`);
         const { config } = await loadCliConfig(cmd);
         const r =
           engineOf(config).shared

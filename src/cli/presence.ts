@@ -4,12 +4,12 @@
 import type { Command } from 'commander';
 import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import { ChatdError } from '../errors.js';
+import { ID_PATTERN, ID_SOURCE } from '../ids.js';
 import { engineOf } from '../store/index.js';
 import type { OnlineUser } from '../store/ports.js';
 import { adminGet, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
 
-const TENANT_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const COLUMNS = ['userId', 'sessionId', 'connectedAt', 'domain', 'origin', 'url'] as const;
 
 /** Sorted by connection time, then userId: a stable listing. */
@@ -26,7 +26,7 @@ export function registerPresenceCommands(program: Command): void {
     .addHelpText('after', '\nExamples:\n  $ chatd presence ls acme\n  $ chatd presence ls acme --json | jq \'.users | length\'')
     .action(
       action(async (tenant: string, opts: { adminUrl?: string }, cmd: Command) => {
-        if (!TENANT_ID.test(tenant)) throw new CliError(`tenant "${tenant}" must match [A-Za-z0-9_-]{1,128}`);
+        if (!ID_PATTERN.test(tenant)) throw new CliError(`tenant "${tenant}" must match ${ID_SOURCE}`);
         const { config } = await loadCliConfig(cmd);
         const users =
           engineOf(config).shared
@@ -44,8 +44,8 @@ export function registerPresenceCommands(program: Command): void {
 export function presenceAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
   admin.route('GET', '/admin/presence', async (req) => {
     const tenantId = req.query.get('tenantId') ?? '';
-    if (!TENANT_ID.test(tenantId)) {
-      throw new ChatdError('validation_failed', 'tenantId is required and must match [A-Za-z0-9_-]{1,128}', {
+    if (!ID_PATTERN.test(tenantId)) {
+      throw new ChatdError('validation_failed', `tenantId is required and must match ${ID_SOURCE}`, {
         details: [{ path: 'tenantId', message: 'invalid' }],
       });
     }

@@ -8,7 +8,7 @@ import { resolveSecrets } from '../config/secrets.js';
 import { TOKEN_TTL_SECONDS } from '../config/schema.js';
 import { createAuth } from '../auth/index.js';
 import { parseTtl, type PrincipalRole } from '../auth/jwt.js';
-import { ID_PATTERN, USER_ID_PATTERN } from '../auth/tenants.js';
+import { ID_PATTERN, ID_SOURCE, USER_ID_PATTERN, USER_ID_SOURCE } from '../ids.js';
 
 interface IssueOptions {
   tenant: string;
@@ -40,10 +40,10 @@ export function registerTokenCommands(program: Command): void {
         // Reads (and if needed creates) the same secrets file the server uses.
         const { config } = await resolveSecrets(loaded);
         const auth = createAuth(config);
-        if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match [A-Za-z0-9_-]{1,128}`);
+        if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match ${ID_SOURCE}`);
         if (!auth.tenants.get(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" is not a configured tenant`);
-        if (opts.user !== undefined && !USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match [A-Za-z0-9_.@-]{1,128}`);
-        if (opts.session !== undefined && !ID_PATTERN.test(opts.session)) throw new CliError(`--session "${opts.session}" must match [A-Za-z0-9_-]{1,128}`);
+        if (opts.user !== undefined && !USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match ${USER_ID_SOURCE}`);
+        if (opts.session !== undefined && !ID_PATTERN.test(opts.session)) throw new CliError(`--session "${opts.session}" must match ${ID_SOURCE}`);
         const role: PrincipalRole = opts.admin ? 'agent' : opts.user ? 'user' : 'visitor';
         const subject = opts.admin ? (opts.user ?? 'cli-agent') : opts.user;
         let ttlSeconds = role === 'agent' ? config.auth.agentTokenTtlSeconds : config.auth.visitorTokenTtlSeconds;

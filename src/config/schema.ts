@@ -2,8 +2,9 @@
 // `schemas/chat-server.schema.json` is generated from it (`npm run schemas`, checked by a test),
 // Ajv validates against it and fills defaults from it, and `Config` is its static type.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ID_SOURCE } from '../ids.js';
 
-const Id = Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$', description: 'An id: [A-Za-z0-9_-]{1,128}.' });
+const Id = Type.String({ pattern: `^${ID_SOURCE}$`, description: `An id: ${ID_SOURCE}.` });
 const Port = (def: number, description: string) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: def, description: `${description} 0 picks a free port.` });
 /** A duration in milliseconds. */
