@@ -52,10 +52,6 @@ const REPLAY_PAGE = 200;
 
 const str = (v: unknown, max = 2048): string | undefined => (typeof v === 'string' && v.length > 0 && v.length <= max ? v : undefined);
 
-/** Topic of the tenant-wide room (meta_broadcast). */
-export const tenantTopic = (tenantId: string) => `t:${tenantId}:all`;
-/** Topic an agent joins to get one conversation's typing and read. */
-export const watchTopic = (tenantId: string, sessionId: string) => `t:${tenantId}:watch:${sessionId}`;
 
 /** The identity a recovery pid is bound to: tenant, stream, role and subject. */
 export function pidIdentity(c: Pick<WsConn, 'principal' | 'stream'>): string {

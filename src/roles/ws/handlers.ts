@@ -14,7 +14,8 @@ import type { AckFn, Socket } from '../../protocol/types.js';
 import { compileValidator } from '../../schemas/validate.js';
 import { validationError } from '../../chat/chat-service.js';
 import { ClientEventSchemas } from '../../chat/contract.js';
-import { watchTopic, type WsConn } from './connection.js';
+import type { WsConn } from './connection.js';
+import { watchTopic } from '../../topics.js';
 
 export interface HandlerDeps {
   readonly logger: Logger;

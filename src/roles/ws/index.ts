@@ -22,7 +22,8 @@ import { createGatewayLimits } from '../gateway/rate-limits.js';
 import { createSidForwarder, type SidForwarder } from '../../cluster/sid-forwarder.js';
 import { engineOf } from '../../store/index.js';
 import { MemoryRateLimiter } from '../../store/memory/memory-rate-limiter.js';
-import { createAuthenticate, tenantTopic, watchTopic, type WsConn } from './connection.js';
+import { createAuthenticate, type WsConn } from './connection.js';
+import { conversationTopic, tenantTopic, watchTopic } from '../../topics.js';
 import { createEventHandler } from './handlers.js';
 import { PresenceTracker } from './presence-tracker.js';
 import { offsetToken, streamId, StreamHub, type PassThroughEvent } from './streams.js';
@@ -196,7 +197,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
       case 'typing':
       case 'read': {
         const { type, ...payload } = event;
-        server.publish(`t:${tenantId}:conv:${event.sessionId}`, type, [payload]);
+        server.publish(conversationTopic(tenantId, event.sessionId), type, [payload]);
         server.publish(watchTopic(tenantId, event.sessionId), type, [payload]);
         return;
       }

@@ -52,6 +52,7 @@ import type { MessageStore } from '../../db/ports.js';
 import { DependencyError } from '../../errors.js';
 import { promClient, registry } from '../../observability/metrics.js';
 import type { AgentStreamEntry, Bus, EventLog, PresenceEvent, TenantEvent, Unsubscribe } from '../../store/ports.js';
+import { agentsTopic, conversationTopic } from '../../topics.js';
 
 export type StreamKey =
   | { readonly kind: 'conversation'; readonly tenantId: string; readonly sessionId: string }
@@ -61,11 +62,11 @@ export const conversationStream = (tenantId: string, sessionId: string): StreamK
 export const agentStream = (tenantId: string): StreamKey => ({ kind: 'agents', tenantId });
 
 /**
- * The stream's tenant-scoped name, used as its uWS topic: `t:{tenant}:conv:{session}` or
- * `t:{tenant}:agents`. Ids match [A-Za-z0-9_-] (validated at the door), so no escaping is needed.
+ * The stream's tenant-scoped name, used as its uWS topic (src/topics.ts): `t:{tenant}:conv:{session}`
+ * or `t:{tenant}:agents`.
  */
 export function streamId(key: StreamKey): string {
-  return key.kind === 'conversation' ? `t:${key.tenantId}:conv:${key.sessionId}` : `t:${key.tenantId}:agents`;
+  return key.kind === 'conversation' ? conversationTopic(key.tenantId, key.sessionId) : agentsTopic(key.tenantId);
 }
 
 /** One event of a stream as it goes to a socket: the Socket.IO event name, its payload, its offset. */
@@ -380,14 +381,14 @@ export class StreamHub {
       case 'message': {
         const m = event.message;
         if (m.tenantId !== t.tenantId) return;
-        const conv = t.streams.get(`t:${t.tenantId}:conv:${m.sessionId}`);
+        const conv = t.streams.get(conversationTopic(t.tenantId, m.sessionId));
         if (conv) this.ingest(conv, { event: 'meta_message_created', payload: { message: m }, offset: m.seq });
-        const agents = t.streams.get(`t:${t.tenantId}:agents`);
+        const agents = t.streams.get(agentsTopic(t.tenantId));
         if (agents) this.ingest(agents, { event: 'meta_message_created', payload: { message: m }, offset: event.agentOffset });
         return;
       }
       case 'presence': {
-        const agents = t.streams.get(`t:${t.tenantId}:agents`);
+        const agents = t.streams.get(agentsTopic(t.tenantId));
         if (agents) this.ingest(agents, { event: 'presence_update', payload: event.presence, offset: event.agentOffset });
         return;
       }
