@@ -3,6 +3,7 @@
 // read them.
 import type { ChatdError } from '../errors.js';
 import { isClose, writeJsonReply, type HeaderValues } from '../http/reply.js';
+import { EIO_ERR } from '../protocol/eio-errors.js';
 import type { HttpResponse } from '../uws.js';
 import type { IncomingRequest } from './http-proxy.js';
 
@@ -39,5 +40,5 @@ export function writeError(res: HttpResponse, state: { done: boolean }, err: Cha
  * socket.io-client then starts a new session from scratch, which recovery makes seamless.
  */
 export function writeUnknownSid(res: HttpResponse, state: { done: boolean }, inc: IncomingRequest, cors: CorsHeaders): void {
-  writeJson(res, state, 400, { code: 1, message: 'Session ID unknown' }, inc, cors);
+  writeJson(res, state, 400, EIO_ERR.unknownSid, inc, cors);
 }

@@ -9,6 +9,7 @@
 import type { Packet as EioPacket } from 'engine.io-parser';
 import type { Logger } from 'pino';
 import { DISCONNECT } from '../errors.js';
+import { EIO_ERR } from './eio-errors.js';
 import { isClose, writeReply } from '../http/reply.js';
 import { promClient, registry, socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
@@ -20,21 +21,6 @@ import { F_AUTHING, F_CLOSED, F_CONNECTED, F_GRACE, F_PROBE, F_REFUSED, F_WS, re
 import type { SocketIoProtocol } from './socketio.js';
 import type { DisconnectReason, SocketDisconnect } from './types.js';
 import type { WebsocketTransport } from './websocket.js';
-
-/** Engine.IO handshake errors (the JSON body of a 400, as the reference server sends them). */
-export const EIO_ERR = {
-  transportUnknown: { code: 0, message: 'Transport unknown' },
-  unknownSid: { code: 1, message: 'Session ID unknown' },
-  badMethod: { code: 2, message: 'Bad handshake method' },
-  badRequest: { code: 3, message: 'Bad request' },
-  forbidden: { code: 4, message: 'Forbidden' },
-  unsupported: { code: 5, message: 'Unsupported protocol version' },
-  // chatd's own refusals of a handshake (transient: the client backs off and retries).
-  rateLimited: { code: 3, message: 'Too many requests' },
-  tooManyPending: { code: 3, message: 'Too many unauthenticated sessions from this address' },
-  capacity: { code: 3, message: 'Server at capacity' },
-  draining: { code: 3, message: 'Server is shutting down' },
-} as const;
 
 /** The uWS topic every websocket session subscribes to: one publish pings them all. */
 export const PING_TOPIC = 'eio:ping';

@@ -7,7 +7,8 @@ import { DISCONNECT } from '../errors.js';
 import { isClose, writeReply } from '../http/reply.js';
 import { socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
-import { EIO_ERR, type Engine } from './engine.js';
+import { EIO_ERR } from './eio-errors.js';
+import type { Engine } from './engine.js';
 import { F_CLOSED, F_POSTING, F_PROBE, NO_REPLY_TO, type Frame, type PollState, type ReplyTo, type Session } from './session.js';
 
 export class PollingTransport<C> {

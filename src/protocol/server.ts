@@ -12,7 +12,8 @@
 import type { Logger } from 'pino';
 import type { CorsPolicy } from '../http/router.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
-import { EIO_ERR, Engine } from './engine.js';
+import { EIO_ERR } from './eio-errors.js';
+import { Engine } from './engine.js';
 import { PollingTransport } from './polling.js';
 import { Rooms } from './rooms.js';
 import { SocketIoProtocol } from './socketio.js';

@@ -6,7 +6,8 @@ import { decodePacket } from 'engine.io-parser';
 import { DISCONNECT } from '../errors.js';
 import { socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
-import { EIO_ERR, PING_TOPIC, type Engine } from './engine.js';
+import { EIO_ERR } from './eio-errors.js';
+import { PING_TOPIC, type Engine } from './engine.js';
 import { F_CLOSED, F_PROBE, F_WS, type Session, type WsData } from './session.js';
 
 export class WebsocketTransport<C> {
