@@ -81,7 +81,7 @@ export async function createServices(
     relay,
     revocation,
     readiness: [
-      { name: store.kind === 'redis' ? 'redis' : 'memory-store', check: () => store.ping() },
+      { name: store.readinessName, check: () => store.ping() },
       { name: db.dialect, check: () => db.ping() },
     ],
     async close() {

@@ -2,6 +2,7 @@
 import YAML from 'yaml';
 import type { Command } from 'commander';
 import path from 'node:path';
+import { engineOf } from '../store/index.js';
 import { action, CliError, globals, loadCliConfig, printJson } from './common.js';
 import { parseRoles } from './serve.js';
 import { listenerConflict } from '../config/listeners.js';
@@ -23,7 +24,7 @@ export function registerConfigCommands(program: Command): void {
         const conflict = listenerConflict(c, roles);
         if (conflict) throw new CliError(`${file ? path.relative(process.cwd(), file) || path.basename(file) : '(environment)'}: ${conflict}`);
         const mode = c.tenants.length === 0 ? 'zero-config (no tenants: any tenant id accepted)' : `${c.tenants.length} tenant(s)`;
-        const store = c.redis.url || c.redis.sentinel ? 'redis' : 'memory (one node)';
+        const store = engineOf(c).label;
         const db = c.database.url ? 'postgres' : 'embedded PGlite';
         if (globals(cmd).json) printJson({ ok: true, file: file ?? null, tenants: c.tenants.length, store, database: db });
         else process.stdout.write(`ok: ${file ?? 'no config file (defaults and environment)'}; ${mode}; store ${store}; database ${db}\n`);

@@ -24,6 +24,8 @@ export interface Engine {
    * inside the one server process, and CLI commands go through its admin listener.
    */
   readonly shared: boolean;
+  /** How `chatd config check` names it. */
+  readonly label: string;
   /**
    * Opens it. With Redis it waits a few seconds for the first connection; if Redis is not
    * reachable yet the store is returned anyway (calls fail with DependencyError, /readyz says so)
@@ -39,6 +41,7 @@ export function engineOf(config: Config): Engine {
       return {
         kind,
         shared: false,
+        label: 'memory (one node)',
         async open(logger, nodeId) {
           return new MemoryStore(
             {
@@ -55,6 +58,7 @@ export function engineOf(config: Config): Engine {
       return {
         kind,
         shared: true,
+        label: 'redis',
         async open(logger, nodeId) {
           const log = logger.child({ component: 'store', nodeId });
           const store = new RedisStore(

@@ -419,8 +419,10 @@ export interface OpenedWebhookQueue {
  * a CLI command needs from it, so nothing outside store/ asks which adapter it is.
  */
 export interface Store {
-  /** For names shown to operators (the readiness check) only: nothing branches on it. */
+  /** Which adapter, for tests and logs: nothing in the code branches on it (engineOf decides once). */
   readonly kind: 'memory' | 'redis';
+  /** The name of its /readyz check (`redis`, `memory-store`). */
+  readonly readinessName: string;
   readonly sessions: SessionStore;
   readonly presence: PresenceStore;
   readonly events: EventLog;

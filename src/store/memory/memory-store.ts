@@ -22,6 +22,7 @@ export interface MemoryStoreOptions {
 
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
+  readonly readinessName = 'memory-store';
   readonly sessions: MemorySessionStore;
   readonly presence: MemoryPresenceStore;
   readonly events: MemoryEventLog;

@@ -28,6 +28,7 @@ export const DEFAULT_MARKER_TTL_SECONDS = 48 * 3600;
 
 export class RedisStore implements Store {
   readonly kind = 'redis' as const;
+  readonly readinessName = 'redis';
   readonly keys: RedisKeys;
   readonly sessions: RedisSessionStore;
   readonly presence: RedisPresenceStore;
