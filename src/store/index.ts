@@ -12,6 +12,13 @@ import { RedisStore } from './redis/redis-store.js';
 
 export type StoreKind = Store['kind'];
 
+/**
+ * The in-process token bucket (the memory store's limiter), for a limit that stays in process
+ * whatever the engine is: the protocol layer's per-IP handshake limit answers before any await
+ * and must hold while Redis is down.
+ */
+export { MemoryRateLimiter } from './memory/memory-rate-limiter.js';
+
 /** Upper bound of the memory store's webhook jobs stream (entries kept in the heap). */
 export const MEMORY_WEBHOOK_STREAM_MAX = 10000;
 

@@ -442,6 +442,17 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
       });
     });
 
+    describe('rate limiter across handles', () => {
+      it('one bucket, whichever handle takes from it (two nodes of one deployment)', async () => {
+        const [a, b] = [await get(), await harness.open()];
+        const key = uid('ip');
+        expect((await a.rateLimiter.take(key, 0.01, 2)).allowed).toBe(true);
+        expect((await b.rateLimiter.take(key, 0.01, 2)).allowed).toBe(true);
+        expect((await a.rateLimiter.take(key, 0.01, 2)).allowed).toBe(false);
+        expect((await b.rateLimiter.take(key, 0.01, 2)).allowed).toBe(false);
+      });
+    });
+
     describe('node registry', () => {
       it('advertises, looks up, expires and withdraws nodes', async () => {
         const reg = (await get()).nodes;
