@@ -56,7 +56,7 @@ export async function createServices(
     await db.close().catch(() => undefined);
     throw err;
   }
-  // Agent revocation (issue 12): tokens of a revoked subject issued before the revocation are refused.
+  // Agent revocation: tokens of a revoked subject issued before the revocation are refused.
   const revocation = createRevocationCheck(store.revocations);
   const auth = createAuth(config, { isRevoked: revocation.isRevoked });
   // Step 4 of "One path for a message": publish after commit and mark the outbox row done; the

@@ -1,4 +1,4 @@
-// Erasure (issue 12): everything chatd holds about one session, or about one user across the
+// Erasure: everything chatd holds about one session, or about one user across the
 // tenant's conversations, goes — the conversations with their messages, read pointers and outbox
 // rows (database), then the `session:` records, token bindings, presence entries and pending
 // webhook jobs and retries of those sessions (store). One function behind the three doors: the

@@ -1,4 +1,4 @@
-// Operations commands (issue 12):
+// Operations commands:
 //   chatd config reload                      → POST /admin/config/reload on the running server
 //   chatd erase --tenant T (--session S | --user U) [--dry-run] [--json]
 //   chatd token revoke --tenant T --user U [--json]

@@ -97,7 +97,7 @@ export interface MessageStore {
    */
   deleteMessagesBefore(tenantId: string, before: Date, limit: number): Promise<number>;
   /**
-   * Erasure (issue 12): deletes a subject's conversations — one session's, or every conversation
+   * Erasure: deletes a subject's conversations — one session's, or every conversation
    * owned by a user — with their messages, read pointers and outbox rows, plus (for a user) the
    * read pointers that user left in other conversations of the tenant. One transaction. With
    * `dryRun` nothing is deleted and the counts say what would be. Only this tenant's rows.

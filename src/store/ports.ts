@@ -370,7 +370,7 @@ export interface StoreErasure {
 }
 
 /**
- * Erasure (issue 12): removes what the distributed engine holds about some sessions of a tenant.
+ * Erasure: removes what the distributed engine holds about some sessions of a tenant.
  * Never touches another tenant's keys, even for a session id that exists there.
  */
 export interface ErasureStore {
