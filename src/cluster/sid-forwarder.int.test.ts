@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { loadUws, type us_listen_socket } from '../uws.js';
+import { eventually } from '../../test/helpers/eventually.js';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
 import { createStore } from '../store/index.js';
 import { MemoryNodeRegistry } from '../store/memory/memory-node-registry.js';
@@ -89,7 +90,7 @@ function forwardingSuite(
       // Both advertised (start() advertises at once; the port is known by then).
       if (name === 'redis') {
         const probe = await createStore(config, logger, 'probe');
-        for (let i = 0; i < 100 && !(await probe.nodes.lookup('fwd-b')); i++) await new Promise((r) => setTimeout(r, 50));
+        await eventually(() => probe.nodes.lookup('fwd-b'), 'fwd-b advertised in Redis');
         await probe.close();
       }
     });

@@ -62,7 +62,8 @@ describe('webhook dispatcher across a Redis restart', () => {
   it('keeps an unsettled delivery pending through the outage and delivers it again afterwards', async () => {
     const url = `redis://127.0.0.1:${port}`;
     const config = { redis: { url, prefix: '' }, webhooks: { deadMaxLen: 1000, streamMaxLen: 1000 } } as unknown as Config;
-    const logger = pino({ level: 'silent' });
+    const warnings: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
     const queue = await openRedisWebhookQueue(config.redis, { logger, deadMaxLen: config.webhooks.deadMaxLen });
     const directory = endpointDirectory(webhookConfig({ t1: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET }] }) as never);
     dispatcher = new WebhookDispatcher({
@@ -90,7 +91,8 @@ describe('webhook dispatcher across a Redis restart', () => {
     await eventually(() => receiver.received.length === 1, 'the first attempt');
     await stopRedis();
     release();
-    await new Promise((r) => setTimeout(r, 1000)); // the 200 arrives; the settle fails (Redis down)
+    // The 200 arrives; the settle fails (Redis down).
+    await eventually(() => warnings.includes('webhook delivery could not be settled; it will be retried'), 'the settle to fail');
     await startRedis();
     await eventually(() => receiver.received.length === 2, 'the job claimed again and redelivered after the restart', { timeoutMs: 60_000 });
     expect(receiver.received[1]!.deliveryId).toBe(receiver.received[0]!.deliveryId);
