@@ -34,14 +34,19 @@ describe('disconnect values', () => {
         return !new RegExp(row).test(closeCodesPage);
       })
       .map(([name]) => name);
-    expect(undocumented, 'add a row `| `name` | code | `reason` | yes/no | when |` to the close-code table of docs/realtime.md').toEqual([]);
+    expect(undocumented, 'add a row `| `name` | code | `reason` | yes/no | when |` to the close-code table of docs/realtime.md').toEqual(
+      [],
+    );
   });
 
   it('names are camelCase, codes are sendable and reasons fit a close frame', () => {
     for (const [name, d] of Object.entries(DISCONNECT)) {
       expect(name).toMatch(/^[a-z][A-Za-z]*$/);
       // 1000-1003, 1007-1014 and 3000-4999 may be sent in a close frame (RFC 6455 section 7.4).
-      expect(d.code === 1000 || d.code === 1001 || d.code === 1002 || (d.code >= 1007 && d.code <= 1014) || (d.code >= 3000 && d.code <= 4999), name).toBe(true);
+      expect(
+        d.code === 1000 || d.code === 1001 || d.code === 1002 || (d.code >= 1007 && d.code <= 1014) || (d.code >= 3000 && d.code <= 4999),
+        name,
+      ).toBe(true);
       expect(Buffer.byteLength(d.reason), name).toBeLessThanOrEqual(123);
     }
   });

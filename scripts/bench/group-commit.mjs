@@ -23,7 +23,10 @@ const { values: o } = parseArgs({
     senders: { type: 'string', default: '64' },
     seconds: { type: 'string', default: '5' },
     pool: { type: 'string', default: '10' },
-    url: { type: 'string', default: process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
+    url: {
+      type: 'string',
+      default: process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+    },
   },
 });
 const senders = Number(o.senders);
@@ -52,9 +55,11 @@ const schema = `bench_gc_${randomBytes(4).toString('hex')}`;
 const admin = new pg.Client({ connectionString: o.url });
 await admin.connect();
 const settings = Object.fromEntries(
-  (await admin.query(`select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'wal_sync_method', 'server_version')`)).rows.map(
-    (r) => [r.name, r.setting],
-  ),
+  (
+    await admin.query(
+      `select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'wal_sync_method', 'server_version')`,
+    )
+  ).rows.map((r) => [r.name, r.setting]),
 );
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
@@ -120,7 +125,10 @@ let db;
 try {
   const flushHook = (n, ms) => db?.__onFlush?.(n, ms);
   db = await openDatabase(
-    { dataDir: os.tmpdir(), database: { url: o.url, schema, autoMigrate: true, poolSize, connectTimeoutMs: 5000, statementTimeoutMs: 30000 } },
+    {
+      dataDir: os.tmpdir(),
+      database: { url: o.url, schema, autoMigrate: true, poolSize, connectTimeoutMs: 5000, statementTimeoutMs: 30000 },
+    },
     pino({ level: 'warn' }),
     { onFlush: flushHook },
   );
@@ -131,13 +139,27 @@ try {
   const fmt = (n, d = 0) => n.toFixed(d);
   const rows = [
     ['single-row INSERT floor (1 connection, autocommit)', fmt(floor.perSecond), fmt(floor.p50ms, 2), '-', '-'],
-    [`one transaction per message (${senders} senders, pool ${poolSize})`, fmt(single.perSecond), fmt(single.p50ms, 2), fmt(single.p99ms, 2), '1'],
-    [`group commit (${senders} senders, pool ${poolSize})`, fmt(group.perSecond), fmt(group.p50ms, 2), fmt(group.p99ms, 2), fmt(group.avgBatch, 1)],
+    [
+      `one transaction per message (${senders} senders, pool ${poolSize})`,
+      fmt(single.perSecond),
+      fmt(single.p50ms, 2),
+      fmt(single.p99ms, 2),
+      '1',
+    ],
+    [
+      `group commit (${senders} senders, pool ${poolSize})`,
+      fmt(group.perSecond),
+      fmt(group.p50ms, 2),
+      fmt(group.p99ms, 2),
+      fmt(group.avgBatch, 1),
+    ],
   ];
   const head = ['path', 'msg/s', 'p50 ms', 'p99 ms', 'avg batch'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(`PostgreSQL ${settings.server_version} (fsync=${settings.fsync}, synchronous_commit=${settings.synchronous_commit}, wal_sync_method=${settings.wal_sync_method}), ${os.cpus().length} CPUs, ${seconds} s per path`);
+  console.log(
+    `PostgreSQL ${settings.server_version} (fsync=${settings.fsync}, synchronous_commit=${settings.synchronous_commit}, wal_sync_method=${settings.wal_sync_method}), ${os.cpus().length} CPUs, ${seconds} s per path`,
+  );
   console.log(line(head));
   for (const r of rows) console.log(line(r));
   console.log(`group commit / one transaction per message = ${ratio.toFixed(2)}x (target >= 3x)`);

@@ -113,17 +113,29 @@ switch (o.mode) {
     const n = Number(o.n);
     let started = 0;
     let cpu0;
-    const { clients, failed } = await openMany(n, Number(o.inflight), (i) => `acc-${process.pid}-${i}`, () => {
-      mark('start');
-      started = performance.now();
-      cpu0 = process.cpuUsage();
-    });
+    const { clients, failed } = await openMany(
+      n,
+      Number(o.inflight),
+      (i) => `acc-${process.pid}-${i}`,
+      () => {
+        mark('start');
+        started = performance.now();
+        cpu0 = process.cpuUsage();
+      },
+    );
     mark('end');
     const seconds = (performance.now() - started) / 1000;
     const cpu = process.cpuUsage(cpu0);
     // The generator's own CPU per connection: near 1 s per second means it, not the server, set the rate.
     const generatorCpuPerConnUs = (cpu.user + cpu.system) / Math.max(1, clients.length);
-    out({ connected: clients.length, failed, seconds, perSecond: clients.length / seconds, generatorCpuPerConnUs, generatorBusy: (cpu.user + cpu.system) / 1e6 / seconds });
+    out({
+      connected: clients.length,
+      failed,
+      seconds,
+      perSecond: clients.length / seconds,
+      generatorCpuPerConnUs,
+      generatorBusy: (cpu.user + cpu.system) / 1e6 / seconds,
+    });
     clients.forEach((c) => c.close());
     process.exit(0);
     break;
@@ -241,9 +253,20 @@ switch (o.mode) {
     let failed = 0;
     const statuses = {};
     const post = async (i, k) => {
-      const body = JSON.stringify({ text, tenantId: o.tenant, sessionId: sessions[i], fingerprint: `fp${i}`, clientMessageId: `c${i}-${k}` });
+      const body = JSON.stringify({
+        text,
+        tenantId: o.tenant,
+        sessionId: sessions[i],
+        fingerprint: `fp${i}`,
+        clientMessageId: `c${i}-${k}`,
+      });
       const t = performance.now();
-      const res = await pool.request({ path: '/webchat/message', method: 'POST', headers: { authorization: `Bearer ${tokens[i]}`, 'content-type': 'application/json' }, body });
+      const res = await pool.request({
+        path: '/webchat/message',
+        method: 'POST',
+        headers: { authorization: `Bearer ${tokens[i]}`, 'content-type': 'application/json' },
+        body,
+      });
       await res.body.dump();
       if (res.statusCode === 200) {
         ok++;
@@ -275,7 +298,17 @@ switch (o.mode) {
     const elapsed = (performance.now() - t0) / 1000;
     mark('end');
     lat.sort((a, b) => a - b);
-    out({ concurrency, ok, failed, statuses, seconds: elapsed, perSecond: ok / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), p999: percentile(lat, 99.9) });
+    out({
+      concurrency,
+      ok,
+      failed,
+      statuses,
+      seconds: elapsed,
+      perSecond: ok / elapsed,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      p999: percentile(lat, 99.9),
+    });
     await pool.close();
     process.exit(0);
     break;
@@ -287,10 +320,12 @@ switch (o.mode) {
     const db = new pg.Pool({ connectionString: o.postgres, max: Number(o.pool) });
     const redis = new Redis(o.redis);
     const table = o.table;
-    await db.query(`CREATE TABLE IF NOT EXISTS ${table} (id text primary key, session_id text not null, text text not null, created_at timestamptz not null default now())`);
+    await db.query(
+      `CREATE TABLE IF NOT EXISTS ${table} (id text primary key, session_id text not null, text text not null, created_at timestamptz not null default now())`,
+    );
     const lat = [];
     let ok = 0;
-    const one = async (i, k) => {
+    const one = async (i, _k) => {
       const id = randomUUID();
       const t = performance.now();
       await db.query(`INSERT INTO ${table} (id, session_id, text) VALUES ($1, $2, $3)`, [id, `s${i}`, text]);
@@ -314,7 +349,18 @@ switch (o.mode) {
     const cpu = process.cpuUsage(cpu0);
     mark('end');
     lat.sort((a, b) => a - b);
-    out({ concurrency, pool: Number(o.pool), ok, failed: 0, seconds: elapsed, perSecond: ok / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99), p999: percentile(lat, 99.9), selfCpuSeconds: (cpu.user + cpu.system) / 1e6 });
+    out({
+      concurrency,
+      pool: Number(o.pool),
+      ok,
+      failed: 0,
+      seconds: elapsed,
+      perSecond: ok / elapsed,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      p999: percentile(lat, 99.9),
+      selfCpuSeconds: (cpu.user + cpu.system) / 1e6,
+    });
     await db.end();
     redis.disconnect();
     process.exit(0);

@@ -50,7 +50,8 @@ try {
   const size = Number(
     (await import('node:child_process')).execFileSync('du', ['-sk', path.join(cwd, '.chatd', 'data')], { encoding: 'utf8' }).split('\t')[0],
   );
-  for (const r of [first, later]) console.log(`${r.label.padEnd(22)} ready in ${String(r.readyMs).padStart(6)} ms  peak RSS ${r.peakMB} MB  settled RSS ${r.rssMB} MB`);
+  for (const r of [first, later])
+    console.log(`${r.label.padEnd(22)} ready in ${String(r.readyMs).padStart(6)} ms  peak RSS ${r.peakMB} MB  settled RSS ${r.rssMB} MB`);
   console.log(`data folder: ${mb(size)} MB`);
   console.log(JSON.stringify({ first, later, dataFolderMB: mb(size) }));
 } finally {

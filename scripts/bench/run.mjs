@@ -81,7 +81,9 @@ function chatdConfig({ port, role, durable, upstreams, tag }) {
     // Redis for the durable path (a stored message is INSERTed and XADDed) and for two nodes.
     ...(role === 'gateway' ? [] : [`database: { url: "${o.postgres}", autoMigrate: true, schema: ${tag} }`]),
     ...(durable ? [`redis: { url: "${o.redis}", prefix: "${tag}:" }`] : []),
-    ...(upstreams ? [`upstreams: { api: [${upstreams.api.join(', ')}], ws: [${upstreams.ws.join(', ')}], healthCheckIntervalMs: 500 }`] : []),
+    ...(upstreams
+      ? [`upstreams: { api: [${upstreams.api.join(', ')}], ws: [${upstreams.ws.join(', ')}], healthCheckIntervalMs: 500 }`]
+      : []),
   ];
   writeFileSync(path.join(dir, 'chat-server.yaml'), `${lines.join('\n')}\n`);
   return dir;
@@ -121,7 +123,9 @@ async function startTarget(target, { nodes = 1, durable = false } = {}) {
       if (target === 'uws' && nodes > 1) throw new Error('uws has no cross-node pub/sub');
       for (let i = 0; i < nodes; i++) {
         // Port 0: the server picks a free port and prints it (no window for another process to take it).
-        const child = spawnPinned(0, [path.join(here, `servers/${target === 'uws' ? 'uws-raw' : 'socketio'}.mjs`)], { env: { ...baseEnv, PORT: '0' } });
+        const child = spawnPinned(0, [path.join(here, `servers/${target === 'uws' ? 'uws-raw' : 'socketio'}.mjs`)], {
+          env: { ...baseEnv, PORT: '0' },
+        });
         const port = Number((await waitForLine(child, /LISTENING (\d+)/, 60_000))[1]);
         child.stdout.resume();
         procs.push({ name: `${target}${i}`, child });
@@ -290,9 +294,25 @@ const SCENARIOS = {
           if (gwProc && n > 5000) break;
           while (open < n) {
             const count = Math.min(perProcess, n - open);
-            const child = spawnPinned(1, [path.join(here, 'loadgen.mjs'), '--mode', 'idle', '--url', srv.urls[0], '--n', String(count), '--srcBase', String(nextSourceAddress()), '--apiKey', API_KEY], {
-              env: { ...process.env, JWT_SECRET },
-            });
+            const child = spawnPinned(
+              1,
+              [
+                path.join(here, 'loadgen.mjs'),
+                '--mode',
+                'idle',
+                '--url',
+                srv.urls[0],
+                '--n',
+                String(count),
+                '--srcBase',
+                String(nextSourceAddress()),
+                '--apiKey',
+                API_KEY,
+              ],
+              {
+                env: { ...process.env, JWT_SECRET },
+              },
+            );
             gens.push(child);
             const m = await waitForLine(child, /READY (\d+) failed=(\d+)/, RUN_DEADLINE_MS);
             open += count;
@@ -305,7 +325,14 @@ const SCENARIOS = {
         }
         await Promise.all(gens.map(kill));
         const largest = Math.max(...Object.keys(perStep).map(Number));
-        return { connections: largest, failed, rssBefore: before, perStep, value: perStep[largest].kbPerConn, unit: `KB RSS/conn at ${largest}` };
+        return {
+          connections: largest,
+          failed,
+          rssBefore: before,
+          perStep,
+          value: perStep[largest].kbPerConn,
+          unit: `KB RSS/conn at ${largest}`,
+        };
       });
     },
   },
@@ -315,26 +342,42 @@ const SCENARIOS = {
     goals: (m) => [goal('chatd ≥ 3× socketio', ratio(m.chatd, m.socketio), 3, 'ge')],
     async run(target) {
       const n = quick ? 1000 : 5000;
-      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'accept', '--url', srv.urls[0], '--n', String(n), '--inflight', '200'], 1, srv));
+      const r = await measure(target, {}, (srv) =>
+        loadgen(['--mode', 'accept', '--url', srv.urls[0], '--n', String(n), '--inflight', '200'], 1, srv),
+      );
       return { ...r, value: r.perSecond, unit: 'conn/s', cpuPerOpUs: (winCpu(r) / r.connected) * 1e6, higherIsBetter: true };
     },
   },
   /** (3) Fan-out of `typing` (not stored) to N subscribers of one conversation, 32 in flight. */
   fanout: {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
-    goals: (m) => [goal('chatd ≥ 10× socketio', ratio(m.chatd, m.socketio), 10, 'ge'), goal('chatd ≥ 0.7× uws', ratio(m.chatd, m.uws), 0.7, 'ge')],
+    goals: (m) => [
+      goal('chatd ≥ 10× socketio', ratio(m.chatd, m.socketio), 10, 'ge'),
+      goal('chatd ≥ 0.7× uws', ratio(m.chatd, m.uws), 0.7, 'ge'),
+    ],
     async run(target) {
       const subs = quick ? 200 : 1000;
-      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--subs', String(subs), '--inflight', '32', '--seconds', secs(5)], 1, srv));
+      const r = await measure(target, {}, (srv) =>
+        loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--subs', String(subs), '--inflight', '32', '--seconds', secs(5)], 1, srv),
+      );
       return { ...r, value: r.perSecond, unit: 'deliveries/s', cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6, higherIsBetter: true };
     },
   },
   /** (4a) Latency of `typing` at 600/s to a room of 100: p50/p99/p99.9. */
   'latency-typing': {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
-    goals: (m) => [goal('chatd p99 ≤ 1.2× uws', ratio(m.chatd, m.uws), 1.2, 'le'), goal('chatd p99 < socketio', ratio(m.chatd, m.socketio), 1, 'lt')],
+    goals: (m) => [
+      goal('chatd p99 ≤ 1.2× uws', ratio(m.chatd, m.uws), 1.2, 'le'),
+      goal('chatd p99 < socketio', ratio(m.chatd, m.socketio), 1, 'lt'),
+    ],
     async run(target) {
-      const r = await measure(target, {}, (srv) => loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--subs', '100', '--rate', '600', '--seconds', secs(5)], 1, srv));
+      const r = await measure(target, {}, (srv) =>
+        loadgen(
+          ['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--subs', '100', '--rate', '600', '--seconds', secs(5)],
+          1,
+          srv,
+        ),
+      );
       return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
     },
   },
@@ -344,7 +387,11 @@ const SCENARIOS = {
     goals: (m) => [goal('chatd p99 ≤ socketio (INSERT) p99', ratio(m.chatd, m.socketio), 1, 'le')],
     async run(target) {
       const r = await measure(target, { durable: true }, (srv) =>
-        loadgen(['--mode', 'latency', '--event', 'message', '--url', srv.urls[0], '--subs', '100', '--rate', '200', '--seconds', secs(5)], 1, srv),
+        loadgen(
+          ['--mode', 'latency', '--event', 'message', '--url', srv.urls[0], '--subs', '100', '--rate', '200', '--seconds', secs(5)],
+          1,
+          srv,
+        ),
       );
       return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
     },
@@ -358,7 +405,25 @@ const SCENARIOS = {
       const seconds = secs(5);
       const r = await measure(target, { durable: true }, (srv) =>
         target === 'floor'
-          ? loadgen(['--mode', 'floor', '--postgres', o.postgres, '--redis', o.redis, '--table', srv.tag, '--concurrency', concurrency, '--pool', '10', '--seconds', seconds], 0)
+          ? loadgen(
+              [
+                '--mode',
+                'floor',
+                '--postgres',
+                o.postgres,
+                '--redis',
+                o.redis,
+                '--table',
+                srv.tag,
+                '--concurrency',
+                concurrency,
+                '--pool',
+                '10',
+                '--seconds',
+                seconds,
+              ],
+              0,
+            )
           : loadgen(['--mode', 'ingest', '--http', srv.http, '--concurrency', concurrency, '--seconds', seconds], 1, srv),
       );
       const cpu = target === 'floor' ? r.selfCpuSeconds : winCpu(r);
@@ -370,9 +435,54 @@ const SCENARIOS = {
     targets: ['socketio', 'chatd', 'chatd-gw'],
     async run(target) {
       return measure(target, { nodes: 2 }, async (srv) => {
-        const f = await loadgen(['--mode', 'fanout', '--url', srv.urls[0], '--pubUrl', srv.urls[1], '--subs', quick ? '200' : '1000', '--inflight', '32', '--seconds', secs(5)], 1, srv);
-        const l = await loadgen(['--mode', 'latency', '--event', 'typing', '--url', srv.urls[0], '--pubUrl', srv.urls[1], '--subs', '100', '--rate', '600', '--seconds', secs(5)], 1, srv);
-        return { fanout: f, latency: l, value: f.perSecond, unit: 'deliveries/s', delivered: f.delivered, window: f.window, higherIsBetter: true, extra: `typing p50/p99/p99.9 ${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms` };
+        const f = await loadgen(
+          [
+            '--mode',
+            'fanout',
+            '--url',
+            srv.urls[0],
+            '--pubUrl',
+            srv.urls[1],
+            '--subs',
+            quick ? '200' : '1000',
+            '--inflight',
+            '32',
+            '--seconds',
+            secs(5),
+          ],
+          1,
+          srv,
+        );
+        const l = await loadgen(
+          [
+            '--mode',
+            'latency',
+            '--event',
+            'typing',
+            '--url',
+            srv.urls[0],
+            '--pubUrl',
+            srv.urls[1],
+            '--subs',
+            '100',
+            '--rate',
+            '600',
+            '--seconds',
+            secs(5),
+          ],
+          1,
+          srv,
+        );
+        return {
+          fanout: f,
+          latency: l,
+          value: f.perSecond,
+          unit: 'deliveries/s',
+          delivered: f.delivered,
+          window: f.window,
+          higherIsBetter: true,
+          extra: `typing p50/p99/p99.9 ${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms`,
+        };
       }).then((r) => ({ ...r, cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6 }));
     },
   },
@@ -435,12 +545,23 @@ async function runScenario(scenario) {
     scenario,
     date: new Date().toISOString(),
     machine: machine(),
-    versions: { chatd: pkg('.'), 'socket.io': pkg('socket.io'), '@socket.io/redis-adapter': pkg('@socket.io/redis-adapter'), 'uWebSockets.js': pkg('uWebSockets.js'), pg: pkg('pg'), ioredis: pkg('ioredis') },
+    versions: {
+      chatd: pkg('.'),
+      'socket.io': pkg('socket.io'),
+      '@socket.io/redis-adapter': pkg('@socket.io/redis-adapter'),
+      'uWebSockets.js': pkg('uWebSockets.js'),
+      pg: pkg('pg'),
+      ioredis: pkg('ioredis'),
+    },
     runsPerTarget: runs,
     quick,
     results,
   };
-  const medians = Object.fromEntries(Object.entries(results).filter(([, r]) => r.median !== undefined).map(([t, r]) => [t, r.median]));
+  const medians = Object.fromEntries(
+    Object.entries(results)
+      .filter(([, r]) => r.median !== undefined)
+      .map(([t, r]) => [t, r.median]),
+  );
   report.goals = def.goals ? def.goals(medians) : [];
   writeReport(report);
   return report;
@@ -456,7 +577,10 @@ function writeReport(report) {
     const extra = r.samples[0].extra ? ` ${r.samples.map((s) => s.extra).join('; ')}` : '';
     const mem = r.samples[0].perStep
       ? ` (${Object.entries(r.samples[0].perStep)
-          .map(([n, s]) => `${n}: ${median(r.samples.map((x) => x.perStep[n]?.kbPerConn ?? NaN).filter(Number.isFinite)).toFixed(2)}${s.gatewayKbPerConn !== undefined ? ` + gw ${s.gatewayKbPerConn.toFixed(2)}` : ''}`)
+          .map(
+            ([n, s]) =>
+              `${n}: ${median(r.samples.map((x) => x.perStep[n]?.kbPerConn ?? NaN).filter(Number.isFinite)).toFixed(2)}${s.gatewayKbPerConn !== undefined ? ` + gw ${s.gatewayKbPerConn.toFixed(2)}` : ''}`,
+          )
           .join(', ')})`
       : '';
     return `| ${t} | ${f2(r.median)} ${r.unit}${lat}${mem}${extra} | ${f2(r.min)}–${f2(r.max)} | ${f2(r.cpuPerOpUs)} | ${r.runs}${r.errors.length ? ` (${r.errors.length} failed)` : ''} | ${r.loadBefore.join('/')} → ${r.loadAfter.join('/')} |`;
@@ -470,7 +594,10 @@ function writeReport(report) {
     }
   }
   const gw = results['chatd-gw'];
-  if (base?.median !== undefined && gw?.median !== undefined) ratios.push(`gateway hop: chatd-gw / chatd = ${(gw.median / base.median).toFixed(2)}×, server CPU/op ${f2(gw.cpuPerOpUs)} vs ${f2(base.cpuPerOpUs)} µs`);
+  if (base?.median !== undefined && gw?.median !== undefined)
+    ratios.push(
+      `gateway hop: chatd-gw / chatd = ${(gw.median / base.median).toFixed(2)}×, server CPU/op ${f2(gw.cpuPerOpUs)} vs ${f2(base.cpuPerOpUs)} µs`,
+    );
   const m = report.machine;
   const md = [
     `### ${scenario} (${report.date}, medians of ${report.runsPerTarget}${report.quick ? ', --quick' : ''})`,
@@ -495,13 +622,17 @@ function writeReport(report) {
 const scenario = positionals[0];
 const list = scenario === 'all' ? Object.keys(SCENARIOS) : [scenario];
 if (!list.every((s) => SCENARIOS[s])) {
-  process.stderr.write(`usage: npm run bench -- <${[...Object.keys(SCENARIOS), 'all'].join('|')}> [--targets a,b] [--runs 3] [--quick] [--profile DIR]\n`);
+  process.stderr.write(
+    `usage: npm run bench -- <${[...Object.keys(SCENARIOS), 'all'].join('|')}> [--targets a,b] [--runs 3] [--quick] [--profile DIR]\n`,
+  );
   process.exit(2);
 }
 const reports = [];
 for (const s of list) reports.push(await runScenario(s));
 if (scenario === 'all') {
-  const parts = list.map((s) => readFileSync(path.join(root, `bench/results/${o.targets ? `${s}-${o.targets.replace(/,/g, '+')}` : s}.md`), 'utf8'));
+  const parts = list.map((s) =>
+    readFileSync(path.join(root, `bench/results/${o.targets ? `${s}-${o.targets.replace(/,/g, '+')}` : s}.md`), 'utf8'),
+  );
   writeFileSync(path.join(root, 'bench/results/summary.md'), `${parts.join('\n')}`);
 }
 process.exit(0);

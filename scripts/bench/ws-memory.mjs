@@ -21,7 +21,13 @@ import { rssBytes, sleep, waitForLine } from './lib/proc.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: o } = parseArgs({
-  options: { target: { type: 'string', default: 'chatd' }, n: { type: 'string', default: '10000' }, base: { type: 'string', default: '1000' }, redis: { type: 'string' }, postgres: { type: 'string' } },
+  options: {
+    target: { type: 'string', default: 'chatd' },
+    n: { type: 'string', default: '10000' },
+    base: { type: 'string', default: '1000' },
+    redis: { type: 'string' },
+    postgres: { type: 'string' },
+  },
 });
 const N = Number(o.n);
 const BASE = Number(o.base);
@@ -52,7 +58,11 @@ writeFileSync(
 const protocolOnly = o.target === 'protocol';
 const server = protocolOnly
   ? fork(path.join(here, 'lib/protocol-server.mjs'), [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
-  : fork(path.join(here, 'lib/heap-server.mjs'), ['serve', '--role', 'all'], { cwd: dir, execArgv: ['--expose-gc'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  : fork(path.join(here, 'lib/heap-server.mjs'), ['serve', '--role', 'all'], {
+      cwd: dir,
+      execArgv: ['--expose-gc'],
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
 if (protocolOnly) port = Number((await waitForLine(server, /LISTENING (\d+)/, 60_000))[1]);
 server.stdout.resume();
 for (let i = 0; i < 600 && !protocolOnly; i++) {
@@ -77,9 +87,7 @@ const failuresBy = {};
 /** One idle client: CONNECT with a visitor token bound to its own session, then answer pings. */
 async function openOne(i) {
   const sessionId = `mem-${port}-${i}`;
-  const token = o.target === 'protocol'
-    ? 'good'
-    : await visitorToken(secret, 'bench', sessionId);
+  const token = o.target === 'protocol' ? 'good' : await visitorToken(secret, 'bench', sessionId);
   const auth = { apiKey: API_KEY, token, sessionId, fingerprint: `fp${i}` };
   return new Promise((resolve, reject) => {
     // 127.0.0.x source addresses: ephemeral ports per address pair are finite.

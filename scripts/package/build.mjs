@@ -53,7 +53,11 @@ for (const [name, file] of Object.entries(assets)) {
 function buildCommit() {
   if (process.env.CHATD_BUILD_COMMIT) return process.env.CHATD_BUILD_COMMIT;
   try {
-    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return 'unknown';
   }
@@ -152,7 +156,10 @@ const seaConfig = {
   assets,
 };
 await writeFile(path.join(work, 'sea-config.json'), `${JSON.stringify(seaConfig, null, 2)}\n`);
-execFileSync(process.execPath, ['--experimental-sea-config', path.join(work, 'sea-config.json')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync(process.execPath, ['--experimental-sea-config', path.join(work, 'sea-config.json')], {
+  cwd: root,
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 step('SEA blob');
 
 // 3. The executable: copy node, strip it (before injecting: strip would drop the injected note),

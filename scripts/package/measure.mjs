@@ -46,7 +46,10 @@ async function rss(pid) {
 /** One `serve --role all`; the public port is fixed up front so /healthz can be polled from the spawn on. */
 async function serveOnce(cwd, env) {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  await writeFile(path.join(cwd, 'chat-server.yaml'), `server:\n  host: 127.0.0.1\n  port: ${port}\nadmin:\n  port: 0\nlog:\n  level: warn\n`);
+  await writeFile(
+    path.join(cwd, 'chat-server.yaml'),
+    `server:\n  host: 127.0.0.1\n  port: ${port}\nadmin:\n  port: 0\nlog:\n  level: warn\n`,
+  );
   const t0 = performance.now();
   const child = spawn(exe, [...pre, 'serve', '--role', 'all'], { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -61,7 +64,7 @@ async function serveOnce(cwd, env) {
     return { healthz, readyz, ...mem, exitCode: code };
   } catch (err) {
     child.kill('SIGKILL');
-    throw new Error(`${err.message}\n${stderr}`);
+    throw new Error(`${err.message}\n${stderr}`, { cause: err });
   }
 }
 
@@ -76,7 +79,11 @@ try {
     result.gzipMb = +(
       (await new Promise((resolve, reject) => {
         let n = 0;
-        createReadStream(exe).on('error', reject).pipe(createGzip()).on('data', (c) => (n += c.length)).on('end', () => resolve(n));
+        createReadStream(exe)
+          .on('error', reject)
+          .pipe(createGzip())
+          .on('data', (c) => (n += c.length))
+          .on('end', () => resolve(n));
       })) / 1e6
     ).toFixed(1);
   }
@@ -90,7 +97,13 @@ try {
   const cwd = path.join(dir, 'work');
   await mkdir(cwd);
   const first = await serveOnce(cwd, env);
-  result.firstStart = { healthzMs: Math.round(first.healthz), readyzMs: Math.round(first.readyz), rssMb: first.rssMb, peakMb: first.peakMb, exitCode: first.exitCode };
+  result.firstStart = {
+    healthzMs: Math.round(first.healthz),
+    readyzMs: Math.round(first.readyz),
+    rssMb: first.rssMb,
+    peakMb: first.peakMb,
+    exitCode: first.exitCode,
+  };
   const again = [];
   for (let i = 0; i < runs; i++) again.push(await serveOnce(cwd, env));
   result.restart = {
@@ -105,8 +118,12 @@ try {
   else {
     console.log(`${result.command}${result.sizeMb ? `: ${result.sizeMb} MB (${result.gzipMb} MB gzip)` : ''}`);
     console.log(`  --version                     ${result.versionMs} ms (median of ${versions.length})`);
-    console.log(`  first start (creates the db)  /healthz ${result.firstStart.healthzMs} ms, /readyz ${result.firstStart.readyzMs} ms, RSS ${result.firstStart.rssMb} MB (peak ${result.firstStart.peakMb} MB), SIGTERM exit ${result.firstStart.exitCode}`);
-    console.log(`  restart (median of ${runs})        /healthz ${result.restart.healthzMs} ms, /readyz ${result.restart.readyzMs} ms, RSS ${result.restart.rssMb} MB (peak ${result.restart.peakMb} MB), SIGTERM exit ${result.restart.exitCodes.join(',')}`);
+    console.log(
+      `  first start (creates the db)  /healthz ${result.firstStart.healthzMs} ms, /readyz ${result.firstStart.readyzMs} ms, RSS ${result.firstStart.rssMb} MB (peak ${result.firstStart.peakMb} MB), SIGTERM exit ${result.firstStart.exitCode}`,
+    );
+    console.log(
+      `  restart (median of ${runs})        /healthz ${result.restart.healthzMs} ms, /readyz ${result.restart.readyzMs} ms, RSS ${result.restart.rssMb} MB (peak ${result.restart.peakMb} MB), SIGTERM exit ${result.restart.exitCodes.join(',')}`,
+    );
     console.log(`  load average while measuring  ${result.loadAverage}`);
   }
 } finally {

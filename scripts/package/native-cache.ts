@@ -131,7 +131,8 @@ function prepareFolder(dir: string): void {
   if (!st.isDirectory()) throw new Error('not a directory');
   const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new Error(`owned by uid ${st.uid}, not by this user (${uid})`);
-  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new Error(`writable by other users (mode ${(st.mode & 0o7777).toString(8)})`);
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0)
+    throw new Error(`writable by other users (mode ${(st.mode & 0o7777).toString(8)})`);
 }
 
 function holds(file: string, hash: string): boolean {

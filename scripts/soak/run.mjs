@@ -109,13 +109,22 @@ while (!(ports.public && ports.admin)) {
 }
 const base = `http://127.0.0.1:${ports.public}`;
 const admin = `http://127.0.0.1:${ports.admin}`;
-while ((await fetch(`${base}/readyz`).then((r) => r.status).catch(() => 0)) !== 200) {
+while (
+  (await fetch(`${base}/readyz`)
+    .then((r) => r.status)
+    .catch(() => 0)) !== 200
+) {
   if (Date.now() > deadline) throw new Error('chatd did not become ready');
   await sleep(250);
 }
 
 async function post(p, cred, body) {
-  const r = await fetch(`${base}${p}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${cred}` }, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
+  const r = await fetch(`${base}${p}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${cred}` },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(30_000),
+  });
   return { status: r.status, body: await r.json().catch(() => ({})) };
 }
 
@@ -127,7 +136,12 @@ async function addVisitor(i) {
   const fingerprint = `fp-${i}`;
   const t = await post('/api/chat/anonymous-token', PUB, { tenantId: TENANT, sessionId, fingerprint });
   if (t.status !== 200) throw new Error(`token: ${t.status} ${JSON.stringify(t.body)}`);
-  const socket = io(base, { auth: { apiKey: PUB, token: t.body.token, sessionId, fingerprint }, transports: i % 3 === 0 ? ['polling', 'websocket'] : ['websocket'], reconnectionDelay: 200, reconnectionDelayMax: 3000 });
+  const socket = io(base, {
+    auth: { apiKey: PUB, token: t.body.token, sessionId, fingerprint },
+    transports: i % 3 === 0 ? ['polling', 'websocket'] : ['websocket'],
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 3000,
+  });
   const v = { sessionId, fingerprint, token: t.body.token, socket, acked: new Set(), got: new Map(), dup: 0, reset: 0 };
   socket.on('meta_message_created', (p) => {
     const id = p.message.id;
@@ -161,16 +175,26 @@ async function sendLoop(v, i) {
   let n = 0;
   await sleep((i * PAUSE_MS) / VISITORS); // spread the load
   while (running) {
-    const body = { text: `soak ${n} ${v.sessionId}`, tenantId: TENANT, sessionId: v.sessionId, fingerprint: v.fingerprint, clientMessageId: `${v.sessionId}-${n}` };
+    const body = {
+      text: `soak ${n} ${v.sessionId}`,
+      tenantId: TENANT,
+      sessionId: v.sessionId,
+      fingerprint: v.fingerprint,
+      clientMessageId: `${v.sessionId}-${n}`,
+    };
     try {
       if (n % 2 === 0 && v.socket.connected) {
         const ack = await v.socket.timeout(30_000).emitWithAck('message', body);
-        if (ack.success) (totals.acked++, v.acked.add(ack.messageId));
-        else totals.refused++;
+        if (ack.success) {
+          totals.acked++;
+          v.acked.add(ack.messageId);
+        } else totals.refused++;
       } else {
         const r = await post('/webchat/message', v.token, body);
-        if (r.status === 200) (totals.acked++, v.acked.add(r.body.messageId));
-        else totals.refused++;
+        if (r.status === 200) {
+          totals.acked++;
+          v.acked.add(r.body.messageId);
+        } else totals.refused++;
       }
     } catch {
       totals.failed++;
@@ -196,7 +220,9 @@ async function metrics() {
   };
 }
 
-console.log(`soak: ${MINUTES} min, ${VISITORS} visitors at ${o.rate} msg/s each, a reconnect storm every ${o.storm} s; ${process.env.DATABASE_URL ? 'Redis + PostgreSQL' : 'embedded defaults'}; server ${base}`);
+console.log(
+  `soak: ${MINUTES} min, ${VISITORS} visitors at ${o.rate} msg/s each, a reconnect storm every ${o.storm} s; ${process.env.DATABASE_URL ? 'Redis + PostgreSQL' : 'embedded defaults'}; server ${base}`,
+);
 for (let i = 0; i < VISITORS; i++) await addVisitor(i);
 const agentToken = (await post('/api/chat/agent-token', SEC, { tenantId: TENANT, userId: 'soak-agent' })).body.token;
 const agent = io(base, { auth: { token: agentToken }, transports: ['websocket'] });

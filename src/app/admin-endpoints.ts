@@ -5,4 +5,9 @@ import { presenceAdminEndpoints } from '../cli/presence.js';
 import { webhookTailAdminEndpoints } from '../cli/webhooks.js';
 import { opsAdminEndpoints } from '../cli/ops.js';
 
-export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [webhookAdminEndpoints, presenceAdminEndpoints, webhookTailAdminEndpoints, opsAdminEndpoints];
+export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[] = [
+  webhookAdminEndpoints,
+  presenceAdminEndpoints,
+  webhookTailAdminEndpoints,
+  opsAdminEndpoints,
+];

@@ -131,7 +131,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         mine.push(instance);
         instances.push(instance);
       }
-      mountHealth(router, () => draining, mine.flatMap((i) => i.readiness), servicesPromise ? services : undefined, nodeId);
+      mountHealth(
+        router,
+        () => draining,
+        mine.flatMap((i) => i.readiness),
+        servicesPromise ? services : undefined,
+        nodeId,
+      );
       const onListening = (opts.listenerMounts ?? []).flatMap((mount) => mount(plan, router, { config, logger: log, services }) ?? []);
       router.finalize();
       const { socket, port: bound } = await listen(uws, app, plan.host, plan.port, plan.name);
@@ -149,7 +155,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       apps.push(app);
       const router = new HttpRouter(app, { role: 'admin', logger: log.child({ listener: 'admin' }), bodyLimit: 1 << 20, clientIp });
       router.get('/metrics', async () => ({ raw: await registry.metrics(), contentType: registry.contentType }));
-      mountHealth(router, () => draining, instances.flatMap((i) => i.readiness), servicesPromise ? services : undefined, nodeId);
+      mountHealth(
+        router,
+        () => draining,
+        instances.flatMap((i) => i.readiness),
+        servicesPromise ? services : undefined,
+        nodeId,
+      );
       admin = adminRoutes(router, config.admin.token);
       const startedAt = new Date().toISOString();
       admin.route('GET', '/admin/status', () => ({
@@ -160,7 +172,10 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       const { socket, port } = await listen(uws, app, config.admin.host, config.admin.port, 'admin');
       listenSockets.push(socket);
       ports.admin = port;
-      log.info({ listener: 'admin', url: `http://${displayHost(config.admin.host)}:${port}` }, 'admin listening (metrics, health, admin endpoints)');
+      log.info(
+        { listener: 'admin', url: `http://${displayHost(config.admin.host)}:${port}` },
+        'admin listening (metrics, health, admin endpoints)',
+      );
     }
 
     let stopping: Promise<void> | undefined;

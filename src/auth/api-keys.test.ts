@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../config/schema.js';
-import { ChatdError } from '../errors.js';
+import { type ChatdError } from '../errors.js';
 import { createApiKeyRegistry, hashApiKey } from './api-keys.js';
 import { resolveIdentity, userHashOf } from './identity.js';
 import { createTenantDirectory, tenantAllowsOrigin } from './tenants.js';
@@ -71,7 +71,10 @@ describe('API keys', () => {
 
   it('refuses one key configured for two tenants', () => {
     expect(() =>
-      createApiKeyRegistry({ tenants: [tenant('a', { apiKeys: [{ key: PUB_A }] }), tenant('b', { apiKeys: [{ key: PUB_A }] })], auth: auth() }),
+      createApiKeyRegistry({
+        tenants: [tenant('a', { apiKeys: [{ key: PUB_A }] }), tenant('b', { apiKeys: [{ key: PUB_A }] })],
+        auth: auth(),
+      }),
     ).toThrow(/tenants "a" and "b"/);
   });
 });
@@ -79,7 +82,11 @@ describe('API keys', () => {
 describe('tenants and identity', () => {
   const dir = createTenantDirectory({
     tenants: [
-      tenant('shop', { allowedOrigins: ['https://shop.example'], identityVerification: 'required', identitySecret: 'identity-secret-0123456789' }),
+      tenant('shop', {
+        allowedOrigins: ['https://shop.example'],
+        identityVerification: 'required',
+        identitySecret: 'identity-secret-0123456789',
+      }),
       tenant('blog', { identityVerification: 'off' }),
     ],
   });

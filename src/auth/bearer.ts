@@ -7,9 +7,7 @@ import type { ApiKeyRegistry } from './api-keys.js';
 
 /** What the Authorization header carries, told apart by shape. */
 export type BearerCredential =
-  | { readonly type: 'none' }
-  | { readonly type: 'api_key'; readonly key: string }
-  | { readonly type: 'jwt'; readonly token: string };
+  { readonly type: 'none' } | { readonly type: 'api_key'; readonly key: string } | { readonly type: 'jwt'; readonly token: string };
 
 /** Three base64url segments: a compact JWS (an empty signature still has the shape; verification refuses it). */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;

@@ -51,7 +51,9 @@ export function resolveIdentity(
   if (tenant.identityVerification === 'required') {
     throw new ChatdError(
       'identity_required',
-      userId === undefined ? 'A verified userId is required: send userId and userHash, or a user token' : 'userHash is required with userId',
+      userId === undefined
+        ? 'A verified userId is required: send userId and userHash, or a user token'
+        : 'userHash is required with userId',
     );
   }
   return { userId, verified: false };

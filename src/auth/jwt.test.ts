@@ -76,12 +76,19 @@ describe('TokenService (HS256 with auth.jwtSecret)', () => {
     const good = await forged().sign(enc.encode(SECRET));
     expect(await codeOf(svc.verify(good))).toBe('accepted');
     // alg none
-    const none = new UnsecuredJWT({ tid: 'acme', role: 'agent', sub: 'x' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').setJti('n').encode();
+    const none = new UnsecuredJWT({ tid: 'acme', role: 'agent', sub: 'x' })
+      .setIssuer('chatd')
+      .setAudience('chatd')
+      .setExpirationTime('1h')
+      .setJti('n')
+      .encode();
     expect(await codeOf(svc.verify(none))).toBe('token_invalid');
     // wrong secret
     expect(await codeOf(svc.verify(await forged().sign(enc.encode('another-secret-0123456789'))))).toBe('token_invalid');
     // expired (beyond the 5 s tolerance)
-    expect(await codeOf(svc.verify(await forged({ exp: now() - 60, nbf: now() - 120, iat: now() - 120 }).sign(enc.encode(SECRET))))).toBe('token_expired');
+    expect(await codeOf(svc.verify(await forged({ exp: now() - 60, nbf: now() - 120, iat: now() - 120 }).sign(enc.encode(SECRET))))).toBe(
+      'token_expired',
+    );
     // not yet valid
     expect(await codeOf(svc.verify(await forged({ nbf: now() + 300 }).sign(enc.encode(SECRET))))).toBe('token_invalid');
     // wrong iss / aud
@@ -92,7 +99,13 @@ describe('TokenService (HS256 with auth.jwtSecret)', () => {
     expect(await codeOf(svc.verify(await forged({ tid: 'bad tenant!' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
     expect(await codeOf(svc.verify(await forged({ role: 'agent' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
     // HS512 with the right secret: the algorithm is pinned
-    const hs512 = await new SignJWT({ tid: 'acme', role: 'visitor' }).setProtectedHeader({ alg: 'HS512' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').setJti('x').sign(enc.encode(SECRET));
+    const hs512 = await new SignJWT({ tid: 'acme', role: 'visitor' })
+      .setProtectedHeader({ alg: 'HS512' })
+      .setIssuer('chatd')
+      .setAudience('chatd')
+      .setExpirationTime('1h')
+      .setJti('x')
+      .sign(enc.encode(SECRET));
     expect(await codeOf(svc.verify(hs512))).toBe('token_invalid');
     // garbage and missing
     expect(await codeOf(svc.verify('not.a.jwt'))).toBe('token_invalid');
@@ -107,7 +120,10 @@ describe('TokenService (HS256 with auth.jwtSecret)', () => {
 
 describe('TokenService with tenants', () => {
   it('refuses an unknown tenant once tenants are configured, and tokens issued before tokensNotBefore', async () => {
-    const svc = createTokenService(authConfig(), tenants([tenant('acme', { tokensNotBefore: new Date(Date.now() - 60_000).toISOString() })]));
+    const svc = createTokenService(
+      authConfig(),
+      tenants([tenant('acme', { tokensNotBefore: new Date(Date.now() - 60_000).toISOString() })]),
+    );
     expect(await codeOf(svc.verify(await forged({ tid: 'other' }).sign(enc.encode(SECRET))))).toBe('token_invalid');
     expect(await codeOf(svc.verify(await forged({ iat: now() - 3600, nbf: now() - 3600 }).sign(enc.encode(SECRET))))).toBe('token_revoked');
     expect(await codeOf(svc.verify(await forged().sign(enc.encode(SECRET))))).toBe('accepted');
@@ -156,30 +172,33 @@ describe('key rotation and asymmetric keys', () => {
     expect(await codeOf(retired.verify(oldToken))).toBe('token_invalid');
   });
 
-  it.each(['rsa', 'ed25519'] as const)('signs and verifies with %s key files; an HS256 token signed with the public key is refused', async (type) => {
-    const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
-    const files: Record<string, string> = {
-      'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-      'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
-    };
-    const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
-    const svc = createTokenService(
-      authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
-      tenants(),
-      { readFile: (p) => files[p]! },
-    );
-    const t = await svc.mint({ tenantId: 'acme', role: 'agent', subject: 'bob', ttlSeconds: 60 });
-    expect(JSON.parse(Buffer.from(t.token.split('.')[0]!, 'base64url').toString()).alg).toBe(algorithm);
-    expect((await svc.verify(t.token)).subject).toBe('bob');
-    const confused = await new SignJWT({ tid: 'acme', role: 'agent', sub: 'x' })
-      .setProtectedHeader({ alg: 'HS256', kid: 'a1' })
-      .setIssuer('chatd')
-      .setAudience('chatd')
-      .setExpirationTime('1h')
-      .setJti('c')
-      .sign(enc.encode(files['pub.pem']!));
-    expect(await codeOf(svc.verify(confused))).toBe('token_invalid');
-  });
+  it.each(['rsa', 'ed25519'] as const)(
+    'signs and verifies with %s key files; an HS256 token signed with the public key is refused',
+    async (type) => {
+      const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
+      const files: Record<string, string> = {
+        'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+        'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+      };
+      const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
+      const svc = createTokenService(
+        authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
+        tenants(),
+        { readFile: (p) => files[p]! },
+      );
+      const t = await svc.mint({ tenantId: 'acme', role: 'agent', subject: 'bob', ttlSeconds: 60 });
+      expect(JSON.parse(Buffer.from(t.token.split('.')[0]!, 'base64url').toString()).alg).toBe(algorithm);
+      expect((await svc.verify(t.token)).subject).toBe('bob');
+      const confused = await new SignJWT({ tid: 'acme', role: 'agent', sub: 'x' })
+        .setProtectedHeader({ alg: 'HS256', kid: 'a1' })
+        .setIssuer('chatd')
+        .setAudience('chatd')
+        .setExpirationTime('1h')
+        .setJti('c')
+        .sign(enc.encode(files['pub.pem']!));
+      expect(await codeOf(svc.verify(confused))).toBe('token_invalid');
+    },
+  );
 });
 
 describe('fastHs256 (the synchronous HS256 path)', () => {
@@ -190,7 +209,12 @@ describe('fastHs256 (the synchronous HS256 path)', () => {
   it('returns exactly the claims jose returns for a good token', async () => {
     const token = await sign(forged().setSubject('u1'));
     const ours = fastHs256(token, key, opts);
-    const { payload } = await jwtVerify(token, enc.encode(SECRET), { algorithms: ['HS256'], issuer: 'chatd', audience: 'chatd', requiredClaims: ['exp'] });
+    const { payload } = await jwtVerify(token, enc.encode(SECRET), {
+      algorithms: ['HS256'],
+      issuer: 'chatd',
+      audience: 'chatd',
+      requiredClaims: ['exp'],
+    });
     expect(ours).toEqual(payload);
     // An audience list that holds ours is accepted, as by jose.
     expect(fastHs256(await sign(forged().setAudience(['other', 'chatd'])), key, opts)?.aud).toEqual(['other', 'chatd']);
@@ -211,7 +235,11 @@ describe('fastHs256 (the synchronous HS256 path)', () => {
       'another secret': await sign(forged(), 'another-secret-0123456789abcdef'),
       'a flipped signature bit': `${h}.${p}.${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`,
       'a payload swapped under the signature': `${h}.${b64({ ...claims, role: 'agent' })}.${sig}`,
-      'alg none': new UnsecuredJWT({ tid: 'acme', role: 'visitor' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').encode(),
+      'alg none': new UnsecuredJWT({ tid: 'acme', role: 'visitor' })
+        .setIssuer('chatd')
+        .setAudience('chatd')
+        .setExpirationTime('1h')
+        .encode(),
       'a crit header': signed({ alg: 'HS256', crit: ['x'], x: 1 }, claims),
       'b64 false': signed({ alg: 'HS256', b64: false, crit: ['b64'] }, claims),
       'an unknown header field': signed({ alg: 'HS256', jku: 'https://evil.example/keys' }, claims),
@@ -220,8 +248,17 @@ describe('fastHs256 (the synchronous HS256 path)', () => {
       'nbf in the future': await sign(forged({ nbf: now() + 60 })),
       'another issuer': await sign(forged({ iss: 'evil' })),
       'another audience': await sign(forged({ aud: 'evil' })),
-      'no exp': await new SignJWT({ tid: 'acme', role: 'visitor' }).setProtectedHeader({ alg: 'HS256' }).setIssuer('chatd').setAudience('chatd').sign(enc.encode(SECRET)),
-      'iat a string': await new SignJWT({ tid: 'acme', role: 'visitor', iat: 'yesterday' } as never).setProtectedHeader({ alg: 'HS256' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').sign(enc.encode(SECRET)),
+      'no exp': await new SignJWT({ tid: 'acme', role: 'visitor' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('chatd')
+        .setAudience('chatd')
+        .sign(enc.encode(SECRET)),
+      'iat a string': await new SignJWT({ tid: 'acme', role: 'visitor', iat: 'yesterday' } as never)
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('chatd')
+        .setAudience('chatd')
+        .setExpirationTime('1h')
+        .sign(enc.encode(SECRET)),
       'a payload that is an array': `${h}.${b64([1])}.${sig}`,
       'two segments': `${h}.${p}`,
     };
@@ -232,7 +269,7 @@ describe('fastHs256 (the synchronous HS256 path)', () => {
     expect(fastHs256(await sign(forged({ exp: now() - 2 })), key, opts)).toBeDefined();
   });
 
-  it('the service still gives jose\'s codes for what the fast path leaves to it', async () => {
+  it("the service still gives jose's codes for what the fast path leaves to it", async () => {
     const svc = createTokenService(authConfig(), tenants());
     const good = await sign(forged());
     const [h, p, sig] = good.split('.') as [string, string, string];

@@ -12,7 +12,16 @@
 //   (visitor|user|agent), `name` (agents, optional); `exp`/`nbf` with auth.clockToleranceSeconds.
 // - Revocation: a tenant's `tokensNotBefore` refuses tokens issued (`iat`) before it; an optional
 //   `isRevoked` hook (agent revocation, issue 12) is asked after the signature checks out.
-import { createHash, createHmac, createPrivateKey, createPublicKey, createSecretKey, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  randomUUID,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Config } from '../config/schema.js';
@@ -86,7 +95,10 @@ interface VerifyKey {
 /** The key in the form jose uses fastest: HS256 secrets as a CryptoKey imported once (~4× faster). */
 function usable(k: VerifyKey): Promise<CryptoKey | KeyObject> | KeyObject {
   if (k.alg !== 'HS256') return k.key as KeyObject;
-  k.imported ??= crypto.subtle.importKey('raw', new Uint8Array(k.key as Uint8Array), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+  k.imported ??= crypto.subtle.importKey('raw', new Uint8Array(k.key as Uint8Array), { name: 'HMAC', hash: 'SHA-256' }, false, [
+    'sign',
+    'verify',
+  ]);
   return k.imported;
 }
 interface SignKey extends VerifyKey {
@@ -196,11 +208,7 @@ export function fastHs256(token: string, key: KeyObject, opts: Hs256Options): JW
 
 const invalid = (why: string) => new ChatdError('token_invalid', `Invalid token: ${why}`);
 
-export function createTokenService(
-  config: Pick<Config, 'auth'>,
-  tenants: TenantDirectory,
-  opts: TokenServiceOptions = {},
-): TokenService {
+export function createTokenService(config: Pick<Config, 'auth'>, tenants: TenantDirectory, opts: TokenServiceOptions = {}): TokenService {
   const auth = config.auth;
   const read = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
   const byKid = new Map<string, VerifyKey>();
@@ -282,7 +290,8 @@ export function createTokenService(
       let payload: JWTPayload | undefined;
       if (key.alg === 'HS256') {
         key.hmac ??= createSecretKey(key.key as Uint8Array);
-        if (hs256Valid(jwt, key.hmac, { issuer, audience: auth.audience, clockTolerance: auth.clockToleranceSeconds })) payload = jwt.claims as JWTPayload;
+        if (hs256Valid(jwt, key.hmac, { issuer, audience: auth.audience, clockTolerance: auth.clockToleranceSeconds }))
+          payload = jwt.claims as JWTPayload;
       }
       if (!payload) {
         try {

@@ -46,7 +46,10 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
       auth: { jwtSecret: 'chat-service-test-secret-0123456789' },
       redis: { url: REDIS_URL, prefix: uniquePrefix('chat') },
       database: { url: DATABASE_URL, schema: uniqueSchema('chat'), autoMigrate: true },
-      tenants: [{ id: 'tA', apiKeys: [] }, { id: 'tB', apiKeys: [] }],
+      tenants: [
+        { id: 'tA', apiKeys: [] },
+        { id: 'tB', apiKeys: [] },
+      ],
     });
     store = await createStore(config, log, 'chat-test');
     db = await openDatabase(config, log);
@@ -86,12 +89,14 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
     expect(await codeOf(chat.resolveSession(unbound, { sessionId: sid(), fingerprint: 'fp-1' }))).toBe('session_forbidden');
     expect(await store.sessions.getBinding('tA', unbound.jti)).toBe(mine);
     // Another token: the existing session only with its fingerprint.
-    expect(await codeOf(chat.resolveSession(await principal({ role: 'visitor' }), { sessionId: mine, fingerprint: 'nope' }))).toBe('session_forbidden');
-    expect(await chat.resolveSession(await principal({ role: 'visitor' }), { sessionId: mine, fingerprint: 'fp-1' })).toBe(mine);
-    // Tenant B cannot take tenant A's session id.
-    expect(await codeOf(chat.resolveSession(await principal({ tenantId: 'tB', role: 'visitor' }), { sessionId: mine, fingerprint: 'fp-1' }))).toBe(
+    expect(await codeOf(chat.resolveSession(await principal({ role: 'visitor' }), { sessionId: mine, fingerprint: 'nope' }))).toBe(
       'session_forbidden',
     );
+    expect(await chat.resolveSession(await principal({ role: 'visitor' }), { sessionId: mine, fingerprint: 'fp-1' })).toBe(mine);
+    // Tenant B cannot take tenant A's session id.
+    expect(
+      await codeOf(chat.resolveSession(await principal({ tenantId: 'tB', role: 'visitor' }), { sessionId: mine, fingerprint: 'fp-1' })),
+    ).toBe('session_forbidden');
     // Agents act on the tenant; a named session must be one of theirs.
     const agent = await principal({ role: 'agent', subject: 'ag' });
     expect(await chat.resolveSession(agent, {})).toBeUndefined();
@@ -137,17 +142,25 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
     const events: TenantEvent[] = [];
     const unsubscribe = await store.bus.subscribe('tA', (e) => events.push(e));
     try {
-      expect(await chat.typing(agent, { sessionId: s, isTyping: true })).toEqual({ sessionId: s, sender: { type: 'agent', id: 'ag-1' }, isTyping: true });
+      expect(await chat.typing(agent, { sessionId: s, isTyping: true })).toEqual({
+        sessionId: s,
+        sender: { type: 'agent', id: 'ag-1' },
+        isTyping: true,
+      });
       expect(await chat.markRead(visitor, { sessionId: s, messageId: reply.messageId })).toEqual({
         sessionId: s,
         messageId: reply.messageId,
         reader: { type: 'visitor', id: s },
       });
       expect(await codeOf(chat.markRead(visitor, { sessionId: s, messageId: randomUUID() }))).toBe('not_found');
-      expect(await codeOf(chat.typing(await principal({ role: 'visitor', sessionId: sid() }), { sessionId: s, isTyping: true }))).toBe('session_forbidden');
-      expect(await codeOf(chat.markRead(await principal({ tenantId: 'tB', role: 'agent', subject: 'x' }), { sessionId: s, messageId: reply.messageId }))).toBe(
+      expect(await codeOf(chat.typing(await principal({ role: 'visitor', sessionId: sid() }), { sessionId: s, isTyping: true }))).toBe(
         'session_forbidden',
       );
+      expect(
+        await codeOf(
+          chat.markRead(await principal({ tenantId: 'tB', role: 'agent', subject: 'x' }), { sessionId: s, messageId: reply.messageId }),
+        ),
+      ).toBe('session_forbidden');
       const deadline = Date.now() + 10_000;
       while (events.length < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
       expect(events).toContainEqual({ type: 'typing', sessionId: s, sender: { type: 'agent', id: 'ag-1' }, isTyping: true });
@@ -167,7 +180,9 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
     await chat.send(await principal({ role: 'visitor' }), { tenantId: 'tA', sessionId: s, fingerprint: 'fp', text: 'mine' }, 'http');
     await store.sessions.delete(s);
     const forged = await principal({ tenantId: 'tB', role: 'visitor', sessionId: s });
-    expect(await codeOf(chat.send(forged, { tenantId: 'tB', sessionId: s, fingerprint: 'fp', text: 'x' }, 'http'))).toBe('session_forbidden');
+    expect(await codeOf(chat.send(forged, { tenantId: 'tB', sessionId: s, fingerprint: 'fp', text: 'x' }, 'http'))).toBe(
+      'session_forbidden',
+    );
     expect(await store.sessions.get(s)).toBeNull();
     const page = await db.messages.history({ tenantId: 'tA', sessionId: s, limit: 10 });
     expect(page.messages.map((m) => m.text)).toEqual(['mine']);
@@ -196,7 +211,9 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
         messageMaxChars: 4000,
       });
       const s = sid();
-      const err = await broken.send(await principal({ role: 'visitor' }), { tenantId: 'tA', sessionId: s, fingerprint: 'f', text: 'x' }, 'http').catch((e: unknown) => e);
+      const err = await broken
+        .send(await principal({ role: 'visitor' }), { tenantId: 'tA', sessionId: s, fingerprint: 'f', text: 'x' }, 'http')
+        .catch((e: unknown) => e);
       const { toChatdError } = await import('../errors.js');
       expect(toChatdError(err)).toMatchObject({ code: 'dependency_unavailable', status: 503 });
       expect((await db.messages.history({ tenantId: 'tA', sessionId: s, limit: 5 })).messages).toEqual([]);

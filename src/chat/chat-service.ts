@@ -108,7 +108,10 @@ export interface ChatService {
     principal: Principal,
     req: { sessionId: string; isTyping: boolean },
   ): Promise<{ sessionId: string; sender: Party; isTyping: boolean }>;
-  resolveSession(principal: Principal, claim: { sessionId?: string | undefined; fingerprint?: string | undefined }): Promise<string | undefined>;
+  resolveSession(
+    principal: Principal,
+    claim: { sessionId?: string | undefined; fingerprint?: string | undefined },
+  ): Promise<string | undefined>;
   authorizeSession(principal: Principal, sessionId: string, fingerprint?: string): Promise<void>;
   bindForMint(tenantId: string, jti: string, ttlSeconds: number, sessionId: string, fingerprint?: string): Promise<void>;
   identify(principal: Principal, claim: { userId?: string | undefined; userHash?: string | undefined }): Identity;
@@ -144,8 +147,14 @@ function nestingDepth(value: unknown): number {
 /** Turns schema issues into one 400: `invalid_id` when only ids are malformed, else `validation_failed`. */
 export function validationError(issues: readonly ValidationIssue[]): ChatdError {
   const onlyIds = issues.every((i) => /must match pattern/.test(i.message) && /(Id|^fingerprint)$/.test(i.path));
-  const details = issues.map((i) => ({ path: i.path, message: i.message.replace(/must match pattern "\^\(?(.*?)\)?\??\$"/, 'must match $1') }));
-  const summary = details.map((d) => `${d.path} ${d.message}`).slice(0, 3).join('; ');
+  const details = issues.map((i) => ({
+    path: i.path,
+    message: i.message.replace(/must match pattern "\^\(?(.*?)\)?\??\$"/, 'must match $1'),
+  }));
+  const summary = details
+    .map((d) => `${d.path} ${d.message}`)
+    .slice(0, 3)
+    .join('; ');
   return new ChatdError(onlyIds ? 'invalid_id' : 'validation_failed', `Invalid request: ${summary}`, { details });
 }
 
@@ -374,7 +383,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       if (!(await access.forRead(principal, sessionId, fingerprint))) {
         // Not created yet: take it now, as the first use of the token.
-        if (principal.role === 'visitor' && !fingerprint) throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
+        if (principal.role === 'visitor' && !fingerprint)
+          throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
         const identity: Identity | undefined =
           principal.role === 'user' && principal.subject ? { userId: principal.subject, verified: true } : undefined;
         await acquire(principal, sessionId, fingerprint, identity);

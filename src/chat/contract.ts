@@ -10,10 +10,12 @@ export const ID_RE = `^${ID_SOURCE}$`;
 export const USER_ID_RE = `^${USER_ID_SOURCE}$`;
 
 export const Id = (description: string) => Type.String({ pattern: ID_RE, description: `${description} ${ID_SOURCE}.` });
-export const UserId = (description: string) =>
-  Type.String({ pattern: USER_ID_RE, description: `${description} ${USER_ID_SOURCE}.` });
+export const UserId = (description: string) => Type.String({ pattern: USER_ID_RE, description: `${description} ${USER_ID_SOURCE}.` });
 /** Optional ids from the widget may be empty strings (the guide sends them blank): '' = absent. */
-const OptionalUserId = Type.String({ pattern: `^(${USER_ID_SOURCE})?$`, description: 'The user\'s id in the site (a claim unless verified); empty = anonymous.' });
+const OptionalUserId = Type.String({
+  pattern: `^(${USER_ID_SOURCE})?$`,
+  description: "The user's id in the site (a claim unless verified); empty = anonymous.",
+});
 const MetaText = (description: string, max = 2048) => Type.String({ maxLength: max, description });
 
 export const ClientMessageId = Type.String({
@@ -43,8 +45,8 @@ export const SendMessageBody = Type.Object(
   {
     text: Type.String({ minLength: 1, maxLength: TEXT_MAX_SCHEMA, description: 'The message (1..limits.messageMaxChars characters).' }),
     tenantId: Id('The tenant.'),
-    sessionId: Id('The conversation (the widget\'s session).'),
-    fingerprint: Type.Optional(Id('The browser\'s fingerprint: required for visitors; proves ownership of an existing session.')),
+    sessionId: Id("The conversation (the widget's session)."),
+    fingerprint: Type.Optional(Id("The browser's fingerprint: required for visitors; proves ownership of an existing session.")),
     userId: Type.Optional(OptionalUserId),
     userHash: Type.Optional(Type.String({ maxLength: 128, description: 'hex HMAC-SHA256(identitySecret, userId): verifies userId.' })),
     clientMessageId: Type.Optional(ClientMessageId),
@@ -59,15 +61,15 @@ export const AgentMessageBody = Type.Object(
   {
     sessionId: Id('The conversation replied to.'),
     text: Type.String({ minLength: 1, maxLength: TEXT_MAX_SCHEMA, description: 'The reply.' }),
-    tenantId: Type.Optional(Id('The tenant (must be the token\'s).')),
+    tenantId: Type.Optional(Id("The tenant (must be the token's).")),
     clientMessageId: Type.Optional(ClientMessageId),
   },
-  { additionalProperties: true, description: 'An agent\'s reply.' },
+  { additionalProperties: true, description: "An agent's reply." },
 );
 
 /** What the domain accepts from either door: the widget's body, with tenantId optional for agents. */
 export const DomainSendInput = Type.Object(
-  { ...SendMessageBody.properties, tenantId: Type.Optional(Id('The tenant (must be the token\'s).')) },
+  { ...SendMessageBody.properties, tenantId: Type.Optional(Id("The tenant (must be the token's).")) },
   { additionalProperties: true },
 );
 export type DomainSendInput = Static<typeof DomainSendInput>;
@@ -75,7 +77,7 @@ export type DomainSendInput = Static<typeof DomainSendInput>;
 export const SenderSchema = Type.Object(
   {
     type: Type.Union([Type.Literal('visitor'), Type.Literal('user'), Type.Literal('agent'), Type.Literal('system')]),
-    id: Type.String({ minLength: 1, maxLength: 128, description: 'visitor: the sessionId; user: the userId; agent: the token\'s sub.' }),
+    id: Type.String({ minLength: 1, maxLength: 128, description: "visitor: the sessionId; user: the userId; agent: the token's sub." }),
     verified: Type.Boolean({ description: 'Whether the id was verified (token sub or userHash).' }),
   },
   { additionalProperties: false },
@@ -122,8 +124,8 @@ export const ErrorDetailSchema = Type.Object(
 
 export const ErrorBody = Type.Object(
   {
-    error: Type.String({ description: 'Human-readable message (the guide\'s field).' }),
-    code: Type.String({ pattern: '^[a-z][a-z0-9_]*$', description: 'Stable snake_case code; see the README\'s error list.' }),
+    error: Type.String({ description: "Human-readable message (the guide's field)." }),
+    code: Type.String({ pattern: '^[a-z][a-z0-9_]*$', description: "Stable snake_case code; see the README's error list." }),
     details: Type.Optional(Type.Array(ErrorDetailSchema)),
   },
   { additionalProperties: false, description: 'Every HTTP error body.' },
@@ -142,14 +144,14 @@ export const HistoryPageSchema = Type.Object(
   { additionalProperties: false, description: 'Answer of GET /api/chat/messages.' },
 );
 
-const Party = Type.Object(
-  { type: Type.String(), id: Type.String() },
-  { additionalProperties: true },
-);
+const Party = Type.Object({ type: Type.String(), id: Type.String() }, { additionalProperties: true });
 
 /** Socket.IO server events (DESIGN.md "Real time"). */
 export const EventSchemas = {
-  meta_message_created: Type.Object({ message: MessageSchema }, { additionalProperties: false, description: 'A stored message, to its conversation and the tenant\'s agents.' }),
+  meta_message_created: Type.Object(
+    { message: MessageSchema },
+    { additionalProperties: false, description: "A stored message, to its conversation and the tenant's agents." },
+  ),
   presence_update: Type.Object(
     {
       userId: Type.String(),
@@ -177,7 +179,10 @@ export const EventSchemas = {
 export const ClientEventSchemas = {
   message: SendMessageBody,
   agent_message: AgentMessageBody,
-  join: Type.Object({ sessionId: Id('The conversation.') }, { additionalProperties: true, description: 'Agent: receive this conversation\'s typing and read.' }),
+  join: Type.Object(
+    { sessionId: Id('The conversation.') },
+    { additionalProperties: true, description: "Agent: receive this conversation's typing and read." },
+  ),
   leave: Type.Object({ sessionId: Id('The conversation.') }, { additionalProperties: true, description: 'Agent: stop receiving them.' }),
   typing: Type.Object(
     { sessionId: Id('The conversation.'), isTyping: Type.Boolean() },

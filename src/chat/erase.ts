@@ -47,7 +47,9 @@ export function parseEraseRequest(req: EraseRequest): { tenantId: string; subjec
   if (hasS && !ID_PATTERN.test(req.sessionId!)) details.push({ path: 'sessionId', message: `must match ${ID_SOURCE}` });
   if (hasU && !USER_ID_PATTERN.test(req.userId!)) details.push({ path: 'userId', message: `must match ${USER_ID_SOURCE}` });
   if (details.length > 0) {
-    throw new ChatdError('validation_failed', `Invalid erase request: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`, { details });
+    throw new ChatdError('validation_failed', `Invalid erase request: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`, {
+      details,
+    });
   }
   return { tenantId: req.tenantId, subject: hasS ? { sessionId: req.sessionId! } : { userId: req.userId! }, dryRun: req.dryRun === true };
 }

@@ -35,11 +35,13 @@ async function adminRequest<T>(
   opts: { adminUrl?: string; signal?: AbortSignal },
 ): Promise<T> {
   if (!config.admin.enabled && !opts.adminUrl) {
-    throw new CliError('admin.enabled is false: with the embedded store this command needs the running server\'s admin listener');
+    throw new CliError("admin.enabled is false: with the embedded store this command needs the running server's admin listener");
   }
   const token = config.admin.token ?? (await generatedAdminToken(config));
   if (!token) {
-    throw new CliError(`no admin token: none configured and ${secretsFile(config)} has none (the server writes it at its first start from this folder)`);
+    throw new CliError(
+      `no admin token: none configured and ${secretsFile(config)} has none (the server writes it at its first start from this folder)`,
+    );
   }
   const base = adminBaseUrl(config, opts.adminUrl);
   let res: Response;
@@ -88,7 +90,11 @@ async function generatedAdminToken(config: Config): Promise<string | undefined> 
  * other processes share (engineOf(config).shared): a memory store opened here would be empty, the
  * data lives in the server process (go through its admin listener instead).
  */
-export async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>, logger: Logger = createLogger({ level: 'silent', format: 'json' })): Promise<T> {
+export async function withStore<T>(
+  config: Config,
+  fn: (store: Store) => Promise<T>,
+  logger: Logger = createLogger({ level: 'silent', format: 'json' }),
+): Promise<T> {
   const store = await createStore(config, logger, 'cli');
   try {
     return await fn(store);

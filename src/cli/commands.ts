@@ -8,4 +8,12 @@ import { registerMigrateCommand } from './migrate.js';
 import { registerOpsCommands } from './ops.js';
 import { registerKeysCommands } from './keys.js';
 
-export const extraCommands: ((program: Command) => void)[] = [registerTokenCommands, registerMigrateCommand, registerPresenceCommands, registerWebhookCommands, registerWebhooksDeadCommands, registerOpsCommands, registerKeysCommands];
+export const extraCommands: ((program: Command) => void)[] = [
+  registerTokenCommands,
+  registerMigrateCommand,
+  registerPresenceCommands,
+  registerWebhookCommands,
+  registerWebhooksDeadCommands,
+  registerOpsCommands,
+  registerKeysCommands,
+];

@@ -4,7 +4,16 @@ import type { Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { ROLES, type Role } from '../config/schema.js';
 
-const CLEAR_ERRORS = new Set(['ConfigError', 'CliError', 'ListenError', 'NativeUwsError', 'DependencyError', 'ChatdError', 'MigrationError', 'DatabaseLockedError']);
+const CLEAR_ERRORS = new Set([
+  'ConfigError',
+  'CliError',
+  'ListenError',
+  'NativeUwsError',
+  'DependencyError',
+  'ChatdError',
+  'MigrationError',
+  'DatabaseLockedError',
+]);
 
 export interface GlobalOptions {
   config?: string;
@@ -70,12 +79,15 @@ export async function loadCliConfig(cmd: Command, extra: CliOverrides = {}): Pro
 function publicPortKey(roles: readonly Role[], what: string): string[] {
   if (ROLES.every((r) => roles.includes(r))) return ['server', 'port'];
   if (roles.length === 1) return roles[0] === 'gateway' ? ['server', 'port'] : ['roles', roles[0]!, 'port'];
-  throw new CliError(`${what} sets the port of one public listener, and --role ${roles.join(',')} opens ${roles.length}: set their ports in the config file`);
+  throw new CliError(
+    `${what} sets the port of one public listener, and --role ${roles.join(',')} opens ${roles.length}: set their ports in the config file`,
+  );
 }
 
 /** A TCP port from a flag or the environment (0 picks a free one). */
 export function parsePort(value: string, what: string): number {
-  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new CliError(`${what} must be a port number from 0 to 65535 (got "${value}")`);
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535)
+    throw new CliError(`${what} must be a port number from 0 to 65535 (got "${value}")`);
   return Number(value);
 }
 
@@ -98,7 +110,11 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | 
 export function printTable(rows: readonly Record<string, unknown>[], columns: readonly string[]): void {
   const cells = rows.map((r) => columns.map((c) => formatCell(r[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
-  const line = (vals: readonly string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (vals: readonly string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(`${line(columns.map((c) => c.toUpperCase()))}\n`);
   for (const row of cells) process.stdout.write(`${line(row)}\n`);
 }

@@ -22,7 +22,8 @@ export function registerConfigCommands(program: Command): void {
         const roles = parseRoles(opts.role);
         const { config: c, file } = await loadCliConfig(cmd, { roles });
         const conflict = listenerConflict(c, roles);
-        if (conflict) throw new CliError(`${file ? path.relative(process.cwd(), file) || path.basename(file) : '(environment)'}: ${conflict}`);
+        if (conflict)
+          throw new CliError(`${file ? path.relative(process.cwd(), file) || path.basename(file) : '(environment)'}: ${conflict}`);
         const mode = c.tenants.length === 0 ? 'zero-config (no tenants: any tenant id accepted)' : `${c.tenants.length} tenant(s)`;
         const store = engineOf(c).label;
         const db = c.database.url ? 'postgres' : 'embedded PGlite';

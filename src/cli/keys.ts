@@ -56,7 +56,11 @@ export function registerKeysCommands(program: Command): void {
         const { config } = await resolveSecrets(loaded);
         const rows = acceptedKeys(config);
         if (globals(cmd).json) printJson(rows);
-        else printTable(rows.map((r) => ({ ...r, key: r.key ?? '(hash only)' })), ['kind', 'tenant', 'key', 'name', 'source']);
+        else
+          printTable(
+            rows.map((r) => ({ ...r, key: r.key ?? '(hash only)' })),
+            ['kind', 'tenant', 'key', 'name', 'source'],
+          );
       }),
     );
 }

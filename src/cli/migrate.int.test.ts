@@ -38,7 +38,12 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
 
     const status = await runChatd(args('--json', 'migrate', 'status', '--check'), { cwd, env });
     expect(status.code).toBe(0);
-    const parsed = JSON.parse(status.stdout) as { dialect: string; schema: string; pending: number; migrations: { name: string; status: string }[] };
+    const parsed = JSON.parse(status.stdout) as {
+      dialect: string;
+      schema: string;
+      pending: number;
+      migrations: { name: string; status: string }[];
+    };
     expect(parsed).toMatchObject({ dialect: 'postgres', schema, pending: 0 });
     expect(parsed.migrations).toEqual([
       expect.objectContaining({ name: '0001_init', status: 'applied' }),
@@ -63,7 +68,9 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     try {
       const r = await runChatd(['serve', '--role', 'api'], { cwd: dir, env });
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(`chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 2 pending migration(s): 0001_init, 0002_retention_index; run \`chatd migrate up\``);
+      expect(r.stderr).toContain(
+        `chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 2 pending migration(s): 0001_init, 0002_retention_index; run \`chatd migrate up\``,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
       const c = new pg.Client({ connectionString: DATABASE_URL });

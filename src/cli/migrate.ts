@@ -99,7 +99,9 @@ function embeddedPreflight(verb: Verb, config: DatabaseConfig, json: boolean): b
   const holder = lockHolder(dir);
   if (holder !== null) {
     if (verb === 'down') {
-      throw new CliError(`the embedded database in ${dir} is in use by a running chatd (pid ${holder}); stop it before reverting a migration`);
+      throw new CliError(
+        `the embedded database in ${dir} is in use by a running chatd (pid ${holder}); stop it before reverting a migration`,
+      );
     }
     const note = `the embedded database in ${dir} is in use by a running chatd (pid ${holder}), which applied every migration when it started`;
     if (json) printJson({ database: dir, dialect: 'pglite', heldBy: holder, upToDate: true, note });

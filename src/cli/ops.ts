@@ -40,7 +40,9 @@ export function registerOpsCommands(program: Command): void {
         }
         if (globals(cmd).json) printJson(r);
         else {
-          process.stdout.write(`reloaded ${r.file ?? '(defaults and environment)'}: ${r.tenants.length} tenant(s); applied: ${r.applied.join(', ')}\n`);
+          process.stdout.write(
+            `reloaded ${r.file ?? '(defaults and environment)'}: ${r.tenants.length} tenant(s); applied: ${r.applied.join(', ')}\n`,
+          );
           if (r.ignored.length > 0) process.stdout.write(`ignored until a restart: ${r.ignored.join(', ')}\n`);
         }
       }),
@@ -48,13 +50,18 @@ export function registerOpsCommands(program: Command): void {
 
   program
     .command('erase')
-    .description("Erase a session's or a user's data: conversations, messages, read pointers, session record, token bindings, presence, pending webhook jobs.")
+    .description(
+      "Erase a session's or a user's data: conversations, messages, read pointers, session record, token bindings, presence, pending webhook jobs.",
+    )
     .requiredOption('--tenant <id>', 'tenant id')
     .option('--session <id>', 'the session (conversation) to erase')
     .option('--user <id>', 'erase every conversation owned by this user')
     .option('--dry-run', 'count what would be removed; remove nothing')
     .option('--admin-url <url>', 'admin listener of the running server (embedded defaults)')
-    .addHelpText('after', '\nExamples:\n  $ chatd erase --tenant acme --session s-123 --dry-run\n  $ chatd erase --tenant acme --user u-42 --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ chatd erase --tenant acme --session s-123 --dry-run\n  $ chatd erase --tenant acme --user u-42 --json',
+    )
     .action(
       action(async (opts: { tenant: string; session?: string; user?: string; dryRun?: boolean; adminUrl?: string }, cmd: Command) => {
         const request = { tenantId: opts.tenant, sessionId: opts.session, userId: opts.user, dryRun: opts.dryRun === true };
@@ -85,12 +92,19 @@ export function registerOpsCommands(program: Command): void {
         if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match ${ID_SOURCE}`);
         if (!USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match ${USER_ID_SOURCE}`);
         const { config } = await loadCliConfig(cmd);
-        const r =
-          engineOf(config).shared
-            ? await withStore(config, (store) => revokeSubject({ revocations: store.revocations, bus: store.bus }, opts.tenant, opts.user))
-            : await adminPost<{ tenantId: string; userId: string; revokedAt: string }>(config, '/admin/token/revoke', { tenantId: opts.tenant, userId: opts.user }, opts);
+        const r = engineOf(config).shared
+          ? await withStore(config, (store) => revokeSubject({ revocations: store.revocations, bus: store.bus }, opts.tenant, opts.user))
+          : await adminPost<{ tenantId: string; userId: string; revokedAt: string }>(
+              config,
+              '/admin/token/revoke',
+              { tenantId: opts.tenant, userId: opts.user },
+              opts,
+            );
         if (globals(cmd).json) printJson(r);
-        else process.stdout.write(`revoked: tokens of ${r.userId} in tenant ${r.tenantId} issued before ${r.revokedAt} are refused; its sockets are being closed\n`);
+        else
+          process.stdout.write(
+            `revoked: tokens of ${r.userId} in tenant ${r.tenantId} issued before ${r.revokedAt} are refused; its sockets are being closed\n`,
+          );
       }),
     );
 }
@@ -106,33 +120,46 @@ async function eraseDirect(config: Config, request: Parameters<typeof eraseSubje
 
 function printReport(r: EraseReport): void {
   const who = 'sessionId' in r.subject ? `session ${r.subject.sessionId}` : `user ${r.subject.userId}`;
-  process.stdout.write(`${r.dryRun ? 'dry run: would remove' : 'removed'} for ${who} in tenant ${r.tenantId}` + ` (sessions: ${r.sessionIds.join(', ') || 'none'})\n`);
+  process.stdout.write(
+    `${r.dryRun ? 'dry run: would remove' : 'removed'} for ${who} in tenant ${r.tenantId}` +
+      ` (sessions: ${r.sessionIds.join(', ') || 'none'})\n`,
+  );
   const width = Math.max(...Object.keys(r.removed).map((k) => k.length));
   for (const [k, v] of Object.entries(r.removed)) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
 }
 
 /** POST /admin/erase and POST /admin/token/revoke: the embedded defaults' doors for the CLI. */
 export function opsAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
-  admin.route('POST', '/admin/erase', async (req) => {
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-    const svc = await ctx.services();
-    const report = await eraseSubject(
-      { messages: svc.db.messages, erasure: svc.store.erasure },
-      { tenantId: str(b.tenantId) ?? '', sessionId: str(b.sessionId), userId: str(b.userId), dryRun: b.dryRun === true },
-    );
-    return { body: report };
-  }, { json: true });
-  admin.route('POST', '/admin/token/revoke', async (req) => {
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    const tenantId = typeof b.tenantId === 'string' ? b.tenantId : '';
-    const userId = typeof b.userId === 'string' ? b.userId : '';
-    if (!ID_PATTERN.test(tenantId) || !USER_ID_PATTERN.test(userId)) {
-      throw new ChatdError('validation_failed', 'tenantId and userId are required ([A-Za-z0-9_-] and [A-Za-z0-9_.@-], 1-128 characters)');
-    }
-    const svc = await ctx.services();
-    const r = await revokeSubject({ revocations: svc.store.revocations, bus: svc.store.bus }, tenantId, userId);
-    svc.revocation.forget(tenantId, userId);
-    return { body: r };
-  }, { json: true });
+  admin.route(
+    'POST',
+    '/admin/erase',
+    async (req) => {
+      const b = (req.body ?? {}) as Record<string, unknown>;
+      const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+      const svc = await ctx.services();
+      const report = await eraseSubject(
+        { messages: svc.db.messages, erasure: svc.store.erasure },
+        { tenantId: str(b.tenantId) ?? '', sessionId: str(b.sessionId), userId: str(b.userId), dryRun: b.dryRun === true },
+      );
+      return { body: report };
+    },
+    { json: true },
+  );
+  admin.route(
+    'POST',
+    '/admin/token/revoke',
+    async (req) => {
+      const b = (req.body ?? {}) as Record<string, unknown>;
+      const tenantId = typeof b.tenantId === 'string' ? b.tenantId : '';
+      const userId = typeof b.userId === 'string' ? b.userId : '';
+      if (!ID_PATTERN.test(tenantId) || !USER_ID_PATTERN.test(userId)) {
+        throw new ChatdError('validation_failed', 'tenantId and userId are required ([A-Za-z0-9_-] and [A-Za-z0-9_.@-], 1-128 characters)');
+      }
+      const svc = await ctx.services();
+      const r = await revokeSubject({ revocations: svc.store.revocations, bus: svc.store.bus }, tenantId, userId);
+      svc.revocation.forget(tenantId, userId);
+      return { body: r };
+    },
+    { json: true },
+  );
 }

@@ -23,15 +23,14 @@ export function registerPresenceCommands(program: Command): void {
     .description('List the users online in a tenant (one row per user, from online_users:{tenantId}).')
     .argument('<tenant>', 'tenant id')
     .option('--admin-url <url>', 'admin listener of the running server (default: admin.host:admin.port)')
-    .addHelpText('after', '\nExamples:\n  $ chatd presence ls acme\n  $ chatd presence ls acme --json | jq \'.users | length\'')
+    .addHelpText('after', "\nExamples:\n  $ chatd presence ls acme\n  $ chatd presence ls acme --json | jq '.users | length'")
     .action(
       action(async (tenant: string, opts: { adminUrl?: string }, cmd: Command) => {
         if (!ID_PATTERN.test(tenant)) throw new CliError(`tenant "${tenant}" must match ${ID_SOURCE}`);
         const { config } = await loadCliConfig(cmd);
-        const users =
-          engineOf(config).shared
-            ? await withStore(config, (store) => store.presence.list(tenant))
-            : (await adminGet<{ users: OnlineUser[] }>(config, `/admin/presence?tenantId=${encodeURIComponent(tenant)}`, opts)).users;
+        const users = engineOf(config).shared
+          ? await withStore(config, (store) => store.presence.list(tenant))
+          : (await adminGet<{ users: OnlineUser[] }>(config, `/admin/presence?tenantId=${encodeURIComponent(tenant)}`, opts)).users;
         const rows = ordered(users);
         if (globals(cmd).json) printJson({ tenantId: tenant, users: rows });
         else if (rows.length === 0) process.stdout.write(`no one is online in tenant ${tenant}\n`);

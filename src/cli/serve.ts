@@ -47,7 +47,10 @@ export function registerServeCommand(program: Command): void {
         const logger = createLogger({ level: config.log.level, format: config.log.format, secrets: secretValues(config) });
         routeProcessWarnings(logger);
         if (generated.length > 0) {
-          logger.warn({ file: secretsPath, generated }, 'generated secrets into the data folder (mode 0600); later commands read them from there');
+          logger.warn(
+            { file: secretsPath, generated },
+            'generated secrets into the data folder (mode 0600); later commands read them from there',
+          );
         }
         if (config.tenants.length === 0) announceZeroConfig(config, generated, logger);
         const server = await startChatd({ config, roles, logger, configFile: loaded.file });
@@ -89,7 +92,8 @@ export function registerServeCommand(program: Command): void {
  */
 function announceZeroConfig(config: Config, generated: readonly string[], logger: Logger): void {
   const newKeys = generated.includes('gatewayApiKey') || generated.includes('secretApiKey');
-  const warning = (keys: string) => `zero-config mode: no tenants configured, so any tenant id is accepted with ${keys} from any origin; configure tenants for production`;
+  const warning = (keys: string) =>
+    `zero-config mode: no tenants configured, so any tenant id is accepted with ${keys} from any origin; configure tenants for production`;
   if (newKeys) {
     const notice = createLogger({ level: 'info', format: config.log.format, fd: 2 });
     notice.warn(

@@ -42,8 +42,10 @@ export function registerTokenCommands(program: Command): void {
         const auth = createAuth(config);
         if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match ${ID_SOURCE}`);
         if (!auth.tenants.get(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" is not a configured tenant`);
-        if (opts.user !== undefined && !USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match ${USER_ID_SOURCE}`);
-        if (opts.session !== undefined && !ID_PATTERN.test(opts.session)) throw new CliError(`--session "${opts.session}" must match ${ID_SOURCE}`);
+        if (opts.user !== undefined && !USER_ID_PATTERN.test(opts.user))
+          throw new CliError(`--user "${opts.user}" must match ${USER_ID_SOURCE}`);
+        if (opts.session !== undefined && !ID_PATTERN.test(opts.session))
+          throw new CliError(`--session "${opts.session}" must match ${ID_SOURCE}`);
         const role: PrincipalRole = opts.admin ? 'agent' : opts.user ? 'user' : 'visitor';
         const subject = opts.admin ? (opts.user ?? 'cli-agent') : opts.user;
         let ttlSeconds = role === 'agent' ? config.auth.agentTokenTtlSeconds : config.auth.visitorTokenTtlSeconds;
@@ -55,7 +57,9 @@ export function registerTokenCommands(program: Command): void {
           }
           // The same bounds as auth.visitorTokenTtlSeconds / agentTokenTtlSeconds.
           if (ttlSeconds < TOKEN_TTL_SECONDS.min || ttlSeconds > TOKEN_TTL_SECONDS.max) {
-            throw new CliError(`--ttl ${opts.ttl} is ${ttlSeconds} s: it must be from ${TOKEN_TTL_SECONDS.min} s (1m) to ${TOKEN_TTL_SECONDS.max} s (30d)`);
+            throw new CliError(
+              `--ttl ${opts.ttl} is ${ttlSeconds} s: it must be from ${TOKEN_TTL_SECONDS.min} s (1m) to ${TOKEN_TTL_SECONDS.max} s (30d)`,
+            );
           }
         }
         const minted = await auth.tokens.mint({

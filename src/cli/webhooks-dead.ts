@@ -34,13 +34,26 @@ export function registerWebhooksDeadCommands(program: Command): void {
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError('--limit must be an integer from 1 to 1000');
         const result = await withBackend(cmd, {
           direct: (q) => listDeadDeliveries(q, limit, opts.after),
-          admin: (call) => call<{ total: number; dead: DeadView[] }>('GET', `/admin/webhooks/dead?limit=${limit}${opts.after ? `&after=${encodeURIComponent(opts.after)}` : ''}`),
+          admin: (call) =>
+            call<{ total: number; dead: DeadView[] }>(
+              'GET',
+              `/admin/webhooks/dead?limit=${limit}${opts.after ? `&after=${encodeURIComponent(opts.after)}` : ''}`,
+            ),
         });
         if (globals(cmd).json) {
           printJson(result);
           return;
         }
-        printTable(result.dead as unknown as Record<string, unknown>[], ['id', 'failedAt', 'tenantId', 'endpointId', 'attempts', 'reason', 'error', 'deliveryId']);
+        printTable(result.dead as unknown as Record<string, unknown>[], [
+          'id',
+          'failedAt',
+          'tenantId',
+          'endpointId',
+          'attempts',
+          'reason',
+          'error',
+          'deliveryId',
+        ]);
         process.stdout.write(`${result.dead.length} shown, ${result.total} dead in all\n`);
       }),
     );
@@ -58,7 +71,8 @@ export function registerWebhooksDeadCommands(program: Command): void {
         if (bad) throw new CliError(`${bad}: not a dead entry id (expected ms-seq, as \`chatd webhooks dead\` shows)`);
         const result = await withBackend(cmd, {
           direct: (q) => replayDeadDeliveries(q, all ? 'all' : ids),
-          admin: (call) => call<{ replayed: string[]; notFound: string[] }>('POST', '/admin/webhooks/replay', all ? { all: true } : { ids }),
+          admin: (call) =>
+            call<{ replayed: string[]; notFound: string[] }>('POST', '/admin/webhooks/replay', all ? { all: true } : { ids }),
         });
         if (globals(cmd).json) printJson(result);
         else {
@@ -83,7 +97,11 @@ async function withBackend<T>(
       config,
       async (store) => {
         // No `durable`: a one-off command runs no guard beside the queue.
-        const { queue } = await store.openWebhookQueue({ logger, streamMaxLen: config.webhooks.streamMaxLen, deadMaxLen: config.webhooks.deadMaxLen });
+        const { queue } = await store.openWebhookQueue({
+          logger,
+          streamMaxLen: config.webhooks.streamMaxLen,
+          deadMaxLen: config.webhooks.deadMaxLen,
+        });
         try {
           return await how.direct(queue);
         } finally {
@@ -98,7 +116,8 @@ async function withBackend<T>(
 
 /** Calls the running server's admin listener with the admin token (configured or generated). */
 async function adminCaller(config: Config): Promise<AdminCall> {
-  if (!config.admin.enabled) throw new CliError('the memory store lives in the server: enable its admin listener (admin.enabled) or configure Redis');
+  if (!config.admin.enabled)
+    throw new CliError('the memory store lives in the server: enable its admin listener (admin.enabled) or configure Redis');
   const { config: withSecrets } = await resolveSecrets(config, { create: false });
   const token = withSecrets.admin.token;
   if (!token) throw new CliError(`no admin token: set admin.token or start the server once (it generates one into ${config.dataDir})`);

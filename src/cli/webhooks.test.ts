@@ -53,7 +53,14 @@ describe('newestJobs', () => {
     const empty = await newestJobs(stream, 5);
     expect(empty).toEqual([]);
     for (let i = 0; i < 25; i++) {
-      stream.append({ type: 'message.created', tenantId: 't', sessionId: 's', messageId: `m${i}`, createdAt: new Date().toISOString(), payload: '{}' });
+      stream.append({
+        type: 'message.created',
+        tenantId: 't',
+        sessionId: 's',
+        messageId: `m${i}`,
+        createdAt: new Date().toISOString(),
+        payload: '{}',
+      });
     }
     const all = await stream.range('-', '+', 100);
     expect((await newestJobs(stream, 4)).map((j) => j.messageId)).toEqual(['m21', 'm22', 'm23', 'm24']);

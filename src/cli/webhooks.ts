@@ -90,7 +90,9 @@ interface Source {
 
 export function registerWebhookCommands(program: Command): void {
   // Other modules may add subcommands to `webhooks` (dead, replay): share one parent command.
-  const webhooks = program.commands.find((c) => c.name() === 'webhooks') ?? program.command('webhooks').description('The webhook job stream and deliveries.');
+  const webhooks =
+    program.commands.find((c) => c.name() === 'webhooks') ??
+    program.command('webhooks').description('The webhook job stream and deliveries.');
   webhooks
     .command('tail')
     .description('Show the newest entries of meta:webhook_jobs (one per accepted message); --follow waits for new ones.')
@@ -170,7 +172,11 @@ function streamPrinter(json: boolean): (j: JobView) => void {
   return (j) => {
     const r = row(j);
     const cells = COLUMNS.map((c) => String(r[c]));
-    const line = (vals: string[]) => vals.map((v, i) => (i < widths.length ? v.padEnd(widths[i]!) : v)).join('  ').trimEnd();
+    const line = (vals: string[]) =>
+      vals
+        .map((v, i) => (i < widths.length ? v.padEnd(widths[i]!) : v))
+        .join('  ')
+        .trimEnd();
     if (!header) {
       process.stdout.write(`${line(COLUMNS.map((c) => c.toUpperCase()))}\n`);
       header = true;
@@ -189,7 +195,9 @@ export function webhookTailAdminEndpoints(admin: AdminRoutes, ctx: AdminContext)
     const waitMs = intParam(req.query.get('waitMs'), 'waitMs', 0, 0, 60_000);
     const after = req.query.get('after');
     if (after !== null && !STREAM_ID.test(after)) {
-      throw new ChatdError('validation_failed', 'after must be a stream entry id (ms-seq)', { details: [{ path: 'after', message: 'not an entry id' }] });
+      throw new ChatdError('validation_failed', 'after must be a stream entry id (ms-seq)', {
+        details: [{ path: 'after', message: 'not an entry id' }],
+      });
     }
     const { store } = await ctx.services();
     if (after === null) return { body: { jobs: await newestJobs(store.webhooks, count) } };
@@ -218,7 +226,9 @@ function intParam(raw: string | null, name: string, def: number, min: number, ma
   if (raw === null) return def;
   const v = Number(raw);
   if (!Number.isInteger(v) || v < min || v > max) {
-    throw new ChatdError('validation_failed', `${name} must be an integer from ${min} to ${max}`, { details: [{ path: name, message: 'out of range' }] });
+    throw new ChatdError('validation_failed', `${name} must be an integer from ${min} to ${max}`, {
+      details: [{ path: name, message: 'out of range' }],
+    });
   }
   return v;
 }

@@ -41,7 +41,12 @@ describe('upstreamHeaders', () => {
   });
 
   it('appends the peer to X-Forwarded-For; keeps proto and host only from a trusted proxy', () => {
-    const outer = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'chat.example', host: 'internal:3000' };
+    const outer = {
+      'x-forwarded-for': '203.0.113.9',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'chat.example',
+      host: 'internal:3000',
+    };
     const h = upstreamHeaders(inc(outer, true));
     expect(h['x-forwarded-for']).toBe('203.0.113.9, 10.1.2.3');
     expect(h['x-forwarded-proto']).toBe('https');

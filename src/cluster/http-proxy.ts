@@ -120,7 +120,8 @@ function classify(err: unknown): UpstreamFailure {
   const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } };
   const code = e.code ?? e.cause?.code;
   const message = e.message ?? String(err);
-  if (e.name === 'AbortError' || err instanceof undiciErrors.RequestAbortedError) return new UpstreamFailure('aborted', message, { cause: err });
+  if (e.name === 'AbortError' || err instanceof undiciErrors.RequestAbortedError)
+    return new UpstreamFailure('aborted', message, { cause: err });
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamFailure('timeout', message, { cause: err });
   if (
     code === 'ECONNREFUSED' ||
@@ -144,7 +145,12 @@ export interface SendOptions {
 }
 
 /** One attempt: sends `inc` (with `body`) to `target` and buffers the answer. */
-export async function sendUpstream(target: Upstream, inc: IncomingRequest, body: Buffer | undefined, opts: SendOptions): Promise<UpstreamAnswer> {
+export async function sendUpstream(
+  target: Upstream,
+  inc: IncomingRequest,
+  body: Buffer | undefined,
+  opts: SendOptions,
+): Promise<UpstreamAnswer> {
   const max = opts.maxResponseBytes ?? 32 << 20;
   try {
     const r = await target.pool.request({
@@ -227,5 +233,9 @@ export async function forward(
 export function writeAnswer(res: HttpResponse, answer: UpstreamAnswer, inc: Pick<IncomingRequest, 'headers' | 'requestId'>): void {
   const headers: Record<string, string | string[] | undefined> = {};
   for (const k in answer.headers) if (!SKIP_RESPONSE.has(k)) headers[k] = answer.headers[k];
-  writeReply(res, { status: answer.status, headers: headers as HeaderValues, close: isClose(inc.headers.connection), requestId: inc.requestId }, answer.body);
+  writeReply(
+    res,
+    { status: answer.status, headers: headers as HeaderValues, close: isClose(inc.headers.connection), requestId: inc.requestId },
+    answer.body,
+  );
 }

@@ -26,7 +26,12 @@ export function writeJson(
   state.done = true;
   writeJsonReply(
     res,
-    { status, headers: { ...headers, ...cors(inc.headers.origin || undefined) }, close: isClose(inc.headers.connection), requestId: inc.requestId },
+    {
+      status,
+      headers: { ...headers, ...cors(inc.headers.origin || undefined) },
+      close: isClose(inc.headers.connection),
+      requestId: inc.requestId,
+    },
     body,
   );
 }

@@ -118,10 +118,13 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
         writeUnknownSid(res, state, inc, cors);
         return;
       }
-      const target = await opts.registry().then((r) => r.lookup(owner)).catch((err: unknown) => {
-        logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
-        return undefined;
-      });
+      const target = await opts
+        .registry()
+        .then((r) => r.lookup(owner))
+        .catch((err: unknown) => {
+          logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
+          return undefined;
+        });
       if (!target || target === url()) {
         writeUnknownSid(res, state, inc, cors);
         return;
@@ -145,7 +148,12 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
       return;
     }
     const limit = config.limits.maxPayloadBytes;
-    readBody(res, limit, (body) => run(body).catch(fail), () => fail(new ChatdError('payload_too_large', `Request body exceeds ${limit} bytes`)));
+    readBody(
+      res,
+      limit,
+      (body) => void run(body).catch(fail),
+      () => fail(new ChatdError('payload_too_large', `Request body exceeds ${limit} bytes`)),
+    );
   };
 
   return {
@@ -170,7 +178,10 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
       closed = true;
       if (timer) clearInterval(timer);
       timer = undefined;
-      await opts.registry().then((r) => r.withdraw(nodeId)).catch(() => undefined);
+      await opts
+        .registry()
+        .then((r) => r.withdraw(nodeId))
+        .catch(() => undefined);
       await peers.close();
     },
   };

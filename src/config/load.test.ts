@@ -33,10 +33,7 @@ describe('loadConfig', () => {
 
   it('names nested array paths', async () => {
     const cwd = await dir();
-    await writeFile(
-      path.join(cwd, 'chat-server.yaml'),
-      'tenants:\n  - id: ok\n    apiKeys:\n      - key: not-a-key\n',
-    );
+    await writeFile(path.join(cwd, 'chat-server.yaml'), 'tenants:\n  - id: ok\n    apiKeys:\n      - key: not-a-key\n');
     await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/tenants\[0\]\.apiKeys\[0\]\.key must match/);
   });
 

@@ -96,10 +96,13 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
   const result = validate(interpolated);
   if (!result.ok) {
     const first = result.errors[0]!;
-    const more = result.errors.length > 1 ? ` (and ${result.errors.length - 1} more: ${result.errors
-      .slice(1, 4)
-      .map((e) => `${e.path} ${e.message}`)
-      .join('; ')})` : '';
+    const more =
+      result.errors.length > 1
+        ? ` (and ${result.errors.length - 1} more: ${result.errors
+            .slice(1, 4)
+            .map((e) => `${e.path} ${e.message}`)
+            .join('; ')})`
+        : '';
     throw new ConfigError(`${label}: ${first.path} ${first.message}${more}`);
   }
   const config = result.value as Config;
@@ -136,7 +139,11 @@ export function interpolate(value: unknown, env: NodeJS.ProcessEnv, label: strin
   return value;
 }
 
-const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /**
  * The guide's variables work with no file. They fill keys the file leaves unset: a value written in

@@ -79,26 +79,20 @@ export const TenantSchema = Type.Object(
       default: 'optional',
       description: 'How a claimed userId is treated: off (ignored as identity), optional, required.',
     }),
-    identitySecret: Type.Optional(
-      Type.String({ minLength: 16, description: 'HMAC-SHA256 secret for `userHash` (use ${ENV_VAR}).' }),
-    ),
+    identitySecret: Type.Optional(Type.String({ minLength: 16, description: 'HMAC-SHA256 secret for `userHash` (use ${ENV_VAR}).' })),
     jwtVerificationKey: Type.Optional(
       Type.String({
-        description: 'The tenant\'s own key for user tokens it mints: a shared secret, or a PEM public key (RS256/EdDSA).',
+        description: "The tenant's own key for user tokens it mints: a shared secret, or a PEM public key (RS256/EdDSA).",
       }),
     ),
     webhooks: Type.Array(WebhookEndpointSchema, { default: [], description: 'Webhook endpoints.' }),
     retention: Type.Object(
       {
-        messages: Type.Optional(
-          Type.String({ pattern: '^[0-9]+(s|m|h|d)$', description: 'Delete messages older than this (e.g. 90d).' }),
-        ),
+        messages: Type.Optional(Type.String({ pattern: '^[0-9]+(s|m|h|d)$', description: 'Delete messages older than this (e.g. 90d).' })),
       },
       { additionalProperties: false, default: {}, description: 'Data retention.' },
     ),
-    tokensNotBefore: Type.Optional(
-      Type.String({ format: 'date-time', description: 'Every token issued before this instant is refused.' }),
-    ),
+    tokensNotBefore: Type.Optional(Type.String({ format: 'date-time', description: 'Every token issued before this instant is refused.' })),
   },
   { additionalProperties: false },
 );
@@ -111,9 +105,7 @@ export const RoleSchema = Type.Union([Type.Literal('gateway'), Type.Literal('api
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String({ description: 'Path of this schema, for editors.' })),
-    nodeId: Type.Optional(
-      Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', description: 'This node\'s id (default: random per start).' }),
-    ),
+    nodeId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', description: "This node's id (default: random per start)." })),
     dataDir: Type.String({
       default: './.chatd',
       description: 'Folder for generated secrets and the embedded database.',
@@ -157,9 +149,7 @@ export const ConfigSchema = Type.Object(
         enabled: Type.Boolean({ default: true, description: 'Run the admin listener.' }),
         host: Type.String({ default: '127.0.0.1', description: 'Keep it on loopback unless behind a firewall.' }),
         port: Port(9090, 'Admin port.'),
-        token: Type.Optional(
-          Type.String({ minLength: 16, description: 'Bearer token for admin endpoints (generated when absent).' }),
-        ),
+        token: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token for admin endpoints (generated when absent).' })),
       },
       'The admin listener: metrics, health, admin endpoints.',
     ),
@@ -191,7 +181,7 @@ export const ConfigSchema = Type.Object(
               nodes: Type.Array(Type.String({ pattern: '^[^:]+:[0-9]+$' }), { minItems: 1, description: 'Sentinels as host:port.' }),
               password: Type.Optional(Type.String({ description: 'Password of the Redis master (use ${ENV_VAR}).' })),
             },
-            { additionalProperties: false, description: 'Use Sentinel instead of `url`\'s host.' },
+            { additionalProperties: false, description: "Use Sentinel instead of `url`'s host." },
           ),
         ),
         prefix: Type.String({
@@ -204,9 +194,7 @@ export const ConfigSchema = Type.Object(
     ),
     database: Obj(
       {
-        url: Type.Optional(
-          Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL URL; without it PGlite is embedded.' }),
-        ),
+        url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL URL; without it PGlite is embedded.' })),
         poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'PostgreSQL connections per process.' }),
         connectTimeoutMs: Ms(5000, 'Connection timeout.'),
         statementTimeoutMs: Ms(10000, 'Statement timeout.'),
@@ -215,9 +203,7 @@ export const ConfigSchema = Type.Object(
           description: 'Apply pending migrations at start (the embedded database always does).',
         }),
         embeddedDir: Type.Optional(Type.String({ description: 'PGlite folder (default: <dataDir>/data).' })),
-        schema: Type.Optional(
-          Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$', description: 'PostgreSQL schema (default: public).' }),
-        ),
+        schema: Type.Optional(Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$', description: 'PostgreSQL schema (default: public).' })),
       },
       'The durable store.',
     ),
@@ -242,11 +228,19 @@ export const ConfigSchema = Type.Object(
         ),
         issuer: Type.String({ default: 'chatd', description: 'JWT `iss`, set and checked.' }),
         audience: Type.String({ default: 'chatd', description: 'JWT `aud`, set and checked.' }),
-        visitorTokenTtlSeconds: Type.Integer({ minimum: TOKEN_TTL_SECONDS.min, maximum: TOKEN_TTL_SECONDS.max, default: 3600, description: 'Life of a visitor token (`expiresIn`).' }),
-        agentTokenTtlSeconds: Type.Integer({ minimum: TOKEN_TTL_SECONDS.min, maximum: TOKEN_TTL_SECONDS.max, default: 28800, description: 'Life of an agent token.' }),
-        gatewayApiKey: Type.Optional(
-          Type.String({ minLength: 8, description: 'The guide\'s GATEWAY_API_KEY: a publishable key.' }),
-        ),
+        visitorTokenTtlSeconds: Type.Integer({
+          minimum: TOKEN_TTL_SECONDS.min,
+          maximum: TOKEN_TTL_SECONDS.max,
+          default: 3600,
+          description: 'Life of a visitor token (`expiresIn`).',
+        }),
+        agentTokenTtlSeconds: Type.Integer({
+          minimum: TOKEN_TTL_SECONDS.min,
+          maximum: TOKEN_TTL_SECONDS.max,
+          default: 28800,
+          description: 'Life of an agent token.',
+        }),
+        gatewayApiKey: Type.Optional(Type.String({ minLength: 8, description: "The guide's GATEWAY_API_KEY: a publishable key." })),
         secretApiKey: Type.Optional(
           Type.String({
             pattern: '^ck_sec_',
@@ -274,12 +268,14 @@ export const ConfigSchema = Type.Object(
         pendingPerIp: Type.Integer({
           minimum: 1,
           default: 20,
-          description: 'Sessions per client IP that have not completed the Socket.IO CONNECT yet (429 beyond): a real client needs one or two.',
+          description:
+            'Sessions per client IP that have not completed the Socket.IO CONNECT yet (429 beyond): a real client needs one or two.',
         }),
         maxPendingConnections: Type.Integer({
           minimum: 0,
           default: 0,
-          description: 'Sessions in total that have not completed CONNECT (503 beyond); 0: a tenth of maxConnections. Only authenticated sockets count toward maxConnections, so unauthenticated ones cannot crowd them out.',
+          description:
+            'Sessions in total that have not completed CONNECT (503 beyond); 0: a tenth of maxConnections. Only authenticated sockets count toward maxConnections, so unauthenticated ones cannot crowd them out.',
         }),
         connectPerKey: Rate(200, 400, 'New Socket.IO connections per API key.'),
         messagesPerSocket: Rate(20, 40, 'Events per visitor or user socket.'),
@@ -305,13 +301,14 @@ export const ConfigSchema = Type.Object(
     ),
     socketio: Obj(
       {
-        path: Type.String({ default: '/socket.io/', pattern: '^/.*/$', description: 'Socket.IO path (the client\'s `path` option).' }),
+        path: Type.String({ default: '/socket.io/', pattern: '^/.*/$', description: "Socket.IO path (the client's `path` option)." }),
         pingIntervalMs: Ms(25000, 'Engine.IO pingInterval.'),
         pingTimeoutMs: Ms(20000, 'Engine.IO pingTimeout.'),
         connectTimeoutMs: Type.Integer({
           minimum: 100,
           default: 5000,
-          description: 'A session that has not sent the Socket.IO CONNECT this long after its handshake is closed (Socket.IO\'s own default is 45 s; a few seconds keep unauthenticated sessions from piling up).',
+          description:
+            "A session that has not sent the Socket.IO CONNECT this long after its handshake is closed (Socket.IO's own default is 45 s; a few seconds keep unauthenticated sessions from piling up).",
         }),
         agentHistorySize: Type.Integer({
           minimum: 100,
@@ -345,14 +342,23 @@ export const ConfigSchema = Type.Object(
           default: 1000,
           description: 'First retry after about this long (0.5–1×); each next one waits about twice as long.',
         }),
-        retryMaxDelayMs: Type.Integer({ minimum: 1, default: 600000, description: 'Longest wait between two attempts (unless Retry-After asks for more).' }),
+        retryMaxDelayMs: Type.Integer({
+          minimum: 1,
+          default: 600000,
+          description: 'Longest wait between two attempts (unless Retry-After asks for more).',
+        }),
         claimIdleMs: Type.Optional(
           Type.Integer({
             minimum: 1,
-            description: 'Jobs left pending by a dispatcher that stopped are taken over after this long (default: 2 × timeoutMs + 5000; must exceed timeoutMs).',
+            description:
+              'Jobs left pending by a dispatcher that stopped are taken over after this long (default: 2 × timeoutMs + 5000; must exceed timeoutMs).',
           }),
         ),
-        deadMaxLen: Type.Integer({ minimum: 100, default: 100000, description: 'MAXLEN ~ of meta:webhook_dead (dead deliveries kept for replay).' }),
+        deadMaxLen: Type.Integer({
+          minimum: 100,
+          default: 100000,
+          description: 'MAXLEN ~ of meta:webhook_dead (dead deliveries kept for replay).',
+        }),
       },
       'Webhook delivery.',
     ),

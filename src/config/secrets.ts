@@ -37,7 +37,7 @@ export async function resolveSecrets(config: Config, opts: { create?: boolean } 
     stored = JSON.parse(await readFile(file, 'utf8')) as GeneratedSecrets;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Error(`${file}: cannot read generated secrets (${(err as Error).message})`);
+      throw new Error(`${file}: cannot read generated secrets (${(err as Error).message})`, { cause: err });
     }
   }
   const needJwt = !config.auth.jwtSecret && config.auth.jwtKeys.length === 0;
@@ -49,10 +49,22 @@ export async function resolveSecrets(config: Config, opts: { create?: boolean } 
   const needAdmin = config.admin.enabled && !config.admin.token;
 
   const generated: (keyof GeneratedSecrets)[] = [];
-  if (needJwt && !stored.jwtSecret) (stored.jwtSecret = token(48)), generated.push('jwtSecret');
-  if (needKey && !stored.gatewayApiKey) (stored.gatewayApiKey = `ck_pub_${token(24)}`), generated.push('gatewayApiKey');
-  if (needSecretKey && !stored.secretApiKey) (stored.secretApiKey = `ck_sec_${token(32)}`), generated.push('secretApiKey');
-  if (needAdmin && !stored.adminToken) (stored.adminToken = token(32)), generated.push('adminToken');
+  if (needJwt && !stored.jwtSecret) {
+    stored.jwtSecret = token(48);
+    generated.push('jwtSecret');
+  }
+  if (needKey && !stored.gatewayApiKey) {
+    stored.gatewayApiKey = `ck_pub_${token(24)}`;
+    generated.push('gatewayApiKey');
+  }
+  if (needSecretKey && !stored.secretApiKey) {
+    stored.secretApiKey = `ck_sec_${token(32)}`;
+    generated.push('secretApiKey');
+  }
+  if (needAdmin && !stored.adminToken) {
+    stored.adminToken = token(32);
+    generated.push('adminToken');
+  }
 
   if (generated.length > 0 && opts.create !== false) {
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });

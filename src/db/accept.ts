@@ -103,9 +103,12 @@ export class GroupCommitAccept {
   /** One transaction for the batch. Throws when the transaction did not commit (or may not have). */
   async #write(items: readonly Pending[]): Promise<Settled<AcceptResult>[]> {
     // Errors from taking a connection (refused, timed out) surface here, outside the transaction.
-    return this.#db.connection().execute((conn) => this.#transaction(conn, items)).catch((err: unknown) => {
-      throw toQueryError(err);
-    });
+    return this.#db
+      .connection()
+      .execute((conn) => this.#transaction(conn, items))
+      .catch((err: unknown) => {
+        throw toQueryError(err);
+      });
   }
 
   async #transaction(conn: Kysely<Tables>, items: readonly Pending[]): Promise<Settled<AcceptResult>[]> {

@@ -68,7 +68,10 @@ export class ConversationLookups {
       return items.map((i) => {
         const row = bySession.get(i.sessionId);
         // session_id is unique across tenants: another tenant's row is as good as none.
-        return { ok: true as const, value: row && row.tenant_id === i.tenantId ? rowToConversation(row as unknown as ConversationRow) : null };
+        return {
+          ok: true as const,
+          value: row && row.tenant_id === i.tenantId ? rowToConversation(row as unknown as ConversationRow) : null,
+        };
       });
     } catch (err) {
       const error = toQueryError(err);

@@ -4,7 +4,11 @@ import { decodeCursor, encodeCursor } from './cursor.js';
 
 describe('history cursors', () => {
   it('round-trip and stay opaque', () => {
-    for (const c of [{ kind: 'seq', value: 1 }, { kind: 'seq', value: 2_147_483_647 }, { kind: 'pos', value: 9_007_199_254_740_991 }] as const) {
+    for (const c of [
+      { kind: 'seq', value: 1 },
+      { kind: 'seq', value: 2_147_483_647 },
+      { kind: 'pos', value: 9_007_199_254_740_991 },
+    ] as const) {
       const raw = encodeCursor(c);
       expect(raw).toMatch(/^[A-Za-z0-9_-]+$/);
       expect(decodeCursor(raw)).toEqual(c);
@@ -18,7 +22,7 @@ describe('history cursors', () => {
       Buffer.from('v1:s:0').toString('base64url'),
       Buffer.from('v1:s:-1').toString('base64url'),
       Buffer.from('v1:s:2147483648').toString('base64url'),
-      Buffer.from("v1:s:1; drop table messages").toString('base64url'),
+      Buffer.from('v1:s:1; drop table messages').toString('base64url'),
       Buffer.from('v2:s:1').toString('base64url'),
       'x'.repeat(100),
     ];

@@ -78,9 +78,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       const sids = [uid('s'), uid('s'), uid('s')];
       flushes.length = 0;
       const n = 120;
-      const results = await Promise.all(
-        Array.from({ length: n }, (_, i) => db.messages.accept(msg(tenant, sids[i % 3]!, `m${i}`))),
-      );
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => db.messages.accept(msg(tenant, sids[i % 3]!, `m${i}`))));
       for (const [k, sid] of sids.entries()) {
         const mine = results.filter((_, i) => i % 3 === k).map((r) => created(r).message.seq);
         expect(mine).toEqual(Array.from({ length: n / 3 }, (_, i) => i + 1));
@@ -190,7 +188,9 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect(bad.status).toBe('rejected');
       expect((bad as PromiseRejectedResult).reason).toBeInstanceOf(ChatdError);
       expect(((bad as PromiseRejectedResult).reason as ChatdError).code).toBe('validation_failed');
-      const seqs = settled.filter((s) => s.status === 'fulfilled').map((s) => created((s as PromiseFulfilledResult<AcceptResult>).value).message.seq);
+      const seqs = settled
+        .filter((s) => s.status === 'fulfilled')
+        .map((s) => created((s as PromiseFulfilledResult<AcceptResult>).value).message.seq);
       expect(seqs).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
       const stored = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 50 });
       expect(stored.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -236,7 +236,9 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect((await db.messages.history({ tenantId: uid('t'), userId: 'alice@example.com', limit: 3 })).messages).toEqual([]);
       // A conversation cursor is not a user cursor.
       const conv = await db.messages.history({ tenantId: tenant, sessionId: s1, limit: 1 });
-      await expect(db.messages.history({ tenantId: tenant, userId: 'alice@example.com', limit: 3, before: conv.nextCursor! })).rejects.toMatchObject({
+      await expect(
+        db.messages.history({ tenantId: tenant, userId: 'alice@example.com', limit: 3, before: conv.nextCursor! }),
+      ).rejects.toMatchObject({
         code: 'validation_failed',
       });
     });
@@ -265,7 +267,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       ]);
     });
 
-    it('retention deletes a tenant\'s old messages only, and the conversation keeps counting', async () => {
+    it("retention deletes a tenant's old messages only, and the conversation keeps counting", async () => {
       const old = uid('t');
       const other = uid('t');
       const sid = uid('s');

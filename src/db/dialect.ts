@@ -3,7 +3,15 @@
 // table of the database and calls pg_get_serial_sequence() on each: slow on a large database, and
 // failing outright ("schema … does not exist") when another schema is dropped meanwhile. This one
 // reads names from the catalog only.
-import { sql, type DatabaseIntrospector, type DatabaseMetadata, type Dialect, type Kysely, type SchemaMetadata, type TableMetadata } from 'kysely';
+import {
+  sql,
+  type DatabaseIntrospector,
+  type DatabaseMetadata,
+  type Dialect,
+  type Kysely,
+  type SchemaMetadata,
+  type TableMetadata,
+} from 'kysely';
 
 class CatalogIntrospector implements DatabaseIntrospector {
   constructor(private readonly db: Kysely<unknown>) {}

@@ -38,7 +38,9 @@ describe('chatd serve on the embedded database', () => {
 
     const second = await runChatd(['serve', '--role', 'all'], { cwd });
     expect(second.code).not.toBe(0);
-    expect(second.stderr).toContain(`chatd: the embedded database in ${path.join(fs.realpathSync(cwd), '.chatd', 'data')} is in use by another chatd process (pid ${first.child.pid})`);
+    expect(second.stderr).toContain(
+      `chatd: the embedded database in ${path.join(fs.realpathSync(cwd), '.chatd', 'data')} is in use by another chatd process (pid ${first.child.pid})`,
+    );
     // The first one is unaffected.
     expect((await fetch(`http://127.0.0.1:${first.ports.public}/healthz`)).status).toBe(200);
   }, 300_000);

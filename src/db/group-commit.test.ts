@@ -8,7 +8,9 @@ function manualFlush() {
   const flush = (items: readonly number[]) =>
     new Promise<Settled<number>[]>((resolve) => {
       batches.push([...items]);
-      release.push(() => resolve(items.map((i) => (i < 0 ? { ok: false as const, error: new Error(`bad ${i}`) } : { ok: true as const, value: i * 10 }))));
+      release.push(() =>
+        resolve(items.map((i) => (i < 0 ? { ok: false as const, error: new Error(`bad ${i}`) } : { ok: true as const, value: i * 10 }))),
+      );
     });
   return { batches, release, flush };
 }
@@ -35,7 +37,12 @@ describe('GroupCommit', () => {
   it('respects maxBatch and settles each item with its own result', async () => {
     const m = manualFlush();
     const gc = new GroupCommit(m.flush, { maxBatch: 2 });
-    const all = [1, 2, -3, 4, 5].map((i) => gc.submit(i).then((v) => `ok ${v}`, (e: Error) => e.message));
+    const all = [1, 2, -3, 4, 5].map((i) =>
+      gc.submit(i).then(
+        (v) => `ok ${v}`,
+        (e: Error) => e.message,
+      ),
+    );
     for (let i = 0; i < 3; i++) {
       await tick();
       m.release[i]!();

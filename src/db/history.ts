@@ -57,7 +57,13 @@ export async function history(db: Kysely<Tables>, q: HistoryQuery): Promise<Hist
   });
 }
 
-export async function since(db: Kysely<Tables>, tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]> {
+export async function since(
+  db: Kysely<Tables>,
+  tenantId: string,
+  sessionId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<ChatMessage[]> {
   const n = Number.isFinite(limit) ? Math.max(1, Math.min(MAX_PAGE, Math.floor(limit))) : MAX_PAGE;
   // seq is an integer column: anything past its range means "nothing after it".
   const after = Number.isFinite(afterSeq) ? Math.max(0, Math.min(2_147_483_647, Math.floor(afterSeq))) : 0;
@@ -75,5 +81,7 @@ export async function since(db: Kysely<Tables>, tenantId: string, sessionId: str
 }
 
 function invalidCursor(): ChatdError {
-  return new ChatdError('validation_failed', 'Invalid cursor', { details: [{ path: 'before', message: 'not a cursor from this history' }] });
+  return new ChatdError('validation_failed', 'Invalid cursor', {
+    details: [{ path: 'before', message: 'not a cursor from this history' }],
+  });
 }

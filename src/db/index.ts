@@ -34,8 +34,7 @@ export interface OpenOptions {
 }
 
 /** The embedded database's folder. */
-export const embeddedDir = (config: DatabaseConfig) =>
-  path.resolve(config.database.embeddedDir ?? path.join(config.dataDir, 'data'));
+export const embeddedDir = (config: DatabaseConfig) => path.resolve(config.database.embeddedDir ?? path.join(config.dataDir, 'data'));
 
 /** Kysely on the configured dialect, before any migration check (used by `chatd migrate`). */
 export interface OpenedKysely {
@@ -106,7 +105,9 @@ export async function openDatabase(config: DatabaseConfig, logger: Logger, opts:
     await kysely.destroy().catch(() => undefined);
     opened.release();
     if (err instanceof MigrationError) throw err;
-    throw err instanceof DependencyError ? err : new DependencyError('postgres', `cannot prepare ${location}: ${(err as Error).message}`, { cause: err });
+    throw err instanceof DependencyError
+      ? err
+      : new DependencyError('postgres', `cannot prepare ${location}: ${(err as Error).message}`, { cause: err });
   }
   log.info({ dialect, location }, 'database ready');
   return new KyselyDatabase(kysely, dialect, log, {

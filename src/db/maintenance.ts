@@ -10,7 +10,9 @@ export async function deleteMessagesBefore(db: Kysely<Tables>, tenantId: string,
       // One node at a time per tenant (issue 12): a node that finds the tenant's advisory lock
       // taken deletes nothing this round (0 ends its loop); the holder carries on. SKIP LOCKED
       // still keeps a batch from waiting on rows an erasure holds.
-      const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(${`chatd:retention:${tenantId}`})) as ok`.execute(tx);
+      const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(${`chatd:retention:${tenantId}`})) as ok`.execute(
+        tx,
+      );
       if (!lock.rows[0]?.ok) return 0;
       const r = await sql`
         delete from messages where id in (
@@ -25,7 +27,12 @@ export async function deleteMessagesBefore(db: Kysely<Tables>, tenantId: string,
   }
 }
 
-export async function eraseSubject(db: Kysely<Tables>, tenantId: string, subject: EraseSubject, opts: { dryRun: boolean }): Promise<DatabaseErasure> {
+export async function eraseSubject(
+  db: Kysely<Tables>,
+  tenantId: string,
+  subject: EraseSubject,
+  opts: { dryRun: boolean },
+): Promise<DatabaseErasure> {
   try {
     return await db.transaction().execute(async (tx) => {
       const bySession = 'sessionId' in subject;

@@ -26,7 +26,6 @@ import type {
 import { markRead, readPointers } from './read-pointers.js';
 import type { Tables } from './schema.js';
 
-
 export type KyselyMessageStoreOptions = GroupCommitAcceptOptions;
 
 export class KyselyMessageStore implements MessageStore {
@@ -54,7 +53,11 @@ export class KyselyMessageStore implements MessageStore {
     return this.#accept.idle();
   }
 
-  ensureConversation(tenantId: string, sessionId: string, owner: { userId?: string; fingerprint?: string }): Promise<EnsureConversationResult> {
+  ensureConversation(
+    tenantId: string,
+    sessionId: string,
+    owner: { userId?: string; fingerprint?: string },
+  ): Promise<EnsureConversationResult> {
     return this.#conversations.ensureConversation(tenantId, sessionId, owner);
   }
 

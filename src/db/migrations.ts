@@ -177,7 +177,9 @@ export class Migrations {
 
   async #appliedNames(): Promise<UnknownMigration[]> {
     try {
-      const { rows } = await sql<{ name: string; timestamp: string }>`select name, timestamp from ${sql.table(this.#table())}`.execute(this.#db);
+      const { rows } = await sql<{ name: string; timestamp: string }>`select name, timestamp from ${sql.table(this.#table())}`.execute(
+        this.#db,
+      );
       return rows.map((r) => ({ name: r.name, appliedAt: r.timestamp ?? null }));
     } catch (err) {
       // 42P01: the table does not exist yet (nothing applied). Anything else is real.

@@ -77,7 +77,12 @@ export class KyselyOutbox implements Outbox {
     }
   }
 
-  async createdSince(tenantId: string, since: string, after: { createdAt: string; id: string } | undefined, limit: number): Promise<ChatMessage[]> {
+  async createdSince(
+    tenantId: string,
+    since: string,
+    after: { createdAt: string; id: string } | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]> {
     try {
       const { rows } = await sql<Row>`
         select m.id, m.tenant_id, m.session_id, m.seq, m.sender_type, m.sender_id, m.sender_verified, m.text,

@@ -15,13 +15,13 @@ declare global {
    * (`pgliteWasmModule`, `initdbWasmModule`, `fsBundle`, optionally `loadDataDir` for a
    * pre-initialised folder). Spread into every PGlite this process creates.
    */
-  // eslint-disable-next-line no-var
+
   var __chatdPgliteAssets: Partial<PGliteOptions> | undefined;
   /**
    * Set by the single binary, which cannot run `node -e`: initialises a folder in a child process
    * of itself, with its embedded assets (the same memory reason as initialiseInChild).
    */
-  // eslint-disable-next-line no-var
+
   var __chatdPgliteInitInChild: ((dir: string, postgresqlconf: PGliteOptions['postgresqlconf']) => Promise<void>) | undefined;
 }
 

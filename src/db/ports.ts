@@ -148,7 +148,12 @@ export interface Outbox {
    * Redis loss guard re-appends their jobs when Redis lost its data (src/store/redis/redis-loss-guard.ts):
    * rows marked done were deleted, the messages are the durable record of what was published.
    */
-  createdSince(tenantId: string, since: string, after: { createdAt: string; id: string } | undefined, limit: number): Promise<ChatMessage[]>;
+  createdSince(
+    tenantId: string,
+    since: string,
+    after: { createdAt: string; id: string } | undefined,
+    limit: number,
+  ): Promise<ChatMessage[]>;
 }
 
 export interface Database {

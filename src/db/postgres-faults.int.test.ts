@@ -113,7 +113,16 @@ describe.skipIf(!hasPgBinaries())('PostgreSQL faults (own cluster)', () => {
       const before = failedSweeps;
       await eventually(() => failedSweeps >= before + 3, 'three failed outbox sweeps');
       await cluster.start();
-      await expect.poll(() => db.ping().then(() => true, () => false), { timeout: 30_000, interval: 200 }).toBe(true);
+      await expect
+        .poll(
+          () =>
+            db.ping().then(
+              () => true,
+              () => false,
+            ),
+          { timeout: 30_000, interval: 200 },
+        )
+        .toBe(true);
       const ok = await db.messages.accept(msg('faults', 'down', 'accepted', { clientMessageId: 'd-2' }));
       expect(ok.kind).toBe('created');
       // The refused message was never stored; the outbox drains (the lost-reply message included).

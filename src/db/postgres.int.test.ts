@@ -107,12 +107,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
           // Each process's messages are numbered in the order it submitted them.
           for (const mine of [p, c]) expect(mine.map((r) => r.seq)).toEqual([...mine.map((r) => r.seq)].sort((a, b) => a - b));
           // Insert position (taken under the conversation's row lock, so in commit order) follows seq.
-          const rows = await db.kysely
-            .selectFrom('messages')
-            .select(['seq', 'pos'])
-            .where('session_id', '=', sid)
-            .orderBy('pos')
-            .execute();
+          const rows = await db.kysely.selectFrom('messages').select(['seq', 'pos']).where('session_id', '=', sid).orderBy('pos').execute();
           expect(rows.map((r) => r.seq)).toEqual(all);
         }
       } finally {
@@ -134,9 +129,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
       const events = new RecordingEventLog();
       const relay = new DbOutboxRelay(db.outbox, events, silent, { staleAfterMs: 100, sweepIntervalMs: 50 }).start();
       try {
-        await expect
-          .poll(() => ids.every((id) => events.published.some((m) => m.id === id)), { timeout: 30_000, interval: 50 })
-          .toBe(true);
+        await expect.poll(() => ids.every((id) => events.published.some((m) => m.id === id)), { timeout: 30_000, interval: 50 }).toBe(true);
         // In seq order, each once, and the outbox drained.
         expect(events.published.filter((m) => ids.includes(m.id)).map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
         await expect.poll(() => db.outbox.pendingCount(), { timeout: 10_000 }).toBe(0);

@@ -26,7 +26,9 @@ export function createPostgresPool(db: Config['database'] & { url: string }, log
   });
   // Without listeners, an error on an idle connection (server restart, network drop) or on a
   // checked-out one between queries would crash the process. The failed query itself still rejects.
-  pool.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'PostgreSQL connection lost'));
+  pool.on('error', (err) =>
+    logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'PostgreSQL connection lost'),
+  );
   pool.on('connect', (client) => {
     client.on('error', (err) => logger.debug({ err: { message: err.message } }, 'PostgreSQL client error'));
   });

@@ -7,7 +7,13 @@ import type { Tables } from './schema.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export async function markRead(db: Kysely<Tables>, tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean> {
+export async function markRead(
+  db: Kysely<Tables>,
+  tenantId: string,
+  sessionId: string,
+  readerId: string,
+  messageId: string,
+): Promise<boolean> {
   if (!UUID_RE.test(messageId)) return false;
   try {
     const target = await sql<{ conversation_id: string; seq: number }>`

@@ -39,7 +39,12 @@ export class RetentionSweeper {
   #running: Promise<number> | undefined;
   #stopped = false;
 
-  constructor(messages: Pick<MessageStore, 'deleteMessagesBefore'>, policies: () => readonly RetentionPolicy[], logger: Logger, opts: RetentionOptions = {}) {
+  constructor(
+    messages: Pick<MessageStore, 'deleteMessagesBefore'>,
+    policies: () => readonly RetentionPolicy[],
+    logger: Logger,
+    opts: RetentionOptions = {},
+  ) {
     this.#messages = messages;
     this.#policies = policies;
     this.#log = logger;
@@ -91,7 +96,11 @@ export class RetentionSweeper {
 }
 
 /** Creates and starts the sweeper (a no-op timer-less object when no tenant sets a limit). */
-export function startRetention(messages: Pick<MessageStore, 'deleteMessagesBefore'>, config: Pick<Config, 'tenants'>, logger: Logger): RetentionSweeper {
+export function startRetention(
+  messages: Pick<MessageStore, 'deleteMessagesBefore'>,
+  config: Pick<Config, 'tenants'>,
+  logger: Logger,
+): RetentionSweeper {
   const policies = retentionPolicies(config);
   return new RetentionSweeper(messages, () => policies, logger).start();
 }

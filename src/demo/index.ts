@@ -89,7 +89,10 @@ export function mountDemo(router: HttpRouter, config: Config, deps: DemoDeps): v
   // The demo-only way to an agent token: answered for this machine only, never through a proxy.
   router.post('/demo/agent-token', async (req) => {
     if (!isLocalRequest(req)) {
-      throw new ChatdError('forbidden', 'The demo agent token is only given to requests from this machine; use `chatd token issue --admin`');
+      throw new ChatdError(
+        'forbidden',
+        'The demo agent token is only given to requests from this machine; use `chatd token issue --admin`',
+      );
     }
     return { body: await deps.mintAgentToken(tenantId, DEMO_AGENT), headers: { 'Cache-Control': 'no-store' } };
   });

@@ -7,7 +7,9 @@ export const demoMount: ListenerMount = (listener, router, { config, logger, ser
   if (!demoEnabled(config) || !listener.roles.includes('api') || !listener.roles.includes('ws')) return;
   mountDemo(router, config, {
     async mintAgentToken(tenantId, userId) {
-      const minted = await (await services()).auth.tokens.mint({
+      const minted = await (
+        await services()
+      ).auth.tokens.mint({
         tenantId,
         role: 'agent',
         subject: userId,

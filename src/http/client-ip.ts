@@ -55,7 +55,10 @@ export function createClientIpResolver(trustedProxies: readonly string[]): Clien
 /** Walks X-Forwarded-For from the right, skipping trusted proxies; the first untrusted hop is the client. */
 export function resolveForwarded(peer: string, xff: string | undefined, list: BlockList): string {
   if (!isTrusted(list, peer) || !xff) return peer;
-  const hops = xff.split(',').map((h) => normalizeIp(h.trim())).filter((h) => isIPv4(h) || isIPv6(h));
+  const hops = xff
+    .split(',')
+    .map((h) => normalizeIp(h.trim()))
+    .filter((h) => isIPv4(h) || isIPv6(h));
   for (let i = hops.length - 1; i >= 0; i--) {
     if (!isTrusted(list, hops[i]!)) return hops[i]!;
   }

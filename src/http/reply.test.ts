@@ -32,8 +32,27 @@ function recorder() {
 describe('writeReply', () => {
   it('writes status, type, headers, Connection: close, the request id and the body inside one cork', () => {
     const { res, out } = recorder();
-    writeReply(res, { status: 429, contentType: 'text/plain', headers: { 'Retry-After': '1', 'Set-Cookie': ['a=1', 'b=2'], Skip: undefined }, close: true, requestId: 'r-1' }, 'slow');
-    expect(out).toEqual(['status 429 Too Many Requests', 'Content-Type: text/plain', 'Retry-After: 1', 'Set-Cookie: a=1', 'Set-Cookie: b=2', 'Connection: close', 'X-Request-Id: r-1', 'body slow']);
+    writeReply(
+      res,
+      {
+        status: 429,
+        contentType: 'text/plain',
+        headers: { 'Retry-After': '1', 'Set-Cookie': ['a=1', 'b=2'], Skip: undefined },
+        close: true,
+        requestId: 'r-1',
+      },
+      'slow',
+    );
+    expect(out).toEqual([
+      'status 429 Too Many Requests',
+      'Content-Type: text/plain',
+      'Retry-After: 1',
+      'Set-Cookie: a=1',
+      'Set-Cookie: b=2',
+      'Connection: close',
+      'X-Request-Id: r-1',
+      'body slow',
+    ]);
   });
 
   it('says nothing of the connection unless asked, and no request id unless given', () => {

@@ -152,8 +152,7 @@ export class HttpRouter {
     const headers: Record<string, string> = this.corsHeaders(origin);
     if (headers['Access-Control-Allow-Origin']) {
       headers['Access-Control-Allow-Methods'] = [...(this.routes.get(req.getUrl()) ?? [])].join(', ');
-      headers['Access-Control-Allow-Headers'] =
-        this.opts.corsHeaders ?? `Authorization, Content-Type, ${REQUEST_ID_HEADER}`;
+      headers['Access-Control-Allow-Headers'] = this.opts.corsHeaders ?? `Authorization, Content-Type, ${REQUEST_ID_HEADER}`;
       headers['Access-Control-Max-Age'] = String(this.opts.cors?.maxAgeSeconds ?? 600);
     }
     res.onAborted(() => undefined);
@@ -165,14 +164,7 @@ export class HttpRouter {
     return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin', 'Access-Control-Expose-Headers': `${REQUEST_ID_HEADER}, Retry-After` };
   }
 
-  private handle(
-    res: HttpResponse,
-    req: HttpRequest,
-    method: Method,
-    route: string,
-    handler: Handler,
-    opts: RouteOptions,
-  ): void {
+  private handle(res: HttpResponse, req: HttpRequest, method: Method, route: string, handler: Handler, opts: RouteOptions): void {
     const started = process.hrtime.bigint();
     let aborted = false;
     res.onAborted(() => {
@@ -194,8 +186,7 @@ export class HttpRouter {
     const finish = (reply: Reply) => {
       if (aborted) return;
       const status = reply.status ?? 200;
-      const body =
-        reply.raw ?? (reply.body === undefined ? '' : JSON.stringify(reply.body));
+      const body = reply.raw ?? (reply.body === undefined ? '' : JSON.stringify(reply.body));
       const contentType = reply.raw !== undefined ? reply.contentType : 'application/json';
       writeReply(res, { status, contentType, headers: { ...reply.headers, ...this.corsHeaders(origin) }, close, requestId }, body);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -257,7 +248,12 @@ export class HttpRouter {
         fail(new ChatdError('payload_too_large', `Request body exceeds ${limit} bytes`));
         return;
       }
-      readBody(res, limit, (buf) => run(buf), () => fail(new ChatdError('payload_too_large', `Request body exceeds ${limit} bytes`)));
+      readBody(
+        res,
+        limit,
+        (buf) => run(buf),
+        () => fail(new ChatdError('payload_too_large', `Request body exceeds ${limit} bytes`)),
+      );
     } else {
       run(undefined);
     }

@@ -104,7 +104,7 @@ export const webhookDeadSetSize = new client.Gauge({
 
 export const webhookGroupLag = new client.Gauge({
   name: 'chatd_webhook_group_lag',
-  help: 'Jobs in meta:webhook_jobs not yet read by the dispatchers\' consumer group.',
+  help: "Jobs in meta:webhook_jobs not yet read by the dispatchers' consumer group.",
   registers: [registry],
 });
 

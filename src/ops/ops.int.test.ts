@@ -42,7 +42,10 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
             auth: { jwtSecret: 'ops-test-secret-0123456789abcdef' },
             redis: { url: REDIS_URL, prefix: uniquePrefix('ops') },
             database: { url: DATABASE_URL, schema, autoMigrate: true },
-            tenants: [{ id: 'tA', apiKeys: [] }, { id: 'tB', apiKeys: [] }],
+            tenants: [
+              { id: 'tA', apiKeys: [] },
+              { id: 'tB', apiKeys: [] },
+            ],
           }),
       })
     ).config;
@@ -77,9 +80,27 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     }
     await store.sessions.upsert(sessionId, { tenantId, userId, fingerprint: 'fp' }, 3600);
     await store.sessions.bind(tenantId, `jti-${sessionId}`, sessionId, 3600);
-    await store.presence.add('node-x', { connId: `c-${sessionId}`, tenantId, userId, sessionId, role: 'user', connectedAt: new Date().toISOString(), domain: 'd', origin: 'o', url: 'u' }, 60_000);
+    await store.presence.add(
+      'node-x',
+      {
+        connId: `c-${sessionId}`,
+        tenantId,
+        userId,
+        sessionId,
+        role: 'user',
+        connectedAt: new Date().toISOString(),
+        domain: 'd',
+        origin: 'o',
+        url: 'u',
+      },
+      60_000,
+    );
     // A scheduled webhook retry as the dispatcher writes it (member = self-contained JSON).
-    await redis.client.zadd(redis.keys.webhookRetry, Date.now() + 60_000, JSON.stringify({ v: 1, deliveryId: randomUUID(), tenantId, sessionId, messageId: randomUUID(), endpointId: 'e' }));
+    await redis.client.zadd(
+      redis.keys.webhookRetry,
+      Date.now() + 60_000,
+      JSON.stringify({ v: 1, deliveryId: randomUUID(), tenantId, sessionId, messageId: randomUUID(), endpointId: 'e' }),
+    );
   }
 
   const dbCounts = async (sessionId: string) => {
@@ -87,7 +108,9 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     return {
       conversations: await q('select count(*) as n from conversations where session_id = $1'),
       messages: await q('select count(*) as n from messages where session_id = $1'),
-      readPointers: await q('select count(*) as n from read_pointers r join conversations c on c.id = r.conversation_id where c.session_id = $1'),
+      readPointers: await q(
+        'select count(*) as n from read_pointers r join conversations c on c.id = r.conversation_id where c.session_id = $1',
+      ),
     };
   };
   const storeCounts = async (tenantId: string, sessionId: string) => {
@@ -114,8 +137,15 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
 
     const dry = await eraseSubject(deps, { tenantId: 'tA', sessionId: s1, dryRun: true });
     expect(dry.removed).toEqual({
-      conversations: 1, messages: 3, readPointers: 1, outboxRows: 3, // seed() never marks outbox rows done
-      sessionRecords: 1, tokenBindings: 1, presenceEntries: 1, webhookJobs: 3, webhookRetries: 1,
+      conversations: 1,
+      messages: 3,
+      readPointers: 1,
+      outboxRows: 3, // seed() never marks outbox rows done
+      sessionRecords: 1,
+      tokenBindings: 1,
+      presenceEntries: 1,
+      webhookJobs: 3,
+      webhookRetries: 1,
     });
     expect(await dbCounts(s1)).toEqual({ conversations: 1, messages: 3, readPointers: 1 });
     expect(await storeCounts('tA', s1)).toEqual({ session: 1, binding: 1, online: 1, jobs: 3, retries: 1 });
@@ -145,7 +175,16 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     const deps = { messages: db.messages, erasure: store.erasure };
     const r = await eraseSubject(deps, { tenantId: 'tA', userId: 'u9' });
     expect(r.sessionIds).toEqual([a1, a2].sort());
-    expect(r.removed).toMatchObject({ conversations: 2, messages: 4, readPointers: 2, sessionRecords: 2, tokenBindings: 2, presenceEntries: 2, webhookJobs: 4, webhookRetries: 2 });
+    expect(r.removed).toMatchObject({
+      conversations: 2,
+      messages: 4,
+      readPointers: 2,
+      sessionRecords: 2,
+      tokenBindings: 2,
+      presenceEntries: 2,
+      webhookJobs: 4,
+      webhookRetries: 2,
+    });
     for (const s of [a1, a2]) expect(await dbCounts(s)).toEqual({ conversations: 0, messages: 0, readPointers: 0 });
     expect(await dbCounts(other)).toEqual({ conversations: 1, messages: 1, readPointers: 1 });
     expect(await dbCounts(b1)).toEqual({ conversations: 1, messages: 1, readPointers: 1 });

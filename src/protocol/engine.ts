@@ -17,7 +17,22 @@ import type { PollingTransport } from './polling.js';
 import { randomId } from './random-id.js';
 import type { Rooms } from './rooms.js';
 import type { SocketServerOptions } from './server.js';
-import { F_AUTHING, F_CLOSED, F_CONNECTED, F_GRACE, F_PROBE, F_REFUSED, F_WS, redact, Session, type AckCallback, type Frame, type Handshake, type ReplyTo, type SessionHost } from './session.js';
+import {
+  F_AUTHING,
+  F_CLOSED,
+  F_CONNECTED,
+  F_GRACE,
+  F_PROBE,
+  F_REFUSED,
+  F_WS,
+  redact,
+  Session,
+  type AckCallback,
+  type Frame,
+  type Handshake,
+  type ReplyTo,
+  type SessionHost,
+} from './session.js';
 import type { SocketIoProtocol } from './socketio.js';
 import type { DisconnectReason, SocketDisconnect } from './types.js';
 import type { WebsocketTransport } from './websocket.js';
@@ -354,7 +369,12 @@ export class Engine<C> implements SessionHost<C> {
       s.flags |= F_CLOSED;
       if (poll.res) {
         this.polling.respond(s, poll, [...poll.buf, '1']);
-      } else if (poll.buf.length > 0 && s.flags & F_CONNECTED && code !== DISCONNECT.slowConsumer.code && reason !== DISCONNECT.pingTimeout.reason) {
+      } else if (
+        poll.buf.length > 0 &&
+        s.flags & F_CONNECTED &&
+        code !== DISCONNECT.slowConsumer.code &&
+        reason !== DISCONNECT.pingTimeout.reason
+      ) {
         // Keep the frames for the next GET (e.g. a disconnect packet), then a close packet. Not after
         // a ping timeout (the client is gone as far as the protocol goes: its next GET gets 400, as
         // from the reference server) nor for a session that never connected (nothing it must read).

@@ -59,12 +59,20 @@ const connected = (c: ClientSocket) =>
 /** One HTTP request; resolves with status, headers and body. */
 function request(url: string, opts: { agent?: http.Agent; localAddress?: string; method?: string; body?: string } = {}) {
   return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-    const req = http.request(url, { method: opts.method ?? 'GET', ...(opts.agent ? { agent: opts.agent } : {}), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    });
+    const req = http.request(
+      url,
+      {
+        method: opts.method ?? 'GET',
+        ...(opts.agent ? { agent: opts.agent } : {}),
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -164,7 +172,10 @@ describe('handshake limits', () => {
     expect((await open('127.0.0.2')).status).toBe(200);
     expect((await open('127.0.0.2')).status).toBe(200);
     const perIp = await open('127.0.0.2');
-    expect([perIp.status, JSON.parse(perIp.body)]).toEqual([429, { code: 3, message: 'Too many unauthenticated sessions from this address' }]);
+    expect([perIp.status, JSON.parse(perIp.body)]).toEqual([
+      429,
+      { code: 3, message: 'Too many unauthenticated sessions from this address' },
+    ]);
     expect((await open('127.0.0.3')).status).toBe(200);
     // Three pending in total: the next handshake from anywhere is a capacity refusal.
     const total = await open('127.0.0.4');

@@ -26,7 +26,10 @@ describe('capacity', () => {
   it('reads the soft open-file limit from a limits file', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'limits-'));
     const file = path.join(dir, 'limits');
-    writeFileSync(file, 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                20000                files\n');
+    writeFileSync(
+      file,
+      'Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                20000                files\n',
+    );
     expect(openFileLimit(file)).toBe(20000);
     expect(openFileLimit(path.join(dir, 'missing'))).toBeUndefined();
   });

@@ -214,7 +214,9 @@ describe('long-polling upgrade', () => {
       })();
       const c = client(h, { auth: { token: 'good', join: room } });
       c.on('n', (n: number) => got.push(n));
-      const upgraded = new Promise<string>((resolve) => c.io.on('open', () => c.io.engine.once('upgrade', (t: { name: string }) => resolve(t.name))));
+      const upgraded = new Promise<string>((resolve) =>
+        c.io.on('open', () => c.io.engine.once('upgrade', (t: { name: string }) => resolve(t.name))),
+      );
       await connected(c);
       expect(await upgraded).toBe('websocket');
       const atUpgrade = i;

@@ -25,11 +25,7 @@ export interface SessionStore {
    * unless it belongs to another tenant, which is never overwritten ('foreign'). A refresh keeps
    * the record's userId, fingerprint and createdAt (they describe who created the session).
    */
-  upsert(
-    sessionId: string,
-    rec: { tenantId: string; userId: string; fingerprint: string },
-    ttlSeconds: number,
-  ): Promise<SessionUpsert>;
+  upsert(sessionId: string, rec: { tenantId: string; userId: string; fingerprint: string }, ttlSeconds: number): Promise<SessionUpsert>;
   get(sessionId: string): Promise<SessionRecord | null>;
   delete(sessionId: string): Promise<void>;
   /**

@@ -61,7 +61,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
     afterAll(() => harness.close());
 
     describe('sessions', () => {
-      it('creates, refreshes, and never overwrites another tenant\'s record', async () => {
+      it("creates, refreshes, and never overwrites another tenant's record", async () => {
         const s = await get();
         const sid = uid('s');
         expect(await s.sessions.upsert(sid, { tenantId: 'tA', userId: 'u1', fingerprint: 'fp1' }, 3600)).toBe('created');
@@ -109,15 +109,34 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(await s.presence.add('n1', tab2, 60000)).toEqual({ firstForUser: false });
         const users = await s.presence.list(t);
         expect(users).toEqual([
-          { userId: 'alice', sessionId: tab1.sessionId, connectedAt: tab1.connectedAt, domain: 'a.example', origin: tab1.origin, url: 'https://a.example/1' },
+          {
+            userId: 'alice',
+            sessionId: tab1.sessionId,
+            connectedAt: tab1.connectedAt,
+            domain: 'a.example',
+            origin: tab1.origin,
+            url: 'https://a.example/1',
+          },
         ]);
         expect(await s.presence.remove('n1', t, tab1.connId)).toMatchObject({ lastForUser: false });
         expect(await s.presence.isOnline(t, 'alice')).toBe(true);
         // online_users now describes the tab that is still open.
         expect(await s.presence.list(t)).toEqual([
-          { userId: 'alice', sessionId: tab2.sessionId, connectedAt: tab2.connectedAt, domain: tab2.domain, origin: tab2.origin, url: 'https://a.example/2' },
+          {
+            userId: 'alice',
+            sessionId: tab2.sessionId,
+            connectedAt: tab2.connectedAt,
+            domain: tab2.domain,
+            origin: tab2.origin,
+            url: 'https://a.example/2',
+          },
         ]);
-        expect(await s.presence.remove('n1', t, tab2.connId)).toEqual({ lastForUser: true, tenantId: t, userId: 'alice', sessionId: tab2.sessionId });
+        expect(await s.presence.remove('n1', t, tab2.connId)).toEqual({
+          lastForUser: true,
+          tenantId: t,
+          userId: 'alice',
+          sessionId: tab2.sessionId,
+        });
         expect(await s.presence.isOnline(t, 'alice')).toBe(false);
         expect(await s.presence.list(t)).toEqual([]);
         // Removing again (a retry) changes nothing and reports nothing.
@@ -132,7 +151,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(await s.presence.add('n1', connection(t2, 'bob'), 60000)).toEqual({ firstForUser: true });
       });
 
-      it('is exact across two nodes, and sweeps a silent node\'s connections only', async () => {
+      it("is exact across two nodes, and sweeps a silent node's connections only", async () => {
         const a = await get();
         const b = await harness.open();
         const t = uid('t');
@@ -230,7 +249,9 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
                 const mine = [...local.values()].filter((c) => c.node === node).map((c) => c.conn);
                 for (const c of mine) stored.set(c.connId, { node, userId: c.userId, expired: true });
                 const back = await s.presence.heartbeat(node, mine, -1_000_000);
-                expect(back.map((c) => c.userId).sort()).toEqual([...new Set(mine.map((c) => c.userId))].filter((u) => !before.has(u)).sort());
+                expect(back.map((c) => c.userId).sort()).toEqual(
+                  [...new Set(mine.map((c) => c.userId))].filter((u) => !before.has(u)).sort(),
+                );
               } else if (o.op === 'sweep') {
                 for (const [id, c] of stored) if (c.expired) stored.delete(id);
                 const after = online();
@@ -285,7 +306,13 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(await s.webhooks.length()).toBe(jobsBefore + 1);
         const jobs = (await s.webhooks.range('-', '+', 100000)).filter((j) => j.tenantId === t);
         expect(jobs).toHaveLength(1);
-        expect(jobs[0]).toMatchObject({ type: 'message.created', tenantId: t, sessionId: 'sess1', messageId: m.id, createdAt: m.createdAt });
+        expect(jobs[0]).toMatchObject({
+          type: 'message.created',
+          tenantId: t,
+          sessionId: 'sess1',
+          messageId: m.id,
+          createdAt: m.createdAt,
+        });
         expect(JSON.parse(jobs[0]!.payload)).toEqual(m);
         await bus.stop();
       });
@@ -324,7 +351,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(recent.entries.map((e) => e.offset)).toEqual(Array.from({ length: 50 }, (_, i) => 351 + i));
       });
 
-      it('delivers a tenant\'s events in agent offset order, to that tenant only', async () => {
+      it("delivers a tenant's events in agent offset order, to that tenant only", async () => {
         const s = await get();
         const [t, other] = [uid('t'), uid('t')];
         const bus = await collect(s, t);
@@ -375,10 +402,14 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         // '$' means entries added after the call.
         const tail: WebhookJob[] = [];
         const fromTail = s.webhooks.follow('$', (j) => j.tenantId === t && tail.push(j), ac.signal);
-        await eventually(async () => {
-          await s.events.publishMessage(message(t, 's', 'probe'));
-          return tail.length > 0;
-        }, 'follow($) to see a new entry', { retryOnError: true });
+        await eventually(
+          async () => {
+            await s.events.publishMessage(message(t, 's', 'probe'));
+            return tail.length > 0;
+          },
+          'follow($) to see a new entry',
+          { retryOnError: true },
+        );
         expect(tail.every((j) => j.messageId !== m1.id && j.messageId !== m2.id)).toBe(true);
         expect(seen[0]!.id < seen[1]!.id || seen[0]!.id.length < seen[1]!.id.length).toBe(true);
         ac.abort();
@@ -387,7 +418,7 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect((await s.webhooks.range(seen[0]!.id, seen[1]!.id, 10)).map((j) => j.messageId)).toEqual([m1.id, m2.id]);
       });
 
-      it('shares jobs through a consumer group: read, ack, claim a dead consumer\'s pending jobs', async () => {
+      it("shares jobs through a consumer group: read, ack, claim a dead consumer's pending jobs", async () => {
         const s = await get();
         const t = uid('t');
         const g = s.webhooks.group(uid('g'));

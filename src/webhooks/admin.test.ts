@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import type { Handler, Req } from '../http/router.js';
-import { ChatdError } from '../errors.js';
+import { type ChatdError } from '../errors.js';
 import { webhookAdminEndpoints } from './admin.js';
 
 describe('webhook admin endpoints', () => {
@@ -23,7 +23,9 @@ describe('webhook admin endpoints', () => {
     expect([badLimit?.status, badLimit?.details?.[0]?.path]).toEqual([400, 'limit']);
     const badAfter = await call('GET /admin/webhooks/dead', { query: new URLSearchParams('after=x') });
     expect([badAfter?.status, badAfter?.details?.[0]?.path]).toEqual([400, 'after']);
-    expect((await call('POST /admin/webhooks/replay', { body: {} }))?.message).toBe('Give either ids (an array of dead entry ids) or all: true');
+    expect((await call('POST /admin/webhooks/replay', { body: {} }))?.message).toBe(
+      'Give either ids (an array of dead entry ids) or all: true',
+    );
     expect((await call('POST /admin/webhooks/replay', { body: { ids: ['1-0'], all: true } }))?.status).toBe(400);
     expect((await call('POST /admin/webhooks/replay', { body: { ids: ['nope'] } }))?.status).toBe(400);
     const none = await call('GET /admin/webhooks/dead', {});

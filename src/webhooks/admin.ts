@@ -41,7 +41,10 @@ export async function listDeadDeliveries(queue: WebhookQueue, limit: number, aft
 }
 
 /** Replays ids (or all): shared by the admin endpoint and the CLI. */
-export async function replayDeadDeliveries(queue: WebhookQueue, ids: readonly string[] | 'all'): Promise<{ replayed: string[]; notFound: string[] }> {
+export async function replayDeadDeliveries(
+  queue: WebhookQueue,
+  ids: readonly string[] | 'all',
+): Promise<{ replayed: string[]; notFound: string[] }> {
   const replayed = await queue.replayDead(ids, Date.now());
   const done = new Set(replayed);
   return { replayed, notFound: ids === 'all' ? [] : ids.filter((i) => !done.has(i)) };
@@ -58,11 +61,15 @@ export function webhookAdminEndpoints(admin: AdminRoutes, _ctx: AdminContext): v
     const limitRaw = req.query.get('limit');
     const limit = limitRaw === null ? 100 : Number(limitRaw);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-      throw new ChatdError('validation_failed', 'limit must be an integer from 1 to 1000', { details: [{ path: 'limit', message: 'out of range' }] });
+      throw new ChatdError('validation_failed', 'limit must be an integer from 1 to 1000', {
+        details: [{ path: 'limit', message: 'out of range' }],
+      });
     }
     const after = req.query.get('after') ?? undefined;
     if (after !== undefined && !STREAM_ID.test(after)) {
-      throw new ChatdError('validation_failed', 'after must be a dead entry id (ms-seq)', { details: [{ path: 'after', message: 'not an entry id' }] });
+      throw new ChatdError('validation_failed', 'after must be a dead entry id (ms-seq)', {
+        details: [{ path: 'after', message: 'not an entry id' }],
+      });
     }
     return { body: await listDeadDeliveries(queueOrThrow(), limit, after) };
   });
@@ -74,10 +81,17 @@ export function webhookAdminEndpoints(admin: AdminRoutes, _ctx: AdminContext): v
       const all = body.all === true;
       const ids = body.ids;
       if (all === (ids !== undefined)) {
-        throw new ChatdError('validation_failed', 'Give either ids (an array of dead entry ids) or all: true', { details: [{ path: 'ids', message: 'ids or all required' }] });
+        throw new ChatdError('validation_failed', 'Give either ids (an array of dead entry ids) or all: true', {
+          details: [{ path: 'ids', message: 'ids or all required' }],
+        });
       }
-      if (!all && (!Array.isArray(ids) || ids.length === 0 || ids.length > 1000 || !ids.every((i) => typeof i === 'string' && STREAM_ID.test(i)))) {
-        throw new ChatdError('validation_failed', 'ids must be 1 to 1000 dead entry ids (ms-seq)', { details: [{ path: 'ids', message: 'invalid' }] });
+      if (
+        !all &&
+        (!Array.isArray(ids) || ids.length === 0 || ids.length > 1000 || !ids.every((i) => typeof i === 'string' && STREAM_ID.test(i)))
+      ) {
+        throw new ChatdError('validation_failed', 'ids must be 1 to 1000 dead entry ids (ms-seq)', {
+          details: [{ path: 'ids', message: 'invalid' }],
+        });
       }
       return { body: await replayDeadDeliveries(queueOrThrow(), all ? 'all' : (ids as string[])) };
     },

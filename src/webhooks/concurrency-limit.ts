@@ -25,7 +25,8 @@ export class ConcurrencyLimit {
 
   release(): void {
     const next = this.queue.shift();
-    if (next) next(); // the slot passes straight to the next waiter
+    if (next)
+      next(); // the slot passes straight to the next waiter
     else this.active--;
   }
 }

@@ -104,7 +104,12 @@ async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): unknown })
 
 function isTimeout(err: unknown): boolean {
   const e = err as { name?: string; code?: string };
-  return e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT' || e?.code === 'UND_ERR_CONNECT_TIMEOUT';
+  return (
+    e?.name === 'TimeoutError' ||
+    e?.code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    e?.code === 'UND_ERR_BODY_TIMEOUT' ||
+    e?.code === 'UND_ERR_CONNECT_TIMEOUT'
+  );
 }
 
 function describe(err: unknown): string {

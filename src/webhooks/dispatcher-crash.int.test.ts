@@ -77,14 +77,33 @@ describe.skipIf(!(await hasRedis()))('a dispatcher killed mid-delivery', () => {
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
     let gone = false;
     const exited = new Promise<void>((r) => child!.on('exit', () => ((gone = true), r())));
-    await eventually(() => {
-      if (gone) throw new Error('the child dispatcher exited before it started');
-      return out.includes('started');
-    }, 'the child dispatcher started', { timeoutMs: 60_000 });
+    await eventually(
+      () => {
+        if (gone) throw new Error('the child dispatcher exited before it started');
+        return out.includes('started');
+      },
+      'the child dispatcher started',
+      { timeoutMs: 60_000 },
+    );
 
     const messageId = randomUUID();
     const message = { id: messageId, tenantId: 't1', sessionId: 's1', seq: 1, text: 'survive me', createdAt: new Date().toISOString() };
-    await admin.xadd(keys.jobs, '*', 'type', 'message.created', 'tenantId', 't1', 'sessionId', 's1', 'messageId', messageId, 'createdAt', message.createdAt, 'payload', JSON.stringify(message));
+    await admin.xadd(
+      keys.jobs,
+      '*',
+      'type',
+      'message.created',
+      'tenantId',
+      't1',
+      'sessionId',
+      's1',
+      'messageId',
+      messageId,
+      'createdAt',
+      message.createdAt,
+      'payload',
+      JSON.stringify(message),
+    );
 
     await eventually(() => receiver.received.length === 1, 'the child is delivering (the receiver holds the request)');
     child.kill('SIGKILL');

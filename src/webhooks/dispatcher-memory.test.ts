@@ -99,7 +99,16 @@ describe('webhook dispatcher on the memory store', () => {
     await eventually(() => receiver.received.length === 1, 'the first delivery');
     const reloaded = reloadWebhookEndpoints({
       webhooks: { concurrencyPerEndpoint: 8 } as never,
-      tenants: [{ id: 't1', apiKeys: [], allowedOrigins: [], identityVerification: 'optional', retention: {}, webhooks: [{ id: 'ep1', url: `${receiver.url}/moved`, secret: SECRET, events: ['message.created'] }] }],
+      tenants: [
+        {
+          id: 't1',
+          apiKeys: [],
+          allowedOrigins: [],
+          identityVerification: 'optional',
+          retention: {},
+          webhooks: [{ id: 'ep1', url: `${receiver.url}/moved`, secret: SECRET, events: ['message.created'] }],
+        },
+      ],
     });
     expect(reloaded).toBe(true);
     await store.events.publishMessage(message());

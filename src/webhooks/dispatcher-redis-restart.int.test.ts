@@ -30,7 +30,11 @@ describe('webhook dispatcher across a Redis restart', () => {
   let admin: Redis;
 
   const startRedis = async () => {
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: 'ignore' });
+    server = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir],
+      { stdio: 'ignore' },
+    );
     const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 0 });
     probe.on('error', () => undefined); // refused until the server listens
     await eventually(async () => (await probe.ping().catch(() => '')) === 'PONG', 'redis-server up');
@@ -79,7 +83,22 @@ describe('webhook dispatcher across a Redis restart', () => {
     await dispatcher.start();
     const keys = webhookKeys('');
     const add = async (messageId: string) =>
-      admin.xadd(keys.jobs, '*', 'type', 'message.created', 'tenantId', 't1', 'sessionId', 's1', 'messageId', messageId, 'createdAt', 'x', 'payload', '{}');
+      admin.xadd(
+        keys.jobs,
+        '*',
+        'type',
+        'message.created',
+        'tenantId',
+        't1',
+        'sessionId',
+        's1',
+        'messageId',
+        messageId,
+        'createdAt',
+        'x',
+        'payload',
+        '{}',
+      );
 
     // The first delivery is held by the receiver while Redis dies; it then succeeds, but its
     // settle cannot reach Redis: the job must stay pending, not be lost.
@@ -94,10 +113,15 @@ describe('webhook dispatcher across a Redis restart', () => {
     // The 200 arrives; the settle fails (Redis down).
     await eventually(() => warnings.includes('webhook delivery could not be settled; it will be retried'), 'the settle to fail');
     await startRedis();
-    await eventually(() => receiver.received.length === 2, 'the job claimed again and redelivered after the restart', { timeoutMs: 60_000 });
+    await eventually(() => receiver.received.length === 2, 'the job claimed again and redelivered after the restart', {
+      timeoutMs: 60_000,
+    });
     expect(receiver.received[1]!.deliveryId).toBe(receiver.received[0]!.deliveryId);
     expect(receiver.received[0]!.deliveryId).toBe(deliveryIdFor('t1', m1, 'ep1'));
-    await eventually(async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]) === 0, 'settled after the restart');
+    await eventually(
+      async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]) === 0,
+      'settled after the restart',
+    );
     // New jobs flow again.
     const m2 = randomUUID();
     await add(m2);

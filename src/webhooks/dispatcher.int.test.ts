@@ -66,7 +66,23 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
       const messageId = randomUUID();
       const message = { id: messageId, tenantId, sessionId: 's1', seq: 1, text, createdAt: new Date().toISOString() };
       const trim = maxLen === undefined ? [] : ['MAXLEN', String(maxLen)];
-      const id = await admin.xadd(keys.jobs, ...(trim as []), '*', 'type', 'message.created', 'tenantId', tenantId, 'sessionId', 's1', 'messageId', messageId, 'createdAt', message.createdAt, 'payload', JSON.stringify(message));
+      const id = await admin.xadd(
+        keys.jobs,
+        ...(trim as []),
+        '*',
+        'type',
+        'message.created',
+        'tenantId',
+        tenantId,
+        'sessionId',
+        's1',
+        'messageId',
+        messageId,
+        'createdAt',
+        message.createdAt,
+        'payload',
+        JSON.stringify(message),
+      );
       return { id: id!, messageId, message };
     };
     const pending = async () => Number(((await admin.xpending(keys.jobs, WEBHOOK_GROUP)) as [number])[0]);
@@ -84,7 +100,13 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     expect(verifyWebhook('another-secret-xxxxxxxx', { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(false);
     expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body.replace('hello', 'hellO'))).toBe(false);
     expect(got.deliveryId).toBe(deliveryIdFor('t1', messageId, 'ep1'));
-    expect(JSON.parse(got.body)).toEqual({ id: `evt_${messageId}`, type: 'message.created', tenantId: 't1', createdAt: message.createdAt, data: message });
+    expect(JSON.parse(got.body)).toEqual({
+      id: `evt_${messageId}`,
+      type: 'message.created',
+      tenantId: 't1',
+      createdAt: message.createdAt,
+      data: message,
+    });
     await eventually(async () => (await pending()) === 0, 'the job acknowledged');
     expect(await admin.zcard(keys.retry)).toBe(0);
   });

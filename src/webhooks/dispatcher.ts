@@ -228,7 +228,10 @@ export class WebhookDispatcher {
       const { jobs, lost } = await this.opts.queue.claimStale(this.opts.consumer, this.opts.claimIdleMs, Math.min(64, this.free()));
       if (lost.length > 0) {
         webhookJobsLost.inc(lost.length);
-        this.opts.logger.error({ lost: lost.length, ids: lost.slice(0, 10) }, 'webhook jobs were trimmed from the stream before delivery: raise webhooks.streamMaxLen');
+        this.opts.logger.error(
+          { lost: lost.length, ids: lost.slice(0, 10) },
+          'webhook jobs were trimmed from the stream before delivery: raise webhooks.streamMaxLen',
+        );
       }
       for (const job of jobs) {
         if (this.activeJobs.has(job.id)) continue; // ours, still running (keep-alive was late)
@@ -260,11 +263,7 @@ export class WebhookDispatcher {
   }
 
   private async refreshStats(): Promise<void> {
-    const [retry, dead, group] = await Promise.all([
-      this.opts.queue.retrySize(),
-      this.opts.queue.deadSize(),
-      this.opts.queue.groupStats(),
-    ]);
+    const [retry, dead, group] = await Promise.all([this.opts.queue.retrySize(), this.opts.queue.deadSize(), this.opts.queue.groupStats()]);
     webhookRetrySetSize.set(retry);
     webhookDeadSetSize.set(dead);
     if (group.lag !== null) webhookGroupLag.set(group.lag);
@@ -305,7 +304,10 @@ export class WebhookDispatcher {
     }
     const owned = await this.opts.queue.settle(this.opts.consumer, job.id, { retries, dead });
     if (!owned) {
-      log.warn({ entry: job.id, messageId: job.messageId }, 'webhook job was taken over by another dispatcher while in flight; its outcome is theirs');
+      log.warn(
+        { entry: job.id, messageId: job.messageId },
+        'webhook job was taken over by another dispatcher while in flight; its outcome is theirs',
+      );
       return;
     }
     this.count(outcomes);
@@ -354,7 +356,10 @@ export class WebhookDispatcher {
         data: JSON.parse(item.payload) as unknown,
       });
     } catch (err) {
-      return { kind: 'dead', dead: { item, reason: 'malformed', error: `payload is not JSON: ${(err as Error).message}`, failedAt: this.now() } };
+      return {
+        kind: 'dead',
+        dead: { item, reason: 'malformed', error: `payload is not JSON: ${(err as Error).message}`, failedAt: this.now() },
+      };
     }
     await limit.acquire();
     let result: AttemptResult;
@@ -389,12 +394,18 @@ export class WebhookDispatcher {
       this.opts.logger.warn({ ...logCtx, error: result.error }, 'webhook rejected by the endpoint: dead-lettered');
       return { kind: 'dead', dead: { item: failed, reason: 'rejected', error: result.error, failedAt: this.now() } };
     }
-    const plan = planRetry({ attempt, firstAttemptAt: item.firstAttemptAt, now: this.now(), retryAfterMs: result.retryAfterMs }, this.opts.retry);
+    const plan = planRetry(
+      { attempt, firstAttemptAt: item.firstAttemptAt, now: this.now(), retryAfterMs: result.retryAfterMs },
+      this.opts.retry,
+    );
     if ('exhausted' in plan) {
       this.opts.logger.warn({ ...logCtx, error: result.error }, 'webhook retry window exhausted: dead-lettered');
       return { kind: 'dead', dead: { item: failed, reason: 'retry_window_exhausted', error: result.error, failedAt: this.now() } };
     }
-    this.opts.logger.info({ ...logCtx, error: result.error, retryInMs: plan.dueAt - this.now() }, 'webhook attempt failed: retry scheduled');
+    this.opts.logger.info(
+      { ...logCtx, error: result.error, retryInMs: plan.dueAt - this.now() },
+      'webhook attempt failed: retry scheduled',
+    );
     return { kind: 'retry', retry: { item: failed, dueAt: plan.dueAt } };
   }
 

@@ -10,7 +10,14 @@ describe('MemoryWebhookQueue on the memory store stream (contract)', () => {
     return {
       queue,
       async append(tenantId, messageId) {
-        return stream.append({ type: 'message.created', tenantId, sessionId: 's1', messageId, createdAt: new Date().toISOString(), payload: '{}' });
+        return stream.append({
+          type: 'message.created',
+          tenantId,
+          sessionId: 's1',
+          messageId,
+          createdAt: new Date().toISOString(),
+          payload: '{}',
+        });
       },
       close: () => queue.close(),
     };

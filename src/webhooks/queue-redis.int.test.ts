@@ -13,7 +13,22 @@ describe.skipIf(!(await hasRedis()))('RedisWebhookQueue (contract)', () => {
     return {
       queue,
       async append(tenantId, messageId) {
-        return (await admin.xadd(keys.jobs, '*', 'type', 'message.created', 'tenantId', tenantId, 'sessionId', 's1', 'messageId', messageId, 'createdAt', new Date().toISOString(), 'payload', '{}'))!;
+        return (await admin.xadd(
+          keys.jobs,
+          '*',
+          'type',
+          'message.created',
+          'tenantId',
+          tenantId,
+          'sessionId',
+          's1',
+          'messageId',
+          messageId,
+          'createdAt',
+          new Date().toISOString(),
+          'payload',
+          '{}',
+        ))!;
       },
       async close() {
         await queue.close();

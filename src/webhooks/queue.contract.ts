@@ -43,10 +43,14 @@ export function queueContract(make: () => Promise<QueueHarness>): void {
 
   const readAll = async (consumer: string, n: number) => {
     const got: string[] = [];
-    await eventually(async () => {
-      got.push(...(await h.queue.readNew(consumer, 100, 50)).map((j) => j.messageId));
-      return got.length >= n;
-    }, `${n} jobs read`, { timeoutMs: 10_000 });
+    await eventually(
+      async () => {
+        got.push(...(await h.queue.readNew(consumer, 100, 50)).map((j) => j.messageId));
+        return got.length >= n;
+      },
+      `${n} jobs read`,
+      { timeoutMs: 10_000 },
+    );
     return got;
   };
 
@@ -98,7 +102,13 @@ export function queueContract(make: () => Promise<QueueHarness>): void {
     await h.append('t1', randomUUID());
     await readAll('a', 1);
     const [job] = (await h.queue.claimStale('a', 0, 10)).jobs;
-    await h.queue.settle('a', job!.id, { retries: [{ item: due, dueAt: 100 }, { item: later, dueAt: 10_000 }], dead: [] });
+    await h.queue.settle('a', job!.id, {
+      retries: [
+        { item: due, dueAt: 100 },
+        { item: later, dueAt: 10_000 },
+      ],
+      dead: [],
+    });
     const [c1, c2] = await Promise.all([h.queue.claimDueRetries(200, 1000, 10), h.queue.claimDueRetries(200, 1000, 10)]);
     expect([...c1!, ...c2!].map((c) => c.item)).toEqual([due]);
     expect(await h.queue.claimDueRetries(999, 2000, 10)).toEqual([]);
@@ -112,7 +122,11 @@ export function queueContract(make: () => Promise<QueueHarness>): void {
     expect(await h.queue.retrySize()).toBe(2);
     const [n] = await h.queue.claimDueRetries(6000, 7000, 1);
     expect(n!.item.attempt).toBe(2);
-    expect(await h.queue.settleRetry(n!.member, { dead: { item: n!.item, reason: 'retry_window_exhausted', error: 'HTTP 500', failedAt: 6500 } })).toBe(true);
+    expect(
+      await h.queue.settleRetry(n!.member, {
+        dead: { item: n!.item, reason: 'retry_window_exhausted', error: 'HTTP 500', failedAt: 6500 },
+      }),
+    ).toBe(true);
     expect(await h.queue.deadSize()).toBe(1);
     expect(await h.queue.retrySize()).toBe(1);
   });
@@ -122,7 +136,10 @@ export function queueContract(make: () => Promise<QueueHarness>): void {
     await readAll('a', 1);
     const [job] = (await h.queue.claimStale('a', 0, 10)).jobs;
     const items = [item(), item(), item()];
-    await h.queue.settle('a', job!.id, { retries: [], dead: items.map((i) => ({ item: i, reason: 'rejected' as const, error: 'HTTP 400', failedAt: 1 })) });
+    await h.queue.settle('a', job!.id, {
+      retries: [],
+      dead: items.map((i) => ({ item: i, reason: 'rejected' as const, error: 'HTTP 400', failedAt: 1 })),
+    });
     const dead = await h.queue.listDead(10);
     expect(dead.map((d) => d.item.deliveryId)).toEqual(items.map((i) => i.deliveryId));
     expect(await h.queue.listDead(10, dead[0]!.id)).toHaveLength(2);

@@ -62,7 +62,16 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
     const config = {
       ...webhookConfig({ [TENANT]: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET }] }, 16),
       redis: { url: redis.url, prefix },
-      webhooks: { concurrencyPerEndpoint: 16, timeoutMs: 2000, claimIdleMs: 5000, retryBaseMs: 100, retryMaxDelayMs: 500, retryWindowMs: 120_000, deadMaxLen: 1000, streamMaxLen: 100_000 },
+      webhooks: {
+        concurrencyPerEndpoint: 16,
+        timeoutMs: 2000,
+        claimIdleMs: 5000,
+        retryBaseMs: 100,
+        retryMaxDelayMs: 500,
+        retryWindowMs: 120_000,
+        deadMaxLen: 1000,
+        streamMaxLen: 100_000,
+      },
     } as unknown as Config;
     dispatcher = await startWebhookDispatcher({
       config,
@@ -134,10 +143,16 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
     const report = `acknowledged ${acked.length} (kill at ${atKill}, restart at ${atRestart}), delivered ${byId.size} distinct, duplicates ${duplicates}, missing ${lost.length}`;
     console.log(report);
     expect(lost, report).toEqual([]);
-    expect(warnings.some((l) => l.includes('redis restarted without data; re-publishing')), warnings.join('')).toBe(true);
+    expect(
+      warnings.some((l) => l.includes('redis restarted without data; re-publishing')),
+      warnings.join(''),
+    ).toBe(true);
     // Duplicates: the re-published window (bounded by what was unsettled at the loss) and
     // re-deliveries of jobs in flight at the kill — never more than one extra per message here.
     expect(duplicates, report).toBeLessThanOrEqual(acked.length);
-    expect([...byId.values()].every((c) => c <= 3), report).toBe(true);
+    expect(
+      [...byId.values()].every((c) => c <= 3),
+      report,
+    ).toBe(true);
   }, 300_000);
 });

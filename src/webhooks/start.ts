@@ -33,12 +33,16 @@ export function reloadWebhookEndpoints(config: Pick<Config, 'tenants' | 'webhook
 export const claimIdleMsFor = (w: Config['webhooks']): number => w.claimIdleMs ?? 2 * w.timeoutMs + 5000;
 
 /** Creates and starts a dispatcher for this process, or returns undefined when no tenant has endpoints. */
-export async function startWebhookDispatcher(ctx: Pick<RoleContext, 'config' | 'logger' | 'nodeId' | 'services'>): Promise<WebhookDispatcher | undefined> {
+export async function startWebhookDispatcher(
+  ctx: Pick<RoleContext, 'config' | 'logger' | 'nodeId' | 'services'>,
+): Promise<WebhookDispatcher | undefined> {
   const { config } = ctx;
   const directory = endpointDirectory(config);
   if (!directory.any) return undefined;
   if (claimIdleMsFor(config.webhooks) <= config.webhooks.timeoutMs) {
-    throw new ConfigError(`webhooks.claimIdleMs (${config.webhooks.claimIdleMs}) must be above webhooks.timeoutMs (${config.webhooks.timeoutMs}): a job still being delivered would be taken over`);
+    throw new ConfigError(
+      `webhooks.claimIdleMs (${config.webhooks.claimIdleMs}) must be above webhooks.timeoutMs (${config.webhooks.timeoutMs}): a job still being delivered would be taken over`,
+    );
   }
   currentEndpoints = directory;
   const logger = ctx.logger.child({ component: 'webhooks' });

@@ -26,7 +26,9 @@ interface Block {
 }
 
 function pages(): string[] {
-  const docs = readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => path.join('docs', f));
+  const docs = readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => path.join('docs', f));
   return ['README.md', 'CONTRIBUTING.md', ...docs.sort()];
 }
 
@@ -60,7 +62,12 @@ describe('shell blocks in the docs', () => {
     expect(unmarked, 'precede each shell block with <!-- tested: … --> or <!-- example: why -->').toEqual([]);
     const missing = blocks
       .filter((b) => b.marker?.startsWith('tested: '))
-      .flatMap((b) => b.marker!.slice('tested: '.length).split(',').map((p) => ({ where: b.where, file: p.trim() })))
+      .flatMap((b) =>
+        b
+          .marker!.slice('tested: '.length)
+          .split(',')
+          .map((p) => ({ where: b.where, file: p.trim() })),
+      )
       .filter((t) => !existsSync(path.join(ROOT, t.file)))
       .map((t) => `${t.where}: ${t.file}`);
     expect(missing, 'a tested: marker names a file that does not exist').toEqual([]);
@@ -88,7 +95,10 @@ describe.skipIf(tools.length > 0 && !ci)('runnable doc blocks, against chatd ser
       path.join(cwd, 'chat-server.yaml'),
       `server:\n  host: 127.0.0.1\n  port: ${chatd.ports.public}\nadmin:\n  port: ${chatd.ports.admin}\n`,
     );
-    await eventually(async () => (await fetch(`http://127.0.0.1:${chatd.ports.public}/readyz`)).status === 200, 'chatd ready', { timeoutMs: 240_000, retryOnError: true });
+    await eventually(async () => (await fetch(`http://127.0.0.1:${chatd.ports.public}/readyz`)).status === 200, 'chatd ready', {
+      timeoutMs: 240_000,
+      retryOnError: true,
+    });
     secrets = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')) as Record<string, string>;
     // `chatd` and `npx chatd` in a block are this checkout's launcher.
     bin = path.join(cwd, 'bin');
@@ -100,28 +110,32 @@ describe.skipIf(tools.length > 0 && !ci)('runnable doc blocks, against chatd ser
     await chatd?.stop('SIGKILL');
   });
 
-  it.each(runnable.map((b) => [b.where, b] as const))('%s runs', async (_where, block) => {
-    const script = block.body
-      .replaceAll('localhost:3000', `127.0.0.1:${chatd.ports.public}`)
-      .replaceAll('npx chatd ', 'chatd ')
-      .replace(/\bcurl -s /g, 'curl -sS --fail-with-body ');
-    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-      const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {
-        cwd,
-        env: { PATH: `${bin}:${process.env.PATH}`, HOME: cwd, SECRET_KEY: secrets.secretApiKey },
-        stdio: ['ignore', 'pipe', 'pipe'],
+  it.each(runnable.map((b) => [b.where, b] as const))(
+    '%s runs',
+    async (_where, block) => {
+      const script = block.body
+        .replaceAll('localhost:3000', `127.0.0.1:${chatd.ports.public}`)
+        .replaceAll('npx chatd ', 'chatd ')
+        .replace(/\bcurl -s /g, 'curl -sS --fail-with-body ');
+      const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {
+          cwd,
+          env: { PATH: `${bin}:${process.env.PATH}`, HOME: cwd, SECRET_KEY: secrets.secretApiKey },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        let err = '';
+        child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+        child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          resolve({ code, out, err });
+        });
       });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-      child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        resolve({ code, out, err });
-      });
-    });
-    expect(r.code, `${block.where}\n--- stdout\n${r.out}\n--- stderr\n${r.err}`).toBe(0);
-    expect(r.out).not.toMatch(/"success":false|"code":"[a-z_]+"/);
-  }, 150_000);
+      expect(r.code, `${block.where}\n--- stdout\n${r.out}\n--- stderr\n${r.err}`).toBe(0);
+      expect(r.out).not.toMatch(/"success":false|"code":"[a-z_]+"/);
+    },
+    150_000,
+  );
 });

@@ -39,7 +39,7 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     expect(chatd.logs()).not.toContain(key);
   });
 
-  it("runs the README walkthrough: visitor token, message, history; the token stays in its session", async () => {
+  it('runs the README walkthrough: visitor token, message, history; the token stays in its session', async () => {
     const minted = await call('POST', '/api/chat/anonymous-token', { token: key, body: { tenantId: 'demo' } });
     expect(minted.status, JSON.stringify(minted.body)).toBe(200);
     expect(minted.body.expiresIn).toBe(3600);
@@ -67,7 +67,10 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     expect(claims).toMatchObject({ role: 'agent', sub: 'cli-agent', tid: 'demo' });
     const page = await call('GET', '/api/chat/messages?tenantId=demo&sessionId=s-1', { token });
     expect(page.status, JSON.stringify(page.body)).toBe(200);
-    const reply = await call('POST', '/webchat/message', { token, body: { text: 'Hi, how can I help?', tenantId: 'demo', sessionId: 's-1' } });
+    const reply = await call('POST', '/webchat/message', {
+      token,
+      body: { text: 'Hi, how can I help?', tenantId: 'demo', sessionId: 's-1' },
+    });
     expect(reply.status, JSON.stringify(reply.body)).toBe(200);
     const online = await call('GET', '/api/chat/online-users?tenantId=demo', { token });
     expect(online.status, JSON.stringify(online.body)).toBe(200);
@@ -84,14 +87,24 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     const vc = JSON.parse(Buffer.from(visitor.split('.')[1]!, 'base64url').toString());
     expect(vc).toMatchObject({ role: 'visitor', sid: 's-9' });
     expect(vc.exp - vc.iat).toBe(900);
-    expect((await call('POST', '/webchat/message', { token: visitor, body: { text: 'x', tenantId: 'demo', sessionId: 's-9', fingerprint: 'f9' } })).status).toBe(200);
+    expect(
+      (
+        await call('POST', '/webchat/message', {
+          token: visitor,
+          body: { text: 'x', tenantId: 'demo', sessionId: 's-9', fingerprint: 'f9' },
+        })
+      ).status,
+    ).toBe(200);
     const forbidden = await call('GET', '/api/chat/messages?tenantId=demo&sessionId=s-1', { token: visitor });
     expect([forbidden.status, forbidden.body.code]).toEqual([403, 'session_forbidden']);
 
     const user = await runChatd(['token', 'issue', '--tenant', 'demo', '--user', 'u@demo.example', '--json'], { cwd });
     expect(user.code, user.stderr).toBe(0);
     const userToken = JSON.parse(user.stdout).token as string;
-    expect(JSON.parse(Buffer.from(userToken.split('.')[1]!, 'base64url').toString())).toMatchObject({ role: 'user', sub: 'u@demo.example' });
+    expect(JSON.parse(Buffer.from(userToken.split('.')[1]!, 'base64url').toString())).toMatchObject({
+      role: 'user',
+      sub: 'u@demo.example',
+    });
     const own = await call('GET', '/api/chat/messages?tenantId=demo&userId=u%40demo.example', { token: userToken });
     expect(own.status, JSON.stringify(own.body)).toBe(200);
     const notOwn = await call('GET', '/api/chat/messages?tenantId=demo&userId=someone', { token: userToken });

@@ -89,76 +89,88 @@ describe('chatd CLI', () => {
 });
 
 describe('chatd serve', () => {
-  it('starts on defaults with no config, answers health, readiness and metrics, and exits 0 on SIGTERM', async () => {
-    const cwd = await fresh();
-    await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
-    const p = await start(cwd);
-    const base = `http://127.0.0.1:${p.ports.public}`;
-    const health = await fetch(`${base}/healthz`);
-    expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ status: 'ok' });
-    const ready = await fetch(`${base}/readyz`);
-    expect(ready.status).toBe(200);
-    expect((await ready.json()).status).toBe('ready');
+  it(
+    'starts on defaults with no config, answers health, readiness and metrics, and exits 0 on SIGTERM',
+    async () => {
+      const cwd = await fresh();
+      await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+      const p = await start(cwd);
+      const base = `http://127.0.0.1:${p.ports.public}`;
+      const health = await fetch(`${base}/healthz`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toEqual({ status: 'ok' });
+      const ready = await fetch(`${base}/readyz`);
+      expect(ready.status).toBe(200);
+      expect((await ready.json()).status).toBe('ready');
 
-    const metrics = await fetch(`http://127.0.0.1:${p.ports.admin}/metrics`);
-    expect(metrics.status).toBe(200);
-    expect(metrics.headers.get('content-type')).toContain('text/plain');
-    const text = await metrics.text();
-    assertPrometheusText(text);
-    expect(text).toContain('chatd_process_resident_memory_bytes');
-    expect(text).toMatch(/chatd_http_requests_total\{role="public",route="\/healthz",status="200"\} 1/);
+      const metrics = await fetch(`http://127.0.0.1:${p.ports.admin}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(metrics.headers.get('content-type')).toContain('text/plain');
+      const text = await metrics.text();
+      assertPrometheusText(text);
+      expect(text).toContain('chatd_process_resident_memory_bytes');
+      expect(text).toMatch(/chatd_http_requests_total\{role="public",route="\/healthz",status="200"\} 1/);
 
-    // Secrets were generated once into the data folder, private to the user.
-    const secrets = path.join(cwd, '.chatd', 'secrets.json');
-    expect((await stat(secrets)).mode & 0o777).toBe(0o600);
-    const generated = JSON.parse(await readFile(secrets, 'utf8'));
-    expect(generated.gatewayApiKey).toMatch(/^ck_pub_/);
-    expect(p.stderr()).toContain(generated.gatewayApiKey);
-    // ...and never in the logs.
-    expect(p.logs()).not.toContain(generated.jwtSecret);
-    expect(p.logs()).not.toContain(generated.adminToken);
+      // Secrets were generated once into the data folder, private to the user.
+      const secrets = path.join(cwd, '.chatd', 'secrets.json');
+      expect((await stat(secrets)).mode & 0o777).toBe(0o600);
+      const generated = JSON.parse(await readFile(secrets, 'utf8'));
+      expect(generated.gatewayApiKey).toMatch(/^ck_pub_/);
+      expect(p.stderr()).toContain(generated.gatewayApiKey);
+      // ...and never in the logs.
+      expect(p.logs()).not.toContain(generated.jwtSecret);
+      expect(p.logs()).not.toContain(generated.adminToken);
 
-    // The admin listener requires its token for anything but health and metrics.
-    const adminUrl = `http://127.0.0.1:${p.ports.admin}/admin/status`;
-    const refused = await fetch(adminUrl);
-    expect(refused.status).toBe(401);
-    expect((await refused.json()).code).toBe('admin_token_required');
-    expect((await fetch(adminUrl, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
-    const status = await fetch(adminUrl, { headers: { authorization: `Bearer ${generated.adminToken}` } });
-    expect(status.status).toBe(200);
-    expect((await status.json()).roles).toEqual(['gateway', 'api', 'ws']);
+      // The admin listener requires its token for anything but health and metrics.
+      const adminUrl = `http://127.0.0.1:${p.ports.admin}/admin/status`;
+      const refused = await fetch(adminUrl);
+      expect(refused.status).toBe(401);
+      expect((await refused.json()).code).toBe('admin_token_required');
+      expect((await fetch(adminUrl, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+      const status = await fetch(adminUrl, { headers: { authorization: `Bearer ${generated.adminToken}` } });
+      expect(status.status).toBe(200);
+      expect((await status.json()).roles).toEqual(['gateway', 'api', 'ws']);
 
-    const started = Date.now();
-    expect(await p.stop('SIGTERM')).toBe(0);
-    expect(Date.now() - started).toBeLessThan(10_000);
-  }, FIRST_START_MS);
+      const started = Date.now();
+      expect(await p.stop('SIGTERM')).toBe(0);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    },
+    FIRST_START_MS,
+  );
 
-  it('answers unknown routes and methods with JSON errors and echoes the request id', async () => {
-    const cwd = await fresh();
-    await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
-    const p = await start(cwd);
-    const base = `http://127.0.0.1:${p.ports.public}`;
-    const nf = await fetch(`${base}/nope`, { headers: { 'x-request-id': 'req-123' } });
-    expect(nf.status).toBe(404);
-    expect(nf.headers.get('x-request-id')).toBe('req-123');
-    expect(await nf.json()).toEqual({ error: 'No route GET /nope', code: 'not_found' });
-    const na = await fetch(`${base}/healthz`, { method: 'DELETE' });
-    expect(na.status).toBe(405);
-    expect(na.headers.get('allow')).toBe('GET');
-    expect((await na.json()).code).toBe('method_not_allowed');
-  }, FIRST_START_MS);
+  it(
+    'answers unknown routes and methods with JSON errors and echoes the request id',
+    async () => {
+      const cwd = await fresh();
+      await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+      const p = await start(cwd);
+      const base = `http://127.0.0.1:${p.ports.public}`;
+      const nf = await fetch(`${base}/nope`, { headers: { 'x-request-id': 'req-123' } });
+      expect(nf.status).toBe(404);
+      expect(nf.headers.get('x-request-id')).toBe('req-123');
+      expect(await nf.json()).toEqual({ error: 'No route GET /nope', code: 'not_found' });
+      const na = await fetch(`${base}/healthz`, { method: 'DELETE' });
+      expect(na.status).toBe(405);
+      expect(na.headers.get('allow')).toBe('GET');
+      expect((await na.json()).code).toBe('method_not_allowed');
+    },
+    FIRST_START_MS,
+  );
 
-  it('keeps generated secrets across restarts', async () => {
-    const cwd = await fresh();
-    await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
-    const first = await start(cwd);
-    await first.stop();
-    const before = await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8');
-    const second = await start(cwd);
-    await second.stop();
-    expect(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).toBe(before);
-  }, FIRST_START_MS);
+  it(
+    'keeps generated secrets across restarts',
+    async () => {
+      const cwd = await fresh();
+      await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+      const first = await start(cwd);
+      await first.stop();
+      const before = await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8');
+      const second = await start(cwd);
+      await second.stop();
+      expect(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).toBe(before);
+    },
+    FIRST_START_MS,
+  );
 
   it('a port in use is one clear line on stderr and a non-zero exit', async () => {
     const blocker = net.createServer();
@@ -170,7 +182,12 @@ describe('chatd serve', () => {
       const r = await runChatd(['serve', '--role', 'all'], { cwd });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`chatd: cannot listen on 127.0.0.1:${port} (public listener): address in use`);
-      expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('chatd:'))).toHaveLength(1);
+      expect(
+        r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('chatd:')),
+      ).toHaveLength(1);
     } finally {
       blocker.close();
     }
@@ -184,17 +201,18 @@ describe('chatd serve', () => {
     expect(r.stderr).toContain('uWebSockets.js native binary did not load');
   });
 
-  it('runs roles on their own listeners when not all together', async () => {
-    const cwd = await fresh();
-    await writeFile(
-      path.join(cwd, 'chat-server.yaml'),
-      'roles:\n  api:\n    port: 0\n  ws:\n    port: 0\nadmin:\n  enabled: false\n',
-    );
-    const p = await spawnChatd({ cwd, args: ['serve', '--role', 'api,ws'], waitFor: ['api', 'ws'] });
-    running.push(p);
-    expect(p.ports.api).not.toBe(p.ports.ws);
-    for (const port of [p.ports.api, p.ports.ws]) {
-      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
-    }
-  }, FIRST_START_MS);
+  it(
+    'runs roles on their own listeners when not all together',
+    async () => {
+      const cwd = await fresh();
+      await writeFile(path.join(cwd, 'chat-server.yaml'), 'roles:\n  api:\n    port: 0\n  ws:\n    port: 0\nadmin:\n  enabled: false\n');
+      const p = await spawnChatd({ cwd, args: ['serve', '--role', 'api,ws'], waitFor: ['api', 'ws'] });
+      running.push(p);
+      expect(p.ports.api).not.toBe(p.ports.ws);
+      for (const port of [p.ports.api, p.ports.ws]) {
+        expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      }
+    },
+    FIRST_START_MS,
+  );
 });

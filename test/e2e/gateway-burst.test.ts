@@ -38,7 +38,8 @@ function startUpstream() {
   return {
     state,
     server,
-    listen: () => new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))),
+    listen: () =>
+      new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))),
     close() {
       for (const s of held) s.destroy();
       for (const c of wss.clients) c.terminate();

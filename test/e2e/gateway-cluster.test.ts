@@ -80,10 +80,14 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
     });
     gateway = url(gw, 'gateway');
     // Both ws nodes probed healthy and named before the first session.
-    await eventually(async () => {
-      const m = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
-      return (m.match(/chatd_gateway_upstream_healthy\{group="ws",[^}]*\} 1/g) ?? []).length === 2;
-    }, 'both ws nodes healthy at the gateway', { retryOnError: true });
+    await eventually(
+      async () => {
+        const m = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
+        return (m.match(/chatd_gateway_upstream_healthy\{group="ws",[^}]*\} 1/g) ?? []).length === 2;
+      },
+      'both ws nodes healthy at the gateway',
+      { retryOnError: true },
+    );
   }, 300_000);
 
   afterAll(async () => {
@@ -128,7 +132,12 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
   it('the widget flow through the gateway; the two ws nodes take sessions in turn', { timeout: 180_000 }, async () => {
     const minted = await post('/api/chat/agent-token', SEC, { tenantId: TENANT, userId: 'agent-1' });
     expect(minted.status, JSON.stringify(minted.body)).toBe(200);
-    agent = io(gateway, { auth: { token: minted.body.token }, transports: ['websocket'], reconnectionDelay: 200, reconnectionDelayMax: 1000 });
+    agent = io(gateway, {
+      auth: { token: minted.body.token },
+      transports: ['websocket'],
+      reconnectionDelay: 200,
+      reconnectionDelayMax: 1000,
+    });
     sockets.push(agent);
     agent.on('meta_message_created', (p: { message: { id: string } }) => agentReceived.push(p.message.id));
     await connected(agent);
@@ -151,21 +160,35 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
       await connected(socket);
       follow(socket, checker.client(`visitor-${sessionId}`, { kind: 'conversation', tenantId: TENANT, sessionId }));
     }
-    await eventually(() => visitors.every((v) => v.socket.io.engine.transport.name === 'websocket'), 'every visitor on websocket', { retryOnError: true });
+    await eventually(() => visitors.every((v) => v.socket.io.engine.transport.name === 'websocket'), 'every visitor on websocket', {
+      retryOnError: true,
+    });
     const nodes = [agent, ...visitors.map((v) => v.socket)].map((s) => s.io.engine.id.split('.')[0]);
     expect(new Set(nodes)).toEqual(new Set(['ws1', 'ws2']));
 
     for (const v of visitors) {
-      const ack = (await v.socket.timeout(15_000).emitWithAck('message', { text: `hello from ${v.sessionId}`, tenantId: TENANT, sessionId: v.sessionId, fingerprint: `fp-${v.sessionId}` })) as {
+      const ack = (await v.socket.timeout(15_000).emitWithAck('message', {
+        text: `hello from ${v.sessionId}`,
+        tenantId: TENANT,
+        sessionId: v.sessionId,
+        fingerprint: `fp-${v.sessionId}`,
+      })) as {
         success: boolean;
         messageId: string;
       };
       expect(ack).toMatchObject({ success: true, sessionId: v.sessionId });
       checker.acked(ack.messageId, TENANT, v.sessionId);
-      await eventually(() => v.received.includes(ack.messageId) && agentReceived.includes(ack.messageId), `delivery of ${v.sessionId}'s message`, { retryOnError: true });
+      await eventually(
+        () => v.received.includes(ack.messageId) && agentReceived.includes(ack.messageId),
+        `delivery of ${v.sessionId}'s message`,
+        { retryOnError: true },
+      );
     }
     // A wrong key on the socket is the ws node's final refusal (CONNECT_ERROR), relayed unchanged.
-    const wrong = io(gateway, { auth: { apiKey: 'ck_pub_wrongwrongwrongwrong', token: visitors[0]!.token, sessionId: 's-0', fingerprint: 'fp-s-0' }, transports: ['websocket'] });
+    const wrong = io(gateway, {
+      auth: { apiKey: 'ck_pub_wrongwrongwrongwrong', token: visitors[0]!.token, sessionId: 's-0', fingerprint: 'fp-s-0' },
+      transports: ['websocket'],
+    });
     sockets.push(wrong);
     const refused = (await new Promise<Error>((resolve) => wrong.once('connect_error', resolve))) as Error & { data?: { code?: string } };
     expect([refused.message, refused.data?.code]).toEqual(['Invalid API key', 'invalid_api_key']);
@@ -173,41 +196,58 @@ describe.skipIf(!services)('gateway + api + two ws nodes (Redis, PostgreSQL)', (
 
     // The HTTP door through the gateway reaches the visitor's socket wherever it lives.
     const v0 = visitors[0]!;
-    const sent = await post('/webchat/message', v0.token, { text: 'over http', tenantId: TENANT, sessionId: v0.sessionId, fingerprint: `fp-${v0.sessionId}` });
+    const sent = await post('/webchat/message', v0.token, {
+      text: 'over http',
+      tenantId: TENANT,
+      sessionId: v0.sessionId,
+      fingerprint: `fp-${v0.sessionId}`,
+    });
     expect(sent.status, JSON.stringify(sent.body)).toBe(200);
     checker.acked(sent.body.messageId as string, TENANT, v0.sessionId);
     await eventually(() => v0.received.includes(sent.body.messageId as string), 'the HTTP message on the socket', { retryOnError: true });
   });
 
-  it('a ws node killed mid-test: its clients reconnect through the gateway to the other node and lose nothing', { timeout: 180_000 }, async () => {
-    const onWs1 = visitors.filter((v) => v.socket.io.engine.id.startsWith('ws1.'));
-    expect(onWs1.length).toBeGreaterThan(0);
-    await procs.ws1!.stop('SIGKILL');
-    // Messages sent while their node is down are stored; the reconnecting sockets recover them.
-    const sentDuring: Record<string, string[]> = {};
-    for (const v of visitors) {
-      sentDuring[v.sessionId] = [];
-      for (let i = 0; i < 3; i++) {
-        const r = await post('/webchat/message', v.token, { text: `during ${i}`, tenantId: TENANT, sessionId: v.sessionId, fingerprint: `fp-${v.sessionId}`, clientMessageId: `d-${v.sessionId}-${i}` });
-        expect(r.status, JSON.stringify(r.body)).toBe(200);
-        checker.acked(r.body.messageId as string, TENANT, v.sessionId);
-        sentDuring[v.sessionId]!.push(r.body.messageId as string);
+  it(
+    'a ws node killed mid-test: its clients reconnect through the gateway to the other node and lose nothing',
+    { timeout: 180_000 },
+    async () => {
+      const onWs1 = visitors.filter((v) => v.socket.io.engine.id.startsWith('ws1.'));
+      expect(onWs1.length).toBeGreaterThan(0);
+      await procs.ws1!.stop('SIGKILL');
+      // Messages sent while their node is down are stored; the reconnecting sockets recover them.
+      const sentDuring: Record<string, string[]> = {};
+      for (const v of visitors) {
+        sentDuring[v.sessionId] = [];
+        for (let i = 0; i < 3; i++) {
+          const r = await post('/webchat/message', v.token, {
+            text: `during ${i}`,
+            tenantId: TENANT,
+            sessionId: v.sessionId,
+            fingerprint: `fp-${v.sessionId}`,
+            clientMessageId: `d-${v.sessionId}-${i}`,
+          });
+          expect(r.status, JSON.stringify(r.body)).toBe(200);
+          checker.acked(r.body.messageId as string, TENANT, v.sessionId);
+          sentDuring[v.sessionId]!.push(r.body.messageId as string);
+        }
       }
-    }
-    await eventually(
-      () => visitors.every((v) => v.socket.connected && v.socket.io.engine.id.startsWith('ws2.')),
-      'every visitor reconnected to ws2',
-      { timeoutMs: 60_000, retryOnError: true },
-    );
-    for (const v of visitors) {
-      await eventually(() => sentDuring[v.sessionId]!.every((id) => v.received.includes(id)), `recovery of ${v.sessionId}`, { retryOnError: true });
-      // Exactly once: no message delivered twice to the same visitor.
-      expect(new Set(v.received).size).toBe(v.received.length);
-    }
-    // Zero lost, duplicated or reordered, for the visitors and the agent, across the node's death.
-    const report = await checker.settle(readerFromDb(db), { timeoutMs: 30_000 });
-    expect(report.problems).toEqual([]);
-    expect(checker.ackedCount).toBe(visitors.length * 4 + 1);
-    expect(procs.gw1!.child.exitCode).toBeNull();
-  });
+      await eventually(
+        () => visitors.every((v) => v.socket.connected && v.socket.io.engine.id.startsWith('ws2.')),
+        'every visitor reconnected to ws2',
+        { timeoutMs: 60_000, retryOnError: true },
+      );
+      for (const v of visitors) {
+        await eventually(() => sentDuring[v.sessionId]!.every((id) => v.received.includes(id)), `recovery of ${v.sessionId}`, {
+          retryOnError: true,
+        });
+        // Exactly once: no message delivered twice to the same visitor.
+        expect(new Set(v.received).size).toBe(v.received.length);
+      }
+      // Zero lost, duplicated or reordered, for the visitors and the agent, across the node's death.
+      const report = await checker.settle(readerFromDb(db), { timeoutMs: 30_000 });
+      expect(report.problems).toEqual([]);
+      expect(checker.ackedCount).toBe(visitors.length * 4 + 1);
+      expect(procs.gw1!.child.exitCode).toBeNull();
+    },
+  );
 });

@@ -31,10 +31,14 @@ describe('gateway checks in process (chatd serve --role all)', () => {
     chatd = await spawnChatd({ cwd, timeoutMs: 90_000 });
     base = `http://127.0.0.1:${chatd.ports.public}`;
     // The embedded database opens on first use (slow on a loaded machine): warm up from another IP.
-    await eventually(async () => (await mint(PUB_A, 'a', '192.0.2.99').catch(() => ({ status: 0 }))).status === 200, 'chatd to serve a token', {
-      timeoutMs: 150_000,
-      intervalMs: 500,
-    });
+    await eventually(
+      async () => (await mint(PUB_A, 'a', '192.0.2.99').catch(() => ({ status: 0 }))).status === 200,
+      'chatd to serve a token',
+      {
+        timeoutMs: 150_000,
+        intervalMs: 500,
+      },
+    );
   }, 240_000);
   afterAll(async () => {
     await chatd?.stop('SIGKILL');
@@ -45,7 +49,11 @@ describe('gateway checks in process (chatd serve --role all)', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-forwarded-for': ip, ...(key ? { authorization: `Bearer ${key}` } : {}) },
       body: JSON.stringify({ tenantId }),
-    }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown>, retryAfter: r.headers.get('retry-after') }));
+    }).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as Record<string, unknown>,
+      retryAfter: r.headers.get('retry-after'),
+    }));
 
   it('refuses wrong and foreign keys, then limits the client IP with 429 and Retry-After', async () => {
     expect((await mint(PUB_A, 'a')).status).toBe(200);

@@ -6,7 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import WebSocket, { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,7 +63,12 @@ let ipSeq = 0;
 /** A client IP of its own for each test (the gateway trusts X-Forwarded-For from loopback). */
 const newIp = () => `198.51.100.${++ipSeq}`;
 
-async function call(base: string, method: string, p: string, opts: { key?: string; body?: unknown; ip?: string; headers?: Record<string, string> } = {}) {
+async function call(
+  base: string,
+  method: string,
+  p: string,
+  opts: { key?: string; body?: unknown; ip?: string; headers?: Record<string, string> } = {},
+) {
   const headers: Record<string, string> = { 'x-forwarded-for': opts.ip ?? newIp(), ...opts.headers };
   if (opts.key) headers.authorization = `Bearer ${opts.key}`;
   let body: string | undefined;
@@ -128,7 +133,12 @@ describe('gateway: HTTP to api nodes', () => {
 
   it('passes valid keys and JWT-shaped tokens on, with X-Forwarded-For, X-Request-Id and the body', async () => {
     const ip = newIp();
-    const ok = await call(base, 'POST', '/api/chat/anonymous-token', { key: PUB_A, body: { tenantId: 'a' }, ip, headers: { 'x-request-id': 'req-123' } });
+    const ok = await call(base, 'POST', '/api/chat/anonymous-token', {
+      key: PUB_A,
+      body: { tenantId: 'a' },
+      ip,
+      headers: { 'x-request-id': 'req-123' },
+    });
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ method: 'POST', url: '/api/chat/anonymous-token', body: '{"tenantId":"a"}', requestId: 'req-123' });
     expect(ok.body.xff).toBe(`${ip}, 127.0.0.1`);
@@ -144,11 +154,16 @@ describe('gateway: HTTP to api nodes', () => {
   it('round-robins over healthy api nodes; a draining node leaves the rotation and comes back', async () => {
     const upstreamsOf = async (n: number) => {
       const seen: string[] = [];
-      for (let i = 0; i < n; i++) seen.push((await call(base, 'GET', '/api/chat/messages?tenantId=a', { key: JWT })).body.upstream as string);
+      for (let i = 0; i < n; i++)
+        seen.push((await call(base, 'GET', '/api/chat/messages?tenantId=a', { key: JWT })).body.upstream as string);
       return seen;
     };
     // Both in rotation first (probes on a loaded machine may lag the gateway's start).
-    await eventually(async () => (await upstreamsOf(2)).includes('api-2') && (await upstreamsOf(2)).includes('api-1'), 'both api nodes in rotation', { retryOnError: true });
+    await eventually(
+      async () => (await upstreamsOf(2)).includes('api-2') && (await upstreamsOf(2)).includes('api-1'),
+      'both api nodes in rotation',
+      { retryOnError: true },
+    );
     const seen = await upstreamsOf(6);
     expect(seen.filter((u) => u === 'api-1')).toHaveLength(3);
     expect(seen.filter((u) => u === 'api-2')).toHaveLength(3);
@@ -181,28 +196,38 @@ describe('gateway: HTTP to api nodes', () => {
 });
 
 describe('gateway: upstream failures', () => {
-  it('retries a request that never reached a dead node on a live one, and answers 502 when none is left', { timeout: 180_000 }, async () => {
-    const alive = await startApiStandIn('alive');
-    const dead = `http://127.0.0.1:${await freePort()}`;
-    const gw = await startGateway({ api: [dead, alive.url], ws: [], extra: 'log:\n  level: info' });
-    const gwOnlyDead = await startGateway({ api: [dead], ws: [] });
-    try {
-      const base = `http://127.0.0.1:${gw.ports.gateway}`;
-      // Whatever the method: connection refused means the request was never sent.
-      for (let i = 0; i < 4; i++) {
-        const r = await call(base, i % 2 ? 'POST' : 'GET', '/api/chat/anonymous-token', { key: PUB_A, body: i % 2 ? { tenantId: 'a' } : undefined });
-        expect(r.status).toBe(200);
-        expect(r.body.upstream).toBe('alive');
+  it(
+    'retries a request that never reached a dead node on a live one, and answers 502 when none is left',
+    { timeout: 180_000 },
+    async () => {
+      const alive = await startApiStandIn('alive');
+      const dead = `http://127.0.0.1:${await freePort()}`;
+      const gw = await startGateway({ api: [dead, alive.url], ws: [], extra: 'log:\n  level: info' });
+      const gwOnlyDead = await startGateway({ api: [dead], ws: [] });
+      try {
+        const base = `http://127.0.0.1:${gw.ports.gateway}`;
+        // Whatever the method: connection refused means the request was never sent.
+        for (let i = 0; i < 4; i++) {
+          const r = await call(base, i % 2 ? 'POST' : 'GET', '/api/chat/anonymous-token', {
+            key: PUB_A,
+            body: i % 2 ? { tenantId: 'a' } : undefined,
+          });
+          expect(r.status).toBe(200);
+          expect(r.body.upstream).toBe('alive');
+        }
+        const none = await call(`http://127.0.0.1:${gwOnlyDead.ports.gateway}`, 'POST', '/api/chat/anonymous-token', {
+          key: PUB_A,
+          body: { tenantId: 'a' },
+        });
+        expect([none.status, none.body]).toEqual([502, { error: 'No healthy upstream', code: 'upstream_unavailable' }]);
+        const ready = await fetch(`http://127.0.0.1:${gwOnlyDead.ports.gateway}/readyz`);
+        expect(ready.status).toBe(503);
+      } finally {
+        await Promise.all([gw.stop('SIGKILL'), gwOnlyDead.stop('SIGKILL')]);
+        await alive.close();
       }
-      const none = await call(`http://127.0.0.1:${gwOnlyDead.ports.gateway}`, 'POST', '/api/chat/anonymous-token', { key: PUB_A, body: { tenantId: 'a' } });
-      expect([none.status, none.body]).toEqual([502, { error: 'No healthy upstream', code: 'upstream_unavailable' }]);
-      const ready = await fetch(`http://127.0.0.1:${gwOnlyDead.ports.gateway}/readyz`);
-      expect(ready.status).toBe(503);
-    } finally {
-      await Promise.all([gw.stop('SIGKILL'), gwOnlyDead.stop('SIGKILL')]);
-      await alive.close();
-    }
-  });
+    },
+  );
 });
 
 describe.skipIf(!(await hasRedis()))('gateway: limits shared through Redis', () => {
@@ -328,7 +353,12 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
       const url = `http://127.0.0.1:${gw2.ports.gateway}`;
       const clients: Socket[] = [];
       for (let i = 0; i < 4; i++) {
-        const s = ioClient(url, { transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 500, extraHeaders: { 'x-forwarded-for': newIp() } });
+        const s = ioClient(url, {
+          transports: ['websocket'],
+          reconnectionDelay: 100,
+          reconnectionDelayMax: 500,
+          extraHeaders: { 'x-forwarded-for': newIp() },
+        });
         sockets.push(s);
         clients.push(s);
         await new Promise<void>((r) => s.once('connect', () => r()));
@@ -336,10 +366,14 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
       const before = await Promise.all(clients.map((s) => ask(s, 'whoami')));
       expect(before).toContain('wsnode3');
       await n3.close();
-      await eventually(async () => {
-        const now = await Promise.all(clients.map((s) => (s.connected ? ask(s, 'whoami').catch(() => 'x') : 'x')));
-        return now.every((n) => n === 'wsnode2');
-      }, 'every client on wsnode2', { retryOnError: true });
+      await eventually(
+        async () => {
+          const now = await Promise.all(clients.map(async (s) => (s.connected ? ask(s, 'whoami').catch(() => 'x') : 'x')));
+          return now.every((n) => n === 'wsnode2');
+        },
+        'every client on wsnode2',
+        { retryOnError: true },
+      );
       expect(gw2.child.exitCode).toBeNull();
     } finally {
       await gw2.stop('SIGKILL');
@@ -366,7 +400,7 @@ describe('gateway: websocket backpressure', () => {
     wss.on('connection', (ws, req) => {
       if (mode === 'stall') {
         // Never reads: what the client sends piles up in the gateway's upstream buffer.
-        (req.socket as import('node:net').Socket).pause();
+        (req.socket as NetSocket).pause();
         return;
       }
       for (let i = 0; i < FRAMES; i++) {
@@ -402,7 +436,10 @@ describe('gateway: websocket backpressure', () => {
     // purpose: the test is that a stalled reader stays connected, so the stall has to last.
     await new Promise((r) => setTimeout(r, 1500));
     client.resume();
-    await eventually(() => got.length === FRAMES || closed !== undefined, 'every frame or a close', { timeoutMs: 60_000, retryOnError: true });
+    await eventually(() => got.length === FRAMES || closed !== undefined, 'every frame or a close', {
+      timeoutMs: 60_000,
+      retryOnError: true,
+    });
     expect(closed).toBeUndefined();
     expect(got).toEqual([...Array(FRAMES).keys()]);
     client.close();

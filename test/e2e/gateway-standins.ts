@@ -39,7 +39,16 @@ export async function startApiStandIn(name: string): Promise<ApiStandIn> {
       hits.push({ method: req.method!, url: req.url!, headers: req.headers, body });
       if (req.url === '/api/chat/slow') return; // held until the gateway times out
       res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': name });
-      res.end(JSON.stringify({ upstream: name, method: req.method, url: req.url, body, xff: req.headers['x-forwarded-for'], requestId: req.headers['x-request-id'] }));
+      res.end(
+        JSON.stringify({
+          upstream: name,
+          method: req.method,
+          url: req.url,
+          body,
+          xff: req.headers['x-forwarded-for'],
+          requestId: req.headers['x-request-id'],
+        }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -110,10 +119,9 @@ export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
     requests,
     close: () =>
       new Promise<void>((r) => {
-        io.close();
+        void io.close();
         server.closeAllConnections();
         server.close(() => r());
       }),
   };
 }
-

@@ -75,7 +75,10 @@ describe('handshake limits on a bare ws node and behind a gateway', () => {
     );
     gw = await spawnChatd({ cwd: gwCwd, args: ['serve', '--role', 'gateway'], waitFor: ['gateway', 'admin'], timeoutMs: 120_000 });
     gwBase = `http://127.0.0.1:${gw.ports.gateway}`;
-    await eventually(async () => (await fetch(`${gwBase}/readyz`)).status === 200, 'gateway ready', { timeoutMs: 120_000, retryOnError: true });
+    await eventually(async () => (await fetch(`${gwBase}/readyz`)).status === 200, 'gateway ready', {
+      timeoutMs: 120_000,
+      retryOnError: true,
+    });
   }, 300_000);
 
   afterAll(async () => {
@@ -91,7 +94,7 @@ describe('handshake limits on a bare ws node and behind a gateway', () => {
     expect((await get(handshake(wsBase), '127.0.0.3')).status).toBe(200);
   });
 
-  it('behind the gateway each client is limited by its own forwarded IP, not by the gateway\'s', async () => {
+  it("behind the gateway each client is limited by its own forwarded IP, not by the gateway's", async () => {
     for (let i = 0; i < BURST; i++) expect((await get(handshake(gwBase), '127.0.0.4')).status).toBe(200);
     expect((await get(handshake(gwBase), '127.0.0.4')).status).toBe(429);
     // Another client through the same gateway is not refused with the first one.

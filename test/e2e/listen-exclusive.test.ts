@@ -24,7 +24,9 @@ async function folderWith(yaml: string): Promise<string> {
 
 describe('exclusive listeners', () => {
   it('a second chatd on the public port of a running one exits non-zero with one line naming the listener', async () => {
-    const first = await spawnChatd({ cwd: await folderWith('server:\n  host: 127.0.0.1\n  port: 0\nadmin:\n  port: 0\nlog:\n  format: json\n') });
+    const first = await spawnChatd({
+      cwd: await folderWith('server:\n  host: 127.0.0.1\n  port: 0\nadmin:\n  port: 0\nlog:\n  format: json\n'),
+    });
     running.push(first);
     const port = first.ports.public!;
     // Its own folder (its own embedded database), the same public port.
@@ -33,7 +35,10 @@ describe('exclusive listeners', () => {
     });
     expect(r.code).not.toBe(0);
     expect(r.stdout).not.toMatch(/"listener":"public"/);
-    const errors = r.stderr.trim().split('\n').filter((l) => l.startsWith('chatd:'));
+    const errors = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('chatd:'));
     expect(errors).toEqual([`chatd: cannot listen on 127.0.0.1:${port} (public listener): address in use`]);
     // The first one still answers every request alone.
     for (let i = 0; i < 6; i++) expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
@@ -47,9 +52,12 @@ describe('exclusive listeners', () => {
       cwd: await folderWith('log:\n  format: json\n'),
     });
     expect(r.code).not.toBe(0);
-    expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('chatd:'))).toEqual([
-      `chatd: cannot listen on 127.0.0.1:${adminPort} (admin listener): address in use`,
-    ]);
+    expect(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('chatd:')),
+    ).toEqual([`chatd: cannot listen on 127.0.0.1:${adminPort} (admin listener): address in use`]);
   }, 150_000);
 
   it('port 0 still works for every listener, twice side by side', async () => {
@@ -75,14 +83,18 @@ describe('config check: two listeners of one process on one address and port', (
     expect(s.code).not.toBe(0);
     expect(s.stderr.trim()).toMatch(/^chatd: admin\.port \d+ .*collides with server\.port/);
     expect(s.stdout).toBe('');
-    expect(s.stdout).toBe("");
+    expect(s.stdout).toBe('');
   });
 
   it('a wildcard address overlaps a specific one on the same port; other ports, and port 0, do not', async () => {
-    const overlap = await runChatd(['config', 'check'], { cwd: await folderWith('server:\n  host: 0.0.0.0\n  port: 4712\nadmin:\n  host: 127.0.0.1\n  port: 4712\n') });
+    const overlap = await runChatd(['config', 'check'], {
+      cwd: await folderWith('server:\n  host: 0.0.0.0\n  port: 4712\nadmin:\n  host: 127.0.0.1\n  port: 4712\n'),
+    });
     expect(overlap.code).not.toBe(0);
     expect(overlap.stderr).toContain('admin.port 4712');
-    const apart = await runChatd(['config', 'check'], { cwd: await folderWith('server:\n  host: 127.0.0.2\n  port: 4712\nadmin:\n  host: 127.0.0.1\n  port: 4712\n') });
+    const apart = await runChatd(['config', 'check'], {
+      cwd: await folderWith('server:\n  host: 127.0.0.2\n  port: 4712\nadmin:\n  host: 127.0.0.1\n  port: 4712\n'),
+    });
     expect(apart.code).toBe(0);
     const zero = await runChatd(['config', 'check'], { cwd: await folderWith('server:\n  port: 0\nadmin:\n  port: 0\n') });
     expect(zero.code).toBe(0);

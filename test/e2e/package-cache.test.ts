@@ -13,7 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cacheCandidates, sha256, type CacheCandidate } from '../../scripts/package/native-cache.js';
 
 const require = createRequire(import.meta.url);
-const ADDON = path.join(path.dirname(require.resolve('uWebSockets.js/package.json')), 'binaries', `uws_linux_x64_${process.versions.modules}.node`);
+const ADDON = path.join(
+  path.dirname(require.resolve('uWebSockets.js/package.json')),
+  'binaries',
+  `uws_linux_x64_${process.versions.modules}.node`,
+);
 const supported = process.platform === 'linux' && process.arch === 'x64' && existsSync(ADDON);
 const bytes = supported ? new Uint8Array(readFileSync(ADDON)) : new Uint8Array();
 
@@ -62,7 +66,9 @@ interface Outcome {
 }
 /** Loads the addon through the cache in a fresh node process. */
 const load = (candidates: CacheCandidate[], accept = true): Outcome =>
-  JSON.parse(execFileSync(process.execPath, [runner, JSON.stringify({ addon: ADDON, candidates, accept })], { encoding: 'utf8' })) as Outcome;
+  JSON.parse(
+    execFileSync(process.execPath, [runner, JSON.stringify({ addon: ADDON, candidates, accept })], { encoding: 'utf8' }),
+  ) as Outcome;
 
 /** Mounts a small noexec tmpfs (root only); undefined when this machine does not allow it. */
 function mountNoexec(dir: string): string | undefined {

@@ -37,7 +37,14 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
       admin: { port: 0 },
       redis: { url: REDIS_URL, prefix },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
-      tenants: [{ id: 'acme', apiKeys: [{ key: PUB }], allowedOrigins: ['*'], webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }] }],
+      tenants: [
+        {
+          id: 'acme',
+          apiKeys: [{ key: PUB }],
+          allowedOrigins: ['*'],
+          webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }],
+        },
+      ],
       webhooks: { timeoutMs: 10_000, retryBaseMs: 100, retryMaxDelayMs: 200, retryWindowMs: 3000 },
     };
     await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
@@ -80,7 +87,11 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     expect(got.deliveryId).toBe(deliveryIdFor('acme', messageId, 'crm'));
     expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
     const body = JSON.parse(got.body);
-    expect(body).toMatchObject({ type: 'message.created', tenantId: 'acme', data: { id: messageId, text: 'Hello webhooks', tenantId: 'acme', seq: 1 } });
+    expect(body).toMatchObject({
+      type: 'message.created',
+      tenantId: 'acme',
+      data: { id: messageId, text: 'Hello webhooks', tenantId: 'acme', seq: 1 },
+    });
     expect(chatd.logs()).not.toContain(SECRET);
   });
 
@@ -89,7 +100,9 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     const before = receiver.received.length;
     const messageId = await send('Will die first', 'c-2');
     const deliveryId = deliveryIdFor('acme', messageId, 'crm');
-    await eventually(async () => (await admin.xlen(`${prefix}meta:webhook_dead`)) === 1, 'the delivery in the dead stream', { timeoutMs: 60_000 });
+    await eventually(async () => (await admin.xlen(`${prefix}meta:webhook_dead`)) === 1, 'the delivery in the dead stream', {
+      timeoutMs: 60_000,
+    });
     const listed = await runChatd(['webhooks', 'dead', '--json'], { cwd });
     expect(listed.code, listed.stderr).toBe(0);
     const dead = JSON.parse(listed.stdout).dead as { id: string; deliveryId: string; reason: string; error: string; attempts: number }[];
@@ -149,7 +162,14 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
       server: { port: 0 },
       admin: { port: 0 },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
-      tenants: [{ id: 'acme', apiKeys: [{ key: PUB }], allowedOrigins: ['*'], webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }] }],
+      tenants: [
+        {
+          id: 'acme',
+          apiKeys: [{ key: PUB }],
+          allowedOrigins: ['*'],
+          webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }],
+        },
+      ],
       webhooks: { timeoutMs: 10_000 },
     };
     await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
@@ -179,12 +199,16 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
     const deliveryId = deliveryIdFor('acme', sent.body.messageId as string, 'crm');
     await eventually(() => receiver.received.length === 1, 'the refused attempt');
     let dead: { id: string; deliveryId: string; reason: string; error: string }[] = [];
-    await eventually(async () => {
-      const out = await runChatd(['webhooks', 'dead', '--json'], { cwd });
-      expect(out.code, out.stderr).toBe(0);
-      dead = JSON.parse(out.stdout).dead;
-      return dead.length === 1;
-    }, 'the dead delivery listed', { timeoutMs: 60_000 });
+    await eventually(
+      async () => {
+        const out = await runChatd(['webhooks', 'dead', '--json'], { cwd });
+        expect(out.code, out.stderr).toBe(0);
+        dead = JSON.parse(out.stdout).dead;
+        return dead.length === 1;
+      },
+      'the dead delivery listed',
+      { timeoutMs: 60_000 },
+    );
     expect(dead[0]).toMatchObject({ deliveryId, reason: 'rejected', error: 'HTTP 400: bad payload' });
     healthy = true;
     const replay = await runChatd(['webhooks', 'replay', dead[0]!.id, '--json'], { cwd });
@@ -192,6 +216,12 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
     expect(JSON.parse(replay.stdout)).toEqual({ replayed: [dead[0]!.id], notFound: [] });
     await eventually(() => receiver.received.length === 2, 'the replayed delivery');
     expect(receiver.received[1]!.deliveryId).toBe(deliveryId);
-    expect(verifyWebhook(SECRET, { timestamp: receiver.received[1]!.timestamp, signature: receiver.received[1]!.signature }, receiver.received[1]!.body)).toBe(true);
+    expect(
+      verifyWebhook(
+        SECRET,
+        { timestamp: receiver.received[1]!.timestamp, signature: receiver.received[1]!.signature },
+        receiver.received[1]!.body,
+      ),
+    ).toBe(true);
   }, 300_000);
 });

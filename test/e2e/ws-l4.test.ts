@@ -45,7 +45,10 @@ describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling 
       nodes.push(await spawnChatd({ cwd, env, args: ['serve', '--role', 'ws'], waitFor: ['ws', 'admin'], timeoutMs: 120_000 }));
     }
     for (const n of nodes) {
-      await eventually(async () => (await fetch(`http://127.0.0.1:${n.ports.ws}/readyz`)).status === 200, 'ws node ready', { timeoutMs: 120_000, retryOnError: true });
+      await eventually(async () => (await fetch(`http://127.0.0.1:${n.ports.ws}/readyz`)).status === 200, 'ws node ready', {
+        timeoutMs: 120_000,
+        retryOnError: true,
+      });
     }
   }, 300_000);
 
@@ -66,14 +69,18 @@ describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling 
     const auth = { apiKey: PUB, token, sessionId: 'l4-session-1', fingerprint: 'fp-l4' };
 
     // Node B must know node A's address (advertised in the node registry) before it can forward.
-    const post = await eventually(async () => {
-      const r = await fetch(`${b}&sid=${encodeURIComponent(sid)}`, {
-        method: 'POST',
-        headers: { 'content-type': 'text/plain;charset=UTF-8' },
-        body: `40${JSON.stringify(auth)}`,
-      });
-      return r.status === 200 ? r : undefined;
-    }, 'node B forwards the CONNECT to node A', { timeoutMs: 60_000, retryOnError: true });
+    const post = await eventually(
+      async () => {
+        const r = await fetch(`${b}&sid=${encodeURIComponent(sid)}`, {
+          method: 'POST',
+          headers: { 'content-type': 'text/plain;charset=UTF-8' },
+          body: `40${JSON.stringify(auth)}`,
+        });
+        return r.status === 200 ? r : undefined;
+      },
+      'node B forwards the CONNECT to node A',
+      { timeoutMs: 60_000, retryOnError: true },
+    );
     expect(await post!.text()).toBe('ok');
 
     // The poll on node B is answered by node A: the CONNECT ack names the session.

@@ -44,11 +44,13 @@ export interface SpawnOptions {
 const LISTEN_TIMEOUT_MS = 240_000;
 
 export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
-  const child = track(spawn(process.execPath, [CHATD_BIN, ...(opts.args ?? ['serve', '--role', 'all'])], {
-    cwd: opts.cwd,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }));
+  const child = track(
+    spawn(process.execPath, [CHATD_BIN, ...(opts.args ?? ['serve', '--role', 'all'])], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let out = '';
   let err = '';
   const ports: Record<string, number> = {};
@@ -90,7 +92,7 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
       check();
     });
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    exited.then((code) => {
+    void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`chatd exited with ${code} before listening\nstdout:\n${out}\nstderr:\n${err}`));
     });
@@ -98,13 +100,18 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
 }
 
 /** Runs a chatd command to completion (killed after `timeoutMs`, default 60 s: code null then). */
-export function runChatd(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runChatd(
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = track(spawn(process.execPath, [CHATD_BIN, ...args], {
-      cwd: opts.cwd,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }));
+    const child = track(
+      spawn(process.execPath, [CHATD_BIN, ...args], {
+        cwd: opts.cwd,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

@@ -81,7 +81,9 @@ describe('DeliveryChecker', () => {
     c.acked(order[2]!.id, T, 'a'); // a-m2: lost while the client was away
     v.reconnected(false);
     c.acked(order[4]!.id, T, 'a'); // a-m3: owed to the new segment
-    expect((await c.verify(reader(stored))).problems).toEqual(['client va (t:tenant:conv:a) segment 2: missing 1 of 1 owed: a-m3 (acked #2, seq 3)']);
+    expect((await c.verify(reader(stored))).problems).toEqual([
+      'client va (t:tenant:conv:a) segment 2: missing 1 of 1 owed: a-m3 (acked #2, seq 3)',
+    ]);
     v.received('a-m3', 3);
     expect((await c.verify(reader(stored))).ok).toBe(true);
 

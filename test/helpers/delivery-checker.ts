@@ -42,12 +42,18 @@ export interface StoredReader {
 /** A StoredReader over the database port (and optionally the store's agent history). */
 export function readerFromDb(
   db: { messages: { since(t: string, s: string, after: number, limit: number): Promise<ChatMessage[]> } },
-  events?: { agentRange(t: string, after: number, limit: number): Promise<{ entries: readonly { offset: number; type: string; message?: ChatMessage }[] }> },
+  events?: {
+    agentRange(
+      t: string,
+      after: number,
+      limit: number,
+    ): Promise<{ entries: readonly { offset: number; type: string; message?: ChatMessage }[] }>;
+  },
 ): StoredReader {
   return {
     async conversation(tenantId, sessionId) {
       const out: ChatMessage[] = [];
-      for (let after = 0; ; ) {
+      for (let after = 0; ;) {
         const page = await db.messages.since(tenantId, sessionId, after, 1000);
         out.push(...page);
         if (page.length < 1000) return out;
@@ -58,7 +64,7 @@ export function readerFromDb(
       ? {
           async agentOffsets(tenantId: string) {
             const map = new Map<string, number>();
-            for (let after = 0; ; ) {
+            for (let after = 0; ;) {
               const { entries } = await events.agentRange(tenantId, after, 1000);
               for (const e of entries) if (e.type === 'message' && e.message) map.set(e.message.id, e.offset);
               if (entries.length < 1000) return map;
@@ -182,7 +188,8 @@ export class DeliveryChecker {
 
   async assertClean(reader: StoredReader): Promise<void> {
     const report = await this.verify(reader);
-    if (!report.ok) throw new Error(`delivery checker found problems:\n${report.problems.map((p) => `  - ${p}`).join('\n')}\n${report.summary}`);
+    if (!report.ok)
+      throw new Error(`delivery checker found problems:\n${report.problems.map((p) => `  - ${p}`).join('\n')}\n${report.summary}`);
   }
 
   async verify(reader: StoredReader): Promise<DeliveryReport> {
@@ -214,9 +221,12 @@ export class DeliveryChecker {
       if (seenAck.has(a.messageId)) continue; // an idempotent retry acknowledged the same id again: fine
       seenAck.add(a.messageId);
       if (rows.length === 0) problems.push(`acked #${a.index} ${a.messageId} (t:${a.tenantId}:conv:${a.sessionId}) is not stored`);
-      else if (rows.length > 1) problems.push(`acked ${a.messageId} is stored ${rows.length} times (seq ${rows.map((r) => r.seq).join(', ')})`);
+      else if (rows.length > 1)
+        problems.push(`acked ${a.messageId} is stored ${rows.length} times (seq ${rows.map((r) => r.seq).join(', ')})`);
       else if (rows[0]!.sessionId !== a.sessionId || rows[0]!.tenantId !== a.tenantId)
-        problems.push(`acked ${a.messageId} is stored in t:${rows[0]!.tenantId}:conv:${rows[0]!.sessionId}, acked for t:${a.tenantId}:conv:${a.sessionId}`);
+        problems.push(
+          `acked ${a.messageId} is stored in t:${rows[0]!.tenantId}:conv:${rows[0]!.sessionId}, acked for t:${a.tenantId}:conv:${a.sessionId}`,
+        );
     }
 
     // ---- the same message has one agent offset for every client
@@ -233,7 +243,9 @@ export class DeliveryChecker {
         let prev: Receipt | undefined;
         seg.receipts.forEach((r, pos) => {
           if (prev && r.offset <= prev.offset) {
-            problems.push(`${where}: out of order at position ${pos}: offset ${r.offset}${r.messageId ? ` (${r.messageId})` : ''} after offset ${prev.offset}${prev.messageId ? ` (${prev.messageId})` : ''}`);
+            problems.push(
+              `${where}: out of order at position ${pos}: offset ${r.offset}${r.messageId ? ` (${r.messageId})` : ''} after offset ${prev.offset}${prev.messageId ? ` (${prev.messageId})` : ''}`,
+            );
           }
           prev = r;
           if (r.messageId === undefined) return;
@@ -248,7 +260,8 @@ export class DeliveryChecker {
             problems.push(`${where}: received ${r.messageId} (offset ${r.offset}), which is not stored`);
             return;
           }
-          if (!inStream(row)) problems.push(`${where}: received ${r.messageId} of t:${row.tenantId}:conv:${row.sessionId}, not of its stream`);
+          if (!inStream(row))
+            problems.push(`${where}: received ${r.messageId} of t:${row.tenantId}:conv:${row.sessionId}, not of its stream`);
           if (c.stream.kind === 'conversation' && r.offset !== row.seq) {
             problems.push(`${where}: ${r.messageId} arrived with offset ${r.offset}, its seq is ${row.seq}`);
           }
@@ -292,7 +305,8 @@ export class DeliveryChecker {
           if (c.stream.kind === 'conversation') {
             const rows = bySeq.get(`${c.stream.tenantId}\u0000${c.stream.sessionId}`) ?? [];
             const holes = rows.filter((m) => m.seq > lo && m.seq < hi && !have.has(m.seq)).map((m) => `seq ${m.seq} (${m.id})`);
-            if (holes.length > 0) problems.push(`${where}: skipped ${holes.length} stored message(s) between offsets ${lo} and ${hi}: ${abbreviate(holes)}`);
+            if (holes.length > 0)
+              problems.push(`${where}: skipped ${holes.length} stored message(s) between offsets ${lo} and ${hi}: ${abbreviate(holes)}`);
           } else if (c.contiguous) {
             const holes: string[] = [];
             for (let o = lo + 1; o < hi; o++) if (!have.has(o)) holes.push(String(o));

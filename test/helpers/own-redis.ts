@@ -41,7 +41,9 @@ export class OwnRedis {
   }
 
   async start(timeoutMs = 30_000): Promise<void> {
-    this.#child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    this.#child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
     await eventually(() => ping(this.port), `redis-server on ${this.port} to answer PING`, { timeoutMs, intervalMs: 50 });
   }
 

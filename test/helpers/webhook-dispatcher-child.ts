@@ -15,7 +15,12 @@ const env = (k: string) => {
 
 const directory = endpointDirectory(webhookConfig({ t1: [{ id: 'ep1', url: env('RECEIVER_URL'), secret: env('SECRET') }] }) as never);
 const dispatcher = new WebhookDispatcher({
-  queue: new RedisWebhookQueue({ redis: new Redis(env('REDIS_URL')), blocking: new Redis(env('REDIS_URL')), prefix: env('PREFIX'), deadMaxLen: 1000 }),
+  queue: new RedisWebhookQueue({
+    redis: new Redis(env('REDIS_URL')),
+    blocking: new Redis(env('REDIS_URL')),
+    prefix: env('PREFIX'),
+    deadMaxLen: 1000,
+  }),
   endpoints: () => directory,
   logger: pino({ level: 'silent' }),
   consumer: env('CONSUMER'),

@@ -17,7 +17,9 @@ export interface Node {
 }
 
 export async function startNode(raw: Record<string, unknown>, roles: Role[] = ['gateway', 'api', 'ws']): Promise<Node> {
-  const srv = await startInProcess({ tenants: tenantsConfig(), auth: { jwtSecret: JWT_SECRET }, ...raw }, roles, { waitReady: roles.includes('api') });
+  const srv = await startInProcess({ tenants: tenantsConfig(), auth: { jwtSecret: JWT_SECRET }, ...raw }, roles, {
+    waitReady: roles.includes('api'),
+  });
   const ports = srv.server.ports;
   const api = `http://127.0.0.1:${ports.public ?? ports.api}`;
   const ws = `http://127.0.0.1:${ports.public ?? ports.ws}`;
@@ -56,7 +58,9 @@ export function connect(
   const socket = io(url, { auth, forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 500, ...opts });
   const rec: Recorder = { socket, messages: [], presence: [], typing: [], reads: [], broadcasts: [], connects: [] };
   socket.on('meta_message_created', (p: { message: ChatMessage }, offset: string) => rec.messages.push({ message: p.message, offset }));
-  socket.on('presence_update', (p: { userId: string; sessionId: string; status: string }, offset: string) => rec.presence.push({ ...p, offset }));
+  socket.on('presence_update', (p: { userId: string; sessionId: string; status: string }, offset: string) =>
+    rec.presence.push({ ...p, offset }),
+  );
   socket.on('typing', (p: unknown) => rec.typing.push(p));
   socket.on('read', (p: unknown) => rec.reads.push(p));
   socket.on('meta_broadcast', (p: unknown) => rec.broadcasts.push(p));

@@ -53,7 +53,11 @@ export class Cluster {
   async config(name: string, extra: Record<string, unknown> = {}): Promise<string> {
     const cwd = this.cwds.get(name) ?? (await mkdtemp(path.join(tmpdir(), `chatd-rel-${name}-`)));
     this.cwds.set(name, cwd);
-    const tenants = (this.opts.tenants ?? [TENANT_A, TENANT_B]).map((t) => ({ id: t.id, apiKeys: [{ key: t.pub }, { key: t.sec }], allowedOrigins: ['*'] }));
+    const tenants = (this.opts.tenants ?? [TENANT_A, TENANT_B]).map((t) => ({
+      id: t.id,
+      apiKeys: [{ key: t.pub }, { key: t.sec }],
+      allowedOrigins: ['*'],
+    }));
     const config = {
       nodeId: name,
       server: { host: '127.0.0.1', port: 0, trustedProxies: ['127.0.0.1'] },
@@ -61,7 +65,12 @@ export class Cluster {
       admin: { port: 0, token: ADMIN_TOKEN },
       log: { level: 'info', format: 'json' },
       ...(this.opts.redisUrl ? { redis: { url: this.opts.redisUrl, prefix: this.opts.redisPrefix ?? '' } } : {}),
-      database: { url: this.opts.databaseUrl, ...(this.opts.schema ? { schema: this.opts.schema } : {}), connectTimeoutMs: 2000, statementTimeoutMs: 5000 },
+      database: {
+        url: this.opts.databaseUrl,
+        ...(this.opts.schema ? { schema: this.opts.schema } : {}),
+        connectTimeoutMs: 2000,
+        statementTimeoutMs: 5000,
+      },
       tenants,
       limits: OPEN_LIMITS,
       socketio: { pingIntervalMs: 2000, pingTimeoutMs: 4000 },
@@ -82,7 +91,13 @@ export class Cluster {
   async start(name: string, role: 'api' | 'ws' | 'gateway' | 'all', extra: Record<string, unknown> = {}): Promise<ChatdProcess> {
     const cwd = await this.config(name, extra);
     const listener = role === 'all' ? 'public' : role;
-    const p = await spawnChatd({ cwd, env: { JWT_SECRET }, args: ['serve', '--role', role], waitFor: [listener, 'admin'], timeoutMs: 120_000 });
+    const p = await spawnChatd({
+      cwd,
+      env: { JWT_SECRET },
+      args: ['serve', '--role', role],
+      waitFor: [listener, 'admin'],
+      timeoutMs: 120_000,
+    });
     this.procs.set(name, p);
     return p;
   }
@@ -111,7 +126,14 @@ export interface HttpAnswer {
 }
 
 /** One HTTP call; a transport failure resolves with status 0 and the error text. */
-export async function call(base: string, method: string, p: string, credential: string | undefined, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+export async function call(
+  base: string,
+  method: string,
+  p: string,
+  credential: string | undefined,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer> {
   try {
     const r = await fetch(`${base}${p}`, {
       method,
@@ -137,7 +159,15 @@ export async function call(base: string, method: string, p: string, credential: 
 }
 
 /** Transient, typed refusals a client may get while a dependency or node is down. */
-export const TRANSIENT = new Set(['dependency_unavailable', 'outcome_unknown', 'upstream_unavailable', 'upstream_timeout', 'draining', 'capacity', 'rate_limited']);
+export const TRANSIENT = new Set([
+  'dependency_unavailable',
+  'outcome_unknown',
+  'upstream_unavailable',
+  'upstream_timeout',
+  'draining',
+  'capacity',
+  'rate_limited',
+]);
 
 export const offsetOf = (o: unknown) => Number(String(o).split('~')[0]);
 
@@ -159,7 +189,10 @@ export function connected(s: Socket, timeoutMs = 60_000): Promise<void> {
     const t = setTimeout(() => reject(new Error('socket did not connect')), timeoutMs);
     s.once('connect', () => (clearTimeout(t), resolve()));
     s.once('connect_error', (e: Error & { data?: unknown }) => {
-      if (!s.active) (clearTimeout(t), reject(Object.assign(new Error(`connect_error: ${e.message}`), { data: e.data })));
+      if (!s.active) {
+        clearTimeout(t);
+        reject(Object.assign(new Error(`connect_error: ${e.message}`), { data: e.data }));
+      }
     });
   });
 }
@@ -212,7 +245,11 @@ export class Traffic {
 
   async addVisitor(sessionId: string, transports: 'websocket' | 'polling'): Promise<Visitor> {
     const fingerprint = `fp-${sessionId}`;
-    const minted = await call(this.entry(), 'POST', '/api/chat/anonymous-token', this.tenant.pub, { tenantId: this.tenant.id, sessionId, fingerprint });
+    const minted = await call(this.entry(), 'POST', '/api/chat/anonymous-token', this.tenant.pub, {
+      tenantId: this.tenant.id,
+      sessionId,
+      fingerprint,
+    });
     if (minted.status !== 200) throw new Error(`anonymous-token ${minted.status} ${JSON.stringify(minted.body)}`);
     const token = minted.body.token as string;
     const socket = io(this.entry(), {
@@ -232,7 +269,12 @@ export class Traffic {
   async addAgent(name: string): Promise<Socket> {
     const minted = await call(this.entry(), 'POST', '/api/chat/agent-token', this.tenant.sec, { tenantId: this.tenant.id, userId: name });
     if (minted.status !== 200) throw new Error(`agent-token ${minted.status} ${JSON.stringify(minted.body)}`);
-    const socket = io(this.entry(), { auth: { token: minted.body.token }, transports: ['websocket'], reconnectionDelay: 200, reconnectionDelayMax: 2000 });
+    const socket = io(this.entry(), {
+      auth: { token: minted.body.token },
+      transports: ['websocket'],
+      reconnectionDelay: 200,
+      reconnectionDelayMax: 2000,
+    });
     this.sockets.push(socket);
     await connected(socket);
     follow(socket, this.checker.client(`agent-${name}`, { kind: 'agents', tenantId: this.tenant.id }), true);
@@ -331,15 +373,20 @@ export class Traffic {
     let settled = 0;
     while (this.pending.length > 0) {
       const p = this.pending.shift()!;
-      await eventually(async () => {
-        const r = await this.#post(p);
-        if (r.status === 200 && r.body.success === true) {
-          this.checker.acked(r.body.messageId as string, p.tenantId, p.sessionId);
-          return true;
-        }
-        if (r.status > 0 && r.status < 500 && r.body.code !== 'rate_limited') throw new Error(`retry of ${p.clientMessageId} refused: ${r.status} ${JSON.stringify(r.body)}`);
-        return false;
-      }, `retry of ${p.clientMessageId}`, { timeoutMs, intervalMs: 250, retryOnError: true });
+      await eventually(
+        async () => {
+          const r = await this.#post(p);
+          if (r.status === 200 && r.body.success === true) {
+            this.checker.acked(r.body.messageId as string, p.tenantId, p.sessionId);
+            return true;
+          }
+          if (r.status > 0 && r.status < 500 && r.body.code !== 'rate_limited')
+            throw new Error(`retry of ${p.clientMessageId} refused: ${r.status} ${JSON.stringify(r.body)}`);
+          return false;
+        },
+        `retry of ${p.clientMessageId}`,
+        { timeoutMs, intervalMs: 250, retryOnError: true },
+      );
       settled++;
     }
     return settled;
@@ -388,7 +435,9 @@ export class RedisTap {
   }
 
   listen(): Promise<string> {
-    return new Promise((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve(`redis://127.0.0.1:${(this.#server.address() as net.AddressInfo).port}`)));
+    return new Promise((resolve) =>
+      this.#server.listen(0, '127.0.0.1', () => resolve(`redis://127.0.0.1:${(this.#server.address() as net.AddressInfo).port}`)),
+    );
   }
 
   close(): Promise<void> {

@@ -60,7 +60,11 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     const report = await checker.settle(readerFromDb(db), { timeoutMs: 90_000, intervalMs: 250 });
     expect(report.problems, `${what}\n${report.summary}\nagent: ${agentConnects.join('\n')}`).toEqual([]);
     expect(traffic.stats.unexpected, what).toEqual([]);
-    await eventually(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, { timeoutMs: 60_000, intervalMs: 250, retryOnError: true });
+    await eventually(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+      retryOnError: true,
+    });
   };
 
   beforeAll(async () => {
@@ -85,10 +89,14 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
         requestTimeoutMs: 10_000,
       },
     });
-    await eventually(async () => {
-      const m = await (await fetch(`http://127.0.0.1:${cluster.procs.get('gw')!.ports.admin}/metrics`)).text();
-      return (m.match(/chatd_gateway_upstream_healthy\{[^}]*\} 1/g) ?? []).length === 4;
-    }, 'all four upstreams healthy at the gateway', { timeoutMs: 120_000, intervalMs: 100, retryOnError: true });
+    await eventually(
+      async () => {
+        const m = await (await fetch(`http://127.0.0.1:${cluster.procs.get('gw')!.ports.admin}/metrics`)).text();
+        return (m.match(/chatd_gateway_upstream_healthy\{[^}]*\} 1/g) ?? []).length === 4;
+      },
+      'all four upstreams healthy at the gateway',
+      { timeoutMs: 120_000, intervalMs: 100, retryOnError: true },
+    );
 
     traffic = new Traffic(gateway, checker, TENANT_A);
     agent = await traffic.addAgent('agent-1');
@@ -106,8 +114,10 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await tap?.close();
     await redis?.kill();
     await pgc?.destroy();
-    // eslint-disable-next-line no-console
-    console.log(`[reliability] faults injected: ${faults.length} (${faults.join(', ')}); sends: ${JSON.stringify(traffic?.stats)}; acked and checked: ${checker.ackedCount}`);
+
+    console.log(
+      `[reliability] faults injected: ${faults.length} (${faults.join(', ')}); sends: ${JSON.stringify(traffic?.stats)}; acked and checked: ${checker.ackedCount}`,
+    );
   });
 
   it('an api node SIGKILLed between commit and publish: another node relays the committed message', async () => {
@@ -117,19 +127,30 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     const api1 = cluster.procs.get('api1')!;
     // The publish command carries the message JSON, so its clientMessageId picks exactly this message.
     tap.arm('kill-between', () => api1.child.kill('SIGKILL'));
-    const body = { text: 'committed, then the node dies', tenantId: v.tenant.id, sessionId: v.sessionId, fingerprint: v.fingerprint, clientMessageId: 'kill-between' };
+    const body = {
+      text: 'committed, then the node dies',
+      tenantId: v.tenant.id,
+      sessionId: v.sessionId,
+      fingerprint: v.fingerprint,
+      clientMessageId: 'kill-between',
+    };
     const direct = await call(cluster.url('api1', 'api'), 'POST', '/webchat/message', v.token, body);
     await api1.exited;
     faults.push('api SIGKILL between commit and publish');
     expect(tap.fired).toBe(1);
     // The committed row is there (whether or not the answer got out before the kill) …
-    const stored = async () => (await readerFromDb(db).conversation(v.tenant.id, v.sessionId)).filter((m) => m.clientMessageId === 'kill-between');
+    const stored = async () =>
+      (await readerFromDb(db).conversation(v.tenant.id, v.sessionId)).filter((m) => m.clientMessageId === 'kill-between');
     expect(await stored()).toHaveLength(1);
     // … and a retry with the same clientMessageId, through the surviving api node, gets its id.
-    const retry = (await eventually(async () => {
-      const r = await call(gateway(), 'POST', '/webchat/message', v.token, body);
-      return r.status === 200 ? r : undefined;
-    }, 'the retry through the gateway', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true }))!;
+    const retry = (await eventually(
+      async () => {
+        const r = await call(gateway(), 'POST', '/webchat/message', v.token, body);
+        return r.status === 200 ? r : undefined;
+      },
+      'the retry through the gateway',
+      { timeoutMs: 60_000, intervalMs: 100, retryOnError: true },
+    ))!;
     if (direct.status === 200) expect(direct.body.messageId).toBe(retry.body.messageId);
     checker.acked(retry.body.messageId as string, v.tenant.id, v.sessionId);
     // Delivered to the visitor's socket and the agent by another node's relay (checker: exactly once).
@@ -144,7 +165,11 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await traffic.runFor(SENDS / 2, 'while Redis is down');
     await redis.start();
     const ackedBefore = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after Redis came back`, { timeoutMs: 180_000, intervalMs: 100, retryOnError: true });
+    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after Redis came back`, {
+      timeoutMs: 180_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
     await checkpoint('after the Redis restart');
   }, 400_000);
 
@@ -161,22 +186,38 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     );
     await pgc.start();
     const ackedBefore = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after PostgreSQL came back`, { timeoutMs: 180_000, intervalMs: 100, retryOnError: true });
+    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after PostgreSQL came back`, {
+      timeoutMs: 180_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
     await checkpoint('after the PostgreSQL restart');
   }, 400_000);
 
   it('a ws node SIGKILLed: clients fail over and recover; its presence is swept after the grace period', async () => {
     // A canary connected straight to ws1 that will not reconnect: its presence must go away.
-    const minted = await call(gateway(), 'POST', '/api/chat/anonymous-token', TENANT_A.pub, { tenantId: TENANT_A.id, sessionId: 'canary', fingerprint: 'fp-canary' });
+    const minted = await call(gateway(), 'POST', '/api/chat/anonymous-token', TENANT_A.pub, {
+      tenantId: TENANT_A.id,
+      sessionId: 'canary',
+      fingerprint: 'fp-canary',
+    });
     expect(minted.status).toBe(200);
-    const canary = io(cluster.url('ws1', 'ws'), { auth: { apiKey: TENANT_A.pub, token: minted.body.token, sessionId: 'canary', fingerprint: 'fp-canary' }, transports: ['websocket'], reconnection: false });
+    const canary = io(cluster.url('ws1', 'ws'), {
+      auth: { apiKey: TENANT_A.pub, token: minted.body.token, sessionId: 'canary', fingerprint: 'fp-canary' },
+      transports: ['websocket'],
+      reconnection: false,
+    });
     traffic.sockets.push(canary);
     await connected(canary);
     const online = async () => {
       const r = await call(gateway(), 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, TENANT_A.sec);
       return ((r.body.users ?? []) as { sessionId: string }[]).map((u) => u.sessionId);
     };
-    await eventually(async () => (await online()).includes('canary'), 'the canary online', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
+    await eventually(async () => (await online()).includes('canary'), 'the canary online', {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
     const onWs1 = traffic.visitors.filter((v) => v.socket.io.engine?.id?.startsWith('ws1.'));
 
     traffic.start();
@@ -184,9 +225,21 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await cluster.procs.get('ws1')!.stop('SIGKILL');
     faults.push('ws SIGKILL');
     await traffic.runFor(SENDS, 'after the ws kill');
-    await eventually(() => traffic.sockets.filter((s) => s !== canary).every((s) => s.connected && s.io.engine.id.startsWith('ws2.')), 'every client on ws2', { timeoutMs: 120_000, intervalMs: 100, retryOnError: true });
-    await eventually(async () => !(await online()).includes('canary'), "the killed node's presence swept", { timeoutMs: 120_000, intervalMs: 250, retryOnError: true });
-    await eventually(() => agentPresence.some((p) => p.sessionId === 'canary' && p.status === 'offline'), 'the agent told the canary is offline', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
+    await eventually(
+      () => traffic.sockets.filter((s) => s !== canary).every((s) => s.connected && s.io.engine.id.startsWith('ws2.')),
+      'every client on ws2',
+      { timeoutMs: 120_000, intervalMs: 100, retryOnError: true },
+    );
+    await eventually(async () => !(await online()).includes('canary'), "the killed node's presence swept", {
+      timeoutMs: 120_000,
+      intervalMs: 250,
+      retryOnError: true,
+    });
+    await eventually(
+      () => agentPresence.some((p) => p.sessionId === 'canary' && p.status === 'offline'),
+      'the agent told the canary is offline',
+      { timeoutMs: 60_000, intervalMs: 100, retryOnError: true },
+    );
     expect(onWs1.length, 'some visitors lived on the killed node').toBeGreaterThan(0);
     await checkpoint('after the ws node was killed');
     expect(checker.ackedCount).toBeGreaterThan(100);

@@ -47,7 +47,11 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     const r = await call(base, 'POST', '/api/chat/anonymous-token', tenant.pub, { tenantId: tenant.id, sessionId, fingerprint });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     const token = r.body.token as string;
-    const socket = io(base, { auth: { apiKey: tenant.pub, token, sessionId, fingerprint }, transports: ['websocket'], reconnection: false });
+    const socket = io(base, {
+      auth: { apiKey: tenant.pub, token, sessionId, fingerprint },
+      transports: ['websocket'],
+      reconnection: false,
+    });
     sockets.push(socket);
     const p: Party = { tenant, sessionId, fingerprint, token, socket, got: [] };
     record(socket, p.got);
@@ -65,7 +69,13 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     return p;
   };
   const send = (p: Party, body: Record<string, unknown>) =>
-    call(base, 'POST', '/webchat/message', p.token, { tenantId: p.tenant.id, sessionId: p.sessionId, fingerprint: p.fingerprint, text: 'hi', ...body });
+    call(base, 'POST', '/webchat/message', p.token, {
+      tenantId: p.tenant.id,
+      sessionId: p.sessionId,
+      fingerprint: p.fingerprint,
+      text: 'hi',
+      ...body,
+    });
 
   beforeAll(async () => {
     await cluster.migrate();
@@ -81,7 +91,11 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
       const r = await send(parties[k]!, { text: `secret of ${k}`, clientMessageId: `own-${k}` });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
     }
-    await eventually(() => mention(agentA.got, 'secret of X') && mention(agentB.got, 'secret of Z'), 'own messages delivered', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
+    await eventually(() => mention(agentA.got, 'secret of X') && mention(agentB.got, 'secret of Z'), 'own messages delivered', {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
   }, 300_000);
 
   afterAll(async () => {
@@ -91,42 +105,116 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     await c.connect();
     await c.query(`drop schema if exists "${schema}" cascade`);
     await c.end();
-    // eslint-disable-next-line no-console
+
     console.log(`[reliability] isolation: ${doorsTried} cross-tenant/cross-session attempts refused`);
   });
 
   it('HTTP keys: tenant A keys cannot mint, broadcast or list for tenant B', async () => {
-    expectRefused(await call(base, 'POST', '/api/chat/anonymous-token', TENANT_A.pub, { tenantId: TENANT_B.id, sessionId: 'n1' }), 403, 'tenant_mismatch', 'A pub → B visitor token');
-    expectRefused(await call(base, 'POST', '/api/chat/agent-token', TENANT_A.sec, { tenantId: TENANT_B.id, userId: 'u' }), 403, 'tenant_mismatch', 'A sec → B agent token');
-    expectRefused(await call(base, 'POST', '/api/chat/agent-token', TENANT_A.pub, { tenantId: TENANT_A.id, userId: 'u' }), 403, 'key_not_allowed', 'A pub → agent token');
-    expectRefused(await call(base, 'POST', '/api/chat/broadcast', TENANT_A.sec, { tenantId: TENANT_B.id, event: 'x', data: {} }), 403, 'tenant_mismatch', 'A sec → B broadcast');
-    expectRefused(await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_B.id}`, TENANT_A.sec), 403, 'tenant_mismatch', 'A sec → B online users');
-    expectRefused(await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, TENANT_A.pub), 403, 'key_not_allowed', 'A pub → online users');
+    expectRefused(
+      await call(base, 'POST', '/api/chat/anonymous-token', TENANT_A.pub, { tenantId: TENANT_B.id, sessionId: 'n1' }),
+      403,
+      'tenant_mismatch',
+      'A pub → B visitor token',
+    );
+    expectRefused(
+      await call(base, 'POST', '/api/chat/agent-token', TENANT_A.sec, { tenantId: TENANT_B.id, userId: 'u' }),
+      403,
+      'tenant_mismatch',
+      'A sec → B agent token',
+    );
+    expectRefused(
+      await call(base, 'POST', '/api/chat/agent-token', TENANT_A.pub, { tenantId: TENANT_A.id, userId: 'u' }),
+      403,
+      'key_not_allowed',
+      'A pub → agent token',
+    );
+    expectRefused(
+      await call(base, 'POST', '/api/chat/broadcast', TENANT_A.sec, { tenantId: TENANT_B.id, event: 'x', data: {} }),
+      403,
+      'tenant_mismatch',
+      'A sec → B broadcast',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_B.id}`, TENANT_A.sec),
+      403,
+      'tenant_mismatch',
+      'A sec → B online users',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, TENANT_A.pub),
+      403,
+      'key_not_allowed',
+      'A pub → online users',
+    );
     // An API key is not a JWT: it opens no JWT door.
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=iso-x`, TENANT_A.sec), 401, 'token_invalid', 'A sec key as a JWT');
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=iso-x`, TENANT_A.sec),
+      401,
+      'token_invalid',
+      'A sec key as a JWT',
+    );
   });
 
   it('HTTP tokens: session X cannot read or write session Y; tenant A tokens cannot touch tenant B', async () => {
     const X = parties.X!;
     expectRefused(await send(X, { sessionId: 'iso-y' }), 403, 'session_forbidden', 'X writes Y');
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=iso-y`, X.token), 403, 'session_forbidden', 'X reads Y');
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&userId=someone`, X.token), 403, 'forbidden', 'X reads by userId');
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=iso-y`, X.token),
+      403,
+      'session_forbidden',
+      'X reads Y',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&userId=someone`, X.token),
+      403,
+      'forbidden',
+      'X reads by userId',
+    );
     expectRefused(await send(X, { tenantId: TENANT_B.id, sessionId: 'iso-z' }), 403, 'tenant_mismatch', 'X writes into B');
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, X.token), 403, 'tenant_mismatch', 'X reads B');
-    expectRefused(await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, X.token), 403, 'forbidden', 'visitor lists online users');
-    expectRefused(await call(base, 'POST', '/webchat/message', agentA.token, { tenantId: TENANT_B.id, sessionId: 'iso-z', text: 'x' }), 403, 'tenant_mismatch', 'agent A writes into B');
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, agentA.token), 403, 'tenant_mismatch', 'agent A reads B');
-    expectRefused(await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_B.id}`, agentA.token), 403, 'tenant_mismatch', 'agent A lists B');
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, X.token),
+      403,
+      'tenant_mismatch',
+      'X reads B',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, X.token),
+      403,
+      'forbidden',
+      'visitor lists online users',
+    );
+    expectRefused(
+      await call(base, 'POST', '/webchat/message', agentA.token, { tenantId: TENANT_B.id, sessionId: 'iso-z', text: 'x' }),
+      403,
+      'tenant_mismatch',
+      'agent A writes into B',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, agentA.token),
+      403,
+      'tenant_mismatch',
+      'agent A reads B',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_B.id}`, agentA.token),
+      403,
+      'tenant_mismatch',
+      'agent A lists B',
+    );
     // Nothing of another tenant shows in what A may read.
     const own = await call(base, 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, agentA.token);
     expect(own.status).toBe(200);
     expect(JSON.stringify(own.body)).not.toContain('iso-z');
   });
 
-  it("a session id tenant A uses, claimed under tenant B, is refused exactly like any foreign session", async () => {
+  it('a session id tenant A uses, claimed under tenant B, is refused exactly like any foreign session', async () => {
     // B's visitor minted for A's session id, and for B's own other session (Z, not theirs).
     const mintB = async (sessionId: string) => {
-      const r = await call(base, 'POST', '/api/chat/anonymous-token', TENANT_B.pub, { tenantId: TENANT_B.id, sessionId, fingerprint: 'fp-intruder' });
+      const r = await call(base, 'POST', '/api/chat/anonymous-token', TENANT_B.pub, {
+        tenantId: TENANT_B.id,
+        sessionId,
+        fingerprint: 'fp-intruder',
+      });
       return r;
     };
     const mintShared = await mintB(SHARED);
@@ -140,8 +228,18 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
       doorsTried += 2;
       expect(strip(wShared)).toEqual(strip(wForeign));
       expect(wShared.status).toBe(403);
-      const rShared = await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=${SHARED}&fingerprint=fp-intruder`, mintShared.body.token as string);
-      const rForeign = await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z&fingerprint=fp-intruder`, mintForeign.body.token as string);
+      const rShared = await call(
+        base,
+        'GET',
+        `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=${SHARED}&fingerprint=fp-intruder`,
+        mintShared.body.token as string,
+      );
+      const rForeign = await call(
+        base,
+        'GET',
+        `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z&fingerprint=fp-intruder`,
+        mintForeign.body.token as string,
+      );
       doorsTried += 2;
       expect(strip(rShared)).toEqual(strip(rForeign));
       expect(rShared.status).toBe(403);
@@ -164,14 +262,26 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     expect({ ...strip(aShared), messages: aShared.body.messages }).toEqual({ ...strip(aUnknown), messages: aUnknown.body.messages });
     expect(JSON.stringify(aShared.body)).not.toContain('secret of S');
     // B's agent replying into A's id under tenant B: refused like an unknown id, nothing written.
-    const pShared = await call(base, 'POST', '/webchat/message', agentB.token, { tenantId: TENANT_B.id, sessionId: SHARED, text: 'agent claim' });
-    const pUnknown = await call(base, 'POST', '/webchat/message', agentB.token, { tenantId: TENANT_B.id, sessionId: `never-used-${Date.now()}`, text: 'agent claim' });
+    const pShared = await call(base, 'POST', '/webchat/message', agentB.token, {
+      tenantId: TENANT_B.id,
+      sessionId: SHARED,
+      text: 'agent claim',
+    });
+    const pUnknown = await call(base, 'POST', '/webchat/message', agentB.token, {
+      tenantId: TENANT_B.id,
+      sessionId: `never-used-${Date.now()}`,
+      text: 'agent claim',
+    });
     doorsTried += 2;
     expect(strip(pShared)).toEqual(strip(pUnknown));
     // CONNECT: B's visitor naming A's id (fingerprint given) vs naming Z's with the wrong fingerprint.
     const connectErr = async (sessionId: string) => {
       const t = await call(base, 'POST', '/api/chat/anonymous-token', TENANT_B.pub, { tenantId: TENANT_B.id });
-      const s = io(base, { auth: { apiKey: TENANT_B.pub, token: t.body.token, sessionId, fingerprint: 'fp-intruder' }, transports: ['websocket'], reconnection: false });
+      const s = io(base, {
+        auth: { apiKey: TENANT_B.pub, token: t.body.token, sessionId, fingerprint: 'fp-intruder' },
+        transports: ['websocket'],
+        reconnection: false,
+      });
       sockets.push(s);
       const err = await new Promise<Error & { data?: { code?: string } }>((resolve) => {
         s.once('connect_error', resolve);
@@ -212,8 +322,19 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     const X = parties.X!;
     const Y = parties.Y!;
     // WS message into Y's session or into tenant B from X's socket.
-    const ackY = (await X.socket.timeout(20_000).emitWithAck('message', { tenantId: TENANT_A.id, sessionId: 'iso-y', text: 'into Y', fingerprint: X.fingerprint })) as { success: boolean; code?: string };
-    const ackB = (await X.socket.timeout(20_000).emitWithAck('message', { tenantId: TENANT_B.id, sessionId: 'iso-z', text: 'into B', fingerprint: X.fingerprint })) as { success: boolean; code?: string; sessionId?: string };
+    const ackY = (await X.socket
+      .timeout(20_000)
+      .emitWithAck('message', { tenantId: TENANT_A.id, sessionId: 'iso-y', text: 'into Y', fingerprint: X.fingerprint })) as {
+      success: boolean;
+      code?: string;
+    };
+    const ackB = (await X.socket
+      .timeout(20_000)
+      .emitWithAck('message', { tenantId: TENANT_B.id, sessionId: 'iso-z', text: 'into B', fingerprint: X.fingerprint })) as {
+      success: boolean;
+      code?: string;
+      sessionId?: string;
+    };
     doorsTried += 2;
     expect(ackY.success).toBe(false);
     // Either refused, or (the socket's own session and tenant win) stored in X's own conversation.
@@ -228,14 +349,24 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     expect(typingY.success).toBe(false);
     // Z types and broadcasts in B; Y sends in A: X sees none of it, agent A none of B's.
     await parties.Z!.socket.timeout(20_000).emitWithAck('typing', { sessionId: 'iso-z', isTyping: true });
-    expect((await call(base, 'POST', '/api/chat/broadcast', TENANT_B.sec, { tenantId: TENANT_B.id, event: 'b-only', data: { n: 1 } })).status).toBe(200);
+    expect(
+      (await call(base, 'POST', '/api/chat/broadcast', TENANT_B.sec, { tenantId: TENANT_B.id, event: 'b-only', data: { n: 1 } })).status,
+    ).toBe(200);
     expect((await send(Y, { text: 'second secret of Y' })).status).toBe(200);
-    await eventually(() => mention(Y.got, 'second secret of Y') && mention(agentA.got, 'second secret of Y') && mention(parties.Z!.got, 'b-only'), 'Y and B events delivered', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
+    await eventually(
+      () => mention(Y.got, 'second secret of Y') && mention(agentA.got, 'second secret of Y') && mention(parties.Z!.got, 'b-only'),
+      'Y and B events delivered',
+      { timeoutMs: 60_000, intervalMs: 100, retryOnError: true },
+    );
     expect(mention(X.got, 'secret of Y')).toBe(false);
     expect(mention(X.got, 'b-only')).toBe(false);
     expect(mention(agentA.got, 'b-only') || mention(agentA.got, 'iso-z') || mention(agentA.got, 'secret of Z')).toBe(false);
-    expect(mention(agentB.got, 'iso-x') || mention(agentB.got, 'iso-y') || mention(agentB.got, 'secret of')).toBe(mention(agentB.got, 'secret of Z'));
-    expect(agentB.got.filter((g) => JSON.stringify(g.args).includes('secret of') && !JSON.stringify(g.args).includes('secret of Z'))).toEqual([]);
+    expect(mention(agentB.got, 'iso-x') || mention(agentB.got, 'iso-y') || mention(agentB.got, 'secret of')).toBe(
+      mention(agentB.got, 'secret of Z'),
+    );
+    expect(
+      agentB.got.filter((g) => JSON.stringify(g.args).includes('secret of') && !JSON.stringify(g.args).includes('secret of Z')),
+    ).toEqual([]);
   });
 
   it("recovery: another socket's pid and offset replay nothing of its stream", async () => {
@@ -243,7 +374,12 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     const pidX = (X.socket as unknown as { _pid?: string })._pid;
     expect(pidX, 'the server hands out a recovery pid').toBeTruthy();
     for (const thief of [parties.Y!, parties.Z!]) {
-      const s = io(base, { auth: { apiKey: thief.tenant.pub, token: thief.token, sessionId: thief.sessionId, fingerprint: thief.fingerprint }, transports: ['websocket'], reconnection: false, autoConnect: false });
+      const s = io(base, {
+        auth: { apiKey: thief.tenant.pub, token: thief.token, sessionId: thief.sessionId, fingerprint: thief.fingerprint },
+        transports: ['websocket'],
+        reconnection: false,
+        autoConnect: false,
+      });
       const internals = s as unknown as { _pid?: string; _lastOffset?: string };
       internals._pid = pidX;
       internals._lastOffset = '0';
@@ -255,7 +391,11 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
       // Give any replay a chance to arrive: a message of the thief's own stream goes after it.
       if (s.connected) {
         expect((await send(thief, { text: `marker for ${thief.sessionId}` })).status).toBe(200);
-        await eventually(() => mention(got, `marker for ${thief.sessionId}`), 'the marker', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
+        await eventually(() => mention(got, `marker for ${thief.sessionId}`), 'the marker', {
+          timeoutMs: 60_000,
+          intervalMs: 100,
+          retryOnError: true,
+        });
       }
       doorsTried++;
       expect(mention(got, 'secret of X'), `${thief.sessionId} replayed X's stream`).toBe(false);
@@ -272,19 +412,42 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
     expect(ls.stdout).toContain('iso-x');
     expect(ls.stdout).not.toContain('iso-z');
     // A CLI-minted token for A's session X is bound to X and tenant A.
-    const issued = await runChatd(['token', 'issue', '--tenant', TENANT_A.id, '--session', 'iso-x', '--json'], { cwd, env: { JWT_SECRET } });
+    const issued = await runChatd(['token', 'issue', '--tenant', TENANT_A.id, '--session', 'iso-x', '--json'], {
+      cwd,
+      env: { JWT_SECRET },
+    });
     expect(issued.code, issued.stderr).toBe(0);
     const cliToken = (JSON.parse(issued.stdout) as { token: string }).token;
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=iso-y`, cliToken), 403, 'session_forbidden', 'CLI token X reads Y');
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, cliToken), 403, 'tenant_mismatch', 'CLI token A reads B');
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=iso-y`, cliToken),
+      403,
+      'session_forbidden',
+      'CLI token X reads Y',
+    );
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, cliToken),
+      403,
+      'tenant_mismatch',
+      'CLI token A reads B',
+    );
     const adminCli = await runChatd(['token', 'issue', '--tenant', TENANT_A.id, '--admin', '--json'], { cwd, env: { JWT_SECRET } });
     const cliAgent = (JSON.parse(adminCli.stdout) as { token: string }).token;
-    expectRefused(await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, cliAgent), 403, 'tenant_mismatch', 'CLI agent A reads B');
+    expectRefused(
+      await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_B.id}&sessionId=iso-z`, cliAgent),
+      403,
+      'tenant_mismatch',
+      'CLI agent A reads B',
+    );
     // The admin listener: on loopback; tenant keys and tokens are not admin tokens.
     const admin = `http://127.0.0.1:${cluster.procs.get('iso')!.ports.admin}`;
     expect(cluster.procs.get('iso')!.logs()).toMatch(/"listener":"admin"[^\n]*"url":"http:\/\/127\.0\.0\.1:/);
     for (const cred of [TENANT_A.pub, TENANT_A.sec, agentA.token, X_token()]) {
-      expectRefused(await call(admin, 'GET', `/admin/presence?tenantId=${TENANT_B.id}`, cred), 401, 'admin_token_required', 'tenant credential on the admin listener');
+      expectRefused(
+        await call(admin, 'GET', `/admin/presence?tenantId=${TENANT_B.id}`, cred),
+        401,
+        'admin_token_required',
+        'tenant credential on the admin listener',
+      );
     }
     const withAdmin = await call(admin, 'GET', `/admin/presence?tenantId=${TENANT_A.id}`, ADMIN_TOKEN);
     expect(withAdmin.status).toBe(200);

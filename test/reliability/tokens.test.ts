@@ -16,7 +16,12 @@ import { call, Cluster, TENANT_A, TENANT_B } from './cluster.js';
 
 const services = (await hasRedis()) && (await hasPostgres());
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
-const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+const rsa = () =>
+  generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
 
 describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
   const schema = uniqueSchema('tok');
@@ -44,12 +49,26 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
         ],
       },
       tenants: [
-        { id: TENANT_A.id, apiKeys: [{ key: TENANT_A.pub }, { key: TENANT_A.sec }], allowedOrigins: ['*'], jwtVerificationKey: tenantRsa.publicKey },
-        { id: TENANT_B.id, apiKeys: [{ key: TENANT_B.pub }, { key: TENANT_B.sec }], allowedOrigins: ['*'], jwtVerificationKey: TENANT_B_SECRET },
+        {
+          id: TENANT_A.id,
+          apiKeys: [{ key: TENANT_A.pub }, { key: TENANT_A.sec }],
+          allowedOrigins: ['*'],
+          jwtVerificationKey: tenantRsa.publicKey,
+        },
+        {
+          id: TENANT_B.id,
+          apiKeys: [{ key: TENANT_B.pub }, { key: TENANT_B.sec }],
+          allowedOrigins: ['*'],
+          jwtVerificationKey: TENANT_B_SECRET,
+        },
       ],
     });
     base = cluster.url('tok', 'public');
-    const minted = await call(base, 'POST', '/api/chat/anonymous-token', TENANT_A.pub, { tenantId: TENANT_A.id, sessionId: SESSION, fingerprint: 'fp-tok' });
+    const minted = await call(base, 'POST', '/api/chat/anonymous-token', TENANT_A.pub, {
+      tenantId: TENANT_A.id,
+      sessionId: SESSION,
+      fingerprint: 'fp-tok',
+    });
     expect(minted.status, JSON.stringify(minted.body)).toBe(200);
     valid = minted.body.token as string;
   }, 300_000);
@@ -60,7 +79,7 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
     await c.connect();
     await c.query(`drop schema if exists "${schema}" cascade`);
     await c.end();
-    // eslint-disable-next-line no-console
+
     console.log(`[reliability] token attacks: ${attempts} forged or broken tokens refused`);
   });
 
@@ -78,7 +97,9 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
     ...over,
   });
   const hs = (payload: JWTPayload, secret: string | Uint8Array, kid?: string) =>
-    new SignJWT(payload).setProtectedHeader({ alg: 'HS256', typ: 'JWT', ...(kid ? { kid } : {}) }).sign(typeof secret === 'string' ? new TextEncoder().encode(secret) : secret);
+    new SignJWT(payload)
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT', ...(kid ? { kid } : {}) })
+      .sign(typeof secret === 'string' ? new TextEncoder().encode(secret) : secret);
   const rs = async (payload: JWTPayload, pem: string, kid?: string) =>
     new SignJWT(payload).setProtectedHeader({ alg: 'RS256', typ: 'JWT', ...(kid ? { kid } : {}) }).sign(await importPKCS8(pem, 'RS256'));
 
@@ -110,9 +131,21 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
       ['tampered header (kid hs1)', `${b64({ ...header, kid: 'hs1' })}.${p}.${sig}`, 'token_invalid'],
       ['truncated signature', valid.slice(0, -5), 'token_invalid'],
       ['garbage', 'not.a.jwt', 'token_invalid'],
-      ["tenant B's key minting for tenant A", await hs(claims({ iss: TENANT_A.id, tid: TENANT_A.id, role: 'user', sub: 'u1' }), TENANT_B_SECRET), 'token_invalid'],
-      ["tenant B's key minting an agent", await hs(claims({ iss: TENANT_B.id, tid: TENANT_B.id, role: 'agent', sub: 'u1' }), TENANT_B_SECRET), 'token_invalid'],
-      ["HS256 signed with tenant A's RS256 public key", await hs(claims({ iss: TENANT_A.id, role: 'user', sub: 'u1' }), tenantRsa.publicKey), 'token_invalid'],
+      [
+        "tenant B's key minting for tenant A",
+        await hs(claims({ iss: TENANT_A.id, tid: TENANT_A.id, role: 'user', sub: 'u1' }), TENANT_B_SECRET),
+        'token_invalid',
+      ],
+      [
+        "tenant B's key minting an agent",
+        await hs(claims({ iss: TENANT_B.id, tid: TENANT_B.id, role: 'agent', sub: 'u1' }), TENANT_B_SECRET),
+        'token_invalid',
+      ],
+      [
+        "HS256 signed with tenant A's RS256 public key",
+        await hs(claims({ iss: TENANT_A.id, role: 'user', sub: 'u1' }), tenantRsa.publicKey),
+        'token_invalid',
+      ],
       ['oversize (16 KB)', `${h}.${b64({ ...payload, pad: 'x'.repeat(12_000) })}.${sig}`, 'token_invalid'],
       ['huge (200 KB)', `${h}.${b64({ ...payload, pad: 'x'.repeat(200_000) })}.${sig}`, 'token_invalid'],
     ];
@@ -129,7 +162,12 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
   it('HTTP: every forged or broken token is refused with its code on reads and writes', async () => {
     for (const [name, token, code] of await attacks()) {
       const read = await call(base, 'GET', `/api/chat/messages?tenantId=${TENANT_A.id}&sessionId=${SESSION}`, token);
-      const write = await call(base, 'POST', '/webchat/message', token, { text: `forged: ${name}`, tenantId: TENANT_A.id, sessionId: SESSION, fingerprint: 'fp-tok' });
+      const write = await call(base, 'POST', '/webchat/message', token, {
+        text: `forged: ${name}`,
+        tenantId: TENANT_A.id,
+        sessionId: SESSION,
+        fingerprint: 'fp-tok',
+      });
       attempts += 2;
       // A header beyond the HTTP parser's limit may be refused before it is parsed (the connection is
       // closed, or 431/413/400): never accepted; the next test shows the server still serves.
@@ -151,31 +189,43 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
     expect(JSON.stringify(after.body)).not.toContain('forged');
   });
 
-  it('CONNECT: every forged or broken token is a final CONNECT_ERROR with its code; a valid one connects', { timeout: 180_000 }, async () => {
-    for (const [name, token, code] of await attacks()) {
-      const s = io(base, { auth: { apiKey: TENANT_A.pub, token, sessionId: SESSION, fingerprint: 'fp-tok' }, transports: ['websocket'], reconnection: false });
-      const outcome = await new Promise<{ code?: string; message: string; closed?: boolean }>((resolve) => {
-        s.once('connect_error', (e: Error & { data?: { code?: string } }) => resolve({ code: e.data?.code, message: e.message }));
-        s.once('connect', () => resolve({ code: 'connected', message: 'connected' }));
-        // Larger than maxPayload: the server closes the transport before it reads CONNECT.
-        // (A CONNECT_ERROR is followed by the close too: give the error the first word; the 2 s
-        // is a window for an event that may not come, not a wait for one that will.)
-        s.io.once('close', (reason: string) => setTimeout(() => resolve({ message: `closed: ${reason}`, closed: true }), 2000));
-      });
-      s.close();
-      attempts++;
-      if (name.startsWith('huge') && outcome.code === undefined) {
-        // Larger than maxPayload: the transport is closed before CONNECT is read. Never connected.
-        expect(outcome.message, name).not.toBe('connected');
-        continue;
+  it(
+    'CONNECT: every forged or broken token is a final CONNECT_ERROR with its code; a valid one connects',
+    { timeout: 180_000 },
+    async () => {
+      for (const [name, token, code] of await attacks()) {
+        const s = io(base, {
+          auth: { apiKey: TENANT_A.pub, token, sessionId: SESSION, fingerprint: 'fp-tok' },
+          transports: ['websocket'],
+          reconnection: false,
+        });
+        const outcome = await new Promise<{ code?: string; message: string; closed?: boolean }>((resolve) => {
+          s.once('connect_error', (e: Error & { data?: { code?: string } }) => resolve({ code: e.data?.code, message: e.message }));
+          s.once('connect', () => resolve({ code: 'connected', message: 'connected' }));
+          // Larger than maxPayload: the server closes the transport before it reads CONNECT.
+          // (A CONNECT_ERROR is followed by the close too: give the error the first word; the 2 s
+          // is a window for an event that may not come, not a wait for one that will.)
+          s.io.once('close', (reason: string) => setTimeout(() => resolve({ message: `closed: ${reason}`, closed: true }), 2000));
+        });
+        s.close();
+        attempts++;
+        if (name.startsWith('huge') && outcome.code === undefined) {
+          // Larger than maxPayload: the transport is closed before CONNECT is read. Never connected.
+          expect(outcome.message, name).not.toBe('connected');
+          continue;
+        }
+        expect({ name, code: outcome.code }).toEqual({ name, code });
       }
-      expect({ name, code: outcome.code }).toEqual({ name, code });
-    }
-    const ok = io(base, { auth: { apiKey: TENANT_A.pub, token: valid, sessionId: SESSION, fingerprint: 'fp-tok' }, transports: ['websocket'], reconnection: false });
-    await new Promise<void>((resolve, reject) => {
-      ok.once('connect', () => resolve());
-      ok.once('connect_error', reject);
-    });
-    ok.close();
-  });
+      const ok = io(base, {
+        auth: { apiKey: TENANT_A.pub, token: valid, sessionId: SESSION, fingerprint: 'fp-tok' },
+        transports: ['websocket'],
+        reconnection: false,
+      });
+      await new Promise<void>((resolve, reject) => {
+        ok.once('connect', () => resolve());
+        ok.once('connect_error', reject);
+      });
+      ok.close();
+    },
+  );
 });

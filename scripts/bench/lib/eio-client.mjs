@@ -19,7 +19,10 @@ export class EioClient {
 
   connect(timeoutMs = 20000) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url, { perMessageDeflate: false, ...(this.opts.localAddress ? { localAddress: this.opts.localAddress } : {}) });
+      const ws = new WebSocket(this.url, {
+        perMessageDeflate: false,
+        ...(this.opts.localAddress ? { localAddress: this.opts.localAddress } : {}),
+      });
       this.ws = ws;
       const timer = setTimeout(() => {
         ws.terminate();

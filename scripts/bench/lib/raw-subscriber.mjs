@@ -92,8 +92,8 @@ export function rawSubscribe(url, auth, { onEvent, localAddress, timeoutMs = 200
           else if (t === 0x34 && buf[p + 1] === 0x30 /* '40' CONNECT ack */) {
             clearTimeout(timer);
             resolve(sub);
-          }
-          else if (t === 0x34 && buf[p + 1] === 0x34 /* '44' CONNECT_ERROR */) fail(new Error(`connect_error ${buf.subarray(p, p + len)}`));
+          } else if (t === 0x34 && buf[p + 1] === 0x34 /* '44' CONNECT_ERROR */)
+            fail(new Error(`connect_error ${buf.subarray(p, p + len)}`));
         } else if (opcode === 8) {
           socket.destroy();
         }

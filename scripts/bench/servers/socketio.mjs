@@ -49,5 +49,6 @@ io.on('connection', (socket) => {
   });
 });
 
-if (pool) await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id text primary key, room text, text text, created_at timestamptz default now())`);
+if (pool)
+  await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id text primary key, room text, text text, created_at timestamptz default now())`);
 server.listen(port, '127.0.0.1', () => process.stdout.write(`LISTENING ${server.address().port}\n`));

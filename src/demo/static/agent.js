@@ -5,12 +5,16 @@
   'use strict';
   var d = window.chatdDemo;
   var cfg = d.config;
-  var $ = function (id) { return document.getElementById(id); };
+  var $ = function (id) {
+    return document.getElementById(id);
+  };
   var token = sessionStorage.getItem('chatd-demo-agent-token') || '';
   var socket = null;
   var current = null; // selected sessionId
   var visitors = {}; // sessionId -> { userId, sessionId, online, url, unread, last }
-  var list = new d.MessageList($('messages'), function (m) { return m.sender.type === 'agent'; });
+  var list = new d.MessageList($('messages'), function (m) {
+    return m.sender.type === 'agent';
+  });
   var visitorTyping = new d.TypingIndicator($('typing'), 'The visitor is typing…');
   // Typing goes to the conversation selected when it started (a switch stops it first).
   var typingSession = null;
@@ -19,15 +23,20 @@
     if (socket && typingSession) socket.emit('typing', { sessionId: typingSession, isTyping: isTyping });
   });
 
-  function setStatus(s) { $('status').textContent = s; }
-  function showError(e) { $('error').textContent = e ? (e.message || String(e)) : ''; }
+  function setStatus(s) {
+    $('status').textContent = s;
+  }
+  function showError(e) {
+    $('error').textContent = e ? e.message || String(e) : '';
+  }
 
   function renderVisitors() {
     var ul = $('visitors');
     ul.innerHTML = '';
     var ids = Object.keys(visitors).sort(function (a, b) {
-      var va = visitors[a], vb = visitors[b];
-      return (vb.online - va.online) || String(vb.last || '').localeCompare(String(va.last || ''));
+      var va = visitors[a],
+        vb = visitors[b];
+      return vb.online - va.online || String(vb.last || '').localeCompare(String(va.last || ''));
     });
     $('no-visitors').hidden = ids.length > 0;
     ids.forEach(function (id) {
@@ -54,7 +63,9 @@
       meta.className = 'meta';
       meta.textContent = (v.online ? 'online' : 'offline') + (v.url ? ' · ' + v.url : '');
       b.appendChild(meta);
-      b.addEventListener('click', function () { select(id); });
+      b.addEventListener('click', function () {
+        select(id);
+      });
       li.appendChild(b);
       ul.appendChild(li);
     });
@@ -79,7 +90,9 @@
     var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
     d.api('GET', '/api/chat/messages' + q, token).then(function (r) {
       if (current !== sessionId) return;
-      r.messages.forEach(function (m) { list.add(m); });
+      r.messages.forEach(function (m) {
+        list.add(m);
+      });
       var last = r.messages[r.messages.length - 1];
       if (last && last.sender.type !== 'agent') socket.emit('read', { sessionId: sessionId, messageId: last.id });
     }, showError);
@@ -99,14 +112,21 @@
 
   function connect() {
     if (socket) socket.disconnect();
-    socket = io({ path: cfg.socketPath, auth: function (cb) { cb({ apiKey: cfg.apiKey, token: token }); } });
+    socket = io({
+      path: cfg.socketPath,
+      auth: function (cb) {
+        cb({ apiKey: cfg.apiKey, token: token });
+      },
+    });
     socket.on('connect', function () {
       setStatus(socket.recovered ? 'signed in (recovered)' : 'signed in');
       showError(null);
       if (!socket.recovered) loadOnline().catch(showError);
       if (current) socket.emit('join', { sessionId: current });
     });
-    socket.on('disconnect', function (reason) { setStatus('reconnecting… (' + reason + ')'); });
+    socket.on('disconnect', function (reason) {
+      setStatus('reconnecting… (' + reason + ')');
+    });
     socket.on('connect_error', function (err) {
       setStatus('signed out');
       showError(err.data && err.data.code ? err.message + ' (' + err.data.code + ')' : err);
@@ -176,7 +196,9 @@
     signIn($('token').value);
   });
   $('demo-token').addEventListener('click', function () {
-    d.api('POST', '/demo/agent-token', null, {}).then(function (r) { signIn(r.token); }, showError);
+    d.api('POST', '/demo/agent-token', null, {}).then(function (r) {
+      signIn(r.token);
+    }, showError);
   });
   $('sign-out').addEventListener('click', signOut);
   $('composer').addEventListener('submit', function (ev) {
@@ -193,7 +215,9 @@
       if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
     });
   });
-  $('text').addEventListener('input', function () { if (current) typing.input(); });
+  $('text').addEventListener('input', function () {
+    if (current) typing.input();
+  });
 
   if (token) signIn(token);
 })();

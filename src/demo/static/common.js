@@ -8,28 +8,45 @@
     var headers = { Accept: 'application/json' };
     if (credential) headers.Authorization = 'Bearer ' + credential;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body) })
-      .then(function (res) {
-        return res.json().catch(function () { return {}; }).then(function (json) {
-          if (!res.ok) {
-            var err = new Error(json.error || ('HTTP ' + res.status));
-            err.code = json.code;
-            err.status = res.status;
-            throw err;
-          }
-          return json;
-        });
-      });
+    return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body) }).then(
+      function (res) {
+        return res
+          .json()
+          .catch(function () {
+            return {};
+          })
+          .then(function (json) {
+            if (!res.ok) {
+              var err = new Error(json.error || 'HTTP ' + res.status);
+              err.code = json.code;
+              err.status = res.status;
+              throw err;
+            }
+            return json;
+          });
+      },
+    );
   }
 
   function randomId(prefix) {
     var bytes = new Uint8Array(12);
     window.crypto.getRandomValues(bytes);
-    return prefix + Array.prototype.map.call(bytes, function (b) { return ('0' + b.toString(16)).slice(-2); }).join('');
+    return (
+      prefix +
+      Array.prototype.map
+        .call(bytes, function (b) {
+          return ('0' + b.toString(16)).slice(-2);
+        })
+        .join('')
+    );
   }
 
   function time(iso) {
-    try { return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); } catch (e) { return ''; }
+    try {
+      return new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    } catch (e) {
+      return '';
+    }
   }
 
   /** A message list that renders each message id once, in seq order, and updates pending ones. */
@@ -147,7 +164,9 @@
       this.emit(true);
     }
     window.clearTimeout(this.idle);
-    this.idle = window.setTimeout(function () { self.stop(); }, 1500);
+    this.idle = window.setTimeout(function () {
+      self.stop();
+    }, 1500);
   };
   TypingEmitter.prototype.stop = function () {
     if (!this.idle) return;
@@ -170,9 +189,21 @@
     var self = this;
     window.clearTimeout(this.expiry);
     this.el.textContent = isTyping ? this.text : '';
-    if (isTyping) this.expiry = window.setTimeout(function () { self.el.textContent = ''; }, 6000);
+    if (isTyping)
+      this.expiry = window.setTimeout(function () {
+        self.el.textContent = '';
+      }, 6000);
   };
-  TypingIndicator.prototype.clear = function () { this.update(false); };
+  TypingIndicator.prototype.clear = function () {
+    this.update(false);
+  };
 
-  window.chatdDemo = { config: config, api: api, randomId: randomId, MessageList: MessageList, TypingEmitter: TypingEmitter, TypingIndicator: TypingIndicator };
+  window.chatdDemo = {
+    config: config,
+    api: api,
+    randomId: randomId,
+    MessageList: MessageList,
+    TypingEmitter: TypingEmitter,
+    TypingIndicator: TypingIndicator,
+  };
 })();

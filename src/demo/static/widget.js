@@ -4,7 +4,9 @@
   'use strict';
   var d = window.chatdDemo;
   var cfg = d.config;
-  var $ = function (id) { return document.getElementById(id); };
+  var $ = function (id) {
+    return document.getElementById(id);
+  };
   var statusEl = $('status');
   var errorEl = $('error');
 
@@ -15,20 +17,32 @@
   localStorage.setItem('chatd-demo-fp', fingerprint);
   var token = null;
 
-  var list = new d.MessageList($('messages'), function (m) { return m.sender.type === 'visitor' || m.sender.type === 'user'; });
+  var list = new d.MessageList($('messages'), function (m) {
+    return m.sender.type === 'visitor' || m.sender.type === 'user';
+  });
 
-  function setStatus(s) { statusEl.textContent = s; }
-  function showError(e) { errorEl.textContent = e ? (e.message || String(e)) : ''; }
+  function setStatus(s) {
+    statusEl.textContent = s;
+  }
+  function showError(e) {
+    errorEl.textContent = e ? e.message || String(e) : '';
+  }
 
   function fetchToken() {
-    return d.api('POST', '/api/chat/anonymous-token', cfg.apiKey, { tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint })
-      .then(function (r) { token = r.token; return token; });
+    return d
+      .api('POST', '/api/chat/anonymous-token', cfg.apiKey, { tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint })
+      .then(function (r) {
+        token = r.token;
+        return token;
+      });
   }
 
   function loadHistory() {
     var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
     return d.api('GET', '/api/chat/messages' + q, token).then(function (r) {
-      r.messages.forEach(function (m) { list.add(m); });
+      r.messages.forEach(function (m) {
+        list.add(m);
+      });
     });
   }
 
@@ -38,8 +52,15 @@
       path: cfg.socketPath,
       // A function: called on every (re)connection, so a refreshed token is used.
       auth: function (cb) {
-        cb({ apiKey: cfg.apiKey, token: token, sessionId: sessionId, fingerprint: fingerprint,
-          domain: window.location.hostname, origin: window.location.origin, url: window.location.href });
+        cb({
+          apiKey: cfg.apiKey,
+          token: token,
+          sessionId: sessionId,
+          fingerprint: fingerprint,
+          domain: window.location.hostname,
+          origin: window.location.origin,
+          url: window.location.href,
+        });
       },
     });
     socket.on('connect', function () {
@@ -47,13 +68,17 @@
       showError(null);
       if (!socket.recovered) loadHistory().catch(showError);
     });
-    socket.on('disconnect', function (reason) { setStatus('reconnecting… (' + reason + ')'); });
+    socket.on('disconnect', function (reason) {
+      setStatus('reconnecting… (' + reason + ')');
+    });
     socket.on('connect_error', function (err) {
       var code = err.data && err.data.code;
       if (code === 'token_expired' || code === 'token_invalid') {
         // Final for socket.io-client: refresh the token and connect again.
         setStatus('refreshing token…');
-        fetchToken().then(function () { socket.connect(); }, showError);
+        fetchToken().then(function () {
+          socket.connect();
+        }, showError);
         return;
       }
       setStatus('cannot connect');
@@ -78,7 +103,9 @@
   var typing = new d.TypingEmitter(function (isTyping) {
     if (socket && socket.connected) socket.emit('typing', { sessionId: sessionId, isTyping: isTyping });
   });
-  $('text').addEventListener('input', function () { typing.input(); });
+  $('text').addEventListener('input', function () {
+    typing.input();
+  });
 
   $('composer').addEventListener('submit', function (ev) {
     ev.preventDefault();
@@ -89,13 +116,25 @@
     typing.stop(); // the message ends this burst; typing again starts a new one
     var clientMessageId = d.randomId('c');
     list.addPending(clientMessageId, text);
-    var body = { text: text, tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint, clientMessageId: clientMessageId,
-      domain: window.location.hostname, origin: window.location.origin, url: window.location.href, referrer: document.referrer };
+    var body = {
+      text: text,
+      tenantId: cfg.tenantId,
+      sessionId: sessionId,
+      fingerprint: fingerprint,
+      clientMessageId: clientMessageId,
+      domain: window.location.hostname,
+      origin: window.location.origin,
+      url: window.location.href,
+      referrer: document.referrer,
+    };
     // Socket.IO buffers while disconnected; the ack arrives once the message is stored.
     socket.timeout(15000).emit('message', body, function (err, ack) {
       if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
     });
   });
 
-  fetchToken().then(connect, function (e) { setStatus('cannot get a token'); showError(e); });
+  fetchToken().then(connect, function (e) {
+    setStatus('cannot get a token');
+    showError(e);
+  });
 })();

@@ -1,6 +1,7 @@
 // The api role against real Redis and PostgreSQL: every endpoint's happy and error paths, the
 // token-attack list, session binding and tenant isolation, idempotency, rate limits, and the
 // contract (every answer checked against schemas/ by the harness's client).
+import type { AddressInfo, Server as NetServer, Socket as NetSocket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,27 +95,50 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       }
     });
 
-    it('refuses a missing or wrong key (401), another tenant\'s key (403) and bad bodies (400)', async () => {
+    it("refuses a missing or wrong key (401), another tenant's key (403) and bad bodies (400)", async () => {
       expectError(await call('POST', '/api/chat/anonymous-token', { body: { tenantId: 'tenantA' } }), 401, 'invalid_api_key');
-      const wrong = await call('POST', '/api/chat/anonymous-token', { token: 'ck_pub_wrongwrongwrongwrong', body: { tenantId: 'tenantA' } });
+      const wrong = await call('POST', '/api/chat/anonymous-token', {
+        token: 'ck_pub_wrongwrongwrongwrong',
+        body: { tenantId: 'tenantA' },
+      });
       expectError(wrong, 401, 'invalid_api_key');
       expect(wrong.body.error).toBe('Invalid API key');
-      expectError(await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantB' } }), 403, 'tenant_mismatch');
+      expectError(
+        await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantB' } }),
+        403,
+        'tenant_mismatch',
+      );
       const missing = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: {} });
       expectError(missing, 400, 'validation_failed');
       expect(missing.body.error).toContain('tenantId');
-      expectError(await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenant A!' } }), 400, 'invalid_id');
-      expectError(await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: 's/../x' } }), 400, 'invalid_id');
+      expectError(
+        await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenant A!' } }),
+        400,
+        'invalid_id',
+      );
+      expectError(
+        await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: 's/../x' } }),
+        400,
+        'invalid_id',
+      );
     });
 
     it('speaks HTTP hygiene: 415, 400 malformed JSON, 413, 404, 405, credentials in the query', async () => {
       expectError(
-        await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, raw: '{"tenantId":"tenantA"}', headers: { 'content-type': 'text/plain' } }),
+        await call('POST', '/api/chat/anonymous-token', {
+          token: KEYS.pubA,
+          raw: '{"tenantId":"tenantA"}',
+          headers: { 'content-type': 'text/plain' },
+        }),
         415,
         'unsupported_media_type',
       );
       expectError(
-        await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, raw: '{"tenantId":', headers: { 'content-type': 'application/json' } }),
+        await call('POST', '/api/chat/anonymous-token', {
+          token: KEYS.pubA,
+          raw: '{"tenantId":',
+          headers: { 'content-type': 'application/json' },
+        }),
         400,
         'invalid_json',
       );
@@ -128,7 +152,11 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expectError(m, 405, 'method_not_allowed');
       expect(m.headers.get('allow')).toContain('POST');
       expectError(await call('GET', `/api/chat/messages?tenantId=tenantA&token=abc`), 400, 'credentials_in_query');
-      const traced = await call('POST', '/api/chat/anonymous-token', { token: 'ck_pub_wrongwrongwrongwrong', body: { tenantId: 'tenantA' }, headers: { 'x-request-id': 'trace-42' } });
+      const traced = await call('POST', '/api/chat/anonymous-token', {
+        token: 'ck_pub_wrongwrongwrongwrong',
+        body: { tenantId: 'tenantA' },
+        headers: { 'x-request-id': 'trace-42' },
+      });
       expect(traced.headers.get('x-request-id')).toBe('trace-42');
     });
 
@@ -139,17 +167,29 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
         expectError(await call('GET', `/api/chat/messages?tenantId=tenantA&${encodeURIComponent(name)}=x`), 400, 'credentials_in_query');
       }
       expectError(await call('GET', '/api/chat/messages?tenantId=tenantA&password=hunter2'), 400, 'credentials_in_query');
-      expectError(await call('POST', '/api/chat/anonymous-token?password=hunter2', { token: KEYS.pubA, body: { tenantId: 'tenantA' } }), 400, 'credentials_in_query');
+      expectError(
+        await call('POST', '/api/chat/anonymous-token?password=hunter2', { token: KEYS.pubA, body: { tenantId: 'tenantA' } }),
+        400,
+        'credentials_in_query',
+      );
       expectError(await call('GET', `/api/chat/online-users?tenantId=tenantA&x=${KEYS.secA}`), 400, 'credentials_in_query');
     });
 
     it("enforces the tenant's allowed origins; CORS answers only configured origins, without credentials", async () => {
-      const ok = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' }, headers: { origin: 'https://a.example' } });
+      const ok = await call('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubA,
+        body: { tenantId: 'tenantA' },
+        headers: { origin: 'https://a.example' },
+      });
       expect(ok.status).toBe(200);
       expect(ok.headers.get('access-control-allow-origin')).toBe('https://a.example');
       expect(ok.headers.get('access-control-allow-credentials')).toBeNull();
       // b.example is configured (for tenant B) but not allowed for tenant A.
-      const bad = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' }, headers: { origin: 'https://b.example' } });
+      const bad = await call('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubA,
+        body: { tenantId: 'tenantA' },
+        headers: { origin: 'https://b.example' },
+      });
       expectError(bad, 403, 'origin_not_allowed');
       const pre = await fetch(`${srv.url}/api/chat/anonymous-token`, {
         method: 'OPTIONS',
@@ -162,8 +202,8 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
     });
   });
 
-  describe('session binding (the guide\'s widget flow)', () => {
-    it('a token minted with only {tenantId} works with the widget\'s own sessionId, and only with it', async () => {
+  describe("session binding (the guide's widget flow)", () => {
+    it("a token minted with only {tenantId} works with the widget's own sessionId, and only with it", async () => {
       const token = await visitorToken();
       const mine = id('s');
       const other = id('s');
@@ -198,22 +238,34 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
 
     it('a token minted with a sessionId binds now, under the same rule', async () => {
       const s = id('s');
-      const minted = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp-x' } });
+      const minted = await call('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubA,
+        body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp-x' },
+      });
       expect(minted.status).toBe(200);
       expect(JSON.parse(Buffer.from(minted.body.token.split('.')[1], 'base64url').toString()).sid).toBe(s);
       expect((await send(minted.body.token, { sessionId: s, fingerprint: 'fp-x' })).status).toBe(200);
       expectError(await send(minted.body.token, { sessionId: id('s'), fingerprint: 'fp-x' }), 403, 'session_forbidden');
-      const stolen = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'other' } });
+      const stolen = await call('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubA,
+        body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'other' },
+      });
       expectError(stolen, 403, 'session_forbidden');
-      const proven = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp-x' } });
+      const proven = await call('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubA,
+        body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp-x' },
+      });
       expect(proven.status).toBe(200);
     });
 
-    it("a session id of tenant A claimed under tenant B is refused exactly like any foreign session", async () => {
+    it('a session id of tenant A claimed under tenant B is refused exactly like any foreign session', async () => {
       const s = id('s');
       expect((await send(await visitorToken(), { sessionId: s, fingerprint: 'fp-a' })).status).toBe(200);
       const b = await visitorToken('tenantB', KEYS.pubB);
-      const post = await call('POST', '/webchat/message', { token: b, body: { tenantId: 'tenantB', sessionId: s, fingerprint: 'fp-a', text: 'x' } });
+      const post = await call('POST', '/webchat/message', {
+        token: b,
+        body: { tenantId: 'tenantB', sessionId: s, fingerprint: 'fp-a', text: 'x' },
+      });
       const unknownOwned = await call('POST', '/webchat/message', {
         token: await visitorToken('tenantB', KEYS.pubB),
         body: { tenantId: 'tenantB', sessionId: s, fingerprint: 'wrong', text: 'x' },
@@ -221,12 +273,19 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expectError(post, 403, 'session_forbidden');
       // Same answer as an existing session of B with the wrong fingerprint: no hint the id exists.
       expect(post.body).toEqual(unknownOwned.body);
-      const mint = await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubB, body: { tenantId: 'tenantB', sessionId: s, fingerprint: 'fp-a' } });
+      const mint = await call('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubB,
+        body: { tenantId: 'tenantB', sessionId: s, fingerprint: 'fp-a' },
+      });
       expectError(mint, 403, 'session_forbidden');
       // Tenant B's agent cannot read or reply to it either.
       const agentB = await agentToken('tenantB', KEYS.secB);
       expect((await history(agentB, `tenantId=tenantB&sessionId=${s}`)).body.messages).toEqual([]);
-      expectError(await call('POST', '/webchat/message', { token: agentB, body: { tenantId: 'tenantB', sessionId: s, text: 'x' } }), 403, 'session_forbidden');
+      expectError(
+        await call('POST', '/webchat/message', { token: agentB, body: { tenantId: 'tenantB', sessionId: s, text: 'x' } }),
+        403,
+        'session_forbidden',
+      );
       // The session: record still belongs to tenant A.
       expect((await store.sessions.get(s))?.tenantId).toBe('tenantA');
     });
@@ -256,7 +315,11 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expectError(long, 400, 'validation_failed');
       expect(long.body.error).toContain('50');
       expectError(await send(token, { sessionId: 'bad id', fingerprint: 'f' }), 400, 'invalid_id');
-      expectError(await call('POST', '/webchat/message', { token, body: { sessionId: s, fingerprint: 'f', text: 'x' } }), 400, 'validation_failed');
+      expectError(
+        await call('POST', '/webchat/message', { token, body: { sessionId: s, fingerprint: 'f', text: 'x' } }),
+        400,
+        'validation_failed',
+      );
       const ok = await send(token, {
         sessionId: s,
         fingerprint: 'f',
@@ -273,7 +336,7 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       expect(m.meta).toEqual({ domain: '', origin: '', url: 'https://a.example/p', referrer: '', siteId: '' });
     });
 
-    it('a claimed userId is stored unverified and never grants another session\'s history', async () => {
+    it("a claimed userId is stored unverified and never grants another session's history", async () => {
       const token = await visitorToken();
       const s = id('s');
       expect((await send(token, { sessionId: s, fingerprint: 'f', userId: 'alice@a.example' })).status).toBe(200);
@@ -287,14 +350,21 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       const s = id('s');
       const base = { tenantId: 'strict', sessionId: s, fingerprint: 'f', text: 'x' };
       expectError(await call('POST', '/webchat/message', { token, body: base }), 403, 'identity_required');
-      expectError(await call('POST', '/webchat/message', { token, body: { ...base, userId: 'u1', userHash: 'deadbeef' } }), 403, 'identity_invalid');
-      const ok = await call('POST', '/webchat/message', { token, body: { ...base, userId: 'u1', userHash: userHashOf(IDENTITY_SECRET, 'u1') } });
+      expectError(
+        await call('POST', '/webchat/message', { token, body: { ...base, userId: 'u1', userHash: 'deadbeef' } }),
+        403,
+        'identity_invalid',
+      );
+      const ok = await call('POST', '/webchat/message', {
+        token,
+        body: { ...base, userId: 'u1', userHash: userHashOf(IDENTITY_SECRET, 'u1') },
+      });
       expect(ok.status, JSON.stringify(ok.body)).toBe(200);
       const [m] = (await history(token, `tenantId=strict&sessionId=${s}`)).body.messages;
       expect(m.sender).toEqual({ type: 'user', id: 'u1', verified: true });
     });
 
-    it('an agent replies to any conversation of its tenant and reads it; not another tenant\'s', async () => {
+    it("an agent replies to any conversation of its tenant and reads it; not another tenant's", async () => {
       const s = id('s');
       const visitor = await visitorToken();
       expect((await send(visitor, { sessionId: s, fingerprint: 'f', text: 'need help' })).status).toBe(200);
@@ -307,7 +377,11 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
         { type: 'agent', id: 'agent-1', verified: true },
       ]);
       expect(page.body.messages.map((m: { seq: number }) => m.seq)).toEqual([1, 2]);
-      expectError(await call('POST', '/webchat/message', { token: agent, body: { tenantId: 'tenantA', sessionId: id('none'), text: 'x' } }), 403, 'session_forbidden');
+      expectError(
+        await call('POST', '/webchat/message', { token: agent, body: { tenantId: 'tenantA', sessionId: id('none'), text: 'x' } }),
+        403,
+        'session_forbidden',
+      );
       expectError(await history(agent, `tenantId=tenantB&sessionId=${s}`), 403, 'tenant_mismatch');
     });
   });
@@ -327,10 +401,19 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       const q = 'tenantId=tenantA&sessionId=s-any';
       const good = await forge({}).sign(enc.encode(JWT_SECRET));
       expect((await history(good, q)).status).toBe(200);
-      const none = new UnsecuredJWT({ tid: 'tenantA', role: 'agent', sub: 'm' }).setIssuer('chatd').setAudience('chatd').setExpirationTime('1h').setJti('n').encode();
+      const none = new UnsecuredJWT({ tid: 'tenantA', role: 'agent', sub: 'm' })
+        .setIssuer('chatd')
+        .setAudience('chatd')
+        .setExpirationTime('1h')
+        .setJti('n')
+        .encode();
       expectError(await history(none, q), 401, 'token_invalid');
       expectError(await history(await forge({}).sign(enc.encode('not-the-secret-0123456789abcdef')), q), 401, 'token_invalid');
-      expectError(await history(await forge({}, { exp: now() - 120, nbf: now() - 300 }).sign(enc.encode(JWT_SECRET)), q), 401, 'token_expired');
+      expectError(
+        await history(await forge({}, { exp: now() - 120, nbf: now() - 300 }).sign(enc.encode(JWT_SECRET)), q),
+        401,
+        'token_expired',
+      );
       expectError(await history(await forge({}, { nbf: now() + 600 }).sign(enc.encode(JWT_SECRET)), q), 401, 'token_invalid');
       expectError(await history(await forge({}, { iss: 'someone' }).sign(enc.encode(JWT_SECRET)), q), 401, 'token_invalid');
       expectError(await history(await forge({}, { aud: 'another-app' }).sign(enc.encode(JWT_SECRET)), q), 401, 'token_invalid');
@@ -343,7 +426,9 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
     it("refuses another tenant's token and another session's token", async () => {
       const b = await visitorToken('tenantB', KEYS.pubB);
       expectError(await send(b, { sessionId: id('s'), fingerprint: 'f' }), 403, 'tenant_mismatch');
-      const sidToken = (await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: id('s') } })).body.token;
+      const sidToken = (
+        await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', sessionId: id('s') } })
+      ).body.token;
       expectError(await send(sidToken, { sessionId: id('s'), fingerprint: 'f' }), 403, 'session_forbidden');
       expectError(await history(sidToken, `tenantId=tenantA&sessionId=${id('s')}`), 403, 'session_forbidden');
     });
@@ -355,21 +440,36 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       const ok = await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body });
       expect(ok.status).toBe(200);
       expect(ok.body.expiresIn).toBe(28800);
-      expect(JSON.parse(Buffer.from(ok.body.token.split('.')[1], 'base64url').toString())).toMatchObject({ role: 'agent', sub: body.userId, tid: 'tenantA' });
+      expect(JSON.parse(Buffer.from(ok.body.token.split('.')[1], 'base64url').toString())).toMatchObject({
+        role: 'agent',
+        sub: body.userId,
+        tid: 'tenantA',
+      });
       expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.pubA, body }), 403, 'key_not_allowed');
       expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.secB, body }), 403, 'tenant_mismatch');
       expectError(await call('POST', '/api/chat/agent-token', { token: 'ck_sec_nopenopenopenopenope', body }), 401, 'invalid_api_key');
-      expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body: { tenantId: 'tenantA' } }), 400, 'validation_failed');
+      expectError(
+        await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body: { tenantId: 'tenantA' } }),
+        400,
+        'validation_failed',
+      );
       expectError(await call('POST', '/api/chat/agent-token', { body: {} }), 401, 'invalid_api_key');
       expectError(await call('POST', '/api/chat/broadcast', { body: {} }), 401, 'invalid_api_key');
-      expectError(await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body: { tenantId: 'tenantA', userId: 'has space' } }), 400, 'invalid_id');
+      expectError(
+        await call('POST', '/api/chat/agent-token', { token: KEYS.secA, body: { tenantId: 'tenantA', userId: 'has space' } }),
+        400,
+        'invalid_id',
+      );
     });
 
     it('broadcast publishes meta_broadcast on the tenant bus (secret key only)', async () => {
       const got: TenantEvent[] = [];
       const unsubscribe = await store.bus.subscribe('tenantA', (e) => got.push(e));
       try {
-        const r = await call('POST', '/api/chat/broadcast', { token: KEYS.secA, body: { tenantId: 'tenantA', event: 'office_hours', data: { open: true } } });
+        const r = await call('POST', '/api/chat/broadcast', {
+          token: KEYS.secA,
+          body: { tenantId: 'tenantA', event: 'office_hours', data: { open: true } },
+        });
         expect(r.status).toBe(200);
         expect(r.body).toEqual({ success: true });
         const deadline = Date.now() + 10_000;
@@ -378,8 +478,16 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       } finally {
         await unsubscribe();
       }
-      expectError(await call('POST', '/api/chat/broadcast', { token: KEYS.pubA, body: { tenantId: 'tenantA', event: 'x', data: 1 } }), 403, 'key_not_allowed');
-      expectError(await call('POST', '/api/chat/broadcast', { token: KEYS.secA, body: { tenantId: 'tenantA', event: 'bad event!', data: 1 } }), 400, 'validation_failed');
+      expectError(
+        await call('POST', '/api/chat/broadcast', { token: KEYS.pubA, body: { tenantId: 'tenantA', event: 'x', data: 1 } }),
+        403,
+        'key_not_allowed',
+      );
+      expectError(
+        await call('POST', '/api/chat/broadcast', { token: KEYS.secA, body: { tenantId: 'tenantA', event: 'bad event!', data: 1 } }),
+        400,
+        'validation_failed',
+      );
     });
 
     it('online users: secret key or agent token of the tenant; a publishable key or a visitor token is 403', async () => {
@@ -400,14 +508,24 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       );
       const bySecret = await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: KEYS.secA });
       expect(bySecret.status).toBe(200);
-      expect(bySecret.body.users).toContainEqual(expect.objectContaining({ userId: 'u-online', sessionId: 's-online', domain: 'a.example' }));
+      expect(bySecret.body.users).toContainEqual(
+        expect.objectContaining({ userId: 'u-online', sessionId: 's-online', domain: 'a.example' }),
+      );
       const byAgent = await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: await agentToken() });
       expect(byAgent.body.users).toEqual(bySecret.body.users);
       expectError(await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: KEYS.pubA }), 403, 'key_not_allowed');
       expectError(await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: await visitorToken() }), 403, 'forbidden');
       expectError(await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: KEYS.secB }), 403, 'tenant_mismatch');
-      expectError(await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: await agentToken('tenantB', KEYS.secB) }), 403, 'tenant_mismatch');
-      expectError(await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: 'ck_sec_unknownunknownunknown' }), 401, 'invalid_api_key');
+      expectError(
+        await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: await agentToken('tenantB', KEYS.secB) }),
+        403,
+        'tenant_mismatch',
+      );
+      expectError(
+        await call('GET', '/api/chat/online-users?tenantId=tenantA', { token: 'ck_sec_unknownunknownunknown' }),
+        401,
+        'invalid_api_key',
+      );
       expect((await call('GET', '/api/chat/online-users?tenantId=tenantB', { token: KEYS.secB })).body.users).toEqual([]);
     });
   });
@@ -439,7 +557,10 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
       const s1 = id('s');
       const s2 = id('s');
       for (const s of [s1, s2]) {
-        const r = await call('POST', '/webchat/message', { token: await strictToken(), body: { tenantId: 'strict', sessionId: s, fingerprint: 'f', text: s, userId: user, userHash: hash } });
+        const r = await call('POST', '/webchat/message', {
+          token: await strictToken(),
+          body: { tenantId: 'strict', sessionId: s, fingerprint: 'f', text: s, userId: user, userHash: hash },
+        });
         expect(r.status, JSON.stringify(r.body)).toBe(200);
       }
       const userToken = await new SignJWT({ tid: 'strict', role: 'user' })
@@ -538,7 +659,7 @@ async function commitCutter(target: { host: string; port: number }) {
   const net = await import('node:net');
   let armed = false;
   let cuts = 0;
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<NetSocket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(target);
     sockets.add(client).add(upstream);
@@ -563,7 +684,7 @@ async function commitCutter(target: { host: string; port: number }) {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    port: (server.address() as import('node:net').AddressInfo).port,
+    port: (server.address() as AddressInfo).port,
     arm: () => void (armed = true),
     cuts: () => cuts,
     close: async () => {
@@ -573,7 +694,7 @@ async function commitCutter(target: { host: string; port: number }) {
   };
 }
 
-describe.skipIf(!ready)('api role when a commit\'s outcome is unknown (PostgreSQL through a cutting proxy)', () => {
+describe.skipIf(!ready)("api role when a commit's outcome is unknown (PostgreSQL through a cutting proxy)", () => {
   let srv: InProcessServer;
   let call: ReturnType<typeof client>;
   let cutter: Awaited<ReturnType<typeof commitCutter>>;
@@ -619,17 +740,26 @@ describe.skipIf(!ready)('api role when a commit\'s outcome is unknown (PostgreSQ
 
 describe.skipIf(!ready)('api role started while PostgreSQL is unreachable', () => {
   let srv: InProcessServer;
-  let proxy: import('node:net').Server | undefined;
+  let proxy: NetServer | undefined;
   let port: number;
 
   beforeAll(async () => {
     port = await freePort();
-    srv = await startInProcess({
-      auth: { jwtSecret: JWT_SECRET },
-      redis: { url: REDIS_URL, prefix: uniquePrefix('apidown') },
-      database: { url: `postgres://postgres@127.0.0.1:${port}/test`, schema: uniqueSchema('apidown'), autoMigrate: true, connectTimeoutMs: 2000 },
-      tenants: tenantsConfig(),
-    }, ['api'], { waitReady: false });
+    srv = await startInProcess(
+      {
+        auth: { jwtSecret: JWT_SECRET },
+        redis: { url: REDIS_URL, prefix: uniquePrefix('apidown') },
+        database: {
+          url: `postgres://postgres@127.0.0.1:${port}/test`,
+          schema: uniqueSchema('apidown'),
+          autoMigrate: true,
+          connectTimeoutMs: 2000,
+        },
+        tenants: tenantsConfig(),
+      },
+      ['api'],
+      { waitReady: false },
+    );
   });
   afterAll(async () => {
     await srv?.stop();
@@ -641,7 +771,11 @@ describe.skipIf(!ready)('api role started while PostgreSQL is unreachable', () =
     const ready1 = await fetch(`${srv.url}/readyz`);
     expect(ready1.status).toBe(503);
     expect((await ready1.json()).checks.services).toMatch(/postgres/);
-    expectError(await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' } }), 503, 'dependency_unavailable');
+    expectError(
+      await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA' } }),
+      503,
+      'dependency_unavailable',
+    );
     // PostgreSQL "comes up" on that port (a forwarding proxy to the real one).
     const net = await import('node:net');
     const pg = new URL(DATABASE_URL);
@@ -663,7 +797,10 @@ describe.skipIf(!ready)('api role started while PostgreSQL is unreachable', () =
       { timeoutMs: 60_000, intervalMs: 250 },
     ).catch(() => undefined); // the expect below names the last answer
     expect(minted?.status).toBe(200);
-    const sent = await call('POST', '/webchat/message', { token: minted!.body.token, body: { tenantId: 'tenantA', sessionId: id('s'), fingerprint: 'f', text: 'back' } });
+    const sent = await call('POST', '/webchat/message', {
+      token: minted!.body.token,
+      body: { tenantId: 'tenantA', sessionId: id('s'), fingerprint: 'f', text: 'back' },
+    });
     expect(sent.status, JSON.stringify(sent.body)).toBe(200);
     expect((await fetch(`${srv.url}/readyz`)).status).toBe(200);
   });

@@ -68,7 +68,9 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     }
     limiterWarned = false;
     if (!r.allowed) {
-      throw new ChatdError('rate_limited', undefined, { headers: { 'Retry-After': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) } });
+      throw new ChatdError('rate_limited', undefined, {
+        headers: { 'Retry-After': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) },
+      });
     }
   };
 
@@ -161,7 +163,10 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
   router.post('/api/chat/erase', async (req) => {
     const { svc, body } = await keyedRequest(req, parseErase, 'secret');
     const report = await eraseSubject({ messages: svc.db.messages, erasure: svc.store.erasure }, body);
-    deps.logger.info({ tenantId: report.tenantId, subject: report.subject, dryRun: report.dryRun, removed: report.removed }, 'erase (tenant API)');
+    deps.logger.info(
+      { tenantId: report.tenantId, subject: report.subject, dryRun: report.dryRun, removed: report.removed },
+      'erase (tenant API)',
+    );
     return { body: report };
   });
 

@@ -20,7 +20,7 @@ export const AnonymousTokenRequest = Type.Object(
   {
     tenantId: Id('The tenant.'),
     sessionId: Type.Optional(Id('Bind the token to this session now (a new one, or one proven by fingerprint).')),
-    fingerprint: Type.Optional(Id('The browser\'s fingerprint: proves ownership of an existing session.')),
+    fingerprint: Type.Optional(Id("The browser's fingerprint: proves ownership of an existing session.")),
   },
   { additionalProperties: true, description: 'POST /api/chat/anonymous-token (Authorization: Bearer <API key>).' },
 );
@@ -28,7 +28,7 @@ export const AnonymousTokenRequest = Type.Object(
 export const AgentTokenRequest = Type.Object(
   {
     tenantId: Id('The tenant.'),
-    userId: UserId('The agent\'s id in the tenant\'s admin backend (the token\'s sub).'),
+    userId: UserId("The agent's id in the tenant's admin backend (the token's sub)."),
     name: Type.Optional(Type.String({ maxLength: 200, description: 'Display name shown to visitors.' })),
   },
   { additionalProperties: true, description: 'POST /api/chat/agent-token (Authorization: Bearer <secret key>).' },
@@ -132,7 +132,10 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'event.message.ack.schema.json': { schema: Type.Union([SendAck, SendNack]), title: 'Ack of the Socket.IO `message` event' },
   'event.agent-message.schema.json': { schema: AgentMessageBody, title: 'Socket.IO `message` event of an agent' },
   ...Object.fromEntries(
-    Object.entries(EventSchemas).map(([name, schema]) => [`event.server.${name}.schema.json`, { schema, title: `Socket.IO server event \`${name}\`` }]),
+    Object.entries(EventSchemas).map(([name, schema]) => [
+      `event.server.${name}.schema.json`,
+      { schema, title: `Socket.IO server event \`${name}\`` },
+    ]),
   ),
   ...Object.fromEntries(
     Object.entries(ClientEventSchemas)

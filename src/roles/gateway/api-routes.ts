@@ -106,7 +106,7 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): vo
     tooLarge();
     return;
   }
-  readBody(res, deps.bodyLimitBytes, (body) => run(body).catch(fail), tooLarge);
+  readBody(res, deps.bodyLimitBytes, (body) => void run(body).catch(fail), tooLarge);
 }
 
 function parseJson(body: Buffer | undefined, contentType: string): unknown {

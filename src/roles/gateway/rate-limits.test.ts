@@ -32,10 +32,17 @@ describe('createGatewayLimits', () => {
   it('lets traffic through when the limiter is unreachable (counted, warned once)', async () => {
     let asked = 0;
     const warnings: { msg: string; bucket: string }[] = [];
-    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string; bucket: string }) });
+    const logger = pino(
+      { level: 'warn' },
+      { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string; bucket: string }) },
+    );
     const errors = async () => (await registry.getSingleMetric('chatd_gateway_rate_limiter_errors_total')!.get()).values[0]?.value ?? 0;
     const before = await errors();
-    const g = createGatewayLimits(limits as never, async () => ({ take: () => (asked++, Promise.reject(new Error('redis down'))) }), logger);
+    const g = createGatewayLimits(
+      limits as never,
+      async () => ({ take: () => (asked++, Promise.reject(new Error('redis down'))) }),
+      logger,
+    );
     // Far past the burst of 3: a limiter that failed closed (or a 429 on error) would refuse the 4th.
     for (let i = 0; i < 10; i++) await expect(g.httpIp('1.1.1.1')).resolves.toBeUndefined();
     await expect(g.connect('1.1.1.1')).resolves.toBeUndefined();

@@ -44,11 +44,7 @@ export interface GatewayLimits {
  * The gateway's limits over a RateLimiter. `limiter` is resolved on first use (the store may be
  * created lazily). Also used by the ws role in `--role all` for the per-IP connect limit.
  */
-export function createGatewayLimits(
-  limits: Config['limits'],
-  limiter: () => Promise<RateLimiter>,
-  logger: Logger,
-): GatewayLimits {
+export function createGatewayLimits(limits: Config['limits'], limiter: () => Promise<RateLimiter>, logger: Logger): GatewayLimits {
   let warnedAt = 0;
   const take = async (bucket: Bucket, key: string, rate: number, burst: number): Promise<void> => {
     let result: { allowed: boolean; retryAfterMs: number };

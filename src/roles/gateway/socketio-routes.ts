@@ -13,7 +13,15 @@ import { httpRequests, promClient, registry } from '../../observability/metrics.
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from '../../auth/bearer.js';
-import { forward, readIncoming, upstreamHeaders, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
+import {
+  forward,
+  readIncoming,
+  upstreamHeaders,
+  UpstreamFailure,
+  writeAnswer,
+  type IncomingRequest,
+  type PeerTrust,
+} from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
 import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
 import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
@@ -64,10 +72,13 @@ async function ownerUpstream(deps: SocketioRouteDeps, sid: string): Promise<Upst
   if (!node) return undefined;
   const known = deps.ws.forNode(node);
   if (known) return known;
-  const url = await deps.registry().then((r) => r.lookup(node)).catch((err: unknown) => {
-    deps.logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
-    return undefined;
-  });
+  const url = await deps
+    .registry()
+    .then((r) => r.lookup(node))
+    .catch((err: unknown) => {
+      deps.logger.warn({ err: (err as Error).message }, 'node registry lookup failed');
+      return undefined;
+    });
   if (!url) return undefined;
   const u = deps.ws.ensure(url);
   deps.ws.learn(node, u);
@@ -180,7 +191,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
     tooLarge();
     return;
   }
-  readBody(res, deps.maxPayloadBytes, (body) => run(body).catch(fail), tooLarge);
+  readBody(res, deps.maxPayloadBytes, (body) => void run(body).catch(fail), tooLarge);
 }
 
 function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
@@ -262,7 +273,13 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
 }
 
 /** Relays an upstream's refusal of an upgrade (e.g. 400 unknown sid, 403 origin) as it was. */
-function writeJsonRaw(res: HttpResponse, state: { done: boolean }, refusal: UpstreamRefusal, inc: IncomingRequest, cors: CorsHeaders): void {
+function writeJsonRaw(
+  res: HttpResponse,
+  state: { done: boolean },
+  refusal: UpstreamRefusal,
+  inc: IncomingRequest,
+  cors: CorsHeaders,
+): void {
   const type = refusal.headers['content-type'] ?? 'application/json';
   let body: unknown;
   try {

@@ -67,7 +67,10 @@ export function createUpgradeCork(uws: Uws, logger: Logger): UpgradeCork {
   const hold = () => {
     if (closed) return;
     stopListening();
-    const current = { token: undefined as us_listen_socket | undefined, path: path.join(tmpdir(), `chatd-upgrade-cork-${process.pid}-${randomBytes(6).toString('hex')}.sock`) };
+    const current = {
+      token: undefined as us_listen_socket | undefined,
+      path: path.join(tmpdir(), `chatd-upgrade-cork-${process.pid}-${randomBytes(6).toString('hex')}.sock`),
+    };
     listener = current;
     app.listen_unix((token: us_listen_socket | false) => {
       if (!token) {

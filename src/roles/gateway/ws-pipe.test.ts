@@ -13,7 +13,10 @@ describe('connectUpstream', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { port } = server.address() as net.AddressInfo;
     try {
-      const err = await connectUpstream(`ws://127.0.0.1:${port}/socket.io/`, {}, [], { timeoutMs: 2000, signal: AbortSignal.abort() }).catch((e: unknown) => e);
+      const err = await connectUpstream(`ws://127.0.0.1:${port}/socket.io/`, {}, [], {
+        timeoutMs: 2000,
+        signal: AbortSignal.abort(),
+      }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UpstreamFailure);
       expect((err as UpstreamFailure).kind).toBe('aborted');
       expect(connections).toBe(0);

@@ -125,7 +125,11 @@ export function connectUpstream(
     upstream.once('error', (err: Error & { code?: string }) => {
       const code = err.code;
       const connect =
-        code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || /timed out/i.test(err.message);
+        code === 'ECONNREFUSED' ||
+        code === 'EHOSTUNREACH' ||
+        code === 'ENETUNREACH' ||
+        code === 'ENOTFOUND' ||
+        /timed out/i.test(err.message);
       settle(new UpstreamFailure(connect ? 'connect' : 'broken', err.message, { cause: err }));
     });
   });
@@ -142,7 +146,17 @@ export function acceptClient(
   corked: (res: HttpResponse, fn: () => void) => void,
   onFirstText?: (text: string) => void,
 ): void {
-  const data: PipeData = { upstream, early: [], onFirstText, ws: undefined, pending: [], flush: undefined, paused: true, closed: false, sawText: false };
+  const data: PipeData = {
+    upstream,
+    early: [],
+    onFirstText,
+    ws: undefined,
+    pending: [],
+    flush: undefined,
+    paused: true,
+    closed: false,
+    sawText: false,
+  };
   // Frames that arrive before uWS opens the client socket are kept (in order) and flushed at open.
   upstream.on('message', (raw, isBinary) => onUpstreamFrame(data, toBuffer(raw), isBinary));
   corked(res, () => {
@@ -179,7 +193,14 @@ const AS_TEXT = Object.freeze({ binary: false });
 /** A close code that may be sent in a close frame (1005, 1006 and 1015 may not). */
 export function sendableCode(code: number | undefined, fallback: number): number {
   if (code === undefined) return fallback;
-  if (code === 1000 || code === 1001 || code === 1002 || code === 1003 || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)) {
+  if (
+    code === 1000 ||
+    code === 1001 ||
+    code === 1002 ||
+    code === 1003 ||
+    (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999)
+  ) {
     return code;
   }
   return fallback;

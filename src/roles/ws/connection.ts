@@ -52,7 +52,6 @@ const REPLAY_PAGE = 200;
 
 const str = (v: unknown, max = 2048): string | undefined => (typeof v === 'string' && v.length > 0 && v.length <= max ? v : undefined);
 
-
 /** The identity a recovery pid is bound to: tenant, stream, role and subject. */
 export function pidIdentity(c: Pick<WsConn, 'principal' | 'stream'>): string {
   return `${c.principal.tenantId}\0${streamId(c.stream)}\0${c.principal.role}\0${c.principal.subject ?? ''}`;
@@ -83,7 +82,8 @@ export function createAuthenticate(deps: ConnectDeps) {
     // 1. The token: who this is.
     const token = str(auth.token, 8192);
     // An oversize token is a bad token, as on HTTP, not a missing one.
-    if (!token && typeof auth.token === 'string' && auth.token.length > 8192) throw new ChatdError('token_invalid', 'Invalid token: too long');
+    if (!token && typeof auth.token === 'string' && auth.token.length > 8192)
+      throw new ChatdError('token_invalid', 'Invalid token: too long');
     if (!token) throw new ChatdError('missing_credentials', 'Missing token: send auth: { apiKey, token }');
     if (!looksLikeJwt(token)) throw new ChatdError('token_invalid', 'Invalid token: not a JWT (get one from /api/chat/anonymous-token)');
     const verified = await svc.auth.tokens.verify(token);
@@ -154,7 +154,12 @@ export function createAuthenticate(deps: ConnectDeps) {
  * the socket to its stream: the hub hands over the tail and the socket joins the stream's topic in
  * the same synchronous step. Returns whether the replay was complete (false: the client refetches).
  */
-async function replayAndFollow(deps: ConnectDeps, socket: Socket<WsConn>, conn: WsConn, from: string | number | undefined): Promise<boolean> {
+async function replayAndFollow(
+  deps: ConnectDeps,
+  socket: Socket<WsConn>,
+  conn: WsConn,
+  from: string | number | undefined,
+): Promise<boolean> {
   const hub = deps.hub();
   const key = conn.stream;
   const max = deps.config.socketio.recoveryMaxMessages;

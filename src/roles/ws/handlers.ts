@@ -34,7 +34,12 @@ function nack(err: unknown): { success: false; error: string; code: string } {
 }
 
 export function createEventHandler(deps: HandlerDeps) {
-  const run = (socket: Socket<WsConn>, ack: AckFn | undefined, what: string, work: (svc: Pick<Services, 'chat'>, conn: WsConn) => Promise<unknown>) => {
+  const run = (
+    socket: Socket<WsConn>,
+    ack: AckFn | undefined,
+    what: string,
+    work: (svc: Pick<Services, 'chat'>, conn: WsConn) => Promise<unknown>,
+  ) => {
     const conn = socket.context!;
     deps
       .services()

@@ -137,7 +137,9 @@ export const createWsRole: RoleFactory = async (ctx) => {
   };
 
   // Open them now, in the background: the first CONNECT should not wait for the database.
-  getRuntime().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'ws role: services not available yet; retried on the next CONNECT'));
+  getRuntime().catch((err: unknown) =>
+    log.warn({ err: (err as Error).message }, 'ws role: services not available yet; retried on the next CONNECT'),
+  );
 
   const perIp = ctx.roles.includes('gateway')
     ? createGatewayLimits(config.limits, async () => (await ctx.services()).store.rateLimiter, log).connect
@@ -206,7 +208,8 @@ export const createWsRole: RoleFactory = async (ctx) => {
       case 'revoke':
         for (const s of server.sockets()) {
           const c = s.context;
-          if (c && c.principal.tenantId === tenantId && c.principal.role === 'agent' && c.principal.subject === event.userId) s.disconnect();
+          if (c && c.principal.tenantId === tenantId && c.principal.role === 'agent' && c.principal.subject === event.userId)
+            s.disconnect();
         }
         return;
       default: {

@@ -6,12 +6,19 @@ import { MemoryStore } from '../../store/memory/memory-store.js';
 import { PresenceTracker } from './presence-tracker.js';
 import { conn } from './presence-tracker.scenarios.js';
 
-describe('PresenceTracker: reconnect during the old connection\'s removal', () => {
+describe("PresenceTracker: reconnect during the old connection's removal", () => {
   const store = new MemoryStore();
   afterAll(() => store.close());
 
   it('publishes online once and no offline', async () => {
-    const tr = new PresenceTracker({ store, nodeId: 'n1', heartbeatMs: 60_000, nodeTimeoutMs: 60_000, offlineGraceMs: 60_000, logger: pino({ level: 'silent' }) });
+    const tr = new PresenceTracker({
+      store,
+      nodeId: 'n1',
+      heartbeatMs: 60_000,
+      nodeTimeoutMs: 60_000,
+      offlineGraceMs: 60_000,
+      logger: pino({ level: 'silent' }),
+    });
     const t = 'reconnect-race';
     const old = conn(t, 'dana');
     await tr.connect(old);

@@ -129,7 +129,7 @@ export function presenceScenarios(store: () => Store) {
     expect(alive.size).toBe(1);
   });
 
-  it('keeps a draining node\'s entries so its clients can reconnect elsewhere without an offline', async () => {
+  it("keeps a draining node's entries so its clients can reconnect elsewhere without an offline", async () => {
     const a = tracker({ offlineGraceMs: 100 });
     const t = id('t');
     const c = conn(t, 'gina');

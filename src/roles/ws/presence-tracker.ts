@@ -216,15 +216,18 @@ export class PresenceTracker {
     if (this.stopped || due >= this.graceDue) return;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceDue = due;
-    this.graceTimer = setTimeout(() => {
-      this.graceTimer = undefined;
-      this.graceDue = Infinity;
-      void this.flushPending(this.now()).then(() => {
-        let next = Infinity;
-        for (const p of this.pending.values()) next = Math.min(next, p.due);
-        if (next !== Infinity) this.armGrace(next);
-      });
-    }, Math.max(0, due - this.now()));
+    this.graceTimer = setTimeout(
+      () => {
+        this.graceTimer = undefined;
+        this.graceDue = Infinity;
+        void this.flushPending(this.now()).then(() => {
+          let next = Infinity;
+          for (const p of this.pending.values()) next = Math.min(next, p.due);
+          if (next !== Infinity) this.armGrace(next);
+        });
+      },
+      Math.max(0, due - this.now()),
+    );
     this.graceTimer.unref();
   }
 

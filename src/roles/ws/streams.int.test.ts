@@ -85,7 +85,9 @@ class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
   async start(): Promise<void> {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
     await eventually(async () => {
       const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       c.on('error', () => undefined);
@@ -134,11 +136,23 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
 
   /** The outbox relay's promise: publish until it succeeds (Redis may be down meanwhile). */
   async function publishEventually(s: RedisStore, m: ChatMessage): Promise<void> {
-    await eventually(() => s.events.publishMessage(m).then(() => true), `the publish of ${m.id}`, { timeoutMs: 120_000, intervalMs: 50, retryOnError: true });
+    await eventually(() => s.events.publishMessage(m).then(() => true), `the publish of ${m.id}`, {
+      timeoutMs: 120_000,
+      intervalMs: 50,
+      retryOnError: true,
+    });
   }
 
   /** Sends `count` messages round-robin over the sessions, acknowledging each in the checker. */
-  async function traffic(s: RedisStore, env: StreamEnv, checker: DeliveryChecker, t: string, sessions: string[], count: number, during?: (i: number) => Promise<void>) {
+  async function traffic(
+    s: RedisStore,
+    env: StreamEnv,
+    checker: DeliveryChecker,
+    t: string,
+    sessions: string[],
+    count: number,
+    during?: (i: number) => Promise<void>,
+  ) {
     for (let i = 0; i < count; i++) {
       const m = await store(env, t, sessions[i % sessions.length]!, `m ${i}`);
       checker.acked(m.id, t, m.sessionId);
@@ -166,11 +180,17 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     const t = uid('t');
     const sessions = [uid('s'), uid('s'), uid('s')];
     const checker = new DeliveryChecker();
-    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker["client"]> }[] = [];
+    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[] = [];
     for (const sid of sessions) {
-      sockets.push({ sock: await h.connect(conversationStream(t, sid)), rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }) });
+      sockets.push({
+        sock: await h.connect(conversationStream(t, sid)),
+        rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }),
+      });
     }
-    sockets.push({ sock: await h.connect(agentStream(t)), rec: checker.client('agent', { kind: 'agents', tenantId: t }, { contiguous: true }) });
+    sockets.push({
+      sock: await h.connect(agentStream(t)),
+      rec: checker.client('agent', { kind: 'agents', tenantId: t }, { contiguous: true }),
+    });
     const admin = new Redis(own.url);
     await traffic(s, env, checker, t, sessions, 60, async (i) => {
       if (i % 20 === 10) await admin.client('KILL', 'TYPE', 'pubsub');
@@ -191,9 +211,12 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     const t = uid('t');
     const sessions = [uid('s'), uid('s')];
     const checker = new DeliveryChecker();
-    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker["client"]> }[] = [];
+    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[] = [];
     for (const sid of sessions) {
-      sockets.push({ sock: await h.connect(conversationStream(t, sid)), rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }) });
+      sockets.push({
+        sock: await h.connect(conversationStream(t, sid)),
+        rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }),
+      });
     }
     const agent = await h.connect(agentStream(t));
     await traffic(s, env, checker, t, sessions, 40, async (i) => {

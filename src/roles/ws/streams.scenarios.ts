@@ -146,7 +146,8 @@ export function harness(env: StreamEnv, opts: Partial<StreamHubOptions> = {}): H
   const broken: Harness['broken'] = [];
   const h = {} as Harness & { failReads: number };
   h.failReads = 0;
-  const failing = <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
+  const failing =
+    <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
     (...a: A): Promise<R> => {
       if (h.failReads > 0) {
         h.failReads -= 1;
@@ -365,7 +366,7 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
       for (let i = 0; i < total; i++) await send(h.env, t, s, `m ${i}`);
     })();
     const late: TestSocket[] = [];
-    const agentStart = (agentsFirst.result?.offset ?? 0);
+    const agentStart = agentsFirst.result?.offset ?? 0;
     for (let k = 0; k < 8; k++) {
       await eventually(() => first.got.length >= k * 4, `traffic ${k}`);
       const after = Math.max(0, first.got.length - 1 - ((k * 7) % 9));
@@ -376,7 +377,10 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     await eventually(() => first.got.length === total && agentsFirst.got.length === total, 'every message on the first sockets');
     expect(offsets(first.got)).toEqual(range(1, total));
     for (const sock of late) {
-      await eventually(() => (sock.got.at(-1)?.offset ?? sock.result!.offset) === (sock.key.kind === 'agents' ? agentStart + total : total), 'the late socket');
+      await eventually(
+        () => (sock.got.at(-1)?.offset ?? sock.result!.offset) === (sock.key.kind === 'agents' ? agentStart + total : total),
+        'the late socket',
+      );
       const o = offsets(sock.got);
       const start = o.length > 0 ? o[0]! : sock.result!.offset + 1;
       expect(sock.result?.complete).toBe(true);
@@ -500,7 +504,10 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
   it('moves sockets between two nodes mid-traffic with nothing lost, repeated or reordered', async () => {
     // Two nodes on the same store; node B's bus is lossy and late. Clients hop A → B → A … and
     // recover with the offset token of the last event they got, as socket.io-client does.
-    const nodes = [make({ ringSize: { conversation: 2, agents: 4 }, pageSize: 4 }), make({ ringSize: { conversation: 2, agents: 4 }, pageSize: 4 })];
+    const nodes = [
+      make({ ringSize: { conversation: 2, agents: 4 }, pageSize: 4 }),
+      make({ ringSize: { conversation: 2, agents: 4 }, pageSize: 4 }),
+    ];
     let flip = 0;
     nodes[1]!.tap.verdict = (e) => (e.type !== 'message' ? 'pass' : ++flip % 6 === 0 ? 'drop' : flip % 4 === 0 ? 'hold' : 'pass');
     const t = uid('t');
@@ -522,7 +529,11 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     ];
     for (const [key, name] of keys) {
       const sock = await nodes[0]!.connect(key);
-      const rec = checker.client(name, key.kind === 'agents' ? { kind: 'agents', tenantId: t } : { kind: 'conversation', tenantId: t, sessionId: key.sessionId }, { contiguous: true });
+      const rec = checker.client(
+        name,
+        key.kind === 'agents' ? { kind: 'agents', tenantId: t } : { kind: 'conversation', tenantId: t, sessionId: key.sessionId },
+        { contiguous: true },
+      );
       hoppers.push({ key, node: 0, sock, seen: 0, rec });
     }
     const record = () => {
@@ -548,13 +559,15 @@ export function streamScenarios(makeEnv: () => StreamEnv) {
     for (let i = 0; i < 40; i++) {
       const m = await send(nodes[0]!.env, t, sessions[i % 2]!, `m ${i}`);
       checker.acked(m.id, t, m.sessionId);
-      if (i % 5 === 2) await hop(hoppers[(i / 5) % hoppers.length | 0]!);
+      if (i % 5 === 2) await hop(hoppers[((i / 5) % hoppers.length) | 0]!);
       if (i % 9 === 8) nodes[1]!.tap.releaseHeld('reverse');
     }
     nodes[1]!.tap.verdict = () => 'pass';
     nodes[1]!.tap.releaseHeld('reverse');
     nodes[1]!.tap.fireResubscribed(); // the drops model a lost subscription, reported when restored
-    const reader = { conversation: async (tenantId: string, sessionId: string) => nodes[0]!.env.messages.since(tenantId, sessionId, 0, 1000) };
+    const reader = {
+      conversation: async (tenantId: string, sessionId: string) => nodes[0]!.env.messages.since(tenantId, sessionId, 0, 1000),
+    };
     await eventually(async () => (record(), (await checker.verify(reader)).ok), 'a clean delivery report').catch(() => undefined);
     await checker.assertClean(reader);
     // Every hop recovered (nothing was out of bounds).

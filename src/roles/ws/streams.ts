@@ -262,7 +262,10 @@ export class StreamHub {
   /** Stops every stream and unsubscribes from the bus. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const s of this.sleeps) (clearTimeout(s.timer), s.resolve());
+    for (const s of this.sleeps) {
+      clearTimeout(s.timer);
+      s.resolve();
+    }
     this.sleeps.clear();
     const subs: Promise<void>[] = [];
     for (const t of this.tenants.values()) {
@@ -335,10 +338,12 @@ export class StreamHub {
       closed: false,
       streams: new Map(),
     };
-    t.ready = this.opts.bus.subscribe(tenantId, (event) => this.onBusEvent(t, event)).then((unsubscribe) => {
-      if (t.closed) void unsubscribe().catch(() => undefined);
-      else t.unsubscribe = unsubscribe;
-    });
+    t.ready = this.opts.bus
+      .subscribe(tenantId, (event) => this.onBusEvent(t, event))
+      .then((unsubscribe) => {
+        if (t.closed) void unsubscribe().catch(() => undefined);
+        else t.unsubscribe = unsubscribe;
+      });
     t.ready.catch(() => {
       t.closed = true;
       if (this.tenants.get(tenantId) === t) this.tenants.delete(tenantId);
@@ -439,7 +444,7 @@ export class StreamHub {
       if (st.pending === NO_PENDING) st.pending = new Map();
       st.pending.set(e.offset, e);
     }
-    this.fill(st);
+    void this.fill(st);
   }
 
   private deliver(st: StreamState, e: StreamEvent): void {
@@ -469,10 +474,10 @@ export class StreamHub {
     st.filling ??= this.fillLoop(st)
       .catch((err: unknown) => this.opts.logger.error({ err, stream: st.id }, 'stream fill loop failed'))
       .finally(() => {
-      st.filling = undefined;
-      // An event may have been buffered after the loop's last check.
-      if (!st.closed && !this.closed && (st.pending.size > 0 || st.forceRead)) void this.fill(st);
-    });
+        st.filling = undefined;
+        // An event may have been buffered after the loop's last check.
+        if (!st.closed && !this.closed && (st.pending.size > 0 || st.forceRead)) void this.fill(st);
+      });
     return st.filling;
   }
 
@@ -575,7 +580,10 @@ export class StreamHub {
   /** The source's numbering restarted (its head is `head`): deliver from there on. */
   private reset(st: StreamState, head: number): void {
     streamsBroken.inc({ reason: 'stream_reset' });
-    this.opts.logger.warn({ stream: st.id, last: st.last, head }, 'the agent stream restarted its numbering (Redis lost its data); sockets must recover');
+    this.opts.logger.warn(
+      { stream: st.id, last: st.last, head },
+      'the agent stream restarted its numbering (Redis lost its data); sockets must recover',
+    );
     st.last = head;
     st.ring = NO_EVENTS;
     // Buffered events may belong to either numbering: re-read them from the source instead.
@@ -734,7 +742,9 @@ export function parseOffsetToken(token: string): { offset: number; tag: string |
 /** A short, deterministic name for an event (every node computes the same one). */
 function eventTag(e: StreamEvent): string {
   const text =
-    e.event === 'meta_message_created' ? e.payload.message.id : `${e.payload.userId}|${e.payload.sessionId}|${e.payload.status}|${e.payload.at}`;
+    e.event === 'meta_message_created'
+      ? e.payload.message.id
+      : `${e.payload.userId}|${e.payload.sessionId}|${e.payload.status}|${e.payload.at}`;
   // FNV-1a, 32 bits.
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {

@@ -42,7 +42,9 @@ async function boundVisitorToken(node: Node, sessionId: string, fingerprint: str
 
 /** Wires a recorder's events into a checker record (and reconnects into segments). */
 function checked(rec: Recorder, record: ClientRecord): Recorder {
-  rec.socket.on('meta_message_created', (p: { message: { id: string } }, offset: string) => record.received(p.message.id, Number(offset.split('~')[0])));
+  rec.socket.on('meta_message_created', (p: { message: { id: string } }, offset: string) =>
+    record.received(p.message.id, Number(offset.split('~')[0])),
+  );
   let first = true;
   rec.socket.on('connect', () => {
     if (!first) record.reconnected(rec.socket.recovered);
@@ -105,7 +107,12 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
     c = await cluster(REDIS_URL, [['api', 'ws'], ['ws'], ['ws']], {
       // A small send buffer and big messages, so a reader that stops reading overflows it quickly
       // (the kernel's socket buffers on loopback absorb a few MB first).
-      limits: { sendBufferBytes: 65536, maxPayloadBytes: 262144, messageMaxChars: 100000, messagesPerSocket: { rate: 10000, burst: 10000 } },
+      limits: {
+        sendBufferBytes: 65536,
+        maxPayloadBytes: 262144,
+        messageMaxChars: 100000,
+        messagesPerSocket: { rate: 10000, burst: 10000 },
+      },
     });
   }, 180_000);
   afterAll(async () => {
@@ -135,7 +142,10 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
     let drops = 0;
     for (let i = 0; i < 120; i++) {
       if (i % 2 === 0) {
-        const r = await a.http('POST', '/webchat/message', { token: httpToken, body: { text: `http ${i}`, tenantId: TENANT, sessionId: s, fingerprint } });
+        const r = await a.http('POST', '/webchat/message', {
+          token: httpToken,
+          body: { text: `http ${i}`, tenantId: TENANT, sessionId: s, fingerprint },
+        });
         expect(r.status).toBe(200);
         checker.acked(r.body.messageId, TENANT, s);
       } else {
@@ -159,7 +169,7 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
     const [a, , spare] = c.nodes as [Node, Node, Node];
     // A node of its own to stop.
     const doomed = await startNode(
-      { database: (spare.srv.config.database as object), redis: spare.srv.config.redis, presence: spare.srv.config.presence },
+      { database: spare.srv.config.database as object, redis: spare.srv.config.redis, presence: spare.srv.config.presence },
       ['ws'],
     );
     await warm(doomed);
@@ -229,7 +239,9 @@ class OwnRedis {
   child: ChildProcess | undefined;
   constructor(readonly port: number) {}
   async start(): Promise<void> {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
     await eventually(async () => {
       const net = await import('node:net');
       return new Promise<boolean>((resolve) => {
@@ -272,7 +284,8 @@ describe.skipIf(!hasServerBinary || !postgresUp)('ws role when the bus loses its
     sockets.push(reader);
     checked(reader, checker.client('reader-on-B', { kind: 'conversation', tenantId: TENANT, sessionId: s }));
     const token = await boundVisitorToken(a, s, fingerprint);
-    const send = (i: number) => a.http('POST', '/webchat/message', { token, body: { text: `m${i}`, tenantId: TENANT, sessionId: s, fingerprint } });
+    const send = (i: number) =>
+      a.http('POST', '/webchat/message', { token, body: { text: `m${i}`, tenantId: TENANT, sessionId: s, fingerprint } });
     for (let i = 0; i < 30; i++) {
       const r = await send(i);
       expect(r.status).toBe(200);

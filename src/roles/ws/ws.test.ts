@@ -2,7 +2,18 @@
 // a visitor and an agent converse, presence, typing and read, refusals, recovery after 50 missed
 // messages, broadcast, agent join without duplicates, SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentToken, connect, connected, connectError, emitAck, KEYS, startNode, visitorToken, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import {
+  agentToken,
+  connect,
+  connected,
+  connectError,
+  emitAck,
+  KEYS,
+  startNode,
+  visitorToken,
+  type Node,
+  type Recorder,
+} from '../../../test/helpers/ws-harness.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 
 let node: Node;
@@ -23,7 +34,13 @@ const sid = () => `s${Math.random().toString(36).slice(2, 12)}`;
 
 async function visitor(sessionId: string, opts: Parameters<typeof connect>[2] = {}, extra: Record<string, unknown> = {}) {
   const token = await visitorToken(node, 'tenantA', KEYS.pubA);
-  const r = track(connect(node.ws, { apiKey: KEYS.pubA, token, sessionId, fingerprint: `fp-${sessionId}`, domain: 'a.example', url: 'https://a.example/p', ...extra }, opts));
+  const r = track(
+    connect(
+      node.ws,
+      { apiKey: KEYS.pubA, token, sessionId, fingerprint: `fp-${sessionId}`, domain: 'a.example', url: 'https://a.example/p', ...extra },
+      opts,
+    ),
+  );
   await connected(r);
   return r;
 }
@@ -64,7 +81,9 @@ describe.each([
     expect(await emitAck(v, 'typing', { isTyping: true })).toMatchObject({ success: true });
     await eventually(() => ag.typing.length === 1, 'typing to agent');
     expect(ag.typing[0]).toMatchObject({ sessionId: s, isTyping: true, sender: { type: 'visitor' } });
-    expect(await emitAck(ag, 'read', { sessionId: s, messageId: (hello as { messageId: string }).messageId })).toMatchObject({ success: true });
+    expect(await emitAck(ag, 'read', { sessionId: s, messageId: (hello as { messageId: string }).messageId })).toMatchObject({
+      success: true,
+    });
     await eventually(() => v.reads.length === 1, 'read to visitor');
     step('again');
     const again = await emitAck(v, 'message', { text: 'still there?' });
@@ -119,7 +138,11 @@ describe.each([
     const badToken = track(connect(node.ws, { apiKey: KEYS.pubA, token: 'a.b.c', sessionId: sid(), fingerprint: 'f1' }, opts));
     expect((await connectError(badToken)).data).toEqual({ code: 'token_invalid' });
     const origin = track(
-      connect(node.ws, { apiKey: KEYS.pubA, token, sessionId: sid(), fingerprint: 'f1' }, { ...opts, extraHeaders: { origin: 'https://evil.example' } }),
+      connect(
+        node.ws,
+        { apiKey: KEYS.pubA, token, sessionId: sid(), fingerprint: 'f1' },
+        { ...opts, extraHeaders: { origin: 'https://evil.example' } },
+      ),
     );
     expect((await connectError(origin)).data).toEqual({ code: 'origin_not_allowed' });
   });
@@ -129,10 +152,19 @@ describe('ws role details', () => {
   it('an API key in Authorization: Bearer works for non-browser clients; broadcast reaches every socket of the tenant', async () => {
     const token = await visitorToken(node, 'tenantA', KEYS.pubA);
     const s = sid();
-    const v = track(connect(node.ws, { token, sessionId: s, fingerprint: 'fp1' }, { transports: ['websocket'], extraHeaders: { authorization: `Bearer ${KEYS.pubA}` } }));
+    const v = track(
+      connect(
+        node.ws,
+        { token, sessionId: s, fingerprint: 'fp1' },
+        { transports: ['websocket'], extraHeaders: { authorization: `Bearer ${KEYS.pubA}` } },
+      ),
+    );
     await connected(v);
     const ag = await agent({ transports: ['websocket'] });
-    const r = await node.http('POST', '/api/chat/broadcast', { token: KEYS.secA, body: { tenantId: 'tenantA', event: 'office_hours', data: { open: false } } });
+    const r = await node.http('POST', '/api/chat/broadcast', {
+      token: KEYS.secA,
+      body: { tenantId: 'tenantA', event: 'office_hours', data: { open: false } },
+    });
     expect(r.status).toBe(200);
     await eventually(() => v.broadcasts.length === 1 && ag.broadcasts.length === 1, 'broadcast');
     expect(v.broadcasts[0]).toEqual({ event: 'office_hours', data: { open: false } });
@@ -142,10 +174,15 @@ describe('ws role details', () => {
     const s = sid();
     const token = await visitorToken(node, 'tenantA', KEYS.pubA);
     for (let i = 0; i < 3; i++) {
-      const r = await node.http('POST', '/webchat/message', { token, body: { text: `h${i}`, tenantId: 'tenantA', sessionId: s, fingerprint: 'fpx' } });
+      const r = await node.http('POST', '/webchat/message', {
+        token,
+        body: { text: `h${i}`, tenantId: 'tenantA', sessionId: s, fingerprint: 'fpx' },
+      });
       expect(r.status).toBe(200);
     }
-    const v = track(connect(node.ws, { apiKey: KEYS.pubA, token, sessionId: s, fingerprint: 'fpx', since: 1 }, { transports: ['websocket'] }));
+    const v = track(
+      connect(node.ws, { apiKey: KEYS.pubA, token, sessionId: s, fingerprint: 'fpx', since: 1 }, { transports: ['websocket'] }),
+    );
     await connected(v);
     await eventually(() => v.messages.length === 2, 'since replay');
     expect(v.messages.map((m) => m.message.text)).toEqual(['h1', 'h2']);
@@ -166,11 +203,15 @@ describe('ws role details', () => {
 describe('per-socket event rates', () => {
   it('agent sockets have their own bucket: an agent may send a burst a visitor socket may not', async () => {
     // Refill so slow that no test run, however slow the machine, earns a token back.
-    const limited = await startNode({ limits: { messagesPerSocket: { rate: 0.001, burst: 3 }, messagesPerAgentSocket: { rate: 0.001, burst: 6 } } });
+    const limited = await startNode({
+      limits: { messagesPerSocket: { rate: 0.001, burst: 3 }, messagesPerAgentSocket: { rate: 0.001, burst: 6 } },
+    });
     try {
       const s = sid();
       const vToken = await visitorToken(limited, 'tenantA', KEYS.pubA);
-      const v = track(connect(limited.ws, { apiKey: KEYS.pubA, token: vToken, sessionId: s, fingerprint: 'fp-r' }, { transports: ['websocket'] }));
+      const v = track(
+        connect(limited.ws, { apiKey: KEYS.pubA, token: vToken, sessionId: s, fingerprint: 'fp-r' }, { transports: ['websocket'] }),
+      );
       await connected(v);
       const visitorAcks = [];
       for (let i = 0; i < 4; i++) visitorAcks.push(await emitAck(v, 'message', { text: `v${i}` }));

@@ -48,9 +48,11 @@ export class MemoryWebhookQueue implements WebhookQueue {
   async init(): Promise<void> {
     if (this.started || !this.opts.stream) return;
     this.started = true;
-    this.opts.stream.follow('0', (job) => this.push(job), this.follow.signal).catch((err: unknown) => {
-      if (!this.follow.signal.aborted) this.opts.onError?.(err);
-    });
+    this.opts.stream
+      .follow('0', (job) => this.push(job), this.follow.signal)
+      .catch((err: unknown) => {
+        if (!this.follow.signal.aborted) this.opts.onError?.(err);
+      });
   }
 
   /** Appends a job (what the stream's follow calls). */
@@ -164,7 +166,7 @@ export class MemoryWebhookQueue implements WebhookQueue {
   async replayDead(ids: readonly string[] | 'all', now: number): Promise<string[]> {
     const wanted = ids === 'all' ? undefined : new Set(ids);
     const replayed: string[] = [];
-    for (let i = 0; i < this.dead.length; ) {
+    for (let i = 0; i < this.dead.length;) {
       const d = this.dead[i]!;
       if (wanted && !wanted.has(d.id)) {
         i++;

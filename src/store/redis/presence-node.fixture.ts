@@ -5,7 +5,15 @@ import type { Logger } from 'pino';
 import type { PresenceConnection } from '../ports.js';
 import { RedisStore } from './redis-store.js';
 
-const [url, prefix, nodeId, tenantId, users, heartbeatMs, ttlMs] = process.argv.slice(2) as [string, string, string, string, string, string, string];
+const [url, prefix, nodeId, tenantId, users, heartbeatMs, ttlMs] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+];
 const quiet = { warn() {}, info() {}, error() {}, debug() {}, child: () => quiet } as unknown as Logger;
 
 const store = new RedisStore({ url, prefix }, quiet);

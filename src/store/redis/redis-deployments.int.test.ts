@@ -88,7 +88,9 @@ describe.skipIf(!canRun)('redis deployments', () => {
     const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
     run(['--port', String(masterPort), ...common]);
     run(['--port', String(replicaPort), '--replicaof', '127.0.0.1', String(masterPort), ...common]);
-    await eventually(async () => (await listening(masterPort)) && (await listening(replicaPort)), 'master and replica', { retryOnError: true });
+    await eventually(async () => (await listening(masterPort)) && (await listening(replicaPort)), 'master and replica', {
+      retryOnError: true,
+    });
     const conf = path.join(dir, 'sentinel-failover.conf');
     writeFileSync(
       conf,
@@ -110,15 +112,27 @@ describe.skipIf(!canRun)('redis deployments', () => {
     replica.on('error', () => undefined); // the failover resets connections
     try {
       // The sentinel must know the replica before it can promote it.
-      await eventually(async () => ((await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as unknown[]).length > 0, 'the sentinel to see the replica', { timeoutMs: 60000, retryOnError: true });
-      await eventually(async () => (await replica.info('replication')).includes('master_link_status:up'), 'replication', { retryOnError: true });
-      const store = new RedisStore({ sentinel: { name: 'failmaster', nodes: [`127.0.0.1:${sentinelPort}`] }, prefix: uniquePrefix('failover') }, logger);
+      await eventually(
+        async () => ((await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as unknown[]).length > 0,
+        'the sentinel to see the replica',
+        { timeoutMs: 60000, retryOnError: true },
+      );
+      await eventually(async () => (await replica.info('replication')).includes('master_link_status:up'), 'replication', {
+        retryOnError: true,
+      });
+      const store = new RedisStore(
+        { sentinel: { name: 'failmaster', nodes: [`127.0.0.1:${sentinelPort}`] }, prefix: uniquePrefix('failover') },
+        logger,
+      );
       stores.push(store);
       await store.connect(20000);
       const t = uid('t');
       expect((await store.events.publishMessage(message(t, 's'))).agentOffset).toBe(1);
       await sentinel.call('SENTINEL', 'FAILOVER', 'failmaster');
-      await eventually(async () => (await replica.info('replication')).includes('role:master'), 'the replica to be promoted', { timeoutMs: 60000, retryOnError: true });
+      await eventually(async () => (await replica.info('replication')).includes('role:master'), 'the replica to be promoted', {
+        timeoutMs: 60000,
+        retryOnError: true,
+      });
       // Writes reach the new master (after READONLY from the demoted one, or a reconnect). A write
       // acknowledged by the old master just before its demotion can be lost: Redis replication is
       // asynchronous (the outbox in PostgreSQL is what makes messages durable, not Redis).
@@ -142,13 +156,42 @@ describe.skipIf(!canRun)('redis deployments', () => {
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
     const gen = spawnSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost',
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost',
     ]);
     expect(gen.status).toBe(0);
     run([
-      '--port', '0', '--tls-port', String(tlsPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no',
+      '--port',
+      '0',
+      '--tls-port',
+      String(tlsPort),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--tls-cert-file',
+      cert,
+      '--tls-key-file',
+      key,
+      '--tls-ca-cert-file',
+      cert,
+      '--tls-auth-clients',
+      'no',
     ]);
     await eventually(() => listening(tlsPort), 'the TLS redis-server', { retryOnError: true });
     const url = `rediss://localhost:${tlsPort}`;

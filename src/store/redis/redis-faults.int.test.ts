@@ -30,16 +30,20 @@ class OwnRedis {
     this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
       stdio: 'ignore',
     });
-    await eventually(async () => {
-      const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        return (await c.ping()) === 'PONG';
-      } finally {
-        c.disconnect();
-      }
-    }, `redis-server on ${this.port}`, { retryOnError: true });
+    await eventually(
+      async () => {
+        const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+        c.on('error', () => undefined);
+        try {
+          await c.connect();
+          return (await c.ping()) === 'PONG';
+        } finally {
+          c.disconnect();
+        }
+      },
+      `redis-server on ${this.port}`,
+      { retryOnError: true },
+    );
   }
   async kill(): Promise<void> {
     const child = this.child;
@@ -129,13 +133,21 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     const timer = setInterval(() => void live.presence.heartbeat('live', [mine, shared], 5000).catch(() => undefined), 200);
     try {
       const swept: PresenceChange[] = [];
-      await eventually(async () => {
-        swept.push(...(await live.presence.sweep(Date.now())).filter((c) => c.tenantId === t));
-        return swept.length > 0;
-      }, 'the silent node to be swept', { retryOnError: true });
+      await eventually(
+        async () => {
+          swept.push(...(await live.presence.sweep(Date.now())).filter((c) => c.tenantId === t));
+          return swept.length > 0;
+        },
+        'the silent node to be swept',
+        { retryOnError: true },
+      );
       expect(swept).toEqual([{ tenantId: t, userId: 'fay', sessionId: lonely.sessionId }]);
       expect((await live.presence.list(t)).map((u) => u.userId).sort()).toEqual(['dora', 'eve']);
-      await eventually(async () => !(await live.presence.nodes(Date.now())).some((n) => n.nodeId === 'silent'), 'the node registry to drop it', { retryOnError: true });
+      await eventually(
+        async () => !(await live.presence.nodes(Date.now())).some((n) => n.nodeId === 'silent'),
+        'the node registry to drop it',
+        { retryOnError: true },
+      );
     } finally {
       clearInterval(timer);
     }
@@ -172,10 +184,14 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
       child.kill('SIGKILL');
       await exited;
       const swept: PresenceChange[] = [];
-      await eventually(async () => {
-        swept.push(...(await live.presence.sweep(Date.now())).filter((c) => c.tenantId === t));
-        return swept.length > 0;
-      }, 'the killed node to be swept', { retryOnError: true });
+      await eventually(
+        async () => {
+          swept.push(...(await live.presence.sweep(Date.now())).filter((c) => c.tenantId === t));
+          return swept.length > 0;
+        },
+        'the killed node to be swept',
+        { retryOnError: true },
+      );
       expect(swept).toEqual([{ tenantId: t, userId: 'hal', sessionId: 's-hal' }]);
       expect((await live.presence.list(t)).map((u) => u.userId)).toEqual(['gus']);
     } finally {
@@ -202,14 +218,18 @@ describe.skipIf(!available)('redis faults (own redis-server)', () => {
     await eventually(() => events.includes('before'), 'the first event', { retryOnError: true });
 
     await redis.kill();
-    await eventually(async () => {
-      try {
-        await s.sessions.get('x');
-        return false;
-      } catch (err) {
-        return err instanceof DependencyError;
-      }
-    }, 'a DependencyError', { retryOnError: true });
+    await eventually(
+      async () => {
+        try {
+          await s.sessions.get('x');
+          return false;
+        } catch (err) {
+          return err instanceof DependencyError;
+        }
+      },
+      'a DependencyError',
+      { retryOnError: true },
+    );
     await expect(s.ping()).rejects.toBeInstanceOf(DependencyError);
     await expect(s.bus.publish(t, { type: 'broadcast', event: 'lost', data: null })).rejects.toBeInstanceOf(DependencyError);
     expect(resubscribed).toBe(0);

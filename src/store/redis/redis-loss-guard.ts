@@ -85,7 +85,8 @@ export class RedisLossGuard {
           this.failing = false;
         },
         (err: unknown) => {
-          if (!this.failing) this.opts.logger.warn({ err: (err as Error)?.message ?? String(err) }, 'redis loss guard: look failed; retrying');
+          if (!this.failing)
+            this.opts.logger.warn({ err: (err as Error)?.message ?? String(err) }, 'redis loss guard: look failed; retrying');
           this.failing = true;
         },
       )

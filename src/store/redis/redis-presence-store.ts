@@ -69,12 +69,8 @@ export class RedisPresenceStore implements PresenceStore {
   remove(nodeId: string, tenantId: string, connId: string): Promise<{ lastForUser: boolean } & Partial<PresenceChange>> {
     void nodeId; // connection ids are unique: the stored record knows its node
     return guard('presence remove', async () => {
-      const r = (await this.redis.chatdPresenceRemove(
-        ...this.tenantKeys(tenantId),
-        this.keys.presenceBase(tenantId),
-        tenantId,
-        connId,
-      )) as [number, string, string] | [];
+      const r = (await this.redis.chatdPresenceRemove(...this.tenantKeys(tenantId), this.keys.presenceBase(tenantId), tenantId, connId)) as
+        [number, string, string] | [];
       if (r.length === 0) return { lastForUser: false };
       return { lastForUser: Number(r[0]) === 1, tenantId, userId: String(r[1]), sessionId: String(r[2]) };
     });
@@ -99,7 +95,8 @@ export class RedisPresenceStore implements PresenceStore {
             const e = this.encode(nodeId, c);
             args.push(c.connId, c.userId, e.conn, e.online);
           }
-          (pipe as unknown as ScriptedRedis).chatdPresenceHeartbeat(...args);
+          // Queued on the pipeline; its result comes from exec() below.
+          void (pipe as unknown as ScriptedRedis).chatdPresenceHeartbeat(...args);
           calls.push(tenantId);
         }
       }

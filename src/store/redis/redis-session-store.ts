@@ -10,11 +10,7 @@ export class RedisSessionStore implements SessionStore {
     private readonly keys: RedisKeys,
   ) {}
 
-  upsert(
-    sessionId: string,
-    rec: { tenantId: string; userId: string; fingerprint: string },
-    ttlSeconds: number,
-  ): Promise<SessionUpsert> {
+  upsert(sessionId: string, rec: { tenantId: string; userId: string; fingerprint: string }, ttlSeconds: number): Promise<SessionUpsert> {
     const now = new Date().toISOString();
     const record: SessionRecord = {
       userId: rec.userId,

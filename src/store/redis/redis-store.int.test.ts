@@ -52,7 +52,7 @@ describe.skipIf(!available)('redis store', () => {
       rawSub.disconnect();
     });
 
-    it('keeps the guide\'s key names exactly after the prefix, and tenant data under t:{tid}:', async () => {
+    it("keeps the guide's key names exactly after the prefix, and tenant data under t:{tid}:", async () => {
       const t = uid('tenant');
       const sid = uid('sess');
       await store.sessions.upsert(sid, { tenantId: t, userId: 'u1', fingerprint: 'fp' }, 3600);
@@ -66,7 +66,13 @@ describe.skipIf(!available)('redis store', () => {
       await store.presence.add('n1', c, 60000);
       const online = await raw.hgetall(`${prefix}online_users:${t}`);
       expect(Object.keys(online)).toEqual(['alice']);
-      expect(JSON.parse(online.alice!)).toEqual({ sessionId: c.sessionId, connectedAt: c.connectedAt, domain: c.domain, origin: c.origin, url: c.url });
+      expect(JSON.parse(online.alice!)).toEqual({
+        sessionId: c.sessionId,
+        connectedAt: c.connectedAt,
+        domain: c.domain,
+        origin: c.origin,
+        url: c.url,
+      });
 
       const before = await raw.xlen(`${prefix}meta:webhook_jobs`);
       const m = message(t, sid);
@@ -74,7 +80,18 @@ describe.skipIf(!available)('redis store', () => {
       expect(await raw.xlen(`${prefix}meta:webhook_jobs`)).toBe(before + 1);
       const newest = (await raw.xrevrange(`${prefix}meta:webhook_jobs`, '+', '-', 'COUNT', 1)) as [string, string[]][];
       expect(newest[0]?.[1]).toEqual([
-        'type', 'message.created', 'tenantId', t, 'sessionId', sid, 'messageId', m.id, 'createdAt', m.createdAt, 'payload', JSON.stringify(m),
+        'type',
+        'message.created',
+        'tenantId',
+        t,
+        'sessionId',
+        sid,
+        'messageId',
+        m.id,
+        'createdAt',
+        m.createdAt,
+        'payload',
+        JSON.stringify(m),
       ]);
       await store.sessions.bind(t, 'jti1', sid, 60);
       expect(await raw.get(`${prefix}t:${t}:bind:jti1`)).toBe(sid);

@@ -9,16 +9,7 @@ import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
 import { createRedisClient, redisOptions, waitReady, type RedisConnectionConfig } from './connection.js';
 import { compareStreamIds, decodeRetry, encodeRetry, parseJobFields, replayItem } from '../webhook-jobs.js';
-import type {
-  WebhookJob,
-  ClaimedRetry,
-  DeadEntry,
-  DeadInput,
-  DeadReason,
-  ScheduledRetry,
-  Settlement,
-  WebhookQueue,
-} from '../ports.js';
+import type { WebhookJob, ClaimedRetry, DeadEntry, DeadInput, DeadReason, ScheduledRetry, Settlement, WebhookQueue } from '../ports.js';
 
 export const WEBHOOK_GROUP = 'chatd-webhooks';
 
@@ -173,7 +164,23 @@ const deadArgs = (d: DeadInput): string[] => [
   encodeRetry(d.item),
 ];
 
-type Cmd = Pick<Redis, 'eval' | 'evalsha' | 'xadd' | 'xgroup' | 'xautoclaim' | 'xclaim' | 'zcard' | 'xlen' | 'xrange' | 'xrevrange' | 'xinfo' | 'zadd' | 'quit' | 'disconnect'>;
+type Cmd = Pick<
+  Redis,
+  | 'eval'
+  | 'evalsha'
+  | 'xadd'
+  | 'xgroup'
+  | 'xautoclaim'
+  | 'xclaim'
+  | 'zcard'
+  | 'xlen'
+  | 'xrange'
+  | 'xrevrange'
+  | 'xinfo'
+  | 'zadd'
+  | 'quit'
+  | 'disconnect'
+>;
 type Blocking = Pick<Redis, 'xreadgroup' | 'quit' | 'disconnect'>;
 
 export interface RedisQueueOptions {
@@ -245,7 +252,14 @@ export class RedisWebhookQueue implements WebhookQueue {
   async snapshot(scanLimit = 2000): Promise<QueueSnapshot> {
     try {
       const [epoch, oldest, retries, dead] = (await this.script(
-        SNAPSHOT, 4, this.keys.jobs, this.keys.retry, this.keys.dead, this.keys.epoch, WEBHOOK_GROUP, scanLimit,
+        SNAPSHOT,
+        4,
+        this.keys.jobs,
+        this.keys.retry,
+        this.keys.dead,
+        this.keys.epoch,
+        WEBHOOK_GROUP,
+        scanLimit,
       )) as [string | null, string | null, number, number];
       return { epoch: epoch || null, oldestUnsettled: oldest || null, retries: Number(retries), dead: Number(dead) };
     } catch (err) {
@@ -262,8 +276,25 @@ export class RedisWebhookQueue implements WebhookQueue {
     try {
       await Promise.all(
         jobs.map((j) =>
-          this.opts.redis.xadd(this.keys.jobs, 'MAXLEN', '~', maxLen, '*', 'type', j.type, 'tenantId', j.tenantId,
-            'sessionId', j.sessionId, 'messageId', j.messageId, 'createdAt', j.createdAt, 'payload', j.payload),
+          this.opts.redis.xadd(
+            this.keys.jobs,
+            'MAXLEN',
+            '~',
+            maxLen,
+            '*',
+            'type',
+            j.type,
+            'tenantId',
+            j.tenantId,
+            'sessionId',
+            j.sessionId,
+            'messageId',
+            j.messageId,
+            'createdAt',
+            j.createdAt,
+            'payload',
+            j.payload,
+          ),
         ),
       );
     } catch (err) {
@@ -288,7 +319,16 @@ export class RedisWebhookQueue implements WebhookQueue {
     let res: unknown;
     try {
       res = await this.opts.blocking.xreadgroup(
-        'GROUP', WEBHOOK_GROUP, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.keys.jobs, '>',
+        'GROUP',
+        WEBHOOK_GROUP,
+        consumer,
+        'COUNT',
+        count,
+        'BLOCK',
+        blockMs,
+        'STREAMS',
+        this.keys.jobs,
+        '>',
       );
     } catch (err) {
       if (this.closed) return [];
@@ -308,7 +348,17 @@ export class RedisWebhookQueue implements WebhookQueue {
     const jobs: WebhookJob[] = [];
     for (const [, entries] of res ?? []) {
       for (const [id, fields] of entries) {
-        jobs.push(parseJobFields(id, fields) ?? { id, type: 'message.created', tenantId: '', sessionId: '', messageId: '', createdAt: '', payload: '' });
+        jobs.push(
+          parseJobFields(id, fields) ?? {
+            id,
+            type: 'message.created',
+            tenantId: '',
+            sessionId: '',
+            messageId: '',
+            createdAt: '',
+            payload: '',
+          },
+        );
       }
     }
     return jobs;
@@ -350,9 +400,7 @@ export class RedisWebhookQueue implements WebhookQueue {
   }
 
   async settle(consumer: string, entryId: string, outcome: Settlement): Promise<boolean> {
-    const args: (string | number)[] = [
-      WEBHOOK_GROUP, consumer, entryId, this.opts.deadMaxLen, outcome.retries.length, outcome.dead.length,
-    ];
+    const args: (string | number)[] = [WEBHOOK_GROUP, consumer, entryId, this.opts.deadMaxLen, outcome.retries.length, outcome.dead.length];
     for (const r of outcome.retries) args.push(r.dueAt, encodeRetry(r.item));
     for (const d of outcome.dead) args.push(...deadArgs(d));
     try {

@@ -73,8 +73,7 @@ export class RedisWebhookStream implements WebhookStream {
             last = tail[0]?.[0] ?? '0-0';
           }
           const res = (await conn.xread('COUNT', 100, 'BLOCK', BLOCK_MS, 'STREAMS', this.keys.webhookJobs, last)) as
-            | [string, RawEntry[]][]
-            | null;
+            [string, RawEntry[]][] | null;
           for (const [, entries] of res ?? []) {
             for (const [id, fields] of entries) {
               last = id;
@@ -129,8 +128,7 @@ class RedisWebhookGroup implements WebhookConsumerGroup {
       let res: [string, RawEntry[]][] | null;
       if (blockMs <= 0) {
         res = (await this.redis.xreadgroup('GROUP', this.name, consumer, 'COUNT', count, 'STREAMS', this.key, '>')) as
-          | [string, RawEntry[]][]
-          | null;
+          [string, RawEntry[]][] | null;
       } else {
         // One dedicated connection per group handle; an abort closes it (a new one is opened next time).
         const conn = (this.conn ??= this.blocking());
@@ -142,8 +140,7 @@ class RedisWebhookGroup implements WebhookConsumerGroup {
         try {
           await waitReady(conn, this.connectTimeoutMs, signal);
           res = (await conn.xreadgroup('GROUP', this.name, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.key, '>')) as
-            | [string, RawEntry[]][]
-            | null;
+            [string, RawEntry[]][] | null;
         } catch (err) {
           if (signal?.aborted) return [];
           throw err;

@@ -88,8 +88,11 @@ export async function spawnChild(name: string, env: Record<string, string>): Pro
       const found = messages.find(pred);
       if (found) return Promise.resolve(found as T);
       return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`child ${name}: no matching message within ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
-        exited.then(({ code, signal }) => {
+        const timer = setTimeout(
+          () => reject(new Error(`child ${name}: no matching message within ${timeoutMs} ms; stderr:\n${err}`)),
+          timeoutMs,
+        );
+        void exited.then(({ code, signal }) => {
           clearTimeout(timer);
           reject(new Error(`child ${name} exited (${code ?? signal}) before the expected message; stderr:\n${err}`));
         });
