@@ -6,7 +6,7 @@
 // (the same SQL, one transaction per message), each for `--seconds`, in a fresh schema that is
 // dropped afterwards. Also measures the single-row INSERT floor: one connection, one autocommit
 // INSERT at a time (what one synchronous commit costs on this machine).
-// Prints a table and a JSON line; the README "Storage" section records the numbers.
+// Prints a table and a JSON line; docs/deployment.md "Storage" records the numbers.
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';

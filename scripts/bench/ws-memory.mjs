@@ -1,4 +1,4 @@
-// Memory per idle authenticated Socket.IO connection on chatd (issue 5's budget: <= 1 KB of JS heap).
+// Memory per idle authenticated Socket.IO connection on chatd (budget: <= 1 KB of JS heap).
 //
 //   node scripts/bench/ws-memory.mjs [--n 10000] [--redis redis://…] [--postgres postgres://…]
 //   node scripts/bench/ws-memory.mjs --target protocol [--n 10000]   (the protocol layer alone)

@@ -1,4 +1,4 @@
-// Measures the single binary the way the README reports it:
+// Measures the single binary the way docs/deployment.md reports it:
 //   node scripts/package/measure.mjs [path/to/chatd] [--runs N] [--json]
 // size (and gzip), `--version` time, and for `serve --role all` on embedded defaults in a fresh
 // temporary folder: milliseconds from spawn to the first 200 of /healthz and of /readyz, RSS and

@@ -1,5 +1,5 @@
 // The credentials of a chatd process in one object, shared by every role (Services.auth): tenants
-// and their policies, API keys, JWTs. `reload` swaps them all at once (SIGHUP, issue 12): a request
+// and their policies, API keys, JWTs. `reload` swaps them all at once (SIGHUP): a request
 // reads `auth.apiKeys` / `auth.tokens` / `auth.tenants` when it starts and sees one consistent set.
 import type { Config } from '../config/schema.js';
 import { createApiKeyRegistry, type ApiKeyRegistry } from './api-keys.js';

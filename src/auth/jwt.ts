@@ -11,7 +11,7 @@
 // - Claims: `jti`, `tid` (tenant), `sid` (session, optional), `sub` (user), `role`
 //   (visitor|user|agent), `name` (agents, optional); `exp`/`nbf` with auth.clockToleranceSeconds.
 // - Revocation: a tenant's `tokensNotBefore` refuses tokens issued (`iat`) before it; an optional
-//   `isRevoked` hook (agent revocation, issue 12) is asked after the signature checks out.
+//   `isRevoked` hook (agent revocation) is asked after the signature checks out.
 import {
   createHash,
   createHmac,
@@ -76,7 +76,7 @@ export interface TokenService {
 }
 
 export interface TokenServiceOptions {
-  /** Asked after a token verified; true refuses it with `token_revoked` (issue 12's agent revocation). */
+  /** Asked after a token verified; true refuses it with `token_revoked` (agent revocation). */
   readonly isRevoked?: (p: Principal) => Promise<boolean> | boolean;
   /** Reads key files (tests replace it). */
   readonly readFile?: (path: string) => string;

@@ -7,7 +7,7 @@ import type { Tables } from './schema.js';
 export async function deleteMessagesBefore(db: Kysely<Tables>, tenantId: string, before: Date, limit: number): Promise<number> {
   try {
     return await db.transaction().execute(async (tx) => {
-      // One node at a time per tenant (issue 12): a node that finds the tenant's advisory lock
+      // One node at a time per tenant: a node that finds the tenant's advisory lock
       // taken deletes nothing this round (0 ends its loop); the holder carries on. SKIP LOCKED
       // still keeps a batch from waiting on rows an erasure holds.
       const lock = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtext(${`chatd:retention:${tenantId}`})) as ok`.execute(

@@ -28,7 +28,7 @@ declare global {
 /**
  * Memory settings for an embedded chat store. PGlite runs PostgreSQL single-user in this process,
  * so every buffer is our RSS: PostgreSQL's default 128 MB of shared buffers is sized for a server;
- * 16 MB brings a reopened PGlite from ~260 MB to ~165 MB of RSS (measured; chatd figures in README "Storage").
+ * 16 MB brings a reopened PGlite from ~260 MB to ~165 MB of RSS (measured; chatd figures in docs/deployment.md "Storage").
  */
 export const PGLITE_CONF: readonly string[] = [
   'shared_buffers=16MB',
@@ -80,7 +80,7 @@ export async function createPglite(dir: string, extra: Partial<PGliteOptions> = 
  * memory a WebAssembly instance grew is not given back while its process lives: initialised in
  * process, a first start would keep ~750 MB of RSS for the life of the server (~355 MB even from a
  * terminated worker thread); from a child that exits, chatd itself stays at a later start's figure
- * (README "Storage"). Falls back to the caller initialising in process where PGlite cannot be
+ * (docs/deployment.md "Storage"). Falls back to the caller initialising in process where PGlite cannot be
  * loaded by path or `node` is not our executable (the single binary).
  */
 async function initialiseInChild(dir: string, postgresqlconf: PGliteOptions['postgresqlconf']): Promise<void> {

@@ -1,4 +1,4 @@
-// Configuration reload without a restart (issue 12): SIGHUP, or `chatd config reload` through the
+// Configuration reload without a restart: SIGHUP, or `chatd config reload` through the
 // admin listener (POST /admin/config/reload), re-reads the config file (and the environment and the
 // generated secrets, exactly as at start) and applies to NEW requests: tenants with their API keys,
 // allowed origins (CORS and per-tenant checks), identity settings, tokensNotBefore and JWT settings

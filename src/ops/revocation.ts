@@ -1,4 +1,4 @@
-// Revoking one agent (or user) of a tenant (issue 12): `chatd token revoke --tenant T --user U`
+// Revoking one agent (or user) of a tenant: `chatd token revoke --tenant T --user U`
 // stores the revocation instant where every node reads it (Redis `t:{tid}:revoked:{userId}`, or the
 // embedded store through the running server's admin listener) and publishes the `revoke` tenant
 // event, on which every ws node closes that agent's sockets. Every token of that subject issued

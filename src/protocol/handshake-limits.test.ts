@@ -1,4 +1,4 @@
-// Handshake limits (issue 17 items 1 and 6): a per-IP token bucket on new Engine.IO sessions, a cap
+// Handshake limits: a per-IP token bucket on new Engine.IO sessions, a cap
 // on sessions that have not completed CONNECT (per IP and in total) apart from maxConnections, a
 // connect deadline, and the protocol details of the reference server (PUT → 400, a session closed by
 // ping timeout is unknown to its next GET, `Connection: close` echoed). Real sockets from distinct

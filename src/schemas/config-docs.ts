@@ -1,5 +1,5 @@
 // Documentation generated from the config schema, so it cannot drift from the code:
-// `chat-server.example.yaml` (every key, commented, with its default) and the README's config
+// `chat-server.example.yaml` (every key, commented, with its default) and docs/configuration.md's config
 // reference table. `npm run schemas` writes both; a test checks the committed copies are current.
 import type { TSchema } from '@sinclair/typebox';
 import { ConfigSchema } from '../config/schema.js';

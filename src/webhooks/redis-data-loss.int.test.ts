@@ -1,4 +1,4 @@
-// Issue 17 item 2: Redis restarts without its data mid-load and no webhook of an acknowledged
+// Redis restarts without its data mid-load and no webhook of an acknowledged
 // message is lost. Its own redis-server (no persistence) on a spare port, PostgreSQL in an own
 // schema, the services in process (accept → relay → meta:webhook_jobs → dispatcher), a real HTTP
 // receiver counting deliveries by delivery id. Visitors send continuously; the redis-server is

@@ -14,7 +14,7 @@ export function signWebhook(secret: string, timestamp: number | string, body: st
 }
 
 /**
- * The receiver's side, as documented in the README: recompute the signature and compare in
+ * The receiver's side, as documented in docs/operations.md "Webhooks": recompute the signature and compare in
  * constant time; refuse timestamps further than `toleranceSeconds` from now (replay protection).
  */
 export function verifyWebhook(

@@ -1,4 +1,4 @@
-// The demo pages in Chromium (issue 17 item 5): typing right after sending is shown to the agent,
+// The demo pages in Chromium: typing right after sending is shown to the agent,
 // read receipts show as "Seen" on both pages, and the agent console hides its token once signed in
 // and can sign out.
 import { mkdtemp, writeFile } from 'node:fs/promises';

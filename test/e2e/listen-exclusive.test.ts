@@ -1,4 +1,4 @@
-// A second chatd on a busy port must refuse to start (issue 17 item 3). uWebSockets.js binds with
+// A second chatd on a busy port must refuse to start. uWebSockets.js binds with
 // SO_REUSEPORT by default, so a second process "listened" and took part of the connections; and
 // `config check` called admin.port == server.port ok.
 import { mkdtemp, writeFile } from 'node:fs/promises';

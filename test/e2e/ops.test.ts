@@ -1,4 +1,4 @@
-// Operations end to end on the embedded defaults (issue 12), one real chatd process:
+// Operations end to end on the embedded defaults, one real chatd process:
 // - SIGHUP: a key added by the reload works, a removed one is refused, sockets stay connected;
 // - a bad reload (SIGHUP and `chatd config reload`) changes nothing and names the key path;
 // - `chatd token revoke`: the agent's socket is closed, its token refused on HTTP and at CONNECT;

@@ -1,6 +1,6 @@
 // The single binary, end to end: dist/chatd (built here by `npm run package` when missing or older
 // than the sources) run from empty folders with no node on PATH and a bare environment, as on a VM.
-// Prints its numbers (build time, size, start-up to the first 200, RSS) for the README.
+// Prints its numbers (build time, size, start-up to the first 200, RSS) for docs/deployment.md "Single binary".
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-// The quick start as a new user meets it (issue 17 item 5): `npx chatd serve` stops with its
+// The quick start as a new user meets it: `npx chatd serve` stops with its
 // supervisor's signal, zero-config has a secret key, the port is set without a file, every log line
 // is JSON, commander's errors are one `chatd:` line, `--ttl` has the config's bounds, `/` points to
 // the demo.

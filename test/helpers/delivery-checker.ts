@@ -1,4 +1,4 @@
-// The delivery checker: the oracle for "exactly once, in order" (issue 5 and later tests).
+// The delivery checker: the oracle for "exactly once, in order".
 //
 //   const checker = new DeliveryChecker();
 //   const visitor = checker.client('visitor-1', { kind: 'conversation', tenantId, sessionId });

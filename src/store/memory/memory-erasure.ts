@@ -1,4 +1,4 @@
-// Erasure and revocation in process (issue 12), with the Redis adapter's semantics. Scheduled
+// Erasure and revocation in process, with the Redis adapter's semantics. Scheduled
 // webhook retries of the embedded default live in the webhook dispatcher's own in-process queue and
 // are not reached from here (counted as 0).
 import type { ErasureStore, RevocationStore, StoreErasure } from '../ports.js';

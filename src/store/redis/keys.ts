@@ -4,7 +4,7 @@
 // `meta:webhook_jobs` — are kept exactly after the prefix; every other key or channel holding tenant
 // data starts with `t:{tenantId}:`. The global ones are the webhook stream and its retry/dead sets,
 // the presence registries (tenants with connections, live nodes) and the rate-limit buckets.
-// The README's "Redis keys" section lists the same names: keep them in sync.
+// The "Redis keys" section of docs/operations.md lists the same names: keep them in sync.
 
 export interface RedisKeys {
   readonly prefix: string;

@@ -1,4 +1,4 @@
-// Erasure and revocation in Redis (issue 12). Erasure is an operator's rare, explicit act, so it may
+// Erasure and revocation in Redis. Erasure is an operator's rare, explicit act, so it may
 // scan: the tenant's token bindings (SCAN `t:{tid}:bind:*`), its presence connections (one hash),
 // the webhook jobs stream (XRANGE in pages) and the retry set (ZSCAN). Everything is matched on the
 // tenant id AND the session id, so another tenant's data is never touched.

@@ -19,7 +19,7 @@
 //   node running a dispatcher across the loss re-appends its own window, so with N such nodes a
 //   message can come up to N + 1 times.
 //
-// Limits (README "What a Redis restart without data does"): only a dispatcher that was running
+// Limits (docs/operations.md "What a Redis restart without data does"): only a dispatcher that was running
 // before the loss can tell — one started after it sees a Redis it never knew and claims a new
 // epoch; dead-lettered deliveries are not re-sent (they are counted in the warning, the dead list
 // is lost); each part of the snapshot is scanned up to `scanLimit` entries.
