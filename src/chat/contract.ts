@@ -125,7 +125,7 @@ export const ErrorDetailSchema = Type.Object(
 export const ErrorBody = Type.Object(
   {
     error: Type.String({ description: "Human-readable message (the guide's field)." }),
-    code: Type.String({ pattern: '^[a-z][a-z0-9_]*$', description: "Stable snake_case code; see the error table in docs/http-api.md." }),
+    code: Type.String({ pattern: '^[a-z][a-z0-9_]*$', description: 'Stable snake_case code; see the error table in docs/http-api.md.' }),
     details: Type.Optional(Type.Array(ErrorDetailSchema)),
   },
   { additionalProperties: false, description: 'Every HTTP error body.' },
