@@ -155,6 +155,22 @@ describe('TokenService with tenants', () => {
   });
 });
 
+/** A token service signing with a fresh key pair of `type`, read from (in-memory) key files. */
+function asymmetricService(type: 'rsa' | 'ed25519') {
+  const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
+  const files: Record<string, string> = {
+    'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+  };
+  const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
+  const svc = createTokenService(
+    authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
+    tenants(),
+    { readFile: (p) => files[p]! },
+  );
+  return { svc, files, algorithm };
+}
+
 describe('key rotation and asymmetric keys', () => {
   it('the first key signs with its kid; every key verifies; a removed kid is refused', async () => {
     const keys = [
@@ -175,17 +191,7 @@ describe('key rotation and asymmetric keys', () => {
   it.each(['rsa', 'ed25519'] as const)(
     'signs and verifies with %s key files; an HS256 token signed with the public key is refused',
     async (type) => {
-      const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
-      const files: Record<string, string> = {
-        'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-        'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
-      };
-      const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
-      const svc = createTokenService(
-        authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
-        tenants(),
-        { readFile: (p) => files[p]! },
-      );
+      const { svc, files, algorithm } = asymmetricService(type);
       const t = await svc.mint({ tenantId: 'acme', role: 'agent', subject: 'bob', ttlSeconds: 60 });
       expect(JSON.parse(Buffer.from(t.token.split('.')[0]!, 'base64url').toString()).alg).toBe(algorithm);
       expect((await svc.verify(t.token)).subject).toBe('bob');
@@ -335,17 +341,7 @@ describe('only the canonical encoding of a signature verifies', () => {
   });
 
   it.each(['rsa', 'ed25519'] as const)('a %s token (verified by jose) and its altered copies', async (type) => {
-    const pair = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
-    const files: Record<string, string> = {
-      'priv.pem': pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-      'pub.pem': pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
-    };
-    const algorithm = type === 'rsa' ? ('RS256' as const) : ('EdDSA' as const);
-    const svc = createTokenService(
-      authConfig({ jwtSecret: undefined, jwtKeys: [{ kid: 'a1', privateKeyFile: 'priv.pem', publicKeyFile: 'pub.pem', algorithm }] }),
-      tenants(),
-      { readFile: (p) => files[p]! },
-    );
+    const { svc } = asymmetricService(type);
     const { token } = await svc.mint({ tenantId: 'acme', role: 'visitor', ttlSeconds: 60 });
     expect(await codeOf(svc.verify(token))).toBe('accepted');
     const copies = nonCanonicalCopies(token);

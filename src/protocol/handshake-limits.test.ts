@@ -11,6 +11,7 @@ import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOption
 import WebSocket from 'ws';
 import { startHarness, type Harness } from './harness.js';
 import { eventually } from '../../test/helpers/eventually.js';
+import { connected } from '../../test/helpers/socket-client.js';
 
 const harnesses: Harness[] = [];
 const clients: ClientSocket[] = [];
@@ -48,13 +49,6 @@ function clientFrom(h: Harness, localAddress: string, opts: Partial<ManagerOptio
   clients.push(c);
   return c;
 }
-
-const connected = (c: ClientSocket) =>
-  new Promise<void>((resolve, reject) => {
-    if (c.connected) return resolve();
-    c.once('connect', () => resolve());
-    c.once('connect_error', reject);
-  });
 
 /** One HTTP request; resolves with status, headers and body. */
 function request(url: string, opts: { agent?: http.Agent; localAddress?: string; method?: string; body?: string } = {}) {

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { startHarness, type Harness } from './harness.js';
 import { DISCONNECT } from '../errors.js';
 import { eventually } from '../../test/helpers/eventually.js';
+import { connected } from '../../test/helpers/socket-client.js';
 
 const harnesses: Harness[] = [];
 const clients: ClientSocket[] = [];
@@ -26,13 +27,6 @@ function client(h: Harness, opts: Partial<ManagerOptions & SocketOptions> = {}):
   clients.push(c);
   return c;
 }
-
-const connected = (c: ClientSocket) =>
-  new Promise<void>((resolve, reject) => {
-    if (c.connected) return resolve();
-    c.once('connect', () => resolve());
-    c.once('connect_error', reject);
-  });
 
 type ClientOpts = Partial<ManagerOptions & SocketOptions>;
 const MODES: [string, ClientOpts][] = [

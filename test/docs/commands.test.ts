@@ -12,8 +12,7 @@ import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHATD_BIN, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { eventually } from '../helpers/eventually.js';
+import { CHATD_BIN, spawnChatd, whenReady, type ChatdProcess } from '../helpers/chatd-process.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SELF = 'test/docs/commands.test.ts';
@@ -95,10 +94,7 @@ describe.skipIf(tools.length > 0 && !ci)('runnable doc blocks, against chatd ser
       path.join(cwd, 'chat-server.yaml'),
       `server:\n  host: 127.0.0.1\n  port: ${chatd.ports.public}\nadmin:\n  port: ${chatd.ports.admin}\n`,
     );
-    await eventually(async () => (await fetch(`http://127.0.0.1:${chatd.ports.public}/readyz`)).status === 200, 'chatd ready', {
-      timeoutMs: 240_000,
-      retryOnError: true,
-    });
+    await whenReady(chatd.ports.public!);
     secrets = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')) as Record<string, string>;
     // `chatd` and `npx chatd` in a block are this checkout's launcher.
     bin = path.join(cwd, 'bin');

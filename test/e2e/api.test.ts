@@ -5,7 +5,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { runChatd, spawnChatd, whenReady, type ChatdProcess } from '../helpers/chatd-process.js';
 import { client } from '../helpers/api-harness.js';
 
 describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
@@ -20,14 +20,7 @@ describe('HTTP API on the embedded defaults (chatd serve --role all)', () => {
     chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
     call = client(`http://127.0.0.1:${chatd.ports.public}`);
     key = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).gatewayApiKey;
-    // The embedded database is created in the background at start (seconds; minutes on a loaded
-    // machine): wait until the node says it is ready rather than racing it.
-    const deadline = Date.now() + 240_000;
-    while (Date.now() < deadline) {
-      const r = await fetch(`http://127.0.0.1:${chatd.ports.public}/readyz`).catch(() => undefined);
-      if (r?.status === 200) break;
-      await new Promise((res) => setTimeout(res, 250));
-    }
+    await whenReady(chatd.ports.public!);
   }, 300_000);
   afterAll(async () => {
     await chatd?.stop('SIGKILL');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { spawnChatd, whenReady, type ChatdProcess } from '../helpers/chatd-process.js';
 import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from '../helpers/browser.js';
 
 const WAIT = { timeout: 30_000 };
@@ -21,14 +21,9 @@ describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, s
     await writeFile(path.join(cwd, 'chat-server.yaml'), 'server:\n  port: 0\n  host: 127.0.0.1\nadmin:\n  port: 0\nlog:\n  format: json\n');
     chatd = await spawnChatd({ cwd, timeoutMs: 120_000 });
     base = `http://127.0.0.1:${chatd.ports.public}`;
-    const deadline = Date.now() + 120_000;
-    while (Date.now() < deadline) {
-      const r = await fetch(`${base}/readyz`).catch(() => undefined);
-      if (r?.status === 200) break;
-      await new Promise((res) => setTimeout(res, 250));
-    }
+    await whenReady(chatd.ports.public!);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     await browser?.close();

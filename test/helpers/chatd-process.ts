@@ -2,6 +2,7 @@
 // it listens on (tests use port 0), and teardown always kills it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { eventually } from './eventually.js';
 
 export const CHATD_BIN = path.resolve(__dirname, '../../bin/chatd');
 
@@ -42,6 +43,19 @@ export interface SpawnOptions {
 }
 
 const LISTEN_TIMEOUT_MS = 240_000;
+
+/**
+ * Resolves once `GET /readyz` on `port` answers 200. A first start in a fresh folder opens the
+ * embedded database in the background after the listener is up (seconds; a minute or more on a
+ * loaded 2-core machine), so tests wait for readiness rather than race it. A hang detector.
+ */
+export async function whenReady(port: number, timeoutMs = LISTEN_TIMEOUT_MS): Promise<void> {
+  await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, `chatd on port ${port} to be ready`, {
+    timeoutMs,
+    intervalMs: 100,
+    retryOnError: true,
+  });
+}
 
 export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
   const child = track(
