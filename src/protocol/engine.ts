@@ -8,9 +8,9 @@
 // and sweeps sessions that did not answer, and one timer closes sessions past their connect deadline.
 import type { Packet as EioPacket } from 'engine.io-parser';
 import type { Logger } from 'pino';
-import { DISCONNECT } from '../errors.js';
+import { DISCONNECT, toChatdError } from '../errors.js';
 import { EIO_ERR } from './eio-errors.js';
-import { isClose, writeReply } from '../http/reply.js';
+import { isClose, writeJsonReply, writeReply } from '../http/reply.js';
 import { promClient, registry, socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
 import type { PollingTransport } from './polling.js';
@@ -126,6 +126,22 @@ export class Engine<C> implements SessionHost<C> {
   cors(origin: string | undefined): Record<string, string> {
     if (!origin || !this.opts.cors?.allowOrigin(origin)) return {};
     return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
+  }
+
+  /**
+   * Whether the request's query string passes the role's check (`checkQuery`); answers the
+   * refusal itself when not.
+   */
+  queryAllowed(res: HttpResponse, req: HttpRequest, to: ReplyTo): boolean {
+    if (!this.opts.checkQuery) return true;
+    try {
+      this.opts.checkQuery(req.getQuery() ?? '');
+      return true;
+    } catch (err) {
+      const refusal = toChatdError(err);
+      writeJsonReply(res, { status: refusal.status, headers: this.cors(to.origin), close: to.close }, refusal.toJSON());
+      return false;
+    }
   }
 
   /** An Engine.IO error: its JSON body, with Retry-After (seconds) on a transient refusal. */

@@ -113,6 +113,7 @@ export class PollingTransport<C> {
     const transport = req.getQuery('transport');
     const sid = req.getQuery('sid');
     const to = e.replyTo(req);
+    if (!e.queryAllowed(res, req, to)) return;
     if (eio !== '4') return e.eioError(res, 400, EIO_ERR.unsupported, to);
     if (transport !== 'polling') return e.eioError(res, 400, EIO_ERR.transportUnknown, to);
     if (!sid) {
@@ -157,6 +158,7 @@ export class PollingTransport<C> {
     const to = e.replyTo(req);
     const declared = Number(req.getHeader('content-length'));
     const s = sid ? e.sessions.get(sid) : undefined;
+    if (!e.queryAllowed(res, req, to)) return;
     if (req.getQuery('EIO') !== '4') return e.eioError(res, 400, EIO_ERR.unsupported, to);
     if (!sid) return e.eioError(res, 400, EIO_ERR.badMethod, to);
     if (!s || !s.poll || s.flags & F_CLOSED) return e.eioError(res, 400, EIO_ERR.unknownSid, to);

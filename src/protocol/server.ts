@@ -64,6 +64,12 @@ export interface SocketServerOptions<C> {
    * before anything else touches `res`/`req`.
    */
   readonly forward?: (res: HttpResponse, req: HttpRequest) => boolean;
+  /**
+   * Refuses a request by its query string before anything else (the role's rule that credentials
+   * never travel in a URL, where proxies and logs keep them): throws a ChatdError, answered as
+   * `{ error, code }` with its status.
+   */
+  readonly checkQuery?: (query: string) => void;
 }
 
 /** The subset of a token-bucket limiter the handshake limit needs (the in-process MemoryRateLimiter of store/memory). */

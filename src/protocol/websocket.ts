@@ -37,6 +37,7 @@ export class WebsocketTransport<C> {
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const hs = e.readHandshake(res, req);
+    if (!e.queryAllowed(res, req, hs)) return;
     if (eio !== '4') return e.eioError(res, 400, EIO_ERR.unsupported, hs);
     if (transport !== 'websocket') return e.eioError(res, 400, EIO_ERR.transportUnknown, hs);
     let session: Session<C>;

@@ -94,6 +94,43 @@ describe('handshake limits on a bare ws node and behind a gateway', () => {
     expect((await get(handshake(wsBase), '127.0.0.3')).status).toBe(200);
   });
 
+  it('a bare ws node refuses credentials in the query string (polling and websocket), as the gateway does', async () => {
+    // Checked before the handshake limit: a refused request spends no handshake token. Its own
+    // address, so the limit test above is not affected.
+    const where = '127.0.0.6';
+    for (const q of ['token=eyJhbGciOiJIUzI1NiJ9.e30.x', 'apiKey=ck_pub_tenantA_0123456789abcdef', 'password=hunter2']) {
+      const r = await get(`${handshake(wsBase)}&${q}`, where);
+      expect([r.status, (JSON.parse(r.body) as { code: string }).code], q).toEqual([400, 'credentials_in_query']);
+    }
+    const upgrade = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${wsBase}/socket.io/?EIO=4&transport=websocket&token=eyJhbGciOiJIUzI1NiJ9.e30.x`, {
+        localAddress: where,
+        agent: false,
+        headers: {
+          Connection: 'Upgrade',
+          Upgrade: 'websocket',
+          'Sec-WebSocket-Version': '13',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        },
+      });
+      req.on('upgrade', (_res, socket) => {
+        socket.destroy();
+        reject(new Error('upgraded with a token in the query string'));
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect([upgrade.status, (JSON.parse(upgrade.body) as { code: string }).code]).toEqual([400, 'credentials_in_query']);
+    // The sid is the one parameter allowed; a plain handshake still works.
+    expect((await get(handshake(wsBase), where)).status).toBe(200);
+  });
+
   it("behind the gateway each client is limited by its own forwarded IP, not by the gateway's", async () => {
     for (let i = 0; i < BURST; i++) expect((await get(handshake(gwBase), '127.0.0.4')).status).toBe(200);
     expect((await get(handshake(gwBase), '127.0.0.4')).status).toBe(429);

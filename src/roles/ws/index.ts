@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import type { RoleFactory } from '../role-context.js';
 import type { Services } from '../../app/services.js';
+import { checkQueryCredentials } from '../../auth/bearer.js';
 import { corsPolicyOfTenants } from '../../auth/origins.js';
 import { DISCONNECT } from '../../errors.js';
 import { createClientIpResolver } from '../../http/client-ip.js';
@@ -94,6 +95,8 @@ export const createWsRole: RoleFactory = async (ctx) => {
       onDisconnect: (socket) => onDisconnect(socket),
       onRateLimited: (_socket, _event, ack) => ack?.({ success: false, error: 'Too many events; slow down', code: 'rate_limited' }),
     },
+    // Credentials never in a URL (DESIGN.md "Credentials"), on a bare ws node as at the gateway.
+    checkQuery: (query) => checkQueryCredentials(new URLSearchParams(query), { allowSid: true }),
     ...(forwarder ? { forward: (res, req) => forwarder.handle(res, req) } : {}),
   });
   forwarder?.start();
