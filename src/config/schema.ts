@@ -294,7 +294,8 @@ export const ConfigSchema = Type.Object(
         maxConnections: Type.Integer({
           minimum: 0,
           default: 0,
-          description: '0: as many as the open-file limit allows (less a reserve).',
+          description:
+            'Authenticated sockets at most; 0: as many as the open-file limit allows, less a reserve and the room kept for maxPendingConnections.',
         }),
       },
       'Rate and size limits.',

@@ -21,14 +21,18 @@ export function openFileLimit(limitsFile = '/proc/self/limits'): number | undefi
 }
 
 /**
- * The most connections this node accepts: `configured` when set (> 0), else the open-file limit
- * less a reserve (at least 1/8 of the limit, FD_RESERVE at most). With no readable limit, 10,000.
+ * The most authenticated connections this node accepts: `configured` when set (> 0), else its share
+ * of the open-file limit less a reserve (at least 1/8 of the limit, FD_RESERVE at most). Sessions
+ * that have not completed CONNECT are open files too and are counted apart (a tenth of this by
+ * default, `maxPendingConnections`), so the derived maximum leaves them room: both full stay within
+ * the open-file limit. With no readable limit, 10,000.
  */
 export function maxConnections(configured: number, limit = openFileLimit()): number {
   if (configured > 0) return configured;
   if (limit === undefined) return 10_000;
   const reserve = Math.min(FD_RESERVE, Math.ceil(limit / 8));
-  return Math.max(1, limit - reserve);
+  const budget = Math.max(1, limit - reserve);
+  return Math.max(1, Math.floor((budget * 10) / 11));
 }
 
 /**

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FD_RESERVE, maxConnections, openFileLimit } from './capacity.js';
+import { FD_RESERVE, maxConnections, maxPendingConnections, openFileLimit } from './capacity.js';
 import { RecoveryPids } from './recovery-pid.js';
 
 describe('RecoveryPids', () => {
@@ -33,9 +33,18 @@ describe('capacity', () => {
     expect(openFileLimit(file)).toBe(20000);
     expect(openFileLimit(path.join(dir, 'missing'))).toBeUndefined();
   });
-  it('keeps a reserve below the open-file limit, unless a maximum is configured', () => {
-    expect(maxConnections(0, 20000)).toBe(20000 - FD_RESERVE);
-    expect(maxConnections(0, 1024)).toBe(1024 - 128);
+  it('keeps a reserve below the open-file limit, with room for the pending sessions, unless a maximum is configured', () => {
+    expect(maxConnections(0, 20000)).toBe(Math.floor(((20000 - FD_RESERVE) * 10) / 11));
+    expect(maxConnections(0, 1024)).toBe(Math.floor(((1024 - 128) * 10) / 11));
     expect(maxConnections(500, 20000)).toBe(500);
+    // Authenticated and pending sessions both full stay within the limit less its reserve.
+    for (const [limit, reserve] of [
+      [20000, FD_RESERVE],
+      [1024, 128],
+      [65536, FD_RESERVE],
+    ] as const) {
+      const max = maxConnections(0, limit);
+      expect(max + maxPendingConnections(0, max), `limit ${limit}`).toBeLessThanOrEqual(limit - reserve);
+    }
   });
 });
