@@ -111,12 +111,23 @@ describe.skipIf(!canRun)('redis deployments', () => {
     sentinel.on('error', () => undefined);
     replica.on('error', () => undefined); // the failover resets connections
     try {
-      // The sentinel must know the replica before it can promote it.
-      await eventually(
-        async () => ((await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as unknown[]).length > 0,
-        'the sentinel to see the replica',
-        { timeoutMs: 60000, retryOnError: true },
-      );
+      // The sentinel must know the replica, be connected to it and see its link to the master up
+      // before it can promote it: SENTINEL FAILOVER answers NOGOODSLAVE until then (seen on a
+      // loaded machine when it was only required to be listed).
+      const promotable = async () => {
+        const replicas = (await sentinel.call('SENTINEL', 'REPLICAS', 'failmaster')) as string[][];
+        return replicas.some((flat) => {
+          const r = new Map<string, string>();
+          for (let i = 0; i + 1 < flat.length; i += 2) r.set(flat[i]!, flat[i + 1]!);
+          const flags = (r.get('flags') ?? '').split(',');
+          return (
+            flags.includes('slave') &&
+            !flags.some((f) => ['s_down', 'o_down', 'disconnected'].includes(f)) &&
+            r.get('master-link-status') === 'ok'
+          );
+        });
+      };
+      await eventually(promotable, 'the sentinel to see the replica connected and in sync', { timeoutMs: 60000, retryOnError: true });
       await eventually(async () => (await replica.info('replication')).includes('master_link_status:up'), 'replication', {
         retryOnError: true,
       });
@@ -128,7 +139,21 @@ describe.skipIf(!canRun)('redis deployments', () => {
       await store.connect(20000);
       const t = uid('t');
       expect((await store.events.publishMessage(message(t, 's'))).agentOffset).toBe(1);
-      await sentinel.call('SENTINEL', 'FAILOVER', 'failmaster');
+      // The sentinel's own view can lag ours (its pings and INFO refreshes): it answers NOGOODSLAVE
+      // until it too finds the replica promotable; any other error fails the test.
+      await eventually(
+        async () => {
+          try {
+            await sentinel.call('SENTINEL', 'FAILOVER', 'failmaster');
+            return true;
+          } catch (err) {
+            if (/NOGOODSLAVE/.test((err as Error).message)) return false;
+            throw err;
+          }
+        },
+        'the sentinel to accept the failover',
+        { timeoutMs: 60000, intervalMs: 200 },
+      );
       await eventually(async () => (await replica.info('replication')).includes('role:master'), 'the replica to be promoted', {
         timeoutMs: 60000,
         retryOnError: true,
