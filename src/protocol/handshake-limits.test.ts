@@ -4,7 +4,6 @@
 // ping timeout is unknown to its next GET, `Connection: close` echoed). Real sockets from distinct
 // loopback addresses (Linux routes all of 127/8 to lo), the real socket.io-client, node-fetch 3.
 import http from 'node:http';
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import nodeFetch from 'node-fetch';
 import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
@@ -12,6 +11,7 @@ import WebSocket from 'ws';
 import { startHarness, type Harness } from './harness.js';
 import { eventually } from '../../test/helpers/eventually.js';
 import { connected } from '../../test/helpers/socket-client.js';
+import { rawHead, saysClose } from '../../test/helpers/raw-http.js';
 
 const harnesses: Harness[] = [];
 const clients: ClientSocket[] = [];
@@ -234,18 +234,6 @@ describe('Engine.IO details of the reference server', () => {
 });
 
 describe('Connection: close', () => {
-  /** A raw HTTP/1.1 request with `Connection: close`; resolves with the response head once the server closes. */
-  const raw = (port: number, head: string) =>
-    new Promise<string>((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      let data = '';
-      s.setEncoding('utf8');
-      s.on('data', (d: string) => (data += d));
-      s.on('end', () => resolve(data.split('\r\n\r\n')[0]!));
-      s.on('error', reject);
-      s.write(`${head}\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    });
-
   it('is answered with Connection: close by the router and the protocol layer (raw sockets)', async () => {
     const h = await harness();
     const sid = sidOf((await request(handshakeUrl(h))).body);
@@ -260,8 +248,8 @@ describe('Connection: close', () => {
       'PUT /socket.io/ HTTP/1.1', // a bad method
     ];
     for (const head of cases) {
-      const response = await raw(h.port, head);
-      expect([head, /\r\nconnection: close(\r\n|$)/i.test(response)], response).toEqual([head, true]);
+      const response = await rawHead(h.port, head);
+      expect([head, saysClose(response)], response).toEqual([head, true]);
     }
   });
 

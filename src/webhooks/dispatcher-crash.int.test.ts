@@ -17,6 +17,7 @@ import { endpointDirectory } from './endpoints.js';
 import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from '../store/redis/redis-webhook-queue.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
 import { eventually } from '../../test/helpers/eventually.js';
+import { appendJob } from '../../test/helpers/webhook-jobs.js';
 
 const SECRET = 'whsec_crash_0123456789abcdef';
 
@@ -88,22 +89,7 @@ describe.skipIf(!(await hasRedis()))('a dispatcher killed mid-delivery', () => {
 
     const messageId = randomUUID();
     const message = { id: messageId, tenantId: 't1', sessionId: 's1', seq: 1, text: 'survive me', createdAt: new Date().toISOString() };
-    await admin.xadd(
-      keys.jobs,
-      '*',
-      'type',
-      'message.created',
-      'tenantId',
-      't1',
-      'sessionId',
-      's1',
-      'messageId',
-      messageId,
-      'createdAt',
-      message.createdAt,
-      'payload',
-      JSON.stringify(message),
-    );
+    await appendJob(admin, keys.jobs, { tenantId: 't1', messageId, createdAt: message.createdAt, payload: JSON.stringify(message) });
 
     await eventually(() => receiver.received.length === 1, 'the child is delivering (the receiver holds the request)');
     child.kill('SIGKILL');

@@ -18,6 +18,7 @@ import { WEBHOOK_GROUP, webhookKeys } from '../store/redis/redis-webhook-queue.j
 import { deliveryIdFor } from './signing.js';
 import { openRedisWebhookQueue } from '../store/redis/redis-webhook-queue.js';
 import { eventually } from '../../test/helpers/eventually.js';
+import { appendJob } from '../../test/helpers/webhook-jobs.js';
 
 const SECRET = 'whsec_restart_0123456789abcdef';
 
@@ -82,23 +83,7 @@ describe('webhook dispatcher across a Redis restart', () => {
     });
     await dispatcher.start();
     const keys = webhookKeys('');
-    const add = async (messageId: string) =>
-      admin.xadd(
-        keys.jobs,
-        '*',
-        'type',
-        'message.created',
-        'tenantId',
-        't1',
-        'sessionId',
-        's1',
-        'messageId',
-        messageId,
-        'createdAt',
-        'x',
-        'payload',
-        '{}',
-      );
+    const add = (messageId: string) => appendJob(admin, keys.jobs, { tenantId: 't1', messageId, createdAt: 'x' });
 
     // The first delivery is held by the receiver while Redis dies; it then succeeds, but its
     // settle cannot reach Redis: the job must stay pending, not be lost.

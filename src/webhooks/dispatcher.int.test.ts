@@ -13,6 +13,7 @@ import { endpointDirectory } from './endpoints.js';
 import { RedisWebhookQueue, WEBHOOK_GROUP, webhookKeys } from '../store/redis/redis-webhook-queue.js';
 import { deliveryIdFor, verifyWebhook } from './signing.js';
 import { eventually } from '../../test/helpers/eventually.js';
+import { appendJob } from '../../test/helpers/webhook-jobs.js';
 
 const SECRET = 'whsec_test_0123456789abcdef';
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -65,23 +66,11 @@ describe.skipIf(!(await hasRedis()))('webhook dispatcher on Redis', () => {
     const addJob = async (tenantId = 't1', text = 'hello', maxLen?: number) => {
       const messageId = randomUUID();
       const message = { id: messageId, tenantId, sessionId: 's1', seq: 1, text, createdAt: new Date().toISOString() };
-      const trim = maxLen === undefined ? [] : ['MAXLEN', String(maxLen)];
-      const id = await admin.xadd(
+      const id = await appendJob(
+        admin,
         keys.jobs,
-        ...(trim as []),
-        '*',
-        'type',
-        'message.created',
-        'tenantId',
-        tenantId,
-        'sessionId',
-        's1',
-        'messageId',
-        messageId,
-        'createdAt',
-        message.createdAt,
-        'payload',
-        JSON.stringify(message),
+        { tenantId, messageId, createdAt: message.createdAt, payload: JSON.stringify(message) },
+        maxLen,
       );
       return { id: id!, messageId, message };
     };

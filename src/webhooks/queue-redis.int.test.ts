@@ -3,6 +3,7 @@ import { describe } from 'vitest';
 import { hasRedis, REDIS_URL, uniquePrefix } from '../../test/helpers/services.js';
 import { queueContract } from './queue.contract.js';
 import { RedisWebhookQueue, webhookKeys } from '../store/redis/redis-webhook-queue.js';
+import { appendJob } from '../../test/helpers/webhook-jobs.js';
 
 describe.skipIf(!(await hasRedis()))('RedisWebhookQueue (contract)', () => {
   queueContract(async () => {
@@ -13,22 +14,7 @@ describe.skipIf(!(await hasRedis()))('RedisWebhookQueue (contract)', () => {
     return {
       queue,
       async append(tenantId, messageId) {
-        return (await admin.xadd(
-          keys.jobs,
-          '*',
-          'type',
-          'message.created',
-          'tenantId',
-          tenantId,
-          'sessionId',
-          's1',
-          'messageId',
-          messageId,
-          'createdAt',
-          new Date().toISOString(),
-          'payload',
-          '{}',
-        ))!;
+        return appendJob(admin, keys.jobs, { tenantId, messageId });
       },
       async close() {
         await queue.close();

@@ -2,35 +2,31 @@
 // bin/chatd on embedded defaults: a visitor and an agent in two browser contexts converse, presence
 // shows the visitor online, and a reload of the visitor page shows the history. Screenshots are
 // saved under test-artifacts/.
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnChatd, whenReady, type ChatdProcess } from '../helpers/chatd-process.js';
-import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from '../helpers/browser.js';
+import type { ChatdProcess } from '../helpers/chatd-process.js';
+import { hasChromium } from '../helpers/browser.js';
+import { startDemoBed, type DemoBed } from '../helpers/demo.js';
 
 const ARTIFACTS = path.resolve(__dirname, '../../test-artifacts');
 const WAIT = { timeout: 30_000 };
 
 describe.skipIf(!hasChromium())('demo pages in a browser', () => {
+  let bed: DemoBed;
   let chatd: ChatdProcess;
   let browser: Browser;
   let base: string;
 
   beforeAll(async () => {
-    const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-demo-'));
-    await writeFile(path.join(cwd, 'chat-server.yaml'), 'server:\n  port: 0\n  host: 127.0.0.1\nadmin:\n  port: 0\nlog:\n  format: json\n');
-    chatd = await spawnChatd({ cwd, timeoutMs: 120_000 });
-    base = `http://127.0.0.1:${chatd.ports.public}`;
-    await whenReady(chatd.ports.public!);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    bed = await startDemoBed();
+    ({ chatd, browser, base } = bed);
     await mkdir(ARTIFACTS, { recursive: true });
   }, 300_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await chatd?.stop('SIGTERM');
+    await bed?.close();
   });
 
   it('logs the demo URLs at start', () => {

@@ -1,33 +1,25 @@
 // The demo pages in Chromium: typing right after sending is shown to the agent,
 // read receipts show as "Seen" on both pages, and the agent console hides its token once signed in
 // and can sign out.
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnChatd, whenReady, type ChatdProcess } from '../helpers/chatd-process.js';
-import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from '../helpers/browser.js';
+import { hasChromium } from '../helpers/browser.js';
+import { startDemoBed, type DemoBed } from '../helpers/demo.js';
 
 const WAIT = { timeout: 30_000 };
 
 describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, sign-out', () => {
-  let chatd: ChatdProcess;
+  let bed: DemoBed;
   let browser: Browser;
   let base: string;
 
   beforeAll(async () => {
-    const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-demo-'));
-    await writeFile(path.join(cwd, 'chat-server.yaml'), 'server:\n  port: 0\n  host: 127.0.0.1\nadmin:\n  port: 0\nlog:\n  format: json\n');
-    chatd = await spawnChatd({ cwd, timeoutMs: 120_000 });
-    base = `http://127.0.0.1:${chatd.ports.public}`;
-    await whenReady(chatd.ports.public!);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    bed = await startDemoBed();
+    ({ browser, base } = bed);
   }, 300_000);
 
   afterAll(async () => {
-    await browser?.close();
-    await chatd?.stop('SIGTERM');
+    await bed?.close();
   });
 
   /** Types into the page one key at a time until `done` holds (bounded), as a person keeps typing. */

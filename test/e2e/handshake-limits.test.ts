@@ -6,13 +6,13 @@
 // addresses (Linux routes all of 127/8 to lo).
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodeFetch from 'node-fetch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { eventually } from '../helpers/eventually.js';
+import { rawHead, saysClose } from '../helpers/raw-http.js';
 
 const BURST = 5;
 
@@ -28,20 +28,6 @@ function get(url: string, localAddress: string): Promise<{ status: number; body:
       .on('error', reject);
   });
 }
-
-/** A raw request with `Connection: close`; resolves with the response head once the server closes. */
-function rawHead(port: number, requestLine: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => (data += d));
-    s.on('end', () => resolve(data.split('\r\n\r\n')[0]!));
-    s.on('error', reject);
-    s.write(`${requestLine}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
-  });
-}
-const saysClose = (head: string) => /\r\nconnection: close(\r\n|$)/i.test(head);
 
 describe('handshake limits on a bare ws node and behind a gateway', () => {
   let ws: ChatdProcess;
