@@ -11,7 +11,7 @@ import { withWebhooks } from '../webhooks/start.js';
 import { createWsRole } from '../roles/ws/index.js';
 import { createGatewayRole } from '../roles/gateway/index.js';
 import { createConfigReloader, type ReloadResult } from '../ops/reload.js';
-import { adminEndpoints } from './admin-endpoints.js';
+import { adminEndpoints } from './admin/index.js';
 import { demoMount } from '../demo/mount.js';
 
 export const ROLE_FACTORIES: Readonly<Record<Role, RoleFactory>> = {

@@ -4,13 +4,11 @@
 //   chatd token revoke --tenant T --user U [--json]
 // With PostgreSQL and Redis configured, erase and revoke act on them directly (every node shares
 // them); with the embedded defaults the data lives inside the server process, so they go through
-// its admin listener with the admin token (POST /admin/erase, /admin/token/revoke, registered below).
+// its admin listener with the admin token (POST /admin/erase, /admin/token/revoke: src/app/admin/ops.ts).
 import type { Command } from 'commander';
-import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import { eraseSubject, parseEraseRequest, type EraseReport } from '../chat/erase.js';
 import type { Config } from '../config/schema.js';
 import { openDatabase } from '../db/index.js';
-import { ChatdError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { revokeSubject } from '../ops/revocation.js';
 import type { ReloadResult } from '../ops/reload.js';
@@ -126,40 +124,4 @@ function printReport(r: EraseReport): void {
   );
   const width = Math.max(...Object.keys(r.removed).map((k) => k.length));
   for (const [k, v] of Object.entries(r.removed)) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
-}
-
-/** POST /admin/erase and POST /admin/token/revoke: the embedded defaults' doors for the CLI. */
-export function opsAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
-  admin.route(
-    'POST',
-    '/admin/erase',
-    async (req) => {
-      const b = (req.body ?? {}) as Record<string, unknown>;
-      const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-      const svc = await ctx.services();
-      const report = await eraseSubject(
-        { messages: svc.db.messages, erasure: svc.store.erasure },
-        { tenantId: str(b.tenantId) ?? '', sessionId: str(b.sessionId), userId: str(b.userId), dryRun: b.dryRun === true },
-      );
-      return { body: report };
-    },
-    { json: true },
-  );
-  admin.route(
-    'POST',
-    '/admin/token/revoke',
-    async (req) => {
-      const b = (req.body ?? {}) as Record<string, unknown>;
-      const tenantId = typeof b.tenantId === 'string' ? b.tenantId : '';
-      const userId = typeof b.userId === 'string' ? b.userId : '';
-      if (!ID_PATTERN.test(tenantId) || !USER_ID_PATTERN.test(userId)) {
-        throw new ChatdError('validation_failed', 'tenantId and userId are required ([A-Za-z0-9_-] and [A-Za-z0-9_.@-], 1-128 characters)');
-      }
-      const svc = await ctx.services();
-      const r = await revokeSubject({ revocations: svc.store.revocations, bus: svc.store.bus }, tenantId, userId);
-      svc.revocation.forget(tenantId, userId);
-      return { body: r };
-    },
-    { json: true },
-  );
 }

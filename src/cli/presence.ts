@@ -1,20 +1,14 @@
 // `chatd presence ls TENANT [--json]`: who is online in a tenant (`online_users:{tenantId}`), read
 // from Redis when the config points at it, else from the running server's memory store through its
-// admin listener (GET /admin/presence?tenantId=, registered below).
+// admin listener (GET /admin/presence?tenantId=, src/app/admin/presence.ts).
 import type { Command } from 'commander';
-import type { AdminContext, AdminRoutes } from '../app/serve.js';
-import { ChatdError } from '../errors.js';
 import { ID_PATTERN, ID_SOURCE } from '../ids.js';
 import { engineOf } from '../store/index.js';
-import type { OnlineUser } from '../store/ports.js';
+import { byConnectedAt, type OnlineUser } from '../store/ports.js';
 import { adminGet, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
 
 const COLUMNS = ['userId', 'sessionId', 'connectedAt', 'domain', 'origin', 'url'] as const;
-
-/** Sorted by connection time, then userId: a stable listing. */
-const ordered = (users: readonly OnlineUser[]) =>
-  [...users].sort((a, b) => a.connectedAt.localeCompare(b.connectedAt) || a.userId.localeCompare(b.userId));
 
 export function registerPresenceCommands(program: Command): void {
   const presence = program.command('presence').description('Who is online.');
@@ -31,24 +25,10 @@ export function registerPresenceCommands(program: Command): void {
         const users = engineOf(config).shared
           ? await withStore(config, (store) => store.presence.list(tenant))
           : (await adminGet<{ users: OnlineUser[] }>(config, `/admin/presence?tenantId=${encodeURIComponent(tenant)}`, opts)).users;
-        const rows = ordered(users);
+        const rows = byConnectedAt(users);
         if (globals(cmd).json) printJson({ tenantId: tenant, users: rows });
         else if (rows.length === 0) process.stdout.write(`no one is online in tenant ${tenant}\n`);
         else printTable(rows as unknown as Record<string, unknown>[], COLUMNS);
       }),
     );
-}
-
-/** GET /admin/presence?tenantId=T → { tenantId, users } from this process's store. */
-export function presenceAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
-  admin.route('GET', '/admin/presence', async (req) => {
-    const tenantId = req.query.get('tenantId') ?? '';
-    if (!ID_PATTERN.test(tenantId)) {
-      throw new ChatdError('validation_failed', `tenantId is required and must match ${ID_SOURCE}`, {
-        details: [{ path: 'tenantId', message: 'invalid' }],
-      });
-    }
-    const { store } = await ctx.services();
-    return { body: { tenantId, users: ordered(await store.presence.list(tenantId)) } };
-  });
 }

@@ -55,6 +55,9 @@ export interface EngineParts<C> {
   readonly sio: SocketIoProtocol<C>;
 }
 
+/** How often a capacity refusal is logged at most (per message). */
+const REFUSAL_LOG_MS = 10_000;
+
 export class Engine<C> implements SessionHost<C> {
   readonly sendBufferBytes: number;
   readonly log: Logger;
@@ -73,6 +76,8 @@ export class Engine<C> implements SessionHost<C> {
   readonly pending = new Set<Session<C>>();
   private readonly pendingByIp = new Map<string, number>();
   private pendingTimer: NodeJS.Timeout | null = null;
+  /** Capacity refusals per log message since it was last written (a flood must not flood the log). */
+  private readonly refusalsUnlogged = new Map<string, { count: number; loggedAt: number }>();
   private readonly pingTimer: NodeJS.Timeout;
   private flushScheduled = false;
 
@@ -176,23 +181,38 @@ export class Engine<C> implements SessionHost<C> {
     }
     if (this.pending.size >= this.opts.maxPending) {
       handshakesRefused.inc({ reason: 'pending' });
-      this.log.warn({ max: this.opts.maxPending }, 'connection refused: too many unauthenticated sessions');
+      this.warnRefusal('connection refused: too many unauthenticated sessions', this.opts.maxPending);
       this.eioError(res, 503, EIO_ERR.capacity, to);
       return false;
     }
     if (this.connectedCount >= this.opts.maxConnections) {
       handshakesRefused.inc({ reason: 'capacity' });
-      this.log.warn({ max: this.opts.maxConnections }, 'connection refused: node at capacity');
+      this.warnRefusal('connection refused: node at capacity', this.opts.maxConnections);
       this.eioError(res, 503, EIO_ERR.capacity, to);
       return false;
     }
     return true;
   }
 
+  /**
+   * Logs a capacity refusal at most once per REFUSAL_LOG_MS per message, with how many happened
+   * since (`chatd_socketio_handshakes_refused_total` counts every one).
+   */
+  private warnRefusal(msg: string, max: number): void {
+    const now = Date.now();
+    const seen = this.refusalsUnlogged.get(msg) ?? { count: 0, loggedAt: 0 };
+    seen.count++;
+    this.refusalsUnlogged.set(msg, seen);
+    if (now - seen.loggedAt < REFUSAL_LOG_MS) return;
+    this.log.warn({ max, refused: seen.count }, msg);
+    seen.count = 0;
+    seen.loggedAt = now;
+  }
+
   /** A CONNECT accepted by the role while the node filled up since the handshake: a transient refusal. */
   refuseAtCapacity(s: Session<C>): void {
     handshakesRefused.inc({ reason: 'capacity' });
-    this.log.warn({ max: this.opts.maxConnections }, 'connection refused: node at capacity');
+    this.warnRefusal('connection refused: node at capacity', this.opts.maxConnections);
     this.closeSession(s, DISCONNECT.capacity);
     this.callDisconnect(s, DISCONNECT.capacity.reason);
   }

@@ -437,3 +437,7 @@ export interface Store {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Online users sorted by connection time, then userId: a stable listing (CLI and admin endpoint). */
+export const byConnectedAt = (users: readonly OnlineUser[]): OnlineUser[] =>
+  [...users].sort((a, b) => a.connectedAt.localeCompare(b.connectedAt) || a.userId.localeCompare(b.userId));

@@ -6,6 +6,7 @@ import type { AdminContext, AdminRoutes } from '../app/serve.js';
 import { ChatdError } from '../errors.js';
 import type { DeadEntry, WebhookQueue } from '../store/ports.js';
 import { activeWebhookQueue } from './start.js';
+import { STREAM_ID } from './tail.js';
 
 /** What an operator sees of a dead delivery (not the message itself). */
 export interface DeadView {
@@ -31,8 +32,6 @@ export const deadView = (d: DeadEntry): DeadView => ({
   reason: d.reason,
   error: d.error,
 });
-
-const STREAM_ID = /^[0-9]{1,20}-[0-9]{1,20}$/;
 
 /** Lists dead deliveries: shared by the admin endpoint and the CLI's direct Redis path. */
 export async function listDeadDeliveries(queue: WebhookQueue, limit: number, after?: string): Promise<{ total: number; dead: DeadView[] }> {

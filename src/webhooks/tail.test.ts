@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryWebhookStream } from '../store/memory/memory-webhook-stream.js';
 import type { WebhookJob, WebhookStream } from '../store/ports.js';
-import { jobsAfter, newestJobs } from './webhooks.js';
+import { jobsAfter, newestJobs } from './tail.js';
 
 /** A stream whose entries carry chosen ids (ms-seq), to place them in time. */
 function streamWith(ids: string[]): Pick<WebhookStream, 'range'> {
