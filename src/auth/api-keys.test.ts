@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { tenant } from '../../test/helpers/tenants.js';
 import type { Config } from '../config/schema.js';
 import { type ChatdError } from '../errors.js';
 import { createApiKeyRegistry, hashApiKey } from './api-keys.js';
@@ -10,15 +11,6 @@ const SEC_A = 'ck_sec_aaaaaaaaaaaaaaaaaaaa';
 const SEC_B = 'ck_sec_bbbbbbbbbbbbbbbbbbbb';
 const GW = 'ck_pub_gateway0000000000000';
 
-const tenant = (id: string, extra: Partial<Config['tenants'][number]> = {}): Config['tenants'][number] => ({
-  id,
-  apiKeys: [],
-  allowedOrigins: [],
-  identityVerification: 'optional',
-  webhooks: [],
-  retention: {},
-  ...extra,
-});
 const auth = (over: Partial<Config['auth']> = {}) => ({ jwtKeys: [], issuer: 'chatd', audience: 'chatd', ...over }) as Config['auth'];
 
 const codeOf = (fn: () => unknown) => {

@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { tenant } from '../../test/helpers/tenants.js';
 import type { Config } from '../config/schema.js';
 import { ChatdError } from '../errors.js';
 import { createTokenService, fastHs256, parseTtl, type TokenService } from './jwt.js';
@@ -25,15 +26,6 @@ function authConfig(over: Partial<AuthCfg> = {}): Pick<Config, 'auth'> {
   };
 }
 const tenants = (list: Config['tenants'] = []) => createTenantDirectory({ tenants: list });
-const tenant = (id: string, extra: Partial<Config['tenants'][number]> = {}): Config['tenants'][number] => ({
-  id,
-  apiKeys: [],
-  allowedOrigins: [],
-  identityVerification: 'optional',
-  webhooks: [],
-  retention: {},
-  ...extra,
-});
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
