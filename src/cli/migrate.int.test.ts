@@ -3,10 +3,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runChatd } from '../../test/helpers/chatd-process.js';
-import { DATABASE_URL, has, uniqueSchema } from '../../test/helpers/services.js';
+import { DATABASE_URL, dropSchema, has, uniqueSchema } from '../../test/helpers/services.js';
 import { lockDir } from '../db/dir-lock.js';
 
 const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-migrate-'));
@@ -18,10 +17,7 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
   const args = (...a: string[]) => [...a];
   fs.writeFileSync(path.join(cwd, 'chat-server.yaml'), `database:\n  schema: ${schema}\n`);
   afterAll(async () => {
-    const c = new pg.Client({ connectionString: DATABASE_URL });
-    await c.connect();
-    await c.query(`drop schema if exists ${schema} cascade`);
-    await c.end();
+    await dropSchema(schema);
   });
 
   it('lists pending migrations, applies them, reverts the last, with tables and JSON', async () => {
@@ -73,10 +69,7 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
       );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
-      const c = new pg.Client({ connectionString: DATABASE_URL });
-      await c.connect();
-      await c.query(`drop schema if exists ${fresh} cascade`);
-      await c.end();
+      await dropSchema(fresh);
     }
   }, 300_000);
 

@@ -2,10 +2,9 @@
 // sweeps publishes a message — including after the committing process was SIGKILLed — the webhook
 // stream gets exactly one job and the agent stream one entry per message.
 import fs from 'node:fs';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, has, REDIS_URL, uniquePrefix, uniqueSchema } from '../../test/helpers/services.js';
+import { DATABASE_URL, dropSchema, has, REDIS_URL, uniquePrefix, uniqueSchema } from '../../test/helpers/services.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
 import { RedisStore } from '../store/redis/redis-store.js';
 import { msg } from './database.contract.js';
@@ -51,10 +50,7 @@ describe('outbox relay with the memory store (PGlite)', () => {
 describe.skipIf(!((await has('postgres')) && (await has('redis'))))('outbox relay with Redis (PostgreSQL)', () => {
   const schema = uniqueSchema('relay');
   afterAll(async () => {
-    const c = new pg.Client({ connectionString: DATABASE_URL });
-    await c.connect();
-    await c.query(`drop schema if exists ${schema} cascade`);
-    await c.end();
+    await dropSchema(schema);
   });
 
   it('after a SIGKILL between commit and publish, another node publishes each message once to meta:webhook_jobs', async () => {

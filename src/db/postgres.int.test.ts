@@ -1,10 +1,9 @@
 // The Database contract on the shared PostgreSQL (each suite in its own schema), plus what needs
 // PostgreSQL: two processes writing the same conversations, a relay process killed between commit
 // and publish, and start-up refusing pending migrations.
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, has, uniqueSchema } from '../../test/helpers/services.js';
+import { DATABASE_URL, dropSchema, has, uniqueSchema } from '../../test/helpers/services.js';
 import { describeDatabaseContract, msg } from './database.contract.js';
 import { openDatabase, type KyselyDatabase } from './index.js';
 import { MigrationError } from './migrations.js';
@@ -15,16 +14,6 @@ import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js'
 
 const silent = pino({ level: 'silent' });
 const available = await has('postgres');
-
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: DATABASE_URL });
-  await client.connect();
-  try {
-    await client.query(`drop schema if exists ${schema} cascade`);
-  } finally {
-    await client.end();
-  }
-}
 
 describe.skipIf(!available)('PostgreSQL', () => {
   describeDatabaseContract('PostgreSQL', () => {

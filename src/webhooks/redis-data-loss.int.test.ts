@@ -7,11 +7,10 @@
 // from the 100th acknowledgement until Redis is back, so that at the kill Redis holds what a real
 // outage leaves there: jobs in the stream, in flight and in the retry set. Duplicates are allowed
 // (receivers dedupe by X-Chatd-Delivery) but bounded.
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasRedisServerBinary, OwnRedis } from '../../test/helpers/own-redis.js';
-import { DATABASE_URL, hasPostgres, IN_CI, uniquePrefix, uniqueSchema } from '../../test/helpers/services.js';
+import { DATABASE_URL, dropSchema, hasPostgres, IN_CI, uniquePrefix, uniqueSchema } from '../../test/helpers/services.js';
 import { startWebhookReceiver, webhookConfig, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import type { Config } from '../config/schema.js';
 import { msg } from '../db/database.contract.js';
@@ -89,10 +88,7 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
     await db?.close();
     await receiver?.close();
     await redis?.kill();
-    const c = new pg.Client({ connectionString: DATABASE_URL });
-    await c.connect();
-    await c.query(`drop schema if exists "${schema}" cascade`);
-    await c.end();
+    await dropSchema(schema);
   });
 
   it('delivers every acknowledged message at least once after a kill -9 and restart mid-load', async () => {

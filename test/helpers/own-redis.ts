@@ -27,7 +27,8 @@ function ping(port: number): Promise<boolean> {
 
 export class OwnRedis {
   #child: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  /** Not started yet: `start()` it (or use `OwnRedis.start()` for a free port, started). */
+  constructor(readonly port: number) {}
 
   /** Starts a redis-server on a free port and waits until it answers PING. */
   static async start(): Promise<OwnRedis> {

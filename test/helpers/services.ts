@@ -2,6 +2,7 @@
 // schema. Outside CI a missing service skips the tests with a visible message; with CI=true it fails.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import pg from 'pg';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -11,6 +12,17 @@ export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 export const uniquePrefix = (label = 't') => `test:${label}:${randomBytes(5).toString('hex')}:`;
 /** A PostgreSQL schema name no other test run uses. */
 export const uniqueSchema = (label = 't') => `test_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(5).toString('hex')}`;
+
+/** Drops a test's schema (and everything in it) on the shared PostgreSQL; nothing if it is not there. */
+export async function dropSchema(schema: string, url = DATABASE_URL): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`drop schema if exists "${schema}" cascade`);
+  } finally {
+    await client.end();
+  }
+}
 
 function reachable(url: string, timeoutMs = 1000): Promise<boolean> {
   const u = new URL(url);

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { call, Cluster, connected, RELIABILITY_FULL, TENANT_A } from './cluster.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -123,10 +123,7 @@ describe.skipIf(!services)('bad input (fast-check and a corpus) on HTTP, websock
   afterAll(async () => {
     witness?.close();
     await cluster.stopAll();
-    const c = new pg.Client({ connectionString: DATABASE_URL });
-    await c.connect();
-    await c.query(`drop schema if exists "${schema}" cascade`);
-    await c.end();
+    await dropSchema(schema);
 
     console.log(`[reliability] bad input: ${tried} inputs tried, ${accepted.size} messages accepted and checked in the DB`);
   });

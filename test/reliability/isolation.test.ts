@@ -4,11 +4,10 @@
 // id tenant A uses, claimed under tenant B, is refused exactly like any foreign session: the same
 // status, code and message as a session that is not the caller's, so neither tenant learns it exists.
 // One `--role all` process on the shared Redis and PostgreSQL (own key prefix and schema).
-import pg from 'pg';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd } from '../helpers/chatd-process.js';
-import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { ADMIN_TOKEN, call, Cluster, connected, JWT_SECRET, TENANT_A, TENANT_B, type HttpAnswer } from './cluster.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -101,10 +100,7 @@ describe.skipIf(!services)('isolation matrix (tenants A and B, sessions X and Y)
   afterAll(async () => {
     for (const s of sockets) s.close();
     await cluster.stopAll();
-    const c = new pg.Client({ connectionString: DATABASE_URL });
-    await c.connect();
-    await c.query(`drop schema if exists "${schema}" cascade`);
-    await c.end();
+    await dropSchema(schema);
 
     console.log(`[reliability] isolation: ${doorsTried} cross-tenant/cross-session attempts refused`);
   });

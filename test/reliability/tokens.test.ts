@@ -8,10 +8,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SignJWT, importPKCS8, type JWTPayload } from 'jose';
-import pg from 'pg';
 import { io } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { call, Cluster, TENANT_A, TENANT_B } from './cluster.js';
 
 const services = (await hasRedis()) && (await hasPostgres());
@@ -75,10 +74,7 @@ describe.skipIf(!services)('token attacks (HTTP and CONNECT)', () => {
 
   afterAll(async () => {
     await cluster.stopAll();
-    const c = new pg.Client({ connectionString: DATABASE_URL });
-    await c.connect();
-    await c.query(`drop schema if exists "${schema}" cascade`);
-    await c.end();
+    await dropSchema(schema);
 
     console.log(`[reliability] token attacks: ${attempts} forged or broken tokens refused`);
   });

@@ -2,14 +2,12 @@
 // unique prefix) with PostgreSQL (unique schema). Then what only a real Redis shows, on a
 // redis-server this file starts itself: the bus losing its subscription during traffic (CLIENT KILL,
 // and a restart that loses Redis's data), checked with the delivery checker.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { Redis } from 'ioredis';
 import { deletePrefix } from '../../../test/helpers/redis-keys.js';
-import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, REDIS_URL, freePort, has, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { DATABASE_URL, REDIS_URL, freePort, dropSchema, has, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
 import { DeliveryChecker, readerFromDb } from '../../../test/helpers/delivery-checker.js';
 import type { ChatMessage } from '../../chat/message.js';
 import { openDatabase, type KyselyDatabase } from '../../db/index.js';
@@ -19,23 +17,14 @@ import { MemoryStore } from '../../store/memory/memory-store.js';
 import { RedisStore } from '../../store/redis/redis-store.js';
 import { harness, store, streamScenarios, uid, type StreamEnv, type TestSocket } from './streams.scenarios.js';
 import { agentStream, conversationStream, offsetToken } from './streams.js';
+import { hasRedisServerBinary, OwnRedis } from '../../../test/helpers/own-redis.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 
 const silent = pino({ level: 'silent' });
 const HISTORY = 100;
 const redisUp = await has('redis');
 const postgresUp = await has('postgres');
-const hasServerBinary = spawnSync('redis-server', ['--version']).status === 0;
-
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: DATABASE_URL });
-  await client.connect();
-  try {
-    await client.query(`drop schema if exists ${schema} cascade`);
-  } finally {
-    await client.end();
-  }
-}
+const hasServerBinary = hasRedisServerBinary();
 
 describe('StreamHub on the memory store and PGlite', () => {
   let env: StreamEnv;
@@ -76,39 +65,6 @@ describe.skipIf(!redisUp || !postgresUp)('StreamHub on Redis and PostgreSQL', ()
   });
   streamScenarios(() => env);
 });
-
-/** A redis-server of our own (no persistence) on a fixed port, so it can be killed and restarted. */
-class OwnRedis {
-  private child: ChildProcess | undefined;
-  constructor(readonly port: number) {}
-  get url() {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-  async start(): Promise<void> {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
-    await eventually(async () => {
-      const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        return (await c.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        c.disconnect();
-      }
-    }, `redis-server on ${this.port}`);
-  }
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
 
 describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses its subscription (own redis-server)', () => {
   let own: OwnRedis;

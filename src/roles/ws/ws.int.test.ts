@@ -6,32 +6,21 @@
 //   - a SIGTERM'd node's clients reconnect to another node and recover;
 //   - a slow consumer is cut off while the others keep receiving, and recovers;
 //   - the bus loses its subscription during traffic (this file restarts its own redis-server).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { pino } from 'pino';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, REDIS_URL, freePort, has, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { DATABASE_URL, REDIS_URL, freePort, dropSchema, has, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
 import { DeliveryChecker, readerFromDb, type ClientRecord } from '../../../test/helpers/delivery-checker.js';
 import { openDatabase, type KyselyDatabase } from '../../db/index.js';
 import { testDbConfig } from '../../../test/helpers/db/config.js';
 import { agentToken, connect, connected, emitAck, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { hasRedisServerBinary, OwnRedis } from '../../../test/helpers/own-redis.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 
 const silent = pino({ level: 'silent' });
 const redisUp = await has('redis');
 const postgresUp = await has('postgres');
-const hasServerBinary = spawnSync('redis-server', ['--version']).status === 0;
+const hasServerBinary = hasRedisServerBinary();
 const TENANT = 'tenantA';
-
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: DATABASE_URL });
-  await client.connect();
-  try {
-    await client.query(`drop schema if exists ${schema} cascade`);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A visitor token bound to `sessionId` at mint (so the binding survives a Redis restart). */
 async function boundVisitorToken(node: Node, sessionId: string, fingerprint: string): Promise<string> {
@@ -234,32 +223,6 @@ describe.skipIf(!redisUp || !postgresUp)('ws role on Redis and PostgreSQL, two n
   });
 });
 
-/** A redis-server of our own (no persistence), so the test can restart it. */
-class OwnRedis {
-  child: ChildProcess | undefined;
-  constructor(readonly port: number) {}
-  async start(): Promise<void> {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
-    await eventually(async () => {
-      const net = await import('node:net');
-      return new Promise<boolean>((resolve) => {
-        const s = net.connect(this.port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-        s.on('error', () => resolve(false));
-      });
-    }, `redis-server on ${this.port}`);
-  }
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    });
-  }
-}
-
 describe.skipIf(!hasServerBinary || !postgresUp)('ws role when the bus loses its subscription (own redis-server)', () => {
   let redis: OwnRedis;
   let c: Cluster;
@@ -272,7 +235,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('ws role when the bus loses its
   afterAll(async () => {
     for (const s of sockets) s.socket.disconnect();
     await c?.close();
-    await redis?.stop();
+    await redis?.kill();
   });
 
   it('a restart of Redis during traffic: the checker still reports zero', async () => {
@@ -291,7 +254,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('ws role when the bus loses its
       expect(r.status).toBe(200);
       checker.acked(r.body.messageId, TENANT, s);
     }
-    await redis.stop();
+    await redis.kill();
     await redis.start();
     // Sends go on at once, while the node reconnects. A refused send (503) is not acknowledged, so
     // not owed; after one, wait for the node to say it is ready again rather than for some time.

@@ -1,7 +1,7 @@
 // Faults on a redis-server this file starts itself on a free port (never the shared one): FLUSHALL
 // repaired by the next heartbeat, a silent node and a SIGKILLed node swept, the bus re-subscribing
 // after a Redis restart, follow surviving it, and typed errors meanwhile.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,46 +13,12 @@ import { DependencyError } from '../../errors.js';
 import type { PresenceChange, WebhookJob } from '../ports.js';
 import { connection, message, uid } from '../store.contract.js';
 import { RedisStore } from './redis-store.js';
+import { hasRedisServerBinary, OwnRedis } from '../../../test/helpers/own-redis.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 
 const logger = pino({ level: 'silent' });
-const hasServerBinary = spawnSync('redis-server', ['--version']).status === 0;
+const hasServerBinary = hasRedisServerBinary();
 const available = hasServerBinary && (await hasRedis());
-
-/** A redis-server of our own, with no persistence, on a fixed port so it can be restarted there. */
-class OwnRedis {
-  private child: ChildProcess | undefined;
-  constructor(readonly port: number) {}
-  get url() {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-  async start(): Promise<void> {
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
-    await eventually(
-      async () => {
-        const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-        c.on('error', () => undefined);
-        try {
-          await c.connect();
-          return (await c.ping()) === 'PONG';
-        } finally {
-          c.disconnect();
-        }
-      },
-      `redis-server on ${this.port}`,
-      { retryOnError: true },
-    );
-  }
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
 
 describe.skipIf(!available)('redis faults (own redis-server)', () => {
   let redis: OwnRedis;
