@@ -6,6 +6,7 @@
 import type { Config } from '../config/schema.js';
 import { ChatdError } from '../errors.js';
 import type { HttpRouter, Req } from '../http/router.js';
+import pageHtml from './static/page.html?raw';
 import widgetHtml from './static/widget.html?raw';
 import agentHtml from './static/agent.html?raw';
 import demoCss from './static/demo.css?raw';
@@ -65,9 +66,15 @@ const inlineJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u0
 export function mountDemo(router: HttpRouter, config: Config, deps: DemoDeps): void {
   const { tenantId, apiKey } = demoTenant(config);
   const pageConfig = inlineJson({ tenantId, apiKey, socketPath: config.socketio.path });
-  const page = (html: string) => html.replace('__CHATD_CONFIG__', pageConfig);
-  const widget = page(widgetHtml);
-  const agent = page(agentHtml);
+  // One page shell (head, config, the shared scripts) around each page's body and its own script.
+  const page = (title: string, body: string, script: string) =>
+    pageHtml
+      .replace('__TITLE__', title)
+      .replace('__BODY__', () => body)
+      .replace('__SCRIPT__', script)
+      .replace('__CHATD_CONFIG__', pageConfig);
+  const widget = page('chatd demo — visitor', widgetHtml, '/demo/widget.js');
+  const agent = page('chatd demo — agent console', agentHtml, '/demo/agent.js');
   const asset = (path: string, body: string, contentType: string, headers = SECURITY_HEADERS) =>
     router.get(path, () => ({ raw: body, contentType, headers }));
 

@@ -5,9 +5,9 @@
   'use strict';
   var d = window.chatdDemo;
   var cfg = d.config;
-  var $ = function (id) {
-    return document.getElementById(id);
-  };
+  var $ = d.$;
+  var setStatus = d.setStatus;
+  var showError = d.showError;
   var token = sessionStorage.getItem('chatd-demo-agent-token') || '';
   var socket = null;
   var current = null; // selected sessionId
@@ -22,13 +22,6 @@
     if (isTyping) typingSession = current;
     if (socket && typingSession) socket.emit('typing', { sessionId: typingSession, isTyping: isTyping });
   });
-
-  function setStatus(s) {
-    $('status').textContent = s;
-  }
-  function showError(e) {
-    $('error').textContent = e ? e.message || String(e) : '';
-  }
 
   function renderVisitors() {
     var ul = $('visitors');
@@ -87,8 +80,7 @@
     $('text').placeholder = 'Reply to this visitor…';
     renderVisitors();
     if (socket) socket.emit('join', { sessionId: sessionId });
-    var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
-    d.api('GET', '/api/chat/messages' + q, token).then(function (r) {
+    d.history(sessionId, token).then(function (r) {
       if (current !== sessionId) return;
       r.messages.forEach(function (m) {
         list.add(m);
@@ -204,15 +196,8 @@
   $('composer').addEventListener('submit', function (ev) {
     ev.preventDefault();
     if (!current) return;
-    var input = $('text');
-    var text = input.value.trim();
-    if (!text) return;
-    input.value = '';
-    typing.stop(); // the reply ends this burst; typing again starts a new one
-    var clientMessageId = d.randomId('c');
-    list.addPending(clientMessageId, text);
-    socket.timeout(15000).emit('message', { sessionId: current, text: text, clientMessageId: clientMessageId }, function (err, ack) {
-      if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
+    d.sendComposed(socket, list, typing, function (text, clientMessageId) {
+      return { sessionId: current, text: text, clientMessageId: clientMessageId };
     });
   });
   $('text').addEventListener('input', function () {

@@ -4,6 +4,17 @@
   'use strict';
   var config = JSON.parse(document.getElementById('chatd-config').textContent);
 
+  function $(id) {
+    return document.getElementById(id);
+  }
+  /** The page's status line (#status) and error line (#error; cleared by a falsy error). */
+  function setStatus(s) {
+    $('status').textContent = s;
+  }
+  function showError(e) {
+    $('error').textContent = e ? e.message || String(e) : '';
+  }
+
   function api(method, path, credential, body) {
     var headers = { Accept: 'application/json' };
     if (credential) headers.Authorization = 'Bearer ' + credential;
@@ -26,6 +37,12 @@
           });
       },
     );
+  }
+
+  /** The conversation's latest 100 messages, oldest first (`{ messages }`). */
+  function history(sessionId, credential) {
+    var q = '?tenantId=' + encodeURIComponent(config.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
+    return api('GET', '/api/chat/messages' + q, credential);
   }
 
   function randomId(prefix) {
@@ -198,9 +215,32 @@
     this.update(false);
   };
 
+  /**
+   * The composer's submit: the trimmed text of #text (nothing when empty), the input cleared, the
+   * typing burst ended (typing again starts a new one), the message shown as pending and sent with
+   * `body(clientMessageId)`; the ack arrives once it is stored (Socket.IO buffers while disconnected).
+   */
+  function sendComposed(socket, list, typing, body) {
+    var input = $('text');
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = '';
+    typing.stop();
+    var clientMessageId = randomId('c');
+    list.addPending(clientMessageId, text);
+    socket.timeout(15000).emit('message', body(text, clientMessageId), function (err, ack) {
+      if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
+    });
+  }
+
   window.chatdDemo = {
     config: config,
+    $: $,
+    setStatus: setStatus,
+    showError: showError,
     api: api,
+    history: history,
+    sendComposed: sendComposed,
     randomId: randomId,
     MessageList: MessageList,
     TypingEmitter: TypingEmitter,

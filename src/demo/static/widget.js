@@ -4,11 +4,9 @@
   'use strict';
   var d = window.chatdDemo;
   var cfg = d.config;
-  var $ = function (id) {
-    return document.getElementById(id);
-  };
-  var statusEl = $('status');
-  var errorEl = $('error');
+  var $ = d.$;
+  var setStatus = d.setStatus;
+  var showError = d.showError;
 
   // The widget keeps its session and fingerprint across reloads, as a real widget would.
   var sessionId = localStorage.getItem('chatd-demo-session') || d.randomId('s');
@@ -21,13 +19,6 @@
     return m.sender.type === 'visitor' || m.sender.type === 'user';
   });
 
-  function setStatus(s) {
-    statusEl.textContent = s;
-  }
-  function showError(e) {
-    errorEl.textContent = e ? e.message || String(e) : '';
-  }
-
   function fetchToken() {
     return d
       .api('POST', '/api/chat/anonymous-token', cfg.apiKey, { tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint })
@@ -38,8 +29,7 @@
   }
 
   function loadHistory() {
-    var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&sessionId=' + encodeURIComponent(sessionId) + '&limit=100';
-    return d.api('GET', '/api/chat/messages' + q, token).then(function (r) {
+    return d.history(sessionId, token).then(function (r) {
       r.messages.forEach(function (m) {
         list.add(m);
       });
@@ -109,27 +99,18 @@
 
   $('composer').addEventListener('submit', function (ev) {
     ev.preventDefault();
-    var input = $('text');
-    var text = input.value.trim();
-    if (!text) return;
-    input.value = '';
-    typing.stop(); // the message ends this burst; typing again starts a new one
-    var clientMessageId = d.randomId('c');
-    list.addPending(clientMessageId, text);
-    var body = {
-      text: text,
-      tenantId: cfg.tenantId,
-      sessionId: sessionId,
-      fingerprint: fingerprint,
-      clientMessageId: clientMessageId,
-      domain: window.location.hostname,
-      origin: window.location.origin,
-      url: window.location.href,
-      referrer: document.referrer,
-    };
-    // Socket.IO buffers while disconnected; the ack arrives once the message is stored.
-    socket.timeout(15000).emit('message', body, function (err, ack) {
-      if (err || !ack || !ack.success) showError(err || new Error((ack && ack.error) || 'not sent'));
+    d.sendComposed(socket, list, typing, function (text, clientMessageId) {
+      return {
+        text: text,
+        tenantId: cfg.tenantId,
+        sessionId: sessionId,
+        fingerprint: fingerprint,
+        clientMessageId: clientMessageId,
+        domain: window.location.hostname,
+        origin: window.location.origin,
+        url: window.location.href,
+        referrer: document.referrer,
+      };
     });
   });
 
