@@ -151,6 +151,20 @@ return out
 `,
 };
 
+// The end of sweep and remove-node: removes the connections in `ids` and replies
+// {removedCount, userId, sessionId, …} for the users who went offline.
+const REMOVE_IDS = `local out = {#ids}
+for _, id in ipairs(ids) do
+  local r = removeConn(id)
+  if r and r[2] then
+    out[#out + 1] = r[1].userId
+    out[#out + 1] = r[1].sessionId
+  end
+end
+touchTenant()
+return out
+`;
+
 /**
  * ARGV[3] nowMs, ARGV[4] batch size. Removes up to a batch of expired connections. Returns
  * {removedCount, userId, sessionId, …} listing the users who went offline.
@@ -159,17 +173,7 @@ export const PRESENCE_SWEEP: ScriptDef = {
   numberOfKeys: 5,
   lua: `${PRESENCE_PRELUDE}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
-local out = {#ids}
-for _, id in ipairs(ids) do
-  local r = removeConn(id)
-  if r and r[2] then
-    out[#out + 1] = r[1].userId
-    out[#out + 1] = r[1].sessionId
-  end
-end
-touchTenant()
-return out
-`,
+${REMOVE_IDS}`,
 };
 
 /** ARGV[3] nodeId. Removes every connection of a node in this tenant (graceful stop). Same reply as sweep. */
@@ -177,17 +181,7 @@ export const PRESENCE_REMOVE_NODE: ScriptDef = {
   numberOfKeys: 5,
   lua: `${PRESENCE_PRELUDE}
 local ids = redis.call('SMEMBERS', nodeKey(ARGV[3]))
-local out = {#ids}
-for _, id in ipairs(ids) do
-  local r = removeConn(id)
-  if r and r[2] then
-    out[#out + 1] = r[1].userId
-    out[#out + 1] = r[1].sessionId
-  end
-end
-touchTenant()
-return out
-`,
+${REMOVE_IDS}`,
 };
 
 // Assigns the next agent-stream offset. Guards against a counter behind the stream (the counter
