@@ -3,16 +3,16 @@
 // robin to a healthy api upstream; the answer goes back as the upstream gave it.
 import type { Logger } from 'pino';
 import type { ApiKeyRegistry } from '../../auth/api-keys.js';
-import { ChatdError, toChatdError } from '../../errors.js';
+import { ChatdError } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
-import { readBody } from '../../http/router.js';
 import { httpDuration, httpRequests } from '../../observability/metrics.js';
 import type { HttpResponse, TemplatedApp } from '../../uws.js';
 import { checkQueryCredentials, redactQuery } from '../../auth/bearer.js';
 import { isProtected, namedTenant, precheck } from './credentials.js';
-import { forward, readIncoming, UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
+import { forward, readIncoming, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
-import { writeError, type CorsHeaders } from '../../cluster/respond.js';
+import type { CorsHeaders } from '../../cluster/respond.js';
+import { refuse, watchRequest, withBody } from './proxied-request.js';
 import type { UpstreamGroup } from '../../cluster/upstreams.js';
 
 /** Methods safe to send twice (RFC 9110 §9.2.2): only these are retried after a broken connection. */
@@ -42,12 +42,7 @@ export function mountApiRoutes(deps: ApiRouteDeps): void {
 
 function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): void {
   const started = process.hrtime.bigint();
-  const state = { done: false };
-  const abort = new AbortController();
-  res.onAborted(() => {
-    state.done = true;
-    abort.abort();
-  });
+  const { state, signal } = watchRequest(res);
   const ip = deps.clientIp(res, inc.headers);
   const log = deps.logger.child({ reqId: inc.requestId });
   const route = routeLabel(inc.path);
@@ -59,11 +54,8 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): vo
     else log.debug(line, 'proxied request');
   };
   const fail = (err: unknown) => {
-    if (err instanceof UpstreamFailure && err.kind === 'aborted') return;
-    const e = toChatdError(err);
-    if (e.code === 'internal') log.error({ err }, 'gateway error');
-    writeError(res, state, e, inc, deps.cors);
-    finish(e.status);
+    const status = refuse(res, state, inc, deps.cors, err, (e) => log.error({ err: e }, 'gateway error'));
+    if (status !== undefined) finish(status);
   };
 
   const run = async (body: Buffer | undefined): Promise<void> => {
@@ -88,7 +80,7 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): vo
     const { answer } = await forward(deps.api, (tried) => deps.api.pick(tried), inc, body, {
       timeoutMs: deps.timeoutMs,
       idempotent: IDEMPOTENT.has(inc.method),
-      signal: abort.signal,
+      signal,
     });
     if (state.done) return;
     state.done = true;
@@ -96,17 +88,7 @@ function handle(deps: ApiRouteDeps, res: HttpResponse, inc: IncomingRequest): vo
     finish(answer.status);
   };
 
-  if (NO_BODY.has(inc.method)) {
-    run(undefined).catch(fail);
-    return;
-  }
-  const declared = Number(inc.headers['content-length']);
-  const tooLarge = () => fail(new ChatdError('payload_too_large', `Request body exceeds ${deps.bodyLimitBytes} bytes`));
-  if (Number.isFinite(declared) && declared > deps.bodyLimitBytes) {
-    tooLarge();
-    return;
-  }
-  readBody(res, deps.bodyLimitBytes, (body) => void run(body).catch(fail), tooLarge);
+  withBody(res, inc, !NO_BODY.has(inc.method), deps.bodyLimitBytes, run, fail);
 }
 
 function parseJson(body: Buffer | undefined, contentType: string): unknown {

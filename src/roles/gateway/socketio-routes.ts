@@ -6,9 +6,8 @@
 // without parsing (ws-pipe.ts).
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
-import { ChatdError, DISCONNECT, toChatdError } from '../../errors.js';
+import { ChatdError, DISCONNECT } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
-import { readBody } from '../../http/router.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
@@ -17,13 +16,14 @@ import {
   forward,
   readIncoming,
   upstreamHeaders,
-  UpstreamFailure,
+  type UpstreamFailure,
   writeAnswer,
   type IncomingRequest,
   type PeerTrust,
 } from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
-import { writeError, writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
+import { writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
+import { refuse, watchRequest, withBody } from './proxied-request.js';
 import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
 import type { Upstream, UpstreamGroup } from '../../cluster/upstreams.js';
 import type { NodeRegistry } from '../../store/ports.js';
@@ -128,22 +128,21 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
   };
 }
 
-function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingRequest): void {
-  const state = { done: false };
-  const abort = new AbortController();
-  res.onAborted(() => {
-    state.done = true;
-    abort.abort();
-  });
+/** What polling and upgrade read first: the client-gone watch, the client IP, the query and its sid. */
+function startRequest(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingRequest) {
+  const { state, signal } = watchRequest(res);
   const ip = deps.clientIp(res, inc.headers);
   const query = new URLSearchParams(inc.query);
-  const sid = query.get('sid');
+  return { state, signal, ip, query, sid: query.get('sid') };
+}
+
+function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingRequest): void {
+  const { state, signal, ip, query, sid } = startRequest(deps, res, inc);
   const fail = (err: unknown) => {
-    if (err instanceof UpstreamFailure && err.kind === 'aborted') return;
-    const e = toChatdError(err);
-    if (e.code === 'internal') deps.logger.error({ err, path: inc.path, query: redactQuery(inc.query) }, 'gateway error');
-    writeError(res, state, e, inc, deps.cors);
-    httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(e.status) });
+    const status = refuse(res, state, inc, deps.cors, err, (e) =>
+      deps.logger.error({ err: e, path: inc.path, query: redactQuery(inc.query) }, 'gateway error'),
+    );
+    if (status !== undefined) httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(status) });
   };
 
   const run = async (body: Buffer | undefined) => {
@@ -168,7 +167,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
       // A handshake that failed to connect is safe to send elsewhere; nothing else is retried.
       idempotent: false,
       maxAttempts: sid ? 1 : 3,
-      signal: abort.signal,
+      signal,
     });
     if (!sid && answer.status === 200) {
       const text = answer.body.subarray(0, 512).toString('utf8').split('\x1e')[0]!;
@@ -181,17 +180,7 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
     httpRequests.inc({ role: 'gateway', route: 'socket.io', status: String(answer.status) });
   };
 
-  if (inc.method !== 'POST') {
-    run(undefined).catch(fail);
-    return;
-  }
-  const tooLarge = () => fail(new ChatdError('payload_too_large', `Request body exceeds ${deps.maxPayloadBytes} bytes`));
-  const declared = Number(inc.headers['content-length']);
-  if (Number.isFinite(declared) && declared > deps.maxPayloadBytes) {
-    tooLarge();
-    return;
-  }
-  readBody(res, deps.maxPayloadBytes, (body) => void run(body).catch(fail), tooLarge);
+  withBody(res, inc, inc.method === 'POST', deps.maxPayloadBytes, run, fail);
 }
 
 function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
@@ -202,15 +191,7 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
     .split(',')
     .map((p) => p.trim())
     .filter(Boolean);
-  const state = { done: false };
-  const abort = new AbortController();
-  res.onAborted(() => {
-    state.done = true;
-    abort.abort();
-  });
-  const ip = deps.clientIp(res, inc.headers);
-  const query = new URLSearchParams(inc.query);
-  const sid = query.get('sid');
+  const { state, signal, ip, query, sid } = startRequest(deps, res, inc);
 
   const run = async () => {
     if (deps.isDraining()) throw new ChatdError('draining');
@@ -238,7 +219,7 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
       const url = `${u.origin.replace(/^http/, 'ws')}${u.basePath}${inc.path}${inc.query ? `?${inc.query}` : ''}`;
       let upstream: WebSocket;
       try {
-        upstream = await connectUpstream(url, upstreamHeaders(inc), protocols, { timeoutMs: deps.timeoutMs, signal: abort.signal });
+        upstream = await connectUpstream(url, upstreamHeaders(inc), protocols, { timeoutMs: deps.timeoutMs, signal });
       } catch (err) {
         if (err instanceof UpstreamRefusal) {
           writeJsonRaw(res, state, err, inc, deps.cors);
@@ -266,9 +247,9 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
     }
   };
   run().catch((err: unknown) => {
-    const e = toChatdError(err);
-    if (e.code === 'internal') deps.logger.error({ err, query: redactQuery(inc.query) }, 'gateway websocket upgrade error');
-    writeError(res, state, e, inc, deps.cors);
+    refuse(res, state, inc, deps.cors, err, (e) =>
+      deps.logger.error({ err: e, query: redactQuery(inc.query) }, 'gateway websocket upgrade error'),
+    );
   });
 }
 
