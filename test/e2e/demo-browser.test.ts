@@ -4,11 +4,10 @@
 // saved under test-artifacts/.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatdProcess } from '../helpers/chatd-process.js';
 import { hasChromium } from '../helpers/browser.js';
-import { startDemoBed, type DemoBed } from '../helpers/demo.js';
+import { openVisitorAndAgent, startDemoBed, type DemoBed } from '../helpers/demo.js';
 
 const ARTIFACTS = path.resolve(__dirname, '../../test-artifacts');
 const WAIT = { timeout: 30_000 };
@@ -16,12 +15,11 @@ const WAIT = { timeout: 30_000 };
 describe.skipIf(!hasChromium())('demo pages in a browser', () => {
   let bed: DemoBed;
   let chatd: ChatdProcess;
-  let browser: Browser;
   let base: string;
 
   beforeAll(async () => {
     bed = await startDemoBed();
-    ({ chatd, browser, base } = bed);
+    ({ chatd, base } = bed);
     await mkdir(ARTIFACTS, { recursive: true });
   }, 300_000);
 
@@ -34,19 +32,10 @@ describe.skipIf(!hasChromium())('demo pages in a browser', () => {
   });
 
   it('a visitor and an agent converse; the agent sees the visitor online; reload shows the history', async () => {
-    const visitorCtx = await browser.newContext({ viewport: { width: 900, height: 700 } });
-    const agentCtx = await browser.newContext({ viewport: { width: 1200, height: 700 } });
-    const visitor = await visitorCtx.newPage();
-    const agent = await agentCtx.newPage();
-    const pageErrors: string[] = [];
-    for (const p of [visitor, agent]) p.on('pageerror', (e) => pageErrors.push(e.message));
-
-    await visitor.goto(`${base}/demo`);
-    await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
-
-    await agent.goto(`${base}/demo/agent`);
-    await agent.click('#demo-token');
-    await expect.poll(() => agent.textContent('#status'), WAIT).toMatch(/^signed in/);
+    const { visitor, agent, pageErrors, close } = await openVisitorAndAgent(bed, {
+      visitor: { width: 900, height: 700 },
+      agent: { width: 1200, height: 700 },
+    });
 
     // The visitor writes; the message is confirmed (no longer pending) once stored.
     await visitor.fill('#text', 'Hello, is anyone there?');
@@ -77,8 +66,7 @@ describe.skipIf(!hasChromium())('demo pages in a browser', () => {
     expect(texts).toEqual(['Hello, is anyone there?', 'Hi! How can I help?']);
 
     expect(pageErrors).toEqual([]);
-    await visitorCtx.close();
-    await agentCtx.close();
+    await close();
   });
 
   it('serves the demo agent token to this machine only', async () => {

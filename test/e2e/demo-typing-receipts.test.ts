@@ -1,21 +1,18 @@
 // The demo pages in Chromium: typing right after sending is shown to the agent,
 // read receipts show as "Seen" on both pages, and the agent console hides its token once signed in
 // and can sign out.
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium } from '../helpers/browser.js';
-import { startDemoBed, type DemoBed } from '../helpers/demo.js';
+import { openVisitorAndAgent, startDemoBed, type DemoBed } from '../helpers/demo.js';
 
 const WAIT = { timeout: 30_000 };
 
 describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, sign-out', () => {
   let bed: DemoBed;
-  let browser: Browser;
-  let base: string;
 
   beforeAll(async () => {
     bed = await startDemoBed();
-    ({ browser, base } = bed);
   }, 300_000);
 
   afterAll(async () => {
@@ -33,18 +30,7 @@ describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, s
   }
 
   it('the agent sees the visitor typing again right after a send; both see "Seen"; the token field hides and sign-out works', async () => {
-    const visitorCtx = await browser.newContext();
-    const agentCtx = await browser.newContext();
-    const visitor = await visitorCtx.newPage();
-    const agent = await agentCtx.newPage();
-    const pageErrors: string[] = [];
-    for (const p of [visitor, agent]) p.on('pageerror', (e) => pageErrors.push(e.message));
-
-    await visitor.goto(`${base}/demo`);
-    await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
-    await agent.goto(`${base}/demo/agent`);
-    await agent.click('#demo-token');
-    await expect.poll(() => agent.textContent('#status'), WAIT).toMatch(/^signed in/);
+    const { visitor, agent, pageErrors, close } = await openVisitorAndAgent(bed);
     // Signed in: the token is not left on screen, and there is a way out.
     expect(await agent.locator('#login').isHidden()).toBe(true);
     expect(await agent.locator('#token').inputValue()).toBe('');
@@ -83,7 +69,6 @@ describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, s
     expect(await agent.textContent('#status')).toBe('signed out');
 
     expect(pageErrors).toEqual([]);
-    await visitorCtx.close();
-    await agentCtx.close();
+    await close();
   }, 180_000);
 });

@@ -1,9 +1,10 @@
 // The demo pages' test bed: a real `chatd serve --role all` on the embedded defaults (which serve
-// the demo), ready, and a headless Chromium to drive them.
+// the demo), ready, and a headless Chromium to drive them; and a visitor and an agent signed in on it.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { CHROMIUM, CHROMIUM_ARGS } from './browser.js';
 import { spawnChatd, whenReady, type ChatdProcess } from './chatd-process.js';
 
@@ -28,6 +29,47 @@ export async function startDemoBed(): Promise<DemoBed> {
     async close() {
       await browser.close();
       await chatd.stop('SIGTERM');
+    },
+  };
+}
+
+export interface DemoPair {
+  readonly visitor: Page;
+  readonly agent: Page;
+  /** Uncaught errors on either page (tests expect none). */
+  readonly pageErrors: string[];
+  close(): Promise<void>;
+}
+
+const WAIT = { timeout: 30_000 };
+
+/**
+ * A visitor and an agent, each in a browser context of its own: the visitor page connected, the
+ * agent console signed in with the demo token.
+ */
+export async function openVisitorAndAgent(
+  bed: DemoBed,
+  viewports: { visitor?: { width: number; height: number }; agent?: { width: number; height: number } } = {},
+): Promise<DemoPair> {
+  const contexts: BrowserContext[] = [
+    await bed.browser.newContext(viewports.visitor && { viewport: viewports.visitor }),
+    await bed.browser.newContext(viewports.agent && { viewport: viewports.agent }),
+  ];
+  const [visitor, agent] = [await contexts[0]!.newPage(), await contexts[1]!.newPage()];
+  const pageErrors: string[] = [];
+  for (const p of [visitor, agent]) p.on('pageerror', (e) => pageErrors.push(e.message));
+
+  await visitor.goto(`${bed.base}/demo`);
+  await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
+  await agent.goto(`${bed.base}/demo/agent`);
+  await agent.click('#demo-token');
+  await expect.poll(() => agent.textContent('#status'), WAIT).toMatch(/^signed in/);
+  return {
+    visitor,
+    agent,
+    pageErrors,
+    async close() {
+      for (const c of contexts) await c.close();
     },
   };
 }
