@@ -5,11 +5,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 import { client } from '../helpers/api-harness.js';
 import { deliveryIdFor, verifyWebhook } from '../../src/webhooks/signing.js';
@@ -17,6 +16,30 @@ import { eventually } from '../helpers/eventually.js';
 
 const SECRET = 'whsec_e2e_0123456789abcdefghij';
 const PUB = 'ck_pub_acme_publishable_000001';
+
+/** The one tenant, acme, with an endpoint on the receiver. */
+const acmeTenants = (receiver: WebhookReceiver) => [
+  {
+    id: 'acme',
+    apiKeys: [{ key: PUB }],
+    allowedOrigins: ['*'],
+    webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }],
+  },
+];
+
+const writeConfig = (cwd: string, config: object) => writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
+
+/** A visitor of acme sends `text` through the HTTP API; the stored message's id. */
+async function send(call: ReturnType<typeof client>, text: string, sessionId: string, clientMessageId?: string): Promise<string> {
+  const minted = await call('POST', '/api/chat/anonymous-token', { token: PUB, body: { tenantId: 'acme' } });
+  expect(minted.status, JSON.stringify(minted.body)).toBe(200);
+  const sent = await call('POST', '/webchat/message', {
+    token: minted.body.token as string,
+    body: { text, tenantId: 'acme', sessionId, fingerprint: 'fp-1', ...(clientMessageId && { clientMessageId }) },
+  });
+  expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+  return sent.body.messageId as string;
+}
 
 describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to end (Redis + PostgreSQL)', () => {
   let cwd: string;
@@ -37,17 +60,10 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
       admin: { port: 0 },
       redis: { url: REDIS_URL, prefix },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
-      tenants: [
-        {
-          id: 'acme',
-          apiKeys: [{ key: PUB }],
-          allowedOrigins: ['*'],
-          webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }],
-        },
-      ],
+      tenants: acmeTenants(receiver),
       webhooks: { timeoutMs: 10_000, retryBaseMs: 100, retryMaxDelayMs: 200, retryWindowMs: 3000 },
     };
-    await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
+    await writeConfig(cwd, config);
     chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
     call = client(`http://127.0.0.1:${chatd.ports.public}`);
   }, 90_000);
@@ -58,26 +74,12 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
     const keys = await admin.keys(`${prefix}*`);
     if (keys.length > 0) await admin.del(...keys);
     await admin.quit();
-    const db = new pg.Client({ connectionString: DATABASE_URL });
-    await db.connect();
-    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await db.end();
+    await dropSchema(schema);
     await rm(cwd, { recursive: true, force: true });
   });
 
-  async function send(text: string, clientMessageId: string): Promise<string> {
-    const minted = await call('POST', '/api/chat/anonymous-token', { token: PUB, body: { tenantId: 'acme' } });
-    expect(minted.status, JSON.stringify(minted.body)).toBe(200);
-    const sent = await call('POST', '/webchat/message', {
-      token: minted.body.token as string,
-      body: { text, tenantId: 'acme', sessionId: `s-${clientMessageId}`, fingerprint: 'fp-1', clientMessageId },
-    });
-    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
-    return sent.body.messageId as string;
-  }
-
   it('a message sent through the API reaches the receiver once, with a valid signature', async () => {
-    const messageId = await send('Hello webhooks', 'c-1');
+    const messageId = await send(call, 'Hello webhooks', 's-c-1', 'c-1');
     await eventually(() => receiver.received.length >= 1, 'the delivery');
     // A window on purpose: proves no second delivery follows (there is no event for "none").
     await new Promise((r) => setTimeout(r, 500));
@@ -98,7 +100,7 @@ describe.skipIf(!((await hasRedis()) && (await hasPostgres())))('webhooks end to
   it('a receiver that always fails lands the job in the dead stream; replay delivers it after it recovers', async () => {
     healthy = false;
     const before = receiver.received.length;
-    const messageId = await send('Will die first', 'c-2');
+    const messageId = await send(call, 'Will die first', 's-c-2', 'c-2');
     const deliveryId = deliveryIdFor('acme', messageId, 'crm');
     await eventually(async () => (await admin.xlen(`${prefix}meta:webhook_dead`)) === 1, 'the delivery in the dead stream', {
       timeoutMs: 60_000,
@@ -162,41 +164,26 @@ describe.skipIf(!(await hasPostgres()))('webhooks end to end on the memory store
       server: { port: 0 },
       admin: { port: 0 },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
-      tenants: [
-        {
-          id: 'acme',
-          apiKeys: [{ key: PUB }],
-          allowedOrigins: ['*'],
-          webhooks: [{ id: 'crm', url: `${receiver.url}/hooks/chat`, secret: SECRET }],
-        },
-      ],
+      tenants: acmeTenants(receiver),
       webhooks: { timeoutMs: 10_000 },
     };
-    await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
+    await writeConfig(cwd, config);
     chatd = await spawnChatd({ cwd, timeoutMs: 60_000 });
     call = client(`http://127.0.0.1:${chatd.ports.public}`);
     // The CLI finds the admin listener through the config: point it at the port the server got.
-    await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify({ ...config, admin: { port: chatd.ports.admin } }, null, 2));
+    await writeConfig(cwd, { ...config, admin: { port: chatd.ports.admin } });
   }, 90_000);
 
   afterAll(async () => {
     await chatd?.stop('SIGKILL');
     await receiver?.close();
-    const db = new pg.Client({ connectionString: DATABASE_URL });
-    await db.connect();
-    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await db.end();
+    await dropSchema(schema);
     await rm(cwd, { recursive: true, force: true });
   });
 
   it('a refused delivery (4xx) is dead at once; chatd webhooks dead and replay work through the admin listener', async () => {
-    const minted = await call('POST', '/api/chat/anonymous-token', { token: PUB, body: { tenantId: 'acme' } });
-    const sent = await call('POST', '/webchat/message', {
-      token: minted.body.token as string,
-      body: { text: 'memory store', tenantId: 'acme', sessionId: 's-mem', fingerprint: 'fp-1' },
-    });
-    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
-    const deliveryId = deliveryIdFor('acme', sent.body.messageId as string, 'crm');
+    const messageId = await send(call, 'memory store', 's-mem');
+    const deliveryId = deliveryIdFor('acme', messageId, 'crm');
     await eventually(() => receiver.received.length === 1, 'the refused attempt');
     let dead: { id: string; deliveryId: string; reason: string; error: string }[] = [];
     await eventually(
