@@ -53,6 +53,19 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     }
   };
 
+  /** Sends refused because a dependency is down (or its outcome unknown), so far. */
+  const refusedAsDown = () => (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0);
+
+  /** Waits for SENDS more acknowledged sends once `what` is back. */
+  const sendsResume = async (what: string) => {
+    const ackedBefore = traffic.stats.acked;
+    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after ${what} came back`, {
+      timeoutMs: 180_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+  };
+
   /** Stops the traffic, settles unknown outcomes, and runs the delivery checker. */
   const checkpoint = async (what: string) => {
     await traffic.stop();
@@ -164,33 +177,23 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     faults.push('redis SIGKILL + restart');
     await traffic.runFor(SENDS / 2, 'while Redis is down');
     await redis.start();
-    const ackedBefore = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after Redis came back`, {
-      timeoutMs: 180_000,
-      intervalMs: 100,
-      retryOnError: true,
-    });
+    await sendsResume('Redis');
     await checkpoint('after the Redis restart');
   }, 400_000);
 
   it('PostgreSQL stopped and started: typed refusals meanwhile, service resumes by itself, the outbox drains', async () => {
     traffic.start();
     await traffic.runFor(SENDS / 2, 'before the PostgreSQL stop');
-    const refusedBefore = (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0);
+    const refusedBefore = refusedAsDown();
     await pgc.stop('fast');
     faults.push('postgres stop + start');
     await eventually(
-      () => (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0) >= refusedBefore + 5,
+      () => refusedAsDown() >= refusedBefore + 5,
       'five sends refused with dependency_unavailable or outcome_unknown while PostgreSQL is down',
       { timeoutMs: 120_000, intervalMs: 100, retryOnError: true },
     );
     await pgc.start();
-    const ackedBefore = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after PostgreSQL came back`, {
-      timeoutMs: 180_000,
-      intervalMs: 100,
-      retryOnError: true,
-    });
+    await sendsResume('PostgreSQL');
     await checkpoint('after the PostgreSQL restart');
   }, 400_000);
 
