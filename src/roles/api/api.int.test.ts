@@ -124,24 +124,10 @@ describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
     });
 
     it('speaks HTTP hygiene: 415, 400 malformed JSON, 413, 404, 405, credentials in the query', async () => {
-      expectError(
-        await call('POST', '/api/chat/anonymous-token', {
-          token: KEYS.pubA,
-          raw: '{"tenantId":"tenantA"}',
-          headers: { 'content-type': 'text/plain' },
-        }),
-        415,
-        'unsupported_media_type',
-      );
-      expectError(
-        await call('POST', '/api/chat/anonymous-token', {
-          token: KEYS.pubA,
-          raw: '{"tenantId":',
-          headers: { 'content-type': 'application/json' },
-        }),
-        400,
-        'invalid_json',
-      );
+      const mintRaw = (raw: string, contentType: string) =>
+        call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, raw, headers: { 'content-type': contentType } });
+      expectError(await mintRaw('{"tenantId":"tenantA"}', 'text/plain'), 415, 'unsupported_media_type');
+      expectError(await mintRaw('{"tenantId":', 'application/json'), 400, 'invalid_json');
       expectError(
         await call('POST', '/api/chat/anonymous-token', { token: KEYS.pubA, body: { tenantId: 'tenantA', pad: 'x'.repeat(70_000) } }),
         413,
