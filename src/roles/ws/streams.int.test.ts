@@ -117,7 +117,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     }
   }
 
-  function record(sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[]) {
+  function record(sockets: Watched[]) {
     for (const { sock, rec } of sockets) {
       const seg = rec.segments[rec.segments.length - 1]!;
       for (const e of sock.got.slice(seg.receipts.length)) {
@@ -127,22 +127,46 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     }
   }
 
-  it('delivers everything exactly once in order when the subscription is killed mid-traffic', async () => {
+  /** A store on the own Redis, and a hub over it. */
+  async function openHub() {
     const s = await open();
     const env: StreamEnv = { bus: s.bus, events: s.events, messages: db.messages, agentHistorySize: 10000, close: async () => undefined };
-    const h = harness(env);
-    let resubscribed = 0;
-    s.bus.onResubscribed(() => resubscribed++);
-    const t = uid('t');
-    const sessions = [uid('s'), uid('s'), uid('s')];
-    const checker = new DeliveryChecker();
-    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[] = [];
+    return { s, env, h: harness(env) };
+  }
+
+  type Watched = { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> };
+
+  /** A visitor socket on each session's conversation stream, each with its checker record. */
+  async function connectVisitors(
+    h: ReturnType<typeof harness>,
+    checker: DeliveryChecker,
+    t: string,
+    sessions: string[],
+  ): Promise<Watched[]> {
+    const sockets: Watched[] = [];
     for (const sid of sessions) {
       sockets.push({
         sock: await h.connect(conversationStream(t, sid)),
         rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }),
       });
     }
+    return sockets;
+  }
+
+  /** Waits (bounded) for the checker to be satisfied with what the sockets got, then asserts it clean. */
+  async function assertClean(checker: DeliveryChecker, sockets: Watched[], reader: ReturnType<typeof readerFromDb>): Promise<void> {
+    await eventually(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
+    await checker.assertClean(reader);
+  }
+
+  it('delivers everything exactly once in order when the subscription is killed mid-traffic', async () => {
+    const { s, env, h } = await openHub();
+    let resubscribed = 0;
+    s.bus.onResubscribed(() => resubscribed++);
+    const t = uid('t');
+    const sessions = [uid('s'), uid('s'), uid('s')];
+    const checker = new DeliveryChecker();
+    const sockets = await connectVisitors(h, checker, t, sessions);
     sockets.push({
       sock: await h.connect(agentStream(t)),
       rec: checker.client('agent', { kind: 'agents', tenantId: t }, { contiguous: true }),
@@ -153,27 +177,17 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
     });
     admin.disconnect();
     await eventually(() => resubscribed >= 1, 'the bus to resubscribe');
-    const reader = readerFromDb(db, s.events);
-    await eventually(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
-    await checker.assertClean(reader);
+    await assertClean(checker, sockets, readerFromDb(db, s.events));
     expect(checker.ackedCount).toBe(60);
     await h.close();
   });
 
   it('keeps conversations exact across a Redis restart that loses its data; agents are told to recover', async () => {
-    const s = await open();
-    const env: StreamEnv = { bus: s.bus, events: s.events, messages: db.messages, agentHistorySize: 10000, close: async () => undefined };
-    const h = harness(env);
+    const { s, env, h } = await openHub();
     const t = uid('t');
     const sessions = [uid('s'), uid('s')];
     const checker = new DeliveryChecker();
-    const sockets: { sock: TestSocket; rec: ReturnType<DeliveryChecker['client']> }[] = [];
-    for (const sid of sessions) {
-      sockets.push({
-        sock: await h.connect(conversationStream(t, sid)),
-        rec: checker.client(`visitor-${sid}`, { kind: 'conversation', tenantId: t, sessionId: sid }),
-      });
-    }
+    const sockets = await connectVisitors(h, checker, t, sessions);
     const agent = await h.connect(agentStream(t));
     await traffic(s, env, checker, t, sessions, 40, async (i) => {
       if (i === 14) {
@@ -181,9 +195,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
         await own.start();
       }
     });
-    const reader = readerFromDb(db);
-    await eventually(async () => (record(sockets), (await checker.verify(reader)).ok), 'a clean report').catch(() => undefined);
-    await checker.assertClean(reader);
+    await assertClean(checker, sockets, readerFromDb(db));
     // The agent stream restarted at 1 with Redis's data gone: the hub says so, and follows the new numbering.
     await eventually(() => h.broken.some((b) => b.reason === 'stream_reset'), 'the agent stream reset');
     const head = await s.events.agentHead(t);
@@ -207,9 +219,7 @@ describe.skipIf(!hasServerBinary || !postgresUp)('StreamHub when the bus loses i
   });
 
   it('notices a restarted agent numbering even when it has passed the delivered offset unseen', async () => {
-    const s = await open();
-    const env: StreamEnv = { bus: s.bus, events: s.events, messages: db.messages, agentHistorySize: 10000, close: async () => undefined };
-    const h = harness(env);
+    const { s, env, h } = await openHub();
     const t = uid('t');
     const sid = uid('s');
     const agent = await h.connect(agentStream(t));
