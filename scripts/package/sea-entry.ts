@@ -7,8 +7,9 @@
 //    in a child process of the binary (globalThis.__chatdPgliteInitInChild).
 // Both are lazy: `chatd --version` or `chatd config check` neither write nor compile anything, and
 // a host where no cache folder allows executing files can still run the commands that do not serve.
-import { spawn } from 'node:child_process';
 import sea from 'node:sea';
+// Not src/db/pglite.ts (that would bundle PGlite into the entry): the small module it shares.
+import { runInitChild } from '../../src/db/init-child.js';
 import { cacheCandidates, loadNativeFromCache, type LoadedNative } from './native-cache.js';
 
 /** The addon's asset name (`uws_linux_x64_115.node`), set by scripts/package/build.mjs (esbuild define). */
@@ -95,19 +96,7 @@ function installPgliteAssets(): void {
  */
 function installPgliteInitInChild(): void {
   g.__chatdPgliteInitInChild = (dir, postgresqlconf) =>
-    new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [], {
-        env: { ...process.env, [PGLITE_INIT_ENV]: JSON.stringify({ dir, postgresqlconf }) },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
-      child.once('error', reject);
-      child.once('exit', (code, signal) => {
-        if (code === 0) resolve();
-        else reject(new Error(`initialising the embedded database in ${dir} failed (${signal ?? `exit code ${code}`}): ${stderr.trim()}`));
-      });
-    });
+    runInitChild([], { ...process.env, [PGLITE_INIT_ENV]: JSON.stringify({ dir, postgresqlconf }) }, dir);
 }
 
 /** The child's whole job: create the database folder with the embedded assets. */

@@ -2,12 +2,12 @@
 // construction lives here and only here: the single binary passes its embedded WebAssembly and data
 // assets through `extra` (or `globalThis.__chatdPgliteAssets`), since PGlite cannot find its files
 // next to a bundle.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
+import { runInitChild } from './init-child.js';
 
 declare global {
   /**
@@ -96,17 +96,9 @@ async function initialiseInChild(dir: string, postgresqlconf: PGliteOptions['pos
     const pg = new PGlite({ dataDir: dir, postgresqlconf });
     await pg.waitReady;
     await pg.close();`;
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
-      env: { ...process.env, CHATD_PGLITE_INIT: JSON.stringify({ moduleUrl, dir, postgresqlconf }) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new Error(`initialising the embedded database in ${dir} failed (${signal ?? `exit code ${code}`}): ${stderr.trim()}`));
-    });
-  });
+  await runInitChild(
+    ['--input-type=module', '-e', code],
+    { ...process.env, CHATD_PGLITE_INIT: JSON.stringify({ moduleUrl, dir, postgresqlconf }) },
+    dir,
+  );
 }
