@@ -9,11 +9,10 @@
 // Prints a table and a JSON line; docs/deployment.md "Storage" records the numbers.
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+import { importBundled } from './lib/bundle.mjs';
 import pg from 'pg';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -34,21 +33,11 @@ const seconds = Number(o.seconds);
 const poolSize = Number(o.pool);
 
 // The database code is TypeScript: bundle it next to node_modules so its imports resolve.
-const outDir = path.join(root, 'node_modules', '.cache', 'chatd-bench');
-fs.mkdirSync(outDir, { recursive: true });
-const outfile = path.join(outDir, `db-${process.pid}.mjs`);
-await build({
-  entryPoints: [path.join(root, 'src/db/index.ts')],
-  outfile,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'esm',
-  packages: 'external',
-  logLevel: 'warning',
-});
-const { openDatabase } = await import(pathToFileURL(outfile).href);
-fs.rmSync(outfile, { force: true });
+const { openDatabase } = await importBundled(
+  path.join(root, 'src/db/index.ts'),
+  path.join(root, 'node_modules', '.cache', 'chatd-bench', `db-${process.pid}.mjs`),
+  { target: 'node20' },
+);
 const { default: pino } = await import('pino');
 
 const schema = `bench_gc_${randomBytes(4).toString('hex')}`;
