@@ -3,7 +3,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { ChatMessage } from '../chat/message.js';
 import { ChatdError } from '../errors.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor, type Cursor } from './cursor.js';
 import { toQueryError } from './db-errors.js';
 import type { HistoryPage, HistoryQuery } from './ports.js';
 import { conversationOf, MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
@@ -28,11 +28,7 @@ export async function history(db: Kysely<Tables>, q: HistoryQuery): Promise<Hist
           ${cursor ? sql`and m.seq < ${cursor.value}::int` : sql``}
         order by m.seq desc
         limit ${limit + 1}`.execute(db);
-      const page = rows.slice(0, limit).reverse();
-      return {
-        messages: page.map(rowToMessage),
-        nextCursor: rows.length > limit ? encodeCursor({ kind: 'seq', value: Number(page[0]!.seq) }) : null,
-      };
+      return pageOf(rows, limit, (oldest) => ({ kind: 'seq', value: Number(oldest.seq) }));
     }
     if (q.userId !== undefined) {
       if (cursor && cursor.kind !== 'pos') throw invalidCursor();
@@ -43,11 +39,7 @@ export async function history(db: Kysely<Tables>, q: HistoryQuery): Promise<Hist
           ${cursor ? sql`and m.pos < ${cursor.value}::bigint` : sql``}
         order by m.pos desc
         limit ${limit + 1}`.execute(db);
-      const page = rows.slice(0, limit).reverse();
-      return {
-        messages: page.map(rowToMessage),
-        nextCursor: rows.length > limit ? encodeCursor({ kind: 'pos', value: Number(page[0]!.pos_text) }) : null,
-      };
+      return pageOf(rows, limit, (oldest) => ({ kind: 'pos', value: Number(oldest.pos_text) }));
     }
   } catch (err) {
     throw toQueryError(err);
@@ -55,6 +47,15 @@ export async function history(db: Kysely<Tables>, q: HistoryQuery): Promise<Hist
   throw new ChatdError('validation_failed', 'History needs a sessionId or a userId', {
     details: [{ path: 'sessionId', message: 'sessionId or userId is required' }],
   });
+}
+
+/**
+ * A page from up to `limit + 1` rows read newest first: the oldest `limit` of them in order, and,
+ * when there were more, the cursor of the oldest one shown (the next page is before it).
+ */
+function pageOf<R extends MessageRow>(rows: R[], limit: number, cursorOf: (oldest: R) => Cursor): HistoryPage {
+  const page = rows.slice(0, limit).reverse();
+  return { messages: page.map(rowToMessage), nextCursor: rows.length > limit ? encodeCursor(cursorOf(page[0]!)) : null };
 }
 
 export async function since(
