@@ -6,8 +6,6 @@
   var d = window.chatdDemo;
   var cfg = d.config;
   var $ = d.$;
-  var setStatus = d.setStatus;
-  var showError = d.showError;
   var token = sessionStorage.getItem('chatd-demo-agent-token') || '';
   var socket = null;
   var current = null; // selected sessionId
@@ -87,7 +85,7 @@
       });
       var last = r.messages[r.messages.length - 1];
       if (last && last.sender.type !== 'agent') socket.emit('read', { sessionId: sessionId, messageId: last.id });
-    }, showError);
+    }, d.showError);
   }
 
   function loadOnline() {
@@ -111,17 +109,17 @@
       },
     });
     socket.on('connect', function () {
-      setStatus(socket.recovered ? 'signed in (recovered)' : 'signed in');
-      showError(null);
-      if (!socket.recovered) loadOnline().catch(showError);
+      d.setStatus(socket.recovered ? 'signed in (recovered)' : 'signed in');
+      d.showError(null);
+      if (!socket.recovered) loadOnline().catch(d.showError);
       if (current) socket.emit('join', { sessionId: current });
     });
     socket.on('disconnect', function (reason) {
-      setStatus('reconnecting… (' + reason + ')');
+      d.setStatus('reconnecting… (' + reason + ')');
     });
     socket.on('connect_error', function (err) {
-      setStatus('signed out');
-      showError(err.data && err.data.code ? err.message + ' (' + err.data.code + ')' : err);
+      d.setStatus('signed out');
+      d.showError(err.data && err.data.code ? err.message + ' (' + err.data.code + ')' : err);
     });
     socket.on('presence_update', function (p) {
       var v = visitor(p.sessionId);
@@ -171,14 +169,14 @@
     $('send').disabled = true;
     renderVisitors();
     showSignedIn(false);
-    setStatus('signed out');
+    d.setStatus('signed out');
   }
 
   function signIn(t) {
     token = t.trim();
     if (!token) return;
     sessionStorage.setItem('chatd-demo-agent-token', token);
-    setStatus('signing in…');
+    d.setStatus('signing in…');
     showSignedIn(true);
     connect();
   }
@@ -190,7 +188,7 @@
   $('demo-token').addEventListener('click', function () {
     d.api('POST', '/demo/agent-token', null, {}).then(function (r) {
       signIn(r.token);
-    }, showError);
+    }, d.showError);
   });
   $('sign-out').addEventListener('click', signOut);
   $('composer').addEventListener('submit', function (ev) {

@@ -5,8 +5,6 @@
   var d = window.chatdDemo;
   var cfg = d.config;
   var $ = d.$;
-  var setStatus = d.setStatus;
-  var showError = d.showError;
 
   // The widget keeps its session and fingerprint across reloads, as a real widget would.
   var sessionId = localStorage.getItem('chatd-demo-session') || d.randomId('s');
@@ -54,25 +52,25 @@
       },
     });
     socket.on('connect', function () {
-      setStatus(socket.recovered ? 'connected (recovered)' : 'connected');
-      showError(null);
-      if (!socket.recovered) loadHistory().catch(showError);
+      d.setStatus(socket.recovered ? 'connected (recovered)' : 'connected');
+      d.showError(null);
+      if (!socket.recovered) loadHistory().catch(d.showError);
     });
     socket.on('disconnect', function (reason) {
-      setStatus('reconnecting… (' + reason + ')');
+      d.setStatus('reconnecting… (' + reason + ')');
     });
     socket.on('connect_error', function (err) {
       var code = err.data && err.data.code;
       if (code === 'token_expired' || code === 'token_invalid') {
         // Final for socket.io-client: refresh the token and connect again.
-        setStatus('refreshing token…');
+        d.setStatus('refreshing token…');
         fetchToken().then(function () {
           socket.connect();
-        }, showError);
+        }, d.showError);
         return;
       }
-      setStatus('cannot connect');
-      showError(err);
+      d.setStatus('cannot connect');
+      d.showError(err);
     });
     socket.on('meta_message_created', function (payload) {
       var m = payload.message;
@@ -115,7 +113,7 @@
   });
 
   fetchToken().then(connect, function (e) {
-    setStatus('cannot get a token');
-    showError(e);
+    d.setStatus('cannot get a token');
+    d.showError(e);
   });
 })();
