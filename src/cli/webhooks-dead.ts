@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { engineOf } from '../store/index.js';
 import type { WebhookQueue } from '../store/ports.js';
 import { listDeadDeliveries, replayDeadDeliveries, type DeadView } from '../webhooks/admin.js';
-import { withStore } from './admin-client.js';
+import { adminBaseUrl, withStore } from './admin-client.js';
 import { action, CliError, globals, loadCliConfig, printJson, printTable } from './common.js';
 
 /** The `webhooks` command, shared with `webhooks tail` (whichever registers first creates it). */
@@ -121,8 +121,7 @@ async function adminCaller(config: Config): Promise<AdminCall> {
   const { config: withSecrets } = await resolveSecrets(config, { create: false });
   const token = withSecrets.admin.token;
   if (!token) throw new CliError(`no admin token: set admin.token or start the server once (it generates one into ${config.dataDir})`);
-  const host = config.admin.host === '0.0.0.0' || config.admin.host === '::' ? '127.0.0.1' : config.admin.host;
-  const base = `http://${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
+  const base = adminBaseUrl(config);
   return async <R>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<R> => {
     let res: Response;
     try {
