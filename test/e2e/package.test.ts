@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { listenerPorts } from '../helpers/chatd-process.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jwtVerify } from 'jose';
 import { io, type Socket } from 'socket.io-client';
@@ -82,15 +83,7 @@ function serve(cwd: string, env: NodeJS.ProcessEnv, bin = BIN): Promise<Running>
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       out += chunk;
-      for (const line of out.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        try {
-          const rec = JSON.parse(line) as { listener?: string; url?: string };
-          if (rec.listener && rec.url) ports[rec.listener] = Number(new URL(rec.url).port);
-        } catch {
-          /* a partial line */
-        }
-      }
+      listenerPorts(out, ports);
       if (ports.public !== undefined && ports.admin !== undefined) {
         clearTimeout(timer);
         resolve(r);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { listenerPorts, logRecords, runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { eventually } from '../helpers/eventually.js';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -76,19 +76,13 @@ function npmExecServe(
     npm.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
     npm.stdout!.setEncoding('utf8').on('data', (c: string) => {
       out += c;
-      for (const line of out.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        try {
-          const rec = JSON.parse(line) as { pid?: number; listener?: string; url?: string };
-          if (rec.pid) {
-            chatdPid = rec.pid;
-            orphans.add(rec.pid);
-          }
-          if (rec.listener && rec.url) ports[rec.listener] = Number(new URL(rec.url).port);
-        } catch {
-          /* partial line */
+      for (const rec of logRecords(out)) {
+        if (rec.pid) {
+          chatdPid = rec.pid;
+          orphans.add(rec.pid);
         }
       }
+      listenerPorts(out, ports);
       if (ports.public && ports.admin && chatdPid) {
         clearTimeout(timer);
         resolve({ npm, chatdPid, ports, exited });

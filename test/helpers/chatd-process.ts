@@ -44,6 +44,23 @@ export interface SpawnOptions {
 
 const LISTEN_TIMEOUT_MS = 240_000;
 
+/** The JSON log records in `text`, one a line (a partial line, not yet complete, is skipped). */
+export function* logRecords(text: string): Generator<{ pid?: number; listener?: string; url?: string }> {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      yield JSON.parse(line) as { pid?: number; listener?: string; url?: string };
+    } catch {
+      /* a partial line */
+    }
+  }
+}
+
+/** Notes in `ports` the port of each listener that `text` logs as listening. */
+export function listenerPorts(text: string, ports: Record<string, number>): void {
+  for (const rec of logRecords(text)) if (rec.listener && rec.url) ports[rec.listener] = Number(new URL(rec.url).port);
+}
+
 /**
  * Resolves once `GET /readyz` on `port` answers 200. A first start in a fresh folder opens the
  * embedded database in the background after the listener is up (seconds; a minute or more on a
@@ -94,15 +111,7 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
     };
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       out += chunk;
-      for (const line of chunk.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        try {
-          const rec = JSON.parse(line) as { listener?: string; url?: string };
-          if (rec.listener && rec.url) ports[rec.listener] = Number(new URL(rec.url).port);
-        } catch {
-          /* a partial line: the next chunk completes it */
-        }
-      }
+      listenerPorts(chunk, ports);
       check();
     });
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
