@@ -8,6 +8,12 @@ import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-proces
 
 const fresh = () => mkdtemp(path.join(tmpdir(), 'chatd-e2e-'));
 const portConfig = 'server:\n  port: 0\nadmin:\n  port: 0\n';
+/** A fresh folder whose config puts both listeners on free ports. */
+async function freshWithPorts(): Promise<string> {
+  const cwd = await fresh();
+  await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+  return cwd;
+}
 /**
  * For a test that starts chatd in a fresh folder: its first start creates the embedded database
  * (seconds on a quiet machine, a minute on a loaded 2-core one). A hang detector, not a bound.
@@ -92,8 +98,7 @@ describe('chatd serve', () => {
   it(
     'starts on defaults with no config, answers health, readiness and metrics, and exits 0 on SIGTERM',
     async () => {
-      const cwd = await fresh();
-      await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+      const cwd = await freshWithPorts();
       const p = await start(cwd);
       const base = `http://127.0.0.1:${p.ports.public}`;
       const health = await fetch(`${base}/healthz`);
@@ -141,8 +146,7 @@ describe('chatd serve', () => {
   it(
     'answers unknown routes and methods with JSON errors and echoes the request id',
     async () => {
-      const cwd = await fresh();
-      await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+      const cwd = await freshWithPorts();
       const p = await start(cwd);
       const base = `http://127.0.0.1:${p.ports.public}`;
       const nf = await fetch(`${base}/nope`, { headers: { 'x-request-id': 'req-123' } });
@@ -160,8 +164,7 @@ describe('chatd serve', () => {
   it(
     'keeps generated secrets across restarts',
     async () => {
-      const cwd = await fresh();
-      await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+      const cwd = await freshWithPorts();
       const first = await start(cwd);
       await first.stop();
       const before = await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8');
@@ -194,8 +197,7 @@ describe('chatd serve', () => {
   });
 
   it('refuses to run on the uWebSockets.js JavaScript fallback', async () => {
-    const cwd = await fresh();
-    await writeFile(path.join(cwd, 'chat-server.yaml'), portConfig);
+    const cwd = await freshWithPorts();
     const r = await runChatd(['serve', '--role', 'all'], { cwd, env: { UWS_USE_FALLBACK: '1' } });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('uWebSockets.js native binary did not load');
