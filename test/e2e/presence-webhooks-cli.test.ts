@@ -1,7 +1,6 @@
 // `chatd presence ls` and `chatd webhooks tail` end to end: with the embedded defaults through the
 // running server's admin listener (messages sent over the real HTTP API), and on Redis directly
 // (entries written through the real Redis store under the test's own prefix).
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,7 +8,7 @@ import { deletePrefix } from '../helpers/redis-keys.js';
 import { pino } from 'pino';
 import { io } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHATD_BIN, runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
+import { runChatd, spawnChatd, startChatdCommand, type ChatdProcess } from '../helpers/chatd-process.js';
 import { REDIS_URL, freePort, hasRedis, uniquePrefix } from '../helpers/services.js';
 import { emptyMeta, type ChatMessage } from '../../src/chat/message.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
@@ -21,17 +20,7 @@ const SLOW = 480_000;
 
 /** Starts `chatd webhooks tail --follow …` and collects its stdout lines. */
 function follow(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }) {
-  const child = spawn(process.execPath, [CHATD_BIN, 'webhooks', 'tail', '--follow', ...args], {
-    cwd: opts.cwd,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return { child, out: () => out, err: () => err, exited };
+  return startChatdCommand(['webhooks', 'tail', '--follow', ...args], opts);
 }
 
 describe('presence ls and webhooks tail on the embedded defaults (through the admin listener)', () => {

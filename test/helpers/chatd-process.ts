@@ -122,27 +122,31 @@ export function spawnChatd(opts: SpawnOptions): Promise<ChatdProcess> {
   });
 }
 
+/** Starts a chatd command (minimal environment) and collects what it prints; `exited` has its code. */
+export function startChatdCommand(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }) {
+  const child = track(
+    spawn(process.execPath, [CHATD_BIN, ...args], {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, out: () => out, err: () => err, exited };
+}
+
 /** Runs a chatd command to completion (killed after `timeoutMs`, default 60 s: code null then). */
-export function runChatd(
+export async function runChatd(
   args: string[],
   opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = track(
-      spawn(process.execPath, [CHATD_BIN, ...args], {
-        cwd: opts.cwd,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const cmd = startChatdCommand(args, opts);
+  const timer = setTimeout(() => cmd.child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  const code = await cmd.exited;
+  clearTimeout(timer);
+  return { code, stdout: cmd.out(), stderr: cmd.err() };
 }
