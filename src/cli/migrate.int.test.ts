@@ -25,12 +25,13 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     expect(before.code).toBe(0);
     expect(before.stdout).toMatch(/0001_init\s+pending/);
     expect(before.stdout).toMatch(/0002_retention_index\s+pending/);
+    expect(before.stdout).toMatch(/0003_conversations_inbox\s+pending/);
     expect(before.stdout).toContain('run `chatd migrate up`');
     expect((await runChatd(args('migrate', 'status', '--check'), { cwd, env })).code).toBe(2);
 
     const up = await runChatd(args('migrate', 'up'), { cwd, env });
     expect(up.code).toBe(0);
-    expect(up.stdout).toMatch(/0001_init\s+up\s+done\n0002_retention_index\s+up\s+done/);
+    expect(up.stdout).toMatch(/0001_init\s+up\s+done\n0002_retention_index\s+up\s+done\n0003_conversations_inbox\s+up\s+done/);
 
     const status = await runChatd(args('--json', 'migrate', 'status', '--check'), { cwd, env });
     expect(status.code).toBe(0);
@@ -44,6 +45,7 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     expect(parsed.migrations).toEqual([
       expect.objectContaining({ name: '0001_init', status: 'applied' }),
       expect.objectContaining({ name: '0002_retention_index', status: 'applied' }),
+      expect.objectContaining({ name: '0003_conversations_inbox', status: 'applied' }),
     ]);
 
     expect((await runChatd(args('migrate', 'up'), { cwd, env })).stdout).toContain('nothing to apply: up to date');
@@ -51,10 +53,10 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     const down = await runChatd(args('--json', 'migrate', 'down'), { cwd, env });
     expect(down.code).toBe(0);
     // Down reverts the last one only.
-    expect(JSON.parse(down.stdout).steps).toEqual([{ name: '0002_retention_index', direction: 'down', status: 'done' }]);
+    expect(JSON.parse(down.stdout).steps).toEqual([{ name: '0003_conversations_inbox', direction: 'down', status: 'done' }]);
     const after = (await runChatd(args('migrate', 'status'), { cwd, env })).stdout;
-    expect(after).toMatch(/0001_init\s+applied/);
-    expect(after).toMatch(/0002_retention_index\s+pending/);
+    expect(after).toMatch(/0002_retention_index\s+applied/);
+    expect(after).toMatch(/0003_conversations_inbox\s+pending/);
   }, 300_000);
 
   it('serve refuses to start on pending migrations and names the command to run', async () => {
@@ -65,7 +67,7 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
       const r = await runChatd(['serve', '--role', 'api'], { cwd: dir, env });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(
-        `chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 2 pending migration(s): 0001_init, 0002_retention_index; run \`chatd migrate up\``,
+        `chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 3 pending migration(s): 0001_init, 0002_retention_index, 0003_conversations_inbox; run \`chatd migrate up\``,
       );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

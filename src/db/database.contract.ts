@@ -2,11 +2,13 @@
 // its own schema, pglite.test.ts on a copy of the embedded template). Whatever one dialect
 // guarantees, the other must too.
 import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emptyMeta, type Sender } from '../chat/message.js';
 import { ChatdError } from '../errors.js';
 import type { KyselyDatabase } from './database.js';
+import { Migrations } from './migrations.js';
 import { DbOutboxRelay } from './outbox-relay.js';
 import { RetentionSweeper } from './retention.js';
 import type { AcceptResult, NewMessage } from './ports.js';
@@ -71,6 +73,41 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       // What is stored is what was returned.
       const page = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 10 });
       expect(page.messages).toEqual([a.message, b.message, c.message]);
+    });
+
+    it('migration 0003 turns closed into resolved and fills the inbox columns from the messages and read pointers', async () => {
+      const tenant = uid('t');
+      const [s1, s2] = [uid('s'), uid('s')];
+      const agent = { type: 'agent' as const, id: 'ag-1', verified: true };
+      const v1 = created(await db.messages.accept(msg(tenant, s1, 'v1')));
+      created(await db.messages.accept(msg(tenant, s1, 'v2')));
+      created(await db.messages.accept(msg(tenant, s1, 'a1', { sender: agent })));
+      const last = created(await db.messages.accept(msg(tenant, s1, 'v3')));
+      created(await db.messages.accept(msg(tenant, s2, 'only')));
+      const migrations = await Migrations.open(db.kysely as Kysely<unknown>);
+      const inbox = async () => (await migrations.status()).migrations.find((m) => m.name === '0003_conversations_inbox')!.status;
+      while ((await inbox()) === 'applied') await migrations.down();
+      // As a database before 0003 had them: a closed conversation, an agent's and the visitor's pointers.
+      await sql`update conversations set status = 'closed' where session_id = ${s2}`.execute(db.kysely);
+      const convId = (await db.kysely.selectFrom('conversations').select('id').where('session_id', '=', s1).executeTakeFirstOrThrow()).id;
+      await sql`insert into read_pointers (conversation_id, reader_id, tenant_id, message_id, seq)
+                values (${convId}::uuid, 'agent:ag-1', ${tenant}, ${v1.message.id}::uuid, 1),
+                       (${convId}::uuid, ${`visitor:${s1}`}, ${tenant}, ${v1.message.id}::uuid, 1)`.execute(db.kysely);
+      await migrations.up();
+      const rows = await db.kysely.selectFrom('conversations').selectAll().where('tenant_id', '=', tenant).orderBy('session_id').execute();
+      const bySession = new Map(rows.map((r) => [r.session_id, r]));
+      expect(bySession.get(s1)).toMatchObject({
+        status: 'open',
+        message_count: 4,
+        last_message_id: last.message.id,
+        agents_read_seq: 1,
+        visitor_read_seq: 1,
+        unread_by_agents: 2,
+        unread_by_visitor: 1,
+        assignee: null,
+      });
+      expect(new Date(bySession.get(s1)!.last_activity_at!).toISOString()).toBe(last.message.createdAt);
+      expect(bySession.get(s2)).toMatchObject({ status: 'resolved', message_count: 1, unread_by_agents: 1, agents_read_seq: 0 });
     });
 
     it('gives consecutive seqs in arrival order to concurrent callers (group commit batches them)', async () => {

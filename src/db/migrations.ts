@@ -71,6 +71,103 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
     up: statements(['create index messages_tenant_created_idx on messages (tenant_id, created_at)']),
     down: statements(['drop index if exists messages_tenant_created_idx']),
   },
+  '0003_conversations_inbox': {
+    // The agents' side of a conversation (DESIGN.md "Conversations"): status open|pending|resolved
+    // (the old 'closed' becomes 'resolved'), an assignee, both read pointers with the unread counts
+    // they imply, the inbox summary's counters, the contact fields, and the keyset indexes of the
+    // inbox list — every one starting with the tenant. last_activity_at stays null until the first
+    // message or change, so a widget that connected and never wrote is not in the inbox.
+    up: statements([
+      `alter table conversations drop constraint if exists conversations_status_check`,
+      `update conversations set status = 'resolved' where status = 'closed'`,
+      `alter table conversations add constraint conversations_status_check check (status in ('open', 'pending', 'resolved'))`,
+      `alter table conversations
+        add column assignee text,
+        add column agents_read_seq integer not null default 0,
+        add column visitor_read_seq integer not null default 0,
+        add column unread_by_agents integer not null default 0,
+        add column unread_by_visitor integer not null default 0,
+        add column message_count integer not null default 0,
+        add column last_message_id uuid,
+        add column last_activity_at timestamptz,
+        add column contact_email text,
+        add column contact_name text`,
+      // Existing conversations: counters from their messages, pointers from the per-reader ones.
+      `update conversations c set
+        message_count = s.n,
+        last_message_id = s.last_id,
+        last_activity_at = s.last_at
+      from (
+        select conversation_id,
+               count(*) filter (where sender_type <> 'system') as n,
+               (array_agg(id order by seq desc) filter (where sender_type <> 'system'))[1] as last_id,
+               max(created_at) as last_at
+        from messages group by conversation_id
+      ) s
+      where s.conversation_id = c.id`,
+      `update conversations c set
+        agents_read_seq = coalesce((select max(r.seq) from read_pointers r
+                                    where r.conversation_id = c.id and r.reader_id like 'agent:%'), 0),
+        visitor_read_seq = coalesce((select max(r.seq) from read_pointers r
+                                     where r.conversation_id = c.id and r.reader_id not like 'agent:%'), 0)`,
+      `update conversations c set
+        unread_by_agents = (select count(*) from messages m where m.conversation_id = c.id
+                            and m.sender_type in ('visitor', 'user') and m.seq > c.agents_read_seq),
+        unread_by_visitor = (select count(*) from messages m where m.conversation_id = c.id
+                             and m.sender_type = 'agent' and m.seq > c.visitor_read_seq)`,
+      // The inbox list: one index per filter shape, newest activity first, id as the tie-break.
+      `create index conversations_inbox_activity_idx on conversations (tenant_id, last_activity_at desc, id desc)
+        where last_activity_at is not null`,
+      `create index conversations_inbox_status_idx on conversations (tenant_id, status, last_activity_at desc, id desc)
+        where last_activity_at is not null`,
+      `create index conversations_inbox_assignee_idx on conversations (tenant_id, assignee, last_activity_at desc, id desc)
+        where last_activity_at is not null`,
+      `create index conversations_inbox_assignee_status_idx
+        on conversations (tenant_id, assignee, status, last_activity_at desc, id desc)
+        where last_activity_at is not null`,
+      // conversation_updated events waiting to be published: the summary taken inside the
+      // transaction that changed the conversation, relayed like the message outbox.
+      `create table conversation_outbox (
+        id uuid primary key,
+        tenant_id text not null,
+        conversation_id uuid not null references conversations (id) on delete cascade,
+        version integer not null,
+        summary jsonb not null,
+        created_at timestamptz not null default now()
+      )`,
+      `create index conversation_outbox_created_at_idx on conversation_outbox (created_at)`,
+      `create index conversation_outbox_conversation_idx on conversation_outbox (conversation_id)`,
+      // Auto-assignment's round-robin position per tenant; its row lock serialises a tenant's
+      // automatic assignments (caps are then counted without a race).
+      `create table auto_assign_cursor (
+        tenant_id text primary key,
+        last_agent_id text not null,
+        updated_at timestamptz not null default now()
+      )`,
+    ]),
+    down: statements([
+      'drop table if exists auto_assign_cursor',
+      'drop table if exists conversation_outbox',
+      'drop index if exists conversations_inbox_assignee_status_idx',
+      'drop index if exists conversations_inbox_assignee_idx',
+      'drop index if exists conversations_inbox_status_idx',
+      'drop index if exists conversations_inbox_activity_idx',
+      `alter table conversations
+        drop column if exists assignee,
+        drop column if exists agents_read_seq,
+        drop column if exists visitor_read_seq,
+        drop column if exists unread_by_agents,
+        drop column if exists unread_by_visitor,
+        drop column if exists message_count,
+        drop column if exists last_message_id,
+        drop column if exists last_activity_at,
+        drop column if exists contact_email,
+        drop column if exists contact_name`,
+      `alter table conversations drop constraint if exists conversations_status_check`,
+      `update conversations set status = 'closed' where status <> 'open'`,
+      `alter table conversations add constraint conversations_status_check check (status in ('open', 'closed'))`,
+    ]),
+  },
 };
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1)!;

@@ -27,13 +27,18 @@ export type AcceptResult =
    */
   | { readonly kind: 'foreign' };
 
+/** Where a conversation stands for the agents: conversations start open; a visitor's message reopens a resolved one. */
+export type ConversationStatus = 'open' | 'pending' | 'resolved';
+
+export const CONVERSATION_STATUSES: readonly ConversationStatus[] = ['open', 'pending', 'resolved'];
+
 export interface Conversation {
   readonly tenantId: string;
   readonly sessionId: string;
   readonly userId: string | null;
   /** The owner's fingerprint: outlives the 24 h `session:` key and decides later bindings. */
   readonly fingerprint: string | null;
-  readonly status: 'open' | 'closed';
+  readonly status: ConversationStatus;
   readonly lastSeq: number;
   readonly createdAt: string;
   readonly updatedAt: string;

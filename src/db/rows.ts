@@ -3,7 +3,7 @@
 // back jsonb as text and timestamps as strings).
 import { sql, type Selectable } from 'kysely';
 import type { ChatMessage, MessageMeta, SenderType } from '../chat/message.js';
-import type { Conversation } from './ports.js';
+import type { Conversation, ConversationStatus } from './ports.js';
 import type { ConversationsTable, MessagesTable } from './schema.js';
 
 type Widened<T, K extends keyof T> = Omit<T, K> & { [P in K]: unknown };
@@ -14,9 +14,10 @@ export type MessageRow = Omit<Widened<Selectable<MessagesTable>, 'meta'>, 'pos' 
 };
 
 /** A conversation row (`selectAll()`). */
-export type ConversationRow = Omit<Selectable<ConversationsTable>, 'created_at' | 'updated_at'> & {
+export type ConversationRow = Omit<Selectable<ConversationsTable>, 'created_at' | 'updated_at' | 'last_activity_at'> & {
   created_at: Date | string;
   updated_at: Date | string;
+  last_activity_at: Date | string | null;
 };
 
 /** Every column of `MessageRow`, for raw queries on `messages m`. */
@@ -51,7 +52,7 @@ export function rowToConversation(r: ConversationRow): Conversation {
     sessionId: r.session_id,
     userId: r.user_id,
     fingerprint: r.fingerprint,
-    status: r.status === 'closed' ? 'closed' : 'open',
+    status: r.status as ConversationStatus,
     lastSeq: Number(r.last_seq),
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),

@@ -12,10 +12,49 @@ export interface ConversationsTable {
   user_id: string | null;
   /** The owner's fingerprint: decides later session bindings after the 24 h `session:` key expired. */
   fingerprint: string | null;
+  /** open | pending | resolved. */
   status: Generated<string>;
   /** The last seq handed out; the row lock on it orders a conversation's messages by commit. */
   last_seq: Generated<number>;
   created_at: Generated<Timestamp>;
+  updated_at: Generated<Timestamp>;
+  /** The agent id (JWT `sub`) the conversation is assigned to. */
+  assignee: string | null;
+  /** The agents' read pointer (shared by the tenant's agents): the last seq they read. */
+  agents_read_seq: Generated<number>;
+  /** The visitor's (or user's) read pointer. */
+  visitor_read_seq: Generated<number>;
+  /** Visitor/user messages after agents_read_seq (system messages never count). */
+  unread_by_agents: Generated<number>;
+  /** Agent messages after visitor_read_seq. */
+  unread_by_visitor: Generated<number>;
+  /** Messages other than system messages. */
+  message_count: Generated<number>;
+  /** The newest message other than a system message (no foreign key: retention may delete it). */
+  last_message_id: string | null;
+  /** The newest message or change; null until the first (such a conversation is not listed). */
+  last_activity_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** Contact fields the visitor gave (written by contact capture). */
+  contact_email: string | null;
+  contact_name: string | null;
+}
+
+export interface ConversationOutboxTable {
+  /** The event's id: its idempotency marker when published. */
+  id: string;
+  tenant_id: string;
+  conversation_id: string;
+  /** The conversation's last seq when the summary was taken. */
+  version: number;
+  /** The ConversationSummary taken in the transaction (without `online`, which presence adds). */
+  summary: ColumnType<Record<string, unknown>, string, string>;
+  created_at: Generated<Timestamp>;
+}
+
+export interface AutoAssignCursorTable {
+  tenant_id: string;
+  /** The agent that got the tenant's last automatic assignment. */
+  last_agent_id: string;
   updated_at: Generated<Timestamp>;
 }
 
@@ -59,4 +98,6 @@ export interface Tables {
   messages: MessagesTable;
   read_pointers: ReadPointersTable;
   outbox: OutboxTable;
+  conversation_outbox: ConversationOutboxTable;
+  auto_assign_cursor: AutoAssignCursorTable;
 }
