@@ -95,6 +95,58 @@ export interface PresenceStore {
   nodes(nowMs: number): Promise<{ nodeId: string; expiresAt: number }[]>;
 }
 
+// ---------------------------------------------------------------- agent presence
+
+/** One authenticated agent socket (an agent JWT's connection), on some node. */
+export interface AgentConnection {
+  /** Unique per connection (the Engine.IO sid). */
+  readonly connId: string;
+  readonly tenantId: string;
+  /** The agent JWT's `sub` (the agent id the conversations' assignee uses). */
+  readonly agentId: string;
+  /** ISO 8601. */
+  readonly connectedAt: string;
+}
+
+/** An agent with at least one live connection on some node. */
+export interface OnlineAgent {
+  readonly agentId: string;
+  /** ISO 8601: when the connection that brought the agent online was made. */
+  readonly connectedAt: string;
+}
+
+export interface AgentPresenceChange {
+  readonly tenantId: string;
+  readonly agentId: string;
+}
+
+/**
+ * Which agents are online, per tenant, across nodes (DESIGN.md "Offline continuity"): its own set,
+ * never mixed into the visitors' `online_users:{tenantId}`. Same model as PresenceStore: one entry
+ * per connection with an expiry, an agent online from its first connection to its last, each node
+ * re-asserting its connections on its heartbeat, and a sweep removing what a silent node left.
+ *
+ * The query other parts use is `online(tenantId)` (availability, auto-assignment): the agents of
+ * that tenant with a connection now, sorted by agentId. An agent whose node died stays listed until
+ * a sweep removes it (at most `presence.nodeTimeoutMs` plus one heartbeat).
+ */
+export interface AgentPresenceStore {
+  /** Adds one connection; `firstForAgent` when the agent had none (it just came online). */
+  add(nodeId: string, conn: AgentConnection, ttlMs: number): Promise<{ firstForAgent: boolean }>;
+  /** Removes one connection; `lastForAgent` (with its agentId) when it was the agent's last. */
+  remove(nodeId: string, tenantId: string, connId: string): Promise<{ lastForAgent: boolean; agentId?: string }>;
+  /** Re-asserts this node's live connections and extends them; returns agents online again through it. */
+  heartbeat(nodeId: string, conns: readonly AgentConnection[], ttlMs: number): Promise<AgentPresenceChange[]>;
+  /** Removes expired connections; returns agents now offline, each reported by exactly one sweep. */
+  sweep(nowMs: number): Promise<AgentPresenceChange[]>;
+  /** Removes every connection of a node (graceful stop, or an operator evicting a dead node). */
+  removeNode(nodeId: string): Promise<AgentPresenceChange[]>;
+  /** The tenant's online agents, sorted by agentId. */
+  online(tenantId: string): Promise<OnlineAgent[]>;
+  /** How many agents of the tenant are online (one O(1) read: what availability asks on every call). */
+  count(tenantId: string): Promise<number>;
+}
+
 // ---------------------------------------------------------------- events, agent stream, bus
 
 export interface PresenceEvent {
@@ -421,6 +473,8 @@ export interface Store {
   readonly readinessName: string;
   readonly sessions: SessionStore;
   readonly presence: PresenceStore;
+  /** Agents online per tenant (availability, auto-assignment). */
+  readonly agentPresence: AgentPresenceStore;
   readonly events: EventLog;
   readonly bus: Bus;
   readonly webhooks: WebhookStream;

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../chat/message.js';
-import type { PresenceConnection, Store, TenantEvent, WebhookJob } from './ports.js';
+import type { AgentConnection, PresenceConnection, Store, TenantEvent, WebhookJob } from './ports.js';
 import { eventually } from '../../test/helpers/eventually.js';
 
 export interface StoreHarness {
@@ -285,6 +285,82 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(gone.filter((c) => c.tenantId === t).map((c) => c.userId)).toEqual(['frank']);
         expect(await s.presence.isOnline(t, 'erin')).toBe(true);
         expect((await s.presence.nodes(Date.now())).map((x) => x.nodeId)).not.toContain(node);
+      });
+    });
+
+    describe('agent presence', () => {
+      const agentConn = (tenantId: string, agentId: string, connectedAt = new Date().toISOString()): AgentConnection => ({
+        connId: uid('ac'),
+        tenantId,
+        agentId,
+        connectedAt,
+      });
+
+      it('is its own per-tenant set: online from the first connection to the last, never in online_users', async () => {
+        const s = await get();
+        const t = uid('t');
+        const other = uid('t');
+        const tab1 = agentConn(t, 'ann', '2026-01-01T00:00:01.000Z');
+        const tab2 = agentConn(t, 'ann', '2026-01-01T00:00:02.000Z');
+        expect(await s.agentPresence.add('n1', tab1, 60000)).toEqual({ firstForAgent: true });
+        expect(await s.agentPresence.add('n2', tab2, 60000)).toEqual({ firstForAgent: false });
+        expect(await s.agentPresence.add('n1', agentConn(t, 'bob'), 60000)).toEqual({ firstForAgent: true });
+        expect(await s.agentPresence.online(t)).toEqual([
+          { agentId: 'ann', connectedAt: '2026-01-01T00:00:01.000Z' },
+          { agentId: 'bob', connectedAt: expect.any(String) },
+        ]);
+        expect(await s.agentPresence.count(t)).toBe(2);
+        // Visitors' presence does not see agents, and another tenant sees nobody.
+        expect(await s.presence.list(t)).toEqual([]);
+        expect(await s.agentPresence.online(other)).toEqual([]);
+        expect(await s.agentPresence.count(other)).toBe(0);
+        expect(await s.agentPresence.remove('n1', other, tab1.connId)).toEqual({ lastForAgent: false });
+
+        expect(await s.agentPresence.remove('n1', t, tab1.connId)).toEqual({ lastForAgent: false, agentId: 'ann' });
+        expect(await s.agentPresence.count(t)).toBe(2);
+        expect(await s.agentPresence.remove('n2', t, tab2.connId)).toEqual({ lastForAgent: true, agentId: 'ann' });
+        expect(await s.agentPresence.remove('n2', t, tab2.connId)).toEqual({ lastForAgent: false });
+        expect((await s.agentPresence.online(t)).map((a) => a.agentId)).toEqual(['bob']);
+      });
+
+      it('sweeps a silent node once across nodes, and a heartbeat brings its agents back', async () => {
+        const a = await get();
+        const b = await harness.open();
+        const t = uid('t');
+        const onA = agentConn(t, 'cora');
+        const onB = agentConn(t, 'cora');
+        const dan = agentConn(t, 'dan');
+        await a.agentPresence.add('nodeA', onA, 60000);
+        await b.agentPresence.add('nodeB', onB, 1000);
+        await b.agentPresence.add('nodeB', dan, 1000);
+        const later = Date.now() + 5000;
+        const [x, y] = await Promise.all([a.agentPresence.sweep(later), b.agentPresence.sweep(later)]);
+        const gone = [...x, ...y].filter((c) => c.tenantId === t);
+        expect(gone).toEqual([{ tenantId: t, agentId: 'dan' }]);
+        expect((await a.agentPresence.online(t)).map((g) => g.agentId)).toEqual(['cora']);
+        // The node was alive after all: its heartbeat re-asserts both connections.
+        expect(await b.agentPresence.heartbeat('nodeB', [onB, dan], 60000)).toEqual([{ tenantId: t, agentId: 'dan' }]);
+        expect(await b.agentPresence.heartbeat('nodeB', [onB, dan], 60000)).toEqual([]);
+        expect(await a.agentPresence.count(t)).toBe(2);
+        const all = (await a.agentPresence.sweep(Date.now() + 120000)).filter((c) => c.tenantId === t);
+        expect(all.map((c) => c.agentId).sort()).toEqual(['cora', 'dan']);
+        expect(await a.agentPresence.count(t)).toBe(0);
+        // A tenant emptied by a sweep comes back with its next connection.
+        expect(await b.agentPresence.add('nodeB', agentConn(t, 'eve'), 60000)).toEqual({ firstForAgent: true });
+        expect((await a.agentPresence.sweep(Date.now())).filter((c) => c.tenantId === t)).toEqual([]);
+        expect(await a.agentPresence.count(t)).toBe(1);
+      });
+
+      it('removes a whole node at once', async () => {
+        const s = await get();
+        const t = uid('t');
+        const node = uid('node');
+        await s.agentPresence.add(node, agentConn(t, 'fay'), 60000);
+        await s.agentPresence.add('other', agentConn(t, 'fay'), 60000);
+        await s.agentPresence.add(node, agentConn(t, 'gus'), 60000);
+        const gone = (await s.agentPresence.removeNode(node)).filter((c) => c.tenantId === t);
+        expect(gone).toEqual([{ tenantId: t, agentId: 'gus' }]);
+        expect((await s.agentPresence.online(t)).map((g) => g.agentId)).toEqual(['fay']);
       });
     });
 

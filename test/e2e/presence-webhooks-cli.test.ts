@@ -51,6 +51,14 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
     return ((await r.json()) as { users: unknown[] }).users;
   }
 
+  async function adminAgents(): Promise<unknown[]> {
+    const token = JSON.parse(await readFile(path.join(cwd, '.chatd', 'secrets.json'), 'utf8')).adminToken as string;
+    const r = await fetch(`http://127.0.0.1:${chatd.ports.admin}/admin/presence?tenantId=demo&agents=1`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return ((await r.json()) as { agents: unknown[] }).agents;
+  }
+
   async function sendMessage(sessionId: string, text: string): Promise<string> {
     const post = async (p: string, auth: string, body: unknown) => {
       const r = await fetch(`${base}${p}`, {
@@ -111,6 +119,34 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
       }
       await eventually(async () => (await adminUsers()).length === 0, 'the visitor to leave presence', { timeoutMs: 300_000 });
       expect((await runChatd(['presence', 'ls', 'demo'], { cwd })).stdout).toBe('no one is online in tenant demo\n');
+    },
+    SLOW,
+  );
+
+  it(
+    'presence ls --agents lists a connected agent (its own set: not among the users), and no agent once it left',
+    async () => {
+      const issued = await runChatd(['token', 'issue', '--tenant', 'demo', '--admin', '--user', 'agent-ann', '--json'], { cwd });
+      expect(issued.code, issued.stderr).toBe(0);
+      const { token } = JSON.parse(issued.stdout) as { token: string };
+      const socket = io(base, { transports: ['websocket'], reconnection: false, auth: { token } });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', reject);
+        });
+        await eventually(async () => (await adminAgents()).length > 0, 'the agent in agent presence', { timeoutMs: 300_000 });
+        const json = await runChatd(['presence', 'ls', 'demo', '--agents', '--json'], { cwd });
+        expect(json.code, json.stderr).toBe(0);
+        expect(JSON.parse(json.stdout)).toEqual({ tenantId: 'demo', agents: [{ agentId: 'agent-ann', connectedAt: expect.any(String) }] });
+        const table = await runChatd(['presence', 'ls', 'demo', '--agents'], { cwd });
+        expect(table.stdout).toMatch(/^AGENTID\s+CONNECTEDAT\nagent-ann\s+\S+\n$/);
+        expect(await adminUsers()).toEqual([]);
+      } finally {
+        socket.disconnect();
+      }
+      await eventually(async () => (await adminAgents()).length === 0, 'the agent to leave agent presence', { timeoutMs: 300_000 });
+      expect((await runChatd(['presence', 'ls', 'demo', '--agents'], { cwd })).stdout).toBe('no agent is online in tenant demo\n');
     },
     SLOW,
   );

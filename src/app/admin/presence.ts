@@ -1,5 +1,6 @@
-// GET /admin/presence?tenantId=T → { tenantId, users }: who is online, from this process's store.
-// What `chatd presence ls` asks on the embedded defaults, where the store lives in the server.
+// GET /admin/presence?tenantId=T → { tenantId, users }: who is online, from this process's store;
+// with `&agents=1` → { tenantId, agents }: the agents online (agent presence, never online_users).
+// What `chatd presence ls [--agents]` asks on the embedded defaults, where the store lives in the server.
 import { ChatdError } from '../../errors.js';
 import { ID_PATTERN, ID_SOURCE } from '../../ids.js';
 import { byConnectedAt } from '../../store/ports.js';
@@ -14,6 +15,7 @@ export function presenceAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): v
       });
     }
     const { store } = await ctx.services();
+    if (req.query.get('agents') === '1') return { body: { tenantId, agents: await store.agentPresence.online(tenantId) } };
     return { body: { tenantId, users: byConnectedAt(await store.presence.list(tenantId)) } };
   });
 }

@@ -25,6 +25,7 @@ import { engineOf, MemoryRateLimiter } from '../../store/index.js';
 import { createAuthenticate, type WsConn } from './connection.js';
 import { conversationTopic, tenantTopic, watchTopic } from '../../topics.js';
 import { createEventHandler } from './handlers.js';
+import { AgentPresenceTracker } from './agent-presence-tracker.js';
 import { PresenceTracker } from './presence-tracker.js';
 import { offsetToken, streamId, StreamHub, type PassThroughEvent } from './streams.js';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +37,7 @@ interface Runtime {
   readonly svc: WsServices;
   readonly hub: StreamHub;
   readonly tracker: PresenceTracker;
+  readonly agents: AgentPresenceTracker;
 }
 
 export const createWsRole: RoleFactory = async (ctx) => {
@@ -131,7 +133,16 @@ export const createWsRole: RoleFactory = async (ctx) => {
         logger: log.child({ component: 'presence' }),
       });
       tracker.start();
-      runtime = { svc, hub, tracker };
+      const agents = new AgentPresenceTracker({
+        store: svc.store.agentPresence,
+        nodeId: ctx.nodeId,
+        heartbeatMs: config.presence.heartbeatMs,
+        nodeTimeoutMs: config.presence.nodeTimeoutMs,
+        offlineGraceMs: config.presence.offlineGraceMs,
+        logger: log.child({ component: 'agent-presence' }),
+      });
+      agents.start();
+      runtime = { svc, hub, tracker, agents };
       return runtime;
     })();
     // A failed start (database down) is retried by the next CONNECT.
@@ -168,7 +179,18 @@ export const createWsRole: RoleFactory = async (ctx) => {
     socket.join(tenantTopic(conn.principal.tenantId));
     const where = conn.where;
     conn.where = undefined;
-    if (conn.principal.role === 'agent' || !conn.sessionId || !runtime || !where) return;
+    if (!runtime || !where) return;
+    if (conn.principal.role === 'agent') {
+      conn.presence = true;
+      void runtime.agents.connect({
+        connId: socket.id,
+        tenantId: conn.principal.tenantId,
+        agentId: conn.userId,
+        connectedAt: new Date().toISOString(),
+      });
+      return;
+    }
+    if (!conn.sessionId) return;
     conn.presence = true;
     void runtime.tracker.connect({
       connId: socket.id,
@@ -192,7 +214,8 @@ export const createWsRole: RoleFactory = async (ctx) => {
     // elsewhere never flap offline.
     if (conn.presence && !draining) {
       conn.presence = false;
-      void runtime.tracker.disconnect(conn.principal.tenantId, socket.id);
+      if (conn.principal.role === 'agent') void runtime.agents.disconnect(conn.principal.tenantId, socket.id);
+      else void runtime.tracker.disconnect(conn.principal.tenantId, socket.id);
     }
   }
 
@@ -227,14 +250,14 @@ export const createWsRole: RoleFactory = async (ctx) => {
     readiness: [{ name: 'ws', check: async () => void (await getRuntime()) }],
     async drain() {
       draining = true;
-      await runtime?.tracker.drain();
+      await Promise.all([runtime?.tracker.drain(), runtime?.agents.drain()]);
       server.drain();
     },
     async close() {
       server.close();
       await forwarder?.close();
       const rt = runtime;
-      if (rt) await Promise.allSettled([rt.hub.close(), rt.tracker.stop()]);
+      if (rt) await Promise.allSettled([rt.hub.close(), rt.tracker.stop(), rt.agents.stop()]);
     },
   };
 };

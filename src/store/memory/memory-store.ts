@@ -2,6 +2,7 @@
 // (one contract suite runs against both); nothing is shared with other processes.
 import type { Logger } from 'pino';
 import type { OpenedWebhookQueue, Store, WebhookQueueOptions } from '../ports.js';
+import { MemoryAgentPresenceStore } from './memory-agent-presence-store.js';
 import { MemoryBus } from './memory-bus.js';
 import { MemoryEventLog } from './memory-event-log.js';
 import { MemoryNodeRegistry } from './memory-node-registry.js';
@@ -25,6 +26,7 @@ export class MemoryStore implements Store {
   readonly readinessName = 'memory-store';
   readonly sessions: MemorySessionStore;
   readonly presence: MemoryPresenceStore;
+  readonly agentPresence = new MemoryAgentPresenceStore();
   readonly events: MemoryEventLog;
   readonly bus: MemoryBus;
   readonly webhooks: MemoryWebhookStream;

@@ -32,6 +32,18 @@ export interface RedisKeys {
   readonly presenceTenants: string;
   /** Global: node registry, sorted set nodeId → expiry of its last heartbeat (ms). */
   readonly presenceNodes: string;
+  /**
+   * Agent presence (never in online_users): per tenant, hash-tagged `{online_users:T}` so each
+   * script's keys share one Redis Cluster slot. `…agents:exp` sorted set connId → expiry (ms),
+   * `…agents:conn` hash connId → JSON {nodeId, agentId, connectedAt}, `…agents:online` hash
+   * agentId → JSON {connectedAt}, and from `agentsBase`: `…agents:of:{agentId}` (set of connIds).
+   */
+  agentsExpiry(tenantId: string): string;
+  agentsConns(tenantId: string): string;
+  agentsOnline(tenantId: string): string;
+  agentsBase(tenantId: string): string;
+  /** Global: sorted set tenantId → latest connection expiry asserted (ms): the tenants a sweep visits. */
+  readonly agentTenants: string;
   /** The tenant's agent stream: a Redis stream whose entry ids are `{offset}-0`. */
   agentStream(tenantId: string): string;
   /** The agent stream's last assigned offset (INCR). */
@@ -64,6 +76,11 @@ export function redisKeys(prefix: string): RedisKeys {
     presenceNode: (tid, nid) => `${t(tid)}presence:node:${nid}`,
     presenceTenants: `${p}presence:tenants`,
     presenceNodes: `${p}presence:nodes`,
+    agentsExpiry: (tid) => `${p}t:{online_users:${tid}}:agents:exp`,
+    agentsConns: (tid) => `${p}t:{online_users:${tid}}:agents:conn`,
+    agentsOnline: (tid) => `${p}t:{online_users:${tid}}:agents:online`,
+    agentsBase: (tid) => `${p}t:{online_users:${tid}}:agents:`,
+    agentTenants: `${p}agents:tenants`,
     agentStream: (tid) => `${t(tid)}agent`,
     agentOffset: (tid) => `${t(tid)}agent:offset`,
     published: (tid, mid) => `${t(tid)}pub:${mid}`,

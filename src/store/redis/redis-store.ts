@@ -6,6 +6,7 @@ import { DependencyError } from '../../errors.js';
 import type { OpenedWebhookQueue, Store, WebhookQueueOptions } from '../ports.js';
 import { createRedisClient, guard, redisOptions, waitReady, type RedisConnectionConfig, type ScriptedRedis } from './connection.js';
 import { redisKeys, type RedisKeys } from './keys.js';
+import { RedisAgentPresenceStore } from './redis-agent-presence-store.js';
 import { RedisBus } from './redis-bus.js';
 import { RedisEventLog, type RedisEventLogOptions } from './redis-event-log.js';
 import { RedisLossGuard } from './redis-loss-guard.js';
@@ -32,6 +33,7 @@ export class RedisStore implements Store {
   readonly keys: RedisKeys;
   readonly sessions: RedisSessionStore;
   readonly presence: RedisPresenceStore;
+  readonly agentPresence: RedisAgentPresenceStore;
   readonly events: RedisEventLog;
   readonly bus: RedisBus;
   readonly webhooks: RedisWebhookStream;
@@ -67,6 +69,7 @@ export class RedisStore implements Store {
     };
     this.sessions = new RedisSessionStore(this.client, this.keys);
     this.presence = new RedisPresenceStore(this.client, this.keys);
+    this.agentPresence = new RedisAgentPresenceStore(this.client, this.keys);
     this.events = new RedisEventLog(this.client, this.keys, {
       agentHistorySize: opts.agentHistorySize ?? 10000,
       webhookStreamMaxLen: opts.webhookStreamMaxLen ?? 100000,

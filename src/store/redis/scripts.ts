@@ -184,6 +184,114 @@ local ids = redis.call('SMEMBERS', nodeKey(ARGV[3]))
 ${REMOVE_IDS}`,
 };
 
+// Agent presence (DESIGN.md "Offline continuity"): every key of one call is the tenant's, tagged
+// `{online_users:T}`, so a script stays in one Redis Cluster slot; the global tenants set is
+// written by the caller in commands of its own.
+// KEYS[1] …agents:exp (zset connId → expiry ms), KEYS[2] …agents:conn (hash connId → JSON),
+// KEYS[3] …agents:online (hash agentId → JSON {connectedAt}). ARGV[1] the base of the per-agent
+// sets (`…agents:`).
+const AGENT_PRELUDE = `
+local function agentKey(a) return ARGV[1] .. 'of:' .. a end
+-- Removes one connection; nil when unknown, else {agentId, wasLastOfAgent}.
+local function removeConn(connId)
+  redis.call('ZREM', KEYS[1], connId)
+  local raw = redis.call('HGET', KEYS[2], connId)
+  if not raw then return nil end
+  redis.call('HDEL', KEYS[2], connId)
+  local c = cjson.decode(raw)
+  redis.call('SREM', agentKey(c.agentId), connId)
+  local last = redis.call('SCARD', agentKey(c.agentId)) == 0
+  if last then redis.call('HDEL', KEYS[3], c.agentId) end
+  return {c.agentId, last}
+end
+-- Asserts one connection; true when its agent came online through it. Idempotent.
+local function ensureConn(connId, agentId, expiry, connJson, onlineJson)
+  local prev = redis.call('HGET', KEYS[2], connId)
+  if prev ~= connJson then
+    if prev and cjson.decode(prev).agentId ~= agentId then removeConn(connId) end
+    redis.call('HSET', KEYS[2], connId, connJson)
+  end
+  redis.call('ZADD', KEYS[1], expiry, connId)
+  redis.call('SADD', agentKey(agentId), connId)
+  return redis.call('HSETNX', KEYS[3], agentId, onlineJson) == 1
+end
+-- Removes the connections in ids; replies {remaining, agentId, …} with the agents now offline.
+local function removeIds(ids)
+  local out = {0}
+  for _, id in ipairs(ids) do
+    local r = removeConn(id)
+    if r and r[2] then out[#out + 1] = r[1] end
+  end
+  out[1] = redis.call('ZCARD', KEYS[1])
+  return out
+end
+`;
+
+/** ARGV[2..6]: connId, agentId, expiryMs, connJson, onlineJson. Returns 1 when the agent came online. */
+export const AGENT_ADD: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${AGENT_PRELUDE}
+if ensureConn(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
+return 0
+`,
+};
+
+/** ARGV[2] connId. Returns {} when unknown, else {last (0|1), agentId}. */
+export const AGENT_REMOVE: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${AGENT_PRELUDE}
+local r = removeConn(ARGV[2])
+if not r then return {} end
+return {r[2] and 1 or 0, r[1]}
+`,
+};
+
+/** ARGV[2] expiryMs, then groups of 4 from ARGV[3]: connId, agentId, connJson, onlineJson. Returns agents back online. */
+export const AGENT_HEARTBEAT: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${AGENT_PRELUDE}
+local out = {}
+for i = 3, #ARGV, 4 do
+  if ensureConn(ARGV[i], ARGV[i + 1], ARGV[2], ARGV[i + 2], ARGV[i + 3]) then out[#out + 1] = ARGV[i + 1] end
+end
+return out
+`,
+};
+
+/** ARGV[2] nowMs. Removes the expired connections. Returns {remaining, agentId…} (agents now offline). */
+export const AGENT_SWEEP: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${AGENT_PRELUDE}
+return removeIds(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2]))
+`,
+};
+
+/** ARGV[2] nodeId. Removes the node's connections in this tenant. Same reply as the sweep. */
+export const AGENT_REMOVE_NODE: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${AGENT_PRELUDE}
+local ids = {}
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  if cjson.decode(all[i + 1]).nodeId == ARGV[2] then ids[#ids + 1] = all[i] end
+end
+return removeIds(ids)
+`,
+};
+
+/**
+ * KEYS[1] agents:tenants. ARGV: tenantId, nowMs. Forgets a tenant whose latest asserted expiry
+ * has passed (an add or heartbeat since raised it above now, and then it stays).
+ */
+export const AGENT_FORGET_TENANT: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`,
+};
+
 // Assigns the next agent-stream offset. Guards against a counter behind the stream (the counter
 // key evicted or deleted while the stream survived): XADD with an id not above the last one fails.
 const NEXT_OFFSET = `
@@ -290,6 +398,12 @@ export const SCRIPTS = {
   chatdPresenceHeartbeat: PRESENCE_HEARTBEAT,
   chatdPresenceSweep: PRESENCE_SWEEP,
   chatdPresenceRemoveNode: PRESENCE_REMOVE_NODE,
+  chatdAgentAdd: AGENT_ADD,
+  chatdAgentRemove: AGENT_REMOVE,
+  chatdAgentHeartbeat: AGENT_HEARTBEAT,
+  chatdAgentSweep: AGENT_SWEEP,
+  chatdAgentRemoveNode: AGENT_REMOVE_NODE,
+  chatdAgentForgetTenant: AGENT_FORGET_TENANT,
   chatdPublishMessage: PUBLISH_MESSAGE,
   chatdPublishPresence: PUBLISH_PRESENCE,
   chatdAgentRange: AGENT_RANGE,
