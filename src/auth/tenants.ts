@@ -3,6 +3,7 @@
 // default policy: any origin, identity optional, no identity secret.
 import type { Config, TenantConfig } from '../config/schema.js';
 import { ID_PATTERN } from '../ids.js';
+import { ALWAYS_OPEN, availabilitySettings, type AvailabilitySettings } from '../chat/availability.js';
 
 /** Re-exported for the auth modules; the formats live in src/ids.ts. */
 export { ID_PATTERN, USER_ID_PATTERN } from '../ids.js';
@@ -22,6 +23,8 @@ export interface TenantPolicy {
   readonly jwtVerificationKey: string | undefined;
   /** Every token issued before this instant (seconds since the epoch) is refused. */
   readonly tokensNotBefore: number | undefined;
+  /** Business hours, away message, expected reply time (always open in zero-config mode). */
+  readonly availability: AvailabilitySettings;
 }
 
 export interface TenantDirectory {
@@ -43,6 +46,7 @@ function policyOf(t: TenantConfig): TenantPolicy {
     identitySecret: t.identitySecret,
     jwtVerificationKey: t.jwtVerificationKey,
     tokensNotBefore: Number.isFinite(nbf) ? nbf : undefined,
+    availability: availabilitySettings(t),
   });
 }
 
@@ -65,6 +69,7 @@ export function createTenantDirectory(config: Pick<Config, 'tenants'>): TenantDi
           identitySecret: undefined,
           jwtVerificationKey: undefined,
           tokensNotBefore: undefined,
+          availability: ALWAYS_OPEN,
         });
         // Bounded: zero-config mode is for one developer, but a flood of ids must not grow memory.
         if (open.size < 10_000) open.set(tenantId, p);

@@ -146,6 +146,19 @@ export const HistoryPageSchema = Type.Object(
 
 const Party = Type.Object({ type: Type.String(), id: Type.String() }, { additionalProperties: true });
 
+/** GET /api/chat/availability, and the `availability_changed` event (src/chat/availability.ts). */
+export const AvailabilitySchema = Type.Object(
+  {
+    available: Type.Boolean({ description: 'In business hours and at least one agent online: a reply can be expected now.' }),
+    agentsOnline: Type.Integer({ minimum: 0, description: 'Agents of the tenant with a socket on any node.' }),
+    inBusinessHours: Type.Boolean({ description: 'Always true for a tenant without businessHours.' }),
+    nextOpenAt: Type.Optional(Type.String({ format: 'date-time', description: 'Out of business hours: the next opening.' })),
+    awayMessage: Type.Optional(Type.String({ description: "The tenant's away message, while not available." })),
+    expectedReplySeconds: Type.Optional(Type.Integer({ minimum: 0, description: "The tenant's expected reply time." })),
+  },
+  { additionalProperties: false, description: 'Whether visitors of a tenant can expect an agent now.' },
+);
+
 /** Socket.IO server events (DESIGN.md "Real time"). */
 export const EventSchemas = {
   meta_message_created: Type.Object(
@@ -173,6 +186,11 @@ export const EventSchemas = {
     { event: Type.String(), data: Type.Unknown() },
     { additionalProperties: false, description: 'From POST /api/chat/broadcast, to every socket of the tenant.' },
   ),
+  availability_changed: Type.Object(AvailabilitySchema.properties, {
+    additionalProperties: false,
+    description:
+      "The tenant's availability changed (an agent came or left, business hours opened or closed): the new state, to every socket of the tenant. Not part of a stream (no offset).",
+  }),
 } satisfies Record<string, TSchema>;
 
 /** Socket.IO client events. */

@@ -91,6 +91,31 @@ describe('loadConfig', () => {
     await expect(loadConfig({ cwd, env: {} })).rejects.toThrow('tenants[0].apiKeys[0].kind is required with hash');
   });
 
+  it('checks business hours: a known time zone, from before to, exceptions with both times or none', async () => {
+    const cwd = await dir();
+    const write = (hours: string) =>
+      writeFile(path.join(cwd, 'chat-server.yaml'), `tenants:\n  - id: a\n    businessHours:\n${hours.replace(/^/gm, '      ')}\n`);
+    await write('timeZone: Mars/Olympus');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(
+      'tenants[0].businessHours.timeZone is not a time zone this runtime knows: "Mars/Olympus"',
+    );
+    await write('timeZone: Europe/Paris\nweekly:\n  - { days: [mon], from: "18:00", to: "09:00" }');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow('tenants[0].businessHours.weekly[0] from 18:00 must be before to 09:00');
+    await write('timeZone: Europe/Paris\nweekly:\n  - { days: [funday], from: "09:00", to: "18:00" }');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/tenants\[0\]\.businessHours\.weekly\[0\]\.days\[0\]/);
+    await write('timeZone: Europe/Paris\nexceptions:\n  - { date: "2026-12-24", from: "09:00" }');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow('tenants[0].businessHours.exceptions[0] needs both from and to');
+    await write(
+      'timeZone: Europe/Paris\nweekly:\n  - { days: [sat, sun], from: "10:00", to: "24:00" }\nexceptions:\n  - { date: "2026-12-25" }',
+    );
+    const { config } = await loadConfig({ cwd, env: {} });
+    expect(config.tenants[0]!.businessHours).toEqual({
+      timeZone: 'Europe/Paris',
+      weekly: [{ days: ['sat', 'sun'], from: '10:00', to: '24:00' }],
+      exceptions: [{ date: '2026-12-25' }],
+    });
+  });
+
   it('takes an explicit --config path and reports a missing file', async () => {
     const cwd = await dir();
     await expect(loadConfig({ cwd, env: {}, file: 'nope.yaml' })).rejects.toBeInstanceOf(ConfigError);

@@ -1,6 +1,7 @@
 // Loads the configuration: find the file (cosmiconfig, or --config), parse YAML, interpolate
 // ${VAR} / ${VAR:-default}, overlay the guide's environment variables, validate against the
 // schema with its defaults, freeze. Every error names the file and the key path.
+import { clockMinutes, isTimeZone } from '../chat/business-hours.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cosmiconfig } from 'cosmiconfig';
@@ -188,6 +189,22 @@ function checkSemantics(config: Config, label: string): void {
         if (derived !== k.kind) fail(`${at}.kind`, `is ${k.kind} but the key's prefix says ${derived}`);
       }
     });
+    if (t.businessHours) {
+      const at = `tenants[${i}].businessHours`;
+      const hours = t.businessHours;
+      if (!isTimeZone(hours.timeZone)) fail(`${at}.timeZone`, `is not a time zone this runtime knows: "${hours.timeZone}"`);
+      hours.weekly.forEach((w, j) => {
+        if (clockMinutes(w.from) >= clockMinutes(w.to)) fail(`${at}.weekly[${j}]`, `from ${w.from} must be before to ${w.to}`);
+      });
+      hours.exceptions.forEach((e, j) => {
+        const p = `${at}.exceptions[${j}]`;
+        if ((e.from === undefined) !== (e.to === undefined)) fail(p, 'needs both from and to, or neither (closed that day)');
+        if (e.from !== undefined && e.to !== undefined && clockMinutes(e.from) >= clockMinutes(e.to)) {
+          fail(p, `from ${e.from} must be before to ${e.to}`);
+        }
+        if (Number.isNaN(Date.parse(`${e.date}T00:00:00Z`))) fail(`${p}.date`, `is not a date: "${e.date}"`);
+      });
+    }
     if (t.identityVerification === 'required' && !t.identitySecret && !t.jwtVerificationKey) {
       fail(`tenants[${i}].identitySecret`, 'is required when identityVerification is required');
     }

@@ -66,6 +66,54 @@ export const WebhookEndpointSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const Clock = (description: string) => Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$', description });
+
+export const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+
+export const BusinessHoursSchema = Type.Object(
+  {
+    timeZone: Type.String({
+      minLength: 1,
+      description: 'IANA time zone the hours are written in (e.g. Europe/Paris); daylight saving time follows it.',
+    }),
+    weekly: Type.Array(
+      Type.Object(
+        {
+          days: Type.Array(Type.Union(WEEKDAYS.map((d) => Type.Literal(d))), {
+            minItems: 1,
+            uniqueItems: true,
+            description: 'Days this range applies to.',
+          }),
+          from: Clock('Opening time, HH:MM local.'),
+          to: Clock('Closing time, HH:MM local (after from; 24:00 = midnight at the end of the day).'),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [], description: 'Opening ranges per weekday; several ranges on one day are allowed (a lunch break).' },
+    ),
+    exceptions: Type.Array(
+      Type.Object(
+        {
+          date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$', description: 'Local date (YYYY-MM-DD).' }),
+          from: Type.Optional(Clock('Opening time that day; without from/to the day is closed.')),
+          to: Type.Optional(Clock('Closing time that day.')),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        default: [],
+        description:
+          'Dated exceptions that replace the weekly ranges of their day: a holiday (date alone: closed) or special hours (several entries for several ranges).',
+      },
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'When agents are expected to answer. Without it the tenant is always open, and availability depends on agents online alone.',
+  },
+);
+
 export const TenantSchema = Type.Object(
   {
     id: Id,
@@ -93,6 +141,21 @@ export const TenantSchema = Type.Object(
       { additionalProperties: false, default: {}, description: 'Data retention.' },
     ),
     tokensNotBefore: Type.Optional(Type.String({ format: 'date-time', description: 'Every token issued before this instant is refused.' })),
+    businessHours: Type.Optional(BusinessHoursSchema),
+    awayMessage: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 1000,
+        description: 'What the widget shows while nobody is available (GET /api/chat/availability returns it then).',
+      }),
+    ),
+    expectedReplySeconds: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 2592000,
+        description: 'How soon visitors may expect a reply, in seconds, for the widget to show (returned by availability).',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -387,6 +450,7 @@ export const ConfigSchema = Type.Object(
 
 export type Config = Static<typeof ConfigSchema>;
 export type TenantConfig = Static<typeof TenantSchema>;
+export type BusinessHoursConfig = Static<typeof BusinessHoursSchema>;
 export type ApiKeyConfig = Static<typeof ApiKeySchema>;
 export type WebhookEndpointConfig = Static<typeof WebhookEndpointSchema>;
 export type Role = Static<typeof RoleSchema>;

@@ -96,7 +96,7 @@ export function createConfigReloader(opts: {
     if (hasServices && services) {
       const svc = await services();
       svc.auth.reload(next);
-      applied.unshift('tenants', 'API keys', 'identity settings', 'tokensNotBefore', 'JWT settings');
+      applied.unshift('tenants', 'API keys', 'identity settings', 'tokensNotBefore', 'business hours and away messages', 'JWT settings');
       if (reloadWebhookEndpoints(next)) applied.push('webhook endpoints');
       else if (next.tenants.some((t) => t.webhooks.length > 0) && !started.tenants.some((t) => t.webhooks.length > 0)) {
         ignored.push('tenants[].webhooks (no dispatcher runs in this process: restart to start one)');

@@ -176,7 +176,9 @@ export type TenantEvent =
     }
   | { readonly type: 'broadcast'; readonly event: string; readonly data: unknown }
   /** Close a revoked agent's sockets, everywhere. */
-  | { readonly type: 'revoke'; readonly userId: string };
+  | { readonly type: 'revoke'; readonly userId: string }
+  /** The tenant's online agents may have changed: each node re-reads availability for its sockets. */
+  | { readonly type: 'availability' };
 
 /** An entry of a tenant's agent stream (the agents' one recoverable stream). */
 export type AgentStreamEntry =

@@ -42,6 +42,7 @@ const RESPONSE_SCHEMA: Record<string, string> = {
   'POST /webchat/message': 'api.webchat-message.response.schema.json',
   'GET /api/chat/messages': 'api.messages.response.schema.json',
   'GET /api/chat/online-users': 'api.online-users.response.schema.json',
+  'GET /api/chat/availability': 'api.availability.response.schema.json',
 };
 const REQUEST_SCHEMA: Record<string, string> = {
   'POST /api/chat/anonymous-token': 'api.anonymous-token.request.schema.json',

@@ -10,6 +10,7 @@
 //   POST /webchat/message           JWT              → { success, messageId, sessionId }
 //   GET  /api/chat/messages         JWT              → { messages, nextCursor }
 //   GET  /api/chat/online-users     agent JWT / secret key → { users }
+//   GET  /api/chat/availability     API key (publishable too) or JWT → { available, agentsOnline, … }
 import type { Logger } from 'pino';
 import type { RoleContext, RoleFactory } from '../role-context.js';
 import type { Services } from '../../app/services.js';
@@ -27,6 +28,7 @@ import { compileValidator } from '../../schemas/validate.js';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { AgentTokenRequest, AnonymousTokenRequest, BroadcastRequest, EraseRequest } from './schemas.js';
 import { eraseSubject } from '../../chat/erase.js';
+import { availabilityOf } from '../../chat/availability.js';
 
 function validate<S extends TSchema>(schema: S) {
   const check = compileValidator(schema);
@@ -41,6 +43,9 @@ const parseAnonymous = validate(AnonymousTokenRequest);
 const parseAgent = validate(AgentTokenRequest);
 const parseBroadcast = validate(BroadcastRequest);
 const parseErase = validate(EraseRequest);
+
+/** How long a browser may reuse an availability answer (agents coming and going arrive live as events). */
+export const AVAILABILITY_MAX_AGE_SECONDS = 5;
 
 export interface ApiDeps {
   readonly config: Config;
@@ -200,6 +205,35 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
       fingerprint: opt('fingerprint'),
     });
     return { body: { messages: page.messages, nextCursor: page.nextCursor } };
+  });
+
+  // Public information a widget asks on every page view, before it has a token: any key of the
+  // tenant (publishable too) or any token of it. One O(1) read from the store (the agents online
+  // count) and the business-hours check in process; browsers may reuse the answer for a few seconds.
+  router.get('/api/chat/availability', async (req) => {
+    const svc = await begin(req);
+    const tenantId = req.query.get('tenantId');
+    const presented = bearerValue(req.headers.authorization);
+    if (!presented) throw new ChatdError('missing_credentials', 'Send Authorization: Bearer <API key or token>');
+    let tenant: TenantPolicy;
+    if (!looksLikeJwt(presented)) {
+      const key = svc.auth.apiKeys.lookup(presented);
+      if (!key) throw new ChatdError('invalid_api_key');
+      await keyLimit(svc, key);
+      if (!tenantId) throw validationError([{ path: 'tenantId', message: 'is required' }]);
+      svc.auth.apiKeys.authorize(presented, tenantId, 'publishable');
+      tenant = tenantFor(svc.auth, tenantId);
+      checkOrigin(tenant, req);
+    } else {
+      const principal = await principalOf(svc, req);
+      if (tenantId && tenantId !== principal.tenantId) throw new ChatdError('tenant_mismatch');
+      tenant = tenantFor(svc.auth, principal.tenantId);
+    }
+    const agents = await svc.store.agentPresence.count(tenant.id);
+    return {
+      body: availabilityOf(tenant.availability, agents, Date.now()),
+      headers: { 'Cache-Control': `private, max-age=${AVAILABILITY_MAX_AGE_SECONDS}` },
+    };
   });
 
   router.get('/api/chat/online-users', async (req) => {

@@ -4,6 +4,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import {
   AgentMessageBody,
+  AvailabilitySchema,
   ClientEventSchemas,
   ErrorBody,
   EventSchemas,
@@ -75,6 +76,11 @@ export const OnlineUsersResponse = Type.Object(
   { additionalProperties: false, description: 'Answer of GET /api/chat/online-users (from online_users:{tenantId}).' },
 );
 
+export const AvailabilityResponse = Type.Object(AvailabilitySchema.properties, {
+  additionalProperties: false,
+  description: 'Answer of GET /api/chat/availability.',
+});
+
 export const EraseRequest = Type.Object(
   {
     tenantId: Id('The tenant.'),
@@ -126,6 +132,7 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'api.webchat-message.request.schema.json': { schema: SendMessageBody, title: 'POST /webchat/message request' },
   'api.webchat-message.response.schema.json': { schema: SendAck, title: 'POST /webchat/message response' },
   'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },
+  'api.availability.response.schema.json': { schema: AvailabilityResponse, title: 'GET /api/chat/availability response' },
   'api.online-users.response.schema.json': { schema: OnlineUsersResponse, title: 'GET /api/chat/online-users response' },
   'api.error.schema.json': { schema: ErrorBody, title: 'Error body (every status >= 400)' },
   'message.schema.json': { schema: MessageSchema, title: 'A message as returned and emitted' },

@@ -31,6 +31,8 @@ export interface WsConn {
   attached: boolean;
   /** Registered with the presence tracker. */
   presence: boolean;
+  /** Counted in the ws role's sockets per tenant. */
+  counted?: boolean;
   /** `domain`, `origin`, `url` from CONNECT, for presence; dropped once registered. */
   where: { domain: string; origin: string; url: string } | undefined;
 }

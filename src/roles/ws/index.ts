@@ -26,6 +26,7 @@ import { createAuthenticate, type WsConn } from './connection.js';
 import { conversationTopic, tenantTopic, watchTopic } from '../../topics.js';
 import { createEventHandler } from './handlers.js';
 import { AgentPresenceTracker } from './agent-presence-tracker.js';
+import { AvailabilityNotifier } from './availability-notifier.js';
 import { PresenceTracker } from './presence-tracker.js';
 import { offsetToken, streamId, StreamHub, type PassThroughEvent } from './streams.js';
 import { randomBytes } from 'node:crypto';
@@ -38,6 +39,7 @@ interface Runtime {
   readonly hub: StreamHub;
   readonly tracker: PresenceTracker;
   readonly agents: AgentPresenceTracker;
+  readonly availability: AvailabilityNotifier;
 }
 
 export const createWsRole: RoleFactory = async (ctx) => {
@@ -133,6 +135,15 @@ export const createWsRole: RoleFactory = async (ctx) => {
         logger: log.child({ component: 'presence' }),
       });
       tracker.start();
+      const availability = new AvailabilityNotifier({
+        agents: svc.store.agentPresence,
+        bus: svc.store.bus,
+        tenants: () => svc.auth.tenants,
+        emit: (tenantId, state) => server.publish(tenantTopic(tenantId), 'availability_changed', [state]),
+        activeTenants: () => tenantSockets.keys(),
+        logger: log.child({ component: 'availability' }),
+      });
+      availability.start();
       const agents = new AgentPresenceTracker({
         store: svc.store.agentPresence,
         nodeId: ctx.nodeId,
@@ -140,9 +151,10 @@ export const createWsRole: RoleFactory = async (ctx) => {
         nodeTimeoutMs: config.presence.nodeTimeoutMs,
         offlineGraceMs: config.presence.offlineGraceMs,
         logger: log.child({ component: 'agent-presence' }),
+        onChange: (tenantId) => availability.agentsChanged(tenantId),
       });
       agents.start();
-      runtime = { svc, hub, tracker, agents };
+      runtime = { svc, hub, tracker, agents, availability };
       return runtime;
     })();
     // A failed start (database down) is retried by the next CONNECT.
@@ -174,9 +186,15 @@ export const createWsRole: RoleFactory = async (ctx) => {
 
   const onEvent = createEventHandler({ logger: log, services: async () => (await getRuntime()).svc });
 
+  /** Sockets per tenant on this node: the tenants whose business hours this node watches. */
+  const tenantSockets = new Map<string, number>();
+
   function onConnect(socket: Socket<WsConn>): void {
     const conn = socket.context!;
     socket.join(tenantTopic(conn.principal.tenantId));
+    const tid = conn.principal.tenantId;
+    tenantSockets.set(tid, (tenantSockets.get(tid) ?? 0) + 1);
+    conn.counted = true;
     const where = conn.where;
     conn.where = undefined;
     if (!runtime || !where) return;
@@ -205,6 +223,16 @@ export const createWsRole: RoleFactory = async (ctx) => {
 
   function onDisconnect(socket: Socket<WsConn>): void {
     const conn = socket.context;
+    if (conn?.counted) {
+      conn.counted = false;
+      const tid = conn.principal.tenantId;
+      const left = (tenantSockets.get(tid) ?? 1) - 1;
+      if (left > 0) tenantSockets.set(tid, left);
+      else {
+        tenantSockets.delete(tid);
+        runtime?.availability.forget(tid);
+      }
+    }
     if (!conn || !runtime) return;
     if (conn.attached) {
       conn.attached = false;
@@ -230,6 +258,9 @@ export const createWsRole: RoleFactory = async (ctx) => {
       }
       case 'broadcast':
         server.publish(tenantTopic(tenantId), 'meta_broadcast', [{ event: event.event, data: event.data }]);
+        return;
+      case 'availability':
+        void runtime?.availability.refresh(tenantId);
         return;
       case 'revoke':
         for (const s of server.sockets()) {
@@ -257,6 +288,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
       server.close();
       await forwarder?.close();
       const rt = runtime;
+      rt?.availability.stop();
       if (rt) await Promise.allSettled([rt.hub.close(), rt.tracker.stop(), rt.agents.stop()]);
     },
   };

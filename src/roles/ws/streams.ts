@@ -401,6 +401,7 @@ export class StreamHub {
       case 'read':
       case 'broadcast':
       case 'revoke':
+      case 'availability':
         try {
           this.opts.onTenantEvent(t.tenantId, event);
         } catch (err) {
