@@ -83,6 +83,27 @@ describe('loadConfig', () => {
     expect(config.redis.url).toBe('redis://file:6379');
   });
 
+  it('reads Redis Cluster seeds from the file or REDIS_CLUSTER_NODES, and refuses them beside url or sentinel', async () => {
+    const cwd = await dir();
+    const env = { REDIS_CLUSTER_NODES: 'redis://10.0.0.1:7000, rediss://:pw@10.0.0.2:7001' };
+    const { config } = await loadConfig({ cwd, env });
+    expect(config.redis.cluster?.nodes).toEqual(['redis://10.0.0.1:7000', 'rediss://:pw@10.0.0.2:7001']);
+    expect(JSON.stringify(redactConfig(config))).not.toContain(':pw@');
+    await writeFile(
+      path.join(cwd, 'chat-server.yaml'),
+      'redis:\n  cluster:\n    nodes: [redis://a:7000]\n    natMap: { "10.0.0.1:7000": "a.example:17000" }\n',
+    );
+    const fromFile = await loadConfig({ cwd, env: {} });
+    expect(fromFile.config.redis.cluster).toEqual({ nodes: ['redis://a:7000'], natMap: { '10.0.0.1:7000': 'a.example:17000' } });
+    await expect(loadConfig({ cwd, env: { REDIS_URL: 'redis://x:6379' } })).rejects.toThrow(
+      'redis.cluster excludes redis.url and redis.sentinel',
+    );
+    await writeFile(path.join(cwd, 'chat-server.yaml'), 'redis:\n  cluster:\n    nodes: []\n');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/redis\.cluster\.nodes/);
+    await writeFile(path.join(cwd, 'chat-server.yaml'), 'redis:\n  cluster:\n    nodes: [redis://a:7000/2]\n');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/redis\.cluster\.nodes/);
+  });
+
   it('checks cross-field rules', async () => {
     const cwd = await dir();
     await writeFile(path.join(cwd, 'chat-server.yaml'), 'tenants:\n  - id: a\n  - id: a\n');

@@ -165,6 +165,8 @@ export function applyGuideEnv(raw: Record<string, unknown>, env: NodeJS.ProcessE
   if (env.GATEWAY_API_KEY) set('auth', 'gatewayApiKey', env.GATEWAY_API_KEY);
   if (env.JWT_SECRET) set('auth', 'jwtSecret', env.JWT_SECRET);
   if (env.REDIS_URL) set('redis', 'url', env.REDIS_URL);
+  // A cluster is named by its seeds; REDIS_URL set beside it is refused by checkSemantics below.
+  if (env.REDIS_CLUSTER_NODES) set('redis', 'cluster', { nodes: list(env.REDIS_CLUSTER_NODES) });
   if (env.DATABASE_URL) set('database', 'url', env.DATABASE_URL);
   if (env.BACKEND_API_URL) set('upstreams', 'api', list(env.BACKEND_API_URL));
   if (env.BACKEND_WS_URL) set('upstreams', 'ws', list(env.BACKEND_WS_URL));
@@ -218,6 +220,9 @@ function checkSemantics(config: Config, label: string): void {
     if (k.algorithm !== 'HS256' && !k.publicKeyFile) fail(`${at}.publicKeyFile`, `is required for ${k.algorithm}`);
   });
   if (config.redis.url && config.redis.sentinel) fail('redis', 'must have url or sentinel, not both');
+  if (config.redis.cluster && (config.redis.url || config.redis.sentinel)) {
+    fail('redis.cluster', 'excludes redis.url and redis.sentinel (a cluster is named by its seed nodes only)');
+  }
 }
 
 export function deepFreeze<T>(value: T): T {

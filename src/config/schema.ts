@@ -247,6 +247,32 @@ export const ConfigSchema = Type.Object(
             { additionalProperties: false, description: "Use Sentinel instead of `url`'s host." },
           ),
         ),
+        cluster: Type.Optional(
+          Type.Object(
+            {
+              nodes: Type.Array(Type.String({ pattern: '^(redis|rediss)://[^/?#]+(:[0-9]+)?/?$' }), {
+                minItems: 1,
+                description:
+                  'Seed nodes as redis:// or rediss:// URLs (REDIS_CLUSTER_NODES, comma-separated); the rest of the cluster is discovered from them. ' +
+                  'Credentials and TLS come from the first URL, as with `url`; a cluster has no database number.',
+              }),
+              password: Type.Optional(Type.String({ description: 'Password of every node, when the URLs carry none (use ${ENV_VAR}).' })),
+              natMap: Type.Optional(
+                Type.Record(Type.String({ pattern: '^[^:]+:[0-9]+$' }), Type.String({ pattern: '^[^:]+:[0-9]+$' }), {
+                  description:
+                    'host:port the cluster announces → host:port chatd dials, for a cluster behind NAT or port forwarding ' +
+                    '(the addresses in CLUSTER SLOTS are not reachable from chatd as they are).',
+                }),
+              ),
+            },
+            {
+              additionalProperties: false,
+              description:
+                'Redis Cluster (Redis ≥ 7, sharded pub/sub) instead of one Redis: keys and scripts are laid out by hash tag, so a ' +
+                'deployment outgrows one Redis core. Excludes `url` and `sentinel`.',
+            },
+          ),
+        ),
         prefix: Type.String({
           default: '',
           pattern: '^[A-Za-z0-9_:.-]{0,64}$',

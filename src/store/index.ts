@@ -1,9 +1,9 @@
-// The engine, chosen here and nowhere else: Redis when a URL or Sentinel is configured, else the
-// in-process memory store. Everything that depends on the choice is a member of the Store it
+// The engine, chosen here and nowhere else: Redis Cluster when cluster seed nodes are configured,
+// Redis when a URL or Sentinel is, else the in-process memory store. Everything that depends on the choice is a member of the Store it
 // returns (bus, event log, sessions, presence, node registry, webhook queue, rate limiter,
 // erasure, revocations) or of the Engine's description (`shared`), so no role, CLI command or
-// service asks which adapter it has. Adding a backend (Redis Cluster) is one adapter folder and
-// one case below; the `never` check makes a missing case fail to compile.
+// service asks which adapter it has. Adding a backend is one adapter and one case below; the
+// `never` check makes a missing case fail to compile.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { Store } from './ports.js';
@@ -41,8 +41,35 @@ export interface Engine {
   open(logger: Logger, nodeId: string): Promise<Store>;
 }
 
+function kindOf(config: Config): StoreKind {
+  if (config.redis.cluster) return 'redis-cluster';
+  return config.redis.url || config.redis.sentinel ? 'redis' : 'memory';
+}
+
+/** Opens a Redis-backed store; if Redis is not reachable yet it is returned anyway and connects by itself. */
+async function openRedis(config: Config, logger: Logger, nodeId: string): Promise<Store> {
+  const log = logger.child({ component: 'store', nodeId });
+  const store = new RedisStore(
+    {
+      url: config.redis.url,
+      sentinel: config.redis.sentinel,
+      cluster: config.redis.cluster,
+      prefix: config.redis.prefix,
+      agentHistorySize: config.socketio.agentHistorySize,
+      webhookStreamMaxLen: config.webhooks.streamMaxLen,
+    },
+    log,
+  );
+  try {
+    await store.connect();
+  } catch (err) {
+    log.warn({ err: { message: (err as Error).message } }, 'redis not reachable at start; continuing and reconnecting');
+  }
+  return store;
+}
+
 export function engineOf(config: Config): Engine {
-  const kind: StoreKind = config.redis.url || config.redis.sentinel ? 'redis' : 'memory';
+  const kind = kindOf(config);
   switch (kind) {
     case 'memory':
       return {
@@ -66,25 +93,14 @@ export function engineOf(config: Config): Engine {
         kind,
         shared: true,
         label: 'redis',
-        async open(logger, nodeId) {
-          const log = logger.child({ component: 'store', nodeId });
-          const store = new RedisStore(
-            {
-              url: config.redis.url,
-              sentinel: config.redis.sentinel,
-              prefix: config.redis.prefix,
-              agentHistorySize: config.socketio.agentHistorySize,
-              webhookStreamMaxLen: config.webhooks.streamMaxLen,
-            },
-            log,
-          );
-          try {
-            await store.connect();
-          } catch (err) {
-            log.warn({ err: { message: (err as Error).message } }, 'redis not reachable at start; continuing and reconnecting');
-          }
-          return store;
-        },
+        open: (logger, nodeId) => openRedis(config, logger, nodeId),
+      };
+    case 'redis-cluster':
+      return {
+        kind,
+        shared: true,
+        label: `redis cluster (${config.redis.cluster?.nodes.length ?? 0} seed nodes, sharded pub/sub)`,
+        open: (logger, nodeId) => openRedis(config, logger, nodeId),
       };
     default: {
       const never: never = kind;

@@ -470,7 +470,7 @@ export interface OpenedWebhookQueue {
  */
 export interface Store {
   /** Which adapter, for tests and logs: nothing in the code branches on it (engineOf decides once). */
-  readonly kind: 'memory' | 'redis';
+  readonly kind: 'memory' | 'redis' | 'redis-cluster';
   /** The name of its /readyz check (`redis`, `memory-store`). */
   readonly readinessName: string;
   readonly sessions: SessionStore;

@@ -1,7 +1,7 @@
 // How config maps to ioredis options: standalone or Sentinel, redis:// or rediss://, and the fault
 // policy (no offline queue, bounded retries and command time).
 import { describe, expect, it } from 'vitest';
-import { redisOptions } from './connection.js';
+import { clusterSetup, redisOptions } from './connection.js';
 
 describe('redisOptions', () => {
   it('reads host, port, credentials and db from a redis:// URL, with the fail-fast policy', () => {
@@ -41,5 +41,29 @@ describe('redisOptions', () => {
 
   it('refuses a database that is not a number', () => {
     expect(() => redisOptions({ url: 'redis://h/x' })).toThrow(/database/);
+  });
+});
+
+describe('clusterSetup', () => {
+  it('takes seeds, credentials and TLS from the URLs, a NAT map, the fail-fast policy and sharded subscribers', () => {
+    const c = clusterSetup({
+      nodes: ['rediss://user:p%40ss@10.0.0.1:7000', 'rediss://10.0.0.2'],
+      natMap: { '10.0.0.1:7000': 'public.example:17000' },
+    });
+    expect(c.startupNodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: '10.0.0.2', port: 6379 },
+    ]);
+    expect(c.options).toMatchObject({
+      enableOfflineQueue: false,
+      shardedSubscribers: true,
+      natMap: { '10.0.0.1:7000': { host: 'public.example', port: 17000 } },
+    });
+    expect(c.options.redisOptions).toMatchObject({ username: 'user', password: 'p@ss', tls: {}, maxRetriesPerRequest: 1 });
+    expect(c.options.clusterRetryStrategy!(1000)).toBe(2000); // never gives up
+    // The configured password when the URLs carry none; no TLS for redis://.
+    const plain = clusterSetup({ nodes: ['redis://h:7000'], password: 'from-config' });
+    expect(plain.options.redisOptions).toMatchObject({ password: 'from-config' });
+    expect(plain.options.redisOptions?.tls).toBeUndefined();
   });
 });

@@ -1,8 +1,8 @@
-// How chatd connects to Redis: standalone or Sentinel, redis:// or rediss://, and a fault policy
+// How chatd connects to Redis: standalone, Sentinel or Cluster, redis:// or rediss://, and a fault policy
 // that never lets a request wait on a dead Redis. Commands fail at once while disconnected
 // (enableOfflineQueue: false) and after `commandTimeoutMs` when Redis stops answering, so callers get
 // a DependencyError they can turn into a 503; ioredis keeps reconnecting in the background.
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
 import { SCRIPTS, type ScriptName } from './scripts.js';
@@ -11,15 +11,28 @@ export interface RedisConnectionConfig {
   /** redis:// or rediss:// URL (credentials, db and TLS come from it, also with Sentinel). */
   readonly url?: string | undefined;
   readonly sentinel?: { readonly name: string; readonly nodes: readonly string[]; readonly password?: string | undefined } | undefined;
+  /** Redis Cluster seeds (redis:// or rediss:// URLs; credentials and TLS from the first), instead of url/sentinel. */
+  readonly cluster?: ClusterConnectionConfig | undefined;
   /** A command that takes longer fails with DependencyError (its effect may still happen). */
   readonly commandTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
 }
 
-/** The ioredis client with chatd's scripts defined as commands. */
-export type ScriptedRedis = Redis & {
+export interface ClusterConnectionConfig {
+  readonly nodes: readonly string[];
+  readonly password?: string | undefined;
+  /** Announced host:port → host:port to dial. */
+  readonly natMap?: Readonly<Record<string, string>> | undefined;
+}
+
+/** A standalone/Sentinel connection or a whole cluster: the same command API. */
+export type RedisClient = Redis | Cluster;
+
+/** An ioredis client with chatd's scripts defined as commands. */
+export type Scripted<C extends RedisClient> = C & {
   [K in ScriptName]: (...args: (string | number)[]) => Promise<unknown>;
 };
+export type ScriptedRedis = Scripted<RedisClient>;
 
 /** ioredis options for a config; exported for tests and for tools that open their own client. */
 export function redisOptions(cfg: RedisConnectionConfig): RedisOptions {
@@ -67,9 +80,73 @@ export function redisOptions(cfg: RedisConnectionConfig): RedisOptions {
   return { ...base, ...fromUrl };
 }
 
+/** Where a cluster client connects, and how: the seeds and ioredis Cluster options. */
+export interface ClusterSetup {
+  readonly startupNodes: { host: string; port: number }[];
+  readonly options: ClusterOptions;
+}
+
+/**
+ * ioredis Cluster options for a config. The per-node options follow the standalone fault policy
+ * (fail at once while a node is away, time out a silent one); ioredis follows MOVED/ASK itself and
+ * refreshes the slot map on MOVED, on a node lost and every few seconds, so a failover or a
+ * resharding heals without a restart. Sharded pub/sub: one subscriber connection per master,
+ * re-created and re-subscribed by ioredis when the slot map changes.
+ */
+export function clusterSetup(
+  cfg: ClusterConnectionConfig,
+  overrides: { commandTimeoutMs?: number | undefined; connectTimeoutMs?: number } = {},
+): ClusterSetup {
+  const seeds = cfg.nodes.map((n) => new URL(n));
+  const first = seeds[0];
+  if (!first) throw new Error('redis.cluster.nodes: at least one seed node is needed');
+  const password = first.password ? decodeURIComponent(first.password) : cfg.password;
+  const natMap: Record<string, { host: string; port: number }> = {};
+  for (const [from, to] of Object.entries(cfg.natMap ?? {})) {
+    const i = to.lastIndexOf(':');
+    natMap[from] = { host: to.slice(0, i), port: Number(to.slice(i + 1)) };
+  }
+  const commandTimeout = 'commandTimeoutMs' in overrides ? overrides.commandTimeoutMs : 5000;
+  return {
+    startupNodes: seeds.map((u) => ({ host: u.hostname || '127.0.0.1', port: u.port ? Number(u.port) : 6379 })),
+    options: {
+      enableOfflineQueue: false,
+      // Keep trying: a cluster coming back (even every node at once) must heal chatd without a restart.
+      clusterRetryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+      // MOVED/ASK/TRYAGAIN and CLUSTERDOWN during a failover are retried this many times, then fail.
+      maxRedirections: 16,
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      slotsRefreshInterval: 2000,
+      shardedSubscribers: true,
+      lazyConnect: true,
+      ...(Object.keys(natMap).length > 0 ? { natMap } : {}),
+      redisOptions: {
+        maxRetriesPerRequest: 1,
+        ...(commandTimeout !== undefined ? { commandTimeout } : {}),
+        connectTimeout: overrides.connectTimeoutMs ?? 5000,
+        ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
+        ...(password !== undefined ? { password } : {}),
+        // TLS with the system's CAs; SNI from each node's host name.
+        ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
+      },
+    },
+  };
+}
+
+/** Creates a cluster client (not yet connected) with the scripts defined and errors logged, never thrown. */
+export function createClusterClient(setup: ClusterSetup, logger: Logger, label: string, extra: ClusterOptions = {}): Scripted<Cluster> {
+  const client = new Cluster(setup.startupNodes, { ...setup.options, ...extra });
+  return defineScripts(client, logger, label);
+}
+
 /** Creates a client (not yet connected) with the scripts defined and errors logged, never thrown. */
-export function createRedisClient(options: RedisOptions, logger: Logger, label: string): ScriptedRedis {
-  const client = new Redis(options);
+export function createRedisClient(options: RedisOptions, logger: Logger, label: string): Scripted<Redis> {
+  return defineScripts(new Redis(options), logger, label);
+}
+
+function defineScripts<C extends RedisClient>(client: C, logger: Logger, label: string): Scripted<C> {
   for (const [name, def] of Object.entries(SCRIPTS)) {
     client.defineCommand(name, { numberOfKeys: def.numberOfKeys, lua: def.lua });
   }
@@ -83,11 +160,11 @@ export function createRedisClient(options: RedisOptions, logger: Logger, label: 
     if (down) logger.info({ connection: label }, 'redis connection restored');
     down = false;
   });
-  return client as ScriptedRedis;
+  return client as Scripted<C>;
 }
 
 /** Resolves when the client is ready, or rejects with DependencyError after `timeoutMs`. */
-export function waitReady(client: Redis, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+export function waitReady(client: RedisClient, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (err?: Error) => {

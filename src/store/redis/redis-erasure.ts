@@ -1,7 +1,9 @@
 // Erasure and revocation in Redis. Erasure is an operator's rare, explicit act, so it may
 // scan: the tenant's token bindings (SCAN `t:{tid}:bind:*`), its presence connections (one hash),
 // the webhook jobs stream (XRANGE in pages) and the retry set (ZSCAN). Everything is matched on the
-// tenant id AND the session id, so another tenant's data is never touched.
+// tenant id AND the session id, so another tenant's data is never touched. On a cluster the SCAN
+// runs on every master and keys are read and deleted one by one (they live in different slots).
+import { Cluster } from 'ioredis';
 import type { ErasureStore, RevocationStore, StoreErasure } from '../ports.js';
 import { guard, type ScriptedRedis } from './connection.js';
 import type { RedisKeys } from './keys.js';
@@ -29,15 +31,16 @@ export class RedisErasureStore implements ErasureStore {
       // Token bindings of this tenant whose value is an erased session.
       const bindings: string[] = [];
       const pattern = `${escapeGlob(this.keys.binding(tenantId, ''))}*`;
-      let cursor = '0';
-      do {
-        const [next, found] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', PAGE);
-        cursor = next;
-        if (found.length > 0) {
-          const values = await this.redis.mget(...found);
+      const scanned = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+      for (const node of scanned) {
+        let cursor = '0';
+        do {
+          const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', PAGE);
+          cursor = next;
+          const values = await Promise.all(found.map((k) => this.redis.get(k)));
           found.forEach((k, i) => values[i] !== null && wanted.has(values[i]!) && bindings.push(k));
-        }
-      } while (cursor !== '0');
+        } while (cursor !== '0');
+      }
       // Presence connections of the erased sessions.
       const conns: string[] = [];
       const all = await this.redis.hgetall(this.keys.presenceConns(tenantId));
@@ -69,8 +72,8 @@ export class RedisErasureStore implements ErasureStore {
       } while (zc !== '0');
 
       if (!opts.dryRun) {
-        if (records.length > 0) await this.redis.del(...records);
-        for (let i = 0; i < bindings.length; i += PAGE) await this.redis.del(...bindings.slice(i, i + PAGE));
+        // One DEL per key: on a cluster the keys are in different slots.
+        await Promise.all([...records, ...bindings].map((k) => this.redis.del(k)));
         // Through the presence script: online_users and the per-user/per-node sets stay exact.
         for (const connId of conns) await this.presence.remove('', tenantId, connId);
         for (let i = 0; i < jobs.length; i += PAGE) await this.redis.xdel(this.keys.webhookJobs, ...jobs.slice(i, i + PAGE));

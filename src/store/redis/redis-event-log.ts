@@ -3,6 +3,8 @@
 // by MAXLEN ~), XADD one job to `meta:webhook_jobs`, PUBLISH the TenantEvent on the tenant channel,
 // and leave a per-message marker — so a re-publish after a crash appends and publishes nothing.
 // Because PUBLISH runs inside the script, a tenant channel carries events in agent offset order.
+// In the cluster layout the agent append and the webhook append are two scripts (their streams are
+// in different slots), each idempotent by its own marker; the agent one SPUBLISHes, in offset order.
 import type { ChatMessage } from '../../chat/message.js';
 import type { AgentStreamEntry, EventLog, PresenceEvent } from '../ports.js';
 import { guard, type ScriptedRedis } from './connection.js';
@@ -34,6 +36,7 @@ export class RedisEventLog implements EventLog {
   publishMessage(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }> {
     const k = this.keys;
     const t = message.tenantId;
+    if (k.cluster) return this.publishMessageSharded(message);
     return guard('publish message', async () => {
       const r = (await this.redis.chatdPublishMessage(
         k.published(t, message.id),
@@ -54,11 +57,46 @@ export class RedisEventLog implements EventLog {
     });
   }
 
+  private publishMessageSharded(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }> {
+    const k = this.keys;
+    const t = message.tenantId;
+    const json = JSON.stringify(message);
+    return guard('publish message', async () => {
+      // Both are sent in one tick (auto-pipelined per shard); either failing fails the call, so the
+      // outbox row stays undone and the relay re-publishes (the other's marker makes it a no-op).
+      const [agent] = (await Promise.all([
+        this.redis.chatdClusterAgentAppendMessage(
+          k.published(t, message.id),
+          k.agentOffset(t),
+          k.agentStream(t),
+          k.tenantChannel(t),
+          json,
+          this.opts.agentHistorySize,
+          this.opts.markerTtlSeconds,
+        ),
+        this.redis.chatdClusterWebhookAppend(
+          k.webhookMarker(message.id),
+          k.webhookJobs,
+          json,
+          t,
+          message.sessionId,
+          message.id,
+          message.createdAt,
+          this.opts.webhookStreamMaxLen,
+          this.opts.markerTtlSeconds,
+        ),
+      ])) as [[number, number], number];
+      return { agentOffset: Number(agent[0]), duplicate: Number(agent[1]) === 1 };
+    });
+  }
+
   publishPresence(tenantId: string, event: PresenceEvent): Promise<number> {
     const k = this.keys;
+    const script = k.cluster ? this.redis.chatdClusterPublishPresence : this.redis.chatdPublishPresence;
     return guard('publish presence', async () =>
       Number(
-        await this.redis.chatdPublishPresence(
+        await script.call(
+          this.redis,
           k.agentOffset(tenantId),
           k.agentStream(tenantId),
           k.tenantChannel(tenantId),

@@ -3,9 +3,20 @@
 // set per node; `online_users:{tenantId}` gets its HSET on a user's first connection and its HDEL on
 // the last, inside the same script, so it stays exact across tabs and nodes. Heartbeats re-assert
 // every live connection (repairing a FLUSHALL or restart); sweep removes what a silent node left.
+//
+// In the cluster layout a tenant's presence keys share one slot with `online_users:{tenantId}`, and
+// the global indexes — `presence:tenants` (tenant → earliest expiry, what sweep visits),
+// `presence:nodes`, and `presence:node_tenants:{nodeId}` (what removeNode visits) — are written
+// after each script from what it reports. The tenant index is kept at or below the tenant's true
+// earliest expiry (ZADD LT), so a sweep may visit a tenant early, never miss one: only a sweep or
+// removeNode raises or removes an entry, and it re-reads the tenant's earliest expiry afterwards so
+// a connection added meanwhile is indexed again.
 import type { OnlineUser, PresenceChange, PresenceConnection, PresenceStore } from '../ports.js';
+import type { Redis } from 'ioredis';
 import { guard, type ScriptedRedis } from './connection.js';
 import type { RedisKeys } from './keys.js';
+
+type PresenceOp = 'Add' | 'Remove' | 'Heartbeat' | 'Sweep' | 'RemoveNode';
 
 /** Connections per script call: keeps each script short so Redis never stalls on one heartbeat. */
 const CHUNK = 500;
@@ -45,22 +56,61 @@ export class RedisPresenceStore implements PresenceStore {
 
   private tenantKeys(tenantId: string): string[] {
     const k = this.keys;
-    return [k.presenceExpiry(tenantId), k.presenceConns(tenantId), k.onlineUsers(tenantId), k.presenceTenants, k.presenceNodes];
+    const own = [k.presenceExpiry(tenantId), k.presenceConns(tenantId), k.onlineUsers(tenantId)];
+    return k.cluster ? own : [...own, k.presenceTenants, k.presenceNodes];
+  }
+
+  /**
+   * Runs a presence script of the store's layout; in the cluster layout, then writes the global
+   * indexes: the tenant's entry lowered to its earliest expiry (or, after a sweep or node removal,
+   * set to it), and for a live node its heartbeat and its tenant.
+   */
+  private async script(
+    op: PresenceOp,
+    tenantId: string,
+    args: (string | number)[],
+    alive?: { nodeId: string; expiry: number; ttlMs: number },
+  ): Promise<unknown> {
+    const k = this.keys;
+    if (!k.cluster) return this.redis[`chatdPresence${op}`](...this.tenantKeys(tenantId), k.presenceBase(tenantId), tenantId, ...args);
+    const [reply, earliest] = (await this.redis[`chatdClusterPresence${op}`](
+      ...this.tenantKeys(tenantId),
+      k.presenceBase(tenantId),
+      tenantId,
+      ...args,
+    )) as [unknown, string | null];
+    const writes: Promise<unknown>[] = [];
+    if (op === 'Sweep' || op === 'RemoveNode') writes.push(this.reindexTenant(tenantId, earliest));
+    else if (earliest !== null) writes.push(this.redis.zadd(k.presenceTenants, 'LT', earliest, tenantId));
+    if (alive) {
+      const nodeTenants = k.presenceNodeTenants(alive.nodeId);
+      writes.push(
+        this.redis.zadd(k.presenceNodes, 'GT', alive.expiry, alive.nodeId),
+        this.redis.sadd(nodeTenants, tenantId),
+        this.redis.pexpire(nodeTenants, Math.max(1, Math.round(alive.ttlMs * 2))),
+      );
+    }
+    await Promise.all(writes);
+    return reply;
+  }
+
+  /** Cluster: sets the tenant's index entry after a sweep, then re-lowers it to what a concurrent add may have written. */
+  private async reindexTenant(tenantId: string, earliest: string | null): Promise<void> {
+    const k = this.keys;
+    if (earliest !== null) await this.redis.zadd(k.presenceTenants, earliest, tenantId);
+    else await this.redis.zrem(k.presenceTenants, tenantId);
+    const first = await this.redis.zrange(k.presenceExpiry(tenantId), 0, 0, 'WITHSCORES');
+    if (first[1] !== undefined) await this.redis.zadd(k.presenceTenants, 'LT', first[1], tenantId);
   }
 
   add(nodeId: string, conn: PresenceConnection, ttlMs: number): Promise<{ firstForUser: boolean }> {
     const expiry = this.now() + ttlMs;
     return guard('presence add', async () => {
-      const r = await this.redis.chatdPresenceAdd(
-        ...this.tenantKeys(conn.tenantId),
-        this.keys.presenceBase(conn.tenantId),
+      const r = await this.script(
+        'Add',
         conn.tenantId,
-        conn.connId,
-        conn.userId,
-        nodeId,
-        expiry,
-        connJson(nodeId, conn),
-        onlineJson(conn),
+        [conn.connId, conn.userId, nodeId, expiry, connJson(nodeId, conn), onlineJson(conn)],
+        { nodeId, expiry, ttlMs },
       );
       return { firstForUser: Number(r) === 1 };
     });
@@ -69,8 +119,7 @@ export class RedisPresenceStore implements PresenceStore {
   remove(nodeId: string, tenantId: string, connId: string): Promise<{ lastForUser: boolean } & Partial<PresenceChange>> {
     void nodeId; // connection ids are unique: the stored record knows its node
     return guard('presence remove', async () => {
-      const r = (await this.redis.chatdPresenceRemove(...this.tenantKeys(tenantId), this.keys.presenceBase(tenantId), tenantId, connId)) as
-        [number, string, string] | [];
+      const r = (await this.script('Remove', tenantId, [connId])) as [number, string, string] | [];
       if (r.length === 0) return { lastForUser: false };
       return { lastForUser: Number(r[0]) === 1, tenantId, userId: String(r[1]), sessionId: String(r[2]) };
     });
@@ -84,30 +133,51 @@ export class RedisPresenceStore implements PresenceStore {
       if (!list) byTenant.set(c.tenantId, (list = []));
       list.push(c);
     }
-    return guard('presence heartbeat', async () => {
-      const pipe = this.redis.pipeline();
-      pipe.zadd(this.keys.presenceNodes, expiry, nodeId);
-      const calls: string[] = [];
-      for (const [tenantId, list] of byTenant) {
-        for (let i = 0; i < list.length; i += CHUNK) {
-          const args: (string | number)[] = [...this.tenantKeys(tenantId), this.keys.presenceBase(tenantId), tenantId, nodeId, expiry];
-          for (const c of list.slice(i, i + CHUNK)) {
-            const e = this.encode(nodeId, c);
-            args.push(c.connId, c.userId, e.conn, e.online);
-          }
-          // Queued on the pipeline; its result comes from exec() below.
-          void (pipe as unknown as ScriptedRedis).chatdPresenceHeartbeat(...args);
-          calls.push(tenantId);
+    const chunks: { tenantId: string; args: (string | number)[] }[] = [];
+    for (const [tenantId, list] of byTenant) {
+      for (let i = 0; i < list.length; i += CHUNK) {
+        const args: (string | number)[] = [nodeId, expiry];
+        for (const c of list.slice(i, i + CHUNK)) {
+          const e = this.encode(nodeId, c);
+          args.push(c.connId, c.userId, e.conn, e.online);
         }
+        chunks.push({ tenantId, args });
+      }
+    }
+    const changesOf = (tenantId: string, flat: string[]) => {
+      const out: PresenceChange[] = [];
+      for (let j = 0; j < flat.length; j += 2) out.push({ tenantId, userId: String(flat[j]), sessionId: String(flat[j + 1]) });
+      return out;
+    };
+    if (this.keys.cluster) {
+      // Each tenant's script goes to its own shard (auto-pipelined per shard); a pipeline cannot span slots.
+      return guard('presence heartbeat', async () => {
+        const alive = { nodeId, expiry, ttlMs };
+        const [, ...replies] = await Promise.all([
+          this.redis.zadd(this.keys.presenceNodes, 'GT', expiry, nodeId),
+          ...chunks.map((c) => this.script('Heartbeat', c.tenantId, c.args, alive)),
+        ]);
+        return replies.flatMap((flat, i) => changesOf(chunks[i]!.tenantId, flat as string[]));
+      });
+    }
+    return guard('presence heartbeat', async () => {
+      const pipe = (this.redis as Redis).pipeline();
+      pipe.zadd(this.keys.presenceNodes, expiry, nodeId);
+      for (const c of chunks) {
+        // Queued on the pipeline; its result comes from exec() below.
+        void (pipe as unknown as ScriptedRedis).chatdPresenceHeartbeat(
+          ...this.tenantKeys(c.tenantId),
+          this.keys.presenceBase(c.tenantId),
+          c.tenantId,
+          ...c.args,
+        );
       }
       const results = await pipe.exec();
       const changes: PresenceChange[] = [];
       results?.forEach(([err, res], i) => {
         if (err) throw err;
         if (i === 0) return;
-        const tenantId = calls[i - 1]!;
-        const flat = res as string[];
-        for (let j = 0; j < flat.length; j += 2) changes.push({ tenantId, userId: String(flat[j]), sessionId: String(flat[j + 1]) });
+        changes.push(...changesOf(chunks[i - 1]!.tenantId, res as string[]));
       });
       return changes;
     });
@@ -120,13 +190,7 @@ export class RedisPresenceStore implements PresenceStore {
       // Only tenants whose earliest connection expiry has passed.
       for (const tenantId of await this.redis.zrangebyscore(this.keys.presenceTenants, '-inf', nowMs)) {
         for (;;) {
-          const r = (await this.redis.chatdPresenceSweep(
-            ...this.tenantKeys(tenantId),
-            this.keys.presenceBase(tenantId),
-            tenantId,
-            nowMs,
-            CHUNK,
-          )) as [number, ...string[]];
+          const r = (await this.script('Sweep', tenantId, [nowMs, CHUNK])) as [number, ...string[]];
           for (let j = 1; j < r.length; j += 2) changes.push({ tenantId, userId: String(r[j]), sessionId: String(r[j + 1]) });
           if (Number(r[0]) < CHUNK) break;
         }
@@ -138,16 +202,17 @@ export class RedisPresenceStore implements PresenceStore {
   removeNode(nodeId: string): Promise<PresenceChange[]> {
     return guard('presence removeNode', async () => {
       const changes: PresenceChange[] = [];
-      for (const tenantId of await this.redis.zrange(this.keys.presenceTenants, 0, -1)) {
-        const r = (await this.redis.chatdPresenceRemoveNode(
-          ...this.tenantKeys(tenantId),
-          this.keys.presenceBase(tenantId),
-          tenantId,
-          nodeId,
-        )) as [number, ...string[]];
+      const k = this.keys;
+      // Cluster: only the tenants this node had connections in; standalone: every tenant with connections.
+      const tenants = k.cluster
+        ? await this.redis.smembers(k.presenceNodeTenants(nodeId))
+        : await this.redis.zrange(k.presenceTenants, 0, -1);
+      for (const tenantId of tenants) {
+        const r = (await this.script('RemoveNode', tenantId, [nodeId])) as [number, ...string[]];
         for (let j = 1; j < r.length; j += 2) changes.push({ tenantId, userId: String(r[j]), sessionId: String(r[j + 1]) });
       }
-      await this.redis.zrem(this.keys.presenceNodes, nodeId);
+      await this.redis.zrem(k.presenceNodes, nodeId);
+      if (k.cluster) await this.redis.del(k.presenceNodeTenants(nodeId));
       return changes;
     });
   }

@@ -1,13 +1,26 @@
 // The Redis engine: every port over one shared command connection, plus one subscriber connection
 // (the bus) and short-lived dedicated connections for blocking reads. Many chatd nodes share it.
-import type { Redis, RedisOptions } from 'ioredis';
+// On Redis Cluster the same ports run over ioredis Cluster clients with the cluster key layout
+// (keys.ts: every script in one slot) and the sharded bus (SSUBSCRIBE/SPUBLISH).
+import type { RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
 import type { OpenedWebhookQueue, Store, WebhookQueueOptions } from '../ports.js';
-import { createRedisClient, guard, redisOptions, waitReady, type RedisConnectionConfig, type ScriptedRedis } from './connection.js';
+import {
+  clusterSetup,
+  createClusterClient,
+  createRedisClient,
+  guard,
+  redisOptions,
+  waitReady,
+  type RedisClient,
+  type RedisConnectionConfig,
+  type ScriptedRedis,
+} from './connection.js';
 import { redisKeys, type RedisKeys } from './keys.js';
 import { RedisAgentPresenceStore } from './redis-agent-presence-store.js';
 import { RedisBus } from './redis-bus.js';
+import { RedisShardedBus } from './redis-sharded-bus.js';
 import { RedisEventLog, type RedisEventLogOptions } from './redis-event-log.js';
 import { RedisLossGuard } from './redis-loss-guard.js';
 import { RedisNodeRegistry } from './redis-node-registry.js';
@@ -28,14 +41,14 @@ export interface RedisStoreOptions extends RedisConnectionConfig, Partial<RedisE
 export const DEFAULT_MARKER_TTL_SECONDS = 48 * 3600;
 
 export class RedisStore implements Store {
-  readonly kind = 'redis' as const;
+  readonly kind: 'redis' | 'redis-cluster';
   readonly readinessName = 'redis';
   readonly keys: RedisKeys;
   readonly sessions: RedisSessionStore;
   readonly presence: RedisPresenceStore;
   readonly agentPresence: RedisAgentPresenceStore;
   readonly events: RedisEventLog;
-  readonly bus: RedisBus;
+  readonly bus: RedisBus | RedisShardedBus;
   readonly webhooks: RedisWebhookStream;
   readonly rateLimiter: RedisRateLimiter;
   readonly erasure: RedisErasureStore;
@@ -43,30 +56,45 @@ export class RedisStore implements Store {
   readonly nodes: RedisNodeRegistry;
   /** The shared command connection (exposed for admin tools and tests). */
   readonly client: ScriptedRedis;
-  private readonly subscriber: Redis;
-  private readonly dedicated = new Set<Redis>();
+  private readonly subscriber: RedisClient;
+  private readonly dedicated = new Set<RedisClient>();
   private readonly connectTimeoutMs: number;
   private readonly connection: RedisConnectionConfig & { readonly prefix: string };
 
   constructor(opts: RedisStoreOptions, logger: Logger) {
-    const options = { ...redisOptions(opts), ...opts.ioredis };
-    this.connectTimeoutMs = Number(options.connectTimeout ?? 5000);
-    this.keys = redisKeys(opts.prefix);
-    // Commands issued in the same tick go out in one write (ioredis auto-pipelining) — e.g. the
-    // publishes of one group-commit batch, whose acknowledgements resolve together; one write per
-    // command was the largest single cost of the ingest path (`npm run bench -- ingest --profile`).
-    // Order per client is kept; the subscriber and blocking connections below stay unpipelined.
-    this.client = createRedisClient({ ...options, enableAutoPipelining: true }, logger, 'commands');
-    // Subscriber mode never runs regular commands; no command timeout (SUBSCRIBE replies are pushed).
-    // The bus re-subscribes its own channel list after a reconnect (then tells its listeners), so
-    // ioredis's own re-subscription (which would also revive channels dropped during the outage) is off.
-    this.subscriber = createRedisClient({ ...options, commandTimeout: undefined, autoResubscribe: false }, logger, 'subscriber');
-    const blocking = () => {
-      const c = createRedisClient({ ...options, commandTimeout: undefined }, logger, 'blocking');
-      this.dedicated.add(c);
-      c.once('end', () => this.dedicated.delete(c));
-      return c;
-    };
+    const cluster = opts.cluster;
+    this.kind = cluster ? 'redis-cluster' : 'redis';
+    this.keys = redisKeys(opts.prefix, cluster ? 'cluster' : 'standalone');
+    let blocking: () => RedisClient;
+    if (cluster) {
+      const setup = clusterSetup(cluster, { commandTimeoutMs: opts.commandTimeoutMs, connectTimeoutMs: opts.connectTimeoutMs });
+      this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+      // Commands go to each key's shard, auto-pipelined per shard; MOVED/ASK are followed by ioredis.
+      // Sharded pub/sub only: one subscriber connection per master, kept by ioredis across failovers.
+      const client = createClusterClient(setup, logger, 'commands', { enableAutoPipelining: true, shardedSubscribers: false });
+      this.client = client;
+      const sub = createClusterClient(setup, logger, 'subscriber', { shardedSubscribers: true });
+      this.subscriber = sub;
+      this.bus = new RedisShardedBus(client, sub, this.keys, logger, this.connectTimeoutMs);
+      const blockingSetup = clusterSetup(cluster, { commandTimeoutMs: undefined, connectTimeoutMs: opts.connectTimeoutMs });
+      blocking = () => this.track(createClusterClient(blockingSetup, logger, 'blocking', { shardedSubscribers: false }));
+    } else {
+      const options = { ...redisOptions(opts), ...opts.ioredis };
+      this.connectTimeoutMs = Number(options.connectTimeout ?? 5000);
+      // Commands issued in the same tick go out in one write (ioredis auto-pipelining) — e.g. the
+      // publishes of one group-commit batch, whose acknowledgements resolve together; one write per
+      // command was the largest single cost of the ingest path (`npm run bench -- ingest --profile`).
+      // Order per client is kept; the subscriber and blocking connections below stay unpipelined.
+      const client = createRedisClient({ ...options, enableAutoPipelining: true }, logger, 'commands');
+      this.client = client;
+      // Subscriber mode never runs regular commands; no command timeout (SUBSCRIBE replies are pushed).
+      // The bus re-subscribes its own channel list after a reconnect (then tells its listeners), so
+      // ioredis's own re-subscription (which would also revive channels dropped during the outage) is off.
+      const sub = createRedisClient({ ...options, commandTimeout: undefined, autoResubscribe: false }, logger, 'subscriber');
+      this.subscriber = sub;
+      this.bus = new RedisBus(client, sub, this.keys, logger, this.connectTimeoutMs);
+      blocking = () => this.track(createRedisClient({ ...options, commandTimeout: undefined }, logger, 'blocking'));
+    }
     this.sessions = new RedisSessionStore(this.client, this.keys);
     this.presence = new RedisPresenceStore(this.client, this.keys);
     this.agentPresence = new RedisAgentPresenceStore(this.client, this.keys);
@@ -75,7 +103,6 @@ export class RedisStore implements Store {
       webhookStreamMaxLen: opts.webhookStreamMaxLen ?? 100000,
       markerTtlSeconds: opts.markerTtlSeconds ?? DEFAULT_MARKER_TTL_SECONDS,
     });
-    this.bus = new RedisBus(this.client, this.subscriber, this.keys, logger, this.connectTimeoutMs);
     this.webhooks = new RedisWebhookStream(this.client, this.keys, blocking, this.connectTimeoutMs);
     this.rateLimiter = new RedisRateLimiter(this.client, this.keys);
     this.erasure = new RedisErasureStore(this.client, this.keys, this.presence);
@@ -83,7 +110,14 @@ export class RedisStore implements Store {
     // Over the shared connection; each call waits (2 s at most) for it, so a node that starts
     // before its Redis advertises itself as soon as Redis is up.
     this.nodes = new RedisNodeRegistry(this.client, opts.prefix, () => waitReady(this.client, 2000));
-    this.connection = { url: opts.url, sentinel: opts.sentinel, prefix: opts.prefix };
+    this.connection = { url: opts.url, sentinel: opts.sentinel, cluster: opts.cluster, prefix: opts.prefix };
+  }
+
+  /** A dedicated connection (blocking reads), closed with the store. */
+  private track<C extends RedisClient>(c: C): C {
+    this.dedicated.add(c);
+    c.once('end', () => this.dedicated.delete(c));
+    return c;
   }
 
   /**

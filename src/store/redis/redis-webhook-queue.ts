@@ -2,12 +2,21 @@
 // (`chatd-webhooks`) on `meta:webhook_jobs`; retries live in the sorted set `meta:webhook_retry`
 // (score = due time, member = the self-contained RetryItem JSON) and dead deliveries in the stream
 // `meta:webhook_dead`. Multi-key steps are Lua scripts, so each is atomic. All keys carry
-// `redis.prefix` (one hash slot is not required: chatd supports standalone and Sentinel only).
+// `redis.prefix`. On Redis Cluster the companions are tagged with the stream's name
+// (`x:{meta:webhook_jobs}:retry|dead|epoch`), so every script runs in the stream's one slot.
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
-import { createRedisClient, redisOptions, waitReady, type RedisConnectionConfig } from './connection.js';
+import {
+  clusterSetup,
+  createClusterClient,
+  createRedisClient,
+  redisOptions,
+  waitReady,
+  type RedisClient,
+  type RedisConnectionConfig,
+} from './connection.js';
+import { redisKeys } from './keys.js';
 import { compareStreamIds, decodeRetry, encodeRetry, parseJobFields, replayItem } from '../webhook-jobs.js';
 import type { WebhookJob, ClaimedRetry, DeadEntry, DeadInput, DeadReason, ScheduledRetry, Settlement, WebhookQueue } from '../ports.js';
 
@@ -21,12 +30,15 @@ export interface RedisQueueKeys {
   readonly epoch: string;
 }
 
-export const webhookKeys = (prefix: string): RedisQueueKeys => ({
-  jobs: `${prefix}meta:webhook_jobs`,
-  retry: `${prefix}meta:webhook_retry`,
-  dead: `${prefix}meta:webhook_dead`,
-  epoch: `${prefix}meta:webhook_epoch`,
-});
+export const webhookKeys = (prefix: string, layout: 'standalone' | 'cluster' = 'standalone'): RedisQueueKeys => {
+  const k = redisKeys(prefix, layout);
+  return {
+    jobs: k.webhookJobs,
+    retry: k.webhookRetry,
+    dead: k.webhookDead,
+    epoch: layout === 'cluster' ? `${prefix}x:{${k.webhookJobs}}:epoch` : `${prefix}meta:webhook_epoch`,
+  };
+};
 
 /** What Redis holds of the webhook promise at one instant (RedisWebhookQueue.snapshot). */
 export interface QueueSnapshot {
@@ -165,7 +177,7 @@ const deadArgs = (d: DeadInput): string[] => [
 ];
 
 type Cmd = Pick<
-  Redis,
+  RedisClient,
   | 'eval'
   | 'evalsha'
   | 'xadd'
@@ -181,7 +193,7 @@ type Cmd = Pick<
   | 'quit'
   | 'disconnect'
 >;
-type Blocking = Pick<Redis, 'xreadgroup' | 'quit' | 'disconnect'>;
+type Blocking = Pick<RedisClient, 'xreadgroup' | 'quit' | 'disconnect'>;
 
 export interface RedisQueueOptions {
   /** Runs commands. */
@@ -189,6 +201,8 @@ export interface RedisQueueOptions {
   /** Blocks on XREADGROUP (a connection of its own). */
   readonly blocking: Blocking;
   readonly prefix: string;
+  /** The key layout (cluster: companions tagged with the stream's slot). */
+  readonly layout?: 'standalone' | 'cluster';
   readonly deadMaxLen: number;
   /**
    * Where a newly created group starts: '$' (default) = jobs appended from now on. Every api node
@@ -211,7 +225,7 @@ export class RedisWebhookQueue implements WebhookQueue {
   private closed = false;
 
   constructor(private readonly opts: RedisQueueOptions) {
-    this.keys = webhookKeys(opts.prefix);
+    this.keys = webhookKeys(opts.prefix, opts.layout);
   }
 
   /** EVALSHA, falling back to EVAL when Redis does not have the script yet (or lost it in a restart). */
@@ -570,11 +584,28 @@ export async function openRedisWebhookQueue(
   conn: RedisConnectionConfig & { readonly prefix: string },
   opts: { readonly logger: Logger; readonly deadMaxLen: number },
 ): Promise<RedisWebhookQueue> {
-  const options = redisOptions({ url: conn.url, sentinel: conn.sentinel });
-  const redis = createRedisClient(options, opts.logger, 'webhooks');
-  const blocking = createRedisClient(options, opts.logger, 'webhooks-blocking');
+  let redis: RedisClient;
+  let blocking: RedisClient;
+  if (conn.cluster) {
+    const setup = clusterSetup(conn.cluster);
+    redis = createClusterClient(setup, opts.logger, 'webhooks', { shardedSubscribers: false });
+    // A Cluster of its own: its connection to the stream's shard blocks on XREADGROUP.
+    blocking = createClusterClient(clusterSetup(conn.cluster, { commandTimeoutMs: undefined }), opts.logger, 'webhooks-blocking', {
+      shardedSubscribers: false,
+    });
+  } else {
+    const options = redisOptions({ url: conn.url, sentinel: conn.sentinel });
+    redis = createRedisClient(options, opts.logger, 'webhooks');
+    blocking = createRedisClient(options, opts.logger, 'webhooks-blocking');
+  }
   await Promise.all([waitReady(redis, 5000), waitReady(blocking, 5000)]).catch((err: unknown) =>
     opts.logger.warn({ err: { message: (err as Error).message } }, 'redis not reachable for webhooks at start; continuing'),
   );
-  return new RedisWebhookQueue({ redis, blocking, prefix: conn.prefix, deadMaxLen: opts.deadMaxLen });
+  return new RedisWebhookQueue({
+    redis,
+    blocking,
+    prefix: conn.prefix,
+    layout: conn.cluster ? 'cluster' : 'standalone',
+    deadMaxLen: opts.deadMaxLen,
+  });
 }

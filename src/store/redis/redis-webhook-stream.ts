@@ -1,8 +1,7 @@
 // `meta:webhook_jobs` in Redis: read a range, follow it (blocking XREAD on a dedicated connection,
 // so the shared connection never blocks), and consumer groups for the webhook dispatcher.
-import type { Redis } from 'ioredis';
 import type { WebhookConsumerGroup, WebhookJob, WebhookStream } from '../ports.js';
-import { guard, waitReady } from './connection.js';
+import { guard, waitReady, type RedisClient } from './connection.js';
 import { entryFields } from './redis-event-log.js';
 import type { RedisKeys } from './keys.js';
 
@@ -33,14 +32,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 /** Opens a dedicated connection for blocking commands (no command timeout); the caller closes it. */
-export type BlockingConnectionFactory = () => Redis;
+export type BlockingConnectionFactory = () => RedisClient;
 
 /** How long one blocking XREAD waits before it is re-issued (bounded so a half-open socket is noticed). */
 const BLOCK_MS = 5000;
 
 export class RedisWebhookStream implements WebhookStream {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly blocking: BlockingConnectionFactory,
     private readonly connectTimeoutMs: number,
@@ -102,11 +101,11 @@ export class RedisWebhookStream implements WebhookStream {
 }
 
 class RedisWebhookGroup implements WebhookConsumerGroup {
-  private conn: Redis | null = null;
+  private conn: RedisClient | null = null;
 
   constructor(
     readonly name: string,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
     private readonly blocking: BlockingConnectionFactory,
     private readonly connectTimeoutMs: number,

@@ -3,7 +3,8 @@
 // session check-and-set safe, and publishMessage idempotent. Keys known in advance are passed as
 // KEYS; keys derived from data inside a script (a user's or node's connection set) are built from a
 // base that already carries `redis.prefix`, so no script ever touches an unprefixed key.
-// Scripts rely on Redis ≥ 5 (effects replication: TIME, XADD * and PUBLISH inside scripts).
+// Scripts rely on Redis ≥ 5 (effects replication: TIME, XADD * and PUBLISH inside scripts); the
+// cluster layout's on Redis ≥ 7 (SPUBLISH inside a script, to a channel in the script's slot).
 
 /** Name, key count and source: registered with ioredis's defineCommand (EVALSHA, EVAL on NOSCRIPT). */
 export interface ScriptDef {
@@ -41,12 +42,14 @@ return redis.call('GET', KEYS[1])
 `,
 };
 
+type Layout = 'standalone' | 'cluster';
+
 // Shared by the presence scripts.
 // KEYS[1] t:{tid}:presence:exp (zset connId → expiry ms), KEYS[2] t:{tid}:presence:conn (hash
 // connId → JSON), KEYS[3] online_users:{tid}, KEYS[4] presence:tenants (zset tenantId → earliest
 // connection expiry), KEYS[5] presence:nodes.
 // ARGV[1] base of per-user/per-node sets (`<prefix>t:{tid}:presence:`), ARGV[2] tenantId.
-const PRESENCE_PRELUDE = `
+const presencePrelude = (layout: Layout) => `
 local function userKey(u) return ARGV[1] .. 'user:' .. u end
 local function nodeKey(n) return ARGV[1] .. 'node:' .. n end
 -- Removes one connection; returns nil when unknown, else {conn, wasLastOfUser}.
@@ -77,11 +80,23 @@ local function removeConn(connId)
   return {c, last}
 end
 -- presence:tenants scores each tenant by its earliest connection expiry, so a sweep visits only
--- tenants with something expired. Called at the end of every presence script.
-local function touchTenant()
+-- tenants with something expired. Called at the end of every presence script. In the cluster
+-- layout presence:tenants and presence:nodes live in other slots: the script reports the earliest
+-- expiry (the caller writes the index) and nodeAlive is the caller's job too.
+${
+  layout === 'standalone'
+    ? `local function touchTenant()
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   if first[2] then redis.call('ZADD', KEYS[4], first[2], ARGV[2]) else redis.call('ZREM', KEYS[4], ARGV[2]) end
 end
+local function nodeAlive(expiry, nodeId) redis.call('ZADD', KEYS[5], expiry, nodeId) end`
+    : `local earliest = false
+local function touchTenant()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  earliest = first[2] or false
+end
+local function nodeAlive() end`
+}
 -- Asserts one connection with its expiry; returns true when online_users got its HSET (the user
 -- had no entry). Idempotent: a heartbeat calls it for every live connection of its node.
 local function ensureConn(connId, userId, nodeId, expiry, connJson, onlineJson)
@@ -107,37 +122,48 @@ local function ensureConn(connId, userId, nodeId, expiry, connJson, onlineJson)
 end
 `;
 
+/**
+ * A presence script in both layouts. Standalone: KEYS exp, conn, online_users, presence:tenants,
+ * presence:nodes; replies as documented per script. Cluster: KEYS exp, conn, online_users (one
+ * slot); replies {reply, earliestExpiry|nil}, and the caller updates the global indexes.
+ */
+function presenceScript(body: string): Record<Layout, ScriptDef> {
+  return {
+    standalone: { numberOfKeys: 5, lua: `${presencePrelude('standalone')}${body}` },
+    cluster: {
+      numberOfKeys: 3,
+      lua: `${presencePrelude('cluster')}
+local function body()${body}end
+local reply = body()
+return {reply, earliest}
+`,
+    },
+  };
+}
+
 /** ARGV[3..8]: connId, userId, nodeId, expiryMs, connJson, onlineJson. Returns 1 when first for the user. */
-export const PRESENCE_ADD: ScriptDef = {
-  numberOfKeys: 5,
-  lua: `${PRESENCE_PRELUDE}
-redis.call('ZADD', KEYS[5], ARGV[6], ARGV[5])
+const PRESENCE_ADD = presenceScript(`
+nodeAlive(ARGV[6], ARGV[5])
 local first = ensureConn(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 touchTenant()
 if first then return 1 end
 return 0
-`,
-};
+`);
 
 /** ARGV[3] connId. Returns {} when unknown, else {last (0|1), userId, sessionId}. */
-export const PRESENCE_REMOVE: ScriptDef = {
-  numberOfKeys: 5,
-  lua: `${PRESENCE_PRELUDE}
+const PRESENCE_REMOVE = presenceScript(`
 local r = removeConn(ARGV[3])
 touchTenant()
 if not r then return {} end
 return {r[2] and 1 or 0, r[1].userId, r[1].sessionId}
-`,
-};
+`);
 
 /**
  * ARGV[3] nodeId, ARGV[4] expiryMs, then groups of 4 from ARGV[5]: connId, userId, connJson,
  * onlineJson. Returns flat {userId, sessionId, …} of users whose online_users entry was re-created.
  */
-export const PRESENCE_HEARTBEAT: ScriptDef = {
-  numberOfKeys: 5,
-  lua: `${PRESENCE_PRELUDE}
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+const PRESENCE_HEARTBEAT = presenceScript(`
+nodeAlive(ARGV[4], ARGV[3])
 local out = {}
 for i = 5, #ARGV, 4 do
   if ensureConn(ARGV[i], ARGV[i + 1], ARGV[3], ARGV[4], ARGV[i + 2], ARGV[i + 3]) then
@@ -148,8 +174,7 @@ for i = 5, #ARGV, 4 do
 end
 touchTenant()
 return out
-`,
-};
+`);
 
 // The end of sweep and remove-node: removes the connections in `ids` and replies
 // {removedCount, userId, sessionId, …} for the users who went offline.
@@ -169,20 +194,14 @@ return out
  * ARGV[3] nowMs, ARGV[4] batch size. Removes up to a batch of expired connections. Returns
  * {removedCount, userId, sessionId, …} listing the users who went offline.
  */
-export const PRESENCE_SWEEP: ScriptDef = {
-  numberOfKeys: 5,
-  lua: `${PRESENCE_PRELUDE}
+const PRESENCE_SWEEP = presenceScript(`
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
-${REMOVE_IDS}`,
-};
+${REMOVE_IDS}`);
 
 /** ARGV[3] nodeId. Removes every connection of a node in this tenant (graceful stop). Same reply as sweep. */
-export const PRESENCE_REMOVE_NODE: ScriptDef = {
-  numberOfKeys: 5,
-  lua: `${PRESENCE_PRELUDE}
+const PRESENCE_REMOVE_NODE = presenceScript(`
 local ids = redis.call('SMEMBERS', nodeKey(ARGV[3]))
-${REMOVE_IDS}`,
-};
+${REMOVE_IDS}`);
 
 // Agent presence (DESIGN.md "Offline continuity"): every key of one call is the tenant's, tagged
 // `{online_users:T}`, so a script stays in one Redis Cluster slot; the global tenants set is
@@ -330,13 +349,52 @@ return {off, 0}
 };
 
 /** KEYS[1] t:{tid}:agent:offset, KEYS[2] t:{tid}:agent. ARGV: channel, presenceJson, agentMaxLen. Returns the offset. */
-export const PUBLISH_PRESENCE: ScriptDef = {
+const publishPresence = (publish: 'PUBLISH' | 'SPUBLISH'): ScriptDef => ({
   numberOfKeys: 2,
   lua: `${NEXT_OFFSET}
 local off = nextOffset(KEYS[1], KEYS[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], off .. '-0', 'type', 'presence', 'data', ARGV[2])
-redis.call('PUBLISH', ARGV[1], '{"type":"presence","agentOffset":' .. off .. ',"presence":' .. ARGV[2] .. '}')
+redis.call('${publish}', ARGV[1], '{"type":"presence","agentOffset":' .. off .. ',"presence":' .. ARGV[2] .. '}')
 return off
+`,
+});
+export const PUBLISH_PRESENCE = publishPresence('PUBLISH');
+
+// Cluster layout: no script spans slots, so publishMessage is two idempotent scripts, each with
+// its own marker in its own stream's slot. A crash between them leaves the outbox row undone; the
+// relay's re-publish then finds the first marker (no second entry) and completes the other.
+
+/**
+ * KEYS[1] t:{tid}:agent:m:{messageId} (marker), KEYS[2] t:{tid}:agent:offset, KEYS[3] t:{tid}:agent
+ * (one slot, with the tenant's sharded channel). ARGV: channel, messageJson, agentMaxLen,
+ * markerTtlSeconds. SPUBLISHes inside, so the channel carries the tenant's events in offset order.
+ * Returns {offset, duplicate (0|1)}.
+ */
+export const AGENT_APPEND_MESSAGE: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${NEXT_OFFSET}
+local prev = redis.call('GET', KEYS[1])
+if prev then return {tonumber(prev), 1} end
+local off = nextOffset(KEYS[2], KEYS[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], off .. '-0', 'type', 'message', 'data', ARGV[2])
+redis.call('SET', KEYS[1], off, 'EX', ARGV[4])
+redis.call('SPUBLISH', ARGV[1], '{"type":"message","agentOffset":' .. off .. ',"message":' .. ARGV[2] .. '}')
+return {off, 0}
+`,
+};
+
+/**
+ * KEYS[1] x:{meta:webhook_jobs}:m:{messageId} (marker), KEYS[2] meta:webhook_jobs (one slot).
+ * ARGV: messageJson, tenantId, sessionId, messageId, createdAt, webhookMaxLen, markerTtlSeconds.
+ * Returns 1 when appended, 0 when the marker says it was already.
+ */
+export const WEBHOOK_APPEND: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) == false then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'message.created', 'tenantId', ARGV[2],
+  'sessionId', ARGV[3], 'messageId', ARGV[4], 'createdAt', ARGV[5], 'payload', ARGV[1])
+return 1
 `,
 };
 
@@ -390,14 +448,18 @@ return {allowed, retry}
 `,
 };
 
+/**
+ * Every script by its ioredis command name. Both layouts' scripts are defined on every client
+ * (definitions are local until first use); each adapter calls its own layout's names.
+ */
 export const SCRIPTS = {
   chatdSessionUpsert: SESSION_UPSERT,
   chatdBind: BIND,
-  chatdPresenceAdd: PRESENCE_ADD,
-  chatdPresenceRemove: PRESENCE_REMOVE,
-  chatdPresenceHeartbeat: PRESENCE_HEARTBEAT,
-  chatdPresenceSweep: PRESENCE_SWEEP,
-  chatdPresenceRemoveNode: PRESENCE_REMOVE_NODE,
+  chatdPresenceAdd: PRESENCE_ADD.standalone,
+  chatdPresenceRemove: PRESENCE_REMOVE.standalone,
+  chatdPresenceHeartbeat: PRESENCE_HEARTBEAT.standalone,
+  chatdPresenceSweep: PRESENCE_SWEEP.standalone,
+  chatdPresenceRemoveNode: PRESENCE_REMOVE_NODE.standalone,
   chatdAgentAdd: AGENT_ADD,
   chatdAgentRemove: AGENT_REMOVE,
   chatdAgentHeartbeat: AGENT_HEARTBEAT,
@@ -406,6 +468,14 @@ export const SCRIPTS = {
   chatdAgentForgetTenant: AGENT_FORGET_TENANT,
   chatdPublishMessage: PUBLISH_MESSAGE,
   chatdPublishPresence: PUBLISH_PRESENCE,
+  chatdClusterPresenceAdd: PRESENCE_ADD.cluster,
+  chatdClusterPresenceRemove: PRESENCE_REMOVE.cluster,
+  chatdClusterPresenceHeartbeat: PRESENCE_HEARTBEAT.cluster,
+  chatdClusterPresenceSweep: PRESENCE_SWEEP.cluster,
+  chatdClusterPresenceRemoveNode: PRESENCE_REMOVE_NODE.cluster,
+  chatdClusterAgentAppendMessage: AGENT_APPEND_MESSAGE,
+  chatdClusterWebhookAppend: WEBHOOK_APPEND,
+  chatdClusterPublishPresence: publishPresence('SPUBLISH'),
   chatdAgentRange: AGENT_RANGE,
   chatdTokenBucket: TOKEN_BUCKET,
 } as const;
