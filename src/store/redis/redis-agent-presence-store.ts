@@ -59,25 +59,22 @@ export class RedisAgentPresenceStore implements AgentPresenceStore {
     }
     if (byTenant.size === 0) return Promise.resolve([]);
     return guard('agent presence heartbeat', async () => {
-      const pipe = this.redis.pipeline();
-      const calls: (string | undefined)[] = [];
+      // Tenants listed first (as in add), then one script per chunk. Separate commands, not one
+      // pipeline: on Redis Cluster a pipeline cannot span slots (each tenant has its own); with
+      // auto-pipelining they still leave in one write per connection.
+      await Promise.all([...byTenant.keys()].map((tenantId) => this.redis.zadd(this.keys.agentTenants, 'GT', expiry, tenantId)));
+      const calls: Promise<{ tenantId: string; res: unknown }>[] = [];
       for (const [tenantId, list] of byTenant) {
-        pipe.zadd(this.keys.agentTenants, 'GT', expiry, tenantId);
-        calls.push(undefined);
         for (let i = 0; i < list.length; i += CHUNK) {
           const args: (string | number)[] = [...this.tenantKeys(tenantId), expiry];
           for (const c of list.slice(i, i + CHUNK)) args.push(c.connId, c.agentId, connJson(nodeId, c), onlineJson(c));
-          // Queued on the pipeline; its result comes from exec() below.
-          void (pipe as unknown as ScriptedRedis).chatdAgentHeartbeat(...args);
-          calls.push(tenantId);
+          calls.push(this.redis.chatdAgentHeartbeat(...args).then((res) => ({ tenantId, res })));
         }
       }
       const back: AgentPresenceChange[] = [];
-      (await pipe.exec())?.forEach(([err, res], i) => {
-        if (err) throw err;
-        const tenantId = calls[i];
-        if (tenantId !== undefined) for (const agentId of res as string[]) back.push({ tenantId, agentId: String(agentId) });
-      });
+      for (const { tenantId, res } of await Promise.all(calls)) {
+        for (const agentId of res as string[]) back.push({ tenantId, agentId: String(agentId) });
+      }
       return back;
     });
   }
