@@ -171,6 +171,16 @@ export class RedisCluster {
     throw new Error(`no master found for slot ${slot}`);
   }
 
+  /** The slot of a key, as the cluster computes it. */
+  async keyslot(key: string): Promise<number> {
+    for (const n of this.nodes) {
+      if (!n.child) continue;
+      const r = await rawCommand(n.port, 'CLUSTER', 'KEYSLOT', key);
+      if (r?.startsWith(':')) return Number(r.slice(1));
+    }
+    throw new Error('no node answered CLUSTER KEYSLOT');
+  }
+
   /** The ports of the running masters. */
   async masters(): Promise<number[]> {
     const out: number[] = [];

@@ -27,7 +27,11 @@ export const ADMIN_TOKEN = 'reliability-admin-token-0123456789abcdef';
 
 export interface ClusterOptions {
   readonly redisUrl?: string;
+  /** Redis Cluster seed URLs (`redis.cluster.nodes`), instead of redisUrl. */
+  readonly redisClusterNodes?: readonly string[];
   readonly redisPrefix?: string;
+  /** Every tenant posts its webhooks there (endpoint id `rel`). */
+  readonly webhook?: { readonly url: string; readonly secret: string };
   readonly databaseUrl: string;
   readonly schema?: string;
   readonly tenants?: readonly TenantSpec[];
@@ -57,6 +61,7 @@ export class Cluster {
       id: t.id,
       apiKeys: [{ key: t.pub }, { key: t.sec }],
       allowedOrigins: ['*'],
+      ...(this.opts.webhook ? { webhooks: [{ id: 'rel', url: this.opts.webhook.url, secret: this.opts.webhook.secret }] } : {}),
     }));
     const config = {
       nodeId: name,
@@ -65,6 +70,9 @@ export class Cluster {
       admin: { port: 0, token: ADMIN_TOKEN },
       log: { level: 'info', format: 'json' },
       ...(this.opts.redisUrl ? { redis: { url: this.opts.redisUrl, prefix: this.opts.redisPrefix ?? '' } } : {}),
+      ...(this.opts.redisClusterNodes
+        ? { redis: { cluster: { nodes: this.opts.redisClusterNodes }, prefix: this.opts.redisPrefix ?? '' } }
+        : {}),
       database: {
         url: this.opts.databaseUrl,
         ...(this.opts.schema ? { schema: this.opts.schema } : {}),
