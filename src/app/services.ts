@@ -9,6 +9,7 @@ import type { ReadinessCheck } from '../roles/role-context.js';
 import { createAuth, type Auth } from '../auth/index.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createRevocationCheck } from '../ops/revocation.js';
+import { createInbox, withPresence, type Inbox } from '../chat/inbox.js';
 
 export interface Services {
   readonly store: Store;
@@ -17,6 +18,8 @@ export interface Services {
   readonly auth: Auth;
   /** The domain (src/chat): the one path of a message, history, session binding. */
   readonly chat: ChatService;
+  /** The agents' side of conversations (src/chat/inbox.ts): list, summary, status, assignment. */
+  readonly inbox: Inbox;
   /** Publishes accepted messages after commit; sweeps the outbox on every node. */
   readonly relay: OutboxRelay;
   /** Per-subject token revocation (src/ops/revocation.ts): `forget` drops this node's cached answer. */
@@ -61,7 +64,17 @@ export async function createServices(
   const auth = createAuth(config, { isRevoked: revocation.isRevoked });
   // Step 4 of "One path for a message": publish after commit and mark the outbox row done; the
   // relay's periodic sweep re-publishes rows left undone (a crash, Redis down): late, never lost.
-  const relay = startOutboxRelay(db.outbox, store.events, logger.child({ component: 'outbox-relay' }));
+  // conversation_updated events take the same path, with `online` added from presence.
+  const relay = startOutboxRelay(db.outbox, withPresence(store.events, store.presence), logger.child({ component: 'outbox-relay' }), {
+    updates: db.conversationOutbox,
+  });
+  const inbox = createInbox({
+    tenants: () => auth.tenants,
+    conversations: db.conversations,
+    relay,
+    presence: store.presence,
+    logger: logger.child({ component: 'inbox' }),
+  });
   // tenants[].retention.messages: old messages are deleted in small batches, on every node.
   const retention = startRetention(db.messages, config, logger.child({ component: 'retention' }));
   const chat = createChatService({
@@ -70,6 +83,8 @@ export async function createServices(
     sessions: store.sessions,
     relay,
     bus: store.bus,
+    conversations: db.conversations,
+    autoAssign: (tenantId, sessionId) => inbox.autoAssign(tenantId, sessionId),
     messageMaxChars: config.limits.messageMaxChars,
     logger,
   });
@@ -78,6 +93,7 @@ export async function createServices(
     db,
     auth,
     chat,
+    inbox,
     relay,
     revocation,
     readiness: [

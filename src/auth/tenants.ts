@@ -25,7 +25,15 @@ export interface TenantPolicy {
   readonly tokensNotBefore: number | undefined;
   /** Business hours, away message, expected reply time (always open in zero-config mode). */
   readonly availability: AvailabilitySettings;
+  /** The inbox: reopening on a visitor's message, automatic assignment. */
+  readonly conversations: TenantConfig['conversations'];
 }
+
+/** The inbox defaults (the schema's): reopen on a visitor's message, no automatic assignment. */
+export const DEFAULT_CONVERSATIONS: TenantConfig['conversations'] = Object.freeze({
+  reopenOnVisitorMessage: true,
+  autoAssign: Object.freeze({ mode: 'off' as const, maxOpenPerAgent: 10 }),
+});
 
 export interface TenantDirectory {
   /** True when no tenants are configured: any tenant id is accepted (warned at start). */
@@ -47,6 +55,7 @@ function policyOf(t: TenantConfig): TenantPolicy {
     jwtVerificationKey: t.jwtVerificationKey,
     tokensNotBefore: Number.isFinite(nbf) ? nbf : undefined,
     availability: availabilitySettings(t),
+    conversations: t.conversations ?? DEFAULT_CONVERSATIONS,
   });
 }
 
@@ -70,6 +79,7 @@ export function createTenantDirectory(config: Pick<Config, 'tenants'>): TenantDi
           jwtVerificationKey: undefined,
           tokensNotBefore: undefined,
           availability: ALWAYS_OPEN,
+          conversations: DEFAULT_CONVERSATIONS,
         });
         // Bounded: zero-config mode is for one developer, but a flood of ids must not grow memory.
         if (open.size < 10_000) open.set(tenantId, p);

@@ -60,6 +60,7 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
       sessions: store.sessions,
       relay: {
         publishNow: (m, outboxId) => void store.events.publishMessage(m).then(() => db.outbox.markDone([outboxId])),
+        publishUpdateNow: (u) => void store.events.publishUpdate(u).then(() => db.conversationOutbox.markDone([u.id])),
       },
       bus: store.bus,
       messageMaxChars: 4000,
@@ -119,13 +120,24 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
       const again = await chat.send(visitor, input, 'ws');
       expect(again).toMatchObject({ messageId: r.messageId, duplicate: true });
       const deadline = Date.now() + 10_000;
-      while (!events.some((e) => e.type === 'message') && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+      const both = () => events.some((e) => e.type === 'message') && events.some((e) => e.type === 'conversation');
+      while (!both() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
       const published = events.filter((e) => e.type === 'message');
       expect(published).toHaveLength(1);
       expect(published[0]).toMatchObject({ type: 'message', message: { id: r.messageId } });
       // What the ws role emits from it matches the published event schema.
       assertSchema('event.server.meta_message_created.schema.json', { message: (published[0] as { message: unknown }).message });
-      expect(await store.webhooks.length()).toBe(before + 1);
+      // The conversation's new summary: once too, on the agent stream and as a conversation.updated job.
+      const updates = events.filter((e) => e.type === 'conversation');
+      expect(updates).toHaveLength(1);
+      expect(updates[0]).toMatchObject({ type: 'conversation', update: { sessionId: s, version: 1, conversation: { messageCount: 1 } } });
+      assertSchema('event.server.conversation_updated.schema.json', {
+        conversation: (updates[0] as { update: { conversation: unknown } }).update.conversation,
+        version: 1,
+      });
+      expect(await store.webhooks.length()).toBe(before + 2);
+      const jobs = await store.webhooks.range('-', '+', 100_000);
+      expect(jobs.filter((j) => j.sessionId === s).map((j) => j.type)).toEqual(expect.arrayContaining(['message.created', 'conversation.updated']));
       while ((await db.outbox.pendingCount()) > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
       expect(await db.outbox.pendingCount()).toBe(0);
     } finally {
@@ -206,7 +218,7 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
         tenants: () => auth.tenants,
         messages: db.messages,
         sessions: dead.sessions,
-        relay: { publishNow: () => undefined },
+        relay: { publishNow: () => undefined, publishUpdateNow: () => undefined },
         bus: dead.bus,
         messageMaxChars: 4000,
       });

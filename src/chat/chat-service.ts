@@ -23,7 +23,8 @@
 //       session of another tenant looks exactly like one it does not own.
 //
 //   chat.markRead(principal, { sessionId, messageId, fingerprint? }) → Promise<{ sessionId, messageId, reader }>
-//       Stores the read pointer and publishes the `read` event on the tenant's bus.
+//       Stores the read pointer and publishes the `read` event on the tenant's bus; an agent's read
+//       moves the agents' shared pointer and publishes conversation_updated (the unread count).
 //
 //   chat.typing(principal, { sessionId, isTyping }) → Promise<{ sessionId, sender, isTyping }>
 //       Checks access and publishes `typing` on the bus (nothing stored).
@@ -48,7 +49,7 @@ import type { Logger } from 'pino';
 import type { Principal } from '../auth/jwt.js';
 import { resolveIdentity, type Identity } from '../auth/identity.js';
 import type { TenantDirectory, TenantPolicy } from '../auth/tenants.js';
-import type { HistoryPage, MessageStore, OutboxRelay } from '../db/ports.js';
+import type { ConversationStore, HistoryPage, MessageStore, OutboxRelay } from '../db/ports.js';
 import { ChatdError } from '../errors.js';
 import { assertId, assertUserId } from '../ids.js';
 import { messagesAccepted } from '../observability/metrics.js';
@@ -65,7 +66,11 @@ export interface ChatServiceDeps {
   readonly tenants: () => TenantDirectory;
   readonly messages: MessageStore;
   readonly sessions: SessionStore;
-  readonly relay: Pick<OutboxRelay, 'publishNow'>;
+  readonly relay: Pick<OutboxRelay, 'publishNow' | 'publishUpdateNow'>;
+  /** The visitor's unread count for history answers (absent: history answers carry none). */
+  readonly conversations?: Pick<ConversationStore, 'visitorUnread'>;
+  /** Auto-assignment after a visitor's message to an unassigned open conversation (never throws). */
+  readonly autoAssign?: (tenantId: string, sessionId: string) => Promise<void>;
   readonly bus: Pick<Bus, 'publish'>;
   /** limits.messageMaxChars. */
   readonly messageMaxChars: number;
@@ -99,7 +104,8 @@ export interface Party {
 
 export interface ChatService {
   send(principal: Principal, input: unknown, door: Door): Promise<SendResult>;
-  history(principal: Principal, req: HistoryRequest): Promise<HistoryPage>;
+  /** A visitor's or user's own conversation also carries `unreadCount` (agent messages after its read pointer). */
+  history(principal: Principal, req: HistoryRequest): Promise<HistoryPage & { unreadCount?: number }>;
   markRead(
     principal: Principal,
     req: { sessionId: string; messageId: string; fingerprint?: string | undefined },
@@ -251,6 +257,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         text,
         ...(input.clientMessageId ? { clientMessageId: input.clientMessageId } : {}),
         meta,
+        reopenResolved: tenant.conversations.reopenOnVisitorMessage,
         conversation: {
           // Only a verified userId is stored on the conversation: history by userId must never
           // include a session someone merely claimed.
@@ -259,10 +266,18 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         },
       });
       switch (result.kind) {
-        case 'created':
+        case 'created': {
           messagesAccepted.inc({ door });
+          // A reopen's system message first, then the message, then the conversation's new summary.
+          for (const m of result.before) deps.relay.publishNow(m, m.id);
           deps.relay.publishNow(result.message, result.outboxId);
+          deps.relay.publishUpdateNow(result.update);
+          const c = result.update.conversation;
+          if (sender.type !== 'agent' && c.assignee === null && c.status === 'open' && deps.autoAssign) {
+            void deps.autoAssign(principal.tenantId, sessionId);
+          }
           return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
+        }
         case 'duplicate':
           return { messageId: result.message.id, sessionId, message: result.message, duplicate: true };
         case 'conflict':
@@ -289,9 +304,22 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         throw validationError([{ path: 'before', message: 'must be a cursor from nextCursor' }]);
       }
       const base = { tenantId: principal.tenantId, limit, ...(req.before ? { before: req.before } : {}) };
+      /** A visitor's or user's own conversation: the page and its unread count. */
+      const own = async (sessionId: string) => {
+        const [page, unreadCount] = await Promise.all([
+          deps.messages.history({ ...base, sessionId }),
+          deps.conversations ? deps.conversations.visitorUnread(principal.tenantId, sessionId) : undefined,
+        ]);
+        return unreadCount === undefined ? page : { ...page, unreadCount };
+      };
       if (req.sessionId !== undefined) {
         assertId('sessionId', req.sessionId);
-        if (!(await access.forRead(principal, req.sessionId, req.fingerprint))) return { messages: [], nextCursor: null };
+        if (!(await access.forRead(principal, req.sessionId, req.fingerprint))) {
+          return principal.role === 'agent' || !deps.conversations
+            ? { messages: [], nextCursor: null }
+            : { messages: [], nextCursor: null, unreadCount: 0 };
+        }
+        if (principal.role !== 'agent') return own(req.sessionId);
         return deps.messages.history({ ...base, sessionId: req.sessionId });
       }
       if (req.userId !== undefined) {
@@ -305,8 +333,8 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       }
       // No sessionId: a visitor or user bound to a session reads it.
       if (principal.role !== 'agent') {
-        const own = principal.sessionId ?? (await bindingOf(principal));
-        if (own) return deps.messages.history({ ...base, sessionId: own });
+        const bound = principal.sessionId ?? (await bindingOf(principal));
+        if (bound) return own(bound);
         if (principal.role === 'user') return deps.messages.history({ ...base, userId: principal.subject! });
       }
       throw validationError([{ path: 'sessionId', message: 'is required (or userId)' }]);
@@ -321,8 +349,10 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         throw forbidden();
       }
       const reader = partyOf(principal, req.sessionId);
-      const ok = await deps.messages.markRead(principal.tenantId, req.sessionId, `${reader.type}:${reader.id}`, req.messageId);
-      if (!ok) throw new ChatdError('not_found', 'No such message in this conversation');
+      const read = await deps.messages.markRead(principal.tenantId, req.sessionId, `${reader.type}:${reader.id}`, req.messageId);
+      if (!read.found) throw new ChatdError('not_found', 'No such message in this conversation');
+      // The agents' pointer moved: every agent's inbox gets the new unread count.
+      if (read.update) deps.relay.publishUpdateNow(read.update);
       const event = { sessionId: req.sessionId, messageId: req.messageId, reader };
       await deps.bus.publish(principal.tenantId, { type: 'read', ...event });
       return event;

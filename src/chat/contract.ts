@@ -83,6 +83,39 @@ export const SenderSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const ActorSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('agent'), Type.Literal('api'), Type.Literal('visitor'), Type.Literal('user'), Type.Literal('system')]),
+    id: Type.String(),
+  },
+  { additionalProperties: false, description: 'Who made the change (api: a secret-key call; system: auto-assignment).' },
+);
+
+/** `meta.event` of a system message. */
+export const ConversationEventSchema = Type.Union(
+  [
+    Type.Object(
+      {
+        type: Type.Literal('conversation.status_changed'),
+        from: Type.Union([Type.Literal('open'), Type.Literal('pending'), Type.Literal('resolved')]),
+        to: Type.Union([Type.Literal('open'), Type.Literal('pending'), Type.Literal('resolved')]),
+        by: ActorSchema,
+      },
+      { additionalProperties: false },
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('conversation.assigned'),
+        from: Type.Union([Type.String(), Type.Null()]),
+        to: Type.Union([Type.String(), Type.Null()]),
+        by: ActorSchema,
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  { description: 'System messages only: the change of status or assignee they record.' },
+);
+
 export const MessageSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid', description: 'Assigned by chatd.' }),
@@ -101,11 +134,59 @@ export const MessageSchema = Type.Object(
         referrer: Type.String(),
         siteId: Type.String(),
         userInfo: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+        event: Type.Optional(ConversationEventSchema),
       },
       { additionalProperties: false },
     ),
   },
   { additionalProperties: false, description: 'A message as returned and emitted.' },
+);
+
+export const ConversationStatusSchema = Type.Union([Type.Literal('open'), Type.Literal('pending'), Type.Literal('resolved')], {
+  description: 'open (new or reopened), pending (waiting on someone), resolved (done; a visitor message reopens it by default).',
+});
+
+export const ConversationSummarySchema = Type.Object(
+  {
+    sessionId: Id('The conversation.'),
+    status: ConversationStatusSchema,
+    assignee: Type.Union([Type.String(), Type.Null()], { description: 'The agent id (JWT sub) it is assigned to; null: nobody.' }),
+    visitor: Type.Object(
+      {
+        type: Type.Union([Type.Literal('visitor'), Type.Literal('user')], { description: "'user' when a verified userId owns it." }),
+        id: Type.String({ description: 'The userId for a user, the sessionId for an anonymous visitor.' }),
+        userId: Type.Optional(Type.String()),
+        verified: Type.Boolean(),
+        name: Type.Optional(Type.String({ description: 'From the contact the visitor gave.' })),
+        email: Type.Optional(Type.String({ description: 'From the contact the visitor gave.' })),
+      },
+      { additionalProperties: false },
+    ),
+    lastMessage: Type.Union(
+      [
+        Type.Object(
+          {
+            id: Type.String({ format: 'uuid' }),
+            text: Type.String({ maxLength: 200, description: 'The first 200 characters.' }),
+            sender: SenderSchema,
+            createdAt: Type.String({ format: 'date-time' }),
+          },
+          { additionalProperties: false },
+        ),
+        Type.Null(),
+      ],
+      { description: 'The newest message other than a system message; null before the first.' },
+    ),
+    unreadCount: Type.Integer({
+      minimum: 0,
+      description: "Visitor/user messages after the agents' read pointer (shared by the tenant's agents).",
+    }),
+    messageCount: Type.Integer({ minimum: 0, description: 'Messages other than system messages.' }),
+    online: Type.Boolean({ description: 'The visitor has a connection now (presence).' }),
+    createdAt: Type.String({ format: 'date-time' }),
+    lastActivityAt: Type.String({ format: 'date-time', description: 'The newest message or change: the inbox order.' }),
+  },
+  { additionalProperties: false, description: 'A conversation as the agents see it in their inbox.' },
 );
 
 export const SendAck = Type.Object(
@@ -140,6 +221,9 @@ export const HistoryPageSchema = Type.Object(
   {
     messages: Type.Array(MessageSchema, { description: 'Chronological (oldest first).' }),
     nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for older messages; null at the start.' }),
+    unreadCount: Type.Optional(
+      Type.Integer({ minimum: 0, description: "Visitor and user tokens: agent messages after the visitor's read pointer." }),
+    ),
   },
   { additionalProperties: false, description: 'Answer of GET /api/chat/messages.' },
 );
@@ -181,6 +265,13 @@ export const EventSchemas = {
   read: Type.Object(
     { sessionId: Id('The conversation.'), messageId: Type.String(), reader: Party },
     { additionalProperties: false, description: 'Read pointer moved.' },
+  ),
+  conversation_updated: Type.Object(
+    {
+      conversation: ConversationSummarySchema,
+      version: Type.Integer({ minimum: 0, description: "The conversation's last seq when the summary was taken: drop older versions." }),
+    },
+    { additionalProperties: false, description: 'A conversation changed (message, status, assignee, read): to agents, on their stream.' },
   ),
   meta_broadcast: Type.Object(
     { event: Type.String(), data: Type.Unknown() },

@@ -1,4 +1,5 @@
 // The message as stored, returned over HTTP and emitted on sockets (DESIGN.md "The contract").
+import type { ConversationEvent } from './conversation.js';
 
 export type SenderType = 'visitor' | 'user' | 'agent' | 'system';
 
@@ -16,6 +17,8 @@ export interface MessageMeta {
   readonly referrer: string;
   readonly siteId: string;
   readonly userInfo?: Readonly<Record<string, unknown>>;
+  /** System messages only: the change they record, machine-readable. */
+  readonly event?: ConversationEvent;
 }
 
 export interface ChatMessage {

@@ -57,9 +57,11 @@ export const WebhookEndpointSchema = Type.Object(
     id: Type.Optional(Id),
     url: Type.String({ pattern: '^https?://', description: 'Where deliveries are POSTed.' }),
     secret: Type.String({ minLength: 16, description: 'HMAC-SHA256 signing secret (use ${ENV_VAR}).' }),
-    events: Type.Array(Type.Literal('message.created'), {
+    events: Type.Array(Type.Union([Type.Literal('message.created'), Type.Literal('conversation.updated')]), {
       default: ['message.created'],
-      description: 'Event types sent to this endpoint.',
+      description:
+        'Event types sent to this endpoint: message.created (every stored message, system messages included), ' +
+        'conversation.updated (the inbox summary after every change of a conversation; opt in, it is frequent).',
     }),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Deliveries in flight at once.' })),
   },
@@ -155,6 +157,34 @@ export const TenantSchema = Type.Object(
         maximum: 2592000,
         description: 'How soon visitors may expect a reply, in seconds, for the widget to show (returned by availability).',
       }),
+    ),
+    conversations: Type.Object(
+      {
+        reopenOnVisitorMessage: Type.Boolean({
+          default: true,
+          description:
+            "A visitor's message to a resolved conversation reopens it (recorded as a system message). Turn off when " +
+            'agents should find follow-ups in the resolved tab instead.',
+        }),
+        autoAssign: Type.Object(
+          {
+            mode: Type.Union([Type.Literal('off'), Type.Literal('round_robin')], {
+              default: 'off',
+              description:
+                "off: conversations wait in the inbox for an agent to take them. round_robin: a conversation's first visitor " +
+                'message assigns it to the next agent online now, in turn, skipping agents at their cap.',
+            }),
+            maxOpenPerAgent: Type.Integer({
+              minimum: 1,
+              maximum: 10_000,
+              default: 10,
+              description: 'round_robin never gives an agent more open conversations than this, so one agent is not buried.',
+            }),
+          },
+          { additionalProperties: false, default: {}, description: 'Automatic assignment of new conversations.' },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: "The agents' inbox: reopening and automatic assignment." },
     ),
   },
   { additionalProperties: false },

@@ -12,11 +12,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Logger } from 'pino';
-import type { ChatMessage } from '../chat/message.js';
+import { systemText, type ConversationEvent, type ConversationStatus, type ConversationUpdate } from '../chat/conversation.js';
+import { emptyMeta, type ChatMessage } from '../chat/message.js';
 import { isRowError, toCommitError, toQueryError, toRowRefusal } from './db-errors.js';
 import { GroupCommit, type Settled } from './group-commit.js';
 import type { AcceptResult, NewMessage } from './ports.js';
-import { MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
+import { iso, MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
+import { STATE_COLUMNS, toSummary, updateOf, type SummaryState } from './summary.js';
 import type { Tables } from './schema.js';
 
 /** Rows per flush: bounds statement size (13 parameters a row) and the locks one transaction holds. */
@@ -151,13 +153,13 @@ export class GroupCommitAccept {
       const { msg } = owners.get(sid)!;
       return sql`(${randomUUID()}::uuid, ${msg.tenantId}, ${sid}, ${msg.conversation.userId ?? null}::text, ${msg.conversation.fingerprint ?? null}::text, ${now}::timestamptz, ${now}::timestamptz)`;
     });
-    const { rows: convRows } = await sql<{ id: string; tenant_id: string; session_id: string; last_seq: number }>`
-      insert into conversations (id, tenant_id, session_id, user_id, fingerprint, created_at, updated_at)
+    const { rows: convRows } = await sql<ConvRow>`
+      insert into conversations as c (id, tenant_id, session_id, user_id, fingerprint, created_at, updated_at)
       values ${sql.join(values)}
       on conflict (session_id) do update set updated_at = excluded.updated_at
-        where conversations.tenant_id = excluded.tenant_id
-      returning id, tenant_id, session_id, last_seq`.execute(conn);
-    const convs = new Map(convRows.map((r) => [r.session_id, { id: r.id, tenantId: r.tenant_id, lastSeq: Number(r.last_seq) }]));
+        where c.tenant_id = excluded.tenant_id
+      returning ${STATE_COLUMNS}, c.unread_by_visitor, c.agents_read_seq, c.visitor_read_seq`.execute(conn);
+    const convs = new Map(convRows.map((r) => [r.session_id, new ConvState(r)]));
 
     const results: Settled<AcceptResult>[] = new Array(items.length);
     const live: number[] = [];
@@ -189,8 +191,11 @@ export class GroupCommitAccept {
     }
 
     // 3. Seqs in arrival order per conversation; duplicates within the batch answer like retries.
+    //    A visitor's message to a resolved conversation reopens it first: the system message takes
+    //    seq n, the message n+1.
     const inBatch = new Map<string, { message: ChatMessage; hash: string }>();
-    const toInsert: { it: Pending; convId: string; seq: number }[] = [];
+    const toInsert: { message: ChatMessage; convId: string; hash: string }[] = [];
+    const created: { index: number; conv: ConvState; message: ChatMessage; before: ChatMessage[] }[] = [];
     for (const i of live) {
       const it = items[i]!;
       const { msg } = it;
@@ -205,38 +210,72 @@ export class GroupCommitAccept {
         continue;
       }
       const conv = convs.get(msg.sessionId)!;
-      conv.lastSeq += 1;
+      const before: ChatMessage[] = [];
+      const fromVisitor = msg.sender.type === 'visitor' || msg.sender.type === 'user';
+      if (fromVisitor && conv.status === 'resolved' && msg.reopenResolved !== false) {
+        const event: ConversationEvent = {
+          type: 'conversation.status_changed',
+          from: 'resolved',
+          to: 'open',
+          by: { type: msg.sender.type as 'visitor' | 'user', id: msg.sender.id },
+        };
+        const system = systemMessage(msg.tenantId, msg.sessionId, ++conv.lastSeq, event, it.createdAt);
+        conv.status = 'open';
+        toInsert.push({ message: system, convId: conv.id, hash: contentHash(system.text) });
+        before.push(system);
+      }
       const message: ChatMessage = {
         id: it.id,
         tenantId: msg.tenantId,
         sessionId: msg.sessionId,
-        seq: conv.lastSeq,
+        seq: ++conv.lastSeq,
         sender: { type: msg.sender.type, id: msg.sender.id, verified: msg.sender.verified },
         text: msg.text,
         ...(msg.clientMessageId !== undefined ? { clientMessageId: msg.clientMessageId } : {}),
         createdAt: it.createdAt,
         meta: msg.meta,
       };
+      conv.add(message);
       if (key !== undefined) inBatch.set(key, { message, hash: it.hash });
-      toInsert.push({ it, convId: conv.id, seq: conv.lastSeq });
-      results[i] = { ok: true, value: { kind: 'created', message, outboxId: it.id } };
+      toInsert.push({ message, convId: conv.id, hash: it.hash });
+      created.push({ index: i, conv, message, before });
     }
     if (toInsert.length === 0) return { results, writes: 0 };
 
-    // 4. One statement: advance last_seq, insert the messages, insert their outbox rows.
-    const advanced = [...new Map(toInsert.map((r) => [r.convId, r.seq])).entries()];
-    const lastSeqs: RawBuilder<unknown>[] = advanced.map(([id, seq]) => sql`(${id}::uuid, ${seq}::int)`);
-    const messageValues = toInsert.map(({ it, convId, seq }) => {
-      const m = it.msg;
-      return sql`(${it.id}::uuid, ${m.tenantId}, ${convId}::uuid, ${m.sessionId}, ${seq}::int, ${m.sender.type}, ${m.sender.id},
-        ${m.sender.verified}::boolean, ${m.text}::text, ${m.clientMessageId ?? null}::text, ${it.hash}, ${JSON.stringify(m.meta)}::text::jsonb,
-        ${it.createdAt}::timestamptz)`;
+    // Each changed conversation's summary after the batch, as one conversation_updated event.
+    const updates = new Map<ConvState, ConversationUpdate>();
+    for (const { conv } of created) if (!updates.has(conv)) updates.set(conv, conv.update(now));
+    for (const { index, conv, message, before } of created) {
+      results[index] = { ok: true, value: { kind: 'created', message, outboxId: message.id, before, update: updates.get(conv)! } };
+    }
+
+    // 4. One statement: advance each conversation (seq, status, counters, pointers), insert the
+    //    messages, their outbox rows and the conversation_updated events.
+    const convValues: RawBuilder<unknown>[] = [...updates.keys()].map(
+      (c) => sql`(${c.id}::uuid, ${c.lastSeq}::int, ${c.status}, ${c.messageCount}::int, ${c.unreadByAgents}::int,
+        ${c.unreadByVisitor}::int, ${c.agentsReadSeq}::int, ${c.visitorReadSeq}::int, ${c.lastMessage?.id ?? null}::uuid,
+        ${c.lastActivityAt}::timestamptz)`,
+    );
+    const messageValues = toInsert.map(({ message: m, convId, hash }) => {
+      return sql`(${m.id}::uuid, ${m.tenantId}, ${convId}::uuid, ${m.sessionId}, ${m.seq}::int, ${m.sender.type}, ${m.sender.id},
+        ${m.sender.verified}::boolean, ${m.text}::text, ${m.clientMessageId ?? null}::text, ${hash}, ${JSON.stringify(m.meta)}::text::jsonb,
+        ${m.createdAt}::timestamptz)`;
     });
+    const updateValues = [...updates.entries()].map(
+      ([c, u]) => sql`(${u.id}::uuid, ${u.tenantId}, ${c.id}::uuid, ${u.version}::int, ${JSON.stringify(u)}::text::jsonb)`,
+    );
     await sql`
       with advanced as (
-        update conversations c set last_seq = v.last_seq
-        from (values ${sql.join(lastSeqs)}) as v(id, last_seq)
+        update conversations c set last_seq = v.last_seq, status = v.status, message_count = v.message_count,
+          unread_by_agents = v.unread_by_agents, unread_by_visitor = v.unread_by_visitor,
+          agents_read_seq = v.agents_read_seq, visitor_read_seq = v.visitor_read_seq,
+          last_message_id = coalesce(v.last_message_id, c.last_message_id), last_activity_at = v.last_activity_at
+        from (values ${sql.join(convValues)}) as v(id, last_seq, status, message_count, unread_by_agents, unread_by_visitor,
+          agents_read_seq, visitor_read_seq, last_message_id, last_activity_at)
         where c.id = v.id
+      ), events as (
+        insert into conversation_outbox (id, tenant_id, conversation_id, version, summary)
+        values ${sql.join(updateValues)}
       ), inserted as (
         insert into messages (id, tenant_id, conversation_id, session_id, seq, sender_type, sender_id, sender_verified,
                               text, client_message_id, content_hash, meta, created_at)
@@ -247,6 +286,90 @@ export class GroupCommitAccept {
     return { results, writes: toInsert.length };
   }
 }
+
+type ConvRow = SummaryState & {
+  unread_by_visitor: number | string;
+  agents_read_seq: number | string;
+  visitor_read_seq: number | string;
+};
+
+/** A conversation as a flush advances it, message by message, under its row lock. */
+class ConvState {
+  readonly id: string;
+  readonly tenantId: string;
+  lastSeq: number;
+  status: ConversationStatus;
+  messageCount: number;
+  unreadByAgents: number;
+  unreadByVisitor: number;
+  agentsReadSeq: number;
+  visitorReadSeq: number;
+  lastMessage: ChatMessage | undefined;
+  lastActivityAt: string | null;
+  readonly #row: ConvRow;
+
+  constructor(r: ConvRow) {
+    this.#row = r;
+    this.id = r.id;
+    this.tenantId = r.tenant_id;
+    this.lastSeq = Number(r.last_seq);
+    this.status = r.status as ConversationStatus;
+    this.messageCount = Number(r.message_count);
+    this.unreadByAgents = Number(r.unread_by_agents);
+    this.unreadByVisitor = Number(r.unread_by_visitor);
+    this.agentsReadSeq = Number(r.agents_read_seq);
+    this.visitorReadSeq = Number(r.visitor_read_seq);
+    this.lastActivityAt = r.last_activity_at === null ? null : iso(r.last_activity_at);
+  }
+
+  /**
+   * Counts a new message. Its sender's side has read everything up to it (a reply implies
+   * reading), and the other side has one more unread.
+   */
+  add(m: ChatMessage): void {
+    this.messageCount += 1;
+    this.lastMessage = m;
+    this.lastActivityAt = m.createdAt;
+    if (m.sender.type === 'agent') {
+      this.agentsReadSeq = m.seq;
+      this.unreadByAgents = 0;
+      this.unreadByVisitor += 1;
+    } else {
+      this.visitorReadSeq = m.seq;
+      this.unreadByVisitor = 0;
+      this.unreadByAgents += 1;
+    }
+  }
+
+  update(at: string): ConversationUpdate {
+    const state: SummaryState = {
+      ...this.#row,
+      status: this.status,
+      unread_by_agents: this.unreadByAgents,
+      message_count: this.messageCount,
+      last_seq: this.lastSeq,
+      last_activity_at: this.lastActivityAt,
+    };
+    const m = this.lastMessage!;
+    return updateOf(state, toSummary(state, { id: m.id, text: m.text, sender: m.sender, createdAt: m.createdAt }), at);
+  }
+}
+
+/** A system message recording a change (its text for people, `meta.event` for programs). */
+export function systemMessage(tenantId: string, sessionId: string, seq: number, event: ConversationEvent, createdAt: string): ChatMessage {
+  return {
+    id: randomUUID(),
+    tenantId,
+    sessionId,
+    seq,
+    sender: SYSTEM_SENDER,
+    text: systemText(event),
+    createdAt,
+    meta: { ...emptyMeta(), event },
+  };
+}
+
+export const SYSTEM_SENDER = { type: 'system', id: 'chatd', verified: true } as const;
 
 function stripHash(m: ChatMessage & { hash: string }): ChatMessage {
   const { hash: _hash, ...message } = m;

@@ -110,6 +110,275 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect(bySession.get(s2)).toMatchObject({ status: 'resolved', message_count: 1, unread_by_agents: 1, agents_read_seq: 0 });
     });
 
+    describe('conversations (the inbox)', () => {
+      const agent = (id: string): Sender => ({ type: 'agent', id, verified: true });
+      const byAgent = { type: 'agent' as const, id: 'ag-1' };
+
+      it('keeps the summary in the transaction of each message: counts, last message cut to 200, unread on both sides', async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        const long = 'é'.repeat(150) + '😀'.repeat(100);
+        const v1 = created(await db.messages.accept(msg(tenant, sid, 'hello')));
+        expect(v1.before).toEqual([]);
+        expect(v1.update).toMatchObject({ tenantId: tenant, sessionId: sid, version: 1 });
+        expect(v1.update.conversation).toMatchObject({
+          sessionId: sid,
+          status: 'open',
+          assignee: null,
+          visitor: { type: 'visitor', id: sid, verified: false },
+          lastMessage: { id: v1.message.id, text: 'hello', sender: visitor(sid) },
+          unreadCount: 1,
+          messageCount: 1,
+          lastActivityAt: v1.message.createdAt,
+        });
+        const v2 = created(await db.messages.accept(msg(tenant, sid, long)));
+        expect([...v2.update.conversation.lastMessage!.text]).toHaveLength(200);
+        expect(v2.update.conversation.lastMessage!.text).toBe([...long].slice(0, 200).join(''));
+        expect(v2.update.conversation.unreadCount).toBe(2);
+        expect(await db.conversations.visitorUnread(tenant, sid)).toBe(0);
+        // An agent's reply: the agents have read everything before it; the visitor has one unread.
+        const a1 = created(await db.messages.accept(msg(tenant, sid, 'reply', { sender: agent('ag-1') })));
+        expect(a1.update.conversation).toMatchObject({ unreadCount: 0, messageCount: 3 });
+        expect(await db.conversations.visitorUnread(tenant, sid)).toBe(1);
+        const one = await db.conversations.summary(tenant, sid);
+        expect(one).toEqual({ conversation: { ...a1.update.conversation }, version: 3 });
+        expect(one!.conversation.lastMessage!.text).toBe('reply');
+        // Another tenant cannot see it.
+        expect(await db.conversations.summary(uid('t'), sid)).toBeNull();
+      });
+
+      it('records a status change as a system message at the next seq, with meta.event, once', async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        created(await db.messages.accept(msg(tenant, sid, 'hi')));
+        const r = await db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent);
+        if (r.kind !== 'changed') throw new Error(r.kind);
+        expect(r.message).toMatchObject({
+          seq: 2,
+          sender: { type: 'system', id: 'chatd', verified: true },
+          text: 'Conversation marked resolved by agent ag-1',
+          meta: { event: { type: 'conversation.status_changed', from: 'open', to: 'resolved', by: byAgent } },
+        });
+        expect(r.update).toMatchObject({ version: 2, conversation: { status: 'resolved', messageCount: 1, unreadCount: 1 } });
+        // Already resolved: nothing written.
+        const again = await db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent);
+        expect(again).toMatchObject({ kind: 'unchanged', version: 2, conversation: { status: 'resolved' } });
+        const assigned = await db.conversations.change(tenant, sid, { assignee: 'ag-2' }, byAgent);
+        expect(assigned).toMatchObject({
+          kind: 'changed',
+          message: { seq: 3, meta: { event: { type: 'conversation.assigned', from: null, to: 'ag-2' } } },
+          update: { version: 3, conversation: { assignee: 'ag-2', status: 'resolved' } },
+        });
+        // In history like any message; the outbox has a row for each (published like messages).
+        const h = await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 10 });
+        expect(h.messages.map((m) => [m.seq, m.sender.type])).toEqual([
+          [1, 'visitor'],
+          [2, 'system'],
+          [3, 'system'],
+        ]);
+        expect(await db.conversations.change(uid('t'), sid, { status: 'open' }, byAgent)).toEqual({ kind: 'not_found' });
+        expect(await db.conversations.change(tenant, uid('s'), { status: 'open' }, byAgent)).toEqual({ kind: 'not_found' });
+      });
+
+      it("a visitor's message reopens a resolved conversation: the system message takes seq n, the message n+1; a retry adds nothing", async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        created(await db.messages.accept(msg(tenant, sid, 'hi')));
+        await db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent);
+        // An agent's message does not reopen.
+        const reply = created(await db.messages.accept(msg(tenant, sid, 'anything else?', { sender: agent('ag-1') })));
+        expect(reply.before).toEqual([]);
+        expect(reply.update.conversation.status).toBe('resolved');
+        const back = created(await db.messages.accept(msg(tenant, sid, 'one more thing', { clientMessageId: 'k1' })));
+        expect(back.before).toHaveLength(1);
+        expect(back.before[0]).toMatchObject({
+          seq: 4,
+          sender: { type: 'system' },
+          meta: { event: { type: 'conversation.status_changed', from: 'resolved', to: 'open', by: { type: 'visitor', id: sid } } },
+        });
+        expect(back.message.seq).toBe(5);
+        expect(back.update).toMatchObject({ version: 5, conversation: { status: 'open', lastMessage: { id: back.message.id } } });
+        const retry = await db.messages.accept(msg(tenant, sid, 'one more thing', { clientMessageId: 'k1' }));
+        expect(retry).toEqual({ kind: 'duplicate', message: back.message });
+        expect((await db.messages.getConversation(tenant, sid))!.lastSeq).toBe(5);
+        // Turned off by the tenant: the message is stored, the conversation stays resolved.
+        await db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent);
+        const kept = created(await db.messages.accept(msg(tenant, sid, 'thanks', { reopenResolved: false })));
+        expect(kept.before).toEqual([]);
+        expect(kept.message.seq).toBe(7);
+        expect(kept.update.conversation.status).toBe('resolved');
+      });
+
+      it('lists newest activity first with status and assignee filters, keyset-paged, one tenant only', async () => {
+        const tenant = uid('t');
+        const other = uid('t');
+        const sids = Array.from({ length: 5 }, () => uid('s'));
+        for (const s of sids) created(await db.messages.accept(msg(tenant, s, `from ${s}`)));
+        created(await db.messages.accept(msg(other, uid('s'), 'elsewhere')));
+        // A conversation that never had a message is not in the inbox.
+        await db.messages.ensureConversation(tenant, uid('s'), { fingerprint: 'fp' });
+        await db.conversations.change(tenant, sids[1]!, { status: 'pending' }, byAgent);
+        await db.conversations.change(tenant, sids[3]!, { assignee: 'ag-1' }, byAgent);
+        const order = [sids[3], sids[1], sids[4], sids[2], sids[0]];
+        const all = await db.conversations.list({ tenantId: tenant, limit: 50 });
+        expect(all.conversations.map((c) => c.sessionId)).toEqual(order);
+        expect(all.nextCursor).toBeNull();
+        const p1 = await db.conversations.list({ tenantId: tenant, limit: 2 });
+        const p2 = await db.conversations.list({ tenantId: tenant, limit: 2, before: p1.nextCursor! });
+        const p3 = await db.conversations.list({ tenantId: tenant, limit: 2, before: p2.nextCursor! });
+        expect([...p1.conversations, ...p2.conversations, ...p3.conversations].map((c) => c.sessionId)).toEqual(order);
+        expect(p3.nextCursor).toBeNull();
+        expect(
+          (await db.conversations.list({ tenantId: tenant, status: 'pending', limit: 50 })).conversations.map((c) => c.sessionId),
+        ).toEqual([sids[1]]);
+        expect((await db.conversations.list({ tenantId: tenant, status: 'open', limit: 50 })).conversations).toHaveLength(4);
+        expect(
+          (await db.conversations.list({ tenantId: tenant, assignee: 'ag-1', limit: 50 })).conversations.map((c) => c.sessionId),
+        ).toEqual([sids[3]]);
+        expect((await db.conversations.list({ tenantId: tenant, assignee: 'ag-1', status: 'resolved', limit: 50 })).conversations).toEqual(
+          [],
+        );
+        expect((await db.conversations.list({ tenantId: tenant, assignee: null, limit: 50 })).conversations).toHaveLength(4);
+        await expect(db.conversations.list({ tenantId: tenant, limit: 2, before: 'nope' })).rejects.toMatchObject({
+          code: 'validation_failed',
+        });
+      });
+
+      it("an agent's read moves the agents' shared pointer and writes an event; a visitor's moves the visitor's", async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        created(await db.messages.accept(msg(tenant, sid, 'a')));
+        const b = created(await db.messages.accept(msg(tenant, sid, 'b')));
+        created(await db.messages.accept(msg(tenant, sid, 'c')));
+        const read = await db.messages.markRead(tenant, sid, 'agent:ag-1', b.message.id);
+        expect(read).toMatchObject({ found: true, update: { version: 3, conversation: { unreadCount: 1 } } });
+        // Another agent reading an older message does not move the shared pointer back.
+        expect(
+          await db.messages.markRead(tenant, sid, 'agent:ag-2', created(await db.messages.accept(msg(tenant, uid('s'), 'x'))).message.id),
+        ).toEqual({
+          found: false,
+        });
+        const a = (await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 3 })).messages[0]!;
+        expect(await db.messages.markRead(tenant, sid, 'agent:ag-2', a.id)).toEqual({ found: true });
+        expect((await db.conversations.summary(tenant, sid))!.conversation.unreadCount).toBe(1);
+        const r1 = created(await db.messages.accept(msg(tenant, sid, 'reply 1', { sender: agent('ag-1') })));
+        created(await db.messages.accept(msg(tenant, sid, 'reply 2', { sender: agent('ag-1') })));
+        expect(await db.conversations.visitorUnread(tenant, sid)).toBe(2);
+        expect(await db.messages.markRead(tenant, sid, `visitor:${sid}`, r1.message.id)).toEqual({ found: true });
+        expect(await db.conversations.visitorUnread(tenant, sid)).toBe(1);
+      });
+
+      it('two agents assigning at once: one order, the last commit is the final state everyone reads', async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        created(await db.messages.accept(msg(tenant, sid, 'help')));
+        const [x, y] = await Promise.all([
+          db.conversations.change(tenant, sid, { assignee: 'ag-x' }, { type: 'agent', id: 'ag-x' }),
+          db.conversations.change(tenant, sid, { assignee: 'ag-y' }, { type: 'agent', id: 'ag-y' }),
+        ]);
+        if (x!.kind !== 'changed' || y!.kind !== 'changed') throw new Error('both change: they are serialised by the row lock');
+        expect([x!.message.seq, y!.message.seq].sort()).toEqual([2, 3]);
+        const last = x!.message.seq > y!.message.seq ? x! : y!;
+        const final = await db.conversations.summary(tenant, sid);
+        expect(final).toEqual({ conversation: last.update.conversation, version: 3 });
+        // The later one records the earlier as its `from`.
+        const first = last === x ? y! : x!;
+        expect(last.message.meta.event).toMatchObject({ from: first.update.conversation.assignee });
+      });
+
+      it("a status change racing a visitor's message: one order in history, the summary agrees with it", async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        created(await db.messages.accept(msg(tenant, sid, 'first')));
+        await db.conversations.change(tenant, sid, { status: 'pending' }, byAgent);
+        const [resolved, sent] = await Promise.all([
+          db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent),
+          db.messages.accept(msg(tenant, sid, 'racing')),
+        ]);
+        const h = (await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 10 })).messages;
+        expect(h.map((m) => m.seq)).toEqual(h.map((_, i) => i + 1));
+        const final = (await db.conversations.summary(tenant, sid))!;
+        expect(final.version).toBe(h.length);
+        if (resolved!.kind !== 'changed') throw new Error(resolved!.kind);
+        const s = created(sent!);
+        if (s.message.seq > resolved!.message.seq) {
+          // The message came after the resolve: it reopened the conversation.
+          expect(s.before).toHaveLength(1);
+          expect(final.conversation.status).toBe('open');
+        } else {
+          expect(s.before).toEqual([]);
+          expect(final.conversation.status).toBe('resolved');
+        }
+      });
+
+      it('auto-assigns round robin among the candidates, skipping those at their cap, only unassigned open conversations', async () => {
+        const tenant = uid('t');
+        const sids = Array.from({ length: 5 }, () => uid('s'));
+        for (const s of sids) created(await db.messages.accept(msg(tenant, s, 'new')));
+        const got: (string | null)[] = [];
+        for (const s of sids.slice(0, 4)) {
+          const r = await db.conversations.autoAssign(tenant, s, ['ag-b', 'ag-a'], 2);
+          got.push(r.kind === 'changed' ? r.update.conversation.assignee : null);
+          if (r.kind === 'changed') expect(r.message.meta.event).toMatchObject({ type: 'conversation.assigned', by: { type: 'system' } });
+        }
+        expect(got).toEqual(['ag-a', 'ag-b', 'ag-a', 'ag-b']);
+        // Both at the cap of 2: nobody gets the fifth.
+        expect((await db.conversations.autoAssign(tenant, sids[4]!, ['ag-a', 'ag-b'], 2)).kind).toBe('unchanged');
+        // Already assigned: left alone.
+        expect(await db.conversations.autoAssign(tenant, sids[0]!, ['ag-c'], 2)).toMatchObject({
+          kind: 'unchanged',
+          conversation: { assignee: 'ag-a' },
+        });
+        // A resolved conversation no longer counts against the cap.
+        await db.conversations.change(tenant, sids[0]!, { status: 'resolved' }, byAgent);
+        expect(await db.conversations.autoAssign(tenant, sids[4]!, ['ag-a', 'ag-b'], 2)).toMatchObject({
+          kind: 'changed',
+          update: { conversation: { assignee: 'ag-a' } },
+        });
+      });
+
+      it('the relay publishes conversation_updated events after commit and sweeps those left undone', async () => {
+        await db.conversationOutbox.claimStale(0, 10_000, async (u) => u.map((x) => x.id));
+        const events = new RecordingEventLog();
+        const relay = new DbOutboxRelay(db.outbox, events, silent, {
+          staleAfterMs: 0,
+          sweepIntervalMs: 60_000,
+          updates: db.conversationOutbox,
+        });
+        try {
+          const tenant = uid('t');
+          const sid = uid('s');
+          const a = created(await db.messages.accept(msg(tenant, sid, 'x')));
+          relay.publishUpdateNow(a.update);
+          await eventually(async () => (await db.conversationOutbox.pendingCount()) === 0, 'the event row to be done');
+          expect(events.updates.map((u) => u.id)).toEqual([a.update.id]);
+          // Left undone (a crash before publishing): the sweep publishes it, once.
+          const c = await db.conversations.change(tenant, sid, { status: 'pending' }, byAgent);
+          expect(await db.conversationOutbox.pendingCount()).toBe(1);
+          await relay.sweep();
+          await relay.sweep();
+          expect(events.updates.map((u) => u.version)).toEqual([1, 2]);
+          expect(events.updates[1]).toEqual(c.kind === 'changed' ? c.update : undefined);
+          expect(await db.conversationOutbox.pendingCount()).toBe(0);
+        } finally {
+          await relay.stop();
+        }
+      });
+
+      it('erasure removes the conversation with its system messages, pointers and pending events', async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        const m = created(await db.messages.accept(msg(tenant, sid, 'x')));
+        await db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent);
+        await db.messages.markRead(tenant, sid, 'agent:ag-1', m.message.id);
+        const report = await db.messages.eraseSubject(tenant, { sessionId: sid }, { dryRun: false });
+        expect(report).toMatchObject({ conversations: 1, messages: 2 });
+        expect(await db.conversations.summary(tenant, sid)).toBeNull();
+        const left = await db.kysely.selectFrom('conversation_outbox').select('id').where('tenant_id', '=', tenant).execute();
+        expect(left).toEqual([]);
+      });
+    });
+
     it('gives consecutive seqs in arrival order to concurrent callers (group commit batches them)', async () => {
       const tenant = uid('t');
       const sids = [uid('s'), uid('s'), uid('s')];
@@ -192,7 +461,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect(await db.messages.getConversation(b, sid)).toBeNull();
       expect((await db.messages.history({ tenantId: b, sessionId: sid, limit: 50 })).messages).toEqual([]);
       expect(await db.messages.since(b, sid, 0, 50)).toEqual([]);
-      expect(await db.messages.markRead(b, sid, 'reader', mine.message.id)).toBe(false);
+      expect(await db.messages.markRead(b, sid, 'reader', mine.message.id)).toEqual({ found: false });
       const history = await db.messages.history({ tenantId: a, sessionId: sid, limit: 50 });
       expect(history.messages.map((m) => m.text)).toEqual(['tenant A', 'again A']);
     });
@@ -295,10 +564,10 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       const m1 = created(await db.messages.accept(msg(tenant, sid, 'one')));
       const m2 = created(await db.messages.accept(msg(tenant, sid, 'two')));
       const elsewhere = created(await db.messages.accept(msg(tenant, uid('s'), 'elsewhere')));
-      expect(await db.messages.markRead(tenant, sid, 'agent-1', m2.message.id)).toBe(true);
-      expect(await db.messages.markRead(tenant, sid, 'agent-1', m1.message.id)).toBe(true);
-      expect(await db.messages.markRead(tenant, sid, 'agent-1', elsewhere.message.id)).toBe(false);
-      expect(await db.messages.markRead(tenant, sid, 'agent-1', 'not-a-uuid')).toBe(false);
+      expect((await db.messages.markRead(tenant, sid, 'agent-1', m2.message.id)).found).toBe(true);
+      expect((await db.messages.markRead(tenant, sid, 'agent-1', m1.message.id)).found).toBe(true);
+      expect(await db.messages.markRead(tenant, sid, 'agent-1', elsewhere.message.id)).toEqual({ found: false });
+      expect(await db.messages.markRead(tenant, sid, 'agent-1', 'not-a-uuid')).toEqual({ found: false });
       expect(await db.messages.readPointers(tenant, sid)).toEqual([
         { readerId: 'agent-1', messageId: m2.message.id, seq: 2, at: expect.any(String) },
       ]);

@@ -4,7 +4,8 @@ import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { toQueryError } from './db-errors.js';
 import { KyselyMessageStore } from './message-store.js';
-import { KyselyOutbox } from './outbox.js';
+import { KyselyConversationStore } from './inbox.js';
+import { KyselyConversationOutbox, KyselyOutbox } from './outbox.js';
 import type { Database } from './ports.js';
 import type { Tables } from './schema.js';
 
@@ -13,6 +14,8 @@ export type Dialect = Database['dialect'];
 export class KyselyDatabase implements Database {
   readonly messages: KyselyMessageStore;
   readonly outbox: KyselyOutbox;
+  readonly conversations: KyselyConversationStore;
+  readonly conversationOutbox: KyselyConversationOutbox;
   readonly dialect: Dialect;
   /** The Kysely instance, for migrations and tests; the rest of chatd uses the ports. */
   readonly kysely: Kysely<Tables>;
@@ -29,6 +32,8 @@ export class KyselyDatabase implements Database {
     this.dialect = dialect;
     this.messages = new KyselyMessageStore(kysely, { logger, ...(opts.onFlush ? { onFlush: opts.onFlush } : {}) });
     this.outbox = new KyselyOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });
+    this.conversations = new KyselyConversationStore(kysely);
+    this.conversationOutbox = new KyselyConversationOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });
     this.#onClose = opts.onClose ?? (() => undefined);
   }
 

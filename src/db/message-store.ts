@@ -22,6 +22,7 @@ import type {
   MessageStore,
   NewMessage,
   ReadPointer,
+  ReadResult,
 } from './ports.js';
 import { markRead, readPointers } from './read-pointers.js';
 import type { Tables } from './schema.js';
@@ -73,7 +74,7 @@ export class KyselyMessageStore implements MessageStore {
     return since(this.#db, tenantId, sessionId, afterSeq, limit);
   }
 
-  markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean> {
+  markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<ReadResult> {
     return markRead(this.#db, tenantId, sessionId, readerId, messageId);
   }
 

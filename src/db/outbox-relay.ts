@@ -9,7 +9,11 @@ import type { ChatMessage } from '../chat/message.js';
 import { outboxPublishFailures, outboxRepublished } from '../observability/metrics.js';
 import type { EventLog } from '../store/ports.js';
 import { GroupCommit } from './group-commit.js';
-import type { Outbox, OutboxRelay } from './ports.js';
+import type { ConversationOutbox, Outbox, OutboxRelay } from './ports.js';
+import type { ConversationUpdate } from '../chat/conversation.js';
+
+/** What the relay publishes through: the engine's event log (agent stream, webhook job, bus). */
+export type RelayEvents = Pick<EventLog, 'publishMessage' | 'publishUpdate'>;
 
 export interface OutboxRelayOptions {
   /** How often this node sweeps. */
@@ -25,6 +29,8 @@ export interface OutboxRelayOptions {
   readonly publishTimeoutMs?: number;
   /** Counts re-published messages (metrics). */
   readonly onRepublished?: (n: number) => void;
+  /** The conversation_updated events' outbox, swept like the messages' (none: only messages). */
+  readonly updates?: ConversationOutbox;
 }
 
 const FAILURE_LOG_INTERVAL_MS = 10_000;
@@ -38,11 +44,13 @@ export const RELAY_DEFAULTS = {
 
 export class DbOutboxRelay implements OutboxRelay {
   readonly #outbox: Outbox;
-  readonly #events: Pick<EventLog, 'publishMessage'>;
+  readonly #events: RelayEvents;
   readonly #log: Logger;
-  readonly #opts: Required<Omit<OutboxRelayOptions, 'onRepublished'>> & Pick<OutboxRelayOptions, 'onRepublished'>;
+  readonly #opts: Required<Omit<OutboxRelayOptions, 'onRepublished' | 'updates'>> & Pick<OutboxRelayOptions, 'onRepublished'>;
+  readonly #updates: ConversationOutbox | undefined;
   /** Marks rows done in batches: one DELETE for many published messages. */
   readonly #done: GroupCommit<string, void>;
+  readonly #updatesDone: GroupCommit<string, void>;
   readonly #inflight = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<number> | undefined;
@@ -50,22 +58,27 @@ export class DbOutboxRelay implements OutboxRelay {
   #lastFailureLog = 0;
   #suppressed = 0;
 
-  constructor(outbox: Outbox, events: Pick<EventLog, 'publishMessage'>, logger: Logger, opts: OutboxRelayOptions = {}) {
+  constructor(outbox: Outbox, events: RelayEvents, logger: Logger, opts: OutboxRelayOptions = {}) {
     this.#outbox = outbox;
     this.#events = events;
     this.#log = logger;
-    this.#opts = { ...RELAY_DEFAULTS, ...opts };
-    this.#done = new GroupCommit<string, void>(
-      async (ids) => {
-        try {
-          await this.#outbox.markDone(ids);
-          return ids.map(() => ({ ok: true as const, value: undefined }));
-        } catch (error) {
-          return ids.map(() => ({ ok: false as const, error }));
-        }
-      },
-      { maxBatch: 500 },
-    );
+    const { updates, ...rest } = opts;
+    this.#updates = updates;
+    this.#opts = { ...RELAY_DEFAULTS, ...rest };
+    const marker = (markDone: (ids: readonly string[]) => Promise<void>) =>
+      new GroupCommit<string, void>(
+        async (ids) => {
+          try {
+            await markDone(ids);
+            return ids.map(() => ({ ok: true as const, value: undefined }));
+          } catch (error) {
+            return ids.map(() => ({ ok: false as const, error }));
+          }
+        },
+        { maxBatch: 500 },
+      );
+    this.#done = marker((ids) => this.#outbox.markDone(ids));
+    this.#updatesDone = marker((ids) => this.#updates?.markDone(ids) ?? Promise.resolve());
   }
 
   /** Starts the periodic sweep (the first one right away: rows a crashed predecessor left). */
@@ -85,6 +98,15 @@ export class DbOutboxRelay implements OutboxRelay {
     const p = this.#publish(message)
       .then(() => this.#done.submit(outboxId))
       .catch((err: unknown) => this.#publishFailed(err, message.id))
+      .finally(() => this.#inflight.delete(p));
+    this.#inflight.add(p);
+  }
+
+  publishUpdateNow(update: ConversationUpdate): void {
+    if (this.#stopped) return;
+    const p = this.#timed(update.id, () => this.#events.publishUpdate(update))
+      .then(() => this.#updatesDone.submit(update.id))
+      .catch((err: unknown) => this.#publishFailed(err, update.id))
       .finally(() => this.#inflight.delete(p));
     this.#inflight.add(p);
   }
@@ -144,6 +166,7 @@ export class DbOutboxRelay implements OutboxRelay {
         }
         if (failed || this.#stopped || claimed < this.#opts.batchSize) break;
       }
+      published += await this.#sweepUpdates();
     } catch (err) {
       // The database is down: accept() reports it to callers; here it is only worth a debug line.
       this.#log.debug({ err }, 'outbox sweep failed; will retry');
@@ -152,13 +175,47 @@ export class DbOutboxRelay implements OutboxRelay {
     return published;
   }
 
+  /** The conversation_updated events left undone, oldest first, like the messages. */
+  async #sweepUpdates(): Promise<number> {
+    const updates = this.#updates;
+    if (!updates) return 0;
+    let published = 0;
+    for (;;) {
+      let roundPublished = 0;
+      let failed = false;
+      const claimed = await updates.claimStale(this.#opts.staleAfterMs, this.#opts.batchSize, async (list) => {
+        const done: string[] = [];
+        for (const u of list) {
+          if (this.#stopped) break;
+          try {
+            await this.#timed(u.id, () => this.#events.publishUpdate(u));
+            done.push(u.id);
+          } catch (err) {
+            failed = true;
+            this.#publishFailed(err, u.id);
+            break;
+          }
+        }
+        roundPublished = done.length;
+        return done;
+      });
+      published += roundPublished;
+      if (roundPublished > 0) outboxRepublished.inc(roundPublished);
+      if (failed || this.#stopped || claimed < this.#opts.batchSize) return published;
+    }
+  }
+
   #publish(message: ChatMessage): Promise<void> {
+    return this.#timed(message.id, () => this.#events.publishMessage(message));
+  }
+
+  #timed(id: string, publish: () => Promise<unknown>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`publish of ${message.id} timed out after ${this.#opts.publishTimeoutMs} ms`)),
+        () => reject(new Error(`publish of ${id} timed out after ${this.#opts.publishTimeoutMs} ms`)),
         this.#opts.publishTimeoutMs,
       );
-      this.#events.publishMessage(message).then(
+      publish().then(
         () => (clearTimeout(timer), resolve()),
         (err: unknown) => (clearTimeout(timer), reject(err)),
       );
@@ -173,16 +230,14 @@ export class DbOutboxRelay implements OutboxRelay {
     this.#stopped = true;
     const deadline = new Promise<void>((r) => setTimeout(r, this.#opts.publishTimeoutMs).unref());
     // Publishes in flight finish and their rows get marked done.
-    await Promise.race([Promise.allSettled([...this.#inflight, this.#sweeping]).then(() => this.#done.idle()), deadline]);
+    await Promise.race([
+      Promise.allSettled([...this.#inflight, this.#sweeping]).then(() => Promise.all([this.#done.idle(), this.#updatesDone.idle()])),
+      deadline,
+    ]);
   }
 }
 
 /** Creates and starts the relay (`services.relay`). */
-export function startOutboxRelay(
-  outbox: Outbox,
-  events: Pick<EventLog, 'publishMessage'>,
-  logger: Logger,
-  opts: OutboxRelayOptions = {},
-): DbOutboxRelay {
+export function startOutboxRelay(outbox: Outbox, events: RelayEvents, logger: Logger, opts: OutboxRelayOptions = {}): DbOutboxRelay {
   return new DbOutboxRelay(outbox, events, logger, opts).start();
 }

@@ -5,7 +5,8 @@ import { sql, type Kysely } from 'kysely';
 import { toQueryError } from './db-errors.js';
 import { MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
 import type { ChatMessage } from '../chat/message.js';
-import type { Outbox, OutboxEntry } from './ports.js';
+import type { ConversationUpdate } from '../chat/conversation.js';
+import type { ConversationOutbox, Outbox, OutboxEntry } from './ports.js';
 import type { Tables } from './schema.js';
 
 type Row = MessageRow;
@@ -101,6 +102,79 @@ export class KyselyOutbox implements Outbox {
   async pendingCount(): Promise<number> {
     try {
       const { rows } = await sql<{ n: string | number }>`select count(*) as n from outbox`.execute(this.#db);
+      return Number(rows[0]?.n ?? 0);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+}
+
+/**
+ * The conversation_outbox table: conversation_updated events written in the transaction that changed
+ * the conversation, deleted once published; claimed by the relay's sweep like message rows.
+ */
+export class KyselyConversationOutbox implements ConversationOutbox {
+  readonly #db: Kysely<Tables>;
+  readonly #lockWhilePublishing: boolean;
+
+  constructor(db: Kysely<Tables>, opts: { lockWhilePublishing: boolean }) {
+    this.#db = db;
+    this.#lockWhilePublishing = opts.lockWhilePublishing;
+  }
+
+  async claimStale(minAgeMs: number, limit: number, handle: (updates: ConversationUpdate[]) => Promise<string[]>): Promise<number> {
+    const select = (lock: boolean) => sql<{ summary: unknown }>`
+      select summary from conversation_outbox
+      where created_at < now() - make_interval(secs => ${minAgeMs / 1000}::float8)
+      order by created_at, version
+      limit ${Math.max(1, Math.floor(limit))}
+      ${lock ? sql`for update skip locked` : sql``}`;
+    const toUpdates = (rows: { summary: unknown }[]) =>
+      rows.map((r) => (typeof r.summary === 'string' ? JSON.parse(r.summary) : r.summary) as ConversationUpdate);
+
+    if (!this.#lockWhilePublishing) {
+      let rows: { summary: unknown }[];
+      try {
+        rows = (await select(false).execute(this.#db)).rows;
+      } catch (err) {
+        throw toQueryError(err);
+      }
+      if (rows.length === 0) return 0;
+      await this.markDone(await handle(toUpdates(rows)));
+      return rows.length;
+    }
+    const locked = this.#db.connection().execute(async (conn) => {
+      try {
+        await sql`begin`.execute(conn);
+        const { rows } = await select(true).execute(conn);
+        if (rows.length > 0) {
+          const done = await handle(toUpdates(rows));
+          if (done.length > 0) await sql`delete from conversation_outbox where id = any(${done}::uuid[])`.execute(conn);
+        }
+        await sql`commit`.execute(conn);
+        return rows.length;
+      } catch (err) {
+        await sql`rollback`.execute(conn).catch(() => undefined);
+        throw toQueryError(err);
+      }
+    });
+    return locked.catch((err: unknown) => {
+      throw toQueryError(err);
+    });
+  }
+
+  async markDone(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    try {
+      await sql`delete from conversation_outbox where id = any(${[...ids]}::uuid[])`.execute(this.#db);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+
+  async pendingCount(): Promise<number> {
+    try {
+      const { rows } = await sql<{ n: string | number }>`select count(*) as n from conversation_outbox`.execute(this.#db);
       return Number(rows[0]?.n ?? 0);
     } catch (err) {
       throw toQueryError(err);

@@ -1,6 +1,9 @@
 // What the domain and the roles need from the durable store. Implemented once with Kysely over
 // two dialects (PostgreSQL through `pg`, embedded PGlite); nothing outside src/db knows SQL.
+import type { Actor, ConversationStatus, ConversationSummary, ConversationUpdate } from '../chat/conversation.js';
 import type { ChatMessage, MessageMeta, Sender } from '../chat/message.js';
+
+export type { ConversationStatus } from '../chat/conversation.js';
 
 export interface NewMessage {
   readonly tenantId: string;
@@ -11,11 +14,26 @@ export interface NewMessage {
   readonly meta: MessageMeta;
   /** Stored on the conversation when this message creates it. */
   readonly conversation: { readonly userId?: string; readonly fingerprint?: string };
+  /**
+   * A visitor/user message to a resolved conversation reopens it (a system message takes seq n,
+   * this message n+1), unless the tenant turned that off (false).
+   */
+  readonly reopenResolved?: boolean;
 }
 
 export type AcceptResult =
-  /** Stored now; the outbox row was written in the same transaction (`outboxId` is the message id). */
-  | { readonly kind: 'created'; readonly message: ChatMessage; readonly outboxId: string }
+  /**
+   * Stored now; the outbox row was written in the same transaction (`outboxId` is the message id).
+   * `before`: system messages committed just before it in the same transaction (a reopen), to be
+   * published first. `update`: the conversation_updated event written with them.
+   */
+  | {
+      readonly kind: 'created';
+      readonly message: ChatMessage;
+      readonly outboxId: string;
+      readonly before: readonly ChatMessage[];
+      readonly update: ConversationUpdate;
+    }
   /** Same clientMessageId and same content as an earlier message: that message. */
   | { readonly kind: 'duplicate'; readonly message: ChatMessage }
   /** Same clientMessageId, different content: refused (409). */
@@ -26,11 +44,6 @@ export type AcceptResult =
    * revealing that the id exists.
    */
   | { readonly kind: 'foreign' };
-
-/** Where a conversation stands for the agents: conversations start open; a visitor's message reopens a resolved one. */
-export type ConversationStatus = 'open' | 'pending' | 'resolved';
-
-export const CONVERSATION_STATUSES: readonly ConversationStatus[] = ['open', 'pending', 'resolved'];
 
 export interface Conversation {
   readonly tenantId: string;
@@ -90,10 +103,13 @@ export interface MessageStore {
   /** Messages of a conversation with seq > afterSeq, ascending, at most `limit` (recovery, gap fill). */
   since(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]>;
   /**
-   * Records that `readerId` read up to `messageId` (a pointer per reader that only moves forward);
-   * returns false if the message is not in that conversation.
+   * Records that `readerId` read up to `messageId` (a pointer per reader that only moves forward),
+   * and moves the conversation's shared pointer of the reader's side (`agent:*` readers: the
+   * agents'; others: the visitor's) with its unread count, in one transaction. When the agents'
+   * pointer moved, a conversation_updated event is written with it (`update`). `found: false` when
+   * the message is not in that conversation.
    */
-  markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<boolean>;
+  markRead(tenantId: string, sessionId: string, readerId: string, messageId: string): Promise<ReadResult>;
   /** Every reader's pointer in a conversation. */
   readPointers(tenantId: string, sessionId: string): Promise<ReadPointer[]>;
   /**
@@ -119,6 +135,69 @@ export interface DatabaseErasure {
   readonly messages: number;
   readonly readPointers: number;
   readonly outboxRows: number;
+}
+
+export type ReadResult = { readonly found: false } | { readonly found: true; readonly update?: ConversationUpdate };
+
+export interface ConversationQuery {
+  readonly tenantId: string;
+  /** undefined: every status. */
+  readonly status?: ConversationStatus;
+  /** An agent id, or null for unassigned; undefined: anyone. */
+  readonly assignee?: string | null;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  readonly before?: string;
+  readonly limit: number;
+}
+
+/** Summaries as stored: `online` is false here; the domain fills it from presence. */
+export interface ConversationPage {
+  /** Newest activity first. */
+  readonly conversations: ConversationSummary[];
+  readonly nextCursor: string | null;
+}
+
+export type ConversationChange = { readonly status: ConversationStatus } | { readonly assignee: string | null };
+
+export type ChangeResult =
+  | { readonly kind: 'not_found' }
+  /** Nothing changed (already so): no system message, no event. */
+  | { readonly kind: 'unchanged'; readonly conversation: ConversationSummary; readonly version: number }
+  | {
+      readonly kind: 'changed';
+      /** The system message recording the change (its outbox row id is its id). */
+      readonly message: ChatMessage;
+      readonly update: ConversationUpdate;
+    };
+
+/** The agents' side of conversations (DESIGN.md "Conversations"). */
+export interface ConversationStore {
+  /** A tenant's conversations with activity, newest first, keyset-paged on an index starting with the tenant. */
+  list(q: ConversationQuery): Promise<ConversationPage>;
+  /** One conversation's summary within its tenant (null: unknown, or another tenant's). */
+  summary(tenantId: string, sessionId: string): Promise<{ conversation: ConversationSummary; version: number } | null>;
+  /**
+   * Changes status or assignee in one transaction under the conversation's row lock: the next seq
+   * goes to a system message (sender.type 'system', `meta.event`), with its outbox row and a
+   * conversation_updated event.
+   */
+  change(tenantId: string, sessionId: string, change: ConversationChange, by: Actor): Promise<ChangeResult>;
+  /**
+   * Auto-assignment: assigns the conversation, if still unassigned and open, to the next of
+   * `candidates` (round robin per tenant) with fewer than `cap` open conversations. Same effects as
+   * change(); `unchanged` when nobody qualifies or it was assigned meanwhile.
+   */
+  autoAssign(tenantId: string, sessionId: string, candidates: readonly string[], cap: number): Promise<ChangeResult>;
+  /** Unread agent messages for the visitor (after the visitor's read pointer). */
+  visitorUnread(tenantId: string, sessionId: string): Promise<number>;
+}
+
+/** The outbox of conversation_updated events: written in the changing transaction, drained by the relay. */
+export interface ConversationOutbox {
+  /** Like Outbox.claimStale, for conversation_outbox rows. */
+  claimStale(minAgeMs: number, limit: number, handle: (updates: ConversationUpdate[]) => Promise<string[]>): Promise<number>;
+  markDone(ids: readonly string[]): Promise<void>;
+  pendingCount(): Promise<number>;
 }
 
 export interface ReadPointer {
@@ -164,6 +243,8 @@ export interface Outbox {
 export interface Database {
   readonly messages: MessageStore;
   readonly outbox: Outbox;
+  readonly conversations: ConversationStore;
+  readonly conversationOutbox: ConversationOutbox;
   readonly dialect: 'postgres' | 'pglite';
   /** Throws DependencyError when unreachable (for /readyz). */
   ping(): Promise<void>;
@@ -178,6 +259,8 @@ export interface Database {
  */
 export interface OutboxRelay {
   publishNow(message: ChatMessage, outboxId: string): void;
+  /** The same for a conversation_updated event (its outbox row id is `update.id`). */
+  publishUpdateNow(update: ConversationUpdate): void;
   /** One sweep now (normally on a timer): re-publishes stale rows; resolves with how many were published. */
   sweep(): Promise<number>;
   /** Stops the timer and waits (bounded) for publishes in flight. */

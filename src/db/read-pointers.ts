@@ -1,9 +1,10 @@
 // The read pointers: one per reader and conversation, moving only forward.
 import { sql, type Kysely } from 'kysely';
 import { toQueryError } from './db-errors.js';
-import type { ReadPointer } from './ports.js';
+import type { ReadPointer, ReadResult } from './ports.js';
 import { iso } from './rows.js';
 import type { Tables } from './schema.js';
+import { insertUpdates, SUMMARY_COLUMNS, toSummary, updateOf, type SummaryRow } from './summary.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -13,23 +14,49 @@ export async function markRead(
   sessionId: string,
   readerId: string,
   messageId: string,
-): Promise<boolean> {
-  if (!UUID_RE.test(messageId)) return false;
+): Promise<ReadResult> {
+  if (!UUID_RE.test(messageId)) return { found: false };
+  const agents = readerId.startsWith('agent:');
   try {
-    const target = await sql<{ conversation_id: string; seq: number }>`
-      select m.conversation_id, m.seq
-      from conversations c join messages m on m.conversation_id = c.id
-      where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.id = ${messageId}::uuid`.execute(db);
-    const row = target.rows[0];
-    if (!row) return false;
-    // A pointer only moves forward: a late "read" of an older message does not move it back.
-    await sql`
-      insert into read_pointers (conversation_id, reader_id, tenant_id, message_id, seq, updated_at)
-      values (${row.conversation_id}::uuid, ${readerId}, ${tenantId}, ${messageId}::uuid, ${row.seq}::int, now())
-      on conflict (conversation_id, reader_id) do update
-        set message_id = excluded.message_id, seq = excluded.seq, updated_at = excluded.updated_at
-        where read_pointers.seq < excluded.seq`.execute(db);
-    return true;
+    return await db.transaction().execute(async (tx) => {
+      const target = await sql<{ conversation_id: string; seq: number }>`
+        select m.conversation_id, m.seq
+        from conversations c join messages m on m.conversation_id = c.id
+        where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.id = ${messageId}::uuid`.execute(tx);
+      const row = target.rows[0];
+      if (!row) return { found: false };
+      // A pointer only moves forward: a late "read" of an older message does not move it back.
+      await sql`
+        insert into read_pointers (conversation_id, reader_id, tenant_id, message_id, seq, updated_at)
+        values (${row.conversation_id}::uuid, ${readerId}, ${tenantId}, ${messageId}::uuid, ${row.seq}::int, now())
+        on conflict (conversation_id, reader_id) do update
+          set message_id = excluded.message_id, seq = excluded.seq, updated_at = excluded.updated_at
+          where read_pointers.seq < excluded.seq`.execute(tx);
+      // The side's shared pointer and what is still unread after it (system messages never count;
+      // the count reads only the messages after the pointer, along messages_conversation_seq_key).
+      const seq = Number(row.seq);
+      const moved = agents
+        ? await sql<SummaryRow>`
+            update conversations c set agents_read_seq = ${seq}::int,
+              unread_by_agents = (select count(*) from messages m where m.conversation_id = c.id and m.seq > ${seq}::int
+                                  and m.sender_type in ('visitor', 'user'))
+            from conversations c0 left join messages lm on lm.id = c0.last_message_id
+            where c.id = ${row.conversation_id}::uuid and c0.id = c.id and c.agents_read_seq < ${seq}::int
+            returning ${SUMMARY_COLUMNS}`.execute(tx)
+        : await sql<SummaryRow>`
+            update conversations c set visitor_read_seq = ${seq}::int,
+              unread_by_visitor = (select count(*) from messages m where m.conversation_id = c.id and m.seq > ${seq}::int
+                                   and m.sender_type = 'agent')
+            from conversations c0 left join messages lm on lm.id = c0.last_message_id
+            where c.id = ${row.conversation_id}::uuid and c0.id = c.id and c.visitor_read_seq < ${seq}::int
+            returning ${SUMMARY_COLUMNS}`.execute(tx);
+      const r = moved.rows[0];
+      // The agents' unread count is in the inbox summary: tell the agents. The visitor's is not.
+      if (!agents || !r) return { found: true };
+      const update = updateOf(r, toSummary(r, r), new Date().toISOString());
+      await insertUpdates(tx, [{ convId: r.id, update }]);
+      return { found: true, update };
+    });
   } catch (err) {
     throw toQueryError(err);
   }

@@ -3,7 +3,8 @@
 // back jsonb as text and timestamps as strings).
 import { sql, type Selectable } from 'kysely';
 import type { ChatMessage, MessageMeta, SenderType } from '../chat/message.js';
-import type { Conversation, ConversationStatus } from './ports.js';
+import type { ConversationStatus } from '../chat/conversation.js';
+import type { Conversation } from './ports.js';
 import type { ConversationsTable, MessagesTable } from './schema.js';
 
 type Widened<T, K extends keyof T> = Omit<T, K> & { [P in K]: unknown };

@@ -3,6 +3,7 @@
 // suite runs against both. Every key and channel goes through the configured prefix; the guide's
 // names (`online_users:{tenantId}`, `session:{sessionId}`, `meta:webhook_jobs`) are kept exactly.
 import type { Logger } from 'pino';
+import type { ConversationUpdate } from '../chat/conversation.js';
 import type { ChatMessage } from '../chat/message.js';
 import type { Outbox } from '../db/ports.js';
 
@@ -162,6 +163,8 @@ export type TenantEvent =
   /** A stored message: `seq` is its conversation offset, `agentOffset` its agent-stream offset. */
   | { readonly type: 'message'; readonly message: ChatMessage; readonly agentOffset: number }
   | { readonly type: 'presence'; readonly presence: PresenceEvent; readonly agentOffset: number }
+  /** A conversation's new summary (conversation_updated), on the agent stream only. */
+  | { readonly type: 'conversation'; readonly update: ConversationUpdate; readonly agentOffset: number }
   | {
       readonly type: 'typing';
       readonly sessionId: string;
@@ -183,7 +186,8 @@ export type TenantEvent =
 /** An entry of a tenant's agent stream (the agents' one recoverable stream). */
 export type AgentStreamEntry =
   | { readonly offset: number; readonly type: 'message'; readonly message: ChatMessage }
-  | { readonly offset: number; readonly type: 'presence'; readonly presence: PresenceEvent };
+  | { readonly offset: number; readonly type: 'presence'; readonly presence: PresenceEvent }
+  | { readonly offset: number; readonly type: 'conversation'; readonly update: ConversationUpdate };
 
 export interface EventLog {
   /**
@@ -193,6 +197,12 @@ export interface EventLog {
    * the same message appends nothing, publishes nothing, and returns the offset given the first time.
    */
   publishMessage(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }>;
+  /**
+   * The same for a conversation_updated event: the agent stream entry, one `conversation.updated`
+   * webhook job (its `messageId` field is the event id), the `conversation` TenantEvent — once per
+   * event id (its outbox row), however often it is called.
+   */
+  publishUpdate(update: ConversationUpdate): Promise<{ agentOffset: number; duplicate: boolean }>;
   /** Appends a presence event to the agent stream and publishes it; returns its offset. */
   publishPresence(tenantId: string, event: PresenceEvent): Promise<number>;
   /**
@@ -220,13 +230,18 @@ export interface Bus {
 
 // ---------------------------------------------------------------- webhook jobs stream
 
+export type WebhookEventType = 'message.created' | 'conversation.updated';
+
+export const WEBHOOK_EVENT_TYPES: readonly WebhookEventType[] = ['message.created', 'conversation.updated'];
+
 /** An entry of `meta:webhook_jobs`. */
 export interface WebhookJob {
   /** The stream entry id. */
   readonly id: string;
-  readonly type: 'message.created';
+  readonly type: WebhookEventType;
   readonly tenantId: string;
   readonly sessionId: string;
+  /** message.created: the message id; conversation.updated: the event id. */
   readonly messageId: string;
   readonly createdAt: string;
   /** The message JSON. */

@@ -25,7 +25,7 @@ export function parseJobFields(id: string, fields: readonly string[] | Record<st
   const f: Record<string, string> = Array.isArray(fields) ? {} : { ...(fields as Record<string, string>) };
   if (Array.isArray(fields)) for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
   const { type, tenantId, sessionId, messageId, createdAt, payload } = f;
-  if (type !== 'message.created' || !tenantId || !messageId || payload === undefined) return undefined;
+  if ((type !== 'message.created' && type !== 'conversation.updated') || !tenantId || !messageId || payload === undefined) return undefined;
   return { id, type, tenantId, sessionId: sessionId ?? '', messageId, createdAt: createdAt ?? '', payload };
 }
 

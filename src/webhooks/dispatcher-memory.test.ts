@@ -106,6 +106,7 @@ describe('webhook dispatcher on the memory store', () => {
           allowedOrigins: [],
           identityVerification: 'optional',
           retention: {},
+          conversations: { reopenOnVisitorMessage: true, autoAssign: { mode: 'off', maxOpenPerAgent: 10 } },
           webhooks: [{ id: 'ep1', url: `${receiver.url}/moved`, secret: SECRET, events: ['message.created'] }],
         },
       ],

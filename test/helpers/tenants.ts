@@ -10,5 +10,6 @@ export const tenant = (id: string, extra: Partial<TenantConfig> = {}): TenantCon
   identityVerification: 'optional',
   webhooks: [],
   retention: {},
+  conversations: { reopenOnVisitorMessage: true, autoAssign: { mode: 'off', maxOpenPerAgent: 10 } },
   ...extra,
 });

@@ -92,6 +92,7 @@ export function webhookConfig(
       allowedOrigins: [],
       identityVerification: 'optional' as const,
       retention: {},
+      conversations: { reopenOnVisitorMessage: true, autoAssign: { mode: 'off', maxOpenPerAgent: 10 } },
       webhooks: eps.map((e) => ({ events: ['message.created' as const], ...e })),
     })),
   };

@@ -11,6 +11,10 @@
 //   GET  /api/chat/messages         JWT              → { messages, nextCursor }
 //   GET  /api/chat/online-users     agent JWT / secret key → { users }
 //   GET  /api/chat/availability     API key (publishable too) or JWT → { available, agentsOnline, … }
+//   GET  /api/chat/conversations    agent JWT / secret key → { conversations, nextCursor }   the inbox (src/chat/inbox.ts)
+//   GET  /api/chat/conversations/{sessionId}          agent JWT / secret key → ConversationSummary
+//   POST /api/chat/conversations/{sessionId}/status   agent JWT / secret key → ConversationSummary
+//   POST /api/chat/conversations/{sessionId}/assign   agent JWT / secret key → ConversationSummary
 import type { Logger } from 'pino';
 import type { RoleContext, RoleFactory } from '../role-context.js';
 import type { Services } from '../../app/services.js';
@@ -26,7 +30,16 @@ import { ChatdError, DependencyError } from '../../errors.js';
 import type { Req } from '../../http/router.js';
 import { compileValidator } from '../../schemas/validate.js';
 import type { Static, TSchema } from '@sinclair/typebox';
-import { AgentTokenRequest, AnonymousTokenRequest, BroadcastRequest, EraseRequest } from './schemas.js';
+import {
+  AgentTokenRequest,
+  AnonymousTokenRequest,
+  BroadcastRequest,
+  ConversationAssignRequest,
+  ConversationStatusRequest,
+  EraseRequest,
+} from './schemas.js';
+import type { InboxCaller } from '../../chat/inbox.js';
+import { assertId } from '../../ids.js';
 import { eraseSubject } from '../../chat/erase.js';
 import { availabilityOf } from '../../chat/availability.js';
 
@@ -43,6 +56,8 @@ const parseAnonymous = validate(AnonymousTokenRequest);
 const parseAgent = validate(AgentTokenRequest);
 const parseBroadcast = validate(BroadcastRequest);
 const parseErase = validate(EraseRequest);
+const parseStatus = validate(ConversationStatusRequest);
+const parseAssign = validate(ConversationAssignRequest);
 
 /** How long a browser may reuse an availability answer (agents coming and going arrive live as events). */
 export const AVAILABILITY_MAX_AGE_SECONDS = 5;
@@ -50,7 +65,7 @@ export const AVAILABILITY_MAX_AGE_SECONDS = 5;
 export interface ApiDeps {
   readonly config: Config;
   readonly logger: Logger;
-  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'store' | 'db'>>;
+  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'inbox' | 'store' | 'db'>>;
   /** Apply per-IP and per-key limits here (false when an in-process gateway already does). */
   readonly rateLimit: boolean;
 }
@@ -204,7 +219,13 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
       limit,
       fingerprint: opt('fingerprint'),
     });
-    return { body: { messages: page.messages, nextCursor: page.nextCursor } };
+    return {
+      body: {
+        messages: page.messages,
+        nextCursor: page.nextCursor,
+        ...(page.unreadCount !== undefined ? { unreadCount: page.unreadCount } : {}),
+      },
+    };
   });
 
   // Public information a widget asks on every page view, before it has a token: any key of the
@@ -236,26 +257,91 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     };
   });
 
-  router.get('/api/chat/online-users', async (req) => {
+  /**
+   * The inbox's and online-users' credential: a secret API key (tenantId required, from the query or
+   * the body) or an agent JWT (its tenant; a tenantId naming another is 403 tenant_mismatch). A
+   * publishable key is 403 key_not_allowed, a visitor or user token 403 forbidden.
+   */
+  const agentOrSecret = async (req: Req, tenantId: string | undefined, what: string) => {
     const svc = await begin(req);
-    const tenantId = req.query.get('tenantId');
     const presented = bearerValue(req.headers.authorization);
     if (!presented) throw new ChatdError('missing_credentials', 'Send Authorization: Bearer <secret key or agent token>');
     const key = looksLikeJwt(presented) ? undefined : svc.auth.apiKeys.lookup(presented);
-    let tenant: TenantPolicy;
     if (key || /^ck_/.test(presented) || !looksLikeJwt(presented)) {
       if (!key) throw new ChatdError('invalid_api_key');
       await keyLimit(svc, key);
       if (!tenantId) throw validationError([{ path: 'tenantId', message: 'is required' }]);
+      assertId('tenantId', tenantId);
       svc.auth.apiKeys.authorize(presented, tenantId, 'secret');
-      tenant = tenantFor(svc.auth, tenantId);
+      const tenant = tenantFor(svc.auth, tenantId);
       checkOrigin(tenant, req);
-    } else {
-      const principal = await principalOf(svc, req);
-      if (tenantId && tenantId !== principal.tenantId) throw new ChatdError('tenant_mismatch');
-      if (principal.role !== 'agent') throw new ChatdError('forbidden', 'Listing online users needs an agent token or a secret key');
-      tenant = tenantFor(svc.auth, principal.tenantId);
+      return { svc, tenant, caller: { kind: 'secret', tenantId: tenant.id } as InboxCaller };
     }
+    const principal = await principalOf(svc, req);
+    if (tenantId && tenantId !== principal.tenantId) throw new ChatdError('tenant_mismatch');
+    if (principal.role !== 'agent') throw new ChatdError('forbidden', `${what} needs an agent token or a secret key`);
+    const tenant = tenantFor(svc.auth, principal.tenantId);
+    return { svc, tenant, caller: { kind: 'agent', tenantId: tenant.id, agentId: principal.subject! } as InboxCaller };
+  };
+
+  /** The `{sessionId}` of /api/chat/conversations/{sessionId}[/…]. */
+  const sessionParam = (req: Req): string => {
+    const raw = req.path.split('/')[4] ?? '';
+    let sessionId: string;
+    try {
+      sessionId = decodeURIComponent(raw);
+    } catch {
+      sessionId = raw;
+    }
+    assertId('sessionId', sessionId);
+    return sessionId;
+  };
+
+  /** The body's tenantId when it is a string (validated with the rest of the body afterwards). */
+  const bodyTenant = (req: Req): string | undefined => {
+    const t = (req.body as { tenantId?: unknown } | null | undefined)?.tenantId;
+    return typeof t === 'string' && t !== '' ? t : undefined;
+  };
+
+  const queryOpt = (q: URLSearchParams, name: string) => {
+    const v = q.get(name);
+    return v === null || v === '' ? undefined : v;
+  };
+
+  router.get('/api/chat/conversations', async (req) => {
+    const q = req.query;
+    const { svc, caller } = await agentOrSecret(req, queryOpt(q, 'tenantId'), 'The inbox');
+    const limitText = queryOpt(q, 'limit');
+    const page = await svc.inbox.list(caller, {
+      tenantId: queryOpt(q, 'tenantId'),
+      status: queryOpt(q, 'status'),
+      assignee: queryOpt(q, 'assignee'),
+      before: queryOpt(q, 'before'),
+      limit: limitText === undefined ? undefined : /^[0-9]{1,4}$/.test(limitText) ? Number(limitText) : NaN,
+    });
+    return { body: page };
+  });
+
+  router.get('/api/chat/conversations/:sessionId', async (req) => {
+    const tenantId = queryOpt(req.query, 'tenantId');
+    const { svc, caller } = await agentOrSecret(req, tenantId, 'The inbox');
+    return { body: await svc.inbox.get(caller, tenantId, sessionParam(req)) };
+  });
+
+  router.post('/api/chat/conversations/:sessionId/status', async (req) => {
+    const { svc, caller } = await agentOrSecret(req, bodyTenant(req), 'Changing a conversation');
+    const body = parseStatus(req.body);
+    return { body: await svc.inbox.setStatus(caller, body.tenantId, sessionParam(req), body.status) };
+  });
+
+  router.post('/api/chat/conversations/:sessionId/assign', async (req) => {
+    const { svc, caller } = await agentOrSecret(req, bodyTenant(req), 'Assigning a conversation');
+    const body = parseAssign(req.body);
+    return { body: await svc.inbox.assign(caller, body.tenantId, sessionParam(req), body.assignee) };
+  });
+
+  router.get('/api/chat/online-users', async (req) => {
+    const { svc, tenant } = await agentOrSecret(req, req.query.get('tenantId') ?? undefined, 'Listing online users');
     const users = await svc.store.presence.list(tenant.id);
     return {
       body: {

@@ -8,6 +8,8 @@ import {
   ClientEventSchemas,
   ErrorBody,
   EventSchemas,
+  ConversationStatusSchema,
+  ConversationSummarySchema,
   HistoryPageSchema,
   Id,
   MessageSchema,
@@ -120,6 +122,29 @@ export const EraseResponse = Type.Object(
   { additionalProperties: false, description: 'Answer of POST /api/chat/erase: counts per kind of what was removed.' },
 );
 
+export const ConversationStatusRequest = Type.Object(
+  { tenantId: Type.Optional(Id("The tenant (must be the credential's; required with a secret key).")), status: ConversationStatusSchema },
+  { additionalProperties: true, description: 'POST /api/chat/conversations/{sessionId}/status (agent JWT or secret key).' },
+);
+
+export const ConversationAssignRequest = Type.Object(
+  {
+    tenantId: Type.Optional(Id("The tenant (must be the credential's; required with a secret key).")),
+    assignee: Type.Union([UserId('An agent id (JWT sub), or "me" for the calling agent.'), Type.Null()], {
+      description: 'The agent to assign, "me" (agent tokens only), or null to unassign.',
+    }),
+  },
+  { additionalProperties: true, description: 'POST /api/chat/conversations/{sessionId}/assign (agent JWT or secret key).' },
+);
+
+export const ConversationListResponse = Type.Object(
+  {
+    conversations: Type.Array(ConversationSummarySchema, { description: 'Newest activity first.' }),
+    nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for the next page; null at the end.' }),
+  },
+  { additionalProperties: false, description: 'Answer of GET /api/chat/conversations.' },
+);
+
 /** File name in schemas/ → schema and title: every body and event of the contract. */
 export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: string }> = {
   'api.anonymous-token.request.schema.json': { schema: AnonymousTokenRequest, title: 'POST /api/chat/anonymous-token request' },
@@ -133,6 +158,19 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'api.webchat-message.response.schema.json': { schema: SendAck, title: 'POST /webchat/message response' },
   'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },
   'api.availability.response.schema.json': { schema: AvailabilityResponse, title: 'GET /api/chat/availability response' },
+  'api.conversations.response.schema.json': { schema: ConversationListResponse, title: 'GET /api/chat/conversations response' },
+  'api.conversation.response.schema.json': {
+    schema: ConversationSummarySchema,
+    title: 'GET /api/chat/conversations/{sessionId} response (and of its status and assign)',
+  },
+  'api.conversation-status.request.schema.json': {
+    schema: ConversationStatusRequest,
+    title: 'POST /api/chat/conversations/{sessionId}/status request',
+  },
+  'api.conversation-assign.request.schema.json': {
+    schema: ConversationAssignRequest,
+    title: 'POST /api/chat/conversations/{sessionId}/assign request',
+  },
   'api.online-users.response.schema.json': { schema: OnlineUsersResponse, title: 'GET /api/chat/online-users response' },
   'api.error.schema.json': { schema: ErrorBody, title: 'Error body (every status >= 400)' },
   'message.schema.json': { schema: MessageSchema, title: 'A message as returned and emitted' },

@@ -25,6 +25,7 @@ const ROUTES: Readonly<Record<string, RouteCredential>> = {
   'POST /api/chat/broadcast': 'secret_key',
   'POST /api/chat/erase': 'secret_key',
   'GET /api/chat/online-users': 'secret_key_or_jwt',
+  // and every path under /api/chat/conversations (the inbox): 'secret_key_or_jwt'.
   'GET /api/chat/messages': 'jwt',
   'POST /webchat/message': 'jwt',
 };
@@ -58,7 +59,7 @@ export function precheck(input: PrecheckInput, keys: Pick<ApiKeyRegistry, 'looku
   const method = input.method.toUpperCase();
   const none: PrecheckResult = { credential: { type: 'none' }, key: undefined };
   if (method === 'OPTIONS' || !isProtected(input.path)) return none;
-  const need = ROUTES[`${method} ${input.path}`];
+  const need = ROUTES[`${method} ${input.path}`] ?? (input.path.startsWith('/api/chat/conversations') ? 'secret_key_or_jwt' : undefined);
   const credential = classifyBearer(input.authorization, keys);
   const keyRoute = need === 'api_key' || need === 'secret_key';
   switch (credential.type) {

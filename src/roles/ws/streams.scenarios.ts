@@ -218,7 +218,13 @@ export function harness(env: StreamEnv, opts: Partial<StreamHubOptions> = {}): H
 
 const offsets = (events: readonly StreamEvent[]) => events.map((e) => e.offset);
 const ids = (events: readonly StreamEvent[]) =>
-  events.map((e) => (e.event === 'meta_message_created' ? e.payload.message.id : `presence:${e.payload.userId}:${e.payload.status}`));
+  events.map((e) =>
+    e.event === 'meta_message_created'
+      ? e.payload.message.id
+      : e.event === 'conversation_updated'
+        ? `conversation:${e.payload.conversation.sessionId}:${e.payload.version}`
+        : `presence:${e.payload.userId}:${e.payload.status}`,
+  );
 const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 
 /** Registers every scenario (inside a describe of the caller's choosing). */

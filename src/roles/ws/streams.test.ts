@@ -2,6 +2,7 @@
 // scenarios run on the real adapters in streams.int.test.ts.
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe } from 'vitest';
+import type { ConversationUpdate } from '../../chat/conversation.js';
 import type { ChatMessage } from '../../chat/message.js';
 import type { AcceptResult, Conversation, MessageStore, NewMessage } from '../../db/ports.js';
 import type { AgentStreamEntry, Bus, EventLog, PresenceEvent, TenantEvent, Unsubscribe } from '../../store/ports.js';
@@ -54,6 +55,14 @@ class FakeEventLog implements Pick<EventLog, keyof EventLog> {
     await this.bus.publish(message.tenantId, { type: 'message', message, agentOffset });
     return { agentOffset, duplicate: false };
   }
+  async publishUpdate(update: ConversationUpdate) {
+    const earlier = this.published.get(update.id);
+    if (earlier !== undefined) return { agentOffset: earlier, duplicate: true };
+    const agentOffset = this.append(update.tenantId, (offset) => ({ offset, type: 'conversation', update }));
+    this.published.set(update.id, agentOffset);
+    await this.bus.publish(update.tenantId, { type: 'conversation', update, agentOffset });
+    return { agentOffset, duplicate: false };
+  }
   async publishPresence(tenantId: string, presence: PresenceEvent) {
     const agentOffset = this.append(tenantId, (offset) => ({ offset, type: 'presence', presence }));
     await this.bus.publish(tenantId, { type: 'presence', presence, agentOffset });
@@ -88,7 +97,27 @@ class FakeMessages implements Pick<MessageStore, 'accept' | 'since' | 'getConver
       meta: msg.meta,
     };
     list.push(message);
-    return { kind: 'created', message, outboxId: randomUUID() };
+    const at = message.createdAt;
+    const update: ConversationUpdate = {
+      id: randomUUID(),
+      tenantId: msg.tenantId,
+      sessionId: msg.sessionId,
+      version: message.seq,
+      at,
+      conversation: {
+        sessionId: msg.sessionId,
+        status: 'open',
+        assignee: null,
+        visitor: { type: 'visitor', id: msg.sessionId, verified: false },
+        lastMessage: { id: message.id, text: message.text, sender: message.sender, createdAt: at },
+        unreadCount: 0,
+        messageCount: message.seq,
+        online: false,
+        createdAt: at,
+        lastActivityAt: at,
+      },
+    };
+    return { kind: 'created', message, outboxId: randomUUID(), before: [], update };
   }
   async since(tenantId: string, sessionId: string, afterSeq: number, limit: number) {
     return (this.convs.get(`${tenantId}/${sessionId}`) ?? []).filter((m) => m.seq > afterSeq).slice(0, limit);

@@ -47,6 +47,7 @@
 // the source before later events go out; duplicates (offset ≤ last) are dropped; after the bus lost
 // and restored its subscription (`bus.onResubscribed`) every stream re-reads from its last offset.
 import type { Logger } from 'pino';
+import type { ConversationSummary, ConversationUpdate } from '../../chat/conversation.js';
 import type { ChatMessage } from '../../chat/message.js';
 import type { MessageStore } from '../../db/ports.js';
 import { DependencyError } from '../../errors.js';
@@ -72,10 +73,17 @@ export function streamId(key: StreamKey): string {
 /** One event of a stream as it goes to a socket: the Socket.IO event name, its payload, its offset. */
 export type StreamEvent =
   | { readonly event: 'meta_message_created'; readonly payload: { readonly message: ChatMessage }; readonly offset: number }
-  | { readonly event: 'presence_update'; readonly payload: PresenceEvent; readonly offset: number };
+  | { readonly event: 'presence_update'; readonly payload: PresenceEvent; readonly offset: number }
+  | { readonly event: 'conversation_updated'; readonly payload: ConversationUpdatedPayload; readonly offset: number };
+
+/** `conversation_updated`: the summary and its version (the conversation's last seq; older ones are dropped). */
+export interface ConversationUpdatedPayload {
+  readonly conversation: ConversationSummary;
+  readonly version: number;
+}
 
 /** Tenant events that are not part of a recoverable stream. */
-export type PassThroughEvent = Exclude<TenantEvent, { type: 'message' } | { type: 'presence' }>;
+export type PassThroughEvent = Exclude<TenantEvent, { type: 'message' } | { type: 'presence' } | { type: 'conversation' }>;
 
 export interface AttachResult {
   /** Missed events in offset order, all > the requested offset, ending at `offset`. */
@@ -395,6 +403,13 @@ export class StreamHub {
       case 'presence': {
         const agents = t.streams.get(agentsTopic(t.tenantId));
         if (agents) this.ingest(agents, { event: 'presence_update', payload: event.presence, offset: event.agentOffset });
+        return;
+      }
+      case 'conversation': {
+        if (event.update.tenantId !== t.tenantId) return;
+        const agents = t.streams.get(agentsTopic(t.tenantId));
+        if (agents)
+          this.ingest(agents, { event: 'conversation_updated', payload: updatedPayload(event.update), offset: event.agentOffset });
         return;
       }
       case 'typing':
@@ -745,7 +760,9 @@ function eventTag(e: StreamEvent): string {
   const text =
     e.event === 'meta_message_created'
       ? e.payload.message.id
-      : `${e.payload.userId}|${e.payload.sessionId}|${e.payload.status}|${e.payload.at}`;
+      : e.event === 'conversation_updated'
+        ? `${e.payload.conversation.sessionId}|${e.payload.version}|${e.payload.conversation.lastActivityAt}`
+        : `${e.payload.userId}|${e.payload.sessionId}|${e.payload.status}|${e.payload.at}`;
   // FNV-1a, 32 bits.
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
@@ -756,10 +773,21 @@ function eventTag(e: StreamEvent): string {
 }
 
 function agentEvent(entry: AgentStreamEntry): StreamEvent {
-  return entry.type === 'message'
-    ? { event: 'meta_message_created', payload: { message: entry.message }, offset: entry.offset }
-    : { event: 'presence_update', payload: entry.presence, offset: entry.offset };
+  switch (entry.type) {
+    case 'message':
+      return { event: 'meta_message_created', payload: { message: entry.message }, offset: entry.offset };
+    case 'presence':
+      return { event: 'presence_update', payload: entry.presence, offset: entry.offset };
+    case 'conversation':
+      return { event: 'conversation_updated', payload: updatedPayload(entry.update), offset: entry.offset };
+    default: {
+      const never: never = entry;
+      throw new Error(`unknown agent stream entry ${JSON.stringify(never)}`);
+    }
+  }
 }
+
+const updatedPayload = (u: ConversationUpdate): ConversationUpdatedPayload => ({ conversation: u.conversation, version: u.version });
 
 /** The leading run of events with offsets after+1, after+2, … */
 function contiguous(events: readonly StreamEvent[], after: number): StreamEvent[] {

@@ -1,6 +1,7 @@
 // The agent streams and publishMessage in process, with the Redis script's semantics: next offset
 // per tenant, bounded history, one webhook job and one bus event per messageId (a per-message
 // marker with a TTL makes a re-publish a no-op), and channel order equal to offset order.
+import type { ConversationUpdate } from '../../chat/conversation.js';
 import type { ChatMessage } from '../../chat/message.js';
 import type { AgentStreamEntry, EventLog, PresenceEvent } from '../ports.js';
 import type { MemoryBus } from './memory-bus.js';
@@ -57,6 +58,24 @@ export class MemoryEventLog implements EventLog {
     });
     this.markers.set(key, { offset, expiresAt: this.now() + this.opts.markerTtlSeconds * 1000 });
     this.bus.deliver(message.tenantId, { type: 'message', message, agentOffset: offset });
+    return { agentOffset: offset, duplicate: false };
+  }
+
+  async publishUpdate(update: ConversationUpdate): Promise<{ agentOffset: number; duplicate: boolean }> {
+    const key = `${update.tenantId}\n${update.id}`;
+    const marker = this.markers.get(key);
+    if (marker && marker.expiresAt > this.now()) return { agentOffset: marker.offset, duplicate: true };
+    const offset = this.append(update.tenantId, (o) => ({ offset: o, type: 'conversation', update }));
+    this.webhooks.append({
+      type: 'conversation.updated',
+      tenantId: update.tenantId,
+      sessionId: update.sessionId,
+      messageId: update.id,
+      createdAt: update.at,
+      payload: JSON.stringify(update),
+    });
+    this.markers.set(key, { offset, expiresAt: this.now() + this.opts.markerTtlSeconds * 1000 });
+    this.bus.deliver(update.tenantId, { type: 'conversation', update, agentOffset: offset });
     return { agentOffset: offset, duplicate: false };
   }
 

@@ -5,6 +5,7 @@
 // Because PUBLISH runs inside the script, a tenant channel carries events in agent offset order.
 // In the cluster layout the agent append and the webhook append are two scripts (their streams are
 // in different slots), each idempotent by its own marker; the agent one SPUBLISHes, in offset order.
+import type { ConversationUpdate } from '../../chat/conversation.js';
 import type { ChatMessage } from '../../chat/message.js';
 import type { AgentStreamEntry, EventLog, PresenceEvent } from '../ports.js';
 import { guard, type ScriptedRedis } from './connection.js';
@@ -90,6 +91,62 @@ export class RedisEventLog implements EventLog {
     });
   }
 
+  /** publishMessage's twin for a conversation_updated event: idempotent per event id. */
+  publishUpdate(update: ConversationUpdate): Promise<{ agentOffset: number; duplicate: boolean }> {
+    const k = this.keys;
+    const t = update.tenantId;
+    if (k.cluster) return this.publishUpdateSharded(update);
+    return guard('publish conversation update', async () => {
+      const r = (await this.redis.chatdPublishUpdate(
+        k.published(t, update.id),
+        k.agentOffset(t),
+        k.agentStream(t),
+        k.webhookJobs,
+        k.tenantChannel(t),
+        JSON.stringify(update),
+        t,
+        update.sessionId,
+        update.id,
+        update.at,
+        this.opts.agentHistorySize,
+        this.opts.webhookStreamMaxLen,
+        this.opts.markerTtlSeconds,
+      )) as [number, number];
+      return { agentOffset: Number(r[0]), duplicate: Number(r[1]) === 1 };
+    });
+  }
+
+  private publishUpdateSharded(update: ConversationUpdate): Promise<{ agentOffset: number; duplicate: boolean }> {
+    const k = this.keys;
+    const t = update.tenantId;
+    const json = JSON.stringify(update);
+    return guard('publish conversation update', async () => {
+      const [agent] = (await Promise.all([
+        this.redis.chatdClusterAgentAppendUpdate(
+          k.published(t, update.id),
+          k.agentOffset(t),
+          k.agentStream(t),
+          k.tenantChannel(t),
+          json,
+          this.opts.agentHistorySize,
+          this.opts.markerTtlSeconds,
+        ),
+        this.redis.chatdClusterWebhookAppendUpdate(
+          k.webhookMarker(update.id),
+          k.webhookJobs,
+          json,
+          t,
+          update.sessionId,
+          update.id,
+          update.at,
+          this.opts.webhookStreamMaxLen,
+          this.opts.markerTtlSeconds,
+        ),
+      ])) as [[number, number], number];
+      return { agentOffset: Number(agent[0]), duplicate: Number(agent[1]) === 1 };
+    });
+  }
+
   publishPresence(tenantId: string, event: PresenceEvent): Promise<number> {
     const k = this.keys;
     const script = k.cluster ? this.redis.chatdClusterPublishPresence : this.redis.chatdPublishPresence;
@@ -128,6 +185,7 @@ export class RedisEventLog implements EventLog {
         const data = JSON.parse(f.data ?? 'null') as unknown;
         if (f.type === 'message') entries.push({ offset, type: 'message', message: data as ChatMessage });
         else if (f.type === 'presence') entries.push({ offset, type: 'presence', presence: data as PresenceEvent });
+        else if (f.type === 'conversation') entries.push({ offset, type: 'conversation', update: data as ConversationUpdate });
       }
       return { entries, complete };
     });

@@ -11,7 +11,7 @@ export function toWebhookJob(id: string, fields: readonly string[]): WebhookJob 
   const f = entryFields(fields);
   return {
     id,
-    type: 'message.created',
+    type: f.type === 'conversation.updated' ? 'conversation.updated' : 'message.created',
     tenantId: f.tenantId ?? '',
     sessionId: f.sessionId ?? '',
     messageId: f.messageId ?? '',

@@ -348,6 +348,26 @@ return {off, 0}
 `,
 };
 
+/**
+ * PUBLISH_MESSAGE's twin for a conversation_updated event: KEYS[1] the per-event marker, KEYS[2]
+ * t:{tid}:agent:offset, KEYS[3] t:{tid}:agent, KEYS[4] meta:webhook_jobs. ARGV: channel, updateJson,
+ * tenantId, sessionId, eventId, at, agentMaxLen, webhookMaxLen, markerTtl. Returns {offset, duplicate}.
+ */
+export const PUBLISH_UPDATE: ScriptDef = {
+  numberOfKeys: 4,
+  lua: `${NEXT_OFFSET}
+local prev = redis.call('GET', KEYS[1])
+if prev then return {tonumber(prev), 1} end
+local off = nextOffset(KEYS[2], KEYS[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], off .. '-0', 'type', 'conversation', 'data', ARGV[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'type', 'conversation.updated', 'tenantId', ARGV[3],
+  'sessionId', ARGV[4], 'messageId', ARGV[5], 'createdAt', ARGV[6], 'payload', ARGV[2])
+redis.call('SET', KEYS[1], off, 'EX', ARGV[9])
+redis.call('PUBLISH', ARGV[1], '{"type":"conversation","agentOffset":' .. off .. ',"update":' .. ARGV[2] .. '}')
+return {off, 0}
+`,
+};
+
 /** KEYS[1] t:{tid}:agent:offset, KEYS[2] t:{tid}:agent. ARGV: channel, presenceJson, agentMaxLen. Returns the offset. */
 const publishPresence = (publish: 'PUBLISH' | 'SPUBLISH'): ScriptDef => ({
   numberOfKeys: 2,
@@ -393,6 +413,31 @@ export const WEBHOOK_APPEND: ScriptDef = {
   lua: `
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) == false then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'message.created', 'tenantId', ARGV[2],
+  'sessionId', ARGV[3], 'messageId', ARGV[4], 'createdAt', ARGV[5], 'payload', ARGV[1])
+return 1
+`,
+};
+
+/** AGENT_APPEND_MESSAGE for a conversation_updated event (entry type `conversation`; marker per event id). */
+export const AGENT_APPEND_UPDATE: ScriptDef = {
+  numberOfKeys: 3,
+  lua: `${NEXT_OFFSET}
+local prev = redis.call('GET', KEYS[1])
+if prev then return {tonumber(prev), 1} end
+local off = nextOffset(KEYS[2], KEYS[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], off .. '-0', 'type', 'conversation', 'data', ARGV[2])
+redis.call('SET', KEYS[1], off, 'EX', ARGV[4])
+redis.call('SPUBLISH', ARGV[1], '{"type":"conversation","agentOffset":' .. off .. ',"update":' .. ARGV[2] .. '}')
+return {off, 0}
+`,
+};
+
+/** WEBHOOK_APPEND for a conversation_updated event (job type `conversation.updated`; `messageId` = the event id). */
+export const WEBHOOK_APPEND_UPDATE: ScriptDef = {
+  numberOfKeys: 2,
+  lua: `
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[7]) == false then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'conversation.updated', 'tenantId', ARGV[2],
   'sessionId', ARGV[3], 'messageId', ARGV[4], 'createdAt', ARGV[5], 'payload', ARGV[1])
 return 1
 `,
@@ -467,6 +512,7 @@ export const SCRIPTS = {
   chatdAgentRemoveNode: AGENT_REMOVE_NODE,
   chatdAgentForgetTenant: AGENT_FORGET_TENANT,
   chatdPublishMessage: PUBLISH_MESSAGE,
+  chatdPublishUpdate: PUBLISH_UPDATE,
   chatdPublishPresence: PUBLISH_PRESENCE,
   chatdClusterPresenceAdd: PRESENCE_ADD.cluster,
   chatdClusterPresenceRemove: PRESENCE_REMOVE.cluster,
@@ -475,6 +521,8 @@ export const SCRIPTS = {
   chatdClusterPresenceRemoveNode: PRESENCE_REMOVE_NODE.cluster,
   chatdClusterAgentAppendMessage: AGENT_APPEND_MESSAGE,
   chatdClusterWebhookAppend: WEBHOOK_APPEND,
+  chatdClusterAgentAppendUpdate: AGENT_APPEND_UPDATE,
+  chatdClusterWebhookAppendUpdate: WEBHOOK_APPEND_UPDATE,
   chatdClusterPublishPresence: publishPresence('SPUBLISH'),
   chatdAgentRange: AGENT_RANGE,
   chatdTokenBucket: TOKEN_BUCKET,
