@@ -137,7 +137,9 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
       });
       expect(await store.webhooks.length()).toBe(before + 2);
       const jobs = await store.webhooks.range('-', '+', 100_000);
-      expect(jobs.filter((j) => j.sessionId === s).map((j) => j.type)).toEqual(expect.arrayContaining(['message.created', 'conversation.updated']));
+      expect(jobs.filter((j) => j.sessionId === s).map((j) => j.type)).toEqual(
+        expect.arrayContaining(['message.created', 'conversation.updated']),
+      );
       while ((await db.outbox.pendingCount()) > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
       expect(await db.outbox.pendingCount()).toBe(0);
     } finally {

@@ -43,13 +43,22 @@ const RESPONSE_SCHEMA: Record<string, string> = {
   'GET /api/chat/messages': 'api.messages.response.schema.json',
   'GET /api/chat/online-users': 'api.online-users.response.schema.json',
   'GET /api/chat/availability': 'api.availability.response.schema.json',
+  'GET /api/chat/conversations': 'api.conversations.response.schema.json',
+  'GET /api/chat/conversations/{sessionId}': 'api.conversation.response.schema.json',
+  'POST /api/chat/conversations/{sessionId}/status': 'api.conversation.response.schema.json',
+  'POST /api/chat/conversations/{sessionId}/assign': 'api.conversation.response.schema.json',
 };
 const REQUEST_SCHEMA: Record<string, string> = {
   'POST /api/chat/anonymous-token': 'api.anonymous-token.request.schema.json',
   'POST /api/chat/agent-token': 'api.agent-token.request.schema.json',
   'POST /api/chat/broadcast': 'api.broadcast.request.schema.json',
   'POST /webchat/message': 'api.webchat-message.request.schema.json',
+  'POST /api/chat/conversations/{sessionId}/status': 'api.conversation-status.request.schema.json',
+  'POST /api/chat/conversations/{sessionId}/assign': 'api.conversation-assign.request.schema.json',
 };
+
+/** The route a path answers for (the conversation's session id as a placeholder). */
+const routeOf = (method: string, path: string) => `${method} ${path.replace(/^(\/api\/chat\/conversations\/)[^/]+/, '$1{sessionId}')}`;
 
 /** Every answer checked, for the contract test's own assertion that it saw each route. */
 export const contractSeen = new Set<string>();
@@ -93,7 +102,7 @@ export function client(base: string) {
     } catch {
       throw new Error(`${method} ${pathAndQuery}: not JSON (${res.status}): ${text.slice(0, 200)}`);
     }
-    const route = `${method} ${pathAndQuery.split('?')[0]}`;
+    const route = routeOf(method, pathAndQuery.split('?')[0]!);
     if (res.status >= 400) {
       assertSchema('api.error.schema.json', parsed);
       contractSeen.add(`${route} error`);

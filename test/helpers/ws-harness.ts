@@ -1,6 +1,7 @@
 // Test harness for the ws role: chatd in process (api + ws roles, or all three on one listener),
 // tokens from its own HTTP endpoints, and real socket.io-client sockets that record what they get.
 import { io, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import type { ConversationSummary } from '../../src/chat/conversation.js';
 import type { ChatMessage } from '../../src/chat/message.js';
 import type { Role } from '../../src/config/schema.js';
 import { client as httpClient, JWT_SECRET, KEYS, startInProcess, tenantsConfig, type InProcessServer } from './api-harness.js';
@@ -46,6 +47,8 @@ export interface Recorder {
   readonly typing: unknown[];
   readonly reads: unknown[];
   readonly broadcasts: unknown[];
+  /** conversation_updated events (agents), with their offsets. */
+  readonly updates: { conversation: ConversationSummary; version: number; offset: string }[];
   /** Each `connect`: whether it was a recovery. */
   readonly connects: boolean[];
 }
@@ -56,7 +59,10 @@ export function connect(
   opts: Partial<ManagerOptions & SocketOptions> = {},
 ): Recorder {
   const socket = io(url, { auth, forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 500, ...opts });
-  const rec: Recorder = { socket, messages: [], presence: [], typing: [], reads: [], broadcasts: [], connects: [] };
+  const rec: Recorder = { socket, messages: [], presence: [], typing: [], reads: [], broadcasts: [], updates: [], connects: [] };
+  socket.on('conversation_updated', (p: { conversation: ConversationSummary; version: number }, offset: string) =>
+    rec.updates.push({ ...p, offset }),
+  );
   socket.on('meta_message_created', (p: { message: ChatMessage }, offset: string) => rec.messages.push({ message: p.message, offset }));
   socket.on('presence_update', (p: { userId: string; sessionId: string; status: string }, offset: string) =>
     rec.presence.push({ ...p, offset }),

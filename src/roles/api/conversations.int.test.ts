@@ -1,0 +1,276 @@
+// The agents' inbox end to end, on one node (gateway + api + ws on one listener) with the embedded
+// defaults and with Redis + PostgreSQL: the HTTP endpoints checked against schemas/, the
+// conversation_updated events a real socket.io-client agent receives, system messages in the
+// visitor's stream and history, unread counts on both sides, and the isolation cases.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { assertSchema, contractSeen, type Answer } from '../../../test/helpers/api-harness.js';
+import { agentToken, connect, connected, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { eventually } from '../../../test/helpers/eventually.js';
+
+const ready = (await hasRedis()) && (await hasPostgres());
+const sid = (p = 's') => `${p}-${randomUUID().slice(0, 8)}`;
+
+function expectError(r: Answer, status: number, code: string) {
+  expect({ status: r.status, code: r.body?.code }, JSON.stringify(r.body)).toEqual({ status, code });
+}
+
+const BACKENDS = [
+  {
+    name: 'Redis + PostgreSQL',
+    enabled: ready,
+    raw: () => ({
+      redis: { url: REDIS_URL, prefix: uniquePrefix('inbox') },
+      database: { url: DATABASE_URL, schema: uniqueSchema('inbox'), autoMigrate: true },
+    }),
+  },
+  { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
+];
+
+describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
+  if (!enabled) {
+    it.skip('needs Redis and PostgreSQL', () => undefined);
+    return;
+  }
+  let node: Node;
+  const sockets: Recorder[] = [];
+  beforeAll(async () => {
+    node = await startNode({ ...raw(), presence: { offlineGraceMs: 200 } });
+  }, 300_000);
+  afterAll(async () => {
+    for (const s of sockets) s.socket.disconnect();
+    await node?.srv.stop();
+  });
+
+  const call = (...a: Parameters<Node['http']>) => node.http(...a);
+  const boundVisitor = async (sessionId: string) => {
+    const r = await call('POST', '/api/chat/anonymous-token', {
+      token: KEYS.pubA,
+      body: { tenantId: 'tenantA', sessionId, fingerprint: `fp-${sessionId}` },
+    });
+    expect(r.status).toBe(200);
+    return r.body.token as string;
+  };
+  const say = async (token: string, sessionId: string, text: string) => {
+    const r = await call('POST', '/webchat/message', {
+      token,
+      body: { tenantId: 'tenantA', sessionId, fingerprint: `fp-${sessionId}`, text },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    return r.body.messageId as string;
+  };
+  const agentSocket = async (userId: string) => {
+    const rec = connect(node.ws, { token: await agentToken(node, 'tenantA', KEYS.secA, userId) }, { transports: ['websocket'] });
+    sockets.push(rec);
+    await connected(rec);
+    return rec;
+  };
+  /** The newest summary a socket holds for a session (by version, as a client keeps it). */
+  const latest = (rec: Recorder, sessionId: string) =>
+    rec.updates
+      .filter((u) => u.conversation.sessionId === sessionId)
+      .sort((a, b) => a.version - b.version)
+      .at(-1);
+
+  it('a visitor who wrote and left is in the inbox; status, assignment, reads and a reopen reach agents live and show in history', async () => {
+    const s = sid();
+    const agentA = await agentSocket('agent-a');
+    const token = await agentToken(node, 'tenantA', KEYS.secA, 'agent-a');
+    const visitor = await boundVisitor(s);
+    const m1 = await say(visitor, s, 'Hello, is anyone there?');
+
+    // The agent's stream: a conversation_updated with the summary, as published in schemas/.
+    await eventually(() => latest(agentA, s)?.version === 1, 'conversation_updated for the first message');
+    const first = latest(agentA, s)!;
+    assertSchema('event.server.conversation_updated.schema.json', { conversation: first.conversation, version: first.version });
+    expect(first.offset).toMatch(/^\d+~/);
+    expect(first.conversation).toMatchObject({
+      sessionId: s,
+      status: 'open',
+      assignee: null,
+      visitor: { type: 'visitor', id: s, verified: false },
+      lastMessage: { id: m1, text: 'Hello, is anyone there?', sender: { type: 'visitor' } },
+      unreadCount: 1,
+      messageCount: 1,
+      online: false,
+    });
+
+    // The list, newest activity first, filtered; one summary.
+    const list = await call('GET', '/api/chat/conversations?tenantId=tenantA&status=open', { token });
+    expect(list.status).toBe(200);
+    expect(list.body.conversations[0]).toMatchObject({ sessionId: s, unreadCount: 1, online: false });
+    const one = await call('GET', `/api/chat/conversations/${s}`, { token });
+    expect(one.status).toBe(200);
+    expect(one.body).toEqual(list.body.conversations[0]);
+    expect((await call('GET', '/api/chat/conversations?assignee=me', { token })).body.conversations).toEqual([]);
+
+    // Assign to me, then resolve: each a system message, each a conversation_updated.
+    const assigned = await call('POST', `/api/chat/conversations/${s}/assign`, { token, body: { tenantId: 'tenantA', assignee: 'me' } });
+    expect(assigned.status, JSON.stringify(assigned.body)).toBe(200);
+    expect(assigned.body).toMatchObject({ sessionId: s, assignee: 'agent-a' });
+    expect(
+      (await call('GET', '/api/chat/conversations?assignee=me', { token })).body.conversations.map(
+        (c: { sessionId: string }) => c.sessionId,
+      ),
+    ).toEqual([s]);
+    const resolved = await call('POST', `/api/chat/conversations/${s}/status`, { token, body: { status: 'resolved' } });
+    expect(resolved.body).toMatchObject({ status: 'resolved', assignee: 'agent-a', messageCount: 1 });
+    await eventually(() => latest(agentA, s)?.version === 3, 'the updates for assign and resolve');
+    expect(latest(agentA, s)!.conversation).toMatchObject({ status: 'resolved', assignee: 'agent-a' });
+    // The system messages reach the agents' stream like any message.
+    await eventually(() => agentA.messages.filter((m) => m.message.sessionId === s).length === 3, 'the system messages');
+
+    // The agent reads: the shared pointer moves, unread drops to 0 on every agent's inbox.
+    const agentB = await agentSocket('agent-b');
+    agentA.socket.emit('read', { sessionId: s, messageId: m1 });
+    await eventually(() => latest(agentA, s)?.conversation.unreadCount === 0, 'the unread count to drop');
+    expect((await call('GET', `/api/chat/conversations/${s}`, { token })).body.unreadCount).toBe(0);
+
+    // The visitor comes back and connects: the system messages are in its history with meta.event,
+    // and a new message reopens the conversation (system message n, the message n+1).
+    const vsock = connect(node.ws, { apiKey: KEYS.pubA, token: visitor, sessionId: s, fingerprint: `fp-${s}` });
+    sockets.push(vsock);
+    await connected(vsock);
+    await eventually(async () => (await call('GET', `/api/chat/conversations/${s}`, { token })).body.online === true, 'online');
+    const reply = await call('POST', '/webchat/message', { token, body: { tenantId: 'tenantA', sessionId: s, text: 'We are here' } });
+    expect(reply.status).toBe(200);
+    await eventually(() => vsock.messages.some((m) => m.message.id === reply.body.messageId), 'the reply on the visitor stream');
+    const page = await call('GET', `/api/chat/messages?tenantId=tenantA&sessionId=${s}`, { token: visitor });
+    expect(page.status).toBe(200);
+    expect(page.body.unreadCount).toBe(1);
+    expect(
+      page.body.messages.map((m: { sender: { type: string }; meta: { event?: { type: string } } }) => m.meta.event?.type ?? m.sender.type),
+    ).toEqual(['visitor', 'conversation.assigned', 'conversation.status_changed', 'agent']);
+    vsock.socket.emit('read', { sessionId: s, messageId: reply.body.messageId });
+    await eventually(
+      async () => (await call('GET', `/api/chat/messages?tenantId=tenantA&sessionId=${s}`, { token: visitor })).body.unreadCount === 0,
+      "the visitor's unread count to drop",
+    );
+    const back = await say(visitor, s, 'One more question');
+    await eventually(() => latest(agentB, s)?.conversation.lastMessage?.id === back, 'the reopen on the second agent');
+    expect(latest(agentB, s)!.conversation).toMatchObject({ status: 'open', assignee: 'agent-a', unreadCount: 1, messageCount: 3 });
+    await eventually(
+      () => vsock.messages.filter((m) => m.message.sender.type === 'system').length >= 1,
+      'the reopen message on the visitor stream',
+    );
+    const seqs = vsock.messages.filter((m) => m.message.seq >= 5).map((m) => [m.message.seq, m.message.sender.type]);
+    expect(seqs).toEqual([
+      [5, 'system'],
+      [6, 'visitor'],
+    ]);
+  });
+
+  it('two agents assigning the same conversation at once: one order, both inboxes end on the same final state', async () => {
+    const s = sid();
+    const [x, y] = [await agentSocket('agent-x'), await agentSocket('agent-y')];
+    const [tx, ty] = [await agentToken(node, 'tenantA', KEYS.secA, 'agent-x'), await agentToken(node, 'tenantA', KEYS.secA, 'agent-y')];
+    await say(await boundVisitor(s), s, 'anyone?');
+    const [ax, ay] = await Promise.all([
+      call('POST', `/api/chat/conversations/${s}/assign`, { token: tx, body: { assignee: 'me' } }),
+      call('POST', `/api/chat/conversations/${s}/assign`, { token: ty, body: { assignee: 'me' } }),
+    ]);
+    expect([ax.status, ay.status]).toEqual([200, 200]);
+    const final = (await call('GET', `/api/chat/conversations/${s}`, { token: tx })).body;
+    await eventually(() => latest(x, s)?.version === 3 && latest(y, s)?.version === 3, 'both agents to see version 3');
+    expect(latest(x, s)!.conversation.assignee).toBe(final.assignee);
+    expect(latest(y, s)!.conversation.assignee).toBe(final.assignee);
+    expect(['agent-x', 'agent-y']).toContain(final.assignee);
+  });
+
+  it('pages the list by cursor (default 50, max 200) and a secret key lists like an agent', async () => {
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = sid('page');
+      await say(await boundVisitor(s), s, `m${i}`);
+      made.unshift(s);
+    }
+    const p1 = await call('GET', '/api/chat/conversations?tenantId=tenantA&limit=2', { token: KEYS.secA });
+    expect(p1.status).toBe(200);
+    expect(p1.body.conversations.map((c: { sessionId: string }) => c.sessionId)).toEqual(made.slice(0, 2));
+    const p2 = await call('GET', `/api/chat/conversations?tenantId=tenantA&limit=2&before=${p1.body.nextCursor}`, { token: KEYS.secA });
+    expect(p2.body.conversations[0].sessionId).toBe(made[2]);
+    expectError(await call('GET', '/api/chat/conversations?tenantId=tenantA&limit=201', { token: KEYS.secA }), 400, 'validation_failed');
+    expectError(
+      await call('GET', '/api/chat/conversations?tenantId=tenantA&before=garbage', { token: KEYS.secA }),
+      400,
+      'validation_failed',
+    );
+    expectError(
+      await call('GET', '/api/chat/conversations?tenantId=tenantA&status=closed', { token: KEYS.secA }),
+      400,
+      'validation_failed',
+    );
+    const r = await call('POST', `/api/chat/conversations/${made[0]}/status`, {
+      token: KEYS.secA,
+      body: { tenantId: 'tenantA', status: 'pending' },
+    });
+    expect(r.body).toMatchObject({ status: 'pending' });
+    const hist = await call('GET', `/api/chat/messages?tenantId=tenantA&sessionId=${made[0]}`, {
+      token: await agentToken(node, 'tenantA', KEYS.secA),
+    });
+    expect(hist.body.messages.at(-1).meta.event).toEqual({
+      type: 'conversation.status_changed',
+      from: 'open',
+      to: 'pending',
+      by: { type: 'api', id: 'secret-key' },
+    });
+    expect(hist.body.unreadCount).toBeUndefined();
+  });
+
+  it('isolation: another tenant, an unknown session, a publishable key, a visitor token, "me" with a secret key', async () => {
+    const s = sid();
+    const visitor = await boundVisitor(s);
+    await say(visitor, s, 'private');
+    const tokenA = await agentToken(node, 'tenantA', KEYS.secA);
+    const tokenB = await agentToken(node, 'tenantB', KEYS.secB);
+    // Another tenant's agent: 404 for the session (no hint it exists), 403 naming tenantA.
+    expectError(await call('GET', `/api/chat/conversations/${s}`, { token: tokenB }), 404, 'not_found');
+    expectError(
+      await call('POST', `/api/chat/conversations/${s}/status`, { token: tokenB, body: { status: 'resolved' } }),
+      404,
+      'not_found',
+    );
+    expectError(await call('GET', '/api/chat/conversations?tenantId=tenantA', { token: tokenB }), 403, 'tenant_mismatch');
+    expectError(await call('GET', `/api/chat/conversations/${s}?tenantId=tenantA`, { token: KEYS.secB }), 403, 'tenant_mismatch');
+    const listB = await call('GET', '/api/chat/conversations', { token: tokenB });
+    expect(listB.body.conversations.some((c: { sessionId: string }) => c.sessionId === s)).toBe(false);
+    expectError(await call('GET', `/api/chat/conversations/${sid('nobody')}`, { token: tokenA }), 404, 'not_found');
+    // Credentials that may not read the inbox.
+    expectError(await call('GET', '/api/chat/conversations?tenantId=tenantA', { token: KEYS.pubA }), 403, 'key_not_allowed');
+    expectError(await call('GET', '/api/chat/conversations?tenantId=tenantA', { token: visitor }), 403, 'forbidden');
+    expectError(await call('POST', `/api/chat/conversations/${s}/assign`, { token: visitor, body: { assignee: 'me' } }), 403, 'forbidden');
+    expectError(await call('GET', '/api/chat/conversations?tenantId=tenantA'), 401, 'missing_credentials');
+    expectError(await call('GET', '/api/chat/conversations', { token: KEYS.secA }), 400, 'validation_failed');
+    // "me" is the calling agent: a secret key is nobody.
+    expectError(await call('GET', '/api/chat/conversations?tenantId=tenantA&assignee=me', { token: KEYS.secA }), 400, 'validation_failed');
+    expectError(
+      await call('POST', `/api/chat/conversations/${s}/assign`, { token: KEYS.secA, body: { tenantId: 'tenantA', assignee: 'me' } }),
+      400,
+      'validation_failed',
+    );
+    expectError(
+      await call('POST', `/api/chat/conversations/${s}/status`, { token: tokenA, body: { status: 'closed' } }),
+      400,
+      'validation_failed',
+    );
+    expectError(await call('POST', `/api/chat/conversations/${s}/assign`, { token: tokenA, body: {} }), 400, 'validation_failed');
+    // Unassign with null.
+    await call('POST', `/api/chat/conversations/${s}/assign`, { token: tokenA, body: { assignee: 'agent-9' } });
+    expect(
+      (await call('POST', `/api/chat/conversations/${s}/assign`, { token: tokenA, body: { assignee: null } })).body.assignee,
+    ).toBeNull();
+  });
+
+  it('checked every conversations route and its errors against schemas/', () => {
+    for (const route of [
+      'GET /api/chat/conversations',
+      'GET /api/chat/conversations/{sessionId}',
+      'POST /api/chat/conversations/{sessionId}/status',
+      'POST /api/chat/conversations/{sessionId}/assign',
+    ]) {
+      expect(contractSeen.has(route), route).toBe(true);
+      expect(contractSeen.has(`${route} error`), `${route} error`).toBe(true);
+    }
+  });
+});
