@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { ConversationUpdate } from '../chat/conversation.js';
 import type { ChatMessage } from '../chat/message.js';
 import type { AgentConnection, PresenceConnection, Store, TenantEvent, WebhookJob } from './ports.js';
 import { eventually } from '../../test/helpers/eventually.js';
@@ -390,6 +391,46 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
           createdAt: m.createdAt,
         });
         expect(JSON.parse(jobs[0]!.payload)).toEqual(m);
+        await bus.stop();
+      });
+
+      it('publishUpdate is idempotent per event id: one agent entry, one conversation.updated job, one bus event', async () => {
+        const s = await get();
+        const t = uid('t');
+        const bus = await collect(s, t);
+        const jobsBefore = await s.webhooks.length();
+        const m = message(t, 'sess2');
+        await s.events.publishMessage(m);
+        const update: ConversationUpdate = {
+          id: randomUUID(),
+          tenantId: t,
+          sessionId: 'sess2',
+          version: 1,
+          at: m.createdAt,
+          conversation: {
+            sessionId: 'sess2',
+            status: 'open',
+            assignee: null,
+            visitor: { type: 'visitor', id: 'sess2', verified: false },
+            lastMessage: { id: m.id, text: m.text, sender: m.sender, createdAt: m.createdAt },
+            unreadCount: 1,
+            messageCount: 1,
+            online: false,
+            createdAt: m.createdAt,
+            lastActivityAt: m.createdAt,
+          },
+        };
+        expect(await s.events.publishUpdate(update)).toEqual({ agentOffset: 2, duplicate: false });
+        expect(await s.events.publishUpdate(update)).toEqual({ agentOffset: 2, duplicate: true });
+        await s.bus.publish(t, { type: 'broadcast', event: 'done', data: null });
+        await eventually(() => bus.events.some((e) => e.type === 'broadcast'), 'the broadcast', { retryOnError: true });
+        expect(bus.events.filter((e) => e.type === 'conversation')).toEqual([{ type: 'conversation', agentOffset: 2, update }]);
+        expect((await s.events.agentRange(t, 1, 10)).entries).toEqual([{ offset: 2, type: 'conversation', update }]);
+        const jobs = (await s.webhooks.range('-', '+', 100000)).filter((j) => j.tenantId === t);
+        expect(await s.webhooks.length()).toBe(jobsBefore + 2);
+        expect(jobs.map((j) => j.type)).toEqual(['message.created', 'conversation.updated']);
+        expect(jobs[1]).toMatchObject({ sessionId: 'sess2', messageId: update.id, createdAt: update.at });
+        expect(JSON.parse(jobs[1]!.payload)).toEqual(update);
         await bus.stop();
       });
 
