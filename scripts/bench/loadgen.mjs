@@ -6,7 +6,9 @@
 //            reports deliveries/s
 //   latency  --subs N --rate R --seconds S --event typing|message   fixed-rate sends; reports
 //            p50/p99/p99.9 of send → delivery at every subscriber (same process, same clock)
-//            (fanout and latency: --pubUrl puts the publisher on another node than the subscribers)
+//            (fanout and latency: --pubUrl puts the publisher on another node than the subscribers;
+//            --url may list several nodes, comma-separated: subscribers are spread over them;
+//            fanout --rooms R: R conversations, one publisher each, subscribers spread over them)
 //   ingest   --http URL --concurrency C --seconds S   POST /webchat/message, C in flight, each
 //            worker its own conversation; reports messages/s and p50/p99/p99.9
 //   floor    --postgres URL --redis URL --table T --concurrency C --pool P --seconds S   what one
@@ -35,6 +37,7 @@ const { values: o } = parseArgs({
     subs: { type: 'string', default: '100' },
     inflight: { type: 'string', default: '32' },
     rate: { type: 'string', default: '600' },
+    rooms: { type: 'string', default: '1' },
     seconds: { type: 'string', default: '10' },
     event: { type: 'string', default: 'typing' },
     tenant: { type: 'string', default: 'bench' },
@@ -45,7 +48,8 @@ const { values: o } = parseArgs({
   },
 });
 const secret = new TextEncoder().encode(process.env.JWT_SECRET);
-const url = o.url;
+const urls = (o.url ?? '').split(',');
+const url = urls[0];
 const text = 'x'.repeat(Number(o.payload));
 
 const token = (sessionId) => visitorToken(secret, o.tenant, sessionId);
@@ -67,9 +71,9 @@ async function openClient(sessionId, fingerprint, at = url) {
 }
 
 /** A subscriber that only counts EVENT frames (see lib/raw-subscriber.mjs). */
-async function openRawSubscriber(sessionId, fingerprint, onEvent) {
+async function openRawSubscriber(sessionId, fingerprint, onEvent, at = url) {
   const auth = { apiKey: o.apiKey, token: await token(sessionId), sessionId, fingerprint };
-  return rawSubscribe(url, auth, { onEvent, localAddress: localAddress() });
+  return rawSubscribe(at, auth, { onEvent, localAddress: localAddress() });
 }
 
 /** Marks the measured window on stdout, so the runner reads the server's CPU time at its edges. */
@@ -144,6 +148,9 @@ switch (o.mode) {
   case 'latency': {
     const session = o.session ?? `room-${randomBytes(4).toString('hex')}`;
     const subsN = Number(o.subs);
+    // Conversations (fanout only): subscriber idx follows room idx % R, on node idx % nodes.
+    const roomsN = o.mode === 'fanout' ? Math.max(1, Number(o.rooms)) : 1;
+    const rooms = Array.from({ length: roomsN }, (_, r) => (roomsN === 1 ? session : `${session}-${r}`));
     // fanout counts frames on raw subscribers; latency needs per-frame callbacks: both cheap.
     const subs = [];
     const handlers = [];
@@ -151,51 +158,67 @@ switch (o.mode) {
       const batch = await Promise.all(
         Array.from({ length: Math.min(50, subsN - i) }, (_, j) => {
           const idx = i + j;
-          return openRawSubscriber(session, `fp${idx}`, () => handlers[idx]?.());
+          return openRawSubscriber(rooms[idx % roomsN], `fp${idx}`, () => handlers[idx]?.(), urls[idx % urls.length]);
         }),
       );
       subs.push(...batch);
     }
-    const publisher = await openClient(session, fp(), o.pubUrl ?? url);
+    const publishers = await Promise.all(rooms.map((room) => openClient(room, fp(), o.pubUrl ?? url)));
+    const publisher = publishers[0];
     await sleep(300);
     const seconds = Number(o.seconds);
     if (o.mode === 'fanout') {
       let delivered = 0;
-      let seenByProbe = 0;
       let resume;
-      const inflight = Number(o.inflight);
+      // Per room: ≤ inflight/R events outstanding (sent, not yet seen by that room's probe).
+      const perRoom = Math.max(1, Math.ceil(Number(o.inflight) / roomsN));
+      const sentIn = new Array(roomsN).fill(0);
+      const seenIn = new Array(roomsN).fill(0);
       let sent = 0;
-      // Subscriber 0 is the probe that paces the publisher; the rest only count.
-      handlers[0] = () => {
-        seenByProbe++;
-        if (resume && sent - seenByProbe < inflight) {
-          const r = resume;
-          resume = undefined;
-          r();
-        }
-      };
+      // Subscriber r (< R) is room r's probe that paces its publisher; the rest only count.
+      for (let r = 0; r < roomsN; r++) {
+        handlers[r] = () => {
+          seenIn[r]++;
+          if (resume && sentIn[r] - seenIn[r] < perRoom) {
+            const go = resume;
+            resume = undefined;
+            go();
+          }
+        };
+      }
       const deadline = performance.now() + seconds * 1000;
       const count = () => subs.reduce((n, c) => n + c.events, 0);
       const startDelivered = count();
       mark('start');
       const t0 = performance.now();
+      let next = 0;
       while (performance.now() < deadline) {
-        if (sent - seenByProbe >= inflight || publisher.bufferedAmount() > 1 << 20) {
-          await new Promise((r) => {
-            resume = r;
-            setTimeout(r, 50);
+        let r = -1;
+        for (let k = 0; k < roomsN; k++) {
+          const c = (next + k) % roomsN;
+          if (sentIn[c] - seenIn[c] < perRoom && publishers[c].bufferedAmount() <= 1 << 20) {
+            r = c;
+            break;
+          }
+        }
+        if (r < 0) {
+          await new Promise((done) => {
+            resume = done;
+            setTimeout(done, 50);
           });
           continue;
         }
-        publisher.emit('typing', { isTyping: sent % 2 === 0 });
+        next = r + 1;
+        publishers[r].emit('typing', { isTyping: sentIn[r] % 2 === 0 });
+        sentIn[r]++;
         sent++;
-        if (sent % 64 === 0) await new Promise((r) => setImmediate(r));
+        if (sent % 64 === 0) await new Promise((done) => setImmediate(done));
       }
       const elapsed = (performance.now() - t0) / 1000;
       delivered = count() - startDelivered;
       mark('end');
       await sleep(500);
-      out({ subs: subs.length, sent, delivered, seconds: elapsed, perSecond: delivered / elapsed });
+      out({ subs: subs.length, rooms: roomsN, sent, delivered, seconds: elapsed, perSecond: delivered / elapsed });
     } else {
       // Delivery is in order and exactly once, so the k-th event a subscriber sees is the k-th sent:
       // latency needs no timestamp in the payload (chatd relays only the fields it defines).
@@ -238,7 +261,7 @@ switch (o.mode) {
       });
     }
     subs.forEach((c) => c.close());
-    publisher.close();
+    publishers.forEach((c) => c.close());
     process.exit(0);
     break;
   }

@@ -11,7 +11,12 @@
 // `socketio` (socket.io@4, same JWT check, same rooms, websocket transport; redis-adapter with two
 // nodes; the same INSERT for stored messages), `chatd` (one chatd node, clients connect to it
 // directly), `chatd-gw` (the same node behind a `chatd serve --role gateway` process: the gateway
-// hop), `floor` (ingest only: one-row INSERT + one XADD per message, no server).
+// hop), `floor` (ingest only: one-row INSERT + one XADD per message, no server), `chatd-cluster`
+// (multinode: the ws nodes on a Redis Cluster of three masters instead of one Redis).
+//
+// multinode: `--nodes 2,4` ws node processes (default 2); each run starts a Redis of its own (one
+// redis-server, or three cluster masters for chatd-cluster) so its CPU time per published event and
+// per Redis node can be read.
 import { parseArgs } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -20,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { childFdLimit, cpuSeconds, kill, machine, median, rssBytes, sleep, spawnPinned, waitForLine } from './lib/proc.mjs';
+import { startRedis } from './lib/redis-servers.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -31,6 +37,7 @@ const { values: o, positionals } = parseArgs({
     runs: { type: 'string', default: '3' },
     quick: { type: 'boolean', default: false },
     profile: { type: 'string' },
+    nodes: { type: 'string', default: '2' },
     redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     postgres: { type: 'string', default: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
   },
@@ -68,7 +75,7 @@ async function waitReady(port, child, what) {
 
 const unlimited = '{ rate: 1000000, burst: 1000000 }';
 /** Writes a chatd config into a fresh folder; returns the folder. */
-function chatdConfig({ port, role, durable, upstreams, tag }) {
+function chatdConfig({ port, role, durable, upstreams, tag, redis }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatd-bench-'));
   const lines = [
     `server: { host: 127.0.0.1, port: ${port}, shutdownTimeoutMs: 2000 }`,
@@ -80,7 +87,11 @@ function chatdConfig({ port, role, durable, upstreams, tag }) {
     // Always the shared PostgreSQL (the embedded one is slow to start and not what a ws node runs);
     // Redis for the durable path (a stored message is INSERTed and XADDed) and for two nodes.
     ...(role === 'gateway' ? [] : [`database: { url: "${o.postgres}", autoMigrate: true, schema: ${tag} }`]),
-    ...(durable ? [`redis: { url: "${o.redis}", prefix: "${tag}:" }`] : []),
+    ...(redis?.cluster
+      ? [`redis: { cluster: { nodes: [${redis.urls.map((u) => `"${u}"`).join(', ')}] }, prefix: "${tag}:" }`]
+      : durable
+        ? [`redis: { url: "${redis?.urls[0] ?? o.redis}", prefix: "${tag}:" }`]
+        : []),
     ...(upstreams
       ? [`upstreams: { api: [${upstreams.api.join(', ')}], ws: [${upstreams.ws.join(', ')}], healthCheckIntervalMs: 500 }`]
       : []),
@@ -107,7 +118,7 @@ const url = (port) => `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websock
  * `message` INSERTs before it broadcasts) and chatd Redis next to PostgreSQL (its production path).
  * Single-node, non-durable chatd runs with the in-process store, like the in-process baselines.
  */
-async function startTarget(target, { nodes = 1, durable = false } = {}) {
+async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
   const tag = `bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const procs = [];
   const urls = [];
@@ -116,7 +127,7 @@ async function startTarget(target, { nodes = 1, durable = false } = {}) {
   const baseEnv = { ...process.env, JWT_SECRET };
   if (durable) baseEnv.DATABASE_URL = o.postgres;
   baseEnv.BENCH_TABLE = tag;
-  if (nodes > 1) Object.assign(baseEnv, { REDIS_URL: o.redis, REDIS_PREFIX: tag });
+  if (nodes > 1) Object.assign(baseEnv, { REDIS_URL: redis?.urls[0] ?? o.redis, REDIS_PREFIX: tag });
   switch (target) {
     case 'uws':
     case 'socketio': {
@@ -134,18 +145,19 @@ async function startTarget(target, { nodes = 1, durable = false } = {}) {
       break;
     }
     case 'chatd':
+    case 'chatd-cluster':
     case 'chatd-gw': {
       const multi = nodes > 1;
       const role = multi ? 'ws' : 'all';
       const nodePorts = [];
       for (let i = 0; i < nodes; i++) {
         const port = await freePort();
-        const child = spawnChatd(role, chatdConfig({ port, role, durable: durable || multi, tag }));
+        const child = spawnChatd(role, chatdConfig({ port, role, durable: durable || multi, tag, redis }));
         procs.push({ name: `chatd-${role}${i}`, child });
         await waitReady(port, child, `chatd ${role}`);
         nodePorts.push(port);
       }
-      if (target === 'chatd') {
+      if (target !== 'chatd-gw') {
         urls.push(...nodePorts.map(url));
         http = `http://127.0.0.1:${nodePorts[0]}`;
       } else {
@@ -168,7 +180,7 @@ async function startTarget(target, { nodes = 1, durable = false } = {}) {
     await Promise.all(procs.map((p) => kill(p.child, o.profile ? 180_000 : 5000)));
     if (durable || nodes > 1 || target !== 'uws') await dropTag(tag);
   };
-  return { procs, urls, http, tag, cleanup, startedAt };
+  return { procs, urls, http, tag, cleanup, startedAt, redisPids: redis?.pids ?? [] };
 }
 
 /** Removes what a run left in the shared PostgreSQL and Redis (its schema, table and key prefix). */
@@ -213,10 +225,12 @@ async function loadgen(args, cpu = 1, srv = undefined) {
       const text = chunk.toString();
       if (text.includes('WINDOW start')) {
         window.cpuStart = cpuOf(srv);
+        window.redisStart = srv.redisPids.map(cpuSeconds);
         window.fromMs = Date.now() - srv.startedAt;
       }
       if (text.includes('WINDOW end')) {
         window.cpuSeconds = cpuOf(srv) - window.cpuStart;
+        window.redisCpuSeconds = srv.redisPids.map((pid, i) => cpuSeconds(pid) - window.redisStart[i]);
         window.toMs = Date.now() - srv.startedAt;
       }
     });
@@ -224,7 +238,8 @@ async function loadgen(args, cpu = 1, srv = undefined) {
   try {
     const m = await waitForLine(child, /RESULT (.*)\n/, RUN_DEADLINE_MS);
     const r = JSON.parse(m[1]);
-    if (window.cpuSeconds !== undefined) r.window = { cpuSeconds: window.cpuSeconds, fromMs: window.fromMs, toMs: window.toMs };
+    if (window.cpuSeconds !== undefined)
+      r.window = { cpuSeconds: window.cpuSeconds, redisCpuSeconds: window.redisCpuSeconds, fromMs: window.fromMs, toMs: window.toMs };
     return r;
   } finally {
     await kill(child);
@@ -430,60 +445,66 @@ const SCENARIOS = {
       return { ...r, value: r.perSecond, unit: 'messages/s', cpuPerOpUs: (cpu / Math.max(1, r.ok)) * 1e6, higherIsBetter: true };
     },
   },
-  /** (6) Two ws nodes over Redis: subscribers on node 1, the publisher on node 2 (fan-out + typing latency). */
+  /**
+   * (6) ws nodes over Redis (`--nodes 2,4`): a publisher per conversation on node 1, subscribers of
+   * 8 conversations spread over the other nodes (fan-out), then `typing` latency across nodes; one
+   * Redis vs a three-master Redis Cluster (sharded pub/sub), each a Redis of the run's own, with its
+   * CPU time per published event, per Redis node.
+   */
   multinode: {
-    targets: ['socketio', 'chatd', 'chatd-gw'],
-    async run(target) {
-      return measure(target, { nodes: 2 }, async (srv) => {
-        const f = await loadgen(
-          [
-            '--mode',
-            'fanout',
-            '--url',
-            srv.urls[0],
-            '--pubUrl',
-            srv.urls[1],
-            '--subs',
-            quick ? '200' : '1000',
-            '--inflight',
-            '32',
-            '--seconds',
-            secs(5),
-          ],
-          1,
-          srv,
+    targets: ['socketio', 'chatd', 'chatd-gw', 'chatd-cluster'],
+    expand: (targets) => o.nodes.split(',').flatMap((n) => targets.map((t) => `${t}@${n}`)),
+    async run(label) {
+      const [target, n] = label.split('@');
+      const nodes = Number(n);
+      const redis = await startRedis({ masters: target === 'chatd-cluster' ? 3 : 0 });
+      try {
+        const r = await measure(target, { nodes, redis }, async (srv) => {
+          // Redis's own background work (a cluster's gossip, cron) over 2 idle seconds, subtracted below.
+          const idle0 = srv.redisPids.map(cpuSeconds);
+          await sleep(2000);
+          const idlePerSecond = srv.redisPids.map((pid, i) => (cpuSeconds(pid) - idle0[i]) / 2);
+          const subUrls = (srv.urls.length > 1 ? srv.urls.slice(1) : srv.urls).join(',');
+          const f = await loadgen(
+            ['--mode', 'fanout', '--url', subUrls, '--pubUrl', srv.urls[0], '--subs', quick ? '200' : '1000', '--rooms', '8',
+              '--inflight', '32', '--seconds', secs(5)], // prettier-ignore
+            1,
+            srv,
+          );
+          const l = await loadgen(
+            ['--mode', 'latency', '--event', 'typing', '--url', subUrls, '--pubUrl', srv.urls[0], '--subs', '100', '--rate', '600',
+              '--seconds', secs(5)], // prettier-ignore
+            1,
+            srv,
+          );
+          return {
+            fanout: f,
+            latency: l,
+            idlePerSecond,
+            value: f.perSecond,
+            unit: 'deliveries/s',
+            delivered: f.delivered,
+            window: f.window,
+            higherIsBetter: true,
+          };
+        });
+        const redisCpu = r.fanout.window?.redisCpuSeconds ?? [];
+        const perEventUs = redisCpu.map(
+          (c, i) => (Math.max(0, c - r.idlePerSecond[i] * r.fanout.seconds) / Math.max(1, r.fanout.sent)) * 1e6,
         );
-        const l = await loadgen(
-          [
-            '--mode',
-            'latency',
-            '--event',
-            'typing',
-            '--url',
-            srv.urls[0],
-            '--pubUrl',
-            srv.urls[1],
-            '--subs',
-            '100',
-            '--rate',
-            '600',
-            '--seconds',
-            secs(5),
-          ],
-          1,
-          srv,
-        );
+        const l = r.latency;
         return {
-          fanout: f,
-          latency: l,
-          value: f.perSecond,
-          unit: 'deliveries/s',
-          delivered: f.delivered,
-          window: f.window,
-          higherIsBetter: true,
-          extra: `typing p50/p99/p99.9 ${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms`,
+          ...r,
+          cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6,
+          redisCpuPerEventUs: perEventUs,
+          extra:
+            `${nodes} ws nodes; typing p50/p99/p99.9 ${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms; ` +
+            `Redis CPU µs per published event, per Redis node (idle CPU subtracted): ${perEventUs.map((x) => x.toFixed(1)).join(' / ')}; ` +
+            `events published ${r.fanout.sent}`,
         };
-      }).then((r) => ({ ...r, cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6 }));
+      } finally {
+        await redis.stop();
+      }
     },
   },
 };
@@ -498,7 +519,8 @@ const pkg = (name) => {
 
 async function runScenario(scenario) {
   const def = SCENARIOS[scenario];
-  const targets = o.targets ? o.targets.split(',').filter((t) => def.targets.includes(t)) : def.targets;
+  const chosen = o.targets ? o.targets.split(',').filter((t) => def.targets.includes(t)) : def.targets;
+  const targets = def.expand ? def.expand(chosen) : chosen;
   const started = Date.now();
   const results = {};
   for (const target of targets) {
