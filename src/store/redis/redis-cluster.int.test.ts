@@ -112,6 +112,37 @@ describe.skipIf(!hasClusterBinaries())('redis cluster store', () => {
       expect(s.webhookRetry).toBe(`${prefix}meta:webhook_retry`);
     });
 
+    it("erases a tenant's sessions across the shards: records, bindings (SCAN on every master), presence, jobs, retries", async () => {
+      const t = uid('tenant');
+      const other = uid('tenant');
+      const sids = Array.from({ length: 12 }, () => uid('sess'));
+      for (const sid of sids) {
+        await store.sessions.upsert(sid, { tenantId: t, userId: sid, fingerprint: 'fp' }, 3600);
+        // Token bindings in many slots, so on every master.
+        await store.sessions.bind(t, uid('jti'), sid, 3600);
+        await store.events.publishMessage(message(t, sid));
+      }
+      await store.presence.add('n1', connection(t, 'erin', { sessionId: sids[0] }), 60_000);
+      const keep = uid('sess');
+      await store.sessions.upsert(keep, { tenantId: other, userId: 'u', fingerprint: 'fp' }, 3600);
+      const keptJti = uid('jti');
+      await store.sessions.bind(other, keptJti, keep, 3600);
+      const masters = raw.nodes('master');
+      expect(masters.length).toBe(3);
+
+      const dry = await store.erasure.eraseSessions(t, sids, { dryRun: true });
+      expect(dry).toMatchObject({ sessionRecords: 12, tokenBindings: 12, presenceEntries: 1, webhookJobs: 12 });
+      const done = await store.erasure.eraseSessions(t, sids, { dryRun: false });
+      expect(done).toEqual(dry);
+      for (const sid of sids) expect(await store.sessions.get(sid)).toBeNull();
+      expect(await store.presence.isOnline(t, 'erin')).toBe(false);
+      expect((await store.webhooks.range('-', '+', 100_000)).filter((j) => j.tenantId === t)).toEqual([]);
+      // Another tenant's data is untouched.
+      expect(await store.sessions.get(keep)).not.toBeNull();
+      expect(await store.sessions.getBinding(other, keptJti)).toBe(keep);
+      expect(await store.erasure.eraseSessions(t, sids, { dryRun: true })).toMatchObject({ sessionRecords: 0, tokenBindings: 0 });
+    });
+
     it('writes the guide names and publishes on sharded channels only', async () => {
       const t = uid('tenant');
       const sid = uid('sess');
