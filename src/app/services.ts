@@ -85,6 +85,7 @@ export async function createServices(
     bus: store.bus,
     conversations: db.conversations,
     autoAssign: (tenantId, sessionId) => inbox.autoAssign(tenantId, sessionId),
+    offline: db.offline,
     messageMaxChars: config.limits.messageMaxChars,
     logger,
   });

@@ -63,6 +63,7 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
         publishUpdateNow: (u) => void store.events.publishUpdate(u).then(() => db.conversationOutbox.markDone([u.id])),
       },
       bus: store.bus,
+      offline: db.offline,
       messageMaxChars: 4000,
     });
   });
@@ -222,6 +223,7 @@ describe.skipIf(!ready)('chat service (Redis + PostgreSQL)', () => {
         sessions: dead.sessions,
         relay: { publishNow: () => undefined, publishUpdateNow: () => undefined },
         bus: dead.bus,
+        offline: db.offline,
         messageMaxChars: 4000,
       });
       const s = sid();

@@ -45,17 +45,22 @@
 //
 //   chat.bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint?) → Promise<void>
 //       The anonymous-token endpoint with a sessionId: binds now, under the same rule.
+//
+//   chat.setContact(principal, input) → Promise<{ sessionId }>
+//       POST /webchat/contact: the visitor's email (and name) stored on the conversation, under
+//       the same session rules as sending a message (the conversation is created if it has no
+//       message yet). Visitors and users only.
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/jwt.js';
 import { resolveIdentity, type Identity } from '../auth/identity.js';
 import type { TenantDirectory, TenantPolicy } from '../auth/tenants.js';
-import type { ConversationStore, HistoryPage, MessageStore, OutboxRelay } from '../db/ports.js';
+import type { ConversationStore, HistoryPage, MessageStore, OfflineStore, OutboxRelay } from '../db/ports.js';
 import { ChatdError } from '../errors.js';
 import { assertId, assertUserId } from '../ids.js';
 import { messagesAccepted } from '../observability/metrics.js';
 import { compileValidator, type ValidationIssue } from '../schemas/validate.js';
 import type { Bus, SessionStore } from '../store/ports.js';
-import { DomainSendInput } from './contract.js';
+import { ContactBody, DomainSendInput } from './contract.js';
 import type { ChatMessage, MessageMeta, Sender } from './message.js';
 import { createSessionAccess, forbidden } from './session-access.js';
 
@@ -72,6 +77,10 @@ export interface ChatServiceDeps {
   /** Auto-assignment after a visitor's message to an unassigned open conversation (never throws). */
   readonly autoAssign?: (tenantId: string, sessionId: string) => Promise<void>;
   readonly bus: Pick<Bus, 'publish'>;
+  /** Where contact capture stores the visitor's address. */
+  readonly offline: Pick<OfflineStore, 'setContact'>;
+  /** Called after an agent's message was stored (offline continuity schedules its email). */
+  readonly onAgentReply?: (message: ChatMessage) => void;
   /** limits.messageMaxChars. */
   readonly messageMaxChars: number;
   /** TTL of `session:{id}` (the guide's 24 h). */
@@ -121,6 +130,7 @@ export interface ChatService {
   authorizeSession(principal: Principal, sessionId: string, fingerprint?: string): Promise<void>;
   bindForMint(tenantId: string, jti: string, ttlSeconds: number, sessionId: string, fingerprint?: string): Promise<void>;
   identify(principal: Principal, claim: { userId?: string | undefined; userHash?: string | undefined }): Identity;
+  setContact(principal: Principal, input: unknown): Promise<{ sessionId: string }>;
 }
 
 export const DEFAULT_HISTORY_LIMIT = 50;
@@ -151,6 +161,8 @@ function nestingDepth(value: unknown): number {
 }
 
 /** Turns schema issues into one 400: `invalid_id` when only ids are malformed, else `validation_failed`. */
+const validateContact = compileValidator(ContactBody);
+
 export function validationError(issues: readonly ValidationIssue[]): ChatdError {
   const onlyIds = issues.every((i) => /must match pattern/.test(i.message) && /(Id|^fingerprint)$/.test(i.path));
   const details = issues.map((i) => ({
@@ -276,6 +288,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
           if (sender.type !== 'agent' && c.assignee === null && c.status === 'open' && deps.autoAssign) {
             void deps.autoAssign(principal.tenantId, sessionId);
           }
+          if (sender.type === 'agent') deps.onAgentReply?.(result.message);
           return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
         }
         case 'duplicate':
@@ -425,6 +438,37 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       const tenant = tenantOf(principal, undefined);
       if (principal.role === 'agent') return { userId: principal.subject, verified: true };
       return resolveIdentity(principal, tenant, { userId: claim.userId || undefined, userHash: claim.userHash || undefined });
+    },
+
+    async setContact(principal, raw) {
+      const v = validateContact(raw);
+      if (!v.ok) throw validationError(v.errors);
+      const input = v.value;
+      const tenant = tenantOf(principal, input.tenantId);
+      if (principal.role === 'agent') throw new ChatdError('forbidden', "Contact capture is the visitor's: use a visitor or user token");
+      const fingerprint = input.fingerprint || undefined;
+      if (principal.role === 'visitor' && !fingerprint) {
+        throw validationError([{ path: 'fingerprint', message: 'is required for visitors' }]);
+      }
+      const { sessionId } = input;
+      const identity = resolveIdentity(principal, tenant, { userId: input.userId, userHash: input.userHash });
+      await access.forWrite(principal, sessionId, fingerprint, identity);
+      const r = await deps.sessions.upsert(
+        sessionId,
+        { tenantId: principal.tenantId, userId: identity.userId ?? sessionId, fingerprint: fingerprint ?? '' },
+        sessionTtl,
+      );
+      if (r === 'foreign') throw forbidden();
+      const conv = await deps.messages.ensureConversation(principal.tenantId, sessionId, {
+        ...(fingerprint ? { fingerprint } : {}),
+        ...(identity.verified && identity.userId ? { userId: identity.userId } : {}),
+      });
+      if (conv.kind === 'foreign') throw forbidden();
+      const name = input.name?.trim();
+      if (!(await deps.offline.setContact(principal.tenantId, sessionId, { email: input.email.trim(), ...(name ? { name } : {}) }))) {
+        throw forbidden();
+      }
+      return { sessionId };
     },
 
     async bindForMint(tenantId, jti, ttlSeconds, sessionId, fingerprint) {

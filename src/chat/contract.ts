@@ -56,6 +56,33 @@ export const SendMessageBody = Type.Object(
 );
 export type SendMessageBody = Static<typeof SendMessageBody>;
 
+/** `POST /webchat/contact`: the visitor leaves an address for replies (offline continuity). */
+export const ContactBody = Type.Object(
+  {
+    tenantId: Id('The tenant.'),
+    sessionId: Id("The conversation (the widget's session)."),
+    fingerprint: Type.Optional(Id("The browser's fingerprint: required for visitors, as for a message.")),
+    email: Type.String({
+      format: 'email',
+      minLength: 3,
+      maxLength: 254,
+      description: 'Where agent replies are emailed while the visitor is away.',
+    }),
+    name: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 200, description: "The visitor's name, for the agents and the email's greeting." }),
+    ),
+    userId: Type.Optional(OptionalUserId),
+    userHash: Type.Optional(Type.String({ maxLength: 128, description: 'hex HMAC-SHA256(identitySecret, userId): verifies userId.' })),
+  },
+  { additionalProperties: true, description: "The visitor's contact, stored on the conversation. Unknown fields are ignored." },
+);
+export type ContactBody = Static<typeof ContactBody>;
+
+export const ContactResponse = Type.Object(
+  { success: Type.Literal(true), sessionId: Type.String() },
+  { additionalProperties: false, description: 'Answer of POST /webchat/contact: stored on the conversation.' },
+);
+
 /** The Socket.IO `message` event of an agent: a reply to any conversation of its tenant. */
 export const AgentMessageBody = Type.Object(
   {

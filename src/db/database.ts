@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { toQueryError } from './db-errors.js';
 import { KyselyMessageStore } from './message-store.js';
 import { KyselyConversationStore } from './inbox.js';
+import { KyselyOfflineStore } from './offline-store.js';
 import { KyselyConversationOutbox, KyselyOutbox } from './outbox.js';
 import type { Database } from './ports.js';
 import type { Tables } from './schema.js';
@@ -16,6 +17,7 @@ export class KyselyDatabase implements Database {
   readonly outbox: KyselyOutbox;
   readonly conversations: KyselyConversationStore;
   readonly conversationOutbox: KyselyConversationOutbox;
+  readonly offline: KyselyOfflineStore;
   readonly dialect: Dialect;
   /** The Kysely instance, for migrations and tests; the rest of chatd uses the ports. */
   readonly kysely: Kysely<Tables>;
@@ -31,6 +33,7 @@ export class KyselyDatabase implements Database {
     this.kysely = kysely;
     this.dialect = dialect;
     this.messages = new KyselyMessageStore(kysely, { logger, ...(opts.onFlush ? { onFlush: opts.onFlush } : {}) });
+    this.offline = new KyselyOfflineStore(kysely);
     this.outbox = new KyselyOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });
     this.conversations = new KyselyConversationStore(kysely);
     this.conversationOutbox = new KyselyConversationOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });

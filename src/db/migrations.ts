@@ -168,6 +168,57 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       `alter table conversations add constraint conversations_status_check check (status in ('open', 'closed'))`,
     ]),
   },
+  '0004_offline_email': {
+    // Offline continuity (DESIGN.md): agent replies emailed to visitors who left. One job row per
+    // conversation (the lease that keeps nodes from racing: claimed with FOR UPDATE SKIP LOCKED and
+    // a lease id), `emailed_seq` = the last agent message already emailed (what was sent, so a
+    // retry sends nothing twice), a log of every email sent or refused, and the unsubscribed
+    // addresses per tenant. Jobs and the log go with their conversation (erasure, retention of the
+    // conversation); unsubscribes outlive it, so an erased visitor who opted out stays out.
+    up: statements([
+      `create table email_jobs (
+        conversation_id uuid primary key references conversations (id) on delete cascade,
+        tenant_id text not null,
+        pending boolean not null default true,
+        due_at timestamptz not null,
+        attempts integer not null default 0,
+        lease_id uuid,
+        lease_until timestamptz,
+        emailed_seq integer not null default 0,
+        requests integer not null default 0,
+        last_error text,
+        updated_at timestamptz not null default now()
+      )`,
+      `create index email_jobs_due_idx on email_jobs (due_at) where pending`,
+      `create table email_deliveries (
+        id uuid primary key,
+        tenant_id text not null,
+        conversation_id uuid not null references conversations (id) on delete cascade,
+        session_id text not null,
+        recipient text not null,
+        status text not null check (status in ('sent', 'failed')),
+        first_seq integer not null,
+        last_seq integer not null,
+        messages integer not null,
+        attempts integer not null,
+        error text,
+        created_at timestamptz not null default now()
+      )`,
+      `create index email_deliveries_created_idx on email_deliveries (created_at desc, id)`,
+      `create index email_deliveries_conversation_idx on email_deliveries (conversation_id)`,
+      `create table email_unsubscribes (
+        tenant_id text not null,
+        email text not null,
+        created_at timestamptz not null default now(),
+        primary key (tenant_id, email)
+      )`,
+    ]),
+    down: statements([
+      'drop table if exists email_unsubscribes',
+      'drop table if exists email_deliveries',
+      'drop table if exists email_jobs',
+    ]),
+  },
 };
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1)!;

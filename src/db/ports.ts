@@ -240,8 +240,99 @@ export interface Outbox {
   ): Promise<ChatMessage[]>;
 }
 
+// ---------------------------------------------------------------- offline continuity
+
+export interface Contact {
+  readonly email: string;
+  readonly name?: string;
+}
+
+/** An email job this node leased (claimDueEmails): valid while `leaseId` is still the job's. */
+export interface ClaimedEmailJob {
+  readonly leaseId: string;
+  readonly tenantId: string;
+  readonly sessionId: string;
+  /** Attempts of this email so far, this one included. */
+  readonly attempts: number;
+  /** The last agent message seq already emailed. */
+  readonly emailedSeq: number;
+  /** The visitor's read pointer: agent messages up to it were seen. */
+  readonly visitorReadSeq: number;
+  readonly contact: Contact | null;
+  /** The job's request count when leased (a reply arriving meanwhile raises it). */
+  readonly requests: number;
+}
+
+export interface EmailDelivery {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly recipient: string;
+  readonly status: 'sent' | 'failed';
+  /** The agent messages it carried (or would have): seqs firstSeq..lastSeq. */
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly messages: number;
+  readonly attempts: number;
+  readonly error: string | null;
+  /** ISO 8601. */
+  readonly at: string;
+}
+
+/** What became of a leased job (recordEmail): every case moves `emailed_seq` to `upToSeq`. */
+export type EmailOutcome =
+  | { readonly kind: 'sent'; readonly recipient: string; readonly firstSeq: number; readonly upToSeq: number; readonly messages: number }
+  /** Refused for good (a 5xx, or retries exhausted): recorded, not retried, visible in `chatd emails ls`. */
+  | {
+      readonly kind: 'failed';
+      readonly recipient: string;
+      readonly firstSeq: number;
+      readonly upToSeq: number;
+      readonly messages: number;
+      readonly error: string;
+    }
+  /** Nothing to send (no address, unsubscribed, all read or already emailed): no delivery row. */
+  | { readonly kind: 'nothing'; readonly upToSeq: number };
+
+/**
+ * Contact capture and the email jobs of offline continuity (DESIGN.md "Offline continuity"). A job
+ * per conversation is the lease that keeps nodes from racing (claimed with FOR UPDATE SKIP LOCKED
+ * on PostgreSQL; PGlite has one connection), and its `emailed_seq` records what was sent.
+ */
+export interface OfflineStore {
+  /** Stores the visitor's contact on the conversation; false when the tenant has no such conversation. */
+  setContact(tenantId: string, sessionId: string, contact: Contact): Promise<boolean>;
+  /**
+   * An agent replied: makes the conversation's job due at `dueAt` unless one is already pending
+   * (then its earlier due time stays: the delay runs from the first reply not yet emailed).
+   */
+  scheduleEmail(tenantId: string, sessionId: string, dueAt: Date): Promise<void>;
+  /** Leases up to `limit` pending jobs due now (whose lease is free or expired) for `leaseMs`. */
+  claimDueEmails(limit: number, leaseMs: number): Promise<ClaimedEmailJob[]>;
+  /** Agent messages of the conversation with seq > `afterSeq`, ascending, at most `limit`. */
+  agentMessagesAfter(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]>;
+  /**
+   * Records the outcome of a leased job in one transaction (the delivery row, `emailed_seq`, the
+   * job no longer pending — unless a reply came while it was leased: then due again after
+   * `nextDelayMs`) — only if the lease is still ours.
+   */
+  recordEmail(job: ClaimedEmailJob, outcome: EmailOutcome, nextDelayMs: number): Promise<boolean>;
+  /** A transient failure: releases the lease and makes the job due again at `dueAt`. */
+  retryEmail(job: ClaimedEmailJob, dueAt: Date, error: string): Promise<boolean>;
+  /** The visitor is back: nothing to email now (the job waits for the next agent reply). */
+  cancelEmail(job: ClaimedEmailJob, nextDelayMs: number): Promise<boolean>;
+  /** Deliveries, newest first, optionally of one tenant and/or status. */
+  listDeliveries(opts: { limit: number; tenantId?: string; status?: 'sent' | 'failed' }): Promise<EmailDelivery[]>;
+  /** Jobs pending (due or waiting), for metrics and `chatd emails ls`. */
+  pendingEmails(): Promise<number>;
+  unsubscribe(tenantId: string, email: string): Promise<void>;
+  isUnsubscribed(tenantId: string, email: string): Promise<boolean>;
+}
+
 export interface Database {
   readonly messages: MessageStore;
+  /** Contact capture and email jobs. */
+  readonly offline: OfflineStore;
   readonly outbox: Outbox;
   readonly conversations: ConversationStore;
   readonly conversationOutbox: ConversationOutbox;

@@ -58,6 +58,48 @@ export interface AutoAssignCursorTable {
   updated_at: Generated<Timestamp>;
 }
 
+/** One per conversation with agent replies to email (migration 0004_offline_email). */
+export interface EmailJobsTable {
+  conversation_id: string;
+  tenant_id: string;
+  /** An email is due (at due_at) or being sent; false once the conversation is caught up. */
+  pending: Generated<boolean>;
+  due_at: ColumnType<Date, Date | string, Date | string>;
+  /** Attempts of the current email (reset when it is sent or refused). */
+  attempts: Generated<number>;
+  /** Who holds the job, until when: a node sending it; expired = anyone may take it. */
+  lease_id: string | null;
+  lease_until: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** The last agent message seq already emailed (or given up on): never emailed again. */
+  emailed_seq: Generated<number>;
+  /** Agent replies that asked for an email: one arriving while a node sends makes the job pending again. */
+  requests: Generated<number>;
+  last_error: string | null;
+  updated_at: Generated<Timestamp>;
+}
+
+/** Every email sent or permanently refused. */
+export interface EmailDeliveriesTable {
+  id: string;
+  tenant_id: string;
+  conversation_id: string;
+  session_id: string;
+  recipient: string;
+  status: 'sent' | 'failed';
+  first_seq: number;
+  last_seq: number;
+  messages: number;
+  attempts: number;
+  error: string | null;
+  created_at: Generated<Timestamp>;
+}
+
+export interface EmailUnsubscribesTable {
+  tenant_id: string;
+  email: string;
+  created_at: Generated<Timestamp>;
+}
+
 export interface MessagesTable {
   id: string;
   /** Global insertion order (identity): pages a user's history across conversations. */
@@ -100,4 +142,7 @@ export interface Tables {
   outbox: OutboxTable;
   conversation_outbox: ConversationOutboxTable;
   auto_assign_cursor: AutoAssignCursorTable;
+  email_jobs: EmailJobsTable;
+  email_deliveries: EmailDeliveriesTable;
+  email_unsubscribes: EmailUnsubscribesTable;
 }

@@ -18,6 +18,7 @@ import { corsPolicyFor } from '../../src/auth/origins.js';
 import { openDatabase } from '../../src/db/index.js';
 import { createStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/ports.js';
+import type { Database } from '../../src/db/ports.js';
 
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv) => Ajv;
 const SCHEMAS_DIR = path.resolve(__dirname, '../../schemas');
@@ -47,6 +48,7 @@ const RESPONSE_SCHEMA: Record<string, string> = {
   'GET /api/chat/conversations/{sessionId}': 'api.conversation.response.schema.json',
   'POST /api/chat/conversations/{sessionId}/status': 'api.conversation.response.schema.json',
   'POST /api/chat/conversations/{sessionId}/assign': 'api.conversation.response.schema.json',
+  'POST /webchat/contact': 'api.contact.response.schema.json',
 };
 const REQUEST_SCHEMA: Record<string, string> = {
   'POST /api/chat/anonymous-token': 'api.anonymous-token.request.schema.json',
@@ -55,6 +57,7 @@ const REQUEST_SCHEMA: Record<string, string> = {
   'POST /webchat/message': 'api.webchat-message.request.schema.json',
   'POST /api/chat/conversations/{sessionId}/status': 'api.conversation-status.request.schema.json',
   'POST /api/chat/conversations/{sessionId}/assign': 'api.conversation-assign.request.schema.json',
+  'POST /webchat/contact': 'api.contact.request.schema.json',
 };
 
 /** The route a path answers for (the conversation's session id as a placeholder). */
@@ -150,6 +153,8 @@ export interface InProcessServer {
   readonly server: RunningServer;
   /** The server's own store (the memory store is only reachable this way). */
   store(): Promise<Store>;
+  /** The server's own database (PGlite's folder is locked by the server). */
+  db(): Promise<Database>;
   stop(): Promise<void>;
 }
 
@@ -170,6 +175,7 @@ export async function startInProcess(
     },
   });
   let store: Promise<Store> | undefined;
+  let db: Promise<Database> | undefined;
   // As startChatd does, with the store captured for the tests.
   const server = await serve({
     config,
@@ -178,7 +184,12 @@ export async function startInProcess(
     roleFactories: ROLE_FACTORIES,
     serviceFactories: {
       createStore: (c, l, n) => (store ??= createStore(c, l, n)),
-      openDatabase,
+      // A failed open (the database down) is retried by the server: keep the one that succeeds.
+      openDatabase: (c, l) =>
+        openDatabase(c, l).then((opened) => {
+          db = Promise.resolve(opened);
+          return opened;
+        }),
     },
     cors: corsPolicyFor(config),
   });
@@ -200,6 +211,12 @@ export async function startInProcess(
       while (!store && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (!store) throw new Error('the server never created its store');
       return store;
+    },
+    db: async () => {
+      const deadline = Date.now() + 240_000;
+      while (!db && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (!db) throw new Error('the server never opened its database');
+      return db;
     },
     stop: () => server.stop(),
   };

@@ -8,6 +8,7 @@
 //   POST /api/chat/broadcast        secret key       → { success: true }               meta_broadcast to the tenant
 //   POST /api/chat/erase            secret key       → { removed: {…counts} }          erase a session's or user's data (src/chat/erase.ts)
 //   POST /webchat/message           JWT              → { success, messageId, sessionId }
+//   POST /webchat/contact           visitor/user JWT → { success, sessionId }          the visitor's email for replies
 //   GET  /api/chat/messages         JWT              → { messages, nextCursor }
 //   GET  /api/chat/online-users     agent JWT / secret key → { users }
 //   GET  /api/chat/availability     API key (publishable too) or JWT → { available, agentsOnline, … }
@@ -195,6 +196,13 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     const principal = await principalOf(svc, req);
     const r = await svc.chat.send(principal, req.body, 'http');
     return { body: { success: true, messageId: r.messageId, sessionId: r.sessionId } };
+  });
+
+  router.post('/webchat/contact', async (req) => {
+    const svc = await begin(req);
+    const principal = await principalOf(svc, req);
+    const r = await svc.chat.setContact(principal, req.body);
+    return { body: { success: true, sessionId: r.sessionId } };
   });
 
   router.get('/api/chat/messages', async (req) => {

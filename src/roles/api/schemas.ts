@@ -5,6 +5,8 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import {
   AgentMessageBody,
   AvailabilitySchema,
+  ContactBody,
+  ContactResponse,
   ClientEventSchemas,
   ErrorBody,
   EventSchemas,
@@ -157,6 +159,8 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'api.webchat-message.request.schema.json': { schema: SendMessageBody, title: 'POST /webchat/message request' },
   'api.webchat-message.response.schema.json': { schema: SendAck, title: 'POST /webchat/message response' },
   'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },
+  'api.contact.request.schema.json': { schema: ContactBody, title: 'POST /webchat/contact request' },
+  'api.contact.response.schema.json': { schema: ContactResponse, title: 'POST /webchat/contact response' },
   'api.availability.response.schema.json': { schema: AvailabilityResponse, title: 'GET /api/chat/availability response' },
   'api.conversations.response.schema.json': { schema: ConversationListResponse, title: 'GET /api/chat/conversations response' },
   'api.conversation.response.schema.json': {
