@@ -69,7 +69,7 @@ export function describeOfflineContract(name: string, open: () => Promise<{ db: 
         contact: null,
         requests: 1,
       });
-      // Leased: nobody else gets it until the lease expires.
+      // (visitorReadSeq 1: a visitor has read its own message.) Leased: nobody else gets it until the lease expires.
       expect(await claimOf(s2)).toBeUndefined();
       const messages = await db.offline.agentMessagesAfter(t2, s2, 0, 10);
       expect(messages.map((m) => [m.seq, m.text])).toEqual([[2, 'reply 1']]);
