@@ -73,6 +73,8 @@ export async function createServices(
     conversations: db.conversations,
     relay,
     presence: store.presence,
+    // round_robin's candidates: the tenant's agents with a connection now, on any node.
+    onlineAgents: async (tenantId) => (await store.agentPresence.online(tenantId)).map((a) => a.agentId),
     logger: logger.child({ component: 'inbox' }),
   });
   // tenants[].retention.messages: old messages are deleted in small batches, on every node.

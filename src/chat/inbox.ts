@@ -59,10 +59,7 @@ export interface InboxDeps {
   readonly conversations: ConversationStore;
   readonly relay: Pick<OutboxRelay, 'publishNow' | 'publishUpdateNow'>;
   readonly presence: Pick<PresenceStore, 'list'>;
-  /**
-   * The agents online now in a tenant (round_robin's candidates). Undefined: no agent presence is
-   * tracked, so round_robin assigns nobody.
-   */
+  /** The agents online now in a tenant (round_robin's candidates; undefined: round_robin assigns nobody). */
   readonly onlineAgents?: (tenantId: string) => Promise<readonly string[]>;
   readonly logger?: Logger;
 }

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
-import { assertSchema, contractSeen, type Answer } from '../../../test/helpers/api-harness.js';
+import { assertSchema, contractSeen, tenantsConfig, type Answer } from '../../../test/helpers/api-harness.js';
 import { agentToken, connect, connected, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 
@@ -272,5 +272,82 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
       expect(contractSeen.has(route), route).toBe(true);
       expect(contractSeen.has(`${route} error`), `${route} error`).toBe(true);
     }
+  });
+});
+
+describe('auto-assignment (round_robin, embedded defaults)', () => {
+  let node: Node;
+  const sockets: Recorder[] = [];
+  beforeAll(async () => {
+    const tenants = tenantsConfig().map((t) =>
+      (t as { id: string }).id === 'tenantA'
+        ? { ...(t as object), conversations: { autoAssign: { mode: 'round_robin', maxOpenPerAgent: 1 } } }
+        : t,
+    );
+    node = await startNode({ tenants });
+  }, 300_000);
+  afterAll(async () => {
+    for (const s of sockets) s.socket.disconnect();
+    await node?.srv.stop();
+  });
+
+  it("assigns each new conversation to the next agent online now, skipping agents at their cap; another tenant's agents never", async () => {
+    for (const agent of ['agent-b', 'agent-a']) {
+      const rec = connect(node.ws, { token: await agentToken(node, 'tenantA', KEYS.secA, agent) }, { transports: ['websocket'] });
+      sockets.push(rec);
+      await connected(rec);
+    }
+    const other = connect(node.ws, { token: await agentToken(node, 'tenantB', KEYS.secB, 'agent-c') }, { transports: ['websocket'] });
+    sockets.push(other);
+    await connected(other);
+    const availability = () => node.http('GET', '/api/chat/availability?tenantId=tenantA', { token: KEYS.pubA });
+    await eventually(async () => (await availability()).body.agentsOnline === 2, 'both agents online');
+    const token = await agentToken(node, 'tenantA', KEYS.secA, 'agent-a');
+    const sessions: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = sid('auto');
+      sessions.push(s);
+      const t = await node.http('POST', '/api/chat/anonymous-token', {
+        token: KEYS.pubA,
+        body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp' },
+      });
+      const r = await node.http('POST', '/webchat/message', {
+        token: t.body.token,
+        body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp', text: `question ${i}` },
+      });
+      expect(r.status).toBe(200);
+      // Assignment follows the message (after its acknowledgement): wait for it before the next one.
+      if (i < 2) {
+        await eventually(
+          async () => (await node.http('GET', `/api/chat/conversations/${s}`, { token })).body.assignee !== null,
+          `conversation ${i} assigned`,
+        );
+      }
+    }
+    const assignees = [];
+    for (const s of sessions) assignees.push((await node.http('GET', `/api/chat/conversations/${s}`, { token })).body.assignee);
+    // In turn (agent-a, then agent-b); both now hold their cap of 1 open conversation.
+    expect(assignees.slice(0, 2)).toEqual(['agent-a', 'agent-b']);
+    expect(assignees[2]).toBeNull();
+    const history = await node.http('GET', `/api/chat/messages?tenantId=tenantA&sessionId=${sessions[0]}`, { token });
+    expect(history.body.messages.map((m: { meta: { event?: unknown } }) => m.meta.event ?? null)).toEqual([
+      null,
+      { type: 'conversation.assigned', from: null, to: 'agent-a', by: { type: 'system', id: 'auto-assign' } },
+    ]);
+    // Resolving frees agent-a's slot: the next conversation goes to agent-a again.
+    await node.http('POST', `/api/chat/conversations/${sessions[0]}/status`, { token, body: { status: 'resolved' } });
+    const s = sid('auto');
+    const t = await node.http('POST', '/api/chat/anonymous-token', {
+      token: KEYS.pubA,
+      body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp' },
+    });
+    await node.http('POST', '/webchat/message', {
+      token: t.body.token,
+      body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp', text: 'late' },
+    });
+    await eventually(
+      async () => (await node.http('GET', `/api/chat/conversations/${s}`, { token })).body.assignee === 'agent-a',
+      'agent-a again',
+    );
   });
 });
