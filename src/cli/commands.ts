@@ -7,6 +7,7 @@ import { registerWebhookCommands } from './webhooks.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerOpsCommands } from './ops.js';
 import { registerKeysCommands } from './keys.js';
+import { registerConversationsCommands } from './conversations.js';
 
 export const extraCommands: ((program: Command) => void)[] = [
   registerTokenCommands,
@@ -16,4 +17,5 @@ export const extraCommands: ((program: Command) => void)[] = [
   registerWebhooksDeadCommands,
   registerOpsCommands,
   registerKeysCommands,
+  registerConversationsCommands,
 ];

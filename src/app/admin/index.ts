@@ -3,6 +3,7 @@
 // (the memory store, PGlite); the CLI itself only calls them (src/cli/admin-client.ts).
 import { webhookAdminEndpoints } from '../../webhooks/admin.js';
 import type { AdminContext, AdminRoutes } from '../serve.js';
+import { conversationsAdminEndpoints } from './conversations.js';
 import { opsAdminEndpoints } from './ops.js';
 import { presenceAdminEndpoints } from './presence.js';
 import { webhookTailAdminEndpoints } from './webhook-jobs.js';
@@ -12,4 +13,5 @@ export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[]
   presenceAdminEndpoints,
   webhookTailAdminEndpoints,
   opsAdminEndpoints,
+  conversationsAdminEndpoints,
 ];
