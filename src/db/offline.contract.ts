@@ -65,7 +65,7 @@ export function describeOfflineContract(name: string, open: () => Promise<{ db: 
         sessionId: s2,
         attempts: 1,
         emailedSeq: 0,
-        visitorReadSeq: 0,
+        visitorReadSeq: 1,
         contact: null,
         requests: 1,
       });
