@@ -43,7 +43,7 @@ describe.skipIf(!hasChromium())('demo pages in a browser', () => {
     await visitor.waitForSelector('#messages li.mine:not(.pending) >> text=Hello, is anyone there?', WAIT);
 
     // The agent sees the visitor online (presence) and the message.
-    const entry = agent.locator('#visitors li.online button').first();
+    const entry = agent.locator('#conversations li.online button').first();
     await entry.waitFor(WAIT);
     await entry.click();
     await agent.waitForSelector('#messages li.theirs >> text=Hello, is anyone there?', WAIT);

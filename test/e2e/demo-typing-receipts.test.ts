@@ -39,7 +39,7 @@ describe.skipIf(!hasChromium())('demo pages: typing after send, read receipts, s
     await visitor.fill('#text', 'Hello');
     await visitor.press('#text', 'Enter');
     await visitor.waitForSelector('#messages li.mine:not(.pending) >> text=Hello', WAIT);
-    const entry = agent.locator('#visitors li.online button').first();
+    const entry = agent.locator('#conversations li.online button').first();
     await entry.waitFor(WAIT);
     await entry.click();
     await agent.waitForSelector('#messages li.theirs >> text=Hello', WAIT);

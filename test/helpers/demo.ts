@@ -10,6 +10,8 @@ import { spawnChatd, whenReady, type ChatdProcess } from './chatd-process.js';
 
 export interface DemoBed {
   readonly chatd: ChatdProcess;
+  /** The server's folder (its generated secrets are in `.chatd/secrets.json`). */
+  readonly cwd: string;
   readonly browser: Browser;
   /** `http://127.0.0.1:<public port>`. */
   readonly base: string;
@@ -24,6 +26,7 @@ export async function startDemoBed(): Promise<DemoBed> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   return {
     chatd,
+    cwd,
     browser,
     base: `http://127.0.0.1:${chatd.ports.public}`,
     async close() {

@@ -1,5 +1,6 @@
-// The agent console: an agent token → Socket.IO (the tenant's agent stream) → online visitors from
-// presence, conversations with history, replies.
+// The agent console: an agent token → the inbox (GET /api/chat/conversations, kept current by
+// `conversation_updated` on the agent stream) → a conversation's history, replies, assignment and
+// status. Visitors who wrote and left are in the inbox like those online now.
 /* global window, document, io, sessionStorage */
 (function () {
   'use strict';
@@ -7,9 +8,12 @@
   var cfg = d.config;
   var $ = d.$;
   var token = sessionStorage.getItem('chatd-demo-agent-token') || '';
+  var me = ''; // this agent's id: the token's `sub`
   var socket = null;
   var current = null; // selected sessionId
-  var visitors = {}; // sessionId -> { userId, sessionId, online, url, unread, last }
+  var tab = 'open'; // open | pending | resolved | all
+  var convs = {}; // sessionId -> ConversationSummary (+ version, when an event carried one)
+  var nextCursor = {}; // tab -> the cursor of its next page, or null
   var list = new d.MessageList($('messages'), function (m) {
     return m.sender.type === 'agent';
   });
@@ -21,83 +25,167 @@
     if (socket && typingSession) socket.emit('typing', { sessionId: typingSession, isTyping: isTyping });
   });
 
-  function renderVisitors() {
-    var ul = $('visitors');
+  /** The `sub` of a JWT (display only: the server decides who "me" is). */
+  function subjectOf(jwt) {
+    try {
+      var part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(window.atob(part)).sub || '';
+    } catch (e) {
+      return '';
+    }
+  }
+
+  /**
+   * Keeps the newest summary of a conversation. Events carry `version` (the conversation's last seq)
+   * and may arrive after an HTTP answer that already saw a later state: an older version is dropped.
+   */
+  function merge(summary, version) {
+    var old = convs[summary.sessionId];
+    if (version !== undefined && old && old.version !== undefined && version < old.version) return;
+    var next = Object.assign({}, summary);
+    next.version = version !== undefined ? version : old && old.version;
+    convs[summary.sessionId] = next;
+  }
+
+  function visitorName(c) {
+    var v = c.visitor || {};
+    return v.name || v.userId || 'Visitor ' + c.sessionId.slice(0, 10);
+  }
+
+  function assigneeLabel(c) {
+    if (!c.assignee) return 'unassigned';
+    return c.assignee === me ? 'assigned to you' : 'assigned to ' + c.assignee;
+  }
+
+  function inTab(c) {
+    return tab === 'all' || c.status === tab;
+  }
+
+  function renderInbox() {
+    var ul = $('conversations');
     ul.innerHTML = '';
-    var ids = Object.keys(visitors).sort(function (a, b) {
-      var va = visitors[a],
-        vb = visitors[b];
-      return vb.online - va.online || String(vb.last || '').localeCompare(String(va.last || ''));
-    });
-    $('no-visitors').hidden = ids.length > 0;
-    ids.forEach(function (id) {
-      var v = visitors[id];
+    var shown = Object.keys(convs)
+      .map(function (id) {
+        return convs[id];
+      })
+      .filter(inTab)
+      .sort(function (a, b) {
+        return String(b.lastActivityAt).localeCompare(String(a.lastActivityAt)) || (a.sessionId < b.sessionId ? -1 : 1);
+      });
+    $('no-conversations').hidden = shown.length > 0;
+    $('more').hidden = !nextCursor[tab];
+    shown.forEach(function (c) {
       var li = document.createElement('li');
-      li.className = v.online ? 'online' : 'offline';
+      li.className = (c.online ? 'online' : 'offline') + ' status-' + c.status;
+      li.dataset.session = c.sessionId;
       var b = document.createElement('button');
       b.type = 'button';
-      b.setAttribute('aria-current', String(id === current));
-      b.dataset.session = id;
+      b.setAttribute('aria-current', String(c.sessionId === current));
       var dot = document.createElement('span');
       dot.className = 'dot';
-      dot.setAttribute('aria-label', v.online ? 'online' : 'offline');
+      dot.setAttribute('aria-label', c.online ? 'online' : 'offline');
       b.appendChild(dot);
-      b.appendChild(document.createTextNode(v.userId && v.userId !== id ? v.userId : 'Visitor ' + id.slice(0, 10)));
-      if (v.unread) {
+      var name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = visitorName(c);
+      b.appendChild(name);
+      if (c.unreadCount) {
         var u = document.createElement('span');
         u.className = 'unread';
-        u.textContent = String(v.unread);
-        u.setAttribute('aria-label', v.unread + ' unread');
+        u.textContent = String(c.unreadCount);
+        u.setAttribute('aria-label', c.unreadCount + ' unread');
         b.appendChild(u);
       }
+      var last = document.createElement('span');
+      last.className = 'meta last';
+      last.textContent = c.lastMessage ? c.lastMessage.text : '';
+      b.appendChild(last);
       var meta = document.createElement('span');
-      meta.className = 'meta';
-      meta.textContent = (v.online ? 'online' : 'offline') + (v.url ? ' · ' + v.url : '');
+      meta.className = 'meta state';
+      meta.textContent = c.status + ' · ' + assigneeLabel(c) + ' · ' + (c.online ? 'online' : 'left');
       b.appendChild(meta);
       b.addEventListener('click', function () {
-        select(id);
+        select(c.sessionId);
       });
       li.appendChild(b);
       ul.appendChild(li);
     });
+    renderHead();
   }
 
-  function visitor(sessionId) {
-    return (visitors[sessionId] = visitors[sessionId] || { sessionId: sessionId, userId: '', online: false, unread: 0, last: '' });
+  /** The selected conversation's header: who, state, the actions that apply, and the away notice. */
+  function renderHead() {
+    var c = current && convs[current];
+    $('conv-head').hidden = !c;
+    $('away-notice').hidden = !c || c.online;
+    if (!c) return;
+    $('conv-name').textContent = visitorName(c) + (c.visitor && c.visitor.email ? ' <' + c.visitor.email + '>' : '');
+    $('conv-state').textContent = c.status + ' · ' + assigneeLabel(c);
+    $('assign-me').hidden = c.assignee === me;
+    $('mark-pending').hidden = c.status === 'pending';
+    $('resolve').textContent = c.status === 'resolved' ? 'Reopen' : 'Resolve';
+    if (!c.online) {
+      $('away-notice').textContent =
+        cfg.emailReplies && c.visitor && c.visitor.email
+          ? 'The visitor has left; your reply will be emailed to ' + c.visitor.email + '.'
+          : 'The visitor has left; they will see your reply when they come back.';
+    }
+  }
+
+  function loadPage(status, before) {
+    var q = '?tenantId=' + encodeURIComponent(cfg.tenantId) + '&status=' + status + '&limit=50';
+    if (before) q += '&before=' + encodeURIComponent(before);
+    return d.api('GET', '/api/chat/conversations' + q, token).then(function (r) {
+      r.conversations.forEach(function (c) {
+        merge(c);
+      });
+      nextCursor[status] = r.nextCursor || null;
+      renderInbox();
+    });
   }
 
   function select(sessionId) {
-    if (socket && current) socket.emit('leave', { sessionId: current });
+    if (socket && current && current !== sessionId) socket.emit('leave', { sessionId: current });
     current = sessionId;
-    visitor(sessionId).unread = 0;
     list.clear();
     visitorTyping.clear();
     typing.stop();
     $('text').disabled = false;
     $('send').disabled = false;
     $('text').placeholder = 'Reply to this visitor…';
-    renderVisitors();
+    renderInbox();
     if (socket) socket.emit('join', { sessionId: sessionId });
     d.history(sessionId, token).then(function (r) {
       if (current !== sessionId) return;
       r.messages.forEach(function (m) {
         list.add(m);
       });
-      var last = r.messages[r.messages.length - 1];
-      if (last && last.sender.type !== 'agent') socket.emit('read', { sessionId: sessionId, messageId: last.id });
+      markRead(r.messages);
     }, d.showError);
   }
 
-  function loadOnline() {
-    return d.api('GET', '/api/chat/online-users?tenantId=' + encodeURIComponent(cfg.tenantId), token).then(function (r) {
-      r.users.forEach(function (u) {
-        var v = visitor(u.sessionId);
-        v.userId = u.userId;
-        v.online = true;
-        v.url = u.url;
-      });
-      renderVisitors();
-    });
+  /** Moves the agents' read pointer to the newest message from the visitor's side, if any. */
+  function markRead(messages) {
+    for (var i = messages.length - 1; i >= 0; i--) {
+      var t = messages[i].sender.type;
+      if (t === 'visitor' || t === 'user') {
+        if (socket) socket.emit('read', { sessionId: messages[i].sessionId, messageId: messages[i].id });
+        return;
+      }
+    }
+  }
+
+  function act(path, body) {
+    if (!current) return;
+    d.api(
+      'POST',
+      '/api/chat/conversations/' + encodeURIComponent(current) + path,
+      token,
+      Object.assign({ tenantId: cfg.tenantId }, body),
+    ).then(function (summary) {
+      merge(summary);
+      renderInbox();
+    }, d.showError);
   }
 
   function connect() {
@@ -111,7 +199,8 @@
     socket.on('connect', function () {
       d.setStatus(socket.recovered ? 'signed in (recovered)' : 'signed in');
       d.showError(null);
-      if (!socket.recovered) loadOnline().catch(d.showError);
+      // Not recovered: events were missed, so the first page is read again (the events keep it current).
+      if (!socket.recovered) loadPage(tab).catch(d.showError);
       if (current) socket.emit('join', { sessionId: current });
     });
     socket.on('disconnect', function (reason) {
@@ -121,30 +210,29 @@
       d.setStatus('signed out');
       d.showError(err.data && err.data.code ? err.message + ' (' + err.data.code + ')' : err);
     });
+    socket.on('conversation_updated', function (payload) {
+      var summary = payload.conversation || payload;
+      merge(summary, payload.version !== undefined ? payload.version : summary.version);
+      renderInbox();
+    });
     socket.on('presence_update', function (p) {
-      var v = visitor(p.sessionId);
-      v.userId = p.userId;
-      v.online = p.status === 'online';
-      renderVisitors();
+      var c = convs[p.sessionId];
+      if (!c) return;
+      c.online = p.status === 'online';
+      renderInbox();
     });
     socket.on('meta_message_created', function (payload) {
       var m = payload.message;
-      var v = visitor(m.sessionId);
-      v.last = m.createdAt;
-      if (m.sessionId === current) {
-        list.add(m);
-        if (m.sender.type !== 'agent') socket.emit('read', { sessionId: current, messageId: m.id });
-      } else if (m.sender.type !== 'agent') {
-        v.unread += 1;
-      }
-      renderVisitors();
+      if (m.sessionId !== current) return;
+      list.add(m);
+      markRead([m]);
     });
     socket.on('typing', function (t) {
       if (t.sessionId === current && t.sender && t.sender.type !== 'agent') visitorTyping.update(t.isTyping);
     });
     // The visitor read up to a message: "Seen" under the agent's last reply before it.
     socket.on('read', function (r) {
-      if (r.sessionId === current && r.reader && r.reader.type !== 'agent') list.markSeen(r.messageId);
+      if (r.sessionId === current && r.reader && r.reader.type !== 'agent' && r.reader.type !== 'system') list.markSeen(r.messageId);
     });
   }
 
@@ -153,21 +241,24 @@
     $('login').hidden = signedIn;
     $('signed-in').hidden = !signedIn;
     $('token').value = '';
+    $('signed-in-as').textContent = signedIn ? 'Signed in as ' + (me || 'an agent') + ' (the token is kept in this tab only).' : '';
   }
 
   function signOut() {
     if (socket) socket.disconnect();
     socket = null;
     token = '';
+    me = '';
     sessionStorage.removeItem('chatd-demo-agent-token');
     current = null;
-    visitors = {};
+    convs = {};
+    nextCursor = {};
     list.clear();
     visitorTyping.clear();
     typing.stop();
     $('text').disabled = true;
     $('send').disabled = true;
-    renderVisitors();
+    renderInbox();
     showSignedIn(false);
     d.setStatus('signed out');
   }
@@ -175,6 +266,7 @@
   function signIn(t) {
     token = t.trim();
     if (!token) return;
+    me = subjectOf(token);
     sessionStorage.setItem('chatd-demo-agent-token', token);
     d.setStatus('signing in…');
     showSignedIn(true);
@@ -191,6 +283,29 @@
     }, d.showError);
   });
   $('sign-out').addEventListener('click', signOut);
+  Array.prototype.forEach.call(document.querySelectorAll('.tabs [role=tab]'), function (b) {
+    b.addEventListener('click', function () {
+      tab = b.dataset.status;
+      Array.prototype.forEach.call(document.querySelectorAll('.tabs [role=tab]'), function (o) {
+        o.setAttribute('aria-selected', String(o === b));
+      });
+      renderInbox();
+      if (token) loadPage(tab).catch(d.showError);
+    });
+  });
+  $('more').addEventListener('click', function () {
+    if (nextCursor[tab]) loadPage(tab, nextCursor[tab]).catch(d.showError);
+  });
+  $('assign-me').addEventListener('click', function () {
+    act('/assign', { assignee: 'me' });
+  });
+  $('mark-pending').addEventListener('click', function () {
+    act('/status', { status: 'pending' });
+  });
+  $('resolve').addEventListener('click', function () {
+    var c = current && convs[current];
+    act('/status', { status: c && c.status === 'resolved' ? 'open' : 'resolved' });
+  });
   $('composer').addEventListener('submit', function (ev) {
     ev.preventDefault();
     if (!current) return;
@@ -202,5 +317,6 @@
     if (current) typing.input();
   });
 
+  renderInbox();
   if (token) signIn(token);
 })();

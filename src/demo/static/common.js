@@ -89,11 +89,20 @@
   };
   MessageList.prototype.render = function (m, mine) {
     var li = document.createElement('li');
-    li.className = mine ? 'mine' : 'theirs';
+    li.className = m.sender.type === 'system' ? 'system' : mine ? 'mine' : 'theirs';
     var who = document.createElement('span');
     who.className = 'who';
-    var label = mine ? 'You' : m.sender.type === 'agent' ? 'Agent ' + m.sender.id : m.sender.type === 'user' ? m.sender.id : 'Visitor';
-    who.textContent = label + (m.createdAt ? ' · ' + time(m.createdAt) : '');
+    var label =
+      m.sender.type === 'system'
+        ? ''
+        : mine
+          ? 'You'
+          : m.sender.type === 'agent'
+            ? 'Agent ' + m.sender.id
+            : m.sender.type === 'user'
+              ? m.sender.id
+              : 'Visitor';
+    who.textContent = label + (m.createdAt ? (label ? ' · ' : '') + time(m.createdAt) : '');
     var bubble = document.createElement('span');
     bubble.className = 'bubble';
     bubble.textContent = m.text;
