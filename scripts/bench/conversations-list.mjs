@@ -77,7 +77,8 @@ async function seed(tenant, n, per) {
             now() - make_interval(secs => g * 60), now(),
             case when g % 3 = 0 then null else 'agent-' || (g % ${AGENTS}) end,
             $3 - 1, $3, 1, 0, $3, md5($1 || ':m:' || g || ':' || $3)::uuid,
-            now() - make_interval(secs => g * 7) + make_interval(secs => (g % 13) * 0.001)
+            -- chatd writes activity times from JavaScript dates: millisecond precision, as here
+            date_trunc('milliseconds', now() - make_interval(secs => g * 7) + make_interval(secs => (g % 13) * 0.001))
      from generate_series(1, $2::int) g`,
     [tenant, n, per],
   );
