@@ -75,7 +75,7 @@ async function seed(tenant, n, per) {
        agents_read_seq, visitor_read_seq, unread_by_agents, unread_by_visitor, message_count, last_message_id, last_activity_at)
      select md5($1 || ':c:' || g)::uuid, $1, $1 || '-s' || g, 'fp', (array['open','open','open','pending','resolved'])[1 + g % 5], $3,
             now() - make_interval(secs => g * 60), now(),
-            case when g % 3 = 0 then null else 'agent-' || (g % ${AGENTS}) end,
+            case when g % 3 = 0 then null else 'agent-' || ((g / 5) % ${AGENTS}) end,
             $3 - 1, $3, 1, 0, $3, md5($1 || ':m:' || g || ':' || $3)::uuid,
             -- chatd writes activity times from JavaScript dates: millisecond precision, as here
             date_trunc('milliseconds', now() - make_interval(secs => g * 7) + make_interval(secs => (g % 13) * 0.001))
@@ -90,7 +90,7 @@ async function seed(tenant, n, per) {
          client_message_id, content_hash, meta, created_at)
        select md5($1 || ':m:' || g || ':' || s)::uuid, $1, md5($1 || ':c:' || g)::uuid, $1 || '-s' || g, s,
               case when s % 2 = 1 then 'visitor' else 'agent' end,
-              case when s % 2 = 1 then $1 || '-s' || g else 'agent-' || (g % ${AGENTS}) end,
+              case when s % 2 = 1 then $1 || '-s' || g else 'agent-' || ((g / 5) % ${AGENTS}) end,
               s % 2 = 0, 'message ' || s || ' of conversation ' || g, null, md5('m' || s),
               '{"domain":"bench.example","origin":"","url":"","referrer":"","siteId":""}'::jsonb,
               now() - make_interval(secs => g * 7) - make_interval(secs => ($4::int - s))

@@ -211,8 +211,7 @@
       d.showError(err.data && err.data.code ? err.message + ' (' + err.data.code + ')' : err);
     });
     socket.on('conversation_updated', function (payload) {
-      var summary = payload.conversation || payload;
-      merge(summary, payload.version !== undefined ? payload.version : summary.version);
+      merge(payload.conversation, payload.version);
       renderInbox();
     });
     socket.on('presence_update', function (p) {
