@@ -56,7 +56,8 @@ const query = pg.Client.prototype.query;
 pg.Client.prototype.query = function (...args) {
   const [q, values] = args;
   if (capture && typeof q === 'string' && /from conversations c/.test(q)) capture.push({ text: q, values });
-  else if (capture && q && typeof q === 'object' && /from conversations c/.test(q.text)) capture.push({ text: q.text, values: q.values ?? values });
+  else if (capture && q && typeof q === 'object' && /from conversations c/.test(q.text))
+    capture.push({ text: q.text, values: q.values ?? values });
   return query.apply(this, args);
 };
 
@@ -103,7 +104,10 @@ async function seed(tenant, n, per) {
 
 /** The scans of a plan (node type and relation), depth first. */
 function scans(plan, out = []) {
-  if (plan['Relation Name'] || /Scan/.test(plan['Node Type'])) out.push(`${plan['Node Type']}${plan['Index Name'] ? ` ${plan['Index Name']}` : ''}${plan['Relation Name'] ? ` on ${plan['Relation Name']}` : ''}`);
+  if (plan['Relation Name'] || /Scan/.test(plan['Node Type']))
+    out.push(
+      `${plan['Node Type']}${plan['Index Name'] ? ` ${plan['Index Name']}` : ''}${plan['Relation Name'] ? ` on ${plan['Relation Name']}` : ''}`,
+    );
   for (const p of plan.Plans ?? []) scans(p, out);
   return out;
 }
@@ -125,7 +129,9 @@ try {
   await admin.query(`analyze ${schema}.conversations`);
   await admin.query(`analyze ${schema}.messages`);
   const sizes = (
-    await admin.query(`select (select count(*) from ${schema}.conversations)::int as c, (select count(*) from ${schema}.messages)::int as m`)
+    await admin.query(
+      `select (select count(*) from ${schema}.conversations)::int as c, (select count(*) from ${schema}.messages)::int as m`,
+    )
   ).rows[0];
   log(`tables: ${sizes.c} conversations, ${sizes.m} messages`);
 
@@ -184,12 +190,21 @@ try {
 }
 
 const f2 = (x) => (x === null ? '–' : x.toFixed(2));
-console.log(`\nInbox list, tenant "big": ${N} conversations, ${N * PER} messages; ${OTHERS} other tenants of ${OTHER_N}. ${REPEAT} reads each, 50 per page.`);
-console.log(`load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
+console.log(
+  `\nInbox list, tenant "big": ${N} conversations, ${N * PER} messages; ${OTHERS} other tenants of ${OTHER_N}. ${REPEAT} reads each, 50 per page.`,
+);
+console.log(
+  `load average ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}\n`,
+);
 console.log('| status | assignee | page 1 p50 / p95 (ms) | page 20 p50 / p95 (ms) | EXPLAIN ANALYZE (ms) | scans |');
 console.log('|---|---|---|---|---|---|');
 for (const r of results)
-  console.log(`| ${r.status} | ${r.assignee} | ${f2(r.firstP50)} / ${f2(r.firstP95)} | ${f2(r.deepP50)} / ${f2(r.deepP95)} | ${f2(r.explainMs)} | ${r.scans} |`);
+  console.log(
+    `| ${r.status} | ${r.assignee} | ${f2(r.firstP50)} / ${f2(r.firstP95)} | ${f2(r.deepP50)} / ${f2(r.deepP95)} | ${f2(r.explainMs)} | ${r.scans} |`,
+  );
 console.log(JSON.stringify({ conversations: N, messages: N * PER, others: OTHERS, results }));
 if (failed) {
   console.error('a plan read conversations or messages with a sequential scan');
