@@ -211,9 +211,19 @@ export class RedisCluster {
     await this.startNode(this.node(port));
   }
 
-  /** Kills every node at once, then starts them all again and waits for the cluster to be healthy. */
-  async restartAll(): Promise<void> {
+  /**
+   * Kills every node at once, then starts them all again and waits for the cluster to be healthy.
+   * `wipe`: their data is deleted in between (AOF and RDB; nodes.conf stays, so the slots are kept):
+   * a cluster that comes back empty.
+   */
+  async restartAll(opts: { wipe?: boolean } = {}): Promise<void> {
     await Promise.all(this.nodes.map((n) => this.kill(n.port)));
+    if (opts.wipe) {
+      for (const n of this.nodes) {
+        rmSync(path.join(n.dir, 'appendonlydir'), { recursive: true, force: true });
+        rmSync(path.join(n.dir, 'dump.rdb'), { force: true });
+      }
+    }
     await Promise.all(this.nodes.map((n) => this.startNode(n)));
     await this.waitHealthy();
   }

@@ -10,7 +10,9 @@
 //     is promoted; the killed node is restarted and rejoins as a replica;
 //   - the busiest stream's slot migrated to another master mid-load (MOVED/ASK; the sharded
 //     subscriptions follow the slot);
-//   - the whole cluster killed and restarted (AOF: the data comes back).
+//   - the whole cluster killed and restarted (AOF: the data comes back);
+//   - the whole cluster killed and restarted without its data (the webhook jobs are re-appended
+//     from the outbox by the loss guard; agent streams restart and agents recover).
 import pg from 'pg';
 import pino from 'pino';
 import type { Socket } from 'socket.io-client';
@@ -202,5 +204,19 @@ describe.skipIf(!available)('Redis Cluster: the widget flow and faults under mix
     await sendsResume('the cluster restart');
     await checkpoint('after the whole-cluster restart');
     expect(checker.ackedCount).toBeGreaterThan(SENDS * 3);
+  }, 400_000);
+
+  it('the whole cluster restarted without its data: service resumes, nothing acknowledged is lost, every webhook delivered', async () => {
+    let agentRecovered: boolean | undefined;
+    agent.once('connect', () => (agentRecovered = agent.recovered));
+    traffic.start();
+    await traffic.runFor(SENDS / 2, 'before the wiped restart');
+    await redis.restartAll({ wipe: true });
+    faults.push('whole cluster kill -9 + restart without data');
+    await sendsResume('the wiped restart');
+    await checkpoint('after the whole-cluster restart without data');
+    // The agent stream restarted from offset 1: the agent reconnected and could not recover it.
+    await eventually(() => agentRecovered !== undefined, 'the agent reconnected', { timeoutMs: 60_000 });
+    expect(agentRecovered).toBe(false);
   }, 400_000);
 });

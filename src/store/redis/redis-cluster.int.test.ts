@@ -173,4 +173,43 @@ describe.skipIf(!hasClusterBinaries())('redis cluster store', () => {
       await stop();
     });
   });
+
+  // Last: it kills a master of this file's cluster.
+  describe('failover', () => {
+    it("re-creates a channel's shard subscriber after its master is killed, tells the listeners, and delivers again", async () => {
+      const c = await cluster();
+      const s = new RedisStore({ cluster: await seeds(), prefix }, logger);
+      await s.connect(15_000);
+      const t = uid('tenant');
+      const got: TenantEvent[] = [];
+      let resubscribed = 0;
+      s.bus.onResubscribed(() => resubscribed++);
+      const stop = await s.bus.subscribe(t, (e) => got.push(e));
+      await s.bus.publish(t, { type: 'broadcast', event: 'before', data: null });
+      await eventually(() => got.length === 1, 'the event before the failover');
+
+      const slot = await c.keyslot(redisKeys(prefix, 'cluster').tenantChannel(t));
+      const victim = await c.masterOf(slot);
+      await c.kill(victim);
+      await eventually(async () => (await c.masterOf(slot)) !== victim, 'a replica promoted for the slot', {
+        timeoutMs: 60_000,
+        intervalMs: 100,
+        retryOnError: true,
+      });
+      await eventually(() => resubscribed > 0, 'the bus told its listeners it re-subscribed', { timeoutMs: 60_000 });
+      // What was published while the subscription moved is lost on the wire (the listeners re-read
+      // their streams); events published from now on arrive.
+      let n = 0;
+      await eventually(
+        async () => {
+          await s.bus.publish(t, { type: 'broadcast', event: `after-${n++}`, data: null });
+          return got.some((e) => e.type === 'broadcast' && e.event.startsWith('after-'));
+        },
+        'an event after the failover',
+        { timeoutMs: 60_000, intervalMs: 200, retryOnError: true },
+      );
+      await stop();
+      await s.close();
+    });
+  });
 });
