@@ -58,7 +58,7 @@ export interface InboxDeps {
   readonly tenants: () => TenantDirectory;
   readonly conversations: ConversationStore;
   readonly relay: Pick<OutboxRelay, 'publishNow' | 'publishUpdateNow'>;
-  readonly presence: Pick<PresenceStore, 'list'>;
+  readonly presence: Pick<PresenceStore, 'onlineAmong'>;
   /** The agents online now in a tenant (round_robin's candidates; undefined: round_robin assigns nobody). */
   readonly onlineAgents?: (tenantId: string) => Promise<readonly string[]>;
   readonly logger?: Logger;
@@ -77,16 +77,20 @@ export function createInbox(deps: InboxDeps): Inbox {
   const actorOf = (caller: InboxCaller): Actor =>
     caller.kind === 'agent' ? { type: 'agent', id: caller.agentId } : { type: 'api', id: 'secret-key' };
 
-  /** Marks the summaries whose visitor has a connection now (one read of online_users). */
+  /**
+   * Marks the summaries whose visitor has a connection now: one read of just these visitors' fields
+   * of online_users (a field is the userId, or the sessionId of an anonymous visitor; a conversation
+   * with a userId may also be open anonymously, so both are asked).
+   */
   const withOnline = async (tenantId: string, list: ConversationSummary[]): Promise<ConversationSummary[]> => {
     if (list.length === 0) return list;
-    const online = await deps.presence.list(tenantId);
-    const sessions = new Set(online.map((u) => u.sessionId));
-    const users = new Set(online.map((u) => u.userId));
-    return list.map((c) => ({
-      ...c,
-      online: sessions.has(c.sessionId) || (c.visitor.userId !== undefined && users.has(c.visitor.userId)),
-    }));
+    const fields = new Set<string>();
+    for (const c of list) {
+      fields.add(c.sessionId);
+      if (c.visitor.userId !== undefined) fields.add(c.visitor.userId);
+    }
+    const online = await deps.presence.onlineAmong(tenantId, [...fields]);
+    return list.map((c) => ({ ...c, online: online.has(c.sessionId) || (c.visitor.userId !== undefined && online.has(c.visitor.userId)) }));
   };
 
   const oneWithOnline = async (tenantId: string, c: ConversationSummary) => (await withOnline(tenantId, [c]))[0]!;

@@ -88,6 +88,11 @@ export interface PresenceStore {
   list(tenantId: string): Promise<OnlineUser[]>;
   isOnline(tenantId: string, userId: string): Promise<boolean>;
   /**
+   * Which of `userIds` are online (fields of `online_users:{tenantId}`): one read of those fields,
+   * whatever the tenant's size — an inbox page asks about its 50 rows, not about everyone online.
+   */
+  onlineAmong(tenantId: string, userIds: readonly string[]): Promise<ReadonlySet<string>>;
+  /**
    * Removes every connection of a node at once through the per-node index (a graceful stop, or an
    * operator evicting a node known dead before its timeout); returns users now offline.
    */

@@ -149,6 +149,9 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const [t1, t2] = [uid('t'), uid('t')];
         await s.presence.add('n1', connection(t1, 'bob'), 60000);
         expect(await s.presence.isOnline(t2, 'bob')).toBe(false);
+        expect([...(await s.presence.onlineAmong(t2, ['bob']))]).toEqual([]);
+        expect([...(await s.presence.onlineAmong(t1, ['bob', 'nobody']))]).toEqual(['bob']);
+        expect([...(await s.presence.onlineAmong(t1, []))]).toEqual([]);
         expect(await s.presence.add('n1', connection(t2, 'bob'), 60000)).toEqual({ firstForUser: true });
       });
 

@@ -138,6 +138,11 @@ export class MemoryPresenceStore implements PresenceStore {
     return this.tenants.get(tenantId)?.online.has(userId) ?? false;
   }
 
+  async onlineAmong(tenantId: string, userIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const online = this.tenants.get(tenantId)?.online;
+    return new Set(online ? userIds.filter((u) => online.has(u)) : []);
+  }
+
   async nodes(nowMs: number): Promise<{ nodeId: string; expiresAt: number }[]> {
     return [...this.nodeExpiry].filter(([, e]) => e > nowMs).map(([nodeId, expiresAt]) => ({ nodeId, expiresAt }));
   }

@@ -244,6 +244,14 @@ export class RedisPresenceStore implements PresenceStore {
     return guard('presence isOnline', async () => (await this.redis.hexists(this.keys.onlineUsers(tenantId), userId)) === 1);
   }
 
+  onlineAmong(tenantId: string, userIds: readonly string[]): Promise<ReadonlySet<string>> {
+    if (userIds.length === 0) return Promise.resolve(new Set());
+    return guard('presence onlineAmong', async () => {
+      const values = await this.redis.hmget(this.keys.onlineUsers(tenantId), ...userIds);
+      return new Set(userIds.filter((_, i) => values[i] !== null));
+    });
+  }
+
   nodes(nowMs: number): Promise<{ nodeId: string; expiresAt: number }[]> {
     return guard('presence nodes', async () => {
       const flat = await this.redis.zrangebyscore(this.keys.presenceNodes, `(${nowMs}`, '+inf', 'WITHSCORES');
