@@ -73,7 +73,7 @@ export interface ChatServiceDeps {
   readonly sessions: SessionStore;
   readonly relay: Pick<OutboxRelay, 'publishNow' | 'publishUpdateNow'>;
   /** The visitor's unread count for history answers (absent: history answers carry none). */
-  readonly conversations?: Pick<ConversationStore, 'visitorUnread'>;
+  readonly conversations?: Pick<ConversationStore, 'visitorUnread' | 'announce'>;
   /** Auto-assignment after a visitor's message to an unassigned open conversation (never throws). */
   readonly autoAssign?: (tenantId: string, sessionId: string) => Promise<void>;
   readonly bus: Pick<Bus, 'publish'>;
@@ -467,6 +467,14 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       const name = input.name?.trim();
       if (!(await deps.offline.setContact(principal.tenantId, sessionId, { email: input.email.trim(), ...(name ? { name } : {}) }))) {
         throw forbidden();
+      }
+      // The inbox shows the contact (visitor.name/email): tell the agents. Stored already; an
+      // event that fails to be written only leaves inboxes to learn it with the next change.
+      try {
+        const update = await deps.conversations?.announce(principal.tenantId, sessionId);
+        if (update) deps.relay.publishUpdateNow(update);
+      } catch (err) {
+        deps.logger?.warn({ err, sessionId }, 'contact stored; its conversation_updated could not be written');
       }
       return { sessionId };
     },

@@ -3,7 +3,7 @@
 // system message taking the next seq under the conversation's row lock, with its outbox row and a
 // conversation_updated event, in one transaction.
 import { sql, type Kysely } from 'kysely';
-import type { Actor, ConversationEvent, ConversationStatus, ConversationSummary } from '../chat/conversation.js';
+import type { Actor, ConversationEvent, ConversationStatus, ConversationSummary, ConversationUpdate } from '../chat/conversation.js';
 import { ChatdError } from '../errors.js';
 import { contentHash, systemMessage } from './accept.js';
 import { toQueryError } from './db-errors.js';
@@ -120,6 +120,16 @@ export class KyselyConversationStore implements ConversationStore {
       if (chosen === undefined) return unchanged;
       await sql`update auto_assign_cursor set last_agent_id = ${chosen}, updated_at = now() where tenant_id = ${tenantId}`.execute(tx);
       return record(tx, r, { type: 'conversation.assigned', from: null, to: chosen, by: { type: 'system', id: 'auto-assign' } });
+    });
+  }
+
+  announce(tenantId: string, sessionId: string): Promise<ConversationUpdate | null> {
+    return this.#transaction(async (tx) => {
+      const r = await lockSummary(tx, tenantId, sessionId);
+      if (!r) return null;
+      const update = updateOf(r, toSummary(r, r), new Date().toISOString());
+      await insertUpdates(tx, [{ convId: r.id, update }]);
+      return update;
     });
   }
 

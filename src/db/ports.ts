@@ -188,6 +188,11 @@ export interface ConversationStore {
    * change(); `unchanged` when nobody qualifies or it was assigned meanwhile.
    */
   autoAssign(tenantId: string, sessionId: string, candidates: readonly string[], cap: number): Promise<ChangeResult>;
+  /**
+   * A conversation_updated event for the conversation as it is now (same version), written to the
+   * conversation outbox: for changes that take no seq, e.g. the visitor's contact. null: unknown.
+   */
+  announce(tenantId: string, sessionId: string): Promise<ConversationUpdate | null>;
   /** Unread agent messages for the visitor (after the visitor's read pointer). */
   visitorUnread(tenantId: string, sessionId: string): Promise<number>;
 }

@@ -178,6 +178,29 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
     expect(['agent-x', 'agent-y']).toContain(final.assignee);
   });
 
+  it("the visitor's contact shows in the summary and reaches the agents as conversation_updated", async () => {
+    const s = sid('contact');
+    const agent = await agentSocket('agent-c');
+    const visitor = await boundVisitor(s);
+    await say(visitor, s, 'Please email me');
+    await eventually(() => latest(agent, s)?.version === 1, 'the first update');
+    const r = await call('POST', '/webchat/contact', {
+      token: visitor,
+      body: { tenantId: 'tenantA', sessionId: s, fingerprint: `fp-${s}`, email: 'ann@example.com', name: 'Ann' },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    await eventually(() => latest(agent, s)?.conversation.visitor.email === 'ann@example.com', 'the contact on the agent stream');
+    expect(latest(agent, s)!.conversation.visitor).toEqual({
+      type: 'visitor',
+      id: s,
+      verified: false,
+      name: 'Ann',
+      email: 'ann@example.com',
+    });
+    const one = await call('GET', `/api/chat/conversations/${s}`, { token: await agentToken(node, 'tenantA', KEYS.secA) });
+    expect(one.body.visitor).toMatchObject({ name: 'Ann', email: 'ann@example.com' });
+  });
+
   it('pages the list by cursor (default 50, max 200) and a secret key lists like an agent', async () => {
     const made: string[] = [];
     for (let i = 0; i < 3; i++) {
