@@ -8,6 +8,8 @@ import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSch
 import { assertSchema, contractSeen, tenantsConfig, type Answer } from '../../../test/helpers/api-harness.js';
 import { agentToken, connect, connected, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
 import { eventually } from '../../../test/helpers/eventually.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../../../test/helpers/webhook-receiver.js';
+import { signWebhook } from '../../webhooks/signing.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
 const sid = (p = 's') => `${p}-${randomUUID().slice(0, 8)}`;
@@ -372,5 +374,62 @@ describe('auto-assignment (round_robin, embedded defaults)', () => {
       async () => (await node.http('GET', `/api/chat/conversations/${s}`, { token })).body.assignee === 'agent-a',
       'agent-a again',
     );
+  });
+});
+
+describe('conversation.updated webhooks (embedded defaults)', () => {
+  let node: Node;
+  let receiver: WebhookReceiver;
+  const SECRET = 'conversation-webhook-secret-0123';
+  beforeAll(async () => {
+    receiver = await startWebhookReceiver();
+    const tenants = tenantsConfig().map((t) =>
+      (t as { id: string }).id === 'tenantA'
+        ? {
+            ...(t as object),
+            webhooks: [
+              { id: 'both', url: `${receiver.url}/both`, secret: SECRET, events: ['message.created', 'conversation.updated'] },
+              { id: 'messages', url: `${receiver.url}/messages`, secret: SECRET },
+            ],
+          }
+        : t,
+    );
+    node = await startNode({ tenants });
+  }, 300_000);
+  afterAll(async () => {
+    await node?.srv.stop();
+    await receiver?.close();
+  });
+
+  it('sends each change to endpoints that subscribed, signed like message.created, once per event', async () => {
+    const s = sid('hook');
+    const t = await node.http('POST', '/api/chat/anonymous-token', {
+      token: KEYS.pubA,
+      body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp' },
+    });
+    await node.http('POST', '/webchat/message', {
+      token: t.body.token,
+      body: { tenantId: 'tenantA', sessionId: s, fingerprint: 'fp', text: 'hi' },
+    });
+    await node.http('POST', `/api/chat/conversations/${s}/status`, { token: KEYS.secA, body: { tenantId: 'tenantA', status: 'resolved' } });
+    type Delivery = { id: string; type: string; data: { sessionId: string; version?: number; conversation?: { status: string } } };
+    const mine = (p: string) =>
+      receiver.received
+        .filter((r) => r.path === p)
+        .map((r) => ({ r, body: JSON.parse(r.body) as Delivery }))
+        .filter((d) => d.body.data.sessionId === s);
+    await eventually(() => mine('/both').length === 4 && mine('/messages').length === 2, 'the deliveries');
+    const both = mine('/both');
+    const updates = both.filter((d) => d.body.type === 'conversation.updated').sort((a, b) => a.body.data.version! - b.body.data.version!);
+    expect(updates.map((d) => [d.body.data.version, d.body.data.conversation!.status])).toEqual([
+      [1, 'open'],
+      [2, 'resolved'],
+    ]);
+    for (const d of updates) {
+      expect(d.body.id).toMatch(/^evt_[0-9a-f-]{36}$/);
+      expect(d.r.signature).toBe(signWebhook(SECRET, d.r.timestamp, d.r.body));
+    }
+    // The endpoint that did not subscribe gets the messages only (the visitor's and the system one).
+    expect(mine('/messages').map((d) => d.body.type)).toEqual(['message.created', 'message.created']);
   });
 });
