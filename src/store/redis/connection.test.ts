@@ -61,9 +61,14 @@ describe('clusterSetup', () => {
     });
     expect(c.options.redisOptions).toMatchObject({ username: 'user', password: 'p@ss', tls: {}, maxRetriesPerRequest: 1 });
     expect(c.options.clusterRetryStrategy!(1000)).toBe(2000); // never gives up
+    // TLS: host names are not resolved to IPs before connecting (the certificate names the host).
+    let kept: string | undefined;
+    c.options.dnsLookup!('clustercfg.example.cache.amazonaws.com', (_err, address) => (kept = address));
+    expect(kept).toBe('clustercfg.example.cache.amazonaws.com');
     // The configured password when the URLs carry none; no TLS for redis://.
     const plain = clusterSetup({ nodes: ['redis://h:7000'], password: 'from-config' });
     expect(plain.options.redisOptions).toMatchObject({ password: 'from-config' });
     expect(plain.options.redisOptions?.tls).toBeUndefined();
+    expect(plain.options.dnsLookup).toBeUndefined();
   });
 });

@@ -122,6 +122,11 @@ export function clusterSetup(
       shardedSubscribers: true,
       lazyConnect: true,
       ...(Object.keys(natMap).length > 0 ? { natMap } : {}),
+      // With TLS, keep the node host names as they are (ioredis resolves them to IPs by default), so
+      // the certificate is checked against the name it was issued for (ElastiCache's advice).
+      ...(first.protocol === 'rediss:'
+        ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => callback(null, address) }
+        : {}),
       redisOptions: {
         maxRetriesPerRequest: 1,
         ...(commandTimeout !== undefined ? { commandTimeout } : {}),
