@@ -15,7 +15,7 @@ import { insertUpdates, SUMMARY_COLUMNS, toSummary, updateOf, type SummaryRow, t
 /** Largest inbox page. */
 export const MAX_INBOX_PAGE = 200;
 
-interface InboxCursor {
+export interface InboxCursor {
   readonly at: string;
   readonly id: string;
 }
@@ -37,6 +37,24 @@ export function decodeInboxCursor(raw: string): InboxCursor {
   return { at: m[1]!, id: m[2]! };
 }
 
+/**
+ * One page of the inbox. Each filter shape matches one index's leading columns: (tenant_id[,
+ * assignee][, status], last_activity_at desc, id desc) where last_activity_at is not null. The page
+ * is then an index range read of `rows` rows in index order (no sort), however many conversations
+ * the tenant has. Exported for the plan test.
+ */
+export function inboxPageQuery(q: Omit<ConversationQuery, 'before' | 'limit'>, cursor: InboxCursor | undefined, rows: number) {
+  return sql<SummaryRow>`
+    select ${SUMMARY_COLUMNS}
+    from conversations c left join messages lm on lm.id = c.last_message_id
+    where c.tenant_id = ${q.tenantId} and c.last_activity_at is not null
+      ${q.status !== undefined ? sql`and c.status = ${q.status}` : sql``}
+      ${q.assignee === undefined ? sql`` : q.assignee === null ? sql`and c.assignee is null` : sql`and c.assignee = ${q.assignee}`}
+      ${cursor ? sql`and (c.last_activity_at, c.id) < (${cursor.at}::timestamptz, ${cursor.id}::uuid)` : sql``}
+    order by c.last_activity_at desc, c.id desc
+    limit ${rows}`;
+}
+
 export class KyselyConversationStore implements ConversationStore {
   readonly #db: Kysely<Tables>;
 
@@ -48,18 +66,7 @@ export class KyselyConversationStore implements ConversationStore {
     const limit = Math.max(1, Math.min(MAX_INBOX_PAGE, Math.floor(q.limit)));
     const cursor = q.before === undefined ? undefined : decodeInboxCursor(q.before);
     try {
-      // Each filter shape matches one index's leading columns: (tenant_id[, assignee][, status],
-      // last_activity_at desc, id desc) where last_activity_at is not null. The page is then an
-      // index range read of limit + 1 rows, however many conversations the tenant has.
-      const { rows } = await sql<SummaryRow>`
-        select ${SUMMARY_COLUMNS}
-        from conversations c left join messages lm on lm.id = c.last_message_id
-        where c.tenant_id = ${q.tenantId} and c.last_activity_at is not null
-          ${q.status !== undefined ? sql`and c.status = ${q.status}` : sql``}
-          ${q.assignee === undefined ? sql`` : q.assignee === null ? sql`and c.assignee is null` : sql`and c.assignee = ${q.assignee}`}
-          ${cursor ? sql`and (c.last_activity_at, c.id) < (${cursor.at}::timestamptz, ${cursor.id}::uuid)` : sql``}
-        order by c.last_activity_at desc, c.id desc
-        limit ${limit + 1}`.execute(this.#db);
+      const { rows } = await inboxPageQuery(q, cursor, limit + 1).execute(this.#db);
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       return {
