@@ -3,10 +3,12 @@
 // loopback ports, each node in its own folder under one temp folder. Faults act on single nodes by
 // PID (kill -9 a master, restart it, restart the whole cluster) and `reshard` moves one slot with
 // `redis-cli --cluster reshard`. stop() kills every node by PID and removes the folder; nothing
-// here touches the shared Redis. Needs the redis-server and redis-cli binaries (≥ 7: sharded pub/sub).
+// here touches the shared Redis. Optionally with a password and TLS only (clients, replication, the
+// cluster bus). Needs the redis-server and redis-cli binaries (≥ 7: sharded pub/sub).
 import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -29,16 +31,36 @@ export function hasClusterBinaries(): boolean {
   return ok;
 }
 
-/** Sends one command over raw RESP and returns the reply text (no client library to tear down). */
-function rawCommand(port: number, ...args: string[]): Promise<string | null> {
+/** How the helper itself reaches a node: TLS (any certificate) and a password, when the cluster has them. */
+interface Access {
+  readonly tls: boolean;
+  readonly password: string | undefined;
+}
+
+/**
+ * Sends one command over raw RESP (after AUTH when there is a password) and returns the reply
+ * text: no client library, so no reconnect machinery to tear down.
+ */
+function rawCommand(access: Access, port: number, ...args: string[]): Promise<string | null> {
+  const frame = (a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join('')}`;
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = access.tls ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
     let buf = '';
+    let skip = access.password !== undefined; // the AUTH reply comes first
     s.setTimeout(2000, () => (s.destroy(), resolve(null)));
     s.on('error', () => resolve(null));
-    s.on('connect', () => s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    s.on(access.tls ? 'secureConnect' : 'connect', () =>
+      s.write((access.password !== undefined ? frame(['AUTH', access.password]) : '') + frame(args)),
+    );
     s.on('data', (d) => {
       buf += d.toString();
+      if (skip) {
+        const end = buf.indexOf('\r\n');
+        if (end < 0) return;
+        if (!buf.startsWith('+OK')) return (s.destroy(), resolve(null));
+        buf = buf.slice(end + 2);
+        skip = false;
+      }
       // Simple replies end at the first CRLF; bulk replies ($len) after len bytes more.
       const bulk = /^\$(-?\d+)\r\n/.exec(buf);
       if (bulk) {
@@ -67,6 +89,10 @@ export interface RedisClusterOptions {
   readonly appendonly?: boolean;
   /** cluster-node-timeout (ms): how soon a silent master is failed over (default 1500). */
   readonly nodeTimeoutMs?: number;
+  /** requirepass and masterauth on every node. */
+  readonly password?: string;
+  /** TLS only (clients, replication and the cluster bus), with this certificate, key and CA file. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 export class RedisCluster {
@@ -87,13 +113,7 @@ export class RedisCluster {
         c.nodes.push({ port: await freePort(), busPort: await freePort(), dir, child: undefined });
       }
       await Promise.all(c.nodes.map((n) => c.startNode(n)));
-      await run(
-        'redis-cli',
-        ['--cluster', 'create', ...c.nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'],
-        {
-          timeout: 60_000,
-        },
-      );
+      await c.cli('--cluster', 'create', ...c.nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes');
       await c.waitHealthy();
     } catch (err) {
       await c.stop();
@@ -102,14 +122,33 @@ export class RedisCluster {
     return c;
   }
 
-  /** Seed URLs, as `redis.cluster.nodes` takes them. */
+  /** Seed URLs, as `redis.cluster.nodes` takes them (rediss:// and the password when the cluster has them). */
   get urls(): string[] {
-    return this.nodes.map((n) => `redis://127.0.0.1:${n.port}`);
+    const auth = this.opts.password !== undefined ? `:${encodeURIComponent(this.opts.password)}@` : '';
+    return this.nodes.map((n) => `${this.opts.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${n.port}`);
+  }
+
+  private get access(): Access {
+    return { tls: this.opts.tls !== undefined, password: this.opts.password };
+  }
+
+  /** Runs redis-cli with the cluster's password and TLS settings. */
+  cli(...args: string[]): Promise<{ stdout: string }> {
+    const auth = this.opts.password !== undefined ? ['-a', this.opts.password, '--no-auth-warning'] : [];
+    const secure = this.opts.tls ? ['--tls', '--cacert', this.opts.tls.ca] : [];
+    return run('redis-cli', [...auth, ...secure, ...args], { timeout: 60_000 });
   }
 
   private async startNode(n: ClusterNode): Promise<void> {
+    const t = this.opts.tls;
+    const listen = t
+      ? ['--port', '0', '--tls-port', String(n.port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-cert-file', t.cert,
+          '--tls-key-file', t.key, '--tls-ca-cert-file', t.ca, '--tls-auth-clients', 'no'] // prettier-ignore
+      : ['--port', String(n.port)];
+    const auth = this.opts.password !== undefined ? ['--requirepass', this.opts.password, '--masterauth', this.opts.password] : [];
     const args = [
-      '--port', String(n.port),
+      ...listen,
+      ...auth,
       '--cluster-port', String(n.busPort),
       '--bind', '127.0.0.1',
       '--cluster-enabled', 'yes',
@@ -121,7 +160,7 @@ export class RedisCluster {
       '--appendfsync', 'everysec',
     ]; // prettier-ignore
     n.child = spawn('redis-server', args, { stdio: 'ignore' });
-    await eventually(async () => (await rawCommand(n.port, 'PING')) === '+PONG', `cluster node ${n.port} to answer PING`, {
+    await eventually(async () => (await rawCommand(this.access, n.port, 'PING')) === '+PONG', `cluster node ${n.port} to answer PING`, {
       timeoutMs: 30_000,
       intervalMs: 50,
     });
@@ -133,7 +172,7 @@ export class RedisCluster {
       async () => {
         for (const n of this.nodes) {
           if (!n.child) continue;
-          const info = await rawCommand(n.port, 'CLUSTER', 'INFO');
+          const info = await rawCommand(this.access, n.port, 'CLUSTER', 'INFO');
           if (!info?.includes('cluster_state:ok') || !info.includes('cluster_slots_ok:16384')) return false;
         }
         const roles = await Promise.all(this.nodes.filter((m) => m.child).map((m) => this.role(m.port)));
@@ -147,7 +186,7 @@ export class RedisCluster {
 
   /** The role of a node and, for a master, how many replicas are online. */
   async role(port: number): Promise<{ role: string; linkedReplicas: number }> {
-    const info = (await rawCommand(port, 'INFO', 'replication')) ?? '';
+    const info = (await rawCommand(this.access, port, 'INFO', 'replication')) ?? '';
     const role = /role:(\w+)/.exec(info)?.[1] ?? 'unknown';
     const linkedReplicas = [...info.matchAll(/^slave\d+:.*state=online/gm)].length;
     return { role, linkedReplicas };
@@ -157,7 +196,7 @@ export class RedisCluster {
   async masterOf(slot: number): Promise<number> {
     for (const n of this.nodes) {
       if (!n.child) continue;
-      const text = await rawCommand(n.port, 'CLUSTER', 'NODES');
+      const text = await rawCommand(this.access, n.port, 'CLUSTER', 'NODES');
       if (!text) continue;
       for (const line of text.trim().split('\n')) {
         const [, addr, flags, , , , , link, ...slots] = line.split(' ');
@@ -175,7 +214,7 @@ export class RedisCluster {
   async keyslot(key: string): Promise<number> {
     for (const n of this.nodes) {
       if (!n.child) continue;
-      const r = await rawCommand(n.port, 'CLUSTER', 'KEYSLOT', key);
+      const r = await rawCommand(this.access, n.port, 'CLUSTER', 'KEYSLOT', key);
       if (r?.startsWith(':')) return Number(r.slice(1));
     }
     throw new Error('no node answered CLUSTER KEYSLOT');
@@ -190,7 +229,7 @@ export class RedisCluster {
 
   /** The node id of the node on `port`. */
   async nodeId(port: number): Promise<string> {
-    const id = await rawCommand(port, 'CLUSTER', 'MYID');
+    const id = await rawCommand(this.access, port, 'CLUSTER', 'MYID');
     if (!id) throw new Error(`node ${port} did not answer CLUSTER MYID`);
     return id;
   }
@@ -235,16 +274,15 @@ export class RedisCluster {
     const [fromId, toId] = await Promise.all([this.nodeId(from), this.nodeId(toPort)]);
     // reshard moves N slots from a source; with one source node and --cluster-slots 1 it picks the
     // source's first slot, so a single chosen slot is moved with the lower-level commands it uses.
-    await run('redis-cli', ['-p', String(toPort), 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', fromId]);
-    await run('redis-cli', ['-p', String(from), 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId]);
+    await this.cli('-p', String(toPort), 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', fromId);
+    await this.cli('-p', String(from), 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId);
     for (;;) {
-      const keys = (await run('redis-cli', ['-p', String(from), 'CLUSTER', 'GETKEYSINSLOT', String(slot), '100'])).stdout
-        .split('\n')
-        .filter(Boolean);
+      const keys = (await this.cli('-p', String(from), 'CLUSTER', 'GETKEYSINSLOT', String(slot), '100')).stdout.split('\n').filter(Boolean);
       if (keys.length === 0) break;
-      await run('redis-cli', ['-p', String(from), 'MIGRATE', '127.0.0.1', String(toPort), '', '0', '5000', 'KEYS', ...keys]);
+      const auth = this.opts.password !== undefined ? ['AUTH', this.opts.password] : [];
+      await this.cli('-p', String(from), 'MIGRATE', '127.0.0.1', String(toPort), '', '0', '5000', ...auth, 'KEYS', ...keys);
     }
-    for (const port of await this.masters()) await run('redis-cli', ['-p', String(port), 'CLUSTER', 'SETSLOT', String(slot), 'NODE', toId]);
+    for (const port of await this.masters()) await this.cli('-p', String(port), 'CLUSTER', 'SETSLOT', String(slot), 'NODE', toId);
   }
 
   private node(port: number): ClusterNode {

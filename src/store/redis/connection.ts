@@ -157,8 +157,15 @@ function defineScripts<C extends RedisClient>(client: C, logger: Logger, label: 
   }
   // Without a listener ioredis prints every connection error; log each outage once instead.
   let down = false;
-  client.on('error', (err: Error) => {
-    if (!down) logger.warn({ err: { message: err.message }, connection: label }, 'redis connection error; reconnecting');
+  client.on('error', (err: Error & { lastNodeError?: Error }) => {
+    // A cluster reports "Failed to refresh slots cache"; the node's own error (a certificate, a wrong
+    // password, a refused connection) is its lastNodeError.
+    const cause = err.lastNodeError?.message;
+    if (!down)
+      logger.warn(
+        { err: { message: err.message, ...(cause ? { cause } : {}) }, connection: label },
+        'redis connection error; reconnecting',
+      );
     down = true;
   });
   client.on('ready', () => {
