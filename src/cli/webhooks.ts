@@ -33,9 +33,11 @@ const view = (j: WebhookJob): JobView => {
   return { id: j.id, type: j.type, tenantId: j.tenantId, sessionId: j.sessionId, messageId: j.messageId, createdAt: j.createdAt, payload };
 };
 
-const COLUMNS = ['id', 'createdAt', 'tenantId', 'sessionId', 'messageId', 'text'] as const;
+const COLUMNS = ['id', 'createdAt', 'type', 'tenantId', 'sessionId', 'messageId', 'text'] as const;
 const row = (j: JobView) => {
-  const text = (j.payload as { text?: unknown } | null)?.text;
+  // message.created: the message's text; conversation.updated: the summary's status and version.
+  const p = j.payload as { text?: unknown; version?: unknown; conversation?: { status?: unknown } } | null;
+  const text = j.type === 'conversation.updated' ? `${String(p?.conversation?.status ?? '?')} v${String(p?.version ?? '?')}` : p?.text;
   const s = typeof text === 'string' ? text.replace(/\s+/g, ' ') : '';
   return { ...j, text: s.length > 40 ? `${s.slice(0, 39)}…` : s };
 };

@@ -172,33 +172,67 @@ describe('presence ls and webhooks tail on the embedded defaults (through the ad
     async () => {
       const ids: string[] = [];
       for (let i = 1; i <= 3; i++) ids.push(await sendMessage(`s-tail-${i}`, `hello number ${i}`));
-      const json = await runChatd(['webhooks', 'tail', '-n', '2', '--json'], { cwd });
+      // Each message makes two jobs: message.created and its conversation's conversation.updated.
+      await eventually(
+        async () => {
+          const r = await runChatd(['webhooks', 'tail', '-n', '6', '--json'], { cwd });
+          return (JSON.parse(r.stdout) as { sessionId: string }[]).filter((j) => j.sessionId.startsWith('s-tail-')).length === 6;
+        },
+        'the six jobs',
+        { timeoutMs: 300_000 },
+      );
+      const json = await runChatd(['webhooks', 'tail', '-n', '6', '--json'], { cwd });
       expect(json.code, json.stderr).toBe(0);
-      const jobs = JSON.parse(json.stdout) as { messageId: string; type: string; tenantId: string; payload: ChatMessage }[];
-      expect(jobs.map((j) => j.messageId)).toEqual(ids.slice(1));
-      expect(jobs[1]).toMatchObject({
+      const jobs = JSON.parse(json.stdout) as {
+        messageId: string;
+        type: string;
+        tenantId: string;
+        sessionId: string;
+        payload: ChatMessage;
+      }[];
+      const created = jobs.filter((j) => j.type === 'message.created');
+      expect(created.map((j) => j.messageId)).toEqual(ids);
+      expect(created[2]).toMatchObject({
         type: 'message.created',
         tenantId: 'demo',
         sessionId: 's-tail-3',
         payload: { text: 'hello number 3', seq: 1 },
       });
-      const table = await runChatd(['webhooks', 'tail'], { cwd });
+      expect(
+        jobs
+          .filter((j) => j.type === 'conversation.updated')
+          .map((j) => j.sessionId)
+          .sort(),
+      ).toEqual(['s-tail-1', 's-tail-2', 's-tail-3']);
+      const table = await runChatd(['webhooks', 'tail', '-n', '6'], { cwd });
       expect(table.code, table.stderr).toBe(0);
       const lines = table.stdout.trimEnd().split('\n');
-      expect(lines[0]).toMatch(/^ID\s+CREATEDAT\s+TENANTID\s+SESSIONID\s+MESSAGEID\s+TEXT$/);
-      expect(lines.slice(1).map((l) => l.split(/\s+/)[4])).toEqual(ids);
-      expect(lines[3]).toMatch(/hello number 3$/);
+      expect(lines[0]).toMatch(/^ID\s+CREATEDAT\s+TYPE\s+TENANTID\s+SESSIONID\s+MESSAGEID\s+TEXT$/);
+      const messageRows = lines.slice(1).filter((l) => l.split(/\s+/)[2] === 'message.created');
+      expect(messageRows.map((l) => l.split(/\s+/)[5])).toEqual(ids);
+      expect(messageRows[2]).toMatch(/hello number 3$/);
+      expect(lines.slice(1).filter((l) => l.split(/\s+/)[2] === 'conversation.updated')).toHaveLength(3);
+      expect(lines.find((l) => l.includes('conversation.updated') && l.includes('s-tail-1'))).toMatch(/open v1$/);
 
       const f = follow(['-n', '1', '--json'], { cwd });
-      await eventually(() => f.out().includes(ids[2]!), 'the newest job first', { timeoutMs: 300_000 });
+      await eventually(() => f.out().includes('s-tail-3'), 'the newest job first', { timeoutMs: 300_000 });
       const live = await sendMessage('s-tail-live', 'live one');
-      await eventually(() => f.out().includes(live), `the live job ${live}`, { timeoutMs: 300_000 });
+      await eventually(
+        () => f.out().includes(`"messageId": "${live}"`) || f.out().includes(`"messageId":"${live}"`),
+        `the live job ${live}`,
+        {
+          timeoutMs: 300_000,
+        },
+      );
       const printed = f
         .out()
         .trimEnd()
         .split('\n')
-        .map((l) => JSON.parse(l) as { messageId: string });
-      expect(printed.map((p) => p.messageId)).toEqual([ids[2], live]);
+        .map((l) => JSON.parse(l) as { messageId: string; sessionId: string; type: string });
+      // The newest job before (one of s-tail-3's two), then the live message's (and its conversation's).
+      expect(printed[0]!.sessionId).toBe('s-tail-3');
+      expect(printed.slice(1).every((p) => p.sessionId === 's-tail-live')).toBe(true);
+      expect(printed.filter((p) => p.type === 'message.created').map((p) => p.messageId)).toContain(live);
       f.child.kill('SIGINT');
       expect(await f.exited).toBe(0);
       expect(f.err()).toBe('');
