@@ -365,6 +365,24 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         }
       });
 
+      it("announce writes the conversation's current summary as an event, at the same version, once it is in the inbox", async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        await db.messages.ensureConversation(tenant, sid, { fingerprint: 'fp' });
+        expect(await db.conversations.announce(tenant, sid)).toBeNull();
+        created(await db.messages.accept(msg(tenant, sid, 'hi')));
+        await db.kysely
+          .updateTable('conversations')
+          .set({ contact_email: 'ann@example.com', contact_name: 'Ann' })
+          .where('session_id', '=', sid)
+          .execute();
+        const u = await db.conversations.announce(tenant, sid);
+        expect(u).toMatchObject({ version: 1, conversation: { visitor: { email: 'ann@example.com', name: 'Ann' }, messageCount: 1 } });
+        expect(await db.conversations.announce(uid('t'), sid)).toBeNull();
+        const row = await db.kysely.selectFrom('conversation_outbox').select('id').where('id', '=', u!.id).executeTakeFirst();
+        expect(row).toEqual({ id: u!.id });
+      });
+
       it('erasure removes the conversation with its system messages, pointers and pending events', async () => {
         const tenant = uid('t');
         const sid = uid('s');

@@ -133,7 +133,8 @@ export class KyselyConversationStore implements ConversationStore {
   announce(tenantId: string, sessionId: string): Promise<ConversationUpdate | null> {
     return this.#transaction(async (tx) => {
       const r = await lockSummary(tx, tenantId, sessionId);
-      if (!r) return null;
+      // Not in the inbox yet (no message or change): its first message's event will carry it.
+      if (!r || r.last_activity_at === null) return null;
       const update = updateOf(r, toSummary(r, r), new Date().toISOString());
       await insertUpdates(tx, [{ convId: r.id, update }]);
       return update;

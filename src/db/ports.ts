@@ -190,7 +190,8 @@ export interface ConversationStore {
   autoAssign(tenantId: string, sessionId: string, candidates: readonly string[], cap: number): Promise<ChangeResult>;
   /**
    * A conversation_updated event for the conversation as it is now (same version), written to the
-   * conversation outbox: for changes that take no seq, e.g. the visitor's contact. null: unknown.
+   * conversation outbox: for changes that take no seq, e.g. the visitor's contact. null: unknown, or
+   * not in the inbox yet (no message or change).
    */
   announce(tenantId: string, sessionId: string): Promise<ConversationUpdate | null>;
   /** Unread agent messages for the visitor (after the visitor's read pointer). */
