@@ -5,10 +5,12 @@ import type { Database, OutboxRelay } from '../db/ports.js';
 import { startOutboxRelay } from '../db/outbox-relay.js';
 import { startRetention } from '../db/retention.js';
 import type { Store } from '../store/ports.js';
+import type { ChatMessage } from '../chat/message.js';
 import type { ReadinessCheck } from '../roles/role-context.js';
 import { createAuth, type Auth } from '../auth/index.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
 import { createRevocationCheck } from '../ops/revocation.js';
+import { startEmailWorker } from '../notify/start.js';
 import { createInbox, withPresence, type Inbox } from '../chat/inbox.js';
 
 export interface Services {
@@ -24,6 +26,8 @@ export interface Services {
   readonly relay: OutboxRelay;
   /** Per-subject token revocation (src/ops/revocation.ts): `forget` drops this node's cached answer. */
   readonly revocation: { forget(tenantId: string, userId: string): void };
+  /** Whether agent replies are emailed to visitors who left (email.smtp is set). */
+  readonly emailEnabled: boolean;
   readonly readiness: readonly ReadinessCheck[];
   close(): Promise<void>;
 }
@@ -79,6 +83,20 @@ export async function createServices(
   });
   // tenants[].retention.messages: old messages are deleted in small batches, on every node.
   const retention = startRetention(db.messages, config, logger.child({ component: 'retention' }));
+  // Offline continuity: agent replies emailed to visitors who left (only with email.smtp).
+  let email: ReturnType<typeof startEmailWorker>;
+  try {
+    email = startEmailWorker(config, {
+      db,
+      presence: store.presence,
+      tenants: () => auth.tenants,
+      logger: logger.child({ component: 'email' }),
+    });
+  } catch (err) {
+    await Promise.allSettled([relay.stop(), retention.stop()]);
+    await Promise.allSettled([store.close(), db.close()]);
+    throw err;
+  }
   const chat = createChatService({
     tenants: () => auth.tenants,
     messages: db.messages,
@@ -88,6 +106,7 @@ export async function createServices(
     conversations: db.conversations,
     autoAssign: (tenantId, sessionId) => inbox.autoAssign(tenantId, sessionId),
     offline: db.offline,
+    ...(email ? { onAgentReply: (m: ChatMessage) => email.schedule(m) } : {}),
     messageMaxChars: config.limits.messageMaxChars,
     logger,
   });
@@ -99,13 +118,14 @@ export async function createServices(
     inbox,
     relay,
     revocation,
+    emailEnabled: email !== undefined,
     readiness: [
       { name: store.readinessName, check: () => store.ping() },
       { name: db.dialect, check: () => db.ping() },
     ],
     async close() {
       // The relay first: publishes in flight finish (bounded) while the store and database are open.
-      await Promise.allSettled([relay.stop(), retention.stop()]);
+      await Promise.allSettled([relay.stop(), retention.stop(), email?.stop()]);
       await Promise.allSettled([store.close(), db.close()]);
     },
   };

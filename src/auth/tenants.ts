@@ -23,6 +23,10 @@ export interface TenantPolicy {
   readonly jwtVerificationKey: string | undefined;
   /** Every token issued before this instant (seconds since the epoch) is refused. */
   readonly tokensNotBefore: number | undefined;
+  /** The tenant's label (`name`, else its id). */
+  readonly name: string;
+  /** Its reply emails' sender name, subject and intro (defaults when absent). */
+  readonly email: TenantConfig['email'];
   /** Business hours, away message, expected reply time (always open in zero-config mode). */
   readonly availability: AvailabilitySettings;
   /** The inbox: reopening on a visitor's message, automatic assignment. */
@@ -56,6 +60,8 @@ function policyOf(t: TenantConfig): TenantPolicy {
     tokensNotBefore: Number.isFinite(nbf) ? nbf : undefined,
     availability: availabilitySettings(t),
     conversations: t.conversations ?? DEFAULT_CONVERSATIONS,
+    name: t.name ?? t.id,
+    email: t.email,
   });
 }
 
@@ -80,6 +86,8 @@ export function createTenantDirectory(config: Pick<Config, 'tenants'>): TenantDi
           tokensNotBefore: undefined,
           availability: ALWAYS_OPEN,
           conversations: DEFAULT_CONVERSATIONS,
+          name: tenantId,
+          email: undefined,
         });
         // Bounded: zero-config mode is for one developer, but a flood of ids must not grow memory.
         if (open.size < 10_000) open.set(tenantId, p);

@@ -266,6 +266,12 @@ export const AvailabilitySchema = Type.Object(
     nextOpenAt: Type.Optional(Type.String({ format: 'date-time', description: 'Out of business hours: the next opening.' })),
     awayMessage: Type.Optional(Type.String({ description: "The tenant's away message, while not available." })),
     expectedReplySeconds: Type.Optional(Type.Integer({ minimum: 0, description: "The tenant's expected reply time." })),
+    repliesByEmail: Type.Optional(
+      Type.Boolean({
+        description:
+          'HTTP answer only: agent replies are emailed to visitors who left and gave an address (email.smtp is configured). With ConversationSummary.online false and visitor.email set, an agent console can say "your reply will be emailed".',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'Whether visitors of a tenant can expect an agent now.' },
 );

@@ -8,6 +8,7 @@ import { registerMigrateCommand } from './migrate.js';
 import { registerOpsCommands } from './ops.js';
 import { registerKeysCommands } from './keys.js';
 import { registerConversationsCommands } from './conversations.js';
+import { registerEmailsCommands } from './emails.js';
 
 export const extraCommands: ((program: Command) => void)[] = [
   registerTokenCommands,
@@ -18,4 +19,5 @@ export const extraCommands: ((program: Command) => void)[] = [
   registerOpsCommands,
   registerKeysCommands,
   registerConversationsCommands,
+  registerEmailsCommands,
 ];

@@ -211,6 +211,10 @@ function checkSemantics(config: Config, label: string): void {
       fail(`tenants[${i}].identitySecret`, 'is required when identityVerification is required');
     }
   });
+  if (config.email.smtp) {
+    if (!config.email.from) fail('email.from', 'is required with email.smtp');
+    if (!config.email.publicUrl) fail('email.publicUrl', 'is required with email.smtp (the unsubscribe link points there)');
+  }
   if (config.auth.defaultTenant && config.tenants.length > 0 && !ids.has(config.auth.defaultTenant)) {
     fail('auth.defaultTenant', `names tenant "${config.auth.defaultTenant}", which is not configured`);
   }

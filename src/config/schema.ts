@@ -151,6 +151,30 @@ export const TenantSchema = Type.Object(
         description: 'What the widget shows while nobody is available (GET /api/chat/availability returns it then).',
       }),
     ),
+    email: Type.Optional(
+      Type.Object(
+        {
+          senderName: Type.Optional(
+            Type.String({ minLength: 1, maxLength: 100, description: "The From name of this tenant's emails (default: its name or id)." }),
+          ),
+          subject: Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: 200,
+              description: 'Subject of a reply email; `{senderName}` is replaced. Default: "New reply from {senderName}".',
+            }),
+          ),
+          intro: Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: 1000,
+              description: 'First paragraph of a reply email, before the replies. Default: "You have a reply to your conversation:".',
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "This tenant's reply emails (sent only when email.smtp is set)." },
+      ),
+    ),
     expectedReplySeconds: Type.Optional(
       Type.Integer({
         minimum: 0,
@@ -446,6 +470,48 @@ export const ConfigSchema = Type.Object(
         offlineGraceMs: Ms(10000, '`offline` is published only after this grace period.'),
       },
       'Presence.',
+    ),
+    email: Obj(
+      {
+        smtp: Type.Optional(
+          Type.String({
+            pattern: '^smtps?://',
+            description:
+              'SMTP server for agent replies emailed to visitors who left (smtp:// with STARTTLS when offered, smtps:// for TLS; user:password in the URL). Unset: no email is ever sent.',
+          }),
+        ),
+        from: Type.Optional(
+          Type.String({ minLength: 3, description: 'The From address (required with smtp); a tenant’s senderName is shown as its name.' }),
+        ),
+        publicUrl: Type.Optional(
+          Type.String({
+            pattern: '^https?://',
+            description: "chatd's public base URL as visitors reach it: the unsubscribe link points there (required with smtp).",
+          }),
+        ),
+        secret: Type.Optional(
+          Type.String({
+            minLength: 16,
+            description:
+              'HMAC key signing unsubscribe links and reply addresses (use ${ENV_VAR}); default: auth.jwtSecret. Changing it invalidates links already sent.',
+          }),
+        ),
+        visitorDelaySeconds: Type.Integer({
+          minimum: 0,
+          default: 120,
+          description:
+            'An agent reply is emailed this long after the first reply not yet emailed, if the visitor still has no socket: a visitor who is there reads it in the widget instead.',
+        }),
+        pollMs: Ms(2000, 'How often each api node looks for due emails (the emails’ lag at most).'),
+        retryBaseMs: Type.Integer({
+          minimum: 1,
+          default: 5000,
+          description: 'First retry after an SMTP failure; each next one waits twice as long.',
+        }),
+        retryMaxDelayMs: Type.Integer({ minimum: 1, default: 600000, description: 'Longest wait between two attempts.' }),
+        retryWindowMs: Ms(86400000, 'How long a failing email is retried before it is recorded as failed.'),
+      },
+      'Offline continuity: agent replies emailed to visitors who left. Off unless smtp is set.',
     ),
     webhooks: Obj(
       {

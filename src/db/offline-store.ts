@@ -21,6 +21,7 @@ const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
 interface ClaimedRow {
   tenant_id: string;
   session_id: string;
+  user_id: string | null;
   attempts: number;
   emailed_seq: number;
   requests: number;
@@ -73,13 +74,14 @@ export class KyselyOfflineStore implements OfflineStore {
             order by due_at limit ${limit}
             for update skip locked)
           returning j.conversation_id, j.tenant_id, j.attempts, j.emailed_seq, j.requests)
-        select claimed.tenant_id, c.session_id, claimed.attempts, claimed.emailed_seq, claimed.requests,
+        select claimed.tenant_id, c.session_id, c.user_id, claimed.attempts, claimed.emailed_seq, claimed.requests,
                c.visitor_read_seq, c.contact_email, c.contact_name
         from claimed join conversations c on c.id = claimed.conversation_id`.execute(this.db);
       return rows.map((r) => ({
         leaseId,
         tenantId: r.tenant_id,
         sessionId: r.session_id,
+        userId: r.user_id,
         attempts: Number(r.attempts),
         emailedSeq: Number(r.emailed_seq),
         requests: Number(r.requests),

@@ -258,6 +258,8 @@ export interface ClaimedEmailJob {
   readonly leaseId: string;
   readonly tenantId: string;
   readonly sessionId: string;
+  /** The conversation's verified user, if any (presence lists the visitor under it, else under the session). */
+  readonly userId: string | null;
   /** Attempts of this email so far, this one included. */
   readonly attempts: number;
   /** The last agent message seq already emailed. */

@@ -4,6 +4,7 @@
 import { webhookAdminEndpoints } from '../../webhooks/admin.js';
 import type { AdminContext, AdminRoutes } from '../serve.js';
 import { conversationsAdminEndpoints } from './conversations.js';
+import { emailsAdminEndpoints } from './emails.js';
 import { opsAdminEndpoints } from './ops.js';
 import { presenceAdminEndpoints } from './presence.js';
 import { webhookTailAdminEndpoints } from './webhook-jobs.js';
@@ -14,4 +15,5 @@ export const adminEndpoints: ((admin: AdminRoutes, ctx: AdminContext) => void)[]
   webhookTailAdminEndpoints,
   opsAdminEndpoints,
   conversationsAdminEndpoints,
+  emailsAdminEndpoints,
 ];

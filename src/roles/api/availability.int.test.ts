@@ -105,6 +105,7 @@ describe.each(BACKENDS)('GET /api/chat/availability on $name', ({ enabled, raw }
       inBusinessHours: true,
       awayMessage: 'We are away; leave your email and we will answer.',
       expectedReplySeconds: 300,
+      repliesByEmail: false,
     };
     for (const cred of [KEYS.pubA, KEYS.secA]) {
       const r = await call('GET', '/api/chat/availability?tenantId=tenantA', { token: cred });
@@ -122,11 +123,18 @@ describe.each(BACKENDS)('GET /api/chat/availability on $name', ({ enabled, raw }
     // Agents of another tenant do not count.
     await store.agentPresence.add('test-node', agentConn('tenantB', 'zed'), 60_000);
     const here = await call('GET', '/api/chat/availability?tenantId=tenantA', { token: KEYS.pubA });
-    expect(here.body).toEqual({ available: true, agentsOnline: 2, inBusinessHours: true, expectedReplySeconds: 300 });
+    expect(here.body).toEqual({
+      available: true,
+      agentsOnline: 2,
+      inBusinessHours: true,
+      expectedReplySeconds: 300,
+      repliesByEmail: false,
+    });
     expect((await call('GET', '/api/chat/availability?tenantId=tenantB', { token: KEYS.pubB })).body).toEqual({
       available: true,
       agentsOnline: 1,
       inBusinessHours: true,
+      repliesByEmail: false,
     });
     await store.agentPresence.remove('test-node', 'tenantA', conn.connId);
     expect((await call('GET', '/api/chat/availability?tenantId=tenantA', { token: KEYS.pubA })).body.agentsOnline).toBe(1);
@@ -141,12 +149,14 @@ describe.each(BACKENDS)('GET /api/chat/availability on $name', ({ enabled, raw }
       inBusinessHours: false,
       nextOpenAt: `${opening}T09:00:00.000Z`,
       awayMessage: 'Closed for now.',
+      repliesByEmail: false,
     });
     // Open around the clock (24:00): in business hours, unavailable only for want of agents.
     expect((await call('GET', '/api/chat/availability?tenantId=always', { token: KEY_OPEN })).body).toEqual({
       available: false,
       agentsOnline: 0,
       inBusinessHours: true,
+      repliesByEmail: false,
     });
   });
 

@@ -28,7 +28,10 @@ import { tenantAllowsOrigin, type TenantPolicy } from '../../auth/tenants.js';
 import { validationError } from '../../chat/chat-service.js';
 import type { Config } from '../../config/schema.js';
 import { ChatdError, DependencyError } from '../../errors.js';
-import type { Req } from '../../http/router.js';
+import type { Reply, Req } from '../../http/router.js';
+import { emailSecret } from '../../notify/start.js';
+import { UNSUBSCRIBE_PURPOSE } from '../../notify/email-worker.js';
+import { verifyToken } from '../../notify/signed-token.js';
 import { compileValidator } from '../../schemas/validate.js';
 import type { Static, TSchema } from '@sinclair/typebox';
 import {
@@ -66,7 +69,7 @@ export const AVAILABILITY_MAX_AGE_SECONDS = 5;
 export interface ApiDeps {
   readonly config: Config;
   readonly logger: Logger;
-  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'inbox' | 'store' | 'db'>>;
+  readonly services: () => Promise<Pick<Services, 'auth' | 'chat' | 'inbox' | 'store' | 'db' | 'emailEnabled'>>;
   /** Apply per-IP and per-key limits here (false when an in-process gateway already does). */
   readonly rateLimit: boolean;
 }
@@ -205,6 +208,22 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     return { body: { success: true, sessionId: r.sessionId } };
   });
 
+  // The link in every reply email (and its List-Unsubscribe one-click POST): the signed token names
+  // the tenant and the address; an unknown or forged token changes nothing.
+  const unsubscribe = async (req: Req): Promise<Reply> => {
+    const svc = await begin(req);
+    const secret = emailSecret(config);
+    const fields = secret ? verifyToken(secret, UNSUBSCRIBE_PURPOSE, req.path.split('/')[3] ?? '') : null;
+    if (!fields || fields.length !== 2) throw new ChatdError('not_found', 'Unknown or expired unsubscribe link');
+    await svc.db.offline.unsubscribe(fields[0]!, fields[1]!);
+    return {
+      raw: '<!doctype html><meta charset="utf-8"><title>Unsubscribed</title><p>You will not receive reply emails from this chat anymore.</p>',
+      contentType: 'text/html; charset=utf-8',
+    };
+  };
+  router.get('/webchat/unsubscribe/:token', unsubscribe);
+  router.post('/webchat/unsubscribe/:token', unsubscribe, { body: true });
+
   router.get('/api/chat/messages', async (req) => {
     const svc = await begin(req);
     const principal = await principalOf(svc, req);
@@ -260,7 +279,7 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
     }
     const agents = await svc.store.agentPresence.count(tenant.id);
     return {
-      body: availabilityOf(tenant.availability, agents, Date.now()),
+      body: { ...availabilityOf(tenant.availability, agents, Date.now()), repliesByEmail: svc.emailEnabled },
       headers: { 'Cache-Control': `private, max-age=${AVAILABILITY_MAX_AGE_SECONDS}` },
     };
   });

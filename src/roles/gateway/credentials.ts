@@ -28,7 +28,15 @@ const ROUTES: Readonly<Record<string, RouteCredential>> = {
   // and every path under /api/chat/conversations (the inbox): 'secret_key_or_jwt'.
   'GET /api/chat/messages': 'jwt',
   'POST /webchat/message': 'jwt',
+  'POST /webchat/contact': 'jwt',
+  'GET /api/chat/availability': 'api_key',
 };
+
+/**
+ * Paths whose credential is not an API key or a JWT, checked by the api role itself: the signed
+ * token of an unsubscribe link (in the path), the inbound-email webhook's own secret.
+ */
+const OWN_CREDENTIAL_PREFIXES = ['/webchat/unsubscribe/', '/api/chat/inbound-email'] as const;
 
 /** The path prefixes under which every request must carry a credential. */
 export const PROTECTED_PREFIXES = ['/api/chat/', '/webchat/'] as const;
@@ -59,6 +67,7 @@ export function precheck(input: PrecheckInput, keys: Pick<ApiKeyRegistry, 'looku
   const method = input.method.toUpperCase();
   const none: PrecheckResult = { credential: { type: 'none' }, key: undefined };
   if (method === 'OPTIONS' || !isProtected(input.path)) return none;
+  if (OWN_CREDENTIAL_PREFIXES.some((p) => input.path.startsWith(p))) return none;
   const need = ROUTES[`${method} ${input.path}`] ?? (input.path.startsWith('/api/chat/conversations') ? 'secret_key_or_jwt' : undefined);
   const credential = classifyBearer(input.authorization, keys);
   const keyRoute = need === 'api_key' || need === 'secret_key';

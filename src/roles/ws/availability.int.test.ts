@@ -98,7 +98,7 @@ describe.each(layouts())('availability_changed: $name', ({ enabled, start }) => 
     assertSchema('event.server.availability_changed.schema.json', seen[1]);
     // The HTTP answer agrees.
     const r = await visitorNode.http('GET', '/api/chat/availability?tenantId=tenantA', { token: KEYS.pubA });
-    expect(r.body).toEqual(seen[1]);
+    expect(r.body).toEqual({ ...seen[1], repliesByEmail: false });
     expect(seen).toHaveLength(2);
     // Not a stream event: no offset after the payload.
     expect(extraArgs).toEqual([]);
