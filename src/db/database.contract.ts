@@ -383,6 +383,26 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         expect(row).toEqual({ id: u!.id });
       });
 
+      it("activeSince re-makes a conversation_updated per conversation active since a time, one tenant's, keyset-paged", async () => {
+        const tenant = uid('t');
+        const before = new Date(Date.now() - 1000).toISOString();
+        const sids = [uid('s'), uid('s'), uid('s')];
+        for (const s of sids) created(await db.messages.accept(msg(tenant, s, `hi ${s}`)));
+        created(await db.messages.accept(msg(uid('t'), uid('s'), 'elsewhere')));
+        const p1 = await db.outbox.activeSince(tenant, before, undefined, 2);
+        const last = p1.at(-1)!;
+        const p2 = await db.outbox.activeSince(
+          tenant,
+          before,
+          { lastActivityAt: last.conversation.lastActivityAt, sessionId: last.sessionId },
+          2,
+        );
+        const all = [...p1, ...p2];
+        expect(all.map((u) => u.sessionId).sort()).toEqual([...sids].sort());
+        expect(all.every((u) => u.tenantId === tenant && u.version === 1 && u.conversation.messageCount === 1)).toBe(true);
+        expect(await db.outbox.activeSince(tenant, new Date(Date.now() + 60_000).toISOString(), undefined, 10)).toEqual([]);
+      });
+
       it('erasure removes the conversation with its system messages, pointers and pending events', async () => {
         const tenant = uid('t');
         const sid = uid('s');

@@ -4,6 +4,7 @@
 import { sql, type Kysely } from 'kysely';
 import { toQueryError } from './db-errors.js';
 import { MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
+import { SUMMARY_COLUMNS, toSummary, updateOf, type SummaryRow } from './summary.js';
 import type { ChatMessage } from '../chat/message.js';
 import type { ConversationUpdate } from '../chat/conversation.js';
 import type { ConversationOutbox, Outbox, OutboxEntry } from './ports.js';
@@ -94,6 +95,27 @@ export class KyselyOutbox implements Outbox {
         order by m.created_at, m.id
         limit ${Math.max(1, Math.floor(limit))}`.execute(this.#db);
       return rows.map(rowToMessage);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+
+  async activeSince(
+    tenantId: string,
+    since: string,
+    after: { lastActivityAt: string; sessionId: string } | undefined,
+    limit: number,
+  ): Promise<ConversationUpdate[]> {
+    try {
+      const { rows } = await sql<SummaryRow>`
+        select ${SUMMARY_COLUMNS}
+        from conversations c left join messages lm on lm.id = c.last_message_id
+        where c.tenant_id = ${tenantId} and c.last_activity_at >= ${since}::timestamptz
+          ${after ? sql`and (c.last_activity_at, c.session_id) > (${after.lastActivityAt}::timestamptz, ${after.sessionId})` : sql``}
+        order by c.last_activity_at, c.session_id
+        limit ${Math.max(1, Math.floor(limit))}`.execute(this.#db);
+      const at = new Date().toISOString();
+      return rows.map((r) => updateOf(r, toSummary(r, r), at));
     } catch (err) {
       throw toQueryError(err);
     }

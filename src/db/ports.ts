@@ -244,6 +244,18 @@ export interface Outbox {
     after: { createdAt: string; id: string } | undefined,
     limit: number,
   ): Promise<ChatMessage[]>;
+  /**
+   * The same for conversation_updated: a fresh event with the current summary of each of the
+   * tenant's conversations active at or after `since`, oldest activity first, keyset-paged by
+   * (lastActivityAt, sessionId). The events published were deleted from the conversation outbox; a
+   * conversation's current state supersedes every one of them (clients keep the highest version).
+   */
+  activeSince(
+    tenantId: string,
+    since: string,
+    after: { lastActivityAt: string; sessionId: string } | undefined,
+    limit: number,
+  ): Promise<ConversationUpdate[]>;
 }
 
 // ---------------------------------------------------------------- offline continuity

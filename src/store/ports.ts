@@ -472,7 +472,7 @@ export interface WebhookQueueOptions {
    * engine that can lose its jobs (Redis restarted without its data) re-appends them from there.
    */
   readonly durable?: {
-    readonly outbox: Pick<Outbox, 'createdSince'>;
+    readonly outbox: Pick<Outbox, 'createdSince'> & Partial<Pick<Outbox, 'activeSince'>>;
     readonly tenants: () => readonly string[];
   };
 }

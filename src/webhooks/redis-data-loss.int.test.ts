@@ -150,5 +150,13 @@ describe.skipIf(!available)('webhooks across a Redis restart without its data (o
       [...byId.values()].every((c) => c <= 3),
       report,
     ).toBe(true);
+    // conversation.updated jobs were lost with Redis too: the guard re-appended each conversation's
+    // current summary (every conversation here was active in the window).
+    const replayed = (await store.webhooks.range('-', '+', 100_000)).filter(
+      (j) => j.type === 'conversation.updated' && j.tenantId === TENANT,
+    );
+    expect(new Set(replayed.map((j) => j.sessionId))).toEqual(new Set(Array.from({ length: VISITORS }, (_, v) => `s-${v}`)));
+    for (const j of replayed)
+      expect(JSON.parse(j.payload)).toMatchObject({ sessionId: j.sessionId, conversation: { sessionId: j.sessionId } });
   }, 300_000);
 });

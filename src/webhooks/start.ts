@@ -54,7 +54,10 @@ export async function startWebhookDispatcher(
     deadMaxLen: config.webhooks.deadMaxLen,
     durable: {
       // Reached only when the engine needs it (Redis, after a loss): the memory engine never does.
-      outbox: { createdSince: (...args) => services.db.outbox.createdSince(...args) },
+      outbox: {
+        createdSince: (...args) => services.db.outbox.createdSince(...args),
+        activeSince: (...args) => services.db.outbox.activeSince(...args),
+      },
       tenants: () => (currentEndpoints ?? directory).tenants(),
     },
   });

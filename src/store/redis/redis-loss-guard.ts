@@ -27,12 +27,13 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ChatMessage } from '../../chat/message.js';
 import type { Outbox } from '../../db/ports.js';
+import type { ConversationUpdate } from '../../chat/conversation.js';
 import { webhookRedisDataLoss, webhookJobsRepublished } from '../../observability/metrics.js';
 import type { QueueSnapshot, RedisWebhookQueue } from './redis-webhook-queue.js';
 
 export interface RedisLossGuardOptions {
   readonly queue: Pick<RedisWebhookQueue, 'claimEpoch' | 'snapshot' | 'appendJobs' | 'init'>;
-  readonly outbox: Pick<Outbox, 'createdSince'>;
+  readonly outbox: Pick<Outbox, 'createdSince'> & Partial<Pick<Outbox, 'activeSince'>>;
   /** Tenants with webhook endpoints now (called at each re-publish, so a reload applies). */
   readonly tenants: () => readonly string[];
   readonly logger: Logger;
@@ -122,7 +123,10 @@ export class RedisLossGuard {
     await this.replay();
   }
 
-  /** Re-appends the jobs of every message created since the window's start, tenant by tenant. */
+  /**
+   * Re-appends the jobs of every message created since the window's start, tenant by tenant, and a
+   * conversation.updated job with the current summary of every conversation active since then.
+   */
   private async replay(): Promise<void> {
     const r = this.replayFrom!;
     const size = this.opts.pageSize ?? 500;
@@ -139,6 +143,22 @@ export class RedisLossGuard {
         if (messages.length < size) break;
       }
     }
+    // conversation.updated: the current summary of every conversation active in the window.
+    const activeSince = this.opts.outbox.activeSince?.bind(this.opts.outbox);
+    if (activeSince) {
+      for (const tenantId of this.opts.tenants()) {
+        let after: { lastActivityAt: string; sessionId: string } | undefined;
+        for (let page = 0; page < 1_000_000; page++) {
+          const updates = await activeSince(tenantId, r.since, after, size);
+          if (updates.length === 0) break;
+          await this.opts.queue.appendJobs(updates.map(updateJobOf), this.opts.streamMaxLen);
+          n += updates.length;
+          const last = updates[updates.length - 1]!;
+          after = { lastActivityAt: last.conversation.lastActivityAt, sessionId: last.sessionId };
+          if (updates.length < size) break;
+        }
+      }
+    }
     webhookJobsRepublished.inc(n);
     this.replayFrom = undefined;
     this.opts.logger.warn(
@@ -149,6 +169,17 @@ export class RedisLossGuard {
 }
 
 const newEpoch = () => `${Date.now()}-${randomBytes(6).toString('hex')}`;
+
+function updateJobOf(u: ConversationUpdate) {
+  return {
+    type: 'conversation.updated' as const,
+    tenantId: u.tenantId,
+    sessionId: u.sessionId,
+    messageId: u.id,
+    createdAt: u.at,
+    payload: JSON.stringify(u),
+  };
+}
 
 function jobOf(m: ChatMessage) {
   return {
