@@ -78,6 +78,7 @@
       list.add(m);
       if (m.sender.type === 'agent') socket.emit('read', { sessionId: sessionId, messageId: m.id });
     });
+    socket.on('availability_changed', showAvailability);
     socket.on('typing', function (t) {
       if (t.sender && t.sender.type === 'agent') agentTyping.update(t.isTyping);
     });
@@ -86,6 +87,35 @@
       if (r.sessionId === sessionId && r.reader && r.reader.type === 'agent') list.markSeen(r.messageId);
     });
   }
+
+  // Offline continuity: while nobody is available, the away message and a form for an address the
+  // agents' replies are emailed to. The state comes from GET /api/chat/availability (with the
+  // publishable key, before any token) and then live from `availability_changed`.
+  var DEFAULT_AWAY = 'Nobody is here right now. Leave your email and we will answer you there.';
+  function showAvailability(a) {
+    $('away').hidden = a.available;
+    if (a.available) return;
+    $('away-message').textContent = a.awayMessage || DEFAULT_AWAY;
+    $('away-next').textContent = a.nextOpenAt ? 'We are back ' + new Date(a.nextOpenAt).toLocaleString() + '.' : '';
+  }
+  function loadAvailability() {
+    return d
+      .api('GET', '/api/chat/availability?tenantId=' + encodeURIComponent(cfg.tenantId), cfg.apiKey)
+      .then(showAvailability, d.showError);
+  }
+  $('contact-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var email = $('contact-email').value.trim();
+    var name = $('contact-name').value.trim();
+    var body = { tenantId: cfg.tenantId, sessionId: sessionId, fingerprint: fingerprint, email: email };
+    if (name) body.name = name;
+    d.api('POST', '/webchat/contact', token, body).then(function () {
+      $('contact-form').hidden = true;
+      $('contact-done').hidden = false;
+      $('contact-done').textContent = 'Thanks: we will email our reply to ' + email + '.';
+      d.showError(null);
+    }, d.showError);
+  });
 
   var agentTyping = new d.TypingIndicator($('typing'), 'The agent is typing…');
   var typing = new d.TypingEmitter(function (isTyping) {
@@ -112,6 +142,7 @@
     });
   });
 
+  loadAvailability();
   fetchToken().then(connect, function (e) {
     d.setStatus('cannot get a token');
     d.showError(e);
