@@ -13,9 +13,27 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { eventually } from './eventually.js';
-import { IN_CI, freePort } from './services.js';
+import { IN_CI } from './services.js';
 
 const run = promisify(execFile);
+
+/** `n` distinct free loopback ports: every socket is held open until all are chosen. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const srv = net.createServer();
+          srv.on('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => (srv.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
+}
 
 /** Whether redis-server and redis-cli ≥ 7 are installed; with CI=true their absence throws (the tests must not skip). */
 export function hasClusterBinaries(): boolean {
@@ -78,8 +96,8 @@ function rawCommand(access: Access, port: number, ...args: string[]): Promise<st
 }
 
 export interface ClusterNode {
-  readonly port: number;
-  readonly busPort: number;
+  port: number;
+  busPort: number;
   readonly dir: string;
   child: ChildProcess | undefined;
 }
@@ -107,12 +125,13 @@ export class RedisCluster {
     const root = mkdtempSync(path.join(tmpdir(), 'chatd-cluster-'));
     const c = new RedisCluster(root, opts);
     try {
+      const ports = await freePorts(12);
       for (let i = 0; i < 6; i++) {
         const dir = path.join(root, `node-${i}`);
         mkdirSync(dir);
-        c.nodes.push({ port: await freePort(), busPort: await freePort(), dir, child: undefined });
+        c.nodes.push({ port: ports[2 * i]!, busPort: ports[2 * i + 1]!, dir, child: undefined });
       }
-      await Promise.all(c.nodes.map((n) => c.startNode(n)));
+      await Promise.all(c.nodes.map((n) => c.startNode(n, { newPortsIfTaken: true })));
       await c.cli('--cluster', 'create', ...c.nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes');
       await c.waitHealthy();
     } catch (err) {
@@ -139,7 +158,22 @@ export class RedisCluster {
     return run('redis-cli', [...auth, ...secure, ...args], { timeout: 60_000 });
   }
 
-  private async startNode(n: ClusterNode): Promise<void> {
+  /**
+   * Starts one node and waits for its PING. Before the cluster is created a node whose port was
+   * taken meanwhile (another process bound it between the probe and redis-server: redis-server
+   * exits) gets fresh ports; after, a node keeps its address (nodes.conf names it).
+   */
+  private async startNode(n: ClusterNode, opts: { newPortsIfTaken?: boolean } = {}): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (await this.spawnNode(n)) return;
+      if (!opts.newPortsIfTaken || attempt >= 3) throw new Error(`redis-server for cluster node ${n.port} exited at start`);
+      const [port, busPort] = await freePorts(2);
+      Object.assign(n, { port: port!, busPort: busPort! });
+    }
+  }
+
+  /** Spawns a node; resolves true when it answers PING, false when it exited first. */
+  private async spawnNode(n: ClusterNode): Promise<boolean> {
     const t = this.opts.tls;
     const listen = t
       ? ['--port', '0', '--tls-port', String(n.port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-cert-file', t.cert,
@@ -159,11 +193,16 @@ export class RedisCluster {
       '--appendonly', this.opts.appendonly ? 'yes' : 'no',
       '--appendfsync', 'everysec',
     ]; // prettier-ignore
-    n.child = spawn('redis-server', args, { stdio: 'ignore' });
-    await eventually(async () => (await rawCommand(this.access, n.port, 'PING')) === '+PONG', `cluster node ${n.port} to answer PING`, {
-      timeoutMs: 30_000,
-      intervalMs: 50,
-    });
+    const child = spawn('redis-server', args, { stdio: 'ignore' });
+    n.child = child;
+    await eventually(
+      async () => child.exitCode !== null || child.signalCode !== null || (await rawCommand(this.access, n.port, 'PING')) === '+PONG',
+      `cluster node ${n.port} to answer PING`,
+      { timeoutMs: 30_000, intervalMs: 50 },
+    );
+    if (child.exitCode === null && child.signalCode === null) return true;
+    n.child = undefined;
+    return false;
   }
 
   /** Resolves when every running node reports cluster_state:ok and every master has its replica linked. */
