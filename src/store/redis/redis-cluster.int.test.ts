@@ -211,5 +211,29 @@ describe.skipIf(!hasClusterBinaries())('redis cluster store', () => {
       await stop();
       await s.close();
     });
+
+    it('subscribes again after the whole cluster was restarted (every node away at once), and tells the listeners', async () => {
+      const c = await cluster();
+      const s = new RedisStore({ cluster: await seeds(), prefix }, logger);
+      await s.connect(15_000);
+      const t = uid('tenant');
+      const got: TenantEvent[] = [];
+      let resubscribed = 0;
+      s.bus.onResubscribed(() => resubscribed++);
+      const stop = await s.bus.subscribe(t, (e) => got.push(e));
+      await c.restartAll();
+      await eventually(() => resubscribed > 0, 'the bus told its listeners it re-subscribed', { timeoutMs: 60_000 });
+      let n = 0;
+      await eventually(
+        async () => {
+          await s.bus.publish(t, { type: 'broadcast', event: `after-${n++}`, data: null });
+          return got.length > 0;
+        },
+        'an event after the restart',
+        { timeoutMs: 60_000, intervalMs: 200, retryOnError: true },
+      );
+      await stop();
+      await s.close();
+    });
   });
 });

@@ -8,6 +8,11 @@
 // master and re-subscribes after a failover or a slot move (its `shardedSubscribers` mode); the
 // messages published meanwhile are lost, so after each re-subscription this bus tells its
 // listeners (onResubscribed), which re-read their streams from their last offsets.
+//
+// When the whole cluster connection drops (every node away: a whole-cluster restart), ioredis
+// 5.9.2 stops its shard subscribers and, the slot map being unchanged when it reconnects, does not
+// create them again: subscriptions would stay dead. So after such a drop this bus replaces its
+// subscriber client with a new one and subscribes every channel again itself.
 import type { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
@@ -28,29 +33,76 @@ export class RedisShardedBus implements Bus {
   private readonly byChannel = new Map<string, Tenant>();
   private readonly resubscribedHandlers = new Set<() => void>();
   private closed = false;
+  /** The current subscriber client (a Cluster in shardedSubscribers mode, used for nothing else). */
+  private sub: Cluster;
 
   constructor(
     private readonly pub: Pick<Cluster, 'spublish'>,
-    /** A Cluster in shardedSubscribers mode, used for nothing else. */
-    private readonly sub: Cluster,
+    /** Creates a subscriber client (not yet connected); called again to replace a dead one. */
+    private readonly createSubscriber: () => Cluster,
     private readonly keys: RedisKeys,
     private readonly logger: Logger,
     private readonly connectTimeoutMs: number,
   ) {
-    sub.on('smessage', (channel: string, raw: string) => this.dispatch(channel, raw));
+    this.sub = this.attach(createSubscriber());
+  }
+
+  /** The subscriber client in use (for connect and readiness). */
+  get subscriber(): Cluster {
+    return this.sub;
+  }
+
+  private attach(sub: Cluster): Cluster {
+    let dropped = false;
+    let everReady = false;
+    sub.on('smessage', (channel: string, raw: string) => {
+      if (sub === this.sub) this.dispatch(channel, raw);
+    });
     // Emitted after ioredis (re)created the shard subscribers for a new slot map and re-sent the
     // SSUBSCRIBEs: a failover, a node back, a slot moved. What was published before is lost.
     sub.on('subscribersReady', () => {
-      if (this.closed || this.tenants.size === 0) return;
-      this.logger.info({ tenants: this.tenants.size }, 'bus shard subscribers re-created; streams re-read');
-      for (const h of this.resubscribedHandlers) {
-        try {
-          h();
-        } catch (err) {
-          this.logger.error({ err }, 'onResubscribed handler threw');
-        }
-      }
+      if (sub === this.sub && everReady) this.tellResubscribed();
     });
+    sub.on('close', () => {
+      if (everReady) dropped = true;
+    });
+    sub.on('ready', () => {
+      everReady = true;
+      if (!dropped || sub !== this.sub || this.closed) return;
+      dropped = false;
+      void this.replaceSubscriber();
+    });
+    return sub;
+  }
+
+  /** After a whole-cluster drop: a new subscriber client, every channel subscribed again, then the listeners told. */
+  private async replaceSubscriber(): Promise<void> {
+    const old = this.sub;
+    const fresh = this.attach(this.createSubscriber());
+    this.sub = fresh;
+    old.disconnect();
+    try {
+      await waitReady(fresh, this.connectTimeoutMs);
+      await Promise.all([...this.byChannel.keys()].map((c) => fresh.ssubscribe(c)));
+    } catch (err) {
+      this.logger.warn({ err: { message: (err as Error).message } }, 'bus re-subscribe after a cluster drop failed; trying again');
+      if (!this.closed && this.sub === fresh) setTimeout(() => void this.replaceSubscriber(), 1000).unref();
+      return;
+    }
+    this.logger.info({ channels: this.byChannel.size }, 'bus subscriber client replaced after the whole cluster connection dropped');
+    this.tellResubscribed();
+  }
+
+  private tellResubscribed(): void {
+    if (this.closed || this.tenants.size === 0) return;
+    this.logger.info({ tenants: this.tenants.size }, 'bus shard subscribers re-created; streams re-read');
+    for (const h of this.resubscribedHandlers) {
+      try {
+        h();
+      } catch (err) {
+        this.logger.error({ err }, 'onResubscribed handler threw');
+      }
+    }
   }
 
   private dispatch(channel: string, raw: string): void {
@@ -134,5 +186,6 @@ export class RedisShardedBus implements Bus {
     this.closed = true;
     this.tenants.clear();
     this.byChannel.clear();
+    this.sub.disconnect();
   }
 }

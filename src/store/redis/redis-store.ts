@@ -56,7 +56,8 @@ export class RedisStore implements Store {
   readonly nodes: RedisNodeRegistry;
   /** The shared command connection (exposed for admin tools and tests). */
   readonly client: ScriptedRedis;
-  private readonly subscriber: RedisClient;
+  /** The bus's subscriber connection (the sharded bus may replace its client). */
+  private readonly subscriberOf: () => RedisClient;
   private readonly dedicated = new Set<RedisClient>();
   private readonly connectTimeoutMs: number;
   private readonly connection: RedisConnectionConfig & { readonly prefix: string };
@@ -73,9 +74,15 @@ export class RedisStore implements Store {
       // Sharded pub/sub only: one subscriber connection per master, kept by ioredis across failovers.
       const client = createClusterClient(setup, logger, 'commands', { enableAutoPipelining: true, shardedSubscribers: false });
       this.client = client;
-      const sub = createClusterClient(setup, logger, 'subscriber', { shardedSubscribers: true });
-      this.subscriber = sub;
-      this.bus = new RedisShardedBus(client, sub, this.keys, logger, this.connectTimeoutMs);
+      const bus = new RedisShardedBus(
+        client,
+        () => createClusterClient(setup, logger, 'subscriber', { shardedSubscribers: true }),
+        this.keys,
+        logger,
+        this.connectTimeoutMs,
+      );
+      this.bus = bus;
+      this.subscriberOf = () => bus.subscriber;
       const blockingSetup = clusterSetup(cluster, { commandTimeoutMs: undefined, connectTimeoutMs: opts.connectTimeoutMs });
       blocking = () => this.track(createClusterClient(blockingSetup, logger, 'blocking', { shardedSubscribers: false }));
     } else {
@@ -91,7 +98,7 @@ export class RedisStore implements Store {
       // The bus re-subscribes its own channel list after a reconnect (then tells its listeners), so
       // ioredis's own re-subscription (which would also revive channels dropped during the outage) is off.
       const sub = createRedisClient({ ...options, commandTimeout: undefined, autoResubscribe: false }, logger, 'subscriber');
-      this.subscriber = sub;
+      this.subscriberOf = () => sub;
       this.bus = new RedisBus(client, sub, this.keys, logger, this.connectTimeoutMs);
       blocking = () => this.track(createRedisClient({ ...options, commandTimeout: undefined }, logger, 'blocking'));
     }
@@ -140,7 +147,7 @@ export class RedisStore implements Store {
 
   /** Connects both long-lived connections; rejects with DependencyError after `timeoutMs`. */
   async connect(timeoutMs = this.connectTimeoutMs): Promise<void> {
-    await Promise.all([waitReady(this.client, timeoutMs), waitReady(this.subscriber, timeoutMs)]);
+    await Promise.all([waitReady(this.client, timeoutMs), waitReady(this.subscriberOf(), timeoutMs)]);
   }
 
   ping(): Promise<void> {
@@ -152,7 +159,7 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     this.bus.close();
-    const all = [this.client, this.subscriber, ...this.dedicated];
+    const all = [this.client, this.subscriberOf(), ...this.dedicated];
     await Promise.allSettled(
       all.map(async (c) => {
         if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
