@@ -5,7 +5,7 @@
 // same without trusting the CA, or with a wrong password, fails with one clear line that does not
 // show the password.
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +43,7 @@ describe.skipIf(!available)('Redis Cluster with TLS and a password (REDIS_CLUSTE
   }, 120_000);
   afterAll(async () => {
     await cluster?.stop();
+    if (cwd) await rm(cwd, { recursive: true, force: true });
   });
 
   it('reads online_users through the TLS cluster with the password from the seed URL', async () => {
