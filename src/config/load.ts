@@ -215,6 +215,12 @@ function checkSemantics(config: Config, label: string): void {
     if (!config.email.from) fail('email.from', 'is required with email.smtp');
     if (!config.email.publicUrl) fail('email.publicUrl', 'is required with email.smtp (the unsubscribe link points there)');
   }
+  if (!config.email.inboundSecret !== !config.email.replyDomain) {
+    fail(
+      config.email.inboundSecret ? 'email.replyDomain' : 'email.inboundSecret',
+      'is required with the other (replies by email need both)',
+    );
+  }
   if (config.auth.defaultTenant && config.tenants.length > 0 && !ids.has(config.auth.defaultTenant)) {
     fail('auth.defaultTenant', `names tenant "${config.auth.defaultTenant}", which is not configured`);
   }

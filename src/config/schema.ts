@@ -510,6 +510,20 @@ export const ConfigSchema = Type.Object(
         }),
         retryMaxDelayMs: Type.Integer({ minimum: 1, default: 600000, description: 'Longest wait between two attempts.' }),
         retryWindowMs: Ms(86400000, 'How long a failing email is retried before it is recorded as failed.'),
+        inboundSecret: Type.Optional(
+          Type.String({
+            minLength: 16,
+            description:
+              'Bearer secret your inbound-mail provider sends to POST /api/chat/inbound-email with the replies it receives (use ${ENV_VAR}). Unset: replies by email are off and the endpoint answers 404.',
+          }),
+        ),
+        replyDomain: Type.Optional(
+          Type.String({
+            pattern: '^[A-Za-z0-9.-]+$',
+            description:
+              'The domain of reply addresses (`reply+<signed token>@replyDomain`) put in Reply-To; its mail must reach your provider’s inbound webhook. Required with inboundSecret.',
+          }),
+        ),
       },
       'Offline continuity: agent replies emailed to visitors who left. Off unless smtp is set.',
     ),

@@ -19,6 +19,7 @@ const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
 };
 
 interface ClaimedRow {
+  conversation_id: string;
   tenant_id: string;
   session_id: string;
   user_id: string | null;
@@ -74,11 +75,12 @@ export class KyselyOfflineStore implements OfflineStore {
             order by due_at limit ${limit}
             for update skip locked)
           returning j.conversation_id, j.tenant_id, j.attempts, j.emailed_seq, j.requests)
-        select claimed.tenant_id, c.session_id, c.user_id, claimed.attempts, claimed.emailed_seq, claimed.requests,
+        select claimed.conversation_id, claimed.tenant_id, c.session_id, c.user_id, claimed.attempts, claimed.emailed_seq, claimed.requests,
                c.visitor_read_seq, c.contact_email, c.contact_name
         from claimed join conversations c on c.id = claimed.conversation_id`.execute(this.db);
       return rows.map((r) => ({
         leaseId,
+        conversationId: r.conversation_id,
         tenantId: r.tenant_id,
         sessionId: r.session_id,
         userId: r.user_id,
@@ -186,6 +188,17 @@ export class KyselyOfflineStore implements OfflineStore {
         .where('pending', '=', true)
         .executeTakeFirst();
       return Number(r?.n ?? 0);
+    });
+  }
+
+  conversationById(id: string): Promise<{ tenantId: string; sessionId: string; userId: string | null; fingerprint: string | null } | null> {
+    return guard(async () => {
+      const r = await this.db
+        .selectFrom('conversations')
+        .select(['tenant_id', 'session_id', 'user_id', 'fingerprint'])
+        .where('id', '=', id)
+        .executeTakeFirst();
+      return r ? { tenantId: r.tenant_id, sessionId: r.session_id, userId: r.user_id, fingerprint: r.fingerprint } : null;
     });
   }
 

@@ -268,6 +268,8 @@ export interface Contact {
 /** An email job this node leased (claimDueEmails): valid while `leaseId` is still the job's. */
 export interface ClaimedEmailJob {
   readonly leaseId: string;
+  /** The conversation's id (its reply address is derived from it). */
+  readonly conversationId: string;
   readonly tenantId: string;
   readonly sessionId: string;
   /** The conversation's verified user, if any (presence lists the visitor under it, else under the session). */
@@ -345,6 +347,8 @@ export interface OfflineStore {
   listDeliveries(opts: { limit: number; tenantId?: string; status?: 'sent' | 'failed' }): Promise<EmailDelivery[]>;
   /** Jobs pending (due or waiting), for metrics and `chatd emails ls`. */
   pendingEmails(): Promise<number>;
+  /** A conversation by its id (a reply address names it), with what proves its ownership. */
+  conversationById(id: string): Promise<{ tenantId: string; sessionId: string; userId: string | null; fingerprint: string | null } | null>;
   unsubscribe(tenantId: string, email: string): Promise<void>;
   isUnsubscribed(tenantId: string, email: string): Promise<boolean>;
 }

@@ -22,6 +22,7 @@ import { promClient, registry } from '../observability/metrics.js';
 import type { PresenceStore } from '../store/ports.js';
 import { renderReplyEmail } from './reply-email.js';
 import { signToken } from './signed-token.js';
+import { replyAddress } from './inbound-email.js';
 
 /** The part of a nodemailer transport the worker uses. */
 export interface MailTransport {
@@ -171,8 +172,10 @@ export class EmailWorker {
       messages,
       pageUrl: await this.pageOf(job),
       unsubscribeUrl,
-      acceptsReplies: false,
+      acceptsReplies: email.replyDomain !== undefined && email.inboundSecret !== undefined,
     });
+    const replyTo =
+      email.replyDomain && email.inboundSecret ? replyAddress(email.secret, email.replyDomain, job.conversationId) : undefined;
     // The same email (same conversation, same messages) always has the same Message-ID.
     const id = createHash('sha256').update(`${job.tenantId}\n${job.sessionId}\n${firstSeq}-${upToSeq}`).digest('hex').slice(0, 32);
     try {
@@ -184,6 +187,7 @@ export class EmailWorker {
         html: rendered.html,
         messageId: `<${id}@${this.host}>`,
         headers: { 'List-Unsubscribe': `<${unsubscribeUrl}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+        ...(replyTo ? { replyTo } : {}),
       });
     } catch (err) {
       const error = (err as Error).message ?? String(err);

@@ -19,6 +19,7 @@ import { eventually } from '../../test/helpers/eventually.js';
 import type { KyselyDatabase } from '../db/database.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
+const INBOUND_SECRET = 'inbound-webhook-secret-0123456789';
 
 describe.skipIf(!ready)('reply emails (two nodes on Redis + PostgreSQL, a real SMTP server)', () => {
   let smtp: SmtpSink;
@@ -47,6 +48,8 @@ describe.skipIf(!ready)('reply emails (two nodes on Redis + PostgreSQL, a real S
         pollMs: 50,
         retryBaseMs: 50,
         retryMaxDelayMs: 100,
+        inboundSecret: INBOUND_SECRET,
+        replyDomain: 'reply.acme.example',
       },
     };
     a = await startNode(shared);
@@ -161,6 +164,40 @@ describe.skipIf(!ready)('reply emails (two nodes on Redis + PostgreSQL, a real S
     const second = (await mailsTo('ann@example.com'))[1]!.mail;
     expect(second.text).toContain('ann: It arrives tomorrow.');
     expect(second.text).not.toContain('warehouse');
+
+    // The visitor answers by email: the provider's webhook brings the reply back into the
+    // conversation, quoting stripped, delivered live to agents; a webhook retry adds nothing.
+    const replyTo = mail.replyTo?.value[0]?.address ?? '';
+    expect(replyTo).toMatch(/^r-[0-9a-f]{20}-[0-9a-f]{32}@reply\.acme\.example$/);
+    expect(mail.text).toContain('Reply to this email to answer.');
+    const console = connect(b.ws, { token: agent });
+    sockets.push(console.socket);
+    await connected(console);
+    const inbound = {
+      From: 'Ann <ann@example.com>',
+      ToFull: [{ Email: replyTo.toUpperCase(), Name: '' }],
+      TextBody: 'Great, thanks!\n\nOn Mon, 7 Dec 2026, Acme Support wrote:\n> Tracking: ZX-42',
+      MessageID: `msg-${randomUUID()}`,
+    };
+    const post = (body: unknown, token = INBOUND_SECRET) =>
+      a.http('POST', '/api/chat/inbound-email', { body, ...(token ? { token } : {}) });
+    const appended = await post(inbound);
+    expect(appended.status, JSON.stringify(appended.body)).toBe(200);
+    expect(appended.body).toEqual({ success: true, messageId: expect.any(String), sessionId });
+    await eventually(() => console.messages.some((m) => m.message.id === appended.body.messageId), 'the reply live to the agent');
+    const live = console.messages.find((m) => m.message.id === appended.body.messageId)!.message;
+    expect(live).toMatchObject({
+      text: 'Great, thanks!',
+      sender: { type: 'visitor', id: sessionId },
+      meta: { userInfo: { channel: 'email' } },
+    });
+    expect((await post(inbound)).body.messageId).toBe(appended.body.messageId);
+    expect((await post(inbound, 'wrong-secret-wrong-secret')).body.code).toBe('token_invalid');
+    expect((await post(inbound, '')).body.code).toBe('missing_credentials');
+    const forged = { ...inbound, ToFull: [{ Email: replyTo.replace(/^r-[0-9a-f]{4}/, 'r-0000') }] };
+    expect((await post(forged)).status).toBe(404);
+    expect((await post({ From: 'x@example.com' })).body.code).toBe('validation_failed');
+    expect((await post({ ...inbound, MessageID: 'other', TextBody: '> only quoted' })).body.code).toBe('validation_failed');
 
     // The unsubscribe link (through the real HTTP door, path only) is honoured: no third email.
     const link = new URL(unsubscribe!);

@@ -49,6 +49,7 @@ const RESPONSE_SCHEMA: Record<string, string> = {
   'POST /api/chat/conversations/{sessionId}/status': 'api.conversation.response.schema.json',
   'POST /api/chat/conversations/{sessionId}/assign': 'api.conversation.response.schema.json',
   'POST /webchat/contact': 'api.contact.response.schema.json',
+  'POST /api/chat/inbound-email': 'api.inbound-email.response.schema.json',
 };
 const REQUEST_SCHEMA: Record<string, string> = {
   'POST /api/chat/anonymous-token': 'api.anonymous-token.request.schema.json',

@@ -140,6 +140,14 @@ describe.each(BACKENDS)('POST /webchat/contact on $name', ({ enabled, raw }) => 
     expect(left).toEqual([]);
   });
 
+  it('answers 404 for replies by email when they are not configured', async () => {
+    const r = await call('POST', '/api/chat/inbound-email', {
+      token: 'whatever-secret-0123456789',
+      body: { to: 'r-x@example.com', text: 'hi' },
+    });
+    expectError(r, 404, 'not_found');
+  });
+
   it('checked every answer against the published schemas', () => {
     expect(contractSeen.has('POST /webchat/contact')).toBe(true);
     expect(contractSeen.has('POST /webchat/contact error')).toBe(true);

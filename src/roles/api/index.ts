@@ -32,6 +32,11 @@ import type { Reply, Req } from '../../http/router.js';
 import { emailSecret } from '../../notify/start.js';
 import { UNSUBSCRIBE_PURPOSE } from '../../notify/email-worker.js';
 import { verifyToken } from '../../notify/signed-token.js';
+import { conversationOf, inboundClientMessageId, parseInbound } from '../../notify/inbound-email.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+const sameSecret = (a: string, b: string) =>
+  timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 import { compileValidator } from '../../schemas/validate.js';
 import type { Static, TSchema } from '@sinclair/typebox';
 import {
@@ -221,6 +226,50 @@ export function mountApiRoutes(router: RoleContext['router'], deps: ApiDeps): vo
       contentType: 'text/html; charset=utf-8',
     };
   };
+  // Replies by email (offline continuity): the inbound-mail provider POSTs what it received, with
+  // email.inboundSecret as its bearer; the reply address names the conversation (signed), and the
+  // text enters the one path for a message as the visitor's — delivered live like any message.
+  router.post('/api/chat/inbound-email', async (req) => {
+    const svc = await begin(req);
+    const inboundSecret = config.email.inboundSecret;
+    const secret = emailSecret(config);
+    if (!inboundSecret || !secret) throw new ChatdError('not_found', 'Replies by email are not configured (email.inboundSecret)');
+    const presented = bearerValue(req.headers.authorization);
+    if (!presented) throw new ChatdError('missing_credentials', 'Send Authorization: Bearer <email.inboundSecret>');
+    if (!sameSecret(presented, inboundSecret)) throw new ChatdError('token_invalid', 'Invalid inbound-email secret');
+    const email = parseInbound(req.body);
+    if (!email)
+      throw validationError([{ path: 'body', message: 'needs a recipient (To, to, recipient) and a text (TextBody, text, body-plain)' }]);
+    const conversationId = conversationOf(secret, email);
+    const conv = conversationId ? await svc.db.offline.conversationById(conversationId) : null;
+    if (!conv) throw new ChatdError('not_found', 'No conversation for this reply address');
+    if (email.text.length === 0) throw validationError([{ path: 'text', message: 'is empty once the quoted history is removed' }]);
+    const now = Math.floor(Date.now() / 1000);
+    const principal: Principal = {
+      tenantId: conv.tenantId,
+      role: conv.userId ? 'user' : 'visitor',
+      ...(conv.userId ? { subject: conv.userId } : {}),
+      sessionId: conv.sessionId,
+      jti: `email-${conversationId}`,
+      expiresAt: now + 60,
+      issuedAt: now,
+      issuer: 'chatd',
+    };
+    const r = await svc.chat.send(
+      principal,
+      {
+        tenantId: conv.tenantId,
+        sessionId: conv.sessionId,
+        fingerprint: conv.fingerprint ?? 'email',
+        text: [...email.text].slice(0, config.limits.messageMaxChars).join(''),
+        ...(email.messageId ? { clientMessageId: inboundClientMessageId(email.messageId) } : {}),
+        userInfo: { channel: 'email' },
+      },
+      'http',
+    );
+    return { body: { success: true, messageId: r.messageId, sessionId: r.sessionId } };
+  });
+
   router.get('/webchat/unsubscribe/:token', unsubscribe);
   router.post('/webchat/unsubscribe/:token', unsubscribe, { body: true });
 

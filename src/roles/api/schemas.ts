@@ -161,6 +161,7 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },
   'api.contact.request.schema.json': { schema: ContactBody, title: 'POST /webchat/contact request' },
   'api.contact.response.schema.json': { schema: ContactResponse, title: 'POST /webchat/contact response' },
+  'api.inbound-email.response.schema.json': { schema: SendAck, title: 'POST /api/chat/inbound-email response' },
   'api.availability.response.schema.json': { schema: AvailabilityResponse, title: 'GET /api/chat/availability response' },
   'api.conversations.response.schema.json': { schema: ConversationListResponse, title: 'GET /api/chat/conversations response' },
   'api.conversation.response.schema.json': {
