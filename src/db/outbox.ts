@@ -1,7 +1,7 @@
 // The outbox table: accept() writes a row per message in the same transaction; the relay deletes it
 // once the message is published. Rows left behind (a crash between commit and publish, Redis down)
 // are claimed by any node's sweep.
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { toQueryError } from './db-errors.js';
 import { MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
 import { SUMMARY_COLUMNS, toSummary, updateOf, type SummaryRow } from './summary.js';
@@ -35,48 +35,11 @@ export class KyselyOutbox implements Outbox {
       limit ${Math.max(1, Math.floor(limit))}
       ${lock ? sql`for update of o skip locked` : sql``}`;
     const toEntries = (rows: Row[]) => rows.map((r) => ({ id: r.id, message: rowToMessage(r) }));
-
-    if (!this.#lockWhilePublishing) {
-      let rows: Row[];
-      try {
-        rows = (await select(false).execute(this.#db)).rows;
-      } catch (err) {
-        throw toQueryError(err);
-      }
-      if (rows.length === 0) return 0;
-      const done = await handle(toEntries(rows));
-      await this.markDone(done);
-      return rows.length;
-    }
-
-    const locked = this.#db.connection().execute(async (conn) => {
-      try {
-        await sql`begin`.execute(conn);
-        const { rows } = await select(true).execute(conn);
-        if (rows.length > 0) {
-          const done = await handle(toEntries(rows));
-          if (done.length > 0) await sql`delete from outbox where message_id = any(${done}::uuid[])`.execute(conn);
-        }
-        await sql`commit`.execute(conn);
-        return rows.length;
-      } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        throw toQueryError(err);
-      }
-    });
-    // Errors from taking a connection surface outside the callback.
-    return locked.catch((err: unknown) => {
-      throw toQueryError(err);
-    });
+    return sweep(this.#db, this.#lockWhilePublishing, select, toEntries, handle, deleteMessageRows);
   }
 
-  async markDone(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    try {
-      await sql`delete from outbox where message_id = any(${[...ids]}::uuid[])`.execute(this.#db);
-    } catch (err) {
-      throw toQueryError(err);
-    }
+  markDone(ids: readonly string[]): Promise<void> {
+    return markDone(this.#db, ids, deleteMessageRows);
   }
 
   async createdSince(
@@ -153,45 +116,11 @@ export class KyselyConversationOutbox implements ConversationOutbox {
       ${lock ? sql`for update skip locked` : sql``}`;
     const toUpdates = (rows: { summary: unknown }[]) =>
       rows.map((r) => (typeof r.summary === 'string' ? JSON.parse(r.summary) : r.summary) as ConversationUpdate);
-
-    if (!this.#lockWhilePublishing) {
-      let rows: { summary: unknown }[];
-      try {
-        rows = (await select(false).execute(this.#db)).rows;
-      } catch (err) {
-        throw toQueryError(err);
-      }
-      if (rows.length === 0) return 0;
-      await this.markDone(await handle(toUpdates(rows)));
-      return rows.length;
-    }
-    const locked = this.#db.connection().execute(async (conn) => {
-      try {
-        await sql`begin`.execute(conn);
-        const { rows } = await select(true).execute(conn);
-        if (rows.length > 0) {
-          const done = await handle(toUpdates(rows));
-          if (done.length > 0) await sql`delete from conversation_outbox where id = any(${done}::uuid[])`.execute(conn);
-        }
-        await sql`commit`.execute(conn);
-        return rows.length;
-      } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        throw toQueryError(err);
-      }
-    });
-    return locked.catch((err: unknown) => {
-      throw toQueryError(err);
-    });
+    return sweep(this.#db, this.#lockWhilePublishing, select, toUpdates, handle, deleteUpdateRows);
   }
 
-  async markDone(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    try {
-      await sql`delete from conversation_outbox where id = any(${[...ids]}::uuid[])`.execute(this.#db);
-    } catch (err) {
-      throw toQueryError(err);
-    }
+  markDone(ids: readonly string[]): Promise<void> {
+    return markDone(this.#db, ids, deleteUpdateRows);
   }
 
   async pendingCount(): Promise<number> {
@@ -202,4 +131,66 @@ export class KyselyConversationOutbox implements ConversationOutbox {
       throw toQueryError(err);
     }
   }
+}
+
+const deleteMessageRows = (ids: readonly string[]) => sql`delete from outbox where message_id = any(${[...ids]}::uuid[])`;
+const deleteUpdateRows = (ids: readonly string[]) => sql`delete from conversation_outbox where id = any(${[...ids]}::uuid[])`;
+
+async function markDone(
+  db: Kysely<Tables>,
+  ids: readonly string[],
+  remove: (ids: readonly string[]) => RawBuilder<unknown>,
+): Promise<void> {
+  if (ids.length === 0) return;
+  try {
+    await remove(ids).execute(db);
+  } catch (err) {
+    throw toQueryError(err);
+  }
+}
+
+/**
+ * One sweep of an outbox table: claims the rows `select` finds, hands them to `handle` (which answers
+ * the ids it published) and deletes those. With `lock`, the claimed rows stay locked (the select's
+ * FOR UPDATE SKIP LOCKED) in one transaction while they are published, so other nodes' sweeps skip
+ * them; without it (PGlite) they are read, published and deleted without a transaction.
+ */
+async function sweep<Row, Item>(
+  db: Kysely<Tables>,
+  lock: boolean,
+  select: (lock: boolean) => RawBuilder<Row>,
+  toItems: (rows: Row[]) => Item[],
+  handle: (items: Item[]) => Promise<string[]>,
+  remove: (ids: readonly string[]) => RawBuilder<unknown>,
+): Promise<number> {
+  if (!lock) {
+    let rows: Row[];
+    try {
+      rows = (await select(false).execute(db)).rows;
+    } catch (err) {
+      throw toQueryError(err);
+    }
+    if (rows.length === 0) return 0;
+    await markDone(db, await handle(toItems(rows)), remove);
+    return rows.length;
+  }
+  const locked = db.connection().execute(async (conn) => {
+    try {
+      await sql`begin`.execute(conn);
+      const { rows } = await select(true).execute(conn);
+      if (rows.length > 0) {
+        const done = await handle(toItems(rows));
+        if (done.length > 0) await remove(done).execute(conn);
+      }
+      await sql`commit`.execute(conn);
+      return rows.length;
+    } catch (err) {
+      await sql`rollback`.execute(conn).catch(() => undefined);
+      throw toQueryError(err);
+    }
+  });
+  // Errors from taking a connection surface outside the callback.
+  return locked.catch((err: unknown) => {
+    throw toQueryError(err);
+  });
 }
