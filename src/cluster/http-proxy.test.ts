@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { upstreamHeaders, type IncomingRequest } from './http-proxy.js';
-import { sendableCode } from '../roles/gateway/ws-pipe.js';
+import { sendableCode } from './ws-pipe.js';
 
 const inc = (headers: Record<string, string>, peerTrusted = false): IncomingRequest => ({
   method: 'POST',

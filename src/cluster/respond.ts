@@ -6,6 +6,7 @@ import { isClose, writeJsonReply, type HeaderValues } from '../http/reply.js';
 import { EIO_ERR } from '../protocol/eio-errors.js';
 import type { HttpResponse } from '../uws.js';
 import type { IncomingRequest } from './http-proxy.js';
+import type { UpstreamRefusal } from './ws-pipe.js';
 
 export type CorsHeaders = (origin: string | undefined) => Record<string, string>;
 
@@ -46,4 +47,23 @@ export function writeError(res: HttpResponse, state: { done: boolean }, err: Cha
  */
 export function writeUnknownSid(res: HttpResponse, state: { done: boolean }, inc: IncomingRequest, cors: CorsHeaders): void {
   writeJson(res, state, 400, EIO_ERR.unknownSid, inc, cors);
+}
+
+/** Relays an upstream's refusal of an upgrade (e.g. 400 unknown sid, 403 origin) as it was. */
+export function writeRefusal(
+  res: HttpResponse,
+  state: { done: boolean },
+  refusal: UpstreamRefusal,
+  inc: IncomingRequest,
+  cors: CorsHeaders,
+): void {
+  const type = refusal.headers['content-type'] ?? 'application/json';
+  let body: unknown;
+  try {
+    body = type.startsWith('application/json') ? JSON.parse(refusal.body.toString('utf8') || 'null') : refusal.body.toString('utf8');
+  } catch {
+    body = refusal.body.toString('utf8');
+  }
+  const retryAfter = refusal.headers['retry-after'];
+  writeJson(res, state, refusal.status, body, inc, cors, retryAfter ? { 'Retry-After': retryAfter } : undefined);
 }

@@ -42,7 +42,7 @@ async function startNode(config: Config, nodeId: string, registry: NodeRegistry)
   const seen: WsNode['seen'] = [];
   const forwarder = createSidForwarder({ config, nodeId, logger, roles: ['ws'], port: () => port, registry: async () => registry });
   app.any('/socket.io/*', (res, req) => {
-    if (forwarder.handle(res, req)) return;
+    if (forwarder.request(res, req)) return;
     let aborted = false;
     res.onAborted(() => (aborted = true));
     const method = req.getMethod().toUpperCase();

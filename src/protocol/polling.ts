@@ -81,7 +81,7 @@ export class PollingTransport<C> {
   }
 
   private onPreflight(res: HttpResponse, req: HttpRequest): void {
-    if (this.e.opts.forward?.(res, req)) return;
+    if (this.e.opts.forward?.request(res, req)) return;
     const origin = req.getHeader('origin') || undefined;
     const close = isClose(req.getHeader('connection'));
     const headers = this.e.cors(origin);
@@ -96,8 +96,8 @@ export class PollingTransport<C> {
 
   private onGet(res: HttpResponse, req: HttpRequest): void {
     const e = this.e;
-    // Websocket upgrades are never forwarded (the guard below yields them to the ws route).
-    if (!req.getHeader('upgrade') && e.opts.forward?.(res, req)) return;
+    // Websocket upgrades are forwarded by the ws route (the guard below yields them to it).
+    if (!req.getHeader('upgrade') && e.opts.forward?.request(res, req)) return;
     if (req.getHeader('upgrade')) {
       // A websocket upgrade that reached the GET route (uWS tries the ws route first).
       req.setYield(true);
@@ -148,7 +148,7 @@ export class PollingTransport<C> {
 
   private onPost(res: HttpResponse, req: HttpRequest): void {
     const e = this.e;
-    if (e.opts.forward?.(res, req)) return;
+    if (e.opts.forward?.request(res, req)) return;
     let aborted = false;
     res.onAborted(() => {
       aborted = true;

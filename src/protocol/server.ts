@@ -12,6 +12,8 @@
 import type { Logger } from 'pino';
 import type { CorsPolicy } from '../http/router.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws.js';
+import type { us_socket_context_t } from 'uWebSockets.js';
+import type { ForwardedSockets } from '../cluster/sid-forwarder.js';
 import { EIO_ERR } from './eio-errors.js';
 import { Engine } from './engine.js';
 import { PollingTransport } from './polling.js';
@@ -59,17 +61,32 @@ export interface SocketServerOptions<C> {
   readonly logger: Logger;
   readonly hooks: ProtocolHooks<C>;
   /**
-   * Takes over a polling request whose sid names another node (a plain L4 load balancer in front of
-   * several ws nodes): returns true when it answered the request, false to handle it here. Called
-   * before anything else touches `res`/`req`.
+   * Takes over requests whose sid names another node (a plain L4 load balancer in front of several
+   * nodes): polling requests and websocket upgrades (cluster/sid-forwarder.ts).
    */
-  readonly forward?: (res: HttpResponse, req: HttpRequest) => boolean;
+  readonly forward?: SessionForwarding;
   /**
    * Refuses a request by its query string before anything else (the role's rule that credentials
    * never travel in a URL, where proxies and logs keep them): throws a ChatdError, answered as
    * `{ error, code }` with its status.
    */
   readonly checkQuery?: (query: string) => void;
+}
+
+/** What the protocol layer asks of a forwarder (cluster/sid-forwarder.ts implements it). */
+export interface SessionForwarding {
+  /**
+   * A polling request (or preflight): true when it answered it, false to handle it here. Called
+   * before anything else touches `res`/`req`.
+   */
+  request(res: HttpResponse, req: HttpRequest): boolean;
+  /**
+   * A websocket upgrade that passed the query check: true when it took it over (piped to the
+   * owner, or refused), false to handle it here.
+   */
+  upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): boolean;
+  /** The uWS handlers of the websockets it piped (user data `{ pipe }` instead of `{ s }`). */
+  readonly sockets: ForwardedSockets;
 }
 
 /** The subset of a token-bucket limiter the handshake limit needs (the in-process MemoryRateLimiter of store/memory). */

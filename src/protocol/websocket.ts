@@ -6,6 +6,8 @@ import { decodePacket } from 'engine.io-parser';
 import { DISCONNECT } from '../errors.js';
 import { socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws.js';
+import type { us_socket_context_t } from 'uWebSockets.js';
+import type { PipeSocketData } from '../cluster/ws-pipe.js';
 import { EIO_ERR } from './eio-errors.js';
 import { PING_TOPIC, type Engine } from './engine.js';
 import { F_CLOSED, F_PROBE, F_WS, type Session, type WsData } from './session.js';
@@ -14,21 +16,40 @@ export class WebsocketTransport<C> {
   constructor(private readonly e: Engine<C>) {}
 
   mount(app: TemplatedApp, path: string): void {
-    app.ws<WsData<C>>(path, {
+    const common = {
       maxPayloadLength: this.e.opts.maxPayload,
       maxBackpressure: this.e.opts.sendBufferBytes,
       closeOnBackpressureLimit: 1, // the default silently skips a slow subscriber: a lost message
       idleTimeout: 0,
       sendPingsAutomatically: false,
-      upgrade: (res, req, context) => this.onUpgrade(res, req, context),
-      open: (ws) => this.onOpen(ws),
-      message: (ws, msg, isBinary) => this.onMessage(ws, msg, isBinary),
-      drain: (ws) => ws.getUserData().s.drained(),
-      close: (ws, code) => this.onClose(ws, code),
+      upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => this.onUpgrade(res, req, context),
+    };
+    const fwd = this.e.opts.forward?.sockets;
+    if (!fwd) {
+      app.ws<WsData<C>>(path, {
+        ...common,
+        open: (ws) => this.onOpen(ws),
+        message: (ws, msg, isBinary) => this.onMessage(ws, msg, isBinary),
+        drain: (ws) => ws.getUserData().s.drained(),
+        close: (ws, code) => this.onClose(ws, code),
+      });
+      return;
+    }
+    // One route for both kinds of websocket: this node's sessions (`{ s }`) and those piped to the
+    // node that owns their session (`{ pipe }`, cluster/ws-pipe.ts), told apart by their user data.
+    type Local = WebSocket<WsData<C>>;
+    type Piped = WebSocket<PipeSocketData>;
+    const piped = (ws: WebSocket<WsData<C> | PipeSocketData>): ws is Piped => 'pipe' in ws.getUserData();
+    app.ws<WsData<C> | PipeSocketData>(path, {
+      ...common,
+      open: (ws) => (piped(ws) ? fwd.open(ws) : this.onOpen(ws as Local)),
+      message: (ws, msg, isBinary) => (piped(ws) ? fwd.message(ws, msg, isBinary) : this.onMessage(ws as Local, msg, isBinary)),
+      drain: (ws) => (piped(ws) ? fwd.drain(ws) : (ws as Local).getUserData().s.drained()),
+      close: (ws, code) => (piped(ws) ? fwd.close(ws, code) : this.onClose(ws as Local, code)),
     });
   }
 
-  private onUpgrade(res: HttpResponse, req: HttpRequest, context: unknown): void {
+  private onUpgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
     const e = this.e;
     const eio = req.getQuery('EIO');
     const transport = req.getQuery('transport');
@@ -40,6 +61,8 @@ export class WebsocketTransport<C> {
     if (!e.queryAllowed(res, req, hs)) return;
     if (eio !== '4') return e.eioError(res, 400, EIO_ERR.unsupported, hs);
     if (transport !== 'websocket') return e.eioError(res, 400, EIO_ERR.transportUnknown, hs);
+    // A session another node owns: piped there (a plain L4 load balancer sent the probe here).
+    if (sid && e.opts.forward?.upgrade(res, req, context)) return;
     let session: Session<C>;
     if (sid) {
       const s = e.sessions.get(sid);
@@ -51,7 +74,7 @@ export class WebsocketTransport<C> {
       session = e.addSession(hs);
       session.flags |= F_WS;
     }
-    res.upgrade<WsData<C>>({ s: session }, key, protocol, extensions, context as never);
+    res.upgrade<WsData<C>>({ s: session }, key, protocol, extensions, context);
   }
 
   private onOpen(ws: WebSocket<WsData<C>>): void {

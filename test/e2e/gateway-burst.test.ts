@@ -6,7 +6,7 @@
 // (GLIBC_TUNABLES=glibc.malloc.tcache_count=0 MALLOC_PERTURB_=16). That makes deterministic a uWS
 // bug that otherwise hits about one upgrade in 5,000–10,000 under load: an upgrade completed with
 // `res.cork(() => res.upgrade(...))` after an await is shut down by uWS right after its 101 (see
-// src/roles/gateway/upgrade-cork.ts). A benchmark client that waited for the CONNECT ack on such a
+// src/cluster/upgrade-cork.ts). A benchmark client that waited for the CONNECT ack on such a
 // socket waited forever, which stalled `npm run bench -- accept --targets chatd-gw`.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import http from 'node:http';

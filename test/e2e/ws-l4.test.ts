@@ -1,10 +1,15 @@
 // Two ws nodes behind a plain L4 load balancer (no gateway, no stickiness): a long-polling request
-// can land on the node that does not own its Engine.IO session. The sid names its owner, so the
-// node forwards the request there and relays the answer: the client never notices. Real processes
-// on Redis and PostgreSQL; the "load balancer" is the test sending each request to the other node.
+// or a websocket upgrade can land on the node that does not own its Engine.IO session. The sid
+// names its owner, so the node forwards the request there (an upgrade is piped through): the client
+// never notices and ends on websocket. Real processes on Redis and PostgreSQL; the "load balancer"
+// is the test sending each request to the other node, or a TCP balancer of its own that sends each
+// connection to the backend the test chose (no stickiness at all).
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { io, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
@@ -15,7 +20,95 @@ const TENANT = 'l4';
 const env = { JWT_SECRET: 'l4-test-secret-0123456789abcdef-xyz' };
 const services = (await hasRedis()) && (await hasPostgres());
 
-describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling requests to the sid owner', () => {
+interface Connection {
+  readonly backend: number | undefined;
+  /** The request line of the connection's first request. */
+  requestLine: string;
+}
+
+/**
+ * A plain L4 load balancer on loopback: each TCP connection goes, byte for byte, to the backend
+ * `route` picks for it (undefined: the connection is refused), and is recorded with its first
+ * request line. No stickiness: connections of one client may go to different backends.
+ */
+async function startBalancer(backends: readonly number[]) {
+  const connections: Connection[] = [];
+  const open = new Set<net.Socket>();
+  let route: (n: number) => number | undefined = () => 0;
+  const server = net.createServer((client) => {
+    const backend = route(connections.length);
+    const rec: Connection = { backend, requestLine: '' };
+    connections.push(rec);
+    if (backend === undefined) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(backends[backend]!, '127.0.0.1');
+    open.add(client).add(upstream);
+    client.once('data', (d: Buffer) => (rec.requestLine = d.toString('latin1').split('\r\n')[0]!));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections,
+    /** From the next connection on: the first one to `first`, every later one to `rest`. */
+    plan(first: number, rest: number) {
+      const start = connections.length;
+      route = (n) => (n === start ? first : rest);
+    },
+    refuse() {
+      route = () => undefined;
+    },
+    /** Drops every open connection, as a balancer restart would. */
+    cut() {
+      for (const s of open) s.destroy();
+    },
+    close() {
+      for (const s of open) s.destroy();
+      server.close();
+    },
+  };
+}
+
+/** A raw websocket upgrade: 'open' (101), or the HTTP refusal's status and JSON body. */
+function upgrade(url: string): Promise<{ status: number; body: Record<string, unknown> } | 'open'> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.on('open', () => {
+      ws.terminate();
+      resolve('open');
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => {
+        ws.terminate();
+        resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || 'null') as Record<string, unknown> });
+      });
+    });
+    ws.on('error', (err) => reject(err));
+  });
+}
+
+async function forwardedWebsockets(admin: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('chatd_forwarded_websockets '));
+  return Number(line?.split(' ')[1]);
+}
+
+describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling requests and upgrades to the sid owner', () => {
   const prefix = uniquePrefix('l4');
   const schema = uniqueSchema('l4');
   const nodes: ChatdProcess[] = [];
@@ -52,9 +145,32 @@ describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling 
     }
   }, 300_000);
 
+  const sockets: Socket[] = [];
+  let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
   afterAll(async () => {
+    for (const s of sockets) s.close();
+    balancer?.close();
     await Promise.all(nodes.map((n) => n.stop('SIGTERM')));
   });
+
+  const visitor = async (sessionId: string) => {
+    const issued = await runChatd(['token', 'issue', '--tenant', TENANT, '--session', sessionId, '--json'], { cwd: cwdA, env });
+    expect(issued.code, issued.stderr).toBe(0);
+    const { token } = JSON.parse(issued.stdout) as { token: string };
+    return { apiKey: PUB, token, sessionId, fingerprint: `fp-${sessionId}` };
+  };
+  const send = async (socket: Socket, sessionId: string, text: string) => {
+    const ack = (await socket
+      .timeout(30_000)
+      .emitWithAck('message', { text, tenantId: TENANT, sessionId, fingerprint: `fp-${sessionId}` })) as {
+      success: boolean;
+      messageId: string;
+    };
+    expect(ack).toMatchObject({ success: true });
+    return ack.messageId;
+  };
+  /** The upgrade requests the balancer saw since connection `from`, with the backend each went to. */
+  const upgradesSince = (from: number) => balancer!.connections.slice(from).filter((c) => c.requestLine.includes('transport=websocket'));
 
   it('a handshake on node A, then CONNECT and the poll on node B: B relays to A and the session works', async () => {
     const [a, b] = nodes.map((n) => `http://127.0.0.1:${n.ports.ws}/socket.io/?EIO=4&transport=polling`);
@@ -96,4 +212,98 @@ describe.skipIf(!services)('ws nodes behind an L4 load balancer forward polling 
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as { code: number }).code).toBe(1);
   }, 180_000);
+
+  it('an unmodified socket.io-client whose upgrade lands on the other node ends on websocket, sends with acks and recovers after a reconnect', async () => {
+    const [a, b] = nodes;
+    balancer = await startBalancer([a!.ports.ws!, b!.ports.ws!]);
+    const sessionId = 'l4-upgrade-1';
+    const auth = await visitor(sessionId);
+    const received: string[] = [];
+
+    // Node B must know node A's address before it can forward (both advertise within moments).
+    const probe = await (await fetch(`http://127.0.0.1:${a!.ports.ws}/socket.io/?EIO=4&transport=polling`)).text();
+    const probeSid = (JSON.parse(probe.slice(1)) as { sid: string }).sid;
+    await eventually(
+      async () =>
+        (await upgrade(`ws://127.0.0.1:${b!.ports.ws}/socket.io/?EIO=4&transport=websocket&sid=${encodeURIComponent(probeSid)}`)) ===
+        'open',
+      'node B pipes an upgrade to node A',
+      { timeoutMs: 60_000, retryOnError: true },
+    );
+    await eventually(async () => (await forwardedWebsockets(b!.ports.admin!)) === 0, 'the probe pipe closed', { retryOnError: true });
+
+    // The handshake goes to A; every later connection (the CONNECT, the polls, the upgrade) to B.
+    balancer.plan(0, 1);
+    const from = balancer.connections.length;
+    const socket = io(balancer.url, { auth, reconnectionDelay: 200, reconnectionDelayMax: 1000 });
+    sockets.push(socket);
+    socket.on('meta_message_created', (p: { message: { id: string } }) => received.push(p.message.id));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', reject);
+    });
+    expect(socket.io.engine.id.startsWith('nodeA.')).toBe(true);
+    await eventually(() => socket.io.engine.transport.name === 'websocket', 'the client upgraded to websocket', { retryOnError: true });
+    // The upgrade request reached node B, which does not own the session: it was piped to A.
+    const first = upgradesSince(from);
+    expect(first.length).toBeGreaterThan(0);
+    expect(first.every((c) => c.backend === 1 && c.requestLine.includes('sid=nodeA.'))).toBe(true);
+    expect(await forwardedWebsockets(b!.ports.admin!)).toBe(1);
+
+    const m1 = await send(socket, sessionId, 'over the piped websocket');
+    await eventually(() => received.includes(m1), 'the message back on the stream');
+
+    // The balancer drops every connection and refuses new ones for a while; meanwhile another tab
+    // of the same session, connected to node B directly, sends a message the client misses.
+    balancer.refuse();
+    const gone = new Promise<string>((r) => socket.once('disconnect', r));
+    balancer.cut();
+    expect(await gone).toBe('transport close');
+    const other = io(`http://127.0.0.1:${b!.ports.ws}`, { auth, transports: ['websocket'] });
+    sockets.push(other);
+    await new Promise<void>((resolve, reject) => {
+      other.once('connect', () => resolve());
+      other.once('connect_error', reject);
+    });
+    const missed = await send(other, sessionId, 'sent while the first tab was away');
+    other.close();
+
+    // Back: this time the handshake goes to B and the upgrade to A.
+    const again = balancer.connections.length;
+    const reconnected = new Promise<void>((r) => socket.once('connect', () => r()));
+    balancer.plan(1, 0);
+    await reconnected;
+    expect(socket.recovered).toBe(true);
+    expect(socket.io.engine.id.startsWith('nodeB.')).toBe(true);
+    await eventually(() => received.includes(missed), 'the missed message replayed');
+    await eventually(() => socket.io.engine.transport.name === 'websocket', 'the client upgraded again', { retryOnError: true });
+    const second = upgradesSince(again);
+    expect(second.length).toBeGreaterThan(0);
+    expect(second.every((c) => c.backend === 0 && c.requestLine.includes('sid=nodeB.'))).toBe(true);
+    expect(await forwardedWebsockets(a!.ports.admin!)).toBe(1);
+    const m2 = await send(socket, sessionId, 'after the reconnect');
+    await eventually(() => received.includes(m2), 'the message after the reconnect');
+    expect(received.filter((id) => id === m1 || id === missed || id === m2)).toEqual([m1, missed, m2]);
+  }, 180_000);
+
+  it("a forwarded upgrade is refused with credentials in the query; a sid no live node owns gets Engine.IO's unknown sid", async () => {
+    const [a, b] = nodes;
+    const open = await (await fetch(`http://127.0.0.1:${a!.ports.ws}/socket.io/?EIO=4&transport=polling`)).text();
+    const sid = (JSON.parse(open.slice(1)) as { sid: string }).sid;
+    const at = (node: ChatdProcess, q: string) => `ws://127.0.0.1:${node.ports.ws}/socket.io/?EIO=4&transport=websocket&${q}`;
+
+    // A credential beside the sid: refused by node B before anything reaches node A.
+    const refused = await upgrade(at(b!, `sid=${encodeURIComponent(sid)}&access_token=whatever`));
+    expect(refused).toMatchObject({ status: 400, body: { code: 'credentials_in_query' } });
+    const jwtShaped = await upgrade(at(b!, `sid=${encodeURIComponent(sid)}&t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl`));
+    expect(jwtShaped).toMatchObject({ status: 400, body: { code: 'credentials_in_query' } });
+    expect(await forwardedWebsockets(b!.ports.admin!)).toBe(0);
+
+    // A node nobody knows, and a session node A does not have (A's own refusal, relayed).
+    expect(await upgrade(at(b!, 'sid=nodeZ.AAAAAAAAAAAAAAAAAAAAAA'))).toMatchObject({ status: 400, body: { code: 1 } });
+    expect(await upgrade(at(b!, 'sid=nodeA.AAAAAAAAAAAAAAAAAAAAAA'))).toMatchObject({ status: 400, body: { code: 1 } });
+
+    // The real session was not touched by the refusals: its upgrade through B still opens.
+    expect(await upgrade(at(b!, `sid=${encodeURIComponent(sid)}`))).toBe('open');
+  }, 120_000);
 });

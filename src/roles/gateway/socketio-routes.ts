@@ -22,13 +22,13 @@ import {
   type PeerTrust,
 } from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
-import { writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
+import { writeRefusal, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
 import { refuse, watchRequest, withBody } from './proxied-request.js';
 import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
 import type { Upstream, UpstreamGroup } from '../../cluster/upstreams.js';
 import type { NodeRegistry } from '../../store/ports.js';
-import { createUpgradeCork, type UpgradeCork } from './upgrade-cork.js';
-import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from './ws-pipe.js';
+import { createUpgradeCork, type UpgradeCork } from '../../cluster/upgrade-cork.js';
+import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from '../../cluster/ws-pipe.js';
 
 const pipedWebsockets = new promClient.Gauge({
   name: 'chatd_gateway_websockets',
@@ -222,7 +222,7 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
         upstream = await connectUpstream(url, upstreamHeaders(inc), protocols, { timeoutMs: deps.timeoutMs, signal });
       } catch (err) {
         if (err instanceof UpstreamRefusal) {
-          writeJsonRaw(res, state, err, inc, deps.cors);
+          writeRefusal(res, state, err, inc, deps.cors);
           return;
         }
         const f = err as UpstreamFailure;
@@ -251,23 +251,4 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
       deps.logger.error({ err: e, query: redactQuery(inc.query) }, 'gateway websocket upgrade error'),
     );
   });
-}
-
-/** Relays an upstream's refusal of an upgrade (e.g. 400 unknown sid, 403 origin) as it was. */
-function writeJsonRaw(
-  res: HttpResponse,
-  state: { done: boolean },
-  refusal: UpstreamRefusal,
-  inc: IncomingRequest,
-  cors: CorsHeaders,
-): void {
-  const type = refusal.headers['content-type'] ?? 'application/json';
-  let body: unknown;
-  try {
-    body = type.startsWith('application/json') ? JSON.parse(refusal.body.toString('utf8') || 'null') : refusal.body.toString('utf8');
-  } catch {
-    body = refusal.body.toString('utf8');
-  }
-  const retryAfter = refusal.headers['retry-after'];
-  writeJson(res, state, refusal.status, body, inc, cors, retryAfter ? { 'Retry-After': retryAfter } : undefined);
 }

@@ -57,7 +57,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
   const maxConns = maxConnections(config.limits.maxConnections);
 
   // Several ws nodes behind a plain L4 load balancer (no gateway, no stickiness): a polling request
-  // for a session another node owns is forwarded to it. An engine no other process shares (the
+  // or a websocket upgrade for a session another node owns is forwarded to it. An engine no other process shares (the
   // memory store) means one node alone: no peers.
   const forwarder: SidForwarder | undefined = engineOf(config).shared
     ? createSidForwarder({
@@ -101,7 +101,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
     },
     // Credentials never in a URL (DESIGN.md "Credentials"), on a bare ws node as at the gateway.
     checkQuery: (query) => checkQueryCredentials(new URLSearchParams(query), { allowSid: true }),
-    ...(forwarder ? { forward: (res, req) => forwarder.handle(res, req) } : {}),
+    ...(forwarder ? { forward: forwarder } : {}),
   });
   forwarder?.start();
   log.info({ maxConnections: maxConns, path: config.socketio.path }, 'socket.io ready');
@@ -283,6 +283,7 @@ export const createWsRole: RoleFactory = async (ctx) => {
       draining = true;
       await Promise.all([runtime?.tracker.drain(), runtime?.agents.drain()]);
       server.drain();
+      forwarder?.drain();
     },
     async close() {
       server.close();

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { UpstreamFailure } from '../../cluster/http-proxy.js';
+import { UpstreamFailure } from './http-proxy.js';
 import { connectUpstream, sendableCode } from './ws-pipe.js';
 
 describe('connectUpstream', () => {

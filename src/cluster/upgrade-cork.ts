@@ -26,7 +26,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { HttpResponse, Uws, us_listen_socket } from '../../uws.js';
+import type { HttpResponse, Uws, us_listen_socket } from '../uws.js';
 
 export interface UpgradeCork {
   /**

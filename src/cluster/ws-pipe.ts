@@ -9,10 +9,10 @@
 // 1013 (try again later) once more than `maxUpstreamBufferBytes` wait for the upstream.
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { CLOSE_CODES, DISCONNECT } from '../../errors.js';
-import type { HttpResponse, WebSocket as UwsSocket } from '../../uws.js';
+import { CLOSE_CODES, DISCONNECT } from '../errors.js';
+import type { HttpResponse, WebSocket as UwsSocket } from '../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
-import { UpstreamFailure } from '../../cluster/http-proxy.js';
+import { UpstreamFailure } from './http-proxy.js';
 
 /**
  * What a client websocket of the pipe carries. uWS copies the user data object given to
