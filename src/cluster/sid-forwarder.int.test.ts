@@ -2,6 +2,7 @@
 // owner: two real uWS servers in this process, each with a forwarder, found through the engine's
 // node registry (whose contract runs in the store contract suite).
 import { mkdtemp } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -117,11 +118,13 @@ function forwardingSuite(
     let a: WsNode;
     let b: WsNode;
     let closeSetup: (() => Promise<void>) | undefined;
+    let registries: [NodeRegistry, NodeRegistry];
     beforeAll(async () => {
-      const { config, registries, close } = await setup();
+      const { config, registries: regs, close } = await setup();
+      registries = regs;
       closeSetup = close;
-      a = await startNode(config, 'fwd-a', registries[0]);
-      b = await startNode(config, 'fwd-b', registries[1]);
+      a = await startNode(config, 'fwd-a', regs[0]);
+      b = await startNode(config, 'fwd-b', regs[1]);
       // Both advertised (start() advertises at once; the port is known by then).
       if (name === 'redis') {
         const probe = await createStore(config, logger, 'probe');
@@ -212,6 +215,22 @@ function forwardingSuite(
       const looped = await websocket(a.port, sidOf('fwd-b'), { [FORWARDED_HEADER]: 'fwd-x' });
       expect(looped).toMatchObject({ status: 400 });
       expect(b.upgrades).toHaveLength(before);
+    });
+
+    it('a sid of a node advertised where nothing listens any more (killed before its entry expired) gets unknown sid', async () => {
+      const dead = net.createServer();
+      await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+      const deadPort = (dead.address() as AddressInfo).port;
+      await new Promise((r) => dead.close(r));
+      await registries[0].advertise('fwd-dead', `http://127.0.0.1:${deadPort}`, 60_000);
+      if (registries[1] !== registries[0]) await registries[1].advertise('fwd-dead', `http://127.0.0.1:${deadPort}`, 60_000);
+      const poll = await fetch(`http://127.0.0.1:${a.port}/socket.io/?EIO=4&transport=polling&sid=${sidOf('fwd-dead')}`);
+      expect(poll.status).toBe(400);
+      expect(await poll.json()).toEqual({ code: 1, message: 'Session ID unknown' });
+      expect(await websocket(a.port, sidOf('fwd-dead'))).toEqual({
+        status: 400,
+        body: JSON.stringify({ code: 1, message: 'Session ID unknown' }),
+      });
     });
 
     it('draining closes the open pipes with 1001 and refuses new ones with 503', async () => {

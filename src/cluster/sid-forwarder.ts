@@ -228,6 +228,12 @@ export function createSidForwarder(opts: SidForwarderOptions): SidForwarder {
     });
     const fail = (err: unknown) => {
       if (err instanceof UpstreamFailure && err.kind === 'aborted') return;
+      // Nothing listens where the owner was advertised (it died before its entry expired): no live
+      // node owns the session, and the client should start over rather than retry a dead node.
+      if (err instanceof ChatdError && err.cause instanceof UpstreamFailure && err.cause.kind === 'connect') {
+        writeUnknownSid(res, state, inc, cors);
+        return;
+      }
       const e = toChatdError(err);
       if (e.code === 'internal') logger.error({ err }, 'sid forwarding failed');
       writeError(res, state, e, inc, cors);
