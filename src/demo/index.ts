@@ -65,7 +65,9 @@ const inlineJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u0
 /** Registers the demo routes on a listener that serves both the HTTP API and Socket.IO. */
 export function mountDemo(router: HttpRouter, config: Config, deps: DemoDeps): void {
   const { tenantId, apiKey } = demoTenant(config);
-  const pageConfig = inlineJson({ tenantId, apiKey, socketPath: config.socketio.path });
+  // emailReplies: the console tells an agent that a reply to a visitor who left (and gave an
+  // address) goes out by email — true when this server sends email at all.
+  const pageConfig = inlineJson({ tenantId, apiKey, socketPath: config.socketio.path, emailReplies: config.email.smtp !== undefined });
   // One page shell (head, config, the shared scripts) around each page's body and its own script.
   const page = (title: string, body: string, script: string) =>
     pageHtml

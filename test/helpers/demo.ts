@@ -18,9 +18,11 @@ export interface DemoBed {
   close(): Promise<void>;
 }
 
-export async function startDemoBed(): Promise<DemoBed> {
+/** `extra`: more top-level config keys (YAML accepts JSON), e.g. `email`. */
+export async function startDemoBed(extra: Record<string, unknown> = {}): Promise<DemoBed> {
   const cwd = await mkdtemp(path.join(tmpdir(), 'chatd-demo-'));
-  await writeFile(path.join(cwd, 'chat-server.yaml'), 'server:\n  port: 0\n  host: 127.0.0.1\nadmin:\n  port: 0\nlog:\n  format: json\n');
+  const config = { server: { port: 0, host: '127.0.0.1' }, admin: { port: 0 }, log: { format: 'json' }, ...extra };
+  await writeFile(path.join(cwd, 'chat-server.yaml'), JSON.stringify(config, null, 2));
   const chatd = await spawnChatd({ cwd });
   await whenReady(chatd.ports.public!);
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });

@@ -1,0 +1,81 @@
+// The agent console in Chromium on a server that sends email: a visitor leaves an address and
+// leaves; the console tells the agent the reply will be emailed; the agent replies and a real SMTP
+// server (its own process) receives one email to that address with the reply. Embedded defaults.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasChromium } from '../helpers/browser.js';
+import { startDemoBed, type DemoBed } from '../helpers/demo.js';
+import { SmtpSink } from '../helpers/smtp-sink.js';
+
+const WAIT = { timeout: 30_000 };
+const ARTIFACTS = path.resolve(__dirname, '../../test-artifacts');
+
+describe.skipIf(!hasChromium())('agent console: replies to a visitor who left go by email', () => {
+  let bed: DemoBed;
+  let smtp: SmtpSink;
+
+  beforeAll(async () => {
+    smtp = await SmtpSink.start();
+    bed = await startDemoBed({
+      email: {
+        smtp: smtp.url,
+        from: 'support@demo.example',
+        publicUrl: 'http://chat.demo.example',
+        secret: 'demo-email-secret-0123456789',
+        // Sent as soon as the worker sees the reply: the visitor has already left.
+        visitorDelaySeconds: 0,
+        pollMs: 100,
+      },
+    });
+  }, 300_000);
+
+  afterAll(async () => {
+    await bed?.close();
+    await smtp?.kill();
+  });
+
+  it('shows "your reply will be emailed" for a visitor who left an address, and the reply arrives by email', async () => {
+    const pageErrors: string[] = [];
+    const visitorContext = await bed.browser.newContext();
+    const visitor = await visitorContext.newPage();
+    visitor.on('pageerror', (e) => pageErrors.push(e.message));
+    await visitor.goto(`${bed.base}/demo`);
+    await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
+    await visitor.fill('#text', 'Please write back, I have to go.');
+    await visitor.press('#text', 'Enter');
+    await visitor.waitForSelector('#messages li.mine:not(.pending) >> text=Please write back, I have to go.', WAIT);
+    // Nobody is available: the widget offers the email form.
+    await visitor.waitForSelector('#away:not([hidden])', WAIT);
+    await visitor.fill('#contact-email', 'leaver@example.com');
+    await visitor.click('#contact-send');
+    await visitor.waitForSelector('#contact-done:not([hidden])', WAIT);
+    const sessionId = (await visitor.evaluate(() => window.localStorage.getItem('chatd-demo-session')))!;
+    await visitorContext.close();
+
+    const agentContext = await bed.browser.newContext({ viewport: { width: 1200, height: 760 } });
+    const agent = await agentContext.newPage();
+    agent.on('pageerror', (e) => pageErrors.push(e.message));
+    await agent.goto(`${bed.base}/demo/agent`);
+    await agent.click('#demo-token');
+    await expect.poll(() => agent.textContent('#status'), WAIT).toMatch(/^signed in/);
+    const row = agent.locator(`#conversations li[data-session="${sessionId}"]`);
+    await row.waitFor(WAIT);
+    await expect.poll(() => row.getAttribute('class'), WAIT).toContain('offline');
+    await row.locator('button').click();
+    await agent.waitForSelector('#messages li.theirs >> text=Please write back, I have to go.', WAIT);
+    expect(await agent.textContent('#conv-name')).toContain('leaver@example.com');
+    expect(await agent.textContent('#away-notice')).toBe('The visitor has left; your reply will be emailed to leaver@example.com.');
+
+    await agent.fill('#text', 'Your parcel left the warehouse this morning.');
+    await agent.press('#text', 'Enter');
+    await agent.waitForSelector('#messages li.mine:not(.pending) >> text=Your parcel left the warehouse this morning.', WAIT);
+    await agent.screenshot({ path: path.join(ARTIFACTS, 'demo-agent-email.png') });
+
+    await expect.poll(async () => (await smtp.messages()).length, WAIT).toBe(1);
+    const [mail] = await smtp.messages();
+    expect(mail!.to).toEqual(['leaver@example.com']);
+    expect(mail!.mail.text).toContain('Your parcel left the warehouse this morning.');
+    expect(pageErrors).toEqual([]);
+    await agentContext.close();
+  });
+});
