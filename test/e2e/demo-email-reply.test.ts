@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium } from '../helpers/browser.js';
+import { runChatd } from '../helpers/chatd-process.js';
 import { startDemoBed, type DemoBed } from '../helpers/demo.js';
 import { SmtpSink } from '../helpers/smtp-sink.js';
 
@@ -75,6 +76,18 @@ describe.skipIf(!hasChromium())('agent console: replies to a visitor who left go
     const [mail] = await smtp.messages();
     expect(mail!.to).toEqual(['leaver@example.com']);
     expect(mail!.mail.text).toContain('Your parcel left the warehouse this morning.');
+    // The operator's view of it, through the running server's admin listener (embedded defaults).
+    const admin = `http://127.0.0.1:${bed.chatd.ports.admin}`;
+    await expect
+      .poll(async () => {
+        const ls = await runChatd(['emails', 'ls', '--json', '--admin-url', admin], { cwd: bed.cwd });
+        return ls.code === 0 ? (JSON.parse(ls.stdout) as { deliveries: { recipient: string; status: string }[] }).deliveries : ls.stderr;
+      }, WAIT)
+      .toMatchObject([{ recipient: 'leaver@example.com', status: 'sent', messages: 1 }]);
+    const table = await runChatd(['emails', 'ls', '--admin-url', admin], { cwd: bed.cwd });
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^0 pending\n/);
+    expect(table.stdout).toMatch(/leaver@example\.com\s+sent\s+1\s+1/);
     expect(pageErrors).toEqual([]);
     await agentContext.close();
   });
