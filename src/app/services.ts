@@ -89,6 +89,7 @@ export async function createServices(
     email = startEmailWorker(config, {
       db,
       presence: store.presence,
+      agents: store.agentPresence,
       tenants: () => auth.tenants,
       logger: logger.child({ component: 'email' }),
     });
@@ -106,7 +107,9 @@ export async function createServices(
     conversations: db.conversations,
     autoAssign: (tenantId, sessionId) => inbox.autoAssign(tenantId, sessionId),
     offline: db.offline,
-    ...(email ? { onAgentReply: (m: ChatMessage) => email.schedule(m) } : {}),
+    ...(email
+      ? { onAgentReply: (m: ChatMessage) => email.schedule(m), onVisitorMessage: (m: ChatMessage) => void email.notifyTenant(m) }
+      : {}),
     messageMaxChars: config.limits.messageMaxChars,
     logger,
   });

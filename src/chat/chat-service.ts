@@ -81,6 +81,8 @@ export interface ChatServiceDeps {
   readonly offline: Pick<OfflineStore, 'setContact'>;
   /** Called after an agent's message was stored (offline continuity schedules its email). */
   readonly onAgentReply?: (message: ChatMessage) => void;
+  /** Called after a visitor's (or user's) message was stored (offline continuity may notify the tenant). */
+  readonly onVisitorMessage?: (message: ChatMessage) => void;
   /** limits.messageMaxChars. */
   readonly messageMaxChars: number;
   /** TTL of `session:{id}` (the guide's 24 h). */
@@ -289,6 +291,7 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
             void deps.autoAssign(principal.tenantId, sessionId);
           }
           if (sender.type === 'agent') deps.onAgentReply?.(result.message);
+          else if (sender.type !== 'system') deps.onVisitorMessage?.(result.message);
           return { messageId: result.message.id, sessionId, message: result.message, duplicate: false };
         }
         case 'duplicate':

@@ -1,7 +1,7 @@
 // `chatd emails ls [--tenant T] [--failed | --sent] [--limit N] [--json]`: the visitor reply emails
-// sent or refused for good, newest first, and how many are pending (offline continuity). With
-// PostgreSQL it reads the database directly; with the embedded defaults the database lives in the
-// server process, so it asks its admin listener (GET /admin/emails).
+// and tenant notifications sent or refused for good, newest first, and how many are pending
+// (offline continuity). With PostgreSQL it reads the database directly; with the embedded defaults
+// the database lives in the server process, so it asks its admin listener (GET /admin/emails).
 import type { Command } from 'commander';
 import type { Config } from '../config/schema.js';
 import { openDatabase } from '../db/index.js';
@@ -27,7 +27,7 @@ interface Listing {
 const COLUMNS = ['at', 'tenantId', 'sessionId', 'recipient', 'status', 'messages', 'attempts', 'error'] as const;
 
 export function registerEmailsCommands(program: Command): void {
-  const emails = program.command('emails').description('Agent replies emailed to visitors who left.');
+  const emails = program.command('emails').description('Agent replies emailed to visitors who left, and tenant notifications.');
   emails
     .command('ls')
     .description('List the reply emails sent or refused for good (newest first), and how many are pending.')

@@ -137,6 +137,19 @@ describe('loadConfig', () => {
     });
   });
 
+  it('checks a tenant notification address and console URL', async () => {
+    const cwd = await dir();
+    const write = (email: string) => writeFile(path.join(cwd, 'chat-server.yaml'), `tenants:\n  - id: a\n    email: ${email}\n`);
+    await write('{ notifyAddress: not-an-address }');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/tenants\[0\]\.email\.notifyAddress/);
+    await write('{ notifyAddress: ops@a.example, consoleUrl: "javascript:alert(1)" }');
+    await expect(loadConfig({ cwd, env: {} })).rejects.toThrow(/tenants\[0\]\.email\.consoleUrl/);
+    await write('{ notifyAddress: ops@a.example, consoleUrl: "https://inbox.a.example/c/{sessionId}" }');
+    const { config } = await loadConfig({ cwd, env: {} });
+    expect(config.tenants[0]!.email).toEqual({ notifyAddress: 'ops@a.example', consoleUrl: 'https://inbox.a.example/c/{sessionId}' });
+    expect(config.email.notifyDelaySeconds).toBe(60);
+  });
+
   it('takes an explicit --config path and reports a missing file', async () => {
     const cwd = await dir();
     await expect(loadConfig({ cwd, env: {}, file: 'nope.yaml' })).rejects.toBeInstanceOf(ConfigError);

@@ -171,8 +171,23 @@ export const TenantSchema = Type.Object(
               description: 'First paragraph of a reply email, before the replies. Default: "You have a reply to your conversation:".',
             }),
           ),
+          notifyAddress: Type.Optional(
+            Type.String({
+              format: 'email',
+              maxLength: 254,
+              description:
+                'Where to tell this tenant that a visitor wrote while nobody was available (out of business hours or no agent online), so the message is not left unseen: one email per conversation per email.notifyDelaySeconds with the unanswered messages. Unset: no notification.',
+            }),
+          ),
+          consoleUrl: Type.Optional(
+            Type.String({
+              pattern: '^https?://',
+              description:
+                'Link in a notification to open the conversation in your agent console; `{tenantId}` and `{sessionId}` are replaced. Default: email.publicUrl + /demo/agent (the built-in console).',
+            }),
+          ),
         },
-        { additionalProperties: false, description: "This tenant's reply emails (sent only when email.smtp is set)." },
+        { additionalProperties: false, description: "This tenant's emails (sent only when email.smtp is set)." },
       ),
     ),
     expectedReplySeconds: Type.Optional(
@@ -502,6 +517,12 @@ export const ConfigSchema = Type.Object(
           description:
             'An agent reply is emailed this long after the first reply not yet emailed, if the visitor still has no socket: a visitor who is there reads it in the widget instead.',
         }),
+        notifyDelaySeconds: Type.Integer({
+          minimum: 0,
+          default: 60,
+          description:
+            'A tenant notification (tenants[].email.notifyAddress) is sent this long after the first visitor message not yet notified; later ones join it, so a visitor writing several lines makes one email.',
+        }),
         pollMs: Ms(2000, 'How often each api node looks for due emails (the emails’ lag at most).'),
         retryBaseMs: Type.Integer({
           minimum: 1,
@@ -525,7 +546,7 @@ export const ConfigSchema = Type.Object(
           }),
         ),
       },
-      'Offline continuity: agent replies emailed to visitors who left. Off unless smtp is set.',
+      'Offline continuity: agent replies emailed to visitors who left, and tenant notifications. Off unless smtp is set.',
     ),
     webhooks: Obj(
       {

@@ -219,6 +219,25 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       'drop table if exists email_jobs',
     ]),
   },
+  '0005_tenant_notify': {
+    // A second kind of email job per conversation: the tenant's notification address told that a
+    // visitor wrote while nobody was available. Same lease and debounce machinery; `emailed_seq` of
+    // a 'tenant' job is the last visitor message notified. Deliveries say which kind they were.
+    up: statements([
+      `alter table email_jobs add column kind text not null default 'visitor' check (kind in ('visitor', 'tenant'))`,
+      'alter table email_jobs drop constraint email_jobs_pkey',
+      'alter table email_jobs add primary key (conversation_id, kind)',
+      `alter table email_deliveries add column kind text not null default 'visitor' check (kind in ('visitor', 'tenant'))`,
+    ]),
+    down: statements([
+      `delete from email_jobs where kind = 'tenant'`,
+      `delete from email_deliveries where kind = 'tenant'`,
+      'alter table email_deliveries drop column kind',
+      'alter table email_jobs drop constraint email_jobs_pkey',
+      'alter table email_jobs drop column kind',
+      'alter table email_jobs add primary key (conversation_id)',
+    ]),
+  },
 };
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1)!;

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { ChatMessage } from '../chat/message.js';
 import { toQueryError } from './db-errors.js';
-import type { ClaimedEmailJob, Contact, EmailDelivery, EmailOutcome, OfflineStore } from './ports.js';
+import type { ClaimedEmailJob, Contact, EmailDelivery, EmailKind, EmailOutcome, OfflineStore } from './ports.js';
 import { conversationOf, iso, MESSAGE_COLUMNS, rowToMessage, type MessageRow } from './rows.js';
 import type { Tables } from './schema.js';
 
@@ -20,6 +20,7 @@ const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
 
 interface ClaimedRow {
   conversation_id: string;
+  kind: EmailKind;
   tenant_id: string;
   session_id: string;
   user_id: string | null;
@@ -46,13 +47,13 @@ export class KyselyOfflineStore implements OfflineStore {
     });
   }
 
-  scheduleEmail(tenantId: string, sessionId: string, dueAt: Date): Promise<void> {
+  scheduleEmail(tenantId: string, sessionId: string, dueAt: Date, kind: EmailKind = 'visitor'): Promise<void> {
     return guard(async () => {
       await sql`
-        insert into email_jobs (conversation_id, tenant_id, pending, due_at, requests)
-        select id, tenant_id, true, ${dueAt.toISOString()}::timestamptz, 1 from conversations
+        insert into email_jobs (conversation_id, kind, tenant_id, pending, due_at, requests)
+        select id, ${kind}, tenant_id, true, ${dueAt.toISOString()}::timestamptz, 1 from conversations
         where session_id = ${sessionId} and tenant_id = ${tenantId}
-        on conflict (conversation_id) do update set
+        on conflict (conversation_id, kind) do update set
           due_at = case when email_jobs.pending then email_jobs.due_at else excluded.due_at end,
           attempts = case when email_jobs.pending then email_jobs.attempts else 0 end,
           pending = true,
@@ -69,17 +70,18 @@ export class KyselyOfflineStore implements OfflineStore {
           update email_jobs j set lease_id = ${leaseId}::uuid,
             lease_until = now() + ${leaseMs} * interval '1 millisecond',
             attempts = j.attempts + 1, updated_at = now()
-          where j.conversation_id in (
-            select conversation_id from email_jobs
+          where (j.conversation_id, j.kind) in (
+            select conversation_id, kind from email_jobs
             where pending and due_at <= now() and (lease_until is null or lease_until < now())
             order by due_at limit ${limit}
             for update skip locked)
-          returning j.conversation_id, j.tenant_id, j.attempts, j.emailed_seq, j.requests)
-        select claimed.conversation_id, claimed.tenant_id, c.session_id, c.user_id, claimed.attempts, claimed.emailed_seq, claimed.requests,
+          returning j.conversation_id, j.kind, j.tenant_id, j.attempts, j.emailed_seq, j.requests)
+        select claimed.conversation_id, claimed.kind, claimed.tenant_id, c.session_id, c.user_id, claimed.attempts, claimed.emailed_seq, claimed.requests,
                c.visitor_read_seq, c.contact_email, c.contact_name
         from claimed join conversations c on c.id = claimed.conversation_id`.execute(this.db);
       return rows.map((r) => ({
         leaseId,
+        kind: r.kind,
         conversationId: r.conversation_id,
         tenantId: r.tenant_id,
         sessionId: r.session_id,
@@ -103,6 +105,18 @@ export class KyselyOfflineStore implements OfflineStore {
     });
   }
 
+  unansweredVisitorMessagesAfter(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]> {
+    const conversationId = conversationOf(tenantId, sessionId);
+    return guard(async () => {
+      const { rows } = await sql<MessageRow>`
+        select ${MESSAGE_COLUMNS} from messages m
+        where m.conversation_id = ${conversationId} and m.seq > ${afterSeq} and m.sender_type in ('visitor', 'user')
+          and m.seq > coalesce((select max(a.seq) from messages a where a.conversation_id = ${conversationId} and a.sender_type = 'agent'), 0)
+        order by m.seq limit ${limit}`.execute(this.db);
+      return rows.map(rowToMessage);
+    });
+  }
+
   /** Releases a leased job: caught up, unless a reply came meanwhile (then due after `nextDelayMs`). */
   private release(trx: Kysely<Tables>, job: ClaimedEmailJob, emailedSeq: number, nextDelayMs: number) {
     return sql<{ conversation_id: string }>`
@@ -111,7 +125,7 @@ export class KyselyOfflineStore implements OfflineStore {
         pending = requests <> ${job.requests},
         due_at = case when requests <> ${job.requests} then now() + ${nextDelayMs} * interval '1 millisecond' else due_at end,
         updated_at = now()
-      where conversation_id = ${conversationOf(job.tenantId, job.sessionId)} and lease_id = ${job.leaseId}::uuid
+      where conversation_id = ${conversationOf(job.tenantId, job.sessionId)} and kind = ${job.kind} and lease_id = ${job.leaseId}::uuid
       returning conversation_id`.execute(trx);
   }
 
@@ -126,6 +140,7 @@ export class KyselyOfflineStore implements OfflineStore {
             .insertInto('email_deliveries')
             .values({
               id: randomUUID(),
+              kind: job.kind,
               tenant_id: job.tenantId,
               conversation_id: conversationId,
               session_id: job.sessionId,
@@ -149,7 +164,9 @@ export class KyselyOfflineStore implements OfflineStore {
       const r = await sql`
         update email_jobs set lease_id = null, lease_until = null, due_at = ${dueAt.toISOString()}::timestamptz,
           last_error = ${error.slice(0, 1000)}, updated_at = now()
-        where conversation_id = ${conversationOf(job.tenantId, job.sessionId)} and lease_id = ${job.leaseId}::uuid`.execute(this.db);
+        where conversation_id = ${conversationOf(job.tenantId, job.sessionId)} and kind = ${job.kind} and lease_id = ${job.leaseId}::uuid`.execute(
+        this.db,
+      );
       return Number(r.numAffectedRows ?? 0) > 0;
     });
   }
@@ -166,6 +183,7 @@ export class KyselyOfflineStore implements OfflineStore {
       const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(opts.limit).execute();
       return rows.map((r) => ({
         id: r.id,
+        kind: r.kind,
         tenantId: r.tenant_id,
         sessionId: r.session_id,
         recipient: r.recipient,

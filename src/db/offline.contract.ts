@@ -143,6 +143,42 @@ export function describeOfflineContract(name: string, open: () => Promise<{ db: 
       expect(await claimOf(s)).toBeUndefined();
     });
 
+    it("a tenant notification is a job of its own kind: leased, recorded and released apart from the visitor's", async () => {
+      const t = uid('t');
+      const s = uid('s');
+      await db.messages.accept(msg(t, s, 'one'));
+      await db.messages.accept(msg(t, s, 'two'));
+      await db.offline.scheduleEmail(t, s, past(), 'tenant');
+      await db.offline.scheduleEmail(t, s, past(), 'tenant');
+      await db.offline.scheduleEmail(t, s, past());
+      const jobs = (await db.offline.claimDueEmails(100, 60_000)).filter((j) => j.sessionId === s);
+      expect(jobs.map((j) => [j.kind, j.requests]).sort()).toEqual([
+        ['tenant', 2],
+        ['visitor', 1],
+      ]);
+      const tenant = jobs.find((j) => j.kind === 'tenant')!;
+      const visitor = jobs.find((j) => j.kind === 'visitor')!;
+      expect((await db.offline.unansweredVisitorMessagesAfter(t, s, 0, 10)).map((m) => [m.seq, m.text])).toEqual([
+        [1, 'one'],
+        [2, 'two'],
+      ]);
+      expect(await db.offline.unansweredVisitorMessagesAfter(uid('t'), s, 0, 10)).toEqual([]);
+      const sent = { kind: 'sent' as const, recipient: 'ops@example.com', firstSeq: 1, upToSeq: 2, messages: 2 };
+      expect(await db.offline.recordEmail(tenant, sent, 60_000)).toBe(true);
+      // The visitor job's lease is untouched by the tenant job's record (same lease id, other kind).
+      expect(await db.offline.retryEmail(visitor, past(), 'ECONNREFUSED')).toBe(true);
+      expect(await db.offline.listDeliveries({ limit: 10, tenantId: t })).toEqual([
+        expect.objectContaining({ kind: 'tenant', recipient: 'ops@example.com', firstSeq: 1, lastSeq: 2 }),
+      ]);
+      // Notified lines are not notified again; an agent's answer covers the lines before it.
+      await db.messages.accept(msg(t, s, 'three'));
+      expect((await db.offline.unansweredVisitorMessagesAfter(t, s, 2, 10)).map((m) => m.text)).toEqual(['three']);
+      await db.messages.accept(msg(t, s, 'answer', { sender: agent }));
+      expect(await db.offline.unansweredVisitorMessagesAfter(t, s, 2, 10)).toEqual([]);
+      await db.messages.accept(msg(t, s, 'four'));
+      expect((await db.offline.unansweredVisitorMessagesAfter(t, s, 2, 10)).map((m) => m.text)).toEqual(['four']);
+    });
+
     it('keeps unsubscribed addresses per tenant, case-insensitively', async () => {
       const t = uid('t');
       await db.offline.unsubscribe(t, 'Ann@Example.com');

@@ -268,6 +268,8 @@ export interface Contact {
 /** An email job this node leased (claimDueEmails): valid while `leaseId` is still the job's. */
 export interface ClaimedEmailJob {
   readonly leaseId: string;
+  /** 'visitor': agent replies emailed to the visitor; 'tenant': visitor messages notified to the tenant. */
+  readonly kind: EmailKind;
   /** The conversation's id (its reply address is derived from it). */
   readonly conversationId: string;
   readonly tenantId: string;
@@ -276,7 +278,7 @@ export interface ClaimedEmailJob {
   readonly userId: string | null;
   /** Attempts of this email so far, this one included. */
   readonly attempts: number;
-  /** The last agent message seq already emailed. */
+  /** The last message seq already emailed (agent replies for 'visitor', visitor messages for 'tenant'). */
   readonly emailedSeq: number;
   /** The visitor's read pointer: agent messages up to it were seen. */
   readonly visitorReadSeq: number;
@@ -285,8 +287,11 @@ export interface ClaimedEmailJob {
   readonly requests: number;
 }
 
+export type EmailKind = 'visitor' | 'tenant';
+
 export interface EmailDelivery {
   readonly id: string;
+  readonly kind: EmailKind;
   readonly tenantId: string;
   readonly sessionId: string;
   readonly recipient: string;
@@ -325,14 +330,20 @@ export interface OfflineStore {
   /** Stores the visitor's contact on the conversation; false when the tenant has no such conversation. */
   setContact(tenantId: string, sessionId: string, contact: Contact): Promise<boolean>;
   /**
-   * An agent replied: makes the conversation's job due at `dueAt` unless one is already pending
-   * (then its earlier due time stays: the delay runs from the first reply not yet emailed).
+   * An agent replied ('visitor'), or a visitor wrote while nobody was available ('tenant'): makes
+   * the conversation's job of that kind due at `dueAt` unless one is already pending (then its
+   * earlier due time stays: the delay runs from the first message not yet emailed).
    */
-  scheduleEmail(tenantId: string, sessionId: string, dueAt: Date): Promise<void>;
+  scheduleEmail(tenantId: string, sessionId: string, dueAt: Date, kind?: EmailKind): Promise<void>;
   /** Leases up to `limit` pending jobs due now (whose lease is free or expired) for `leaseMs`. */
   claimDueEmails(limit: number, leaseMs: number): Promise<ClaimedEmailJob[]>;
   /** Agent messages of the conversation with seq > `afterSeq`, ascending, at most `limit`. */
   agentMessagesAfter(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]>;
+  /**
+   * The visitor's messages (visitor or user senders) with seq > `afterSeq` that no agent message
+   * follows (not answered yet), ascending, at most `limit` (the oldest).
+   */
+  unansweredVisitorMessagesAfter(tenantId: string, sessionId: string, afterSeq: number, limit: number): Promise<ChatMessage[]>;
   /**
    * Records the outcome of a leased job in one transaction (the delivery row, `emailed_seq`, the
    * job no longer pending — unless a reply came while it was leased: then due again after

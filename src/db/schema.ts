@@ -58,9 +58,13 @@ export interface AutoAssignCursorTable {
   updated_at: Generated<Timestamp>;
 }
 
+export type EmailKind = 'visitor' | 'tenant';
+
 /** One per conversation with agent replies to email (migration 0004_offline_email). */
 export interface EmailJobsTable {
   conversation_id: string;
+  /** 'visitor': agent replies to the visitor; 'tenant': visitor messages to the tenant's notifyAddress (0005). */
+  kind: Generated<EmailKind>;
   tenant_id: string;
   /** An email is due (at due_at) or being sent; false once the conversation is caught up. */
   pending: Generated<boolean>;
@@ -86,6 +90,7 @@ export interface EmailDeliveriesTable {
   session_id: string;
   recipient: string;
   status: 'sent' | 'failed';
+  kind: Generated<EmailKind>;
   first_seq: number;
   last_seq: number;
   messages: number;

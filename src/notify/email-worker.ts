@@ -9,18 +9,23 @@
 //   - sent → recorded with the seq it covers, so a retry never sends it again; a 5xx refusal →
 //     recorded as failed (chatd_emails_total{result="failed"}, `chatd emails ls --failed`); any
 //     other failure (SMTP down, a 4xx) → retried with backoff until email.retryWindowMs.
+// Tenant notifications take the same path as jobs of another kind ('tenant'): a visitor message
+// accepted while the tenant is not available (notifyTenant) schedules one, due after
+// email.notifyDelaySeconds; it carries the visitor messages no agent answered and no earlier
+// notification carried, to tenants[].email.notifyAddress.
 // The window left: an SMTP server that accepted the email while this node died before recording
 // it. The retry then sends it again, with the same Message-ID, which mail systems use to drop the
 // duplicate.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { TenantDirectory } from '../auth/tenants.js';
+import { availabilityOf } from '../chat/availability.js';
 import type { ChatMessage } from '../chat/message.js';
 import type { Config } from '../config/schema.js';
 import type { ClaimedEmailJob, MessageStore, OfflineStore } from '../db/ports.js';
 import { promClient, registry } from '../observability/metrics.js';
-import type { PresenceStore } from '../store/ports.js';
-import { renderReplyEmail } from './reply-email.js';
+import type { AgentPresenceStore, PresenceStore } from '../store/ports.js';
+import { renderNotifyEmail, renderReplyEmail, type RenderedEmail } from './reply-email.js';
 import { signToken } from './signed-token.js';
 import { replyAddress } from './inbound-email.js';
 
@@ -39,11 +44,23 @@ export interface MailTransport {
   close(): void;
 }
 
+/** One email ready to send: its recipient, the messages it covers, and what it says. */
+interface Outgoing {
+  readonly recipient: string;
+  readonly senderName: string;
+  readonly messages: readonly ChatMessage[];
+  readonly rendered: RenderedEmail;
+  readonly headers: Record<string, string>;
+  readonly replyTo?: string;
+}
+
 export interface EmailWorkerOptions {
   readonly email: Config['email'] & { readonly secret: string; readonly from: string; readonly publicUrl: string };
   readonly offline: OfflineStore;
   readonly messages: Pick<MessageStore, 'history'>;
   readonly presence: Pick<PresenceStore, 'isOnline'>;
+  /** The tenant's agents online (availability, for tenant notifications). */
+  readonly agents: Pick<AgentPresenceStore, 'count'>;
   readonly tenants: () => TenantDirectory;
   readonly transport: MailTransport;
   readonly logger: Logger;
@@ -51,7 +68,7 @@ export interface EmailWorkerOptions {
 
 const emails = new promClient.Counter({
   name: 'chatd_emails_total',
-  help: 'Visitor reply emails by result: sent, failed (refused for good), retry (SMTP failure, will retry), skipped (visitor back, no address, unsubscribed, nothing unread).',
+  help: 'Visitor reply emails and tenant notifications by result: sent, failed (refused for good), retry (SMTP failure, will retry), skipped (visitor back, no address, unsubscribed, nothing unread; for notifications: tenant available, answered).',
   labelNames: ['result', 'reason'] as const,
   registers: [registry],
 });
@@ -107,6 +124,27 @@ export class EmailWorker {
     });
   }
 
+  /**
+   * A visitor's message was stored: when its tenant has a notifyAddress and is not available now
+   * (out of business hours, or no agent online), the conversation's notification is due after
+   * email.notifyDelaySeconds (later messages join it).
+   */
+  async notifyTenant(message: ChatMessage): Promise<void> {
+    const tenant = this.opts.tenants().get(message.tenantId);
+    if (!tenant?.email?.notifyAddress) return;
+    try {
+      const agents = await this.opts.agents.count(message.tenantId);
+      if (availabilityOf(tenant.availability, agents, Date.now()).available) {
+        emails.inc({ result: 'skipped', reason: 'available' });
+        return;
+      }
+      const due = new Date(Date.now() + this.opts.email.notifyDelaySeconds * 1000);
+      await this.opts.offline.scheduleEmail(message.tenantId, message.sessionId, due, 'tenant');
+    } catch (err) {
+      this.opts.logger.warn({ err, tenantId: message.tenantId }, 'tenant notification could not be scheduled');
+    }
+  }
+
   /** One poll now (the timer calls it; tests too). */
   tick(): Promise<void> {
     this.running ??= this.poll().finally(() => (this.running = undefined));
@@ -136,19 +174,26 @@ export class EmailWorker {
 
   private skip(job: ClaimedEmailJob, reason: string, upToSeq: number) {
     emails.inc({ result: 'skipped', reason });
-    return this.opts.offline.recordEmail(job, { kind: 'nothing', upToSeq }, this.delayMs);
+    return this.opts.offline.recordEmail(job, { kind: 'nothing', upToSeq }, this.delayMs(job));
   }
 
-  private get delayMs(): number {
-    return this.opts.email.visitorDelaySeconds * 1000;
+  /** The debounce window of a job's kind. */
+  private delayMs(job: Pick<ClaimedEmailJob, 'kind'>): number {
+    return (job.kind === 'tenant' ? this.opts.email.notifyDelaySeconds : this.opts.email.visitorDelaySeconds) * 1000;
   }
 
   private async run(job: ClaimedEmailJob): Promise<void> {
+    const mail = job.kind === 'tenant' ? await this.tenantNotification(job) : await this.visitorReplies(job);
+    if (mail) await this.deliver(job, mail);
+  }
+
+  /** The agent replies the visitor has not read, or undefined when there is nothing to send (recorded). */
+  private async visitorReplies(job: ClaimedEmailJob): Promise<Outgoing | undefined> {
     const { offline, email } = this.opts;
     if (await this.opts.presence.isOnline(job.tenantId, job.userId ?? job.sessionId)) {
       emails.inc({ result: 'skipped', reason: 'visitor_back' });
-      await offline.cancelEmail(job, this.delayMs);
-      return;
+      await offline.cancelEmail(job, this.delayMs(job));
+      return undefined;
     }
     const after = Math.max(job.emailedSeq, job.visitorReadSeq);
     const messages = await offline.agentMessagesAfter(job.tenantId, job.sessionId, after, MAX_MESSAGES);
@@ -160,8 +205,6 @@ export class EmailWorker {
 
     const tenant = this.opts.tenants().get(job.tenantId);
     const senderName = tenant?.email?.senderName ?? tenant?.name ?? job.tenantId;
-    const firstSeq = messages[0]!.seq;
-    const upToSeq = messages[messages.length - 1]!.seq;
     const token = signToken(email.secret, UNSUBSCRIBE_PURPOSE, [job.tenantId, recipient.toLowerCase()]);
     const unsubscribeUrl = `${email.publicUrl.replace(/\/+$/, '')}/webchat/unsubscribe/${token}`;
     const rendered = renderReplyEmail({
@@ -176,43 +219,88 @@ export class EmailWorker {
     });
     const replyTo =
       email.replyDomain && email.inboundSecret ? replyAddress(email.secret, email.replyDomain, job.conversationId) : undefined;
-    // The same email (same conversation, same messages) always has the same Message-ID.
-    const id = createHash('sha256').update(`${job.tenantId}\n${job.sessionId}\n${firstSeq}-${upToSeq}`).digest('hex').slice(0, 32);
+    return {
+      recipient,
+      senderName,
+      messages,
+      rendered,
+      headers: { 'List-Unsubscribe': `<${unsubscribeUrl}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
+      ...(replyTo ? { replyTo } : {}),
+    };
+  }
+
+  /**
+   * The visitor messages not answered and not notified yet, for the tenant's notifyAddress, or
+   * undefined when there is nothing to send (recorded). An agent who answered meanwhile has seen them.
+   */
+  private async tenantNotification(job: ClaimedEmailJob): Promise<Outgoing | undefined> {
+    const tenant = this.opts.tenants().get(job.tenantId);
+    const recipient = tenant?.email?.notifyAddress;
+    // The address was removed from the config since the message: nothing to notify.
+    if (!recipient) return void (await this.skip(job, 'no_address', job.emailedSeq));
+    const messages = await this.opts.offline.unansweredVisitorMessagesAfter(job.tenantId, job.sessionId, job.emailedSeq, MAX_MESSAGES);
+    if (messages.length === 0) return void (await this.skip(job, 'answered', job.emailedSeq));
+    const senderName = tenant.email?.senderName ?? tenant.name;
+    const template = tenant.email?.consoleUrl ?? `${this.opts.email.publicUrl.replace(/\/+$/, '')}/demo/agent`;
+    const consoleUrl = template
+      .replaceAll('{tenantId}', encodeURIComponent(job.tenantId))
+      .replaceAll('{sessionId}', encodeURIComponent(job.sessionId));
+    const rendered = renderNotifyEmail({
+      tenantName: tenant.name,
+      sessionId: job.sessionId,
+      visitor: job.contact ?? undefined,
+      messages,
+      pageUrl: await this.pageOf(job),
+      consoleUrl,
+    });
+    // Answering the notification writes to the visitor when they left an address.
+    return { recipient, senderName, messages, rendered, headers: {}, ...(job.contact ? { replyTo: job.contact.email } : {}) };
+  }
+
+  private async deliver(job: ClaimedEmailJob, mail: Outgoing): Promise<void> {
+    const { offline, email } = this.opts;
+    const { recipient, messages, rendered } = mail;
+    const firstSeq = messages[0]!.seq;
+    const upToSeq = messages[messages.length - 1]!.seq;
+    // The same email (same conversation, kind and messages) always has the same Message-ID.
+    const kind = job.kind === 'visitor' ? '' : `${job.kind}\n`;
+    const id = createHash('sha256').update(`${kind}${job.tenantId}\n${job.sessionId}\n${firstSeq}-${upToSeq}`).digest('hex').slice(0, 32);
+    const what = job.kind === 'tenant' ? 'tenant notification' : 'reply email';
     try {
       await this.opts.transport.sendMail({
-        from: { name: senderName, address: email.from },
+        from: { name: mail.senderName, address: email.from },
         to: recipient,
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,
         messageId: `<${id}@${this.host}>`,
-        headers: { 'List-Unsubscribe': `<${unsubscribeUrl}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' },
-        ...(replyTo ? { replyTo } : {}),
+        headers: mail.headers,
+        ...(mail.replyTo ? { replyTo: mail.replyTo } : {}),
       });
     } catch (err) {
       const error = (err as Error).message ?? String(err);
       const outcome = { kind: 'failed' as const, recipient, firstSeq, upToSeq, messages: messages.length, error };
       if (permanent(err)) {
         emails.inc({ result: 'failed', reason: 'refused' });
-        this.opts.logger.warn({ tenantId: job.tenantId, error }, 'reply email refused by the SMTP server; recorded as failed');
-        await offline.recordEmail(job, outcome, this.delayMs);
+        this.opts.logger.warn({ tenantId: job.tenantId, error }, `${what} refused by the SMTP server; recorded as failed`);
+        await offline.recordEmail(job, outcome, this.delayMs(job));
         return;
       }
       let waited = 0;
       for (let a = 1; a < job.attempts; a++) waited += retryDelayMs(a, email.retryBaseMs, email.retryMaxDelayMs);
       if (waited >= email.retryWindowMs) {
         emails.inc({ result: 'failed', reason: 'retry_window_exhausted' });
-        await offline.recordEmail(job, outcome, this.delayMs);
+        await offline.recordEmail(job, outcome, this.delayMs(job));
         return;
       }
       emails.inc({ result: 'retry', reason: 'smtp_error' });
-      this.opts.logger.warn({ tenantId: job.tenantId, error, attempt: job.attempts }, 'reply email not sent; retried with backoff');
+      this.opts.logger.warn({ tenantId: job.tenantId, error, attempt: job.attempts }, `${what} not sent; retried with backoff`);
       await offline.retryEmail(job, new Date(Date.now() + retryDelayMs(job.attempts, email.retryBaseMs, email.retryMaxDelayMs)), error);
       return;
     }
     emails.inc({ result: 'sent', reason: '' });
-    if (!(await offline.recordEmail(job, { kind: 'sent', recipient, firstSeq, upToSeq, messages: messages.length }, this.delayMs))) {
-      this.opts.logger.warn({ tenantId: job.tenantId }, 'reply email sent after its lease expired; another node may send it again');
+    if (!(await offline.recordEmail(job, { kind: 'sent', recipient, firstSeq, upToSeq, messages: messages.length }, this.delayMs(job)))) {
+      this.opts.logger.warn({ tenantId: job.tenantId }, `${what} sent after its lease expired; another node may send it again`);
     }
   }
 

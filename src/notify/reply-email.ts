@@ -60,3 +60,43 @@ export function renderReplyEmail(input: ReplyEmailInput): RenderedEmail {
   ].join('\n');
   return { subject, text, html };
 }
+
+export interface NotifyEmailInput {
+  readonly tenantName: string;
+  readonly sessionId: string;
+  /** The visitor's contact, if they left one. */
+  readonly visitor?: { readonly email: string; readonly name?: string | undefined } | undefined;
+  readonly messages: readonly ChatMessage[];
+  readonly pageUrl?: string | undefined;
+  /** Where the agent console opens the conversation. */
+  readonly consoleUrl: string;
+}
+
+/** The email the tenant's notification address gets when a visitor wrote while nobody was available. */
+export function renderNotifyEmail(input: NotifyEmailInput): RenderedEmail {
+  const who = input.visitor ? (input.visitor.name ? `${input.visitor.name} <${input.visitor.email}>` : input.visitor.email) : 'A visitor';
+  const n = input.messages.length;
+  const subject = `${n === 1 ? 'New message' : `${n} new messages`} from ${who} (${input.tenantName})`;
+  const intro = `${who} wrote while nobody was available (conversation ${input.sessionId}):`;
+  const page = safeUrl(input.pageUrl);
+  const console = safeUrl(input.consoleUrl);
+  const text = [
+    intro,
+    '',
+    ...input.messages.flatMap((m) => [m.text, '']),
+    ...(page ? [`From the page: ${page}`, ''] : []),
+    ...(console ? [`Open the conversation: ${console}`, ''] : []),
+  ].join('\n');
+  const html = [
+    '<!doctype html><html><body style="font-family:sans-serif">',
+    `<p>${escapeHtml(intro)}</p>`,
+    ...input.messages.map(
+      (m) =>
+        `<blockquote style="margin:0 0 1em;padding-left:1em;border-left:3px solid #ccc">${escapeHtml(m.text).replaceAll('\n', '<br>')}</blockquote>`,
+    ),
+    ...(page ? [`<p>From the page: <a href="${escapeHtml(page)}">${escapeHtml(page)}</a></p>`] : []),
+    ...(console ? [`<p><a href="${escapeHtml(console)}">Open the conversation</a></p>`] : []),
+    '</body></html>',
+  ].join('\n');
+  return { subject, text, html };
+}

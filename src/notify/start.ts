@@ -6,7 +6,7 @@ import type { TenantDirectory } from '../auth/tenants.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../config/load.js';
 import type { Database } from '../db/ports.js';
-import type { PresenceStore } from '../store/ports.js';
+import type { AgentPresenceStore, PresenceStore } from '../store/ports.js';
 import { EmailWorker } from './email-worker.js';
 
 /** The key signing unsubscribe links (and reply tokens): email.secret, else the JWT secret. */
@@ -16,7 +16,13 @@ export function emailSecret(config: Pick<Config, 'email' | 'auth'>): string | un
 
 export function startEmailWorker(
   config: Config,
-  deps: { db: Database; presence: Pick<PresenceStore, 'isOnline'>; tenants: () => TenantDirectory; logger: Logger },
+  deps: {
+    db: Database;
+    presence: Pick<PresenceStore, 'isOnline'>;
+    agents: Pick<AgentPresenceStore, 'count'>;
+    tenants: () => TenantDirectory;
+    logger: Logger;
+  },
 ): EmailWorker | undefined {
   const { smtp, from, publicUrl } = config.email;
   if (!smtp) return undefined;
@@ -29,6 +35,7 @@ export function startEmailWorker(
     offline: deps.db.offline,
     messages: deps.db.messages,
     presence: deps.presence,
+    agents: deps.agents,
     tenants: deps.tenants,
     transport: {
       sendMail: (mail) => transport.sendMail(mail),
