@@ -3,6 +3,8 @@
 // keys and tenants the tests use. Shared by the api's integration tests (Redis + PostgreSQL) and its
 // end-to-end test (embedded defaults).
 import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+import { DATABASE_URL, REDIS_URL, uniquePrefix, uniqueSchema } from './services.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -221,4 +223,29 @@ export async function startInProcess(
     },
     stop: () => server.stop(),
   };
+}
+
+/**
+ * The backends every api contract suite runs on: Redis + PostgreSQL (when `ready`, each run with its
+ * own key prefix and schema named after `tag`), and the embedded defaults (no redis or database URL:
+ * the in-process store and an embedded PGlite in a temp data folder).
+ */
+export function apiBackends(tag: string, ready: boolean) {
+  return [
+    {
+      name: 'Redis + PostgreSQL',
+      enabled: ready,
+      raw: () => ({
+        redis: { url: REDIS_URL, prefix: uniquePrefix(tag) },
+        database: { url: DATABASE_URL, schema: uniqueSchema(tag), autoMigrate: true },
+      }),
+    },
+    { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
+  ];
+}
+
+/** An error answer: this status and code, and a message for people. */
+export function expectError(r: Answer, status: number, code: string): void {
+  expect({ status: r.status, code: r.body?.code }, JSON.stringify(r.body)).toEqual({ status, code });
+  expect(typeof r.body.error).toBe('string');
 }

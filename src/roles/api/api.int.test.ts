@@ -10,6 +10,8 @@ import { CREDENTIAL_PARAMS } from '../../auth/bearer.js';
 import { userHashOf } from '../../auth/identity.js';
 import type { Store, TenantEvent } from '../../store/ports.js';
 import {
+  apiBackends,
+  expectError,
   IDENTITY_SECRET,
   JWT_SECRET,
   KEYS,
@@ -27,23 +29,7 @@ const enc = new TextEncoder();
 const now = () => Math.floor(Date.now() / 1000);
 const id = (p: string) => `${p}-${randomUUID().slice(0, 8)}`;
 
-function expectError(r: Answer, status: number, code: string) {
-  expect({ status: r.status, code: r.body?.code }, JSON.stringify(r.body)).toEqual({ status, code });
-  expect(typeof r.body.error).toBe('string');
-}
-
-const BACKENDS = [
-  {
-    name: 'Redis + PostgreSQL',
-    enabled: ready,
-    raw: () => ({
-      redis: { url: REDIS_URL, prefix: uniquePrefix('api') },
-      database: { url: DATABASE_URL, schema: uniqueSchema('api'), autoMigrate: true },
-    }),
-  },
-  // No redis or database URL: the in-process store and an embedded PGlite in a temp data folder.
-  { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
-];
+const BACKENDS = apiBackends('api', ready);
 
 describe.each(BACKENDS)('api role on $name', ({ enabled, raw }) => {
   if (!enabled) {

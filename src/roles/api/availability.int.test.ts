@@ -3,24 +3,21 @@
 // with agents online or not, in and out of business hours, and its Cache-Control; every answer is
 // checked against schemas/ by the harness's client.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { hasPostgres, hasRedis } from '../../../test/helpers/services.js';
 import type { Store } from '../../store/ports.js';
 import {
+  apiBackends,
+  expectError,
   JWT_SECRET,
   KEYS,
   client,
   contractSeen,
   startInProcess,
   tenantsConfig,
-  type Answer,
   type InProcessServer,
 } from '../../../test/helpers/api-harness.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
-
-function expectError(r: Answer, status: number, code: string) {
-  expect({ status: r.status, code: r.body?.code }, JSON.stringify(r.body)).toEqual({ status, code });
-}
 
 /** A local date two days from now in UTC (far enough from midnight that the test cannot straddle it). */
 const inTwoDays = () => new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10);
@@ -53,17 +50,7 @@ function tenants(opening: string): unknown[] {
   ];
 }
 
-const BACKENDS = [
-  {
-    name: 'Redis + PostgreSQL',
-    enabled: ready,
-    raw: () => ({
-      redis: { url: REDIS_URL, prefix: uniquePrefix('avail') },
-      database: { url: DATABASE_URL, schema: uniqueSchema('avail'), autoMigrate: true },
-    }),
-  },
-  { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
-];
+const BACKENDS = apiBackends('avail', ready);
 
 describe.each(BACKENDS)('GET /api/chat/availability on $name', ({ enabled, raw }) => {
   if (!enabled) {

@@ -4,37 +4,24 @@
 // refused, and erasing the session erases the contact.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
+import { hasPostgres, hasRedis } from '../../../test/helpers/services.js';
 import type { KyselyDatabase } from '../../db/database.js';
 import {
+  apiBackends,
+  expectError,
   JWT_SECRET,
   KEYS,
   client,
   contractSeen,
   startInProcess,
   tenantsConfig,
-  type Answer,
   type InProcessServer,
 } from '../../../test/helpers/api-harness.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
 const sid = () => `s-${randomUUID().slice(0, 12)}`;
 
-function expectError(r: Answer, status: number, code: string) {
-  expect({ status: r.status, code: r.body?.code }, JSON.stringify(r.body)).toEqual({ status, code });
-}
-
-const BACKENDS = [
-  {
-    name: 'Redis + PostgreSQL',
-    enabled: ready,
-    raw: () => ({
-      redis: { url: REDIS_URL, prefix: uniquePrefix('contact') },
-      database: { url: DATABASE_URL, schema: uniqueSchema('contact'), autoMigrate: true },
-    }),
-  },
-  { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
-];
+const BACKENDS = apiBackends('contact', ready);
 
 describe.each(BACKENDS)('POST /webchat/contact on $name', ({ enabled, raw }) => {
   if (!enabled) {

@@ -4,8 +4,8 @@
 // visitor's stream and history, unread counts on both sides, and the isolation cases.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DATABASE_URL, REDIS_URL, hasPostgres, hasRedis, uniquePrefix, uniqueSchema } from '../../../test/helpers/services.js';
-import { assertSchema, contractSeen, tenantsConfig, type Answer } from '../../../test/helpers/api-harness.js';
+import { hasPostgres, hasRedis } from '../../../test/helpers/services.js';
+import { apiBackends, expectError, assertSchema, contractSeen, tenantsConfig } from '../../../test/helpers/api-harness.js';
 import { agentToken, connect, connected, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../../../test/helpers/webhook-receiver.js';
@@ -14,21 +14,7 @@ import { signWebhook } from '../../webhooks/signing.js';
 const ready = (await hasRedis()) && (await hasPostgres());
 const sid = (p = 's') => `${p}-${randomUUID().slice(0, 8)}`;
 
-function expectError(r: Answer, status: number, code: string) {
-  expect({ status: r.status, code: r.body?.code }, JSON.stringify(r.body)).toEqual({ status, code });
-}
-
-const BACKENDS = [
-  {
-    name: 'Redis + PostgreSQL',
-    enabled: ready,
-    raw: () => ({
-      redis: { url: REDIS_URL, prefix: uniquePrefix('inbox') },
-      database: { url: DATABASE_URL, schema: uniqueSchema('inbox'), autoMigrate: true },
-    }),
-  },
-  { name: 'the embedded defaults (memory store + PGlite)', enabled: true, raw: () => ({}) },
-];
+const BACKENDS = apiBackends('inbox', ready);
 
 describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
   if (!enabled) {
