@@ -4,7 +4,8 @@
 // (no opening range), so its agent online changes nothing. Checks: three visitor lines while nobody
 // is available → one email to the tenant's address with the three; an agent online → nothing
 // scheduled; each tenant's address gets only its own visitors; a later line is notified alone; an
-// answered line is not notified.
+// answered line is not notified; SMTP down then back: sent once; a refused address: recorded as
+// failed.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tenantsConfig } from '../../test/helpers/api-harness.js';
@@ -16,6 +17,7 @@ import type { KyselyDatabase } from '../db/database.js';
 import { registry } from '../observability/metrics.js';
 
 const ready = (await hasRedis()) && (await hasPostgres());
+const PUB_C = 'ck_pub_tenantC_publishable_0001';
 
 describe.skipIf(!ready)('tenant notifications (Redis + PostgreSQL, a real SMTP server)', () => {
   let smtp: SmtpSink;
@@ -32,6 +34,13 @@ describe.skipIf(!ready)('tenant notifications (Redis + PostgreSQL, a real SMTP s
         { ...tA, name: 'Acme', email: { notifyAddress: 'ops-a@acme.example', consoleUrl: 'https://console.acme.example/c/{sessionId}' } },
         { ...tB, name: 'Beta', businessHours: { timeZone: 'UTC', weekly: [] }, email: { notifyAddress: 'ops-b@beta.example' } },
         ...rest,
+        // The SMTP sink refuses addresses starting with "reject".
+        {
+          id: 'tenantC',
+          apiKeys: [{ key: PUB_C }],
+          allowedOrigins: ['https://c.example'],
+          email: { notifyAddress: 'reject-ops@c.example' },
+        },
       ],
       redis: { url: REDIS_URL, prefix: uniquePrefix('notify') },
       database: { url: DATABASE_URL, schema, autoMigrate: true },
@@ -57,8 +66,8 @@ describe.skipIf(!ready)('tenant notifications (Redis + PostgreSQL, a real SMTP s
     await smtp?.kill();
   });
 
-  const pub = { tenantA: KEYS.pubA, tenantB: KEYS.pubB } as const;
-  async function visitor(tenantId: 'tenantA' | 'tenantB') {
+  const pub = { tenantA: KEYS.pubA, tenantB: KEYS.pubB, tenantC: PUB_C } as const;
+  async function visitor(tenantId: keyof typeof pub) {
     return { tenantId, sessionId: `s-${randomUUID().slice(0, 12)}`, token: await visitorToken(node, tenantId, pub[tenantId]) };
   }
   type Visitor = Awaited<ReturnType<typeof visitor>>;
@@ -199,5 +208,34 @@ describe.skipIf(!ready)('tenant notifications (Redis + PostgreSQL, a real SMTP s
     );
     expect(await deliveries(v.sessionId)).toEqual([]);
     expect(await mailsAbout(v.sessionId)).toEqual([]);
+  });
+
+  it('SMTP down: the notification is retried and sent once when it is back; a refused address is recorded as failed', async () => {
+    // tenantB is out of business hours.
+    await smtp.kill();
+    const v = await visitor('tenantB');
+    await write(v, 'Written while the mail server is down.');
+    await due(v.sessionId);
+    await eventually(async () => ((await job(v.sessionId))?.attempts ?? 0) >= 2, 'the notification retried');
+    const failing = await job(v.sessionId);
+    expect(failing).toMatchObject({ pending: true, emailed_seq: 0 });
+    expect(failing!.last_error).toMatch(/ECONNREFUSED|connect/i);
+    await smtp.start();
+    await eventually(async () => (await deliveries(v.sessionId)).length === 1, 'sent once SMTP is back');
+    expect(await deliveries(v.sessionId)).toEqual([
+      expect.objectContaining({ kind: 'tenant', status: 'sent', recipient: 'ops-b@beta.example' }),
+    ]);
+    const mails = await mailsAbout(v.sessionId);
+    expect(mails).toHaveLength(1);
+    expect(mails[0]!.mail.text).toContain('Written while the mail server is down.');
+
+    const c = await visitor('tenantC');
+    await write(c, 'Nobody at tenant C?');
+    await due(c.sessionId);
+    await eventually(async () => (await deliveries(c.sessionId)).length === 1, 'the refusal recorded');
+    const [d] = await deliveries(c.sessionId);
+    expect(d).toMatchObject({ kind: 'tenant', status: 'failed', recipient: 'reject-ops@c.example', messages: 1 });
+    expect(d!.error).toContain('550');
+    expect(await job(c.sessionId)).toMatchObject({ pending: false, emailed_seq: 1 });
   });
 });
