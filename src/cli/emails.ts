@@ -24,7 +24,7 @@ interface Listing {
   readonly deliveries: EmailDelivery[];
 }
 
-const COLUMNS = ['at', 'tenantId', 'sessionId', 'recipient', 'status', 'messages', 'attempts', 'error'] as const;
+const COLUMNS = ['at', 'kind', 'tenantId', 'sessionId', 'recipient', 'status', 'messages', 'attempts', 'error'] as const;
 
 export function registerEmailsCommands(program: Command): void {
   const emails = program.command('emails').description('Agent replies emailed to visitors who left, and tenant notifications.');

@@ -87,7 +87,8 @@ describe.skipIf(!hasChromium())('agent console: replies to a visitor who left go
     const table = await runChatd(['emails', 'ls', '--admin-url', admin], { cwd: bed.cwd });
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/^0 pending\n/);
-    expect(table.stdout).toMatch(/leaver@example\.com\s+sent\s+1\s+1/);
+    expect(table.stdout).toMatch(/^AT\s+KIND\s+TENANTID\s+SESSIONID\s+RECIPIENT\s+STATUS\s+MESSAGES\s+ATTEMPTS\s+ERROR$/m);
+    expect(table.stdout).toMatch(/\svisitor\s+demo\s+\S+\s+leaver@example\.com\s+sent\s+1\s+1/);
     expect(pageErrors).toEqual([]);
     await agentContext.close();
   });
