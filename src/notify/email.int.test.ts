@@ -259,7 +259,7 @@ describe.skipIf(!ready)('reply emails (two nodes on Redis + PostgreSQL, a real S
     ]);
     expect(listed.deliveries.every((x) => x.status === 'failed')).toBe(true);
     const table = await runChatd(['emails', 'ls', '--failed'], { cwd });
-    expect(table.stdout).toMatch(/^\d+ pending\nAT\s+TENANTID\s+SESSIONID\s+RECIPIENT\s+STATUS\s+MESSAGES\s+ATTEMPTS\s+ERROR\n/);
+    expect(table.stdout).toMatch(/^\d+ pending\nAT\s+KIND\s+TENANTID\s+SESSIONID\s+RECIPIENT\s+STATUS\s+MESSAGES\s+ATTEMPTS\s+ERROR\n/);
     expect(table.stdout).toContain('reject-me@example.com');
   }, 120_000);
 

@@ -61,6 +61,10 @@ describe.skipIf(!hasChromium())('demo widget: away message and email form', () =
     await agent.click('#demo-token');
     await expect.poll(() => agent.textContent('#status'), WAIT).toMatch(/^signed in/);
     await visitor.waitForSelector('#away', { state: 'hidden', ...WAIT });
+    // The agent signs out (its socket sends DISCONNECT on whatever transport it is on: closing the
+    // tab while still on long-polling would leave it to the heartbeat timeout, 45 s, to notice).
+    await agent.click('#sign-out');
+    await expect.poll(() => agent.textContent('#status'), WAIT).toBe('signed out');
     await agentContext.close();
     // After presence.offlineGraceMs (10 s by default), the last agent has left.
     await visitor.waitForSelector('#away:not([hidden])', WAIT);

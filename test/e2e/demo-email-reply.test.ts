@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium } from '../helpers/browser.js';
 import { runChatd } from '../helpers/chatd-process.js';
-import { startDemoBed, type DemoBed } from '../helpers/demo.js';
+import { startDemoBed, visitorWrote, type DemoBed } from '../helpers/demo.js';
 import { SmtpSink } from '../helpers/smtp-sink.js';
 
 const WAIT = { timeout: 30_000 };
@@ -37,20 +37,12 @@ describe.skipIf(!hasChromium())('agent console: replies to a visitor who left go
 
   it('shows "your reply will be emailed" for a visitor who left an address, and the reply arrives by email', async () => {
     const pageErrors: string[] = [];
-    const visitorContext = await bed.browser.newContext();
-    const visitor = await visitorContext.newPage();
-    visitor.on('pageerror', (e) => pageErrors.push(e.message));
-    await visitor.goto(`${bed.base}/demo`);
-    await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
-    await visitor.fill('#text', 'Please write back, I have to go.');
-    await visitor.press('#text', 'Enter');
-    await visitor.waitForSelector('#messages li.mine:not(.pending) >> text=Please write back, I have to go.', WAIT);
+    const { context: visitorContext, page: visitor, sessionId } = await visitorWrote(bed, 'Please write back, I have to go.', pageErrors);
     // Nobody is available: the widget offers the email form.
     await visitor.waitForSelector('#away:not([hidden])', WAIT);
     await visitor.fill('#contact-email', 'leaver@example.com');
     await visitor.click('#contact-send');
     await visitor.waitForSelector('#contact-done:not([hidden])', WAIT);
-    const sessionId = (await visitor.evaluate(() => window.localStorage.getItem('chatd-demo-session')))!;
     await visitorContext.close();
 
     const agentContext = await bed.browser.newContext({ viewport: { width: 1200, height: 760 } });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium } from '../helpers/browser.js';
-import { startDemoBed, type DemoBed } from '../helpers/demo.js';
+import { startDemoBed, visitorWrote, type DemoBed } from '../helpers/demo.js';
 
 const WAIT = { timeout: 30_000 };
 const ARTIFACTS = path.resolve(__dirname, '../../test-artifacts');
@@ -52,18 +52,8 @@ describe.skipIf(!hasChromium())('agent console inbox in a browser', () => {
 
   it('a conversation left by its visitor is found, answered, assigned, resolved and reopened; a second console follows live', async () => {
     const pageErrors: string[] = [];
-    const visitorContext = await bed.browser.newContext();
-    const visitor = await visitorContext.newPage();
-    visitor.on('pageerror', (e) => pageErrors.push(e.message));
-
     // The visitor writes and leaves before any agent is signed in.
-    await visitor.goto(`${bed.base}/demo`);
-    await expect.poll(() => visitor.textContent('#status'), WAIT).toMatch(/^connected/);
-    await visitor.fill('#text', 'Is anyone there? My order is late.');
-    await visitor.press('#text', 'Enter');
-    await visitor.waitForSelector('#messages li.mine:not(.pending) >> text=Is anyone there? My order is late.', WAIT);
-    const sessionId = (await visitor.evaluate(() => window.localStorage.getItem('chatd-demo-session')))!;
-    expect(sessionId).toBeTruthy();
+    const { context: visitorContext, page: visitor, sessionId } = await visitorWrote(bed, 'Is anyone there? My order is late.', pageErrors);
     await visitor.goto('about:blank');
 
     // Two agents sign in afterwards: the demo agent and a second one.

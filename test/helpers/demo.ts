@@ -78,3 +78,25 @@ export async function openVisitorAndAgent(
     },
   };
 }
+
+/**
+ * A visitor page in a browser context of its own, connected, that sent `text` and saw it stored;
+ * with the session id the widget keeps in localStorage. Uncaught page errors go to `pageErrors`.
+ */
+export async function visitorWrote(
+  bed: DemoBed,
+  text: string,
+  pageErrors: string[],
+): Promise<{ context: BrowserContext; page: Page; sessionId: string }> {
+  const context = await bed.browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${bed.base}/demo`);
+  await expect.poll(() => page.textContent('#status'), WAIT).toMatch(/^connected/);
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+  await page.waitForSelector(`#messages li.mine:not(.pending) >> text=${text}`, WAIT);
+  const sessionId = await page.evaluate(() => window.localStorage.getItem('chatd-demo-session'));
+  expect(sessionId).toBeTruthy();
+  return { context, page, sessionId: sessionId! };
+}
