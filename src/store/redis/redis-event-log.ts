@@ -35,112 +35,75 @@ export class RedisEventLog implements EventLog {
   ) {}
 
   publishMessage(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }> {
-    const k = this.keys;
-    const t = message.tenantId;
-    if (k.cluster) return this.publishMessageSharded(message);
-    return guard('publish message', async () => {
-      const r = (await this.redis.chatdPublishMessage(
-        k.published(t, message.id),
-        k.agentOffset(t),
-        k.agentStream(t),
-        k.webhookJobs,
-        k.tenantChannel(t),
-        JSON.stringify(message),
-        t,
-        message.sessionId,
-        message.id,
-        message.createdAt,
-        this.opts.agentHistorySize,
-        this.opts.webhookStreamMaxLen,
-        this.opts.markerTtlSeconds,
-      )) as [number, number];
-      return { agentOffset: Number(r[0]), duplicate: Number(r[1]) === 1 };
-    });
-  }
-
-  private publishMessageSharded(message: ChatMessage): Promise<{ agentOffset: number; duplicate: boolean }> {
-    const k = this.keys;
-    const t = message.tenantId;
-    const json = JSON.stringify(message);
-    return guard('publish message', async () => {
-      // Both are sent in one tick (auto-pipelined per shard); either failing fails the call, so the
-      // outbox row stays undone and the relay re-publishes (the other's marker makes it a no-op).
-      const [agent] = (await Promise.all([
-        this.redis.chatdClusterAgentAppendMessage(
-          k.published(t, message.id),
-          k.agentOffset(t),
-          k.agentStream(t),
-          k.tenantChannel(t),
-          json,
-          this.opts.agentHistorySize,
-          this.opts.markerTtlSeconds,
-        ),
-        this.redis.chatdClusterWebhookAppend(
-          k.webhookMarker(message.id),
-          k.webhookJobs,
-          json,
-          t,
-          message.sessionId,
-          message.id,
-          message.createdAt,
-          this.opts.webhookStreamMaxLen,
-          this.opts.markerTtlSeconds,
-        ),
-      ])) as [[number, number], number];
-      return { agentOffset: Number(agent[0]), duplicate: Number(agent[1]) === 1 };
+    return this.append('publish message', MESSAGE_SCRIPTS, {
+      tenantId: message.tenantId,
+      sessionId: message.sessionId,
+      id: message.id,
+      at: message.createdAt,
+      json: JSON.stringify(message),
     });
   }
 
   /** publishMessage's twin for a conversation_updated event: idempotent per event id. */
   publishUpdate(update: ConversationUpdate): Promise<{ agentOffset: number; duplicate: boolean }> {
-    const k = this.keys;
-    const t = update.tenantId;
-    if (k.cluster) return this.publishUpdateSharded(update);
-    return guard('publish conversation update', async () => {
-      const r = (await this.redis.chatdPublishUpdate(
-        k.published(t, update.id),
-        k.agentOffset(t),
-        k.agentStream(t),
-        k.webhookJobs,
-        k.tenantChannel(t),
-        JSON.stringify(update),
-        t,
-        update.sessionId,
-        update.id,
-        update.at,
-        this.opts.agentHistorySize,
-        this.opts.webhookStreamMaxLen,
-        this.opts.markerTtlSeconds,
-      )) as [number, number];
-      return { agentOffset: Number(r[0]), duplicate: Number(r[1]) === 1 };
+    return this.append('publish conversation update', UPDATE_SCRIPTS, {
+      tenantId: update.tenantId,
+      sessionId: update.sessionId,
+      id: update.id,
+      at: update.at,
+      json: JSON.stringify(update),
     });
   }
 
-  private publishUpdateSharded(update: ConversationUpdate): Promise<{ agentOffset: number; duplicate: boolean }> {
+  /**
+   * One event appended to the agent stream and the webhook stream and published, idempotent per
+   * event id: one script on a standalone Redis; in the cluster layout the agent append and the
+   * webhook append, sent in one tick (auto-pipelined per shard). Either failing fails the call, so
+   * the outbox row stays undone and the relay re-publishes (the other's marker makes it a no-op).
+   */
+  private append(what: string, scripts: EventScripts, e: AppendedEvent): Promise<{ agentOffset: number; duplicate: boolean }> {
     const k = this.keys;
-    const t = update.tenantId;
-    const json = JSON.stringify(update);
-    return guard('publish conversation update', async () => {
+    const t = e.tenantId;
+    const { agentHistorySize, webhookStreamMaxLen, markerTtlSeconds } = this.opts;
+    return guard(what, async () => {
+      if (!k.cluster) {
+        const r = (await this.redis[scripts.single](
+          k.published(t, e.id),
+          k.agentOffset(t),
+          k.agentStream(t),
+          k.webhookJobs,
+          k.tenantChannel(t),
+          e.json,
+          t,
+          e.sessionId,
+          e.id,
+          e.at,
+          agentHistorySize,
+          webhookStreamMaxLen,
+          markerTtlSeconds,
+        )) as [number, number];
+        return { agentOffset: Number(r[0]), duplicate: Number(r[1]) === 1 };
+      }
       const [agent] = (await Promise.all([
-        this.redis.chatdClusterAgentAppendUpdate(
-          k.published(t, update.id),
+        this.redis[scripts.agent](
+          k.published(t, e.id),
           k.agentOffset(t),
           k.agentStream(t),
           k.tenantChannel(t),
-          json,
-          this.opts.agentHistorySize,
-          this.opts.markerTtlSeconds,
+          e.json,
+          agentHistorySize,
+          markerTtlSeconds,
         ),
-        this.redis.chatdClusterWebhookAppendUpdate(
-          k.webhookMarker(update.id),
+        this.redis[scripts.webhook](
+          k.webhookMarker(e.id),
           k.webhookJobs,
-          json,
+          e.json,
           t,
-          update.sessionId,
-          update.id,
-          update.at,
-          this.opts.webhookStreamMaxLen,
-          this.opts.markerTtlSeconds,
+          e.sessionId,
+          e.id,
+          e.at,
+          webhookStreamMaxLen,
+          markerTtlSeconds,
         ),
       ])) as [[number, number], number];
       return { agentOffset: Number(agent[0]), duplicate: Number(agent[1]) === 1 };
@@ -195,3 +158,31 @@ export class RedisEventLog implements EventLog {
     return guard('agent head', async () => Number((await this.redis.get(this.keys.agentOffset(tenantId))) ?? 0));
   }
 }
+
+/** What an append writes: the event's JSON and the webhook job's fields. */
+interface AppendedEvent {
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly id: string;
+  /** ISO 8601: the job's createdAt. */
+  readonly at: string;
+  readonly json: string;
+}
+
+/** The scripts of one event type: standalone, and the cluster pair. */
+interface EventScripts {
+  readonly single: 'chatdPublishMessage' | 'chatdPublishUpdate';
+  readonly agent: 'chatdClusterAgentAppendMessage' | 'chatdClusterAgentAppendUpdate';
+  readonly webhook: 'chatdClusterWebhookAppend' | 'chatdClusterWebhookAppendUpdate';
+}
+
+const MESSAGE_SCRIPTS: EventScripts = {
+  single: 'chatdPublishMessage',
+  agent: 'chatdClusterAgentAppendMessage',
+  webhook: 'chatdClusterWebhookAppend',
+};
+const UPDATE_SCRIPTS: EventScripts = {
+  single: 'chatdPublishUpdate',
+  agent: 'chatdClusterAgentAppendUpdate',
+  webhook: 'chatdClusterWebhookAppendUpdate',
+};
