@@ -13,7 +13,7 @@ import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import { DATABASE_URL, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
+import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { eventually } from '../helpers/eventually.js';
 
 const PUB = 'ck_pub_l4tenant_0123456789abcdef';
@@ -154,6 +154,7 @@ function layout(role: 'ws' | 'all', listener: 'ws' | 'public') {
       for (const s of sockets) s.close();
       balancer?.close();
       await Promise.all(nodes.map((n) => n.stop('SIGTERM')));
+      await dropSchema(schema);
     });
 
     const visitor = async (sessionId: string) => {
