@@ -1,4 +1,8 @@
-// `npm run bench -- <scenario|all> [--targets …] [--runs 3] [--quick] [--profile DIR]`
+// `npm run bench -- <scenario|all> [--targets …] [--runs 3] [--quick] [--profile DIR] [--trace-gc DIR]
+//  [--node-flags="…"]`
+// --trace-gc writes each chatd process's `--trace-gc` lines to DIR/<process>-<pid>.gc.log (count them
+// in the measured window with `scripts/bench/gc-count.mjs`); --node-flags adds V8/node flags to every
+// chatd process (e.g. `--max-semi-space-size=32`, to compare against bin/chatd's defaults).
 //
 // Starts each server under test and the load generators as separate processes on 127.0.0.1
 // (servers pinned to CPU 0, load generators to CPU 1 when taskset exists; every child's open-file
@@ -18,7 +22,7 @@
 // redis-server, or three cluster masters for chatd-cluster) so its CPU time per published event and
 // per Redis node can be read.
 import { parseArgs } from 'node:util';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,6 +41,8 @@ const { values: o, positionals } = parseArgs({
     runs: { type: 'string', default: '3' },
     quick: { type: 'boolean', default: false },
     profile: { type: 'string' },
+    'trace-gc': { type: 'string' },
+    'node-flags': { type: 'string' },
     nodes: { type: 'string', default: '2' },
     redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     postgres: { type: 'string', default: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
@@ -102,11 +108,17 @@ function chatdConfig({ port, role, durable, upstreams, tag, redis }) {
 
 function spawnChatd(role, dir) {
   const nodeArgs = o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(o.profile)}`] : [];
+  if (o['trace-gc']) nodeArgs.push('--trace-gc');
+  if (o['node-flags']) nodeArgs.push(...o['node-flags'].split(/\s+/).filter(Boolean));
   const child = spawnPinned(0, [...nodeArgs, path.join(root, 'bin/chatd'), 'serve', '--role', role], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME },
     cwd: dir,
   });
-  child.stdout.resume();
+  if (o['trace-gc']) {
+    // --trace-gc prints on stdout: keep it, one file per process.
+    mkdirSync(o['trace-gc'], { recursive: true });
+    child.stdout.pipe(createWriteStream(path.join(o['trace-gc'], `${role.replace(/,/g, '+')}-${child.pid}.gc.log`)));
+  } else child.stdout.resume();
   return child;
 }
 

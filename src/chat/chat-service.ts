@@ -199,6 +199,13 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
         ? { type: 'user', id: principal.subject }
         : { type: 'visitor', id: sessionId };
 
+  /** Publishes a checked typing event; resolves with it as the caller sees it. */
+  const publishTyping = (principal: Principal, req: { sessionId: string; isTyping: boolean }) => {
+    const { sessionId, isTyping } = req;
+    const sender = partyOf(principal, sessionId);
+    return deps.bus.publish(principal.tenantId, { type: 'typing', sessionId, sender, isTyping }).then(() => ({ sessionId, sender, isTyping }));
+  };
+
   return {
     async send(principal, raw, door) {
       const v = validateSend(raw);
@@ -374,17 +381,27 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
       return event;
     },
 
-    async typing(principal, req) {
-      tenantOf(principal, undefined);
-      assertId('sessionId', req.sessionId);
-      if (principal.role === 'agent') {
-        await access.forAgent(principal, req.sessionId);
-      } else if (!(await access.forRead(principal, req.sessionId, undefined))) {
-        throw forbidden();
+    typing(principal, req) {
+      // No async function: a typing event is frequent and stored nowhere, so the usual widget token
+      // (a visitor's or user's, naming its session) is checked synchronously and costs one promise,
+      // the bus's. Failures still reject.
+      try {
+        tenantOf(principal, undefined);
+        assertId('sessionId', req.sessionId);
+        if (principal.role !== 'agent' && principal.sessionId !== undefined) {
+          if (principal.sessionId !== req.sessionId) throw forbidden();
+          return publishTyping(principal, req);
+        }
+      } catch (err) {
+        return Promise.reject(err as Error);
       }
-      const event = { sessionId: req.sessionId, sender: partyOf(principal, req.sessionId), isTyping: req.isTyping };
-      await deps.bus.publish(principal.tenantId, { type: 'typing', ...event });
-      return event;
+      const allowed =
+        principal.role === 'agent'
+          ? access.forAgent(principal, req.sessionId)
+          : access.forRead(principal, req.sessionId, undefined).then((ok) => {
+              if (!ok) throw forbidden();
+            });
+      return allowed.then(() => publishTyping(principal, req));
     },
 
     async resolveSession(principal, claim) {

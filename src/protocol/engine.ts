@@ -80,6 +80,8 @@ export class Engine<C> implements SessionHost<C> {
   private readonly refusalsUnlogged = new Map<string, { count: number; loggedAt: number }>();
   private readonly pingTimer: NodeJS.Timeout;
   private flushScheduled = false;
+  /** The deferred flush as one function made once (scheduling it allocates no closure). */
+  private readonly flushLater = (): void => this.flush();
 
   constructor(readonly opts: SocketServerOptions<C>) {
     this.sendBufferBytes = opts.sendBufferBytes;
@@ -332,7 +334,7 @@ export class Engine<C> implements SessionHost<C> {
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(this.flushLater);
   }
 
   /** The deferred flush: room frames to uWS topics and polling buffers, then polling responses. */

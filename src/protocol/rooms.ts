@@ -2,17 +2,23 @@
 // topic → polling sessions map that feeds the same frames to long-polling buffers. Room frames are
 // queued and written from the engine's deferred flush, never inside a message handler: past 32
 // queued publishes per subscriber uWS stops batching them (shared/notes/socketio-on-uws.md).
-import { PacketType } from 'socket.io-parser';
 import type { TemplatedApp, WebSocket } from '../uws.js';
 import type { Engine } from './engine.js';
 import { F_CLOSED, F_WS, type Frame, type PollState, type Session, type WsData } from './session.js';
-import { assertEventName, encodeSio } from './socketio.js';
+import { encodeEvent } from './socketio.js';
 
 export class Rooms<C> {
   /** room → polling sessions in it (websockets are subscribed natively). */
   private readonly polling = new Map<string, Set<Session<C>>>();
-  /** Room frames waiting for the deferred flush, in publish order. */
-  private queue: { topic: string; frames: Frame[] }[] = [];
+  /**
+   * Room frames waiting for the deferred flush, in publish order: topic i gets frames i (one text
+   * frame, or a text frame and its binary attachments). Two pairs of arrays, swapped at each flush
+   * and reused: publishing allocates no queue entry.
+   */
+  private topics: string[] = [];
+  private frames: (string | Frame[])[] = [];
+  private spareTopics: string[] | undefined = [];
+  private spareFrames: (string | Frame[])[] | undefined = [];
 
   constructor(
     private readonly app: TemplatedApp,
@@ -21,9 +27,13 @@ export class Rooms<C> {
 
   /** Encodes an EVENT once for a room and queues it for the flush; `offset` goes last (recovery). */
   publish(topic: string, event: string, args: readonly unknown[], offset?: string): void {
-    assertEventName(event);
-    const data = offset === undefined ? [event, ...args] : [event, ...args, offset];
-    this.queue.push({ topic, frames: encodeSio({ type: PacketType.EVENT, nsp: '/', data }) });
+    this.publishEncoded(topic, encodeEvent(event, args, offset));
+  }
+
+  /** Queues frames already encoded (encodeEvent) for a room: one encoding for several rooms. */
+  publishEncoded(topic: string, frames: string | Frame[]): void {
+    this.topics.push(topic);
+    this.frames.push(frames);
   }
 
   /** Sessions in a room on this node (websockets and polling). */
@@ -72,14 +82,30 @@ export class Rooms<C> {
 
   /** The flush's first half: queued room frames to uWS topics and to polling sessions' buffers. */
   flushQueue(): void {
-    const queue = this.queue;
-    this.queue = [];
+    const topics = this.topics;
+    const frames = this.frames;
+    if (topics.length === 0) return;
+    // Publishes queued while this flush runs go to the other pair (and the next flush); a flush
+    // nested in this one (flushNow from a hook) takes fresh arrays.
+    this.topics = this.spareTopics ?? [];
+    this.frames = this.spareFrames ?? [];
+    this.spareTopics = this.spareFrames = undefined;
     const app = this.app;
-    for (const { topic, frames } of queue) {
-      for (const f of frames) app.publish(topic, f, typeof f !== 'string');
+    for (let i = 0; i < topics.length; i++) {
+      const topic = topics[i]!;
+      const f = frames[i]!;
+      if (typeof f === 'string') app.publish(topic, f, false);
+      else for (const part of f) app.publish(topic, part, typeof part !== 'string');
       const polling = this.polling.get(topic);
-      if (polling) for (const s of polling) this.e.sendFrames(s, frames);
+      if (polling) {
+        const list = typeof f === 'string' ? [f] : f;
+        for (const s of polling) this.e.sendFrames(s, list);
+      }
     }
+    topics.length = 0;
+    frames.length = 0;
+    this.spareTopics = topics;
+    this.spareFrames = frames;
   }
 
   private removePolling(s: Session<C>, topic: string): void {

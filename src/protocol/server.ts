@@ -18,7 +18,8 @@ import { EIO_ERR } from './eio-errors.js';
 import { Engine } from './engine.js';
 import { PollingTransport } from './polling.js';
 import { Rooms } from './rooms.js';
-import { SocketIoProtocol } from './socketio.js';
+import type { Frame } from './session.js';
+import { encodeEvent, SocketIoProtocol } from './socketio.js';
 import type { EventRate, ProtocolHooks, Socket } from './types.js';
 import { WebsocketTransport } from './websocket.js';
 
@@ -72,6 +73,9 @@ export interface SocketServerOptions<C> {
    */
   readonly checkQuery?: (query: string) => void;
 }
+
+/** An event encoded once (SocketServer.encode): one text frame, or a text frame and its binary attachments. */
+export type EncodedEvent = string | Frame[];
 
 /** What the protocol layer asks of a forwarder (cluster/sid-forwarder.ts implements it). */
 export interface SessionForwarding {
@@ -143,6 +147,20 @@ export class SocketServer<C> {
    */
   publish(topic: string, event: string, args: readonly unknown[], offset?: string): void {
     this.e.rooms.publish(topic, event, args, offset);
+    this.e.scheduleFlush();
+  }
+
+  /**
+   * An event encoded once, for `publishEncoded` to several rooms (e.g. a conversation's topic and
+   * its agents' watch topic). Throws on a reserved event name.
+   */
+  encode(event: string, args: readonly unknown[], offset?: string): EncodedEvent {
+    return encodeEvent(event, args, offset);
+  }
+
+  /** `publish` of an event already encoded by `encode`. */
+  publishEncoded(topic: string, frames: EncodedEvent): void {
+    this.e.rooms.publishEncoded(topic, frames);
     this.e.scheduleFlush();
   }
 

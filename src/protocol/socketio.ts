@@ -29,6 +29,101 @@ export function encodeSio(packet: SioPacket): Frame[] {
   return frames;
 }
 
+/**
+ * Whether a value holds binary data anywhere (socket.io-parser's `hasBinary`, without its
+ * allocations): such an event needs the parser's attachments, the rest is one JSON text frame.
+ */
+function hasBinary(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return true;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (hasBinary(v[i])) return true;
+    return false;
+  }
+  const toJSON = (v as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') return hasBinary((toJSON as () => unknown).call(v));
+  for (const k in v) if (Object.prototype.hasOwnProperty.call(v, k) && hasBinary((v as Record<string, unknown>)[k])) return true;
+  return false;
+}
+
+/** `42["<event>",` per event name (a handful of names: encoded once). */
+const eventPrefixes = new Map<string, string>();
+
+/**
+ * An EVENT (no ack id) as the frames to write: one text frame `42[event,...args,offset]` built
+ * straight from JSON.stringify of each argument (what socket.io-parser writes, without its packet
+ * object, argument array and debug calls), or the parser's frames when an argument holds binary.
+ * Encoded once per publish, however many sockets get it. Throws on a reserved event name.
+ */
+export function encodeEvent(event: string, args: readonly unknown[], offset?: string): string | Frame[] {
+  let prefix = eventPrefixes.get(event);
+  if (prefix === undefined) {
+    assertEventName(event);
+    prefix = `42[${JSON.stringify(event)}`;
+    if (eventPrefixes.size < 256) eventPrefixes.set(event, prefix);
+  }
+  let text = prefix;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (hasBinary(a)) {
+      const data = offset === undefined ? [event, ...args] : [event, ...args, offset];
+      return encodeSio({ type: PacketType.EVENT, nsp: '/', data });
+    }
+    // As in an array: a value JSON cannot write (undefined, a function) is null.
+    text += ',' + (JSON.stringify(a) ?? 'null');
+  }
+  if (offset !== undefined) text += ',' + JSON.stringify(offset);
+  return text + ']';
+}
+
+/**
+ * A text Socket.IO packet of the default namespace, decoded as socket.io-parser's Decoder does
+ * (type, optional ack id, JSON payload checked by type) without a Decoder per packet, its event
+ * emitter and debug calls. Returns undefined for what it leaves to the Decoder: binary packets
+ * and packets naming a namespace. Throws on a malformed packet.
+ */
+export function decodeText(str: string): SioPacket | undefined {
+  const type = str.charCodeAt(0) - 48;
+  if (type === PacketType.BINARY_EVENT || type === PacketType.BINARY_ACK || str.charCodeAt(1) === 47 /* / */) return undefined;
+  if (!(type >= 0 && type <= 6)) throw new Error(`unknown packet type ${str.charAt(0)}`);
+  let i = 1;
+  let id: number | undefined;
+  for (let c = str.charCodeAt(i); c >= 48 && c <= 57; c = str.charCodeAt(++i)) id = (id ?? 0) * 10 + (c - 48);
+  let data: unknown;
+  if (i < str.length) {
+    try {
+      data = JSON.parse(i === 1 ? str.slice(1) : str.slice(i));
+    } catch {
+      throw new Error('invalid payload');
+    }
+    if (!payloadValid(type, data)) throw new Error('invalid payload');
+  }
+  return id === undefined ? { type, nsp: '/', data } : { type, nsp: '/', id, data };
+}
+
+const isPlainObject = (v: unknown): boolean => Object.prototype.toString.call(v) === '[object Object]';
+
+/** socket.io-parser's Decoder.isPayloadValid. */
+function payloadValid(type: number, payload: unknown): boolean {
+  switch (type) {
+    case PacketType.CONNECT:
+      return isPlainObject(payload);
+    case PacketType.DISCONNECT:
+      return payload === undefined;
+    case PacketType.CONNECT_ERROR:
+      return typeof payload === 'string' || isPlainObject(payload);
+    case PacketType.EVENT:
+      return (
+        Array.isArray(payload) &&
+        (typeof payload[0] === 'number' || (typeof payload[0] === 'string' && !RESERVED.has(payload[0])))
+      );
+    case PacketType.ACK:
+      return Array.isArray(payload);
+    default:
+      return false;
+  }
+}
+
 /** The Socket.IO layer of one server; the engine hands it every Engine.IO `message`. */
 export class SocketIoProtocol<C> {
   constructor(private readonly e: Engine<C>) {}
@@ -54,12 +149,17 @@ export class SocketIoProtocol<C> {
     let decoded: SioPacket | undefined;
     let decoder = s.decoder;
     try {
-      if (typeof data !== 'string' && !decoder) throw new Error('binary data when not reconstructing a packet');
-      if (!decoder) decoder = new Decoder();
-      decoder.on('decoded', (p: SioPacket) => {
-        decoded = p;
-      });
-      decoder.add(data);
+      // The common case (a text packet, no binary packet being reassembled): no Decoder.
+      if (typeof data === 'string' && !decoder) decoded = decodeText(data);
+      if (!decoded) {
+        if (typeof data !== 'string' && !decoder) throw new Error('binary data when not reconstructing a packet');
+        if (!decoder) decoder = new Decoder();
+        decoder.on('decoded', (p: SioPacket) => {
+          decoded = p;
+        });
+        decoder.add(data);
+        decoder.off('decoded');
+      }
     } catch (err) {
       this.e.log.debug({ sid: redact(s.id), err: (err as Error).message }, 'protocol error: malformed packet');
       s.decoder?.destroy();
@@ -67,7 +167,6 @@ export class SocketIoProtocol<C> {
       this.e.closeSession(s, DISCONNECT.parseError);
       return;
     }
-    decoder.off('decoded');
     if (!decoded) {
       s.decoder = decoder; // waiting for binary attachments
       return;
@@ -190,9 +289,9 @@ export class SocketIoProtocol<C> {
       this.e.closeSession(s, DISCONNECT.parseError);
       return;
     }
-    const data = p.data as unknown[];
-    const event = data[0] as string;
-    const args = data.slice(1);
+    // The decoded array is this call's own: the event name comes off its front, the rest are the args.
+    const args = p.data as unknown[];
+    const event = args.shift() as string;
     const id = p.id;
     const ack: AckFn | undefined =
       id === undefined

@@ -12,6 +12,9 @@ import { EIO_ERR } from './eio-errors.js';
 import { PING_TOPIC, type Engine } from './engine.js';
 import { F_CLOSED, F_PROBE, F_WS, type Session, type WsData } from './session.js';
 
+/** Text frames to strings without a Buffer view per message (invalid UTF-8 becomes U+FFFD, as before). */
+const utf8 = new TextDecoder();
+
 export class WebsocketTransport<C> {
   constructor(private readonly e: Engine<C>) {}
 
@@ -98,7 +101,7 @@ export class WebsocketTransport<C> {
       this.e.sio.onMessageData(s, Buffer.from(new Uint8Array(msg)));
       return;
     }
-    const text = Buffer.from(msg).toString('utf8');
+    const text = utf8.decode(msg);
     if (s.flags & F_PROBE) {
       if (text === '2probe') {
         ws.send('3probe');
@@ -112,6 +115,11 @@ export class WebsocketTransport<C> {
         return;
       }
       this.e.closeSession(s, DISCONNECT.parseError);
+      return;
+    }
+    // A `message` packet (nearly every frame): straight to Socket.IO, no packet object.
+    if (text.length > 1 && text.charCodeAt(0) === 52 /* 4 */) {
+      this.e.sio.onMessageData(s, text.slice(1));
       return;
     }
     this.e.onEnginePacket(s, decodePacket(text, 'nodebuffer'));

@@ -7,6 +7,7 @@
 //   typing {sessionId?, isTyping} relayed, not stored
 //   read {sessionId?, messageId}  stored pointer, relayed
 // Other events are refused with `{ success: false, code: 'bad_request' }` when they ask for an ack.
+import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { Services } from '../../app/services.js';
 import { ChatdError, toChatdError } from '../../errors.js';
@@ -20,10 +21,24 @@ import { watchTopic } from '../../topics.js';
 export interface HandlerDeps {
   readonly logger: Logger;
   readonly services: () => Promise<Pick<Services, 'chat'>>;
+  /**
+   * The services when they are open already, else undefined: `typing` (hundreds a second to a busy
+   * node) then goes straight to the domain, with no promise chain of its own per event.
+   */
+  readonly servicesNow?: () => Pick<Services, 'chat'> | undefined;
 }
 
 const validJoin = compileValidator(ClientEventSchemas.join);
 const validTyping = compileValidator(ClientEventSchemas.typing);
+/** `typing` of a visitor or user whose payload leaves out its own conversation (no copy to fill it in). */
+const validTypingOwn = compileValidator(
+  Type.Object(
+    { sessionId: Type.Optional(ClientEventSchemas.typing.properties.sessionId), isTyping: ClientEventSchemas.typing.properties.isTyping },
+    { additionalProperties: true },
+  ),
+);
+const OK = Object.freeze({ success: true });
+const noop = () => undefined;
 const validRead = compileValidator(ClientEventSchemas.read);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -34,6 +49,26 @@ function nack(err: unknown): { success: false; error: string; code: string } {
 }
 
 export function createEventHandler(deps: HandlerDeps) {
+  const failed = (what: string, ack: AckFn | undefined, err: unknown) => {
+    const e = toChatdError(err);
+    if (e.code === 'internal') deps.logger.error({ err, event: what }, 'ws event failed');
+    else if (e.status >= 500) deps.logger.warn({ err: e.cause ?? e, event: what }, e.message);
+    ack?.(nack(e));
+  };
+  const typingFailed = (err: unknown) => failed('typing', undefined, err);
+
+  /** The domain's typing request from the event (the connection's own conversation by default). */
+  const typingRequest = (conn: WsConn, payload: unknown): { sessionId: string; isTyping: boolean } => {
+    if (conn.sessionId !== undefined && isObject(payload) && payload.sessionId === undefined) {
+      const v = validTypingOwn(payload);
+      if (!v.ok) throw validationError(v.errors);
+      return { sessionId: conn.sessionId, isTyping: v.value.isTyping };
+    }
+    const v = validTyping(payload);
+    if (!v.ok) throw validationError(v.errors);
+    return { sessionId: v.value.sessionId, isTyping: v.value.isTyping };
+  };
+
   const run = (
     socket: Socket<WsConn>,
     ack: AckFn | undefined,
@@ -46,12 +81,7 @@ export function createEventHandler(deps: HandlerDeps) {
       .then((svc) => work(svc, conn))
       .then(
         (result) => ack?.(result),
-        (err: unknown) => {
-          const e = toChatdError(err);
-          if (e.code === 'internal') deps.logger.error({ err, event: what }, 'ws event failed');
-          else if (e.status >= 500) deps.logger.warn({ err: e.cause ?? e, event: what }, e.message);
-          ack?.(nack(e));
-        },
+        (err: unknown) => failed(what, ack, err),
       );
   };
 
@@ -96,13 +126,28 @@ export function createEventHandler(deps: HandlerDeps) {
           socket.join(topic);
           return { success: true, sessionId };
         });
-      case 'typing':
-        return run(socket, ack, event, async (svc, conn) => {
-          const v = validTyping(isObject(payload) ? withSession(conn, payload) : payload);
-          if (!v.ok) throw validationError(v.errors);
-          await svc.chat.typing(conn.principal, { sessionId: v.value.sessionId, isTyping: v.value.isTyping });
-          return { success: true };
-        });
+      case 'typing': {
+        const svc = deps.servicesNow?.();
+        if (!svc) {
+          return run(socket, ack, event, async (svc, conn) => {
+            await svc.chat.typing(conn.principal, typingRequest(conn, payload));
+            return OK;
+          });
+        }
+        // The hot path: checked and handed to the domain now, one promise (the domain's) per event.
+        const conn = socket.context!;
+        let req: { sessionId: string; isTyping: boolean };
+        try {
+          req = typingRequest(conn, payload);
+        } catch (err) {
+          return failed(event, ack, err);
+        }
+        svc.chat.typing(conn.principal, req).then(
+          ack ? () => ack(OK) : noop,
+          ack ? (err: unknown) => failed(event, ack, err) : typingFailed,
+        );
+        return;
+      }
       case 'read':
         return run(socket, ack, event, async (svc, conn) => {
           const v = validRead(isObject(payload) ? withSession(conn, payload) : payload);

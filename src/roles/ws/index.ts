@@ -184,7 +184,11 @@ export const createWsRole: RoleFactory = async (ctx) => {
     return auth(info, socket);
   };
 
-  const onEvent = createEventHandler({ logger: log, services: async () => (await getRuntime()).svc });
+  const onEvent = createEventHandler({
+    logger: log,
+    services: async () => (await getRuntime()).svc,
+    servicesNow: () => runtime?.svc,
+  });
 
   /** Sockets per tenant on this node: the tenants whose business hours this node watches. */
   const tenantSockets = new Map<string, number>();
@@ -249,11 +253,18 @@ export const createWsRole: RoleFactory = async (ctx) => {
 
   function onTenantEvent(tenantId: string, event: PassThroughEvent): void {
     switch (event.type) {
-      case 'typing':
+      // Encoded once for both rooms (the conversation's, and its agents' watch topic); the payload
+      // is the event without its `type`, field by field (no rest copy).
+      case 'typing': {
+        const frames = server.encode('typing', [{ sessionId: event.sessionId, sender: event.sender, isTyping: event.isTyping }]);
+        server.publishEncoded(conversationTopic(tenantId, event.sessionId), frames);
+        server.publishEncoded(watchTopic(tenantId, event.sessionId), frames);
+        return;
+      }
       case 'read': {
-        const { type, ...payload } = event;
-        server.publish(conversationTopic(tenantId, event.sessionId), type, [payload]);
-        server.publish(watchTopic(tenantId, event.sessionId), type, [payload]);
+        const frames = server.encode('read', [{ sessionId: event.sessionId, messageId: event.messageId, reader: event.reader }]);
+        server.publishEncoded(conversationTopic(tenantId, event.sessionId), frames);
+        server.publishEncoded(watchTopic(tenantId, event.sessionId), frames);
         return;
       }
       case 'broadcast':

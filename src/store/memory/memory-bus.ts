@@ -8,6 +8,8 @@ export class MemoryBus implements Bus {
   private readonly handlers = new Map<string, Set<(event: TenantEvent) => void>>();
   private readonly queue: { tenantId: string; raw: string }[] = [];
   private draining = false;
+  /** Made once: scheduling a drain allocates no closure (and no AsyncResource, as queueMicrotask does). */
+  private readonly drainLater = (): void => this.drain();
 
   constructor(private readonly logger?: Logger) {}
 
@@ -16,7 +18,7 @@ export class MemoryBus implements Bus {
     this.queue.push({ tenantId, raw: JSON.stringify(event) });
     if (!this.draining) {
       this.draining = true;
-      queueMicrotask(() => this.drain());
+      void Promise.resolve().then(this.drainLater);
     }
   }
 
@@ -25,7 +27,9 @@ export class MemoryBus implements Bus {
       for (let item = this.queue.shift(); item; item = this.queue.shift()) {
         const set = this.handlers.get(item.tenantId);
         if (!set || set.size === 0) continue;
-        for (const h of [...set]) {
+        // One subscriber (one ws role in this process, the usual case): no copy of the set.
+        const handlers = set.size === 1 ? set : [...set];
+        for (const h of handlers) {
           try {
             h(JSON.parse(item.raw) as TenantEvent);
           } catch (err) {
