@@ -4,9 +4,10 @@
 // --from-ms/--to-ms keep the collections in that window of the process's life (the result JSON's
 // `window.fromMs`/`toMs`, counted from just before the spawn: a few ms early); --events N adds
 // the counts per 1,000 events (N = the events the server handled in the window). `allocatedMB` is
-// the heap growth between one collection's end and the next one's start, summed over the window's
-// collections: what the process allocated meanwhile (run with a small fixed young generation,
-// `--node-flags "--min-semi-space-size=1 --max-semi-space-size=1"`, for a fine-grained figure).
+// the heap growth from the end of one collection to the start of the next, summed over the window's
+// collections: what the process allocated from its last collection before the window to its last
+// one in it (to within one young generation: run with a small fixed one,
+// `--node-flags="--min-semi-space-size=1 --max-semi-space-size=1"`, for a fine-grained figure).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -22,8 +23,6 @@ const line =
 const kinds = new Map();
 let lastAfter;
 let allocated = 0;
-let firstAt;
-let lastAt;
 for (const l of readFileSync(positionals[0], 'utf8').split('\n')) {
   const m = line.exec(l);
   if (!m) continue;
@@ -33,10 +32,7 @@ for (const l of readFileSync(positionals[0], 'utf8').split('\n')) {
   const prev = lastAfter;
   lastAfter = after;
   if (at < from || at > to) continue;
-  // From the window's first collection on: the allocation rate over [firstAt, lastAt].
-  if (firstAt === undefined) firstAt = at;
-  else if (prev !== undefined) allocated += before - prev;
-  lastAt = at;
+  if (prev !== undefined) allocated += before - prev;
   const k = kinds.get(m[2]) ?? { count: 0, pauseMs: 0, maxMs: 0 };
   const pause = Number(m[5]);
   k.count++;
@@ -56,10 +52,6 @@ const out = Object.fromEntries(
     },
   ]),
 );
-// Scaled from the span between the window's first and last collection to the whole window.
-const span = lastAt - firstAt;
-if (span > 0 && Number.isFinite(to)) {
-  out.allocatedMB = Number(((allocated * (to - from)) / span).toFixed(1));
-  if (o.events) out.allocatedBytesPerEvent = Math.round((out.allocatedMB * 2 ** 20) / Number(o.events));
-} else out.allocatedMBBetweenCollections = Number(allocated.toFixed(1));
+out.allocatedMB = Number(allocated.toFixed(1));
+if (o.events) out.allocatedBytesPerEvent = Math.round((allocated * 2 ** 20) / Number(o.events));
 process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -41,6 +41,7 @@ export class PollingTransport<C> {
 
   /** The flush's second half: every held GET with frames waiting is answered. */
   answerDirty(): void {
+    if (this.dirty.size === 0) return; // websockets only: no iterator per flush
     for (const s of this.dirty) {
       const poll = s.poll;
       if (poll?.res && poll.buf.length > 0 && !(s.flags & F_CLOSED)) this.respond(s, poll, poll.buf);

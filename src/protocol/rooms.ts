@@ -7,18 +7,23 @@ import type { Engine } from './engine.js';
 import { F_CLOSED, F_WS, type Frame, type PollState, type Session, type WsData } from './session.js';
 import { encodeEvent } from './socketio.js';
 
+/** Queued room frames: `topics[i]` gets `frames[i]`, for i < n. */
+interface RoomQueue {
+  readonly topics: string[];
+  readonly frames: (string | Frame[])[];
+  n: number;
+}
+
 export class Rooms<C> {
   /** room → polling sessions in it (websockets are subscribed natively). */
   private readonly polling = new Map<string, Set<Session<C>>>();
   /**
    * Room frames waiting for the deferred flush, in publish order: topic i gets frames i (one text
-   * frame, or a text frame and its binary attachments). Two pairs of arrays, swapped at each flush
-   * and reused: publishing allocates no queue entry.
+   * frame, or a text frame and its binary attachments), for i < n. Two pairs of arrays,
+   * swapped at each flush and reused with their capacity: publishing allocates no queue entry.
    */
-  private topics: string[] = [];
-  private frames: (string | Frame[])[] = [];
-  private spareTopics: string[] | undefined = [];
-  private spareFrames: (string | Frame[])[] | undefined = [];
+  private q: RoomQueue = { topics: [], frames: [], n: 0 };
+  private spare: RoomQueue | undefined = { topics: [], frames: [], n: 0 };
 
   constructor(
     private readonly app: TemplatedApp,
@@ -32,8 +37,10 @@ export class Rooms<C> {
 
   /** Queues frames already encoded (encodeEvent) for a room: one encoding for several rooms. */
   publishEncoded(topic: string, frames: string | Frame[]): void {
-    this.topics.push(topic);
-    this.frames.push(frames);
+    const q = this.q;
+    q.topics[q.n] = topic;
+    q.frames[q.n] = frames;
+    q.n++;
   }
 
   /** Sessions in a room on this node (websockets and polling). */
@@ -82,18 +89,20 @@ export class Rooms<C> {
 
   /** The flush's first half: queued room frames to uWS topics and to polling sessions' buffers. */
   flushQueue(): void {
-    const topics = this.topics;
-    const frames = this.frames;
-    if (topics.length === 0) return;
-    // Publishes queued while this flush runs go to the other pair (and the next flush); a flush
-    // nested in this one (flushNow from a hook) takes fresh arrays.
-    this.topics = this.spareTopics ?? [];
-    this.frames = this.spareFrames ?? [];
-    this.spareTopics = this.spareFrames = undefined;
+    const q = this.q;
+    if (q.n === 0) return;
+    // Publishes queued while this flush runs go to the other queue (and the next flush); a flush
+    // nested in this one (flushNow from a hook) takes a fresh one.
+    this.q = this.spare ?? { topics: [], frames: [], n: 0 };
+    this.spare = undefined;
     const app = this.app;
-    for (let i = 0; i < topics.length; i++) {
+    const { topics, frames, n } = q;
+    for (let i = 0; i < n; i++) {
       const topic = topics[i]!;
       const f = frames[i]!;
+      // Drop the references now (the slots are reused, the arrays keep their capacity).
+      topics[i] = '';
+      frames[i] = '';
       if (typeof f === 'string') app.publish(topic, f, false);
       else for (const part of f) app.publish(topic, part, typeof part !== 'string');
       const polling = this.polling.get(topic);
@@ -102,10 +111,8 @@ export class Rooms<C> {
         for (const s of polling) this.e.sendFrames(s, list);
       }
     }
-    topics.length = 0;
-    frames.length = 0;
-    this.spareTopics = topics;
-    this.spareFrames = frames;
+    q.n = 0;
+    this.spare = q;
   }
 
   private removePolling(s: Session<C>, topic: string): void {
