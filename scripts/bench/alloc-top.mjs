@@ -47,11 +47,15 @@ writeFileSync(
   ].join('\n'),
 );
 const flags = o['node-flags'] ? o['node-flags'].split(/\s+/).filter(Boolean) : [];
-const server = spawn(process.execPath, [...flags, `--inspect=127.0.0.1:${inspectPort}`, path.join(root, 'bin/chatd'), 'serve', '--role', 'all'], {
-  cwd: dir,
-  env: { PATH: process.env.PATH, HOME: process.env.HOME },
-  stdio: ['ignore', 'ignore', 'ignore'],
-});
+const server = spawn(
+  process.execPath,
+  [...flags, `--inspect=127.0.0.1:${inspectPort}`, path.join(root, 'bin/chatd'), 'serve', '--role', 'all'],
+  {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  },
+);
 try {
   for (let i = 0; ; i++) {
     try {
@@ -84,7 +88,14 @@ try {
 
   const gen = spawn(
     process.execPath,
-    [path.join(here, 'loadgen.mjs'), '--url', `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`, '--apiKey', API_KEY, ...loadArgs],
+    [
+      path.join(here, 'loadgen.mjs'),
+      '--url',
+      `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`,
+      '--apiKey',
+      API_KEY,
+      ...loadArgs,
+    ],
     { env: { ...process.env, JWT_SECRET }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
@@ -123,7 +134,9 @@ try {
   };
   walk(profile.head);
   const events = result.sent;
-  process.stdout.write(`allocated in the window: ${(total / 2 ** 20).toFixed(2)} MB; ${events} events sent; ${Math.round(total / events)} bytes per event\n`);
+  process.stdout.write(
+    `allocated in the window: ${(total / 2 ** 20).toFixed(2)} MB; ${events} events sent; ${Math.round(total / events)} bytes per event\n`,
+  );
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(o.top))) {
     process.stdout.write(`${String(Math.round(v / events)).padStart(7)} B/event  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}\n`);
   }

@@ -203,7 +203,9 @@ export function createChatService(deps: ChatServiceDeps): ChatService {
   const publishTyping = (principal: Principal, req: { sessionId: string; isTyping: boolean }) => {
     const { sessionId, isTyping } = req;
     const sender = partyOf(principal, sessionId);
-    return deps.bus.publish(principal.tenantId, { type: 'typing', sessionId, sender, isTyping }).then(() => ({ sessionId, sender, isTyping }));
+    return deps.bus
+      .publish(principal.tenantId, { type: 'typing', sessionId, sender, isTyping })
+      .then(() => ({ sessionId, sender, isTyping }));
   };
 
   return {

@@ -113,10 +113,7 @@ function payloadValid(type: number, payload: unknown): boolean {
     case PacketType.CONNECT_ERROR:
       return typeof payload === 'string' || isPlainObject(payload);
     case PacketType.EVENT:
-      return (
-        Array.isArray(payload) &&
-        (typeof payload[0] === 'number' || (typeof payload[0] === 'string' && !RESERVED.has(payload[0])))
-      );
+      return Array.isArray(payload) && (typeof payload[0] === 'number' || (typeof payload[0] === 'string' && !RESERVED.has(payload[0])));
     case PacketType.ACK:
       return Array.isArray(payload);
     default:

@@ -142,10 +142,9 @@ export function createEventHandler(deps: HandlerDeps) {
         } catch (err) {
           return failed(event, ack, err);
         }
-        svc.chat.typing(conn.principal, req).then(
-          ack ? () => ack(OK) : noop,
-          ack ? (err: unknown) => failed(event, ack, err) : typingFailed,
-        );
+        svc.chat
+          .typing(conn.principal, req)
+          .then(ack ? () => ack(OK) : noop, ack ? (err: unknown) => failed(event, ack, err) : typingFailed);
         return;
       }
       case 'read':
