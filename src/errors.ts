@@ -187,6 +187,8 @@ export const DISCONNECT = {
   slowConsumer: { code: CLOSE_CODES.slowConsumer, reason: 'slow consumer', reconnect: true },
   /** The gateway is shutting down: clients reconnect through another gateway. */
   gatewayDraining: { code: CLOSE_CODES.goingAway, reason: 'gateway shutting down', reconnect: true },
+  /** The gateway lost its edge link to the client's ws node (killed, drained, unreachable): the client reconnects through another. */
+  upstreamGone: { code: CLOSE_CODES.goingAway, reason: 'upstream gone', reconnect: true },
   /** The ws node behind the gateway does not read fast enough: the client retries. */
   upstreamBusy: { code: CLOSE_CODES.tryAgainLater, reason: 'upstream busy', reconnect: true },
   // --- the client does not reconnect

@@ -1,6 +1,7 @@
 // Pipes a client websocket (uWebSockets.js, server side) to an upstream websocket (`ws`, client
 // side), frame for frame, both ways, without parsing Socket.IO: the ws role behind it checks
-// Origin, CONNECT auth and limits itself.
+// Origin, CONNECT auth and limits itself. Used by ws nodes behind a plain L4 load balancer for an
+// upgrade whose session another node owns (sid-forwarder.ts); the gateway tier uses edge links.
 //
 // Backpressure: towards the client, reading from the upstream pauses when uWS buffers more than
 // `highWaterBytes` for the client and resumes when uWS drains (so a slow reader slows its upstream
@@ -26,8 +27,6 @@ export interface PipeData {
   readonly upstream: WebSocket;
   /** Frames the upstream sent before the client socket opened. */
   readonly early: { data: Buffer; binary: boolean }[];
-  /** Called with the first text frame from the upstream (the Engine.IO open packet). */
-  readonly onFirstText: ((text: string) => void) | undefined;
   ws: UwsSocket<PipeSocketData> | undefined;
   /**
    * Frames read from the upstream since the last flush, as (data, binary) pairs: the frames one
@@ -38,7 +37,6 @@ export interface PipeData {
   flush: (() => void) | undefined;
   paused: boolean;
   closed: boolean;
-  sawText: boolean;
 }
 
 export interface PipeOptions {
@@ -144,18 +142,15 @@ export function acceptClient(
   upgrade: { key: string; extensions: string; context: us_socket_context_t },
   upstream: WebSocket,
   corked: (res: HttpResponse, fn: () => void) => void,
-  onFirstText?: (text: string) => void,
 ): void {
   const data: PipeData = {
     upstream,
     early: [],
-    onFirstText,
     ws: undefined,
     pending: [],
     flush: undefined,
     paused: true,
     closed: false,
-    sawText: false,
   };
   // Frames that arrive before uWS opens the client socket are kept (in order) and flushed at open.
   upstream.on('message', (raw, isBinary) => onUpstreamFrame(data, toBuffer(raw), isBinary));
@@ -171,10 +166,6 @@ function toBuffer(raw: WebSocket.RawData): Buffer {
 }
 
 function onUpstreamFrame(d: PipeData, data: Buffer, binary: boolean): void {
-  if (!binary && !d.sawText) {
-    d.sawText = true;
-    d.onFirstText?.(data.toString('utf8'));
-  }
   if (d.closed) return;
   const flush = d.flush;
   if (!flush) {

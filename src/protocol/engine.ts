@@ -10,9 +10,10 @@ import type { Packet as EioPacket } from 'engine.io-parser';
 import type { Logger } from 'pino';
 import { DISCONNECT, toChatdError } from '../errors.js';
 import { EIO_ERR } from './eio-errors.js';
-import { isClose, writeJsonReply, writeReply } from '../http/reply.js';
+import { isClose, writeReply } from '../http/reply.js';
 import { promClient, registry, socketConnections } from '../observability/metrics.js';
 import type { HttpRequest, HttpResponse } from '../uws.js';
+import type { HandshakeRefusal } from './link.js';
 import type { PollingTransport } from './polling.js';
 import { randomId } from './random-id.js';
 import type { Rooms } from './rooms.js';
@@ -140,60 +141,74 @@ export class Engine<C> implements SessionHost<C> {
    * refusal itself when not.
    */
   queryAllowed(res: HttpResponse, req: HttpRequest, to: ReplyTo): boolean {
-    if (!this.opts.checkQuery) return true;
+    const refusal = this.queryRefusal(req.getQuery() ?? '', to);
+    if (refusal) this.writeRefusal(res, refusal, to);
+    return !refusal;
+  }
+
+  /** The refusal of a query string by the role's check (`checkQuery`), if it refuses it. */
+  queryRefusal(query: string, to: ReplyTo): HandshakeRefusal | undefined {
+    if (!this.opts.checkQuery) return undefined;
     try {
-      this.opts.checkQuery(req.getQuery() ?? '');
-      return true;
+      this.opts.checkQuery(query);
+      return undefined;
     } catch (err) {
       const refusal = toChatdError(err);
-      writeJsonReply(res, { status: refusal.status, headers: this.cors(to.origin), close: to.close }, refusal.toJSON());
-      return false;
+      return { status: refusal.status, headers: this.cors(to.origin), body: JSON.stringify(refusal.toJSON()) };
     }
   }
 
   /** An Engine.IO error: its JSON body, with Retry-After (seconds) on a transient refusal. */
-  eioError(res: HttpResponse, status: number, body: { code: number; message: string }, to: ReplyTo, retryAfter?: number): void {
+  eioRefusal(status: number, body: { code: number; message: string }, to: ReplyTo, retryAfter?: number): HandshakeRefusal {
     const headers = this.cors(to.origin);
     if (retryAfter !== undefined) headers['Retry-After'] = String(retryAfter);
-    writeReply(res, { status, contentType: 'application/json', headers, close: to.close }, JSON.stringify(body));
+    return { status, headers, body: JSON.stringify(body) };
+  }
+
+  eioError(res: HttpResponse, status: number, body: { code: number; message: string }, to: ReplyTo, retryAfter?: number): void {
+    this.writeRefusal(res, this.eioRefusal(status, body, to, retryAfter), to);
+  }
+
+  writeRefusal(res: HttpResponse, r: HandshakeRefusal, to: ReplyTo): void {
+    writeReply(res, { status: r.status, contentType: 'application/json', headers: r.headers, close: to.close }, r.body);
+  }
+
+  /** Whether a new session from `hs.ip` may start; answers the refusal itself when not (see admission). */
+  admit(res: HttpResponse, hs: Handshake): boolean {
+    const refusal = this.admission(hs);
+    if (refusal) this.writeRefusal(res, refusal, hs);
+    return !refusal;
   }
 
   /**
-   * Whether a new session from `hs.ip` may start; answers the refusal itself when not. The per-IP
-   * limits come before the capacity checks (DESIGN.md "Handshake limits"): a flooding address gets
-   * 429 and is never the reason another address gets 503.
+   * Why a new session from `hs.ip` may not start, if it may not. The per-IP limits come before the
+   * capacity checks (DESIGN.md "Handshake limits"): a flooding address gets 429 and is never the
+   * reason another address gets 503.
    */
-  admit(res: HttpResponse, hs: Handshake): boolean {
+  admission(hs: Handshake): HandshakeRefusal | undefined {
     const to: ReplyTo = hs;
-    if (this.draining) {
-      this.eioError(res, 503, EIO_ERR.draining, to);
-      return false;
-    }
+    if (this.draining) return this.eioRefusal(503, EIO_ERR.draining, to);
     const { rate, burst } = this.opts.handshakePerIp;
     const taken = this.opts.handshakeLimiter.takeSync(hs.ip, rate, burst);
     if (!taken.allowed) {
       handshakesRefused.inc({ reason: 'rate' });
-      this.eioError(res, 429, EIO_ERR.rateLimited, to, Math.max(1, Math.ceil(taken.retryAfterMs / 1000)));
-      return false;
+      return this.eioRefusal(429, EIO_ERR.rateLimited, to, Math.max(1, Math.ceil(taken.retryAfterMs / 1000)));
     }
     if ((this.pendingByIp.get(hs.ip) ?? 0) >= this.opts.pendingPerIp) {
       handshakesRefused.inc({ reason: 'pending_ip' });
-      this.eioError(res, 429, EIO_ERR.tooManyPending, to, 1);
-      return false;
+      return this.eioRefusal(429, EIO_ERR.tooManyPending, to, 1);
     }
     if (this.pending.size >= this.opts.maxPending) {
       handshakesRefused.inc({ reason: 'pending' });
       this.warnRefusal('connection refused: too many unauthenticated sessions', this.opts.maxPending);
-      this.eioError(res, 503, EIO_ERR.capacity, to);
-      return false;
+      return this.eioRefusal(503, EIO_ERR.capacity, to);
     }
     if (this.connectedCount >= this.opts.maxConnections) {
       handshakesRefused.inc({ reason: 'capacity' });
       this.warnRefusal('connection refused: node at capacity', this.opts.maxConnections);
-      this.eioError(res, 503, EIO_ERR.capacity, to);
-      return false;
+      return this.eioRefusal(503, EIO_ERR.capacity, to);
     }
-    return true;
+    return undefined;
   }
 
   /**
@@ -347,10 +362,20 @@ export class Engine<C> implements SessionHost<C> {
 
   // ------------------------------------------------------------------ heartbeats and closing
 
-  /** One clock for every session: ping all (one native publish), then sweep the silent. */
+  /**
+   * One frame to a topic's websockets: natively to this node's, and once per edge link whose
+   * gateway has subscribers (SocketServerOptions.fanout).
+   */
+  publishFrame(topic: string, frame: Frame): void {
+    const binary = typeof frame !== 'string';
+    this.opts.app.publish(topic, frame, binary);
+    this.opts.fanout?.publish(topic, frame, binary);
+  }
+
+  /** One clock for every session: ping all (one native publish, one per edge link), then sweep the silent. */
   private heartbeat(): void {
     const round = ++this.round;
-    this.opts.app.publish(PING_TOPIC, '2');
+    this.publishFrame(PING_TOPIC, '2');
     for (const s of this.polling.sessions) this.sendFrames(s, ['2']);
     const check = setTimeout(() => this.sweep(round), this.opts.pingTimeoutMs);
     check.unref();

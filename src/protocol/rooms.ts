@@ -1,10 +1,11 @@
-// Rooms: uWS topics for websockets (native pub/sub, one publish reaches every subscriber), and the
+// Rooms: uWS topics for websockets (native pub/sub, one publish reaches every subscriber; edge-link
+// clients are subscribed at their gateway, which gets one frame per link), and the
 // topic → polling sessions map that feeds the same frames to long-polling buffers. Room frames are
 // queued and written from the engine's deferred flush, never inside a message handler: past 32
 // queued publishes per subscriber uWS stops batching them (shared/notes/socketio-on-uws.md).
-import type { TemplatedApp, WebSocket } from '../uws.js';
+import type { TemplatedApp } from '../uws.js';
 import type { Engine } from './engine.js';
-import { F_CLOSED, F_WS, type Frame, type PollState, type Session, type WsData } from './session.js';
+import { F_CLOSED, F_WS, type Frame, type PollState, type Session, type TransportSocket, type WsData } from './session.js';
 import { encodeEvent } from './socketio.js';
 
 /** Queued room frames: `topics[i]` gets `frames[i]`, for i < n. */
@@ -45,7 +46,7 @@ export class Rooms<C> {
 
   /** Sessions in a room on this node (websockets and polling). */
   size(topic: string): number {
-    return this.app.numSubscribers(topic) + (this.polling.get(topic)?.size ?? 0);
+    return this.app.numSubscribers(topic) + (this.e.opts.fanout?.subscribers(topic) ?? 0) + (this.polling.get(topic)?.size ?? 0);
   }
 
   join(s: Session<C>, topic: string): void {
@@ -73,7 +74,7 @@ export class Rooms<C> {
   }
 
   /** At upgrade (inside the websocket's cork, right after its buffer): websocket subscriptions replace the polling ones. */
-  moveToWebsocket(s: Session<C>, poll: PollState, ws: WebSocket<WsData<C>>): void {
+  moveToWebsocket(s: Session<C>, poll: PollState, ws: TransportSocket<WsData<C>>): void {
     for (const topic of poll.rooms) {
       ws.subscribe(topic);
       this.polling.get(topic)?.delete(s);
@@ -95,7 +96,7 @@ export class Rooms<C> {
     // nested in this one (flushNow from a hook) takes a fresh one.
     this.q = this.spare ?? { topics: [], frames: [], n: 0 };
     this.spare = undefined;
-    const app = this.app;
+    const e = this.e;
     const { topics, frames, n } = q;
     for (let i = 0; i < n; i++) {
       const topic = topics[i]!;
@@ -103,8 +104,8 @@ export class Rooms<C> {
       // Drop the references now (the slots are reused, the arrays keep their capacity).
       topics[i] = '';
       frames[i] = '';
-      if (typeof f === 'string') app.publish(topic, f, false);
-      else for (const part of f) app.publish(topic, part, typeof part !== 'string');
+      if (typeof f === 'string') e.publishFrame(topic, f);
+      else for (const part of f) e.publishFrame(topic, part);
       const polling = this.polling.get(topic);
       if (polling) {
         const list = typeof f === 'string' ? [f] : f;

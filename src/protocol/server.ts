@@ -21,6 +21,8 @@ import { Rooms } from './rooms.js';
 import type { Frame } from './session.js';
 import { encodeEvent, SocketIoProtocol } from './socketio.js';
 import type { EventRate, ProtocolHooks, Socket } from './types.js';
+import type { Fanout, LinkEndpoint } from './link.js';
+import type { WsData } from './session.js';
 import { WebsocketTransport } from './websocket.js';
 
 export { redact } from './session.js';
@@ -66,6 +68,11 @@ export interface SocketServerOptions<C> {
    * nodes): polling requests and websocket upgrades (cluster/sid-forwarder.ts).
    */
   readonly forward?: SessionForwarding;
+  /**
+   * Room frames (and the heartbeat ping) to edge-link clients: once per link whose gateway has
+   * subscribers (cluster/link-server.ts). Native publishes reach this node's own websockets.
+   */
+  readonly fanout?: Fanout;
   /**
    * Refuses a request by its query string before anything else (the role's rule that credentials
    * never travel in a URL, where proxies and logs keep them): throws a ChatdError, answered as
@@ -123,6 +130,11 @@ export class SocketServer<C> {
         e.eioError(res, 400, EIO_ERR.badMethod, e.replyTo(req));
       });
     }
+  }
+
+  /** The websocket transport's handlers for edge-link clients (cluster/link-server.ts). */
+  get link(): LinkEndpoint<WsData<C>> {
+    return this.e.websocket.link;
   }
 
   /** Open sessions (authenticated or not). */

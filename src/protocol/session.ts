@@ -3,7 +3,7 @@
 // fields) and one Map entry; what only long-polling needs lives in PollState, dropped at upgrade.
 import type { Decoder } from 'socket.io-parser';
 import { DISCONNECT } from '../errors.js';
-import type { HttpResponse, WebSocket } from '../uws.js';
+import type { HttpResponse } from '../uws.js';
 import type { EventRate, Socket, SocketDisconnect, TransportName } from './types.js';
 
 // Session flags (one small integer instead of a handful of booleans).
@@ -24,6 +24,20 @@ export const F_GRACE = 128;
 
 /** One Engine.IO packet as written: text, or a binary attachment. */
 export type Frame = string | Buffer;
+
+/**
+ * What the engine uses of a websocket: a uWS WebSocket, or an edge link's client (cluster/link-server.ts),
+ * whose frames and subscriptions travel over the link to the gateway that holds the client's socket.
+ */
+export interface TransportSocket<D> {
+  send(data: Frame, isBinary?: boolean): unknown;
+  cork(fn: () => void): unknown;
+  end(code?: number, reason?: string): void;
+  subscribe(topic: string): unknown;
+  unsubscribe(topic: string): unknown;
+  getBufferedAmount(): number;
+  getUserData(): D;
+}
 
 /** uWS copies the upgrade's user data onto its websocket object: one reference to the session. */
 export interface WsData<C> {
@@ -73,7 +87,7 @@ export interface SessionHost<C> {
 }
 
 export class Session<C> implements Socket<C> {
-  ws: WebSocket<WsData<C>> | null = null;
+  ws: TransportSocket<WsData<C>> | null = null;
   poll: PollState | null = null;
   hs: Handshake | null;
   context: C | undefined = undefined;

@@ -10,7 +10,8 @@ import type { us_socket_context_t } from 'uWebSockets.js';
 import type { PipeSocketData } from '../cluster/ws-pipe.js';
 import { EIO_ERR } from './eio-errors.js';
 import { PING_TOPIC, type Engine } from './engine.js';
-import { F_CLOSED, F_PROBE, F_WS, type Session, type WsData } from './session.js';
+import type { HandshakeRefusal, LinkEndpoint } from './link.js';
+import { F_CLOSED, F_PROBE, F_WS, type Handshake, type Session, type TransportSocket, type WsData } from './session.js';
 
 /** Text frames to strings without a Buffer view per message (invalid UTF-8 becomes U+FFFD, as before). */
 const utf8 = new TextDecoder();
@@ -54,33 +55,66 @@ export class WebsocketTransport<C> {
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
     const e = this.e;
-    const eio = req.getQuery('EIO');
-    const transport = req.getQuery('transport');
-    const sid = req.getQuery('sid');
     const key = req.getHeader('sec-websocket-key');
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const hs = e.readHandshake(res, req);
-    if (!e.queryAllowed(res, req, hs)) return;
-    if (eio !== '4') return e.eioError(res, 400, EIO_ERR.unsupported, hs);
-    if (transport !== 'websocket') return e.eioError(res, 400, EIO_ERR.transportUnknown, hs);
+    const q = { query: req.getQuery() ?? '', eio: req.getQuery('EIO'), transport: req.getQuery('transport'), sid: req.getQuery('sid') };
+    const refused = this.checkQuery(q, hs);
+    if (refused) return e.writeRefusal(res, refused, hs);
     // A session another node owns: piped there (a plain L4 load balancer sent the probe here).
-    if (sid && e.opts.forward?.upgrade(res, req, context)) return;
-    let session: Session<C>;
-    if (sid) {
-      const s = e.sessions.get(sid);
-      if (!s || s.flags & (F_WS | F_PROBE | F_CLOSED) || !s.poll) return e.eioError(res, 400, EIO_ERR.unknownSid, hs);
-      s.flags |= F_PROBE;
-      session = s;
-    } else {
-      if (!e.admit(res, hs)) return;
-      session = e.addSession(hs);
-      session.flags |= F_WS;
-    }
-    res.upgrade<WsData<C>>({ s: session }, key, protocol, extensions, context);
+    if (q.sid && e.opts.forward?.upgrade(res, req, context)) return;
+    const started = this.start(q.sid, hs);
+    if ('refusal' in started) return e.writeRefusal(res, started.refusal, hs);
+    res.upgrade<WsData<C>>(started.data, key, protocol, extensions, context);
   }
 
-  private onOpen(ws: WebSocket<WsData<C>>): void {
+  /** The query checks of a websocket handshake (credentials, EIO version, transport). */
+  private checkQuery(q: { query: string; eio: string | undefined; transport: string | undefined }, hs: Handshake): HandshakeRefusal | undefined {
+    const e = this.e;
+    const refused = e.queryRefusal(q.query, hs);
+    if (refused) return refused;
+    if (q.eio !== '4') return e.eioRefusal(400, EIO_ERR.unsupported, hs);
+    if (q.transport !== 'websocket') return e.eioRefusal(400, EIO_ERR.transportUnknown, hs);
+    return undefined;
+  }
+
+  /** A new websocket session, or the upgrade probe of polling session `sid`: its socket's user data. */
+  private start(sid: string | undefined, hs: Handshake): { data: WsData<C> } | { refusal: HandshakeRefusal } {
+    const e = this.e;
+    if (sid) {
+      const s = e.sessions.get(sid);
+      if (!s || s.flags & (F_WS | F_PROBE | F_CLOSED) || !s.poll) return { refusal: e.eioRefusal(400, EIO_ERR.unknownSid, hs) };
+      s.flags |= F_PROBE;
+      return { data: { s } };
+    }
+    const refused = e.admission(hs);
+    if (refused) return { refusal: refused };
+    const session = e.addSession(hs);
+    session.flags |= F_WS;
+    return { data: { s: session } };
+  }
+
+  /** The same transport for the clients of edge links (cluster/link-server.ts). */
+  readonly link: LinkEndpoint<WsData<C>> = {
+    handshake: (req) => {
+      const q = new URLSearchParams(req.query);
+      const headers = { ...req.headers };
+      const hs: Handshake = { headers, origin: headers.origin || undefined, ip: req.ip, close: false };
+      const refused = this.checkQuery(
+        { query: req.query, eio: q.get('EIO') ?? undefined, transport: q.get('transport') ?? undefined },
+        hs,
+      );
+      if (refused) return { refusal: refused };
+      return this.start(q.get('sid') ?? undefined, hs);
+    },
+    open: (ws) => this.onOpen(ws),
+    message: (ws, data, isBinary) => this.onMessage(ws, data, isBinary),
+    close: (ws, code) => this.onClose(ws, code),
+    drain: (ws) => ws.getUserData().s.drained(),
+  };
+
+  private onOpen(ws: TransportSocket<WsData<C>>): void {
     const s = ws.getUserData().s;
     if (s.flags & F_CLOSED) {
       ws.end(DISCONNECT.transportClose.code); // the session ended between upgrade and open
@@ -94,7 +128,8 @@ export class WebsocketTransport<C> {
     ws.send(this.e.openPacket(s.id, []));
   }
 
-  private onMessage(ws: WebSocket<WsData<C>>, msg: ArrayBuffer, isBinary: boolean): void {
+  /** A message from the client: an ArrayBuffer from uWS (detached after the call), or a Buffer from a link. */
+  private onMessage(ws: TransportSocket<WsData<C>>, msg: ArrayBuffer | Buffer, isBinary: boolean): void {
     const s = ws.getUserData().s;
     if (s.flags & F_CLOSED || s.ws !== ws) return;
     if (isBinary) {
@@ -126,7 +161,7 @@ export class WebsocketTransport<C> {
   }
 
   /** `5` on the probe: from here the websocket is the transport. Same tick: flush, then subscribe. */
-  private completeUpgrade(s: Session<C>, ws: WebSocket<WsData<C>>): void {
+  private completeUpgrade(s: Session<C>, ws: TransportSocket<WsData<C>>): void {
     const e = this.e;
     const poll = s.poll!;
     s.flags = (s.flags & ~F_PROBE) | F_WS;
@@ -143,7 +178,7 @@ export class WebsocketTransport<C> {
     s.drained();
   }
 
-  private onClose(ws: WebSocket<WsData<C>>, code: number): void {
+  private onClose(ws: TransportSocket<WsData<C>>, code: number): void {
     const s = ws.getUserData().s;
     if (s.ws !== ws) return;
     s.ws = null;

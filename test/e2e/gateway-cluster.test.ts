@@ -194,6 +194,19 @@ function deployment(
           { retryOnError: true },
         );
       }
+      // Over the edge links: one per ws node, every client carried by one, room frames once per link.
+      const gwMetrics = await (await fetch(`http://127.0.0.1:${procs.gw1!.ports.admin}/metrics`)).text();
+      expect(gwMetrics).toMatch(/chatd_link_connections\{side="gateway"\} 2\n/);
+      expect(gwMetrics).toMatch(/chatd_link_clients\{side="gateway"\} 5\n/);
+      expect(Number(/chatd_link_pub_frames_total\{direction="received"\} (\d+)/.exec(gwMetrics)?.[1] ?? 0)).toBeGreaterThan(0);
+      let carried = 0;
+      for (const n of ['ws1', 'ws2']) {
+        const m = await (await fetch(`http://127.0.0.1:${procs[n]!.ports.admin}/metrics`)).text();
+        expect(m).toMatch(/chatd_link_connections\{side="ws"\} 1\n/);
+        carried += Number(/chatd_link_clients\{side="ws"\} (\d+)/.exec(m)?.[1] ?? 0);
+      }
+      expect(carried).toBe(5);
+
       // A wrong key on the socket is the ws node's final refusal (CONNECT_ERROR), relayed unchanged.
       const wrong = io(gateway, {
         auth: { apiKey: 'ck_pub_wrongwrongwrongwrong', token: visitors[0]!.token, sessionId: 's-0', fingerprint: 'fp-s-0' },

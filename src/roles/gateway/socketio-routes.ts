@@ -2,39 +2,36 @@
 // limited per client IP (connectPerIp) and goes round robin to a healthy ws node. Every request
 // that carries a sid — long-poll GET and POST, and the websocket upgrade — goes to the node the
 // sid names (`<nodeId>.<random>`), found from the health probes, from handshakes routed here, or
-// from the node registry (for sessions another gateway started). Websocket frames are piped
-// without parsing (ws-pipe.ts).
+// from the node registry (for sessions another gateway started). Polling requests are forwarded
+// over HTTP; websockets go over the edge link to their node (cluster/link-client.ts): the gateway
+// holds one socket per client, the node runs its Engine.IO session, and room frames arrive once per
+// link and are published natively to the clients here.
 import type { Logger } from 'pino';
-import type WebSocket from 'ws';
 import { ChatdError, DISCONNECT } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
 import { httpRequests, promClient, registry } from '../../observability/metrics.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from '../../auth/bearer.js';
-import {
-  forward,
-  readIncoming,
-  upstreamHeaders,
-  type UpstreamFailure,
-  writeAnswer,
-  type IncomingRequest,
-  type PeerTrust,
-} from '../../cluster/http-proxy.js';
+import { forward, readIncoming, type UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
-import { writeRefusal, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
+import { writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
 import { refuse, watchRequest, withBody } from './proxied-request.js';
 import { ownerOfSid, sidOfOpenPacket } from '../../cluster/sid.js';
 import type { Upstream, UpstreamGroup } from '../../cluster/upstreams.js';
 import type { NodeRegistry } from '../../store/ports.js';
 import { createUpgradeCork, type UpgradeCork } from '../../cluster/upgrade-cork.js';
-import { acceptClient, connectUpstream, pipeHandlers, UpstreamRefusal, type PipeSocketData } from '../../cluster/ws-pipe.js';
+import { EdgeLink, type EdgeClient, type EdgeSocketData } from '../../cluster/link-client.js';
+import type { HandshakeRefusal } from '../../protocol/link.js';
 
-const pipedWebsockets = new promClient.Gauge({
+const clientWebsockets = new promClient.Gauge({
   name: 'chatd_gateway_websockets',
-  help: 'Client websockets the gateway pipes to ws nodes.',
+  help: 'Client websockets the gateway holds for ws nodes (carried over edge links).',
   registers: [registry],
 });
+
+/** The client headers a ws node reads from a handshake (CONNECT's origin check, a Bearer key, logs). */
+const LINK_HEADERS = ['origin', 'authorization', 'user-agent', 'referer'] as const;
 
 export interface SocketioRouteDeps {
   readonly app: TemplatedApp;
@@ -58,12 +55,52 @@ export interface SocketioRouteDeps {
 }
 
 export interface SocketioRoutes {
-  /** Open piped websockets. */
+  /** Open client websockets. */
   readonly open: () => number;
-  /** Closes every piped websocket with 1001 (going away): clients reconnect through another gateway. */
+  /** Closes every client websocket with 1001 (going away): clients reconnect through another gateway. */
   closeAll(): void;
-  /** Releases what the routes hold besides client sockets (the upgrade cork's loopback listener). */
+  /** Releases what the routes hold besides client sockets (edge links, the upgrade cork's loopback listener). */
   close(): void;
+}
+
+/** The gateway's edge links, one per ws node, opened on first use and replaced when lost. */
+class EdgeLinks {
+  private readonly links = new Map<Upstream, EdgeLink>();
+  private tags = 0;
+  private closed = false;
+
+  constructor(private readonly deps: SocketioRouteDeps) {}
+
+  /** The open link to `u` (connecting it first when there is none). */
+  async to(u: Upstream): Promise<EdgeLink> {
+    let link = this.links.get(u);
+    if (!link) {
+      if (this.closed) throw new ChatdError('draining');
+      link = new EdgeLink({
+        upstream: u,
+        app: this.deps.app,
+        logger: this.deps.logger,
+        tag: `${(this.tags++).toString(36)}|`,
+        connectTimeoutMs: this.deps.timeoutMs,
+        maxBufferedBytes: 64 << 20,
+        onClose: (l) => {
+          if (this.links.get(u) !== l) return;
+          this.links.delete(u);
+          // Until a probe says otherwise: new clients go to the other nodes.
+          if (!this.closed) this.deps.ws.markDown(u, 'edge link lost');
+        },
+      });
+      this.links.set(u, link);
+    }
+    await link.opened;
+    return link;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const link of [...this.links.values()]) link.close();
+    this.links.clear();
+  }
 }
 
 /** Resolves the upstream owning a sid's node, or undefined when no one knows the node. */
@@ -86,33 +123,39 @@ async function ownerUpstream(deps: SocketioRouteDeps, sid: string): Promise<Upst
 }
 
 export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
-  const sockets = new Set<UwsSocket<PipeSocketData>>();
+  const sockets = new Set<UwsSocket<EdgeSocketData>>();
   const pattern = `${deps.path}*`;
   const cork = createUpgradeCork(loadUws(), deps.logger);
-  const pipe = pipeHandlers({
-    logger: deps.logger,
-    highWaterBytes: Math.min(256 * 1024, deps.sendBufferBytes),
-    maxClientBufferBytes: deps.sendBufferBytes,
-    maxUpstreamBufferBytes: deps.sendBufferBytes,
-  });
+  const links = new EdgeLinks(deps);
 
-  deps.app.ws<PipeSocketData>(pattern, {
+  deps.app.ws<EdgeSocketData>(pattern, {
     maxPayloadLength: deps.maxPayloadBytes,
     idleTimeout: 0,
     sendPingsAutomatically: false,
-    maxBackpressure: pipe.maxBackpressure,
-    closeOnBackpressureLimit: pipe.closeOnBackpressureLimit,
-    upgrade: (res, req, context) => upgrade(deps, cork, res, req, context),
+    // The slow-consumer cut is here now, as on a ws node: past the send buffer uWS closes the
+    // client (the default would silently skip it on publish), and its node ends the session.
+    maxBackpressure: deps.sendBufferBytes,
+    closeOnBackpressureLimit: 1,
+    upgrade: (res, req, context) => upgrade(deps, links, cork, res, req, context),
     open(ws) {
       sockets.add(ws);
-      pipedWebsockets.inc();
-      pipe.open(ws);
+      clientWebsockets.inc();
+      const c = ws.getUserData().c;
+      c.link.attachSocket(c, ws);
     },
-    message: pipe.message,
-    drain: pipe.drain,
+    message(ws, message, isBinary) {
+      const c = ws.getUserData().c;
+      // A view of uWS's buffer: the link copies it into its batch at once.
+      c.link.frame(c, Buffer.from(message), isBinary);
+    },
+    drain(ws) {
+      const c = ws.getUserData().c;
+      c.link.drained(c);
+    },
     close(ws, code) {
-      if (sockets.delete(ws)) pipedWebsockets.dec();
-      pipe.close(ws, code);
+      if (sockets.delete(ws)) clientWebsockets.dec();
+      const c = ws.getUserData().c;
+      c.link.clientClosed(c, code);
     },
   });
   deps.app.any(pattern, (res, req) => polling(deps, res, readIncoming(res, req, deps.trusted)));
@@ -123,6 +166,7 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
       for (const ws of [...sockets]) ws.end(DISCONNECT.gatewayDraining.code, DISCONNECT.gatewayDraining.reason);
     },
     close() {
+      links.close();
       cork.close();
     },
   };
@@ -183,15 +227,21 @@ function polling(deps: SocketioRouteDeps, res: HttpResponse, inc: IncomingReques
   withBody(res, inc, inc.method === 'POST', deps.maxPayloadBytes, run, fail);
 }
 
-function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+function upgrade(
+  deps: SocketioRouteDeps,
+  links: EdgeLinks,
+  cork: UpgradeCork,
+  res: HttpResponse,
+  req: HttpRequest,
+  context: us_socket_context_t,
+): void {
   const inc = readIncoming(res, req, deps.trusted);
   const key = inc.headers['sec-websocket-key'] ?? '';
   const extensions = inc.headers['sec-websocket-extensions'] ?? '';
-  const protocols = (inc.headers['sec-websocket-protocol'] ?? '')
-    .split(',')
-    .map((p) => p.trim())
-    .filter(Boolean);
-  const { state, signal, ip, query, sid } = startRequest(deps, res, inc);
+  const protocol = inc.headers['sec-websocket-protocol'] ?? '';
+  const { state, ip, query, sid } = startRequest(deps, res, inc);
+  const headers: Record<string, string> = {};
+  for (const h of LINK_HEADERS) if (inc.headers[h]) headers[h] = inc.headers[h];
 
   const run = async () => {
     if (deps.isDraining()) throw new ChatdError('draining');
@@ -216,33 +266,44 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
         throw new ChatdError('upstream_unavailable');
       }
       tried.add(u);
-      const url = `${u.origin.replace(/^http/, 'ws')}${u.basePath}${inc.path}${inc.query ? `?${inc.query}` : ''}`;
-      let upstream: WebSocket;
+      if (state.done) return;
+      let client: EdgeClient | undefined;
+      let answer;
       try {
-        upstream = await connectUpstream(url, upstreamHeaders(inc), protocols, { timeoutMs: deps.timeoutMs, signal });
+        const link = await links.to(u);
+        if (state.done) return;
+        client = link.add();
+        answer = await link.handshake(client, sid ? 'upgrade' : 'open', { query: inc.query, headers, ip });
       } catch (err) {
-        if (err instanceof UpstreamRefusal) {
-          writeRefusal(res, state, err, inc, deps.cors);
-          return;
-        }
+        if (client) client.link.forget(client);
         const f = err as UpstreamFailure;
         if (f.kind === 'aborted') return;
         deps.ws.markDown(u, f.message);
-        if (!sid && f.kind === 'connect' && tried.size < 3) continue;
+        if (!sid && tried.size < 3) continue;
+        // A sid whose node is unreachable: the session is gone; the client starts over.
+        if (sid) {
+          writeUnknownSid(res, state, inc, deps.cors);
+          return;
+        }
         throw new ChatdError('upstream_unavailable', undefined, { cause: f });
       }
+      if ('refusal' in answer) {
+        // A draining node refuses new sessions: another node may take it.
+        if (!sid && answer.refusal.status === 503 && tried.size < 3) continue;
+        writeHandshakeRefusal(res, state, answer.refusal, inc, deps.cors);
+        return;
+      }
       if (state.done) {
-        upstream.terminate();
+        // The client left while the node accepted it: the node ends the session.
+        client.link.clientClosed(client, 1006);
         return;
       }
       state.done = true;
-      const learn = sid
-        ? undefined
-        : (text: string) => {
-            const node = ownerOfSid(sidOfOpenPacket(text));
-            if (node) deps.ws.learn(node, u);
-          };
-      acceptClient(res, { key, extensions, context }, upstream, cork.run, learn);
+      if (!sid) learnNode(deps, u, client);
+      const c = client;
+      cork.run(res, () => {
+        res.upgrade<EdgeSocketData>({ c }, key, protocol, extensions, context);
+      });
       return;
     }
   };
@@ -251,4 +312,24 @@ function upgrade(deps: SocketioRouteDeps, cork: UpgradeCork, res: HttpResponse, 
       deps.logger.error({ err: e, query: redactQuery(inc.query) }, 'gateway websocket upgrade error'),
     );
   });
+}
+
+/** Learns the node from the open packet the node sent first (its sid names the node). */
+function learnNode(deps: SocketioRouteDeps, u: Upstream, c: EdgeClient): void {
+  const first = c.early?.[0];
+  if (!first || !('f' in first) || first.b) return;
+  const node = ownerOfSid(sidOfOpenPacket(first.f.toString('utf8')));
+  if (node) deps.ws.learn(node, u);
+}
+
+/** The node's refusal of a handshake, as it would have answered a direct client (status, JSON, Retry-After). */
+function writeHandshakeRefusal(res: HttpResponse, state: { done: boolean }, r: HandshakeRefusal, inc: IncomingRequest, cors: CorsHeaders): void {
+  let body: unknown;
+  try {
+    body = JSON.parse(r.body || 'null');
+  } catch {
+    body = r.body;
+  }
+  const retryAfter = r.headers['Retry-After'] ?? r.headers['retry-after'];
+  writeJson(res, state, r.status, body, inc, cors, retryAfter ? { 'Retry-After': retryAfter } : undefined);
 }

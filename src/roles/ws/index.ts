@@ -21,6 +21,9 @@ import { SocketServer } from '../../protocol/server.js';
 import type { Socket } from '../../protocol/types.js';
 import { createGatewayLimits } from '../gateway/rate-limits.js';
 import { createSidForwarder, type SidForwarder } from '../../cluster/sid-forwarder.js';
+import { mountLinkServer } from '../../cluster/link-server.js';
+import { peerTrust } from '../../cluster/http-proxy.js';
+import type { WsData } from '../../protocol/session.js';
 import { engineOf, MemoryRateLimiter } from '../../store/index.js';
 import { createAuthenticate, type WsConn } from './connection.js';
 import { conversationTopic, tenantTopic, watchTopic } from '../../topics.js';
@@ -70,6 +73,13 @@ export const createWsRole: RoleFactory = async (ctx) => {
       })
     : undefined;
 
+  // A separate gateway tier reaches this node over edge links (one per gateway), from trusted peers only.
+  const links = mountLinkServer<WsData<WsConn>>({
+    app: ctx.app,
+    trusted: peerTrust(config.server.trustedProxies),
+    logger: log.child({ component: 'link' }),
+  });
+
   const server: SocketServer<WsConn> = new SocketServer<WsConn>({
     app: ctx.app,
     path: config.socketio.path,
@@ -102,7 +112,9 @@ export const createWsRole: RoleFactory = async (ctx) => {
     // Credentials never in a URL (DESIGN.md "Credentials"), on a bare ws node as at the gateway.
     checkQuery: (query) => checkQueryCredentials(new URLSearchParams(query), { allowSid: true }),
     ...(forwarder ? { forward: forwarder } : {}),
+    fanout: links.fanout,
   });
+  links.attach(server.link);
   forwarder?.start();
   log.info({ maxConnections: maxConns, path: config.socketio.path }, 'socket.io ready');
 
@@ -294,10 +306,12 @@ export const createWsRole: RoleFactory = async (ctx) => {
       draining = true;
       await Promise.all([runtime?.tracker.drain(), runtime?.agents.drain()]);
       server.drain();
+      links.drain();
       forwarder?.drain();
     },
     async close() {
       server.close();
+      links.drain();
       await forwarder?.close();
       const rt = runtime;
       rt?.availability.stop();
