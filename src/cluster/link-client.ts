@@ -84,11 +84,17 @@ export class EdgeLink {
       });
       ws.once('unexpected-response', (_req, res) => {
         res.resume();
-        reject(new UpstreamFailure('connect', `the ws node refused the edge link with ${res.statusCode} (is this gateway in its server.trustedProxies?)`));
+        reject(
+          new UpstreamFailure(
+            'connect',
+            `the ws node refused the edge link with ${res.statusCode} (is this gateway in its server.trustedProxies?)`,
+          ),
+        );
         ws.terminate();
       });
       ws.once('error', (err: Error & { code?: string }) => {
-        const connect = err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND' || /timed out/i.test(err.message);
+        const connect =
+          err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENOTFOUND' || /timed out/i.test(err.message);
         reject(new UpstreamFailure(connect ? 'connect' : 'broken', err.message, { cause: err }));
       });
     });
@@ -123,7 +129,17 @@ export class EdgeLink {
   handshake(c: EdgeClient, kind: 'open' | 'upgrade', req: LinkHandshake): Promise<HandshakeAnswer> {
     if (!this.isOpen) return Promise.reject(new UpstreamFailure('broken', 'edge link closed'));
     return new Promise<HandshakeAnswer>((resolve, reject) => {
-      this.pending.set(c.cid, (a) => (a instanceof Error ? reject(a) : resolve(a)));
+      // A node that does not answer in time: the client is forgotten here and closed there if it
+      // was accepted after all (an accept for an unknown client is answered with a close).
+      const timer = setTimeout(() => {
+        this.forget(c);
+        reject(new UpstreamFailure('timeout', 'the ws node did not answer the handshake in time'));
+      }, this.opts.connectTimeoutMs);
+      this.pending.set(c.cid, (a) => {
+        clearTimeout(timer);
+        if (a instanceof Error) reject(a);
+        else resolve(a);
+      });
       this.writer.record(kind === 'open' ? OP.open : OP.upgrade, 0, c.cid, JSON.stringify(req));
       this.schedule();
     });
@@ -201,7 +217,10 @@ export class EdgeLink {
     }
     this.ws.send(this.writer.take(), { binary: true });
     if (this.ws.bufferedAmount > this.opts.maxBufferedBytes) {
-      this.opts.logger.warn({ upstream: this.upstream.url, buffered: this.ws.bufferedAmount }, 'edge link: the ws node does not read; cutting the link');
+      this.opts.logger.warn(
+        { upstream: this.upstream.url, buffered: this.ws.bufferedAmount },
+        'edge link: the ws node does not read; cutting the link',
+      );
       this.ws.terminate();
     }
   };
@@ -255,7 +274,14 @@ export class EdgeLink {
       case OP.accept:
       case OP.refuse: {
         const answer = this.pending.get(cid);
-        if (!answer) return;
+        if (!answer) {
+          // Accepted after the gateway gave up on it: the node ends the session.
+          if (op === OP.accept && !c) {
+            this.writer.close(cid, 1006, '');
+            this.schedule();
+          }
+          return;
+        }
         this.pending.delete(cid);
         if (op === OP.accept) answer({ accepted: true });
         else {
@@ -278,7 +304,8 @@ export class EdgeLink {
     this.pending.clear();
     const clients = [...this.clients.values()];
     this.clients.clear();
-    if (clients.length > 0) this.opts.logger.warn({ upstream: this.upstream.url, code, clients: clients.length }, 'edge link lost: closing its clients');
+    if (clients.length > 0)
+      this.opts.logger.warn({ upstream: this.upstream.url, code, clients: clients.length }, 'edge link lost: closing its clients');
     const gone = DISCONNECT.upstreamGone;
     for (const c of clients) {
       if (c.closed) continue;

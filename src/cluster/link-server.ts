@@ -256,7 +256,11 @@ export function mountLinkServer<D>(opts: LinkServerOptions): LinkServer<D> {
       const peer = peerAddress(res);
       if (!opts.trusted(peer)) {
         log.warn({ peer }, 'edge link refused: the peer is not in server.trustedProxies');
-        writeJsonReply(res, { status: 403, close: true }, { error: 'Edge links are accepted from trusted proxies only', code: 'forbidden' });
+        writeJsonReply(
+          res,
+          { status: 403, close: true },
+          { error: 'Edge links are accepted from trusted proxies only', code: 'forbidden' },
+        );
         return;
       }
       const link = new Link<D>(ep, peer);

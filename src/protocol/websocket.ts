@@ -70,7 +70,10 @@ export class WebsocketTransport<C> {
   }
 
   /** The query checks of a websocket handshake (credentials, EIO version, transport). */
-  private checkQuery(q: { query: string; eio: string | undefined; transport: string | undefined }, hs: Handshake): HandshakeRefusal | undefined {
+  private checkQuery(
+    q: { query: string; eio: string | undefined; transport: string | undefined },
+    hs: Handshake,
+  ): HandshakeRefusal | undefined {
     const e = this.e;
     const refused = e.queryRefusal(q.query, hs);
     if (refused) return refused;
@@ -101,10 +104,7 @@ export class WebsocketTransport<C> {
       const q = new URLSearchParams(req.query);
       const headers = { ...req.headers };
       const hs: Handshake = { headers, origin: headers.origin || undefined, ip: req.ip, close: false };
-      const refused = this.checkQuery(
-        { query: req.query, eio: q.get('EIO') ?? undefined, transport: q.get('transport') ?? undefined },
-        hs,
-      );
+      const refused = this.checkQuery({ query: req.query, eio: q.get('EIO') ?? undefined, transport: q.get('transport') ?? undefined }, hs);
       if (refused) return { refusal: refused };
       return this.start(q.get('sid') ?? undefined, hs);
     },

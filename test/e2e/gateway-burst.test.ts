@@ -1,6 +1,6 @@
 // Bursts of raw websocket clients through a real gateway process: every upgrade must end — the
-// client gets its 101 and the upstream's first frame, or an HTTP error — and the gateway must keep
-// accepting afterwards with nothing left behind (piped websocket gauge back to 0).
+// client gets its 101 and the node's first frame (over the edge link), or an HTTP error — and the
+// gateway must keep accepting afterwards with nothing left behind (client websocket gauge back to 0).
 //
 // The first test runs the gateway with glibc's freed-memory scribbling on
 // (GLIBC_TUNABLES=glibc.malloc.tcache_count=0 MALLOC_PERTURB_=16). That makes deterministic a uWS
@@ -14,11 +14,16 @@ import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WebSocketServer } from 'ws';
+import { LINK_PATH, LinkWriter, OP, readRecords } from '../../src/cluster/link-codec.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { eventually } from '../helpers/eventually.js';
 
-/** A raw upstream: `/readyz`, and websockets that send an Engine.IO-like open packet at once. */
+/**
+ * A raw ws node: `/readyz`, and an edge link (LINK_PATH) that accepts every client handshake and
+ * sends an Engine.IO-like open packet for it at once. In `blackhole` mode it answers nothing: link
+ * upgrades are read and never answered, and handshakes on an open link are ignored.
+ */
 function startUpstream() {
   const state = { mode: 'normal' as 'normal' | 'blackhole' };
   const held: net.Socket[] = [];
@@ -28,12 +33,23 @@ function startUpstream() {
   });
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
   server.on('upgrade', (req, socket, head) => {
-    if (state.mode === 'blackhole') {
+    if (state.mode === 'blackhole' || req.url !== LINK_PATH) {
       // A node too busy to answer: the upgrade request is read and never answered.
       held.push(socket as net.Socket);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => ws.send(`0{"sid":"raw.${Math.random().toString(36).slice(2)}"}`));
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data: Buffer) => {
+        if (state.mode === 'blackhole') return;
+        const out = new LinkWriter();
+        readRecords(data, (op, _flags, cid) => {
+          if (op !== OP.open) return;
+          out.record(OP.accept, 0, cid);
+          out.record(OP.frame, 0, cid, `0{"sid":"raw.${Math.random().toString(36).slice(2)}"}`);
+        });
+        if (out.size > 0) ws.send(out.take());
+      });
+    });
   });
   return {
     state,
@@ -122,7 +138,7 @@ async function burst(port: number, total: number, inFlight: number, hangMs: numb
   return counts;
 }
 
-async function pipedWebsockets(gw: ChatdProcess): Promise<number> {
+async function clientWebsockets(gw: ChatdProcess): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith('chatd_gateway_websockets '));
   return Number(line?.split(' ')[1]);
@@ -141,13 +157,13 @@ describe('gateway: bursts of websocket upgrades', () => {
     upstream.close();
   });
 
-  it('every upgrade completed after the upstream connect relays the upstream first frame (no close right after the 101)', async () => {
+  it('every upgrade completed after the node answered over the link relays its first frame (no close right after the 101)', async () => {
     const gw = await startGateway(wsUrl, 60_000, { GLIBC_TUNABLES: 'glibc.malloc.tcache_count=0', MALLOC_PERTURB_: '16' });
     gateways.push(gw);
     const counts = await burst(gw.ports.gateway!, 400, 100, 90_000);
     expect(counts).toEqual({ 'open-packet': 400 });
-    // Every client is gone: the gateway let go of every pipe.
-    await eventually(async () => (await pipedWebsockets(gw)) === 0, 'piped websockets back to 0', { intervalMs: 100 });
+    // Every client is gone: the gateway let go of every socket.
+    await eventually(async () => (await clientWebsockets(gw)) === 0, 'client websockets back to 0', { intervalMs: 100 });
     expect(gw.child.exitCode).toBeNull();
   }, 120_000);
 
@@ -166,6 +182,6 @@ describe('gateway: bursts of websocket upgrades', () => {
     // in flight: each answer must come within the short timeout of this gateway.
     const counts = await burst(silent.ports.gateway!, 200, 10, 30_000);
     expect(counts).toEqual({ 'open-packet': 200 });
-    await eventually(async () => (await pipedWebsockets(silent)) === 0, 'piped websockets back to 0', { intervalMs: 100 });
+    await eventually(async () => (await clientWebsockets(silent)) === 0, 'client websockets back to 0', { intervalMs: 100 });
   }, 120_000);
 });

@@ -1,11 +1,18 @@
 // Upstream stand-ins for the gateway's routing tests: small real servers on loopback that behave
 // like chatd's api and ws nodes where routing is concerned (`/readyz` with X-Chatd-Node, a
-// draining 503, Engine.IO sids `<nodeId>.<random>`). The ws stand-in is a real Socket.IO server,
-// so socket.io-client speaks its whole protocol (polling, upgrade, websocket) through the gateway.
-import { randomBytes } from 'node:crypto';
+// draining 503, Engine.IO sids `<nodeId>.<random>`). The ws stand-in is chatd's protocol layer with
+// its edge-link server, so socket.io-client speaks its whole protocol (polling, upgrade, websocket)
+// through the gateway, websockets over the link.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Server } from 'socket.io';
+import { pino } from 'pino';
+import { mountLinkServer } from '../../src/cluster/link-server.js';
+import { peerAddress } from '../../src/http/client-ip.js';
+import { SocketServer } from '../../src/protocol/server.js';
+import type { WsData } from '../../src/protocol/session.js';
+import type { DisconnectReason } from '../../src/protocol/types.js';
+import { MemoryRateLimiter } from '../../src/store/memory/memory-rate-limiter.js';
+import { loadUws, type us_listen_socket } from '../../src/uws.js';
 
 export interface ApiHit {
   readonly method: string;
@@ -74,54 +81,97 @@ export async function startApiStandIn(name: string): Promise<ApiStandIn> {
 export interface WsStandIn {
   readonly nodeId: string;
   readonly url: string;
-  readonly io: Server;
-  /** Engine.IO requests seen, by transport and whether they carried a sid. */
+  /** Engine.IO requests seen: polling over HTTP, websockets as edge-link handshakes. */
   readonly requests: { transport: string; sid: string | null; method: string }[];
+  /** Sessions that ended, with the reason the node saw. */
+  readonly disconnects: DisconnectReason[];
   close(): Promise<void>;
 }
 
 /**
- * A ws node stand-in: a Socket.IO server whose sids name the node. Events: `whoami` (ack: nodeId),
- * `echo` (ack: the payload).
+ * A ws node stand-in built on chatd's own protocol layer and edge-link server (no store, no
+ * database): any CONNECT is accepted; sids name the node. Events: `whoami` (ack: nodeId), `echo`
+ * (ack: the payload), `flood` (n frames of `size` bytes to this socket, unpaced).
  */
 export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
   const requests: WsStandIn['requests'] = [];
-  const server = http.createServer((req, res) => {
-    if (req.url === '/readyz') {
-      res.writeHead(200, { 'content-type': 'application/json', 'x-chatd-node': nodeId });
-      res.end('{"status":"ready"}');
-      return;
-    }
-    if (!req.url?.startsWith('/socket.io/')) {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  const record = (req: http.IncomingMessage) => {
-    if (!req.url?.startsWith('/socket.io/')) return;
-    const q = new URL(req.url, 'http://x').searchParams;
-    requests.push({ transport: q.get('transport') ?? '', sid: q.get('sid'), method: req.method ?? '' });
+  const disconnects: DisconnectReason[] = [];
+  const uws = loadUws();
+  const app = uws.App();
+  const logger = pino({ level: 'silent' });
+  const record = (query: string, method: string) => {
+    const q = new URLSearchParams(query);
+    requests.push({ transport: q.get('transport') ?? '', sid: q.get('sid'), method });
   };
-  server.prependListener('request', record);
-  server.prependListener('upgrade', record);
-  const io = new Server(server, { pingInterval: 2000, pingTimeout: 4000 });
-  io.engine.generateId = () => `${nodeId}.${randomBytes(16).toString('base64url').slice(0, 22)}`;
-  io.on('connection', (socket) => {
-    socket.on('whoami', (cb: (n: string) => void) => cb(nodeId));
-    socket.on('echo', (payload: unknown, cb: (p: unknown) => void) => cb(payload));
+  const links = mountLinkServer<WsData<object>>({ app, trusted: () => true, logger });
+  const server = new SocketServer<object>({
+    app,
+    path: '/socket.io/',
+    nodeId,
+    pingIntervalMs: 2000,
+    pingTimeoutMs: 4000,
+    maxPayload: 1e6,
+    sendBufferBytes: 1 << 20,
+    maxConnections: 10_000,
+    handshakePerIp: { rate: 1e9, burst: 1e9 },
+    handshakeLimiter: new MemoryRateLimiter(),
+    pendingPerIp: 1e9,
+    maxPending: 1e9,
+    connectTimeoutMs: 30_000,
+    eventRate: { rate: 1e6, burst: 1e6 },
+    clientIp: (res) => peerAddress(res),
+    cors: { allowOrigin: () => true, maxAgeSeconds: 60 },
+    logger,
+    fanout: links.fanout,
+    // Not forwarding anything: the hook only sees every polling request first (to record it).
+    forward: {
+      request(_res, req) {
+        record(req.getQuery() ?? '', req.getMethod().toUpperCase());
+        return false;
+      },
+      upgrade: () => false,
+      sockets: { open() {}, message() {}, drain() {}, close() {} },
+    },
+    hooks: {
+      authenticate: async () => ({ context: {} }),
+      onConnect: () => undefined,
+      onEvent(socket, event, args, ack) {
+        if (event === 'whoami') ack?.(nodeId);
+        else if (event === 'echo') ack?.(...args);
+        else if (event === 'flood') {
+          const [n, size] = args as [number, number];
+          for (let i = 0; i < n; i++) socket.emit('item', i, 'x'.repeat(size));
+          ack?.(true);
+        }
+      },
+      onDisconnect: (_socket, reason) => void disconnects.push(reason),
+    },
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  const link = server.link;
+  links.attach({
+    ...link,
+    handshake(req) {
+      record(req.query, 'GET');
+      return link.handshake(req);
+    },
+  });
+  app.get('/readyz', (res) => {
+    res.cork(() => res.writeStatus('200 OK').writeHeader('x-chatd-node', nodeId).end('{"status":"ready"}'));
+  });
+  const listen = await new Promise<us_listen_socket>((resolve, reject) =>
+    app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('listen failed')))),
+  );
+  const port = uws.us_socket_local_port(listen);
   return {
     nodeId,
     url: `http://127.0.0.1:${port}`,
-    io,
     requests,
-    close: () =>
-      new Promise<void>((r) => {
-        void io.close();
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
+    disconnects,
+    async close() {
+      uws.us_listen_socket_close(listen);
+      // As a node that dies: every connection drops.
+      (app as { close?: () => void }).close?.();
+      server.close();
+    },
   };
 }

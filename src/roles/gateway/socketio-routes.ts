@@ -13,7 +13,14 @@ import { httpRequests, promClient, registry } from '../../observability/metrics.
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket as UwsSocket } from '../../uws.js';
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { checkQueryCredentials, redactQuery } from '../../auth/bearer.js';
-import { forward, readIncoming, type UpstreamFailure, writeAnswer, type IncomingRequest, type PeerTrust } from '../../cluster/http-proxy.js';
+import {
+  forward,
+  readIncoming,
+  type UpstreamFailure,
+  writeAnswer,
+  type IncomingRequest,
+  type PeerTrust,
+} from '../../cluster/http-proxy.js';
 import type { GatewayLimits } from './rate-limits.js';
 import { writeJson, writeUnknownSid, type CorsHeaders } from '../../cluster/respond.js';
 import { refuse, watchRequest, withBody } from './proxied-request.js';
@@ -323,7 +330,13 @@ function learnNode(deps: SocketioRouteDeps, u: Upstream, c: EdgeClient): void {
 }
 
 /** The node's refusal of a handshake, as it would have answered a direct client (status, JSON, Retry-After). */
-function writeHandshakeRefusal(res: HttpResponse, state: { done: boolean }, r: HandshakeRefusal, inc: IncomingRequest, cors: CorsHeaders): void {
+function writeHandshakeRefusal(
+  res: HttpResponse,
+  state: { done: boolean },
+  r: HandshakeRefusal,
+  inc: IncomingRequest,
+  cors: CorsHeaders,
+): void {
   let body: unknown;
   try {
     body = JSON.parse(r.body || 'null');
