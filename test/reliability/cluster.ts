@@ -453,3 +453,41 @@ export class RedisTap {
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 }
+
+/**
+ * A plain L4 load balancer of one: forwards every TCP connection to the port `target()` names at
+ * connect time (the gateway's, which changes when it is restarted), so clients keep one address
+ * across a gateway's death, as behind a real load balancer.
+ */
+export class TcpForwarder {
+  readonly #server: net.Server;
+  readonly #open = new Set<net.Socket>();
+
+  constructor(target: () => number) {
+    this.#server = net.createServer((client) => {
+      const upstream = net.connect(target(), '127.0.0.1');
+      for (const s of [client, upstream]) {
+        this.#open.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          this.#open.delete(s);
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  listen(): Promise<string> {
+    return new Promise((resolve) =>
+      this.#server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(this.#server.address() as net.AddressInfo).port}`)),
+    );
+  }
+
+  close(): Promise<void> {
+    for (const s of this.#open) s.destroy();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}

@@ -9,8 +9,10 @@
 //   - Redis killed (its data gone) and restarted on the same port;
 //   - PostgreSQL stopped and started: sends are refused with typed errors meanwhile, service resumes
 //     by itself, the outbox drains;
-//   - a ws node SIGKILLed: its clients fail over through the gateway and recover; its presence
-//     entries are swept and the agent sees `offline`.
+//   - a ws node SIGKILLed: its clients fail over through the gateway (over its edge links) and
+//     recover; its presence entries are swept and the agent sees `offline`;
+//   - the gateway SIGKILLed and restarted: the ws node ends the dead link's sessions, the clients
+//     reconnect through the new gateway and recover.
 import pg from 'pg';
 import pino from 'pino';
 import { io, type Socket } from 'socket.io-client';
@@ -20,7 +22,7 @@ import { hasPgBinaries, startCluster, type Cluster as PgCluster } from '../helpe
 import { testDbConfig } from '../helpers/db/config.js';
 import { DeliveryChecker, readerFromDb } from '../helpers/delivery-checker.js';
 import { hasRedisServerBinary, OwnRedis } from '../helpers/own-redis.js';
-import { call, Cluster, connected, RedisTap, RELIABILITY_FULL, TENANT_A, Traffic } from './cluster.js';
+import { call, Cluster, connected, RedisTap, RELIABILITY_FULL, TcpForwarder, TENANT_A, Traffic } from './cluster.js';
 import { eventually } from '../helpers/eventually.js';
 
 const available = hasRedisServerBinary() && hasPgBinaries();
@@ -41,7 +43,10 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
   const agentConnects: string[] = [];
   const checker = new DeliveryChecker();
   const faults: string[] = [];
-  const gateway = () => cluster.url('gw', 'gateway');
+  // Clients reach the gateway through a plain L4 forwarder, so they keep one address when it restarts.
+  let lb: TcpForwarder;
+  let lbUrl: string;
+  const gateway = () => lbUrl;
 
   const outboxRows = async () => {
     const c = new pg.Client({ connectionString: pgc.url });
@@ -102,6 +107,8 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
         requestTimeoutMs: 10_000,
       },
     });
+    lb = new TcpForwarder(() => cluster.procs.get('gw')!.ports.gateway!);
+    lbUrl = await lb.listen();
     await eventually(
       async () => {
         const m = await (await fetch(`http://127.0.0.1:${cluster.procs.get('gw')!.ports.admin}/metrics`)).text();
@@ -123,6 +130,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     traffic?.close();
     await cluster?.dumpLogs().catch(() => undefined);
     await cluster?.stopAll();
+    await lb?.close();
     await db?.close().catch(() => undefined);
     await tap?.close();
     await redis?.kill();
@@ -246,5 +254,52 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     expect(onWs1.length, 'some visitors lived on the killed node').toBeGreaterThan(0);
     await checkpoint('after the ws node was killed');
     expect(checker.ackedCount).toBeGreaterThan(100);
+  }, 400_000);
+
+  it('the gateway SIGKILLed under load and restarted: its links drop, the ws node ends their sessions, clients come back and recover', async () => {
+    const gw = cluster.procs.get('gw')!;
+    const ws2Clients = async () => {
+      const m = await (await fetch(`http://127.0.0.1:${cluster.procs.get('ws2')!.ports.admin}/metrics`)).text();
+      return Number(/chatd_link_clients\{side="ws"\} (\d+)/.exec(m)?.[1] ?? -1);
+    };
+    // Every client through the gateway (all but the canary) is a client of ws2's edge link.
+    const throughGateway = traffic.sockets.length - 1;
+    await eventually(async () => (await ws2Clients()) === throughGateway, 'every client on the edge link', {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+    traffic.start();
+    await traffic.runFor(SENDS / 2, 'before the gateway kill');
+    await gw.stop('SIGKILL');
+    faults.push('gateway SIGKILL + restart');
+    // The node ends the dead link's sessions (presence disconnects, streams released).
+    await eventually(async () => (await ws2Clients()) === 0, "the dead gateway's sessions ended on the ws node", {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+    // A new gateway behind the same address (the forwarder).
+    await cluster.start('gw', 'gateway', {
+      upstreams: {
+        api: [cluster.url('api2', 'api')],
+        ws: [cluster.url('ws2', 'ws')],
+        healthCheckIntervalMs: 300,
+        requestTimeoutMs: 10_000,
+      },
+    });
+    await traffic.runFor(SENDS, 'after the gateway restart');
+    await eventually(
+      // All but the canary (which does not reconnect).
+      () => traffic.sockets.filter((s) => s.io.reconnection()).every((s) => s.connected),
+      'every client reconnected',
+      { timeoutMs: 120_000, intervalMs: 100, retryOnError: true },
+    );
+    await eventually(async () => (await ws2Clients()) === throughGateway, 'every client back on the edge link', {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+    await checkpoint('after the gateway was killed and restarted');
   }, 400_000);
 });
