@@ -28,11 +28,16 @@ export class KyselyDatabase implements Database {
     kysely: Kysely<Tables>,
     dialect: Dialect,
     logger: Logger,
-    opts: { onClose?: () => void; onFlush?: (size: number, ms: number) => void } = {},
+    opts: { onClose?: () => void; onFlush?: (size: number, ms: number) => void; maxInFlight?: number } = {},
   ) {
     this.kysely = kysely;
     this.dialect = dialect;
-    this.messages = new KyselyMessageStore(kysely, { logger, ...(opts.onFlush ? { onFlush: opts.onFlush } : {}) });
+    this.messages = new KyselyMessageStore(kysely, {
+      logger,
+      ...(opts.onFlush ? { onFlush: opts.onFlush } : {}),
+      // PGlite has one connection: a second flush would only queue behind the first.
+      maxInFlight: dialect === 'postgres' ? (opts.maxInFlight ?? 1) : 1,
+    });
     this.offline = new KyselyOfflineStore(kysely);
     this.outbox = new KyselyOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });
     this.conversations = new KyselyConversationStore(kysely);

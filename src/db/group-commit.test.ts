@@ -67,4 +67,46 @@ describe('GroupCommit', () => {
     await expect(a).rejects.toThrow('boom');
     await expect(b).resolves.toBe(2);
   });
+
+  it('runs up to maxInFlight flushes at once, and the rest waits for a free slot', async () => {
+    const m = manualFlush();
+    const gc = new GroupCommit(m.flush, { maxBatch: 100, maxInFlight: 2 });
+    const a = gc.submit(1);
+    const b = gc.submit(2);
+    const later = [gc.submit(3), gc.submit(4)];
+    expect(m.batches).toEqual([[1], [2]]); // two in flight, started synchronously
+    expect(gc.inFlight).toBe(2);
+    m.release[1]!(); // the second finishes first: its caller is answered, the queue goes next
+    expect(await b).toBe(20);
+    await tick();
+    expect(m.batches).toEqual([[1], [2], [3, 4]]);
+    m.release[0]!();
+    m.release[2]!();
+    expect(await a).toBe(10);
+    expect(await Promise.all(later)).toEqual([30, 40]);
+    await gc.idle();
+    expect(gc.inFlight).toBe(0);
+  });
+
+  it('never puts one key in two flushes at once, and flushes each key in submission order', async () => {
+    const m = manualFlush();
+    // Key: the tens digit (11 and 12 share key 1).
+    const gc = new GroupCommit(m.flush, { maxBatch: 100, maxInFlight: 3, key: (i: number) => String(Math.floor(i / 10)) });
+    const done: number[] = [];
+    const all = [11, 21, 12, 31, 22, 13].map((i) => gc.submit(i).then(() => void done.push(i)));
+    // 11 and 21 start alone; the third flush skips 12, 22 and 13 (their keys are in flight) and takes 31.
+    expect(m.batches).toEqual([[11], [21], [31]]);
+    m.release[1]!(); // key 2 is free: 22 may go, key 1 still waits for 11
+    await tick();
+    expect(m.batches[3]).toEqual([22]);
+    m.release[0]!(); // key 1 is free: 12 and 13 go together, in order
+    await tick();
+    expect(m.batches[4]).toEqual([12, 13]);
+    m.release[2]!();
+    m.release[3]!();
+    m.release[4]!();
+    await Promise.all(all);
+    expect(done.filter((i) => i < 20)).toEqual([11, 12, 13]);
+    expect(done.filter((i) => i >= 20 && i < 30)).toEqual([21, 22]);
+  });
 });

@@ -112,6 +112,8 @@ export async function openDatabase(config: DatabaseConfig, logger: Logger, opts:
   log.info({ dialect, location }, 'database ready');
   return new KyselyDatabase(kysely, dialect, log, {
     onClose: opened.release,
+    // Accept flushes in flight: all of the pool but one connection, kept for reads and the relay.
+    maxInFlight: Math.max(1, config.database.poolSize - 1),
     onFlush: (size, ms) => {
       dbFlushSize.observe(size);
       dbFlushDuration.observe(ms / 1000);

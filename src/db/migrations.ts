@@ -1,6 +1,7 @@
 // The one set of migrations for both dialects (PostgreSQL and PGlite speak the same SQL), provided in
 // code so the single binary needs no migration folder. Names sort in the order they apply; never
 // edit an applied migration: add the next one.
+import { ACCEPT_BATCH_SQL } from './accept-batch-sql.js';
 import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 
 const statements = (list: readonly string[]) => async (db: Kysely<unknown>) => {
@@ -237,6 +238,13 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       'alter table email_jobs drop column kind',
       'alter table email_jobs add primary key (conversation_id)',
     ]),
+  },
+  '0006_accept_batch': {
+    // The message path's durable half as one function (accept.ts): a group-commit flush is one
+    // autocommit call, one round trip, whatever its size, so several flushes can be in flight on
+    // separate connections. See ACCEPT_BATCH_SQL.
+    up: statements([ACCEPT_BATCH_SQL]),
+    down: statements(['drop function if exists chatd_accept_batch(text, json, json, text, text, jsonb)']),
   },
 };
 

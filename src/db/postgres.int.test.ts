@@ -48,7 +48,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
         const err = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh }), silent).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(MigrationError);
         expect((err as Error).message).toMatch(
-          /5 pending migration\(s\): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify; run `chatd migrate up`/,
+          /6 pending migration\(s\): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch; run `chatd migrate up`/,
         );
         const migrated = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh, autoMigrate: true }), silent);
         await migrated.close();
@@ -109,6 +109,65 @@ describe.skipIf(!available)('PostgreSQL', () => {
         }
       } finally {
         await child.kill();
+      }
+    });
+
+    it('overlapping flushes of two nodes take shared conversations in opposite orders: no deadlock, gapless seqs, each node in its own order', async () => {
+      // Two databases on the same schema, each with several flushes in flight (poolSize 10 → 9):
+      // node A writes conversations 0…23, node B 23…0, so their batches contend for the same rows in
+      // opposite submission orders. The function locks in session-id order: they queue, never deadlock.
+      // A deadlock would be retried row by row (and hidden); the warning it logs is counted instead.
+      const fallbacks: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => void (line.includes('one by one') && fallbacks.push(line)) });
+      const other = await openDatabase(config, log);
+      const flushes: number[] = [];
+      const a = await openDatabase(config, log, { onFlush: (n) => flushes.push(n) });
+      try {
+        const tenant = 'overlap';
+        const sessions = Array.from({ length: 24 }, (_, k) => `ov-${k}-${schema}`);
+        const perNode = 960;
+        const write = (node: KyselyDatabase, label: string, order: string[]) => {
+          const out: { i: number; sessionId: string; seq: number; outboxId: string; version: number }[] = [];
+          let next = 0;
+          return Promise.all(
+            Array.from({ length: 32 }, async () => {
+              while (next < perNode) {
+                const i = next++;
+                const sessionId = order[i % order.length]!;
+                const r = await node.messages.accept(msg(tenant, sessionId, `${label} ${i}`, { clientMessageId: `${label}-${i}` }));
+                if (r.kind !== 'created') throw new Error(r.kind);
+                out.push({ i, sessionId, seq: r.message.seq, outboxId: r.outboxId, version: r.update.version });
+              }
+            }),
+          ).then(() => out);
+        };
+        const [fromA, fromB] = await Promise.all([write(a, 'a', sessions), write(other, 'b', [...sessions].reverse())]);
+        expect(fallbacks).toEqual([]);
+        // Flushes did overlap and batch: fewer flushes than messages.
+        expect(flushes.length).toBeLessThan(perNode);
+        for (const sid of sessions) {
+          const mineA = fromA.filter((r) => r.sessionId === sid).sort((x, y) => x.i - y.i);
+          const mineB = fromB.filter((r) => r.sessionId === sid).sort((x, y) => x.i - y.i);
+          const all = [...mineA, ...mineB].map((r) => r.seq).sort((x, y) => x - y);
+          expect(all).toEqual(Array.from({ length: all.length }, (_, k) => k + 1));
+          for (const mine of [mineA, mineB]) expect(mine.map((r) => r.seq)).toEqual([...mine.map((r) => r.seq)].sort((x, y) => x - y));
+          const head = await db.kysely
+            .selectFrom('conversations')
+            .select(['last_seq', 'message_count', 'unread_by_agents'])
+            .where('session_id', '=', sid)
+            .executeTakeFirstOrThrow();
+          expect(head).toEqual({ last_seq: all.length, message_count: all.length, unread_by_agents: all.length });
+        }
+        // Every message has its outbox row; a retry of any returns the original.
+        const count = await sql<{ n: string }>`select count(*) as n from outbox o join messages m on m.id = o.message_id
+          where m.tenant_id = ${tenant}`.execute(db.kysely);
+        expect(Number(count.rows[0]!.n)).toBe(2 * perNode);
+        const first = fromB.find((r) => r.i === 5)!;
+        const retry = await a.messages.accept(msg(tenant, first.sessionId, 'b 5', { clientMessageId: 'b-5' }));
+        expect(retry.kind === 'duplicate' && retry.message.seq).toBe(first.seq);
+      } finally {
+        await a.close();
+        await other.close();
       }
     });
 

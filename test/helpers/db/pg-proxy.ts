@@ -1,12 +1,18 @@
 // A TCP proxy between pg and PostgreSQL that breaks connections at chosen points of the wire
-// protocol: after a COMMIT was executed but before its answer reaches the client (the outcome is
-// unknown to the client, yet the data is committed), or before a statement reaches the server.
+// protocol: after a COMMIT (or an autocommit statement) was executed but before its answer reaches
+// the client (the outcome is unknown to the client, yet the data is committed), or before a
+// statement reaches the server.
 import net from 'node:net';
 
 export type Fault =
   | { readonly kind: 'none' }
   /** Forward the next COMMIT, let the server run it, then cut the connection before the reply. */
   | { readonly kind: 'lose-commit-reply' }
+  /**
+   * Forward the next query whose text matches (an autocommit statement), let the server run it to
+   * its end (ReadyForQuery), then cut the connection before the reply reaches the client.
+   */
+  | { readonly kind: 'lose-reply'; readonly match: RegExp }
   /** Cut the connection instead of forwarding the next query whose text matches. */
   | { readonly kind: 'drop-before'; readonly match: RegExp };
 
@@ -45,6 +51,8 @@ export class PgFaultProxy {
     let startup = true;
     let pending = Buffer.alloc(0);
     let commitSent = false;
+    let awaitingReady = false;
+    let held = Buffer.alloc(0);
     client.on('data', (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
       // Forward whole messages only, so one can be inspected (and held back) before it is sent.
@@ -72,6 +80,11 @@ export class PgFaultProxy {
           cut();
           return;
         }
+        if (f.kind === 'lose-reply' && text && f.match.test(text)) {
+          this.fault = { kind: 'none' };
+          this.fired++;
+          awaitingReady = true;
+        }
         if (f.kind === 'lose-commit-reply' && /^\s*commit\s*;?\s*$/i.test(text)) {
           this.fault = { kind: 'none' };
           this.fired++;
@@ -81,6 +94,17 @@ export class PgFaultProxy {
       }
     });
     server.on('data', (chunk: Buffer) => {
+      if (awaitingReady) {
+        // Hold the reply until its ReadyForQuery ('Z', length 5): the statement is committed.
+        held = Buffer.concat([held, chunk]);
+        for (let at = 0; at + 5 <= held.length; at += held.readInt32BE(at + 1) + 1) {
+          if (held[at] === 0x5a && held.readInt32BE(at + 1) === 5) {
+            cut();
+            return;
+          }
+        }
+        return;
+      }
       if (commitSent) {
         // The server answered the COMMIT: it is done. The client never hears it.
         cut();
