@@ -622,10 +622,10 @@ describe.skipIf(!ready)('api role rate limits (Redis)', () => {
 });
 
 /**
- * A TCP proxy in front of PostgreSQL that, when armed, cuts both connections at the moment the
- * COMMIT of a transaction that inserted messages passes — before the server sees it (other
- * transactions, such as the outbox relay's sweeps, go through). The client cannot know whether it
- * committed.
+ * A TCP proxy in front of PostgreSQL that, when armed, cuts both connections at the moment a
+ * group-commit flush passes (one autocommit call of chatd_accept_batch, src/db/accept.ts) — before
+ * the server sees it (other statements, such as the outbox relay's sweeps, go through). The client
+ * cannot know whether it committed.
  */
 async function commitCutter(target: { host: string; port: number }) {
   const net = await import('node:net');
@@ -635,12 +635,9 @@ async function commitCutter(target: { host: string; port: number }) {
   const server = net.createServer((client) => {
     const upstream = net.connect(target);
     sockets.add(client).add(upstream);
-    let insertedMessages = false;
     client.on('data', (chunk) => {
       const text = chunk.toString('latin1');
-      if (/insert into messages/i.test(text)) insertedMessages = true;
-      if (/\bcommit\b/i.test(text) && !(armed && insertedMessages)) insertedMessages = false;
-      if (armed && insertedMessages && /\bcommit\b/i.test(text)) {
+      if (armed && /chatd_accept_batch/.test(text)) {
         armed = false;
         cuts++;
         client.destroy();
