@@ -12,7 +12,9 @@
 //   ingest   --http URL --concurrency C --seconds S   POST /webchat/message, C in flight, each
 //            worker its own conversation; reports messages/s and p50/p99/p99.9
 //   floor    --postgres URL --redis URL --table T --concurrency C --pool P --seconds S   what one
-//            stored message costs at least: a one-row INSERT (autocommit) then one XADD, C in flight
+//            stored message costs at least: a one-row INSERT (autocommit) then one XADD, C in flight;
+//            with --pglite DIR instead of --postgres, the same on an embedded PGlite in DIR, opened
+//            in this process with chatd's own settings (src/db/pglite.ts), as chatd embeds it
 // Tokens are minted here with the shared JWT secret (HS256, iss/aud chatd), as chatd's api would.
 import { parseArgs } from 'node:util';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -30,6 +32,7 @@ const { values: o } = parseArgs({
     http: { type: 'string' },
     concurrency: { type: 'string', default: '64' },
     postgres: { type: 'string' },
+    pglite: { type: 'string' },
     redis: { type: 'string' },
     table: { type: 'string' },
     pool: { type: 'string', default: '10' },
@@ -337,10 +340,11 @@ switch (o.mode) {
     break;
   }
   case 'floor': {
-    const { default: pg } = await import('pg');
     const { default: Redis } = await import('ioredis');
     const concurrency = Number(o.concurrency);
-    const db = new pg.Pool({ connectionString: o.postgres, max: Number(o.pool) });
+    const db = o.pglite
+      ? await openPglite(o.pglite)
+      : new (await import('pg')).default.Pool({ connectionString: o.postgres, max: Number(o.pool) });
     const redis = new Redis(o.redis);
     const table = o.table;
     await db.query(
@@ -374,7 +378,7 @@ switch (o.mode) {
     lat.sort((a, b) => a - b);
     out({
       concurrency,
-      pool: Number(o.pool),
+      pool: o.pglite ? 1 : Number(o.pool),
       ok,
       failed: 0,
       seconds: elapsed,
@@ -384,7 +388,7 @@ switch (o.mode) {
       p999: percentile(lat, 99.9),
       selfCpuSeconds: (cpu.user + cpu.system) / 1e6,
     });
-    await db.end();
+    await (o.pglite ? db.close() : db.end());
     redis.disconnect();
     process.exit(0);
     break;
@@ -392,4 +396,22 @@ switch (o.mode) {
   default:
     process.stderr.write(`unknown mode ${o.mode}\n`);
     process.exit(2);
+}
+
+/**
+ * PGlite as chatd opens it (createPglite: chatd's memory settings, initdb in a child process),
+ * behind the two calls the floor makes of a pg Pool: query(text, params) and end().
+ */
+async function openPglite(dir) {
+  const { fileURLToPath } = await import('node:url');
+  const path = await import('node:path');
+  const { importBundled } = await import('./lib/bundle.mjs');
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const { createPglite } = await importBundled(
+    path.join(root, 'src/db/pglite.ts'),
+    path.join(root, 'node_modules', '.cache', 'chatd-bench', `pglite-${process.pid}.mjs`),
+    { target: 'node20' },
+  );
+  const pg = await createPglite(dir);
+  return { query: (text, params) => pg.query(text, params), close: () => pg.close() };
 }

@@ -1,5 +1,5 @@
 // `npm run bench -- <scenario|all> [--targets …] [--runs 3] [--quick] [--profile DIR] [--trace-gc DIR]
-//  [--node-flags="…"]`
+//  [--node-flags="…"] [--inflight 8,64,256]`
 // --trace-gc writes each chatd process's `--trace-gc` lines to DIR/<process>-<pid>.gc.log (count them
 // in the measured window with `scripts/bench/gc-count.mjs`); --node-flags adds V8/node flags to every
 // chatd process (e.g. `--max-semi-space-size=32`, to compare against bin/chatd's defaults).
@@ -9,20 +9,24 @@
 // limit raised to its hard limit with prlimit and reported), runs the scenario `--runs` times per
 // target, and writes a Markdown table and a JSON file (machine, versions, medians, min–max, server
 // CPU per operation, load average before/after every run) under bench/results/. Every run has a
-// deadline; a scenario stops starting runs after 10 minutes.
+// deadline; a scenario stops starting runs after 10 minutes (ingest: 30).
 //
 // Targets: `uws` (raw uWebSockets.js, native pub/sub, publish deferred to setImmediate: the ceiling),
 // `socketio` (socket.io@4, same JWT check, same rooms, websocket transport; redis-adapter with two
 // nodes; the same INSERT for stored messages), `chatd` (one chatd node, clients connect to it
 // directly), `chatd-gw` (the same node behind a `chatd serve --role gateway` process: the gateway
 // hop), `floor` (ingest only: one-row INSERT + one XADD per message, no server), `chatd-cluster`
-// (multinode: the ws nodes on a Redis Cluster of three masters instead of one Redis).
+// (multinode: the ws nodes on a Redis Cluster of three masters instead of one Redis),
+// `chatd-pglite` (ingest: chatd on its embedded default, PGlite in its data folder, with Redis) and
+// `floor-pglite` (ingest: the floor's INSERT + XADD on a PGlite opened the way chatd opens it).
+//
+// ingest: every target at each `--inflight` level (default 8,64,256 requests in flight), one row each.
 //
 // multinode: `--nodes 2,4` ws node processes (default 2); each run starts a Redis of its own (one
 // redis-server, or three cluster masters for chatd-cluster) so its CPU time per published event and
 // per Redis node can be read.
 import { parseArgs } from 'node:util';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,6 +48,7 @@ const { values: o, positionals } = parseArgs({
     'trace-gc': { type: 'string' },
     'node-flags': { type: 'string' },
     nodes: { type: 'string', default: '2' },
+    inflight: { type: 'string', default: '8,64,256' },
     redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     postgres: { type: 'string', default: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
   },
@@ -81,7 +86,7 @@ async function waitReady(port, child, what) {
 
 const unlimited = '{ rate: 1000000, burst: 1000000 }';
 /** Writes a chatd config into a fresh folder; returns the folder. */
-function chatdConfig({ port, role, durable, upstreams, tag, redis }) {
+function chatdConfig({ port, role, durable, upstreams, tag, redis, pglite }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatd-bench-'));
   const lines = [
     `server: { host: 127.0.0.1, port: ${port}, shutdownTimeoutMs: 2000 }`,
@@ -92,7 +97,8 @@ function chatdConfig({ port, role, durable, upstreams, tag, redis }) {
     `limits: { connectPerIp: ${unlimited}, handshakePerIp: ${unlimited}, pendingPerIp: 1000000, maxPendingConnections: 1000000, connectPerKey: ${unlimited}, httpPerIp: ${unlimited}, httpPerKey: ${unlimited}, messagesPerSocket: ${unlimited} }`,
     // Always the shared PostgreSQL (the embedded one is slow to start and not what a ws node runs);
     // Redis for the durable path (a stored message is INSERTed and XADDed) and for two nodes.
-    ...(role === 'gateway' ? [] : [`database: { url: "${o.postgres}", autoMigrate: true, schema: ${tag} }`]),
+    // chatd-pglite: no database.url, so the embedded default (PGlite in <dataDir>/data, this folder).
+    ...(role === 'gateway' || pglite ? [] : [`database: { url: "${o.postgres}", autoMigrate: true, schema: ${tag} }`]),
     ...(redis?.cluster
       ? [`redis: { cluster: { nodes: [${redis.urls.map((u) => `"${u}"`).join(', ')}] }, prefix: "${tag}:" }`]
       : durable
@@ -134,6 +140,8 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
   const tag = `bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const procs = [];
   const urls = [];
+  /** Config folders (chatd-pglite keeps its database in one): removed at cleanup. */
+  const dirs = [];
   const startedAt = Date.now();
   let http;
   const baseEnv = { ...process.env, JWT_SECRET };
@@ -157,6 +165,7 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
       break;
     }
     case 'chatd':
+    case 'chatd-pglite':
     case 'chatd-cluster':
     case 'chatd-gw': {
       const multi = nodes > 1;
@@ -164,7 +173,9 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
       const nodePorts = [];
       for (let i = 0; i < nodes; i++) {
         const port = await freePort();
-        const child = spawnChatd(role, chatdConfig({ port, role, durable: durable || multi, tag, redis }));
+        const dir = chatdConfig({ port, role, durable: durable || multi, tag, redis, pglite: target === 'chatd-pglite' });
+        dirs.push(dir);
+        const child = spawnChatd(role, dir);
         procs.push({ name: `chatd-${role}${i}`, child });
         await waitReady(port, child, `chatd ${role}`);
         nodePorts.push(port);
@@ -184,6 +195,7 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
       break;
     }
     case 'floor':
+    case 'floor-pglite':
       break;
     default:
       throw new Error(`unknown target ${target}`);
@@ -191,6 +203,7 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
   const cleanup = async () => {
     await Promise.all(procs.map((p) => kill(p.child, o.profile ? 180_000 : 5000)));
     if (durable || nodes > 1 || target !== 'uws') await dropTag(tag);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   };
   return { procs, urls, http, tag, cleanup, startedAt, redisPids: redis?.pids ?? [] };
 }
@@ -290,6 +303,8 @@ const goal = (what, value, bound, op) => {
   return `${what}: ${value.toFixed(2)} — ${ok ? 'met' : 'NOT met'}`;
 };
 const secs = (full) => String(quick ? 3 : full);
+/** ingest's in-flight levels (`--inflight 8,64,256`). */
+const inflightLevels = () => o.inflight.split(',').map((n) => String(Number(n)));
 /**
  * Each memory load generator binds its own 127.0.0.x source address, a fresh one per generator
  * across all runs: the sockets a killed generator leaves in TIME_WAIT would otherwise make the next
@@ -423,37 +438,39 @@ const SCENARIOS = {
       return { ...r, value: r.p99, unit: 'ms p99', cpuPerOpUs: (winCpu(r) / Math.max(1, r.samples)) * 1e6 };
     },
   },
-  /** (5) Ingest: POST /webchat/message at 64 in flight, against one-row INSERT + one XADD per message. */
+  /**
+   * (5) Ingest: POST /webchat/message at each `--inflight` level (8, 64, 256), against one-row INSERT +
+   * one XADD per message (the floor) on the same PostgreSQL and pool size; and chatd on its embedded
+   * default (PGlite) against the same floor on a PGlite.
+   */
   ingest: {
-    targets: ['floor', 'chatd', 'chatd-gw'],
-    goals: (m) => [goal('chatd ≥ 1× floor', ratio(m.chatd, m.floor), 1, 'ge')],
-    async run(target) {
-      const concurrency = '64';
+    targets: ['floor', 'chatd', 'chatd-gw', 'floor-pglite', 'chatd-pglite'],
+    expand: (targets) => inflightLevels().flatMap((n) => targets.map((t) => `${t}@${n}`)),
+    budgetMs: 30 * 60_000,
+    goals: (m) =>
+      inflightLevels().flatMap((n) => [
+        goal(`chatd ≥ 1× floor at ${n} in flight`, ratio(m[`chatd@${n}`], m[`floor@${n}`]), 1, 'ge'),
+        goal(`chatd-pglite ≥ 1× floor-pglite at ${n} in flight`, ratio(m[`chatd-pglite@${n}`], m[`floor-pglite@${n}`]), 1, 'ge'),
+      ]),
+    async run(label) {
+      const [target, concurrency] = label.split('@');
       const seconds = secs(5);
-      const r = await measure(target, { durable: true }, (srv) =>
-        target === 'floor'
-          ? loadgen(
-              [
-                '--mode',
-                'floor',
-                '--postgres',
-                o.postgres,
-                '--redis',
-                o.redis,
-                '--table',
-                srv.tag,
-                '--concurrency',
-                concurrency,
-                '--pool',
-                '10',
-                '--seconds',
-                seconds,
-              ],
-              0,
-            )
-          : loadgen(['--mode', 'ingest', '--http', srv.http, '--concurrency', concurrency, '--seconds', seconds], 1, srv),
-      );
-      const cpu = target === 'floor' ? r.selfCpuSeconds : winCpu(r);
+      const floor = target === 'floor' || target === 'floor-pglite';
+      const r = await measure(target, { durable: true }, (srv) => {
+        if (!floor) return loadgen(['--mode', 'ingest', '--http', srv.http, '--concurrency', concurrency, '--seconds', seconds], 1, srv);
+        // The floor is the server here: on the servers' CPU.
+        const db =
+          target === 'floor-pglite'
+            ? ['--pglite', path.join(mkdtempSync(path.join(os.tmpdir(), 'chatd-bench-floor-')), 'data')]
+            : ['--postgres', o.postgres, '--pool', '10'];
+        return loadgen(
+          ['--mode', 'floor', ...db, '--redis', o.redis, '--table', srv.tag, '--concurrency', concurrency, '--seconds', seconds],
+          0,
+        ).finally(() => {
+          if (target === 'floor-pglite') rmSync(path.dirname(db[1]), { recursive: true, force: true });
+        });
+      });
+      const cpu = floor ? r.selfCpuSeconds : winCpu(r);
       return { ...r, value: r.perSecond, unit: 'messages/s', cpuPerOpUs: (cpu / Math.max(1, r.ok)) * 1e6, higherIsBetter: true };
     },
   },
@@ -539,8 +556,8 @@ async function runScenario(scenario) {
     const samples = [];
     const errors = [];
     for (let i = 0; i < runs; i++) {
-      if (Date.now() - started > SCENARIO_BUDGET_MS) {
-        errors.push('scenario budget (10 min) spent: run skipped');
+      if (Date.now() - started > (def.budgetMs ?? SCENARIO_BUDGET_MS)) {
+        errors.push(`scenario budget (${(def.budgetMs ?? SCENARIO_BUDGET_MS) / 60_000} min) spent: run skipped`);
         break;
       }
       process.stderr.write(`${scenario} ${target} run ${i + 1}/${runs}… `);

@@ -42,12 +42,21 @@ begin
            cv.id as conv_id, cv.tenant_id = x.t as mine, cv.status as conv_status, cv.last_seq as conv_seq
     from json_to_recordset(p_items) as x(o integer, id uuid, t text, s text, st text, si text, sv boolean, tx text, k text,
                                          h text, m jsonb, at text, r boolean)
-    join conversations cv on cv.session_id = x.s
+    -- LATERAL … LIMIT 1 (not flattened into a join): one index probe per item. A plain join let the
+    -- cached generic plan (which guesses 100 items) hash a sequential scan of the whole table
+    -- instead, slower as the table grows.
+    cross join lateral (select c.id, c.tenant_id, c.status, c.last_seq from conversations c where c.session_id = x.s limit 1) cv
   ),
   existing as materialized (
     select i.o, m.id, m.seq, m.sender_type, m.sender_verified, m.text, m.content_hash, m.meta, m.created_at
     from items i
-    join messages m on m.tenant_id = i.t and m.conversation_id = i.conv_id and m.sender_id = i.si and m.client_message_id = i.k
+    -- Every column of messages_idempotency_key, tenant first (see above: one probe per item).
+    cross join lateral (
+      select m.id, m.seq, m.sender_type, m.sender_verified, m.text, m.content_hash, m.meta, m.created_at
+      from messages m
+      where m.tenant_id = i.t and m.conversation_id = i.conv_id and m.sender_id = i.si and m.client_message_id = i.k
+      limit 1
+    ) m
     where i.mine and i.k is not null
   ),
   live as (

@@ -7,7 +7,8 @@
 // and advances each conversation's head. Callers are answered only once the call returned, that
 // is after COMMIT.
 //
-// Several flushes run at once (`maxInFlight`, on separate connections). Per-conversation order:
+// Several flushes run at once (`maxInFlight`, on separate connections; a flush joins others in
+// flight once MIN_OVERLAP_BATCH messages wait). Per-conversation order:
 // on one node the flushes in flight never share a conversation (GroupCommit's key), so a
 // conversation's messages are flushed, committed and answered in submission order; between nodes,
 // batches that share a conversation queue on its row lock, taken in the same (session-id) order by
@@ -28,6 +29,14 @@ import type { Tables } from './schema.js';
 
 /** Rows per flush: bounds the statement's size and the locks one transaction holds. */
 export const MAX_BATCH = 256;
+
+/**
+ * Items a flush needs to start while another is in flight (GroupCommit's minOverlapBatch). Each
+ * flush costs a round trip, a commit and the statement's fixed work (~0.3 ms of PostgreSQL CPU
+ * against ~0.1 ms per message); below this, waiting for the flush in flight makes fewer, bigger
+ * flushes.
+ */
+export const MIN_OVERLAP_BATCH = 8;
 
 /** sha256 of the text: what "same content" means for a retried clientMessageId. */
 export const contentHash = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -88,6 +97,7 @@ export class GroupCommitAccept {
     this.#commit = new GroupCommit((items) => this.#flush(items), {
       maxBatch: MAX_BATCH,
       maxInFlight: opts.maxInFlight ?? 1,
+      minOverlapBatch: MIN_OVERLAP_BATCH,
       key: (p) => p.msg.sessionId,
     });
   }

@@ -109,4 +109,22 @@ describe('GroupCommit', () => {
     expect(done.filter((i) => i < 20)).toEqual([11, 12, 13]);
     expect(done.filter((i) => i >= 20 && i < 30)).toEqual([21, 22]);
   });
+
+  it('starts a flush beside one in flight only once minOverlapBatch items can go', async () => {
+    const m = manualFlush();
+    const gc = new GroupCommit(m.flush, { maxBatch: 100, maxInFlight: 3, minOverlapBatch: 3 });
+    const all = [1, 2, 3].map((i) => gc.submit(i));
+    expect(m.batches).toEqual([[1]]); // alone at once; 2 and 3 are too few to overlap it
+    all.push(gc.submit(4)); // three waiting: a second flush joins the first
+    expect(m.batches).toEqual([[1], [2, 3, 4]]);
+    all.push(gc.submit(5));
+    m.release[1]!(); // the first is still in flight: 5 alone waits
+    await tick();
+    expect(m.batches).toHaveLength(2);
+    m.release[0]!(); // nothing in flight: 5 goes at once, alone
+    await tick();
+    expect(m.batches[2]).toEqual([5]);
+    m.release[2]!();
+    expect(await Promise.all(all)).toEqual([10, 20, 30, 40, 50]);
+  });
 });

@@ -2,7 +2,11 @@
 // every flush slot is busy queue up and go in the next one. Under load, batches grow by themselves
 // (one statement and one WAL flush for many messages); when idle, a message waits for nothing.
 //
-// Up to `maxInFlight` flushes run at once (each on its own connection). With a `key` (accept.ts:
+// Up to `maxInFlight` flushes run at once (each on its own connection), but a flush joins others
+// already in flight only with at least `minOverlapBatch` items: every flush has a fixed cost (a
+// round trip, a commit, the statement's start), so at light load one flush at a time with the
+// items that gathered meanwhile is cheaper, and flushes overlap once the queue outgrows what one
+// flush at a time can take without waiting. With a `key` (accept.ts:
 // the conversation), the batches in flight never share a key: an item whose key is in flight waits
 // for that flush to settle, so one key's items are flushed — and their callers answered — in the
 // order they were submitted, one flush after the other.
@@ -15,6 +19,8 @@ export interface GroupCommitOptions<I> {
   readonly maxBatch: number;
   /** Flushes in flight at once (default 1). */
   readonly maxInFlight?: number;
+  /** Items a flush needs to start while another is in flight (default 1: always). */
+  readonly minOverlapBatch?: number;
   /** Items with the same key are never in two flushes at once, and flush in submission order. */
   readonly key?: (item: I) => string;
 }
@@ -29,6 +35,7 @@ export class GroupCommit<I, R> {
   readonly #flush: (items: readonly I[]) => Promise<readonly Settled<R>[]>;
   readonly #maxBatch: number;
   readonly #maxInFlight: number;
+  readonly #minOverlap: number;
   readonly #key: ((item: I) => string) | undefined;
   /** Keys of the batches in flight. */
   readonly #busy = new Set<string>();
@@ -40,6 +47,7 @@ export class GroupCommit<I, R> {
     this.#flush = flush;
     this.#maxBatch = opts.maxBatch;
     this.#maxInFlight = Math.max(1, Math.floor(opts.maxInFlight ?? 1));
+    this.#minOverlap = Math.max(1, Math.min(opts.maxBatch, Math.floor(opts.minOverlapBatch ?? 1)));
     this.#key = opts.key;
   }
 
@@ -69,17 +77,21 @@ export class GroupCommit<I, R> {
   /** Starts flushes while a slot is free and something queued can go. */
   #pump(): void {
     while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
-      const batch = this.#take();
-      if (batch.length === 0) return; // everything queued waits for a key in flight
+      if (this.#inFlight > 0 && this.#queue.length < this.#minOverlap) return;
+      const batch = this.#take(this.#inFlight > 0 ? this.#minOverlap : 1);
+      if (batch.length === 0) return; // too few items can go now (their keys are in flight)
       this.#inFlight++;
       void this.#run(batch);
     }
   }
 
-  /** The next batch: the oldest items whose keys are not in flight, up to maxBatch. */
-  #take(): Waiter<I, R>[] {
+  /**
+   * The next batch: the oldest items whose keys are not in flight, up to maxBatch; none when fewer
+   * than `min` can go.
+   */
+  #take(min: number): Waiter<I, R>[] {
     const keyOf = this.#key;
-    if (!keyOf) return this.#queue.splice(0, this.#maxBatch);
+    if (!keyOf) return this.#queue.length >= min ? this.#queue.splice(0, this.#maxBatch) : [];
     const batch: Waiter<I, R>[] = [];
     const rest: Waiter<I, R>[] = [];
     const keys: string[] = [];
@@ -95,6 +107,7 @@ export class GroupCommit<I, R> {
         keys.push(k);
       }
     }
+    if (batch.length < min) return [];
     // Marked busy only now: later items of a key taken above may join this same batch.
     for (const k of keys) this.#busy.add(k);
     this.#queue = rest;

@@ -1,6 +1,6 @@
 // Tests' embedded databases: PGlite's initdb takes ~5 s and ~800 MB, so it runs once per content of
 // the schema — one initialised, migrated template folder (keyed by PGlite's version and the source
-// of migrations.ts and pglite.ts), copied for each test that needs a database.
+// of migrations.ts, accept-batch-sql.ts and pglite.ts), copied for each test that needs a database.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,7 +18,8 @@ function templateKey(): string {
   const pkgPath = path.join(path.dirname(require.resolve('@electric-sql/pglite')), '..', 'package.json');
   const h = createHash('sha256');
   h.update(fs.readFileSync(pkgPath));
-  for (const f of ['src/db/migrations.ts', 'src/db/pglite.ts']) h.update(fs.readFileSync(path.join(here, '../../..', f)));
+  for (const f of ['src/db/migrations.ts', 'src/db/accept-batch-sql.ts', 'src/db/pglite.ts'])
+    h.update(fs.readFileSync(path.join(here, '../../..', f)));
   return h.digest('hex').slice(0, 16);
 }
 
