@@ -380,6 +380,61 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
   });
 });
 
+describe('gateway: a ws node that drains', () => {
+  it(
+    'its clients are closed with 1001 "server shutting down" and reconnect through the gateway to another node',
+    { timeout: 180_000 },
+    async () => {
+      const draining = await startWsStandIn('drainme');
+      const other = await startWsStandIn('other');
+      const gw = await startGateway({ api: [], ws: [draining.url, other.url] });
+      const url = `http://127.0.0.1:${gw.ports.gateway}`;
+      const clients: Socket[] = [];
+      try {
+        for (let i = 0; i < 4; i++) {
+          const s = ioClient(url, {
+            transports: ['websocket'],
+            reconnectionDelay: 100,
+            reconnectionDelayMax: 500,
+            extraHeaders: { 'x-forwarded-for': newIp() },
+          });
+          clients.push(s);
+          await new Promise<void>((r) => s.once('connect', () => r()));
+        }
+        // A raw client on the draining node too, to read the close frame (round robin: within a few).
+        const rawClient = async () => {
+          const ws = new WebSocket(`ws://127.0.0.1:${gw.ports.gateway}/socket.io/?EIO=4&transport=websocket`, {
+            headers: { 'x-forwarded-for': newIp() },
+          });
+          const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString('utf8')])));
+          const first = await new Promise<string>((r) => ws.once('message', (d: Buffer) => r(d.toString('utf8'))));
+          return { ws, closed, sid: (JSON.parse(first.slice(1)) as { sid: string }).sid };
+        };
+        const raws: Awaited<ReturnType<typeof rawClient>>[] = [];
+        for (let i = 0; i < 4 && !raws.some((r) => r.sid.startsWith('drainme.')); i++) raws.push(await rawClient());
+        const raw = raws.find((r) => r.sid.startsWith('drainme.'))!;
+        expect(raw).toBeDefined();
+        const ask = (s: Socket) => s.timeout(10_000).emitWithAck('whoami') as Promise<string>;
+        expect(await Promise.all(clients.map(ask))).toContain('drainme');
+
+        draining.drain();
+        expect(await raw.closed).toEqual([1001, 'server shutting down']);
+        await eventually(
+          async () =>
+            (await Promise.all(clients.map(async (s) => (s.connected ? ask(s).catch(() => 'x') : 'x')))).every((n) => n === 'other'),
+          'every client on the other node',
+          { retryOnError: true },
+        );
+        for (const r of raws) r.ws.terminate();
+      } finally {
+        for (const s of clients) s.disconnect();
+        await gw.stop('SIGKILL');
+        await Promise.all([draining.close(), other.close()]);
+      }
+    },
+  );
+});
+
 describe('gateway: slow consumers over the edge link', () => {
   let node: WsStandIn;
   let gw: ChatdProcess;

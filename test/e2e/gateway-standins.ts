@@ -85,6 +85,8 @@ export interface WsStandIn {
   readonly requests: { transport: string; sid: string | null; method: string }[];
   /** Sessions that ended, with the reason the node saw. */
   readonly disconnects: DisconnectReason[];
+  /** As on SIGTERM: every session closed with 1001, then the edge links. */
+  drain(): void;
   close(): Promise<void>;
 }
 
@@ -167,6 +169,10 @@ export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
     url: `http://127.0.0.1:${port}`,
     requests,
     disconnects,
+    drain() {
+      server.drain();
+      links.drain();
+    },
     async close() {
       uws.us_listen_socket_close(listen);
       // As a node that dies: every connection drops.
