@@ -30,11 +30,14 @@ export interface EdgeClient {
   early: Early[] | null;
   /** Set once the client is gone for the node (either side closed it). */
   closed: boolean;
-  /** Bytes last reported to the node as buffered for this client. */
-  reported: number;
+  /** Frame bytes of the node's written to the client's socket (mod 2^32), and those not reported yet. */
+  delivered: number;
+  unreported: number;
+  /** Bytes held by the client's socket at the last report. */
+  held: number;
 }
 
-/** How often the client's buffer is reported to the node: above this, and on drains. */
+/** The node hears what a client read every this many bytes delivered, and on drains. */
 const REPORT_BYTES = 64 * 1024;
 
 export interface EdgeLinkOptions {
@@ -120,7 +123,7 @@ export class EdgeLink {
     let cid = this.nextCid;
     while (this.clients.has(cid) || cid === 0) cid = (cid + 1) >>> 0;
     this.nextCid = (cid + 1) >>> 0;
-    const c: EdgeClient = { cid, link: this, ws: undefined, early: [], closed: false, reported: 0 };
+    const c: EdgeClient = { cid, link: this, ws: undefined, early: [], closed: false, delivered: 0, unreported: 0, held: 0 };
     this.clients.set(cid, c);
     return c;
   }
@@ -154,8 +157,10 @@ export class EdgeLink {
     if (!early || early.length === 0) return;
     ws.cork(() => {
       for (const e of early) {
-        if ('f' in e) ws.send(e.f, e.b);
-        else if ('sub' in e) ws.subscribe(this.opts.tag + e.sub);
+        if ('f' in e) {
+          ws.send(e.f, e.b);
+          this.delivered(c, e.f.length);
+        } else if ('sub' in e) ws.subscribe(this.opts.tag + e.sub);
         else if ('unsub' in e) ws.unsubscribe(this.opts.tag + e.unsub);
       }
     });
@@ -188,17 +193,25 @@ export class EdgeLink {
     this.pending.delete(c.cid);
   }
 
-  /** After the client's socket drained: tells the node, when it was told of a full buffer. */
+  /** After the client's socket drained: tells the node, when it was told of a fuller buffer. */
   drained(c: EdgeClient): void {
-    if (c.reported === 0 || c.closed || !c.ws) return;
+    if (c.held === 0 || c.closed || !c.ws) return;
     const now = c.ws.getBufferedAmount();
-    if (now > c.reported / 2) return;
+    if (now > c.held / 2) return;
     this.report(c, now);
   }
 
-  private report(c: EdgeClient, bytes: number): void {
-    c.reported = bytes;
-    this.writer.u32(OP.buffered, c.cid, bytes);
+  /** Counts bytes written to the client's socket; every REPORT_BYTES the node hears of it. */
+  private delivered(c: EdgeClient, bytes: number): void {
+    c.delivered = (c.delivered + bytes) >>> 0;
+    c.unreported += bytes;
+    if (c.unreported >= REPORT_BYTES && c.ws) this.report(c, c.ws.getBufferedAmount());
+  }
+
+  private report(c: EdgeClient, held: number): void {
+    c.held = held;
+    c.unreported = 0;
+    this.writer.buffered(c.cid, c.delivered, held);
     this.schedule();
   }
 
@@ -249,8 +262,7 @@ export class EdgeLink {
           return;
         }
         ws.send(payload, binary);
-        const buffered = ws.getBufferedAmount();
-        if (buffered >= REPORT_BYTES && buffered > c.reported * 2) this.report(c, buffered);
+        this.delivered(c, payload.length);
         return;
       }
       case OP.sub:

@@ -10,7 +10,9 @@
 // Ops and their payloads:
 //   gateway → node  open     JSON LinkHandshake (a new client websocket: query, headers, client IP)
 //                   upgrade  JSON LinkHandshake (the upgrade probe of a polling session, by sid)
-//                   buffered u32: bytes the gateway holds for the client (replay pacing)
+//                   buffered delivered u32 | held u32: frame bytes of the client written to its
+//                            socket so far (mod 2^32) and bytes its socket holds unsent, sent every
+//                            64 KiB delivered and on drains (the node paces replays by them)
 //   node → gateway  accept   (empty) the handshake was accepted: frames follow
 //                   refuse   JSON HandshakeRefusal (the HTTP answer for the client)
 //                   sub      topic (utf8): subscribe the client's socket
@@ -59,8 +61,8 @@ export class LinkWriter {
     this.buf = next;
   }
 
-  /** A record whose payload is `data` (a string is written as utf8). */
-  record(op: Op, flags: number, cid: number, data?: string | Buffer): void {
+  /** A record whose payload is `data` (a string is written as utf8); returns the payload's length. */
+  record(op: Op, flags: number, cid: number, data?: string | Buffer): number {
     const max = data === undefined ? 0 : typeof data === 'string' ? data.length * 3 : data.length;
     this.ensure(HEADER + max);
     const b = this.buf;
@@ -72,6 +74,7 @@ export class LinkWriter {
     if (data !== undefined) len = typeof data === 'string' ? b.write(data, at + HEADER, 'utf8') : data.copy(b, at + HEADER);
     b.writeUInt32BE(len, at + 6);
     this.pos = at + HEADER + len;
+    return len;
   }
 
   /** A close record: code, then the reason. */
@@ -105,17 +108,18 @@ export class LinkWriter {
     this.pos = start + flen;
   }
 
-  /** A u32 record (buffered). */
-  u32(op: Op, cid: number, value: number): void {
-    this.ensure(HEADER + 4);
+  /** A buffered record: bytes delivered so far (mod 2^32), bytes held. */
+  buffered(cid: number, delivered: number, held: number): void {
+    this.ensure(HEADER + 8);
     const b = this.buf;
     const at = this.pos;
-    b[at] = op;
+    b[at] = OP.buffered;
     b[at + 1] = 0;
     b.writeUInt32BE(cid >>> 0, at + 2);
-    b.writeUInt32BE(4, at + 6);
-    b.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.floor(value))), at + HEADER);
-    this.pos = at + HEADER + 4;
+    b.writeUInt32BE(8, at + 6);
+    b.writeUInt32BE(delivered >>> 0, at + HEADER);
+    b.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.floor(held))), at + HEADER + 4);
+    this.pos = at + HEADER + 8;
   }
 
   /** The records so far, as a view valid until the next write (for a sender that copies, as uWS does). */

@@ -103,8 +103,11 @@ class Link<D> {
 class LinkSocket<D> implements TransportSocket<D> {
   topics: Set<string> | null = null;
   closed = false;
-  /** Bytes the gateway last said it holds for the client. */
-  reported = 0;
+  /** Frame bytes sent to the gateway for this client (mod 2^32). */
+  sent = 0;
+  /** What the gateway last reported: bytes written to the client's socket (mod 2^32), and held there. */
+  delivered = 0;
+  held = 0;
 
   constructor(
     readonly link: Link<D>,
@@ -114,7 +117,7 @@ class LinkSocket<D> implements TransportSocket<D> {
 
   send(data: Frame, isBinary?: boolean): number {
     if (this.closed) return 0;
-    this.link.writer.record(OP.frame, isBinary ? FLAG_BINARY : 0, this.cid, data);
+    this.sent = (this.sent + this.link.writer.record(OP.frame, isBinary ? FLAG_BINARY : 0, this.cid, data)) >>> 0;
     this.link.schedule();
     return 1;
   }
@@ -149,8 +152,13 @@ class LinkSocket<D> implements TransportSocket<D> {
     return true;
   }
 
+  /**
+   * What the client has not read yet, as far as the node can tell: bytes on their way to the
+   * gateway (sent, not yet reported delivered), what its socket there holds, and the link's own
+   * backlog. Replays pace themselves on it (Socket.whenWritable), as on a direct websocket.
+   */
   getBufferedAmount(): number {
-    const n = this.reported + this.link.buffered();
+    const n = ((this.sent - this.delivered) >>> 0) + this.held + this.link.buffered();
     if (n > 0) this.link.waiting.add(this);
     return n;
   }
@@ -231,10 +239,10 @@ export function mountLinkServer<D>(opts: LinkServerOptions): LinkServer<D> {
       }
       case OP.buffered: {
         const s = link.clients.get(cid);
-        if (!s || payload.length < 4) return;
-        const before = s.reported;
-        s.reported = payload.readUInt32BE(0);
-        if (s.reported < before) ep().drain(s);
+        if (!s || payload.length < 8) return;
+        s.delivered = payload.readUInt32BE(0);
+        s.held = payload.readUInt32BE(4);
+        ep().drain(s);
         return;
       }
       default:

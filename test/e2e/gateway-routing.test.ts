@@ -479,6 +479,54 @@ describe('gateway: slow consumers over the edge link', () => {
   });
 });
 
+describe('gateway: paced replays over the edge link', () => {
+  let node: WsStandIn;
+  let gw: ChatdProcess;
+
+  beforeAll(async () => {
+    node = await startWsStandIn('pace');
+    gw = await startGateway({ api: [], ws: [node.url] });
+  }, 120_000);
+  afterAll(async () => {
+    await gw?.stop('SIGKILL');
+    await node?.close();
+  });
+
+  it('a replay paced by the send buffer reaches a client that stops reading for a while: every item, in order, no cut', async () => {
+    const client = new WebSocket(`ws://127.0.0.1:${gw.ports.gateway}/socket.io/?EIO=4&transport=websocket`, {
+      headers: { 'x-forwarded-for': newIp() },
+      perMessageDeflate: false,
+    });
+    const texts: string[] = [];
+    const items: number[] = [];
+    let closed: number | undefined;
+    client.on('message', (data: Buffer) => {
+      const t = data.toString('utf8');
+      const m = /^42\["item",(\d+),/.exec(t);
+      if (m) items.push(Number(m[1]));
+      else texts.push(t);
+    });
+    client.on('close', (code) => (closed = code));
+    await new Promise<void>((r) => client.once('open', () => r()));
+    await eventually(() => texts.some((t) => t.startsWith('0{')), 'the open packet', { retryOnError: true });
+    client.send('40{}');
+    await eventually(() => texts.some((t) => t.startsWith('40{')), 'the CONNECT ack', { retryOnError: true });
+    // ~18 MB through a 1 MB send buffer at the gateway: only pacing keeps the client connected.
+    client.pause();
+    client.send('42["replay",300,60000]');
+    // A fixed pause on purpose: the test is that a stalled reader stays connected, so the stall has to last.
+    await new Promise((r) => setTimeout(r, 1500));
+    client.resume();
+    await eventually(() => items.length === 300 || closed !== undefined, 'every item or a close', {
+      timeoutMs: 60_000,
+      retryOnError: true,
+    });
+    expect(closed).toBeUndefined();
+    expect(items).toEqual([...Array(300).keys()]);
+    client.close();
+  });
+});
+
 async function clientWebsockets(gw: ChatdProcess): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith('chatd_gateway_websockets '));

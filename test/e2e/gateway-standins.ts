@@ -93,7 +93,8 @@ export interface WsStandIn {
 /**
  * A ws node stand-in built on chatd's own protocol layer and edge-link server (no store, no
  * database): any CONNECT is accepted; sids name the node. Events: `whoami` (ack: nodeId), `echo`
- * (ack: the payload), `flood` (n frames of `size` bytes to this socket, unpaced).
+ * (ack: the payload), `flood` (n frames of `size` bytes to this socket, unpaced), `replay` (the same,
+ * paced by Socket.whenWritable).
  */
 export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
   const requests: WsStandIn['requests'] = [];
@@ -144,6 +145,15 @@ export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
           const [n, size] = args as [number, number];
           for (let i = 0; i < n; i++) socket.emit('item', i, 'x'.repeat(size));
           ack?.(true);
+        } else if (event === 'replay') {
+          // Paced by the client's send buffer, as the ws role paces a recovery replay.
+          const [n, size] = args as [number, number];
+          void (async () => {
+            for (let i = 0; i < n && !socket.closed; i++) {
+              await socket.whenWritable();
+              socket.emit('item', i, 'x'.repeat(size));
+            }
+          })();
         }
       },
       onDisconnect: (_socket, reason) => void disconnects.push(reason),
