@@ -37,6 +37,9 @@ export interface EdgeClient {
   held: number;
 }
 
+/** A batch for the node is sent at the end of the tick, or at once past this size. */
+const FLUSH_BYTES = 256 * 1024;
+
 /** The node hears what a client read every this many bytes delivered, and on drains. */
 const REPORT_BYTES = 64 * 1024;
 
@@ -172,7 +175,9 @@ export class EdgeLink {
   frame(c: EdgeClient, data: Buffer, binary: boolean): void {
     if (c.closed || this.closed) return;
     this.writer.record(OP.frame, binary ? FLAG_BINARY : 0, c.cid, data);
-    this.schedule();
+    // Many clients writing in one tick: send what is there before the batch grows past the node's frame limit.
+    if (this.writer.size >= FLUSH_BYTES) this.flush();
+    else this.schedule();
   }
 
   /** The client's socket closed at the gateway (or never opened): the node ends its session. */
