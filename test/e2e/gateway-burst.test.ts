@@ -7,7 +7,10 @@
 // bug that otherwise hits about one upgrade in 5,000–10,000 under load: an upgrade completed with
 // `res.cork(() => res.upgrade(...))` after an await is shut down by uWS right after its 101 (see
 // src/cluster/upgrade-cork.ts). A benchmark client that waited for the CONNECT ack on such a
-// socket waited forever, which stalled `npm run bench -- accept --targets chatd-gw`.
+// socket waited forever, which stalled `npm run bench -- accept --targets chatd-gw`. Over the edge
+// link a new session's socket writes its open packet inside uWS's open handler, which hides the
+// bug; an upgrade probe writes nothing until `2probe`, and without the workaround 399 of 400 probes
+// were closed right after their 101 — the probe burst is what keeps the workaround tested.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -21,7 +24,8 @@ import { eventually } from '../helpers/eventually.js';
 
 /**
  * A raw ws node: `/readyz`, and an edge link (LINK_PATH) that accepts every client handshake and
- * sends an Engine.IO-like open packet for it at once. In `blackhole` mode it answers nothing: link
+ * sends an Engine.IO-like open packet for it at once, and accepts every upgrade probe (answering
+ * `2probe` with `3probe`). In `blackhole` mode it answers nothing: link
  * upgrades are read and never answered, and handshakes on an open link are ignored.
  */
 function startUpstream() {
@@ -42,10 +46,16 @@ function startUpstream() {
       ws.on('message', (data: Buffer) => {
         if (state.mode === 'blackhole') return;
         const out = new LinkWriter();
-        readRecords(data, (op, _flags, cid) => {
-          if (op !== OP.open) return;
-          out.record(OP.accept, 0, cid);
-          out.record(OP.frame, 0, cid, `0{"sid":"raw.${Math.random().toString(36).slice(2)}"}`);
+        readRecords(data, (op, _flags, cid, payload) => {
+          if (op === OP.open) {
+            out.record(OP.accept, 0, cid);
+            out.record(OP.frame, 0, cid, `0{"sid":"raw.${Math.random().toString(36).slice(2)}"}`);
+          } else if (op === OP.upgrade) {
+            // The upgrade probe of a polling session: accepted with nothing to send until `2probe`.
+            out.record(OP.accept, 0, cid);
+          } else if (op === OP.frame && payload.toString('utf8') === '2probe') {
+            out.record(OP.frame, 0, cid, '3probe');
+          }
         });
         if (out.size > 0) ws.send(out.take());
       });
@@ -83,13 +93,13 @@ async function startGateway(ws: string, requestTimeoutMs: number, env: NodeJS.Pr
   return spawnChatd({ cwd, env, args: ['serve', '--role', 'gateway'], waitFor: ['gateway', 'admin'], timeoutMs: 90_000 });
 }
 
-type Outcome = 'open-packet' | `http ${string}` | 'closed after 101' | 'closed before 101' | 'no answer';
+type Outcome = 'open-packet' | '3probe' | `http ${string}` | 'closed after 101' | 'closed before 101' | 'no answer';
 
 /**
  * One raw websocket client: the outcome is the upstream's first frame relayed ('open-packet'), an
  * HTTP refusal, or a close. `hangMs` is a hang detector, not a performance bound.
  */
-function rawClient(port: number, hangMs: number): Promise<Outcome> {
+function rawClient(port: number, hangMs: number, probe = false): Promise<Outcome> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
@@ -102,7 +112,7 @@ function rawClient(port: number, hangMs: number): Promise<Outcome> {
     const timer = setTimeout(() => done('no answer'), hangMs);
     socket.on('connect', () =>
       socket.write(
-        'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `GET /socket.io/?EIO=4&transport=websocket${probe ? '&sid=raw.probe0123456789' : ''} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
       ),
     );
@@ -117,20 +127,34 @@ function rawClient(port: number, hangMs: number): Promise<Outcome> {
         if (status !== '101') return done(`http ${status}`);
         upgraded = true;
         buf = buf.subarray(end + 4);
+        if (probe) socket.write(maskedText('2probe'));
       }
-      // An unmasked text frame from the server: 0x81, length, payload starting with '0'.
-      if (buf.length >= 3 && buf[0] === 0x81 && buf[2] === 0x30) done('open-packet');
+      // An unmasked text frame from the server: 0x81, length, payload starting with '0' (or '3probe').
+      if (!probe && buf.length >= 3 && buf[0] === 0x81 && buf[2] === 0x30) done('open-packet');
+      if (probe && buf.length >= 8 && buf[0] === 0x81 && buf.subarray(2, 8).toString() === '3probe') done('3probe');
     });
   });
 }
 
-async function burst(port: number, total: number, inFlight: number, hangMs: number): Promise<Record<string, number>> {
+/** A client's text frame (masked, as a client must send it). */
+function maskedText(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const frame = Buffer.alloc(6 + payload.length);
+  frame[0] = 0x81;
+  frame[1] = 0x80 | payload.length;
+  mask.copy(frame, 2);
+  for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i]! ^ mask[i % 4]!;
+  return frame;
+}
+
+async function burst(port: number, total: number, inFlight: number, hangMs: number, probe = false): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   let next = 0;
   const worker = async () => {
     while (next < total) {
       next++;
-      const o = await rawClient(port, hangMs);
+      const o = await rawClient(port, hangMs, probe);
       counts[o] = (counts[o] ?? 0) + 1;
     }
   };
@@ -162,6 +186,10 @@ describe('gateway: bursts of websocket upgrades', () => {
     gateways.push(gw);
     const counts = await burst(gw.ports.gateway!, 400, 100, 90_000);
     expect(counts).toEqual({ 'open-packet': 400 });
+    // Upgrade probes of polling sessions: their socket has nothing to write when it opens, the case
+    // where the bug shows even when the open handler would mask it for new sessions.
+    const probes = await burst(gw.ports.gateway!, 400, 100, 90_000, true);
+    expect(probes).toEqual({ '3probe': 400 });
     // Every client is gone: the gateway let go of every socket.
     await eventually(async () => (await clientWebsockets(gw)) === 0, 'client websockets back to 0', { intervalMs: 100 });
     expect(gw.child.exitCode).toBeNull();
