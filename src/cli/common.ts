@@ -77,8 +77,9 @@ export async function loadCliConfig(cmd: Command, extra: CliOverrides = {}): Pro
 
 /** The config path of the port `--port`/`PORT` sets: the one public listener of these roles. */
 function publicPortKey(roles: readonly Role[], what: string): string[] {
-  if (ROLES.every((r) => roles.includes(r))) return ['server', 'port'];
-  if (roles.length === 1) return roles[0] === 'gateway' ? ['server', 'port'] : ['roles', roles[0]!, 'port'];
+  // The gateway with other roles shares its listener (config/listeners.ts).
+  if (roles.includes('gateway')) return ['server', 'port'];
+  if (roles.length === 1) return ['roles', roles[0]!, 'port'];
   throw new CliError(
     `${what} sets the port of one public listener, and --role ${roles.join(',')} opens ${roles.length}: set their ports in the config file`,
   );

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { engineOf } from '../store/index.js';
 import { action, CliError, globals, loadCliConfig, printJson } from './common.js';
 import { parseRoles } from './serve.js';
-import { listenerConflict } from '../config/listeners.js';
+import { coLocationProblem, listenerConflict, processListeners } from '../config/listeners.js';
 import { redactConfig } from '../config/redact.js';
 import { resolveSecrets } from '../config/secrets.js';
 
@@ -21,14 +21,21 @@ export function registerConfigCommands(program: Command): void {
       action(async (opts: { role: string[] }, cmd: Command) => {
         const roles = parseRoles(opts.role);
         const { config: c, file } = await loadCliConfig(cmd, { roles });
-        const conflict = listenerConflict(c, roles);
-        if (conflict)
-          throw new CliError(`${file ? path.relative(process.cwd(), file) || path.basename(file) : '(environment)'}: ${conflict}`);
+        const problem = listenerConflict(c, roles) ?? coLocationProblem(c, roles);
+        if (problem)
+          throw new CliError(`${file ? path.relative(process.cwd(), file) || path.basename(file) : '(environment)'}: ${problem}`);
+        const listeners = processListeners(c, roles).map((l) => ({ name: l.name, host: l.host, port: l.port, roles: l.roles }));
         const mode = c.tenants.length === 0 ? 'zero-config (no tenants: any tenant id accepted)' : `${c.tenants.length} tenant(s)`;
         const store = engineOf(c).label;
         const db = c.database.url ? 'postgres' : 'embedded PGlite';
-        if (globals(cmd).json) printJson({ ok: true, file: file ?? null, tenants: c.tenants.length, store, database: db });
-        else process.stdout.write(`ok: ${file ?? 'no config file (defaults and environment)'}; ${mode}; store ${store}; database ${db}\n`);
+        if (globals(cmd).json) printJson({ ok: true, file: file ?? null, tenants: c.tenants.length, store, database: db, listeners });
+        else {
+          process.stdout.write(`ok: ${file ?? 'no config file (defaults and environment)'}; ${mode}; store ${store}; database ${db}\n`);
+          for (const l of listeners) {
+            const serves = l.roles.length > 0 ? l.roles.join(', ') : 'metrics, health, admin endpoints';
+            process.stdout.write(`  listener ${l.name} on ${l.host}:${l.port} (${serves})\n`);
+          }
+        }
       }),
     );
 

@@ -48,7 +48,7 @@ export interface SidForwarderOptions {
   readonly config: Config;
   readonly nodeId: string;
   readonly logger: Logger;
-  /** The roles of this process: with `all` the ws role is on the public listener. */
+  /** The roles of this process: with the gateway the ws role is on the public listener. */
   readonly roles: readonly Role[];
   /** The port this node listens on (known after listen). */
   readonly port: () => number;
@@ -96,8 +96,9 @@ export interface SidForwarder {
 /** The address other nodes reach this one at: `roles.ws.advertiseUrl`, else derived from the listener. */
 export function advertiseUrl(config: Config, roles: readonly Role[], port: number): string {
   if (config.roles.ws.advertiseUrl) return config.roles.ws.advertiseUrl.replace(/\/+$/, '');
-  const all = roles.includes('gateway') && roles.includes('api') && roles.includes('ws');
-  const host = all ? config.server.host : config.roles.ws.host;
+  // With the gateway in process the ws role is on the gateway's public listener (config/listeners.ts).
+  const shared = roles.includes('gateway') && roles.includes('ws');
+  const host = shared ? config.server.host : config.roles.ws.host;
   return `http://${reachableHost(host)}:${port}`;
 }
 

@@ -5,7 +5,7 @@
 import type { Config, Role } from './schema.js';
 
 export interface ListenerPlan {
-  /** `public` (all three roles together), `gateway`, `api`, `ws` or `admin`. */
+  /** `public` (the gateway with api and/or ws: one shared listener), `gateway`, `api`, `ws` or `admin`. */
   readonly name: string;
   readonly host: string;
   readonly port: number;
@@ -16,10 +16,17 @@ export interface ListenerPlan {
 
 const ALL: readonly Role[] = ['gateway', 'api', 'ws'];
 
-/** The public listeners a role set needs: one shared public listener when all three run together. */
+/**
+ * The public listeners a role set needs. The gateway with the api role, the ws role or both shares
+ * one public listener, the gateway's (server.host, server.port): its checks run in process and the
+ * co-located roles serve what they can (DESIGN.md "Edge"). Roles without the gateway keep a listener
+ * each.
+ */
 export function planListeners(config: Config, roles: readonly Role[]): ListenerPlan[] {
-  if (ALL.every((r) => roles.includes(r))) {
-    return [{ name: 'public', host: config.server.host, port: config.server.port, roles: [...ALL], portKey: 'server.port' }];
+  if (roles.includes('gateway') && roles.length > 1) {
+    // In this order: the gateway's guards are on the router before the other roles' routes.
+    const shared = ALL.filter((r) => roles.includes(r));
+    return [{ name: 'public', host: config.server.host, port: config.server.port, roles: shared, portKey: 'server.port' }];
   }
   return roles.map((role): ListenerPlan => {
     switch (role) {
@@ -66,6 +73,23 @@ export function listenerConflict(config: Config, roles: readonly Role[]): string
         return `${b.portKey} ${b.port} (${b.name} listener on ${b.host}) collides with ${a.portKey} (${a.name} listener on ${a.host}): one process cannot listen twice on one address and port`;
       }
     }
+  }
+  return undefined;
+}
+
+/**
+ * What a co-located gateway needs from the config, as a message naming the key; or undefined. With
+ * `gateway,ws` the HTTP API is proxied to upstreams.api, with `gateway,api` Socket.IO to upstreams.ws.
+ */
+export function coLocationProblem(config: Config, roles: readonly Role[]): string | undefined {
+  if (!roles.includes('gateway')) return undefined;
+  const api = roles.includes('api');
+  const ws = roles.includes('ws');
+  if (ws && !api && config.upstreams.api.length === 0) {
+    return `--role ${roles.join(',')} serves Socket.IO here and proxies the HTTP API: set upstreams.api (or BACKEND_API_URL) to the api nodes, or add the api role`;
+  }
+  if (api && !ws && config.upstreams.ws.length === 0) {
+    return `--role ${roles.join(',')} serves the HTTP API here and proxies Socket.IO: set upstreams.ws (or BACKEND_WS_URL) to the ws nodes, or add the ws role`;
   }
   return undefined;
 }
