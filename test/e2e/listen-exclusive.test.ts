@@ -107,4 +107,30 @@ describe('config check: two listeners of one process on one address and port', (
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/roles\.ws\.port 4713 .*collides with roles\.api\.port/);
   });
+
+  it('--role gateway,ws and gateway,api: one public listener on server.port, and the upstream the other half needs', async () => {
+    const cwd = await folderWith('server:\n  port: 4714\nroles:\n  ws:\n    port: 4714\n');
+    const noApi = await runChatd(['config', 'check', '--role', 'gateway,ws'], { cwd });
+    expect(noApi.code).not.toBe(0);
+    expect(noApi.stderr).toMatch(/set upstreams\.api/);
+    const noWs = await runChatd(['config', 'check', '--role', 'gateway,api'], { cwd });
+    expect(noWs.code).not.toBe(0);
+    expect(noWs.stderr).toMatch(/set upstreams\.ws/);
+    const both = await folderWith(
+      'server:\n  port: 4714\nroles:\n  ws:\n    port: 4714\nupstreams:\n  api: [http://127.0.0.1:4801]\n  ws: [http://127.0.0.1:4802]\n',
+    );
+    for (const [role, serves] of [
+      ['gateway,ws', 'gateway, ws'],
+      ['gateway,api', 'gateway, api'],
+    ] as const) {
+      const r = await runChatd(['config', 'check', '--role', role, '--json'], { cwd: both });
+      expect(r.code, r.stderr).toBe(0);
+      const listeners = (JSON.parse(r.stdout) as { listeners: { name: string; port: number; roles: string[] }[] }).listeners;
+      expect(listeners.filter((l) => l.name !== 'admin')).toEqual([
+        { name: 'public', host: '0.0.0.0', port: 4714, roles: serves.split(', ') },
+      ]);
+      const text = await runChatd(['config', 'check', '--role', role], { cwd: both });
+      expect(text.stdout).toContain(`listener public on 0.0.0.0:4714 (${serves})`);
+    }
+  });
 });
