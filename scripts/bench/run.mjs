@@ -15,7 +15,9 @@
 // `socketio` (socket.io@4, same JWT check, same rooms, websocket transport; redis-adapter with two
 // nodes; the same INSERT for stored messages), `chatd` (one chatd node, clients connect to it
 // directly), `chatd-gw` (the same node behind a `chatd serve --role gateway` process: the gateway
-// hop), `floor` (ingest only: one-row INSERT + one XADD per message, no server), `chatd-cluster`
+// hop), `chatd-edge` (co-located: a `chatd serve --role gateway,ws` process serving sockets on its one
+// listener, with an `api` process as its upstreams.api; clients connect only to the gateway,ws
+// listener; both on Redis), `floor` (ingest only: one-row INSERT + one XADD per message, no server), `chatd-cluster`
 // (multinode: the ws nodes on a Redis Cluster of three masters instead of one Redis),
 // `chatd-pglite` (ingest: chatd on its embedded default, PGlite in its data folder, with Redis) and
 // `floor-pglite` (ingest: the floor's INSERT + XADD on a PGlite opened the way chatd opens it).
@@ -92,7 +94,7 @@ function chatdConfig({ port, role, durable, upstreams, tag, redis, pglite, behin
   const trust = behindGateway ? ", trustedProxies: ['127.0.0.1']" : '';
   const lines = [
     `server: { host: 127.0.0.1, port: ${port}, shutdownTimeoutMs: 2000${trust} }`,
-    ...(role === 'ws' ? [`roles: { ws: { host: 127.0.0.1, port: ${port} } }`] : []),
+    ...(role === 'ws' || role === 'api' ? [`roles: { ${role}: { host: 127.0.0.1, port: ${port} } }`] : []),
     'admin: { enabled: false }',
     "log: { level: 'warn', format: json }",
     `auth: { jwtSecret: ${JWT_SECRET}, gatewayApiKey: ${API_KEY} }`,
@@ -202,6 +204,24 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
         for (let i = 0; i < nodes; i++) urls.push(url(port));
         http = `http://127.0.0.1:${port}`;
       }
+      break;
+    }
+    case 'chatd-edge': {
+      // The api process first (it migrates the schema), then the edge with it as upstreams.api; both
+      // share Redis (a message stored by the api process reaches the edge's sockets over the bus).
+      if (nodes > 1) throw new Error('chatd-edge runs one edge node');
+      const apiPort = await freePort();
+      const api = spawnChatd('api', chatdConfig({ port: apiPort, role: 'api', durable: true, tag, redis, behindGateway: true }));
+      procs.push({ name: 'api', child: api });
+      await waitReady(apiPort, api, 'chatd api');
+      const port = await freePort();
+      const up = { api: [`"http://127.0.0.1:${apiPort}"`], ws: [] };
+      const edge = spawnChatd('gateway,ws', chatdConfig({ port, role: 'gateway,ws', durable: true, upstreams: up, tag, redis }));
+      // The edge first: the memory scenario measures the first process that is not a bare gateway.
+      procs.unshift({ name: 'chatd-edge', child: edge });
+      await waitReady(port, edge, 'chatd gateway,ws');
+      urls.push(url(port));
+      http = `http://127.0.0.1:${port}`;
       break;
     }
     case 'floor':
@@ -326,7 +346,7 @@ const nextSourceAddress = () => 1 + (sourceAddresses++ % 250);
 const SCENARIOS = {
   /** (1) Memory per idle authenticated connection at 5k, 10k, 15k (one server, three steps). */
   memory: {
-    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw', 'chatd-edge'],
     goals: (m) => [goal('chatd ≤ 3.5 KB/conn', m.chatd, 3.5, 'le'), goal('chatd ≤ 0.25× socketio', ratio(m.chatd, m.socketio), 0.25, 'le')],
     async run(target) {
       const steps = quick ? [1000, 2000] : [5000, 10000, 15000];
@@ -388,7 +408,7 @@ const SCENARIOS = {
   },
   /** (2) Accept rate with JWT verification, 200 in flight. */
   accept: {
-    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw', 'chatd-edge'],
     goals: (m) => [goal('chatd ≥ 3× socketio', ratio(m.chatd, m.socketio), 3, 'ge')],
     async run(target) {
       const n = quick ? 1000 : 5000;
@@ -400,7 +420,7 @@ const SCENARIOS = {
   },
   /** (3) Fan-out of `typing` (not stored) to N subscribers of one conversation, 32 in flight. */
   fanout: {
-    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw', 'chatd-edge'],
     goals: (m) => [
       goal('chatd ≥ 10× socketio', ratio(m.chatd, m.socketio), 10, 'ge'),
       goal('chatd ≥ 0.7× uws', ratio(m.chatd, m.uws), 0.7, 'ge'),
@@ -415,7 +435,7 @@ const SCENARIOS = {
   },
   /** (4a) Latency of `typing` at 600/s to a room of 100: p50/p99/p99.9. */
   'latency-typing': {
-    targets: ['uws', 'socketio', 'chatd', 'chatd-gw'],
+    targets: ['uws', 'socketio', 'chatd', 'chatd-gw', 'chatd-edge'],
     goals: (m) => [
       goal('chatd p99 ≤ 1.2× uws', ratio(m.chatd, m.uws), 1.2, 'le'),
       goal('chatd p99 < socketio', ratio(m.chatd, m.socketio), 1, 'lt'),
@@ -452,7 +472,7 @@ const SCENARIOS = {
    * default (PGlite) against the same floor on a PGlite.
    */
   ingest: {
-    targets: ['floor', 'chatd', 'chatd-gw', 'floor-pglite', 'chatd-pglite'],
+    targets: ['floor', 'chatd', 'chatd-gw', 'chatd-edge', 'floor-pglite', 'chatd-pglite'],
     expand: (targets) => inflightLevels().flatMap((n) => targets.map((t) => `${t}@${n}`)),
     budgetMs: 30 * 60_000,
     goals: (m) =>
@@ -656,6 +676,11 @@ function writeReport(report) {
   if (base?.median !== undefined && gw?.median !== undefined)
     ratios.push(
       `gateway hop: chatd-gw / chatd = ${(gw.median / base.median).toFixed(2)}×, server CPU/op ${f2(gw.cpuPerOpUs)} vs ${f2(base.cpuPerOpUs)} µs`,
+    );
+  const edge = results['chatd-edge'];
+  if (base?.median !== undefined && edge?.median !== undefined)
+    ratios.push(
+      `co-located edge: chatd-edge / chatd = ${(edge.median / base.median).toFixed(2)}×, server CPU/op ${f2(edge.cpuPerOpUs)} vs ${f2(base.cpuPerOpUs)} µs`,
     );
   const m = report.machine;
   const md = [
