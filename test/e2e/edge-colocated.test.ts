@@ -26,7 +26,9 @@ async function configFor(name: string, shared: { prefix: string; schema: string 
   const cwd = await mkdtemp(path.join(tmpdir(), `chatd-edge-${name}-`));
   const config = {
     nodeId: name,
-    server: { host: '127.0.0.1', port: 0 },
+    // The other processes on loopback are peers: their X-Forwarded-For is believed, and a gateway may
+    // open an edge link to a ws node.
+    server: { host: '127.0.0.1', port: 0, trustedProxies: ['127.0.0.1'] },
     roles: { api: { host: '127.0.0.1', port: 0 }, ws: { host: '127.0.0.1', port: 0 } },
     admin: { port: 0 },
     redis: { url: REDIS_URL, prefix: shared.prefix },
