@@ -171,6 +171,41 @@ describe.skipIf(!available)('PostgreSQL', () => {
       }
     });
 
+    it('two nodes sending the same clientMessageIds at once: one message per key, the other node gets it as a duplicate', async () => {
+      // The second flush to lock a conversation reads with a snapshot taken after the lock: it sees
+      // the first one's message and answers a duplicate, without a unique violation (no fallback).
+      const fallbacks: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => void (line.includes('one by one') && fallbacks.push(line)) });
+      const a = await openDatabase(config, log);
+      const b = await openDatabase(config, log);
+      try {
+        const tenant = 'same-key';
+        const sessions = Array.from({ length: 6 }, (_, k) => `sk-${k}-${schema}`);
+        const keys = 180;
+        const send = (node: KyselyDatabase) =>
+          Promise.all(
+            Array.from({ length: keys }, (_, i) =>
+              node.messages.accept(msg(tenant, sessions[i % sessions.length]!, `text ${i}`, { clientMessageId: `k-${i}` })),
+            ),
+          );
+        const [fromA, fromB] = await Promise.all([send(a), send(b)]);
+        expect(fallbacks).toEqual([]);
+        for (let i = 0; i < keys; i++) {
+          const kinds = [fromA[i]!.kind, fromB[i]!.kind].sort();
+          expect(kinds).toEqual(['created', 'duplicate']);
+          const id = (r: (typeof fromA)[number]) => (r.kind === 'created' || r.kind === 'duplicate' ? r.message.id : r.kind);
+          expect(id(fromA[i]!)).toBe(id(fromB[i]!));
+        }
+        for (const sid of sessions) {
+          const rows = await db.kysely.selectFrom('messages').select('seq').where('session_id', '=', sid).orderBy('seq').execute();
+          expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: keys / sessions.length }, (_, k) => k + 1));
+        }
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
     it('re-publishes outbox rows after the process that committed them is killed before publishing', async () => {
       const child = await spawnChild('db-child', { CHATD_TEST_DB: JSON.stringify(config) });
       let ids: string[];
