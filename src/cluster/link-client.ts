@@ -246,7 +246,9 @@ export class EdgeLink {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(this.flush);
+    // Once per event-loop turn, not per microtask checkpoint: the frames of every client that wrote
+    // in this turn (uWS calls back once per message) go to the node in one write.
+    setImmediate(this.flush);
   }
 
   private readonly onRecord = (op: number, flags: number, cid: number, payload: Buffer): void => {
