@@ -9,6 +9,7 @@
 //   - Redis killed (its data gone) and restarted on the same port;
 //   - PostgreSQL stopped and started: sends are refused with typed errors meanwhile, service resumes
 //     by itself, the outbox drains;
+//   - a ws node drained (SIGTERM): its clients move to the other node and recover; it comes back;
 //   - a ws node SIGKILLed: its clients fail over through the gateway (over its edge links) and
 //     recover; its presence entries are swept and the agent sees `offline`;
 //   - the gateway SIGKILLed and restarted: the ws node ends the dead link's sessions, the clients
@@ -46,6 +47,9 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
   // Clients reach the gateway through a plain L4 forwarder, so they keep one address when it restarts.
   let lb: TcpForwarder;
   let lbUrl: string;
+  // ws2 is reached through one too, so that it can be restarted (on a new port) behind the same address.
+  let ws2lb: TcpForwarder;
+  const wsLog = { log: { level: process.env.CHATD_RELIABILITY_LOG ?? 'info', format: 'json' } };
   const gateway = () => lbUrl;
 
   const outboxRows = async () => {
@@ -96,13 +100,15 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await Promise.all([
       cluster.start('api1', 'api', { redis: { url: tapUrl } }),
       cluster.start('api2', 'api'),
-      cluster.start('ws1', 'ws', { log: { level: process.env.CHATD_RELIABILITY_LOG ?? 'info', format: 'json' } }),
-      cluster.start('ws2', 'ws', { log: { level: process.env.CHATD_RELIABILITY_LOG ?? 'info', format: 'json' } }),
+      cluster.start('ws1', 'ws', wsLog),
+      cluster.start('ws2', 'ws', wsLog),
     ]);
+    ws2lb = new TcpForwarder(() => cluster.procs.get('ws2')!.ports.ws!);
+    const ws2Url = await ws2lb.listen();
     await cluster.start('gw', 'gateway', {
       upstreams: {
         api: [cluster.url('api1', 'api'), cluster.url('api2', 'api')],
-        ws: [cluster.url('ws1', 'ws'), cluster.url('ws2', 'ws')],
+        ws: [cluster.url('ws1', 'ws'), ws2Url],
         healthCheckIntervalMs: 300,
         requestTimeoutMs: 10_000,
       },
@@ -131,6 +137,7 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await cluster?.dumpLogs().catch(() => undefined);
     await cluster?.stopAll();
     await lb?.close();
+    await ws2lb?.close();
     await db?.close().catch(() => undefined);
     await tap?.close();
     await redis?.kill();
@@ -203,6 +210,30 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
     await pgc.start();
     await sendsResume('PostgreSQL');
     await checkpoint('after the PostgreSQL restart');
+  }, 400_000);
+
+  it('a ws node drained (SIGTERM) under load: its clients move to the other node over the edge link and recover', async () => {
+    const gwAdmin = `http://127.0.0.1:${cluster.procs.get('gw')!.ports.admin}/metrics`;
+    const onWs2 = () => traffic.sockets.filter((s) => s.io.engine?.id?.startsWith('ws2.'));
+    await eventually(() => onWs2().length > 0, 'some clients on ws2', { timeoutMs: 60_000, intervalMs: 100, retryOnError: true });
+    traffic.start();
+    await traffic.runFor(SENDS / 2, 'before the ws drain');
+    await cluster.procs.get('ws2')!.stop('SIGTERM');
+    faults.push('ws SIGTERM (drain) + restart');
+    await traffic.runFor(SENDS / 2, 'after the ws drain');
+    await eventually(() => traffic.sockets.every((s) => s.connected && s.io.engine.id.startsWith('ws1.')), 'every client on ws1', {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+    // Back (a new process behind the same address), and in the gateway's rotation again.
+    await cluster.start('ws2', 'ws', wsLog);
+    await eventually(
+      async () => ((await (await fetch(gwAdmin)).text()).match(/chatd_gateway_upstream_healthy\{group="ws",[^}]*\} 1/g) ?? []).length === 2,
+      'ws2 healthy at the gateway again',
+      { timeoutMs: 60_000, intervalMs: 100, retryOnError: true },
+    );
+    await checkpoint('after the ws node was drained');
   }, 400_000);
 
   it('a ws node SIGKILLed: clients fail over and recover; its presence is swept after the grace period', async () => {
