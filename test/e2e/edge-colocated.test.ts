@@ -14,6 +14,7 @@ import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-proces
 import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { eventually } from '../helpers/eventually.js';
 import { startBalancer, upgrade } from '../helpers/tcp-balancer.js';
+import { connected, sendMessage } from '../helpers/socket-client.js';
 
 const PUB = 'ck_pub_edgetenant_0123456789abcdef';
 const PUB_OTHER = 'ck_pub_edgeother_0123456789abcdef';
@@ -66,22 +67,7 @@ async function visitor(base: string, sessionId: string) {
   return { apiKey: PUB, token: r.body.token as string, sessionId, fingerprint: `fp-${sessionId}` };
 }
 
-const connected = (socket: Socket) =>
-  new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', reject);
-  });
-
-async function send(socket: Socket, sessionId: string, text: string): Promise<string> {
-  const ack = (await socket
-    .timeout(30_000)
-    .emitWithAck('message', { text, tenantId: TENANT, sessionId, fingerprint: `fp-${sessionId}` })) as {
-    success: boolean;
-    messageId: string;
-  };
-  expect(ack).toMatchObject({ success: true });
-  return ack.messageId;
-}
+const send = (socket: Socket, sessionId: string, text: string) => sendMessage(socket, TENANT, sessionId, text);
 
 /** What every edge node must refuse itself: a wrong key, another tenant's key, credentials in a query. */
 async function expectGatewayChecks(base: string) {

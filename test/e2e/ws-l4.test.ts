@@ -14,6 +14,7 @@ import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-proces
 import { DATABASE_URL, dropSchema, hasPostgres, hasRedis, REDIS_URL, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { eventually } from '../helpers/eventually.js';
 import { startBalancer, upgrade } from '../helpers/tcp-balancer.js';
+import { sendMessage } from '../helpers/socket-client.js';
 
 const PUB = 'ck_pub_l4tenant_0123456789abcdef';
 const TENANT = 'l4';
@@ -80,16 +81,7 @@ function layout(role: 'ws' | 'all', listener: 'ws' | 'public') {
       const { token } = JSON.parse(issued.stdout) as { token: string };
       return { apiKey: PUB, token, sessionId, fingerprint: `fp-${sessionId}` };
     };
-    const send = async (socket: Socket, sessionId: string, text: string) => {
-      const ack = (await socket
-        .timeout(30_000)
-        .emitWithAck('message', { text, tenantId: TENANT, sessionId, fingerprint: `fp-${sessionId}` })) as {
-        success: boolean;
-        messageId: string;
-      };
-      expect(ack).toMatchObject({ success: true });
-      return ack.messageId;
-    };
+    const send = (socket: Socket, sessionId: string, text: string) => sendMessage(socket, TENANT, sessionId, text);
     /** The upgrade requests the balancer saw since connection `from`, with the backend each went to. */
     const upgradesSince = (from: number) => balancer!.connections.slice(from).filter((c) => c.requestLine.includes('transport=websocket'));
 

@@ -8,3 +8,13 @@ export const connected = (c: ClientSocket) =>
     c.once('connect', () => resolve());
     c.once('connect_error', reject);
   });
+
+/** Sends a visitor `message` on its session and returns the acknowledged message id (fails on a refusal). */
+export async function sendMessage(socket: ClientSocket, tenantId: string, sessionId: string, text: string): Promise<string> {
+  const ack = (await socket.timeout(30_000).emitWithAck('message', { text, tenantId, sessionId, fingerprint: `fp-${sessionId}` })) as {
+    success: boolean;
+    messageId: string;
+  };
+  if (!ack.success) throw new Error(`message refused: ${JSON.stringify(ack)}`);
+  return ack.messageId;
+}
