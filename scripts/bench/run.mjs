@@ -347,7 +347,13 @@ const SCENARIOS = {
   /** (1) Memory per idle authenticated connection at 5k, 10k, 15k (one server, three steps). */
   memory: {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw', 'chatd-edge'],
-    goals: (m) => [goal('chatd ≤ 3.5 KB/conn', m.chatd, 3.5, 'le'), goal('chatd ≤ 0.25× socketio', ratio(m.chatd, m.socketio), 0.25, 'le')],
+    goals: (m) => [
+      goal('chatd ≤ 3.5 KB/conn', m.chatd, 3.5, 'le'),
+      goal('chatd ≤ 0.25× socketio', ratio(m.chatd, m.socketio), 0.25, 'le'),
+      // Co-located ≥ 0.9× direct: at most 1/0.9 of its memory per client.
+      goal('chatd-edge ≤ 1.11× chatd (≥ 0.9× direct)', ratio(m['chatd-edge'], m.chatd), 1 / 0.9, 'le'),
+      goal('chatd-gw gateway ≤ 4 KB/conn', m['chatd-gw:gateway'], 4, 'le'),
+    ],
     async run(target) {
       const steps = quick ? [1000, 2000] : [5000, 10000, 15000];
       const perProcess = 5000; // ≤ 20,000 fds per process here; 5,000 each leaves room
@@ -401,6 +407,7 @@ const SCENARIOS = {
           rssBefore: before,
           perStep,
           value: perStep[largest].kbPerConn,
+          ...(gwProc ? { gatewayKbPerConn: perStep[largest].gatewayKbPerConn } : {}),
           unit: `KB RSS/conn at ${largest}`,
         };
       });
@@ -409,7 +416,11 @@ const SCENARIOS = {
   /** (2) Accept rate with JWT verification, 200 in flight. */
   accept: {
     targets: ['uws', 'socketio', 'chatd', 'chatd-gw', 'chatd-edge'],
-    goals: (m) => [goal('chatd ≥ 3× socketio', ratio(m.chatd, m.socketio), 3, 'ge')],
+    goals: (m) => [
+      goal('chatd ≥ 3× socketio', ratio(m.chatd, m.socketio), 3, 'ge'),
+      goal('chatd-edge ≥ 0.9× chatd', ratio(m['chatd-edge'], m.chatd), 0.9, 'ge'),
+      goal('chatd-gw ≥ 2× socketio', ratio(m['chatd-gw'], m.socketio), 2, 'ge'),
+    ],
     async run(target) {
       const n = quick ? 1000 : 5000;
       const r = await measure(target, {}, (srv) =>
@@ -424,6 +435,8 @@ const SCENARIOS = {
     goals: (m) => [
       goal('chatd ≥ 10× socketio', ratio(m.chatd, m.socketio), 10, 'ge'),
       goal('chatd ≥ 0.7× uws', ratio(m.chatd, m.uws), 0.7, 'ge'),
+      goal('chatd-edge ≥ 0.9× chatd', ratio(m['chatd-edge'], m.chatd), 0.9, 'ge'),
+      goal('chatd-gw ≥ 0.5× chatd', ratio(m['chatd-gw'], m.chatd), 0.5, 'ge'),
     ],
     async run(target) {
       const subs = quick ? 200 : 1000;
@@ -439,6 +452,7 @@ const SCENARIOS = {
     goals: (m) => [
       goal('chatd p99 ≤ 1.2× uws', ratio(m.chatd, m.uws), 1.2, 'le'),
       goal('chatd p99 < socketio', ratio(m.chatd, m.socketio), 1, 'lt'),
+      goal('chatd-gw p99 ≤ 2× chatd', ratio(m['chatd-gw'], m.chatd), 2, 'le'),
     ],
     async run(target) {
       const r = await measure(target, {}, (srv) =>
@@ -479,6 +493,7 @@ const SCENARIOS = {
       inflightLevels().flatMap((n) => [
         goal(`chatd ≥ 1× floor at ${n} in flight`, ratio(m[`chatd@${n}`], m[`floor@${n}`]), 1, 'ge'),
         goal(`chatd-pglite ≥ 1× floor-pglite at ${n} in flight`, ratio(m[`chatd-pglite@${n}`], m[`floor-pglite@${n}`]), 1, 'ge'),
+        goal(`chatd-edge ≥ 0.9× chatd at ${n} in flight`, ratio(m[`chatd-edge@${n}`], m[`chatd@${n}`]), 0.9, 'ge'),
       ]),
     async run(label) {
       const [target, concurrency] = label.split('@');
@@ -639,7 +654,15 @@ async function runScenario(scenario) {
   const medians = Object.fromEntries(
     Object.entries(results)
       .filter(([, r]) => r.median !== undefined)
-      .map(([t, r]) => [t, r.median]),
+      .flatMap(([t, r]) => {
+        const gw = r.samples.map((x) => x.gatewayKbPerConn).filter(Number.isFinite);
+        return gw.length
+          ? [
+              [t, r.median],
+              [`${t}:gateway`, median(gw)],
+            ]
+          : [[t, r.median]];
+      }),
   );
   report.goals = def.goals ? def.goals(medians) : [];
   writeReport(report);
