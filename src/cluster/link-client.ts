@@ -4,6 +4,9 @@
 // with its id, and what the node sends for it comes back the same way. Room frames come once per
 // link (`pub`) and are published natively to the clients the node subscribed (`sub`), under a
 // topic prefix of the link's own, so two nodes' rooms of the same name never mix at the gateway.
+// The gateway owns its clients' Engine.IO heartbeat (roles/gateway/heartbeat.ts): no ping comes
+// over the link and no pong goes to the node; a client it closes for silence is closed on the node
+// with the close record's reason (`ping timeout`).
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
 import { CLOSE_CODES, DISCONNECT } from '../errors.js';
@@ -35,6 +38,15 @@ export interface EdgeClient {
   unreported: number;
   /** Bytes held by the client's socket at the last report. */
   held: number;
+  /** The upgrade probe of a polling session: the node's heartbeat until the client's `5`. */
+  probe: boolean;
+  /** The gateway pings this client (a websocket session, or an upgrade completed). */
+  beat: boolean;
+  /** Heartbeat round of the last pong, and the round it started in (as a node's Session). */
+  pong: number;
+  born: number;
+  /** Why the gateway itself closed the client (`ping timeout`), for the node; empty otherwise. */
+  cut: string;
 }
 
 /** A batch for the node is sent at the end of the tick, or at once past this size. */
@@ -42,6 +54,13 @@ const FLUSH_BYTES = 256 * 1024;
 
 /** The node hears what a client read every this many bytes delivered, and on drains. */
 const REPORT_BYTES = 64 * 1024;
+
+/**
+ * The gateway pings each link this often (websocket pings, answered by uWS); a link that answered
+ * nothing since the previous ping is cut as lost (a node that hangs or a network that drops
+ * silently): its clients reconnect to another node.
+ */
+const LINK_PING_MS = 15_000;
 
 export interface EdgeLinkOptions {
   readonly upstream: Upstream;
@@ -68,6 +87,9 @@ export class EdgeLink {
   private scheduled = false;
   private closed = false;
   private wasOpen = false;
+  /** Whether the node said anything since the last link ping. */
+  private heard = true;
+  private pinger: NodeJS.Timeout | undefined;
   readonly opened: Promise<void>;
 
   constructor(private readonly opts: EdgeLinkOptions) {
@@ -84,6 +106,8 @@ export class EdgeLink {
     this.opened = new Promise<void>((resolve, reject) => {
       ws.once('open', () => {
         this.wasOpen = true;
+        this.pinger = setInterval(() => this.pingLink(), LINK_PING_MS);
+        this.pinger.unref();
         linkConnections.inc({ side: 'gateway' });
         opts.logger.info({ upstream: u.url }, 'edge link open');
         resolve();
@@ -106,7 +130,10 @@ export class EdgeLink {
     });
     this.opened.catch(() => undefined);
     ws.on('error', (err) => opts.logger.debug({ err: err.message, upstream: u.url }, 'edge link error'));
+    ws.on('pong', () => (this.heard = true));
+    ws.on('ping', () => (this.heard = true));
     ws.on('message', (data: Buffer) => {
+      this.heard = true;
       try {
         readRecords(data, this.onRecord);
       } catch (err) {
@@ -126,7 +153,21 @@ export class EdgeLink {
     let cid = this.nextCid;
     while (this.clients.has(cid) || cid === 0) cid = (cid + 1) >>> 0;
     this.nextCid = (cid + 1) >>> 0;
-    const c: EdgeClient = { cid, link: this, ws: undefined, early: [], closed: false, delivered: 0, unreported: 0, held: 0 };
+    const c: EdgeClient = {
+      cid,
+      link: this,
+      ws: undefined,
+      early: [],
+      closed: false,
+      delivered: 0,
+      unreported: 0,
+      held: 0,
+      probe: false,
+      beat: false,
+      pong: 0,
+      born: 0,
+      cut: '',
+    };
     this.clients.set(cid, c);
     return c;
   }
@@ -180,7 +221,10 @@ export class EdgeLink {
     else this.schedule();
   }
 
-  /** The client's socket closed at the gateway (or never opened): the node ends its session. */
+  /**
+   * The client's socket closed at the gateway (or never opened): the node ends its session, for the
+   * reason the gateway closed it (`c.cut`, e.g. `ping timeout`) or as a client/network close.
+   */
   clientClosed(c: EdgeClient, code: number): void {
     if (c.ws) linkClients.dec({ side: 'gateway' });
     c.ws = undefined;
@@ -188,8 +232,20 @@ export class EdgeLink {
     if (c.closed) return;
     c.closed = true;
     if (this.closed) return;
-    this.writer.close(c.cid, code, '');
+    this.writer.close(c.cid, code, c.cut);
     this.schedule();
+  }
+
+  /** A link ping; the link is cut when the node answered nothing since the last one. */
+  private pingLink(): void {
+    if (!this.isOpen) return;
+    if (!this.heard) {
+      this.opts.logger.warn({ upstream: this.upstream.url }, 'edge link: the ws node answers no pings; cutting the link');
+      this.ws.terminate();
+      return;
+    }
+    this.heard = false;
+    this.ws.ping();
   }
 
   /** Forgets a client the node never accepted. */
@@ -317,6 +373,7 @@ export class EdgeLink {
   private onClosed(code: number): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.pinger);
     if (this.wasOpen) linkConnections.dec({ side: 'gateway' });
     const failure = new UpstreamFailure('broken', `edge link closed (${code})`);
     for (const answer of this.pending.values()) answer(failure);

@@ -7,7 +7,9 @@
 // protocol layer uses (TransportSocket), so the client is an Engine.IO session like any other
 // (protocol/link.ts). Its frames, subscriptions and close become records on the link; room frames
 // go once per link whose gateway has subscribers (the Fanout this returns: refcounts topic → link),
-// and the gateway publishes them natively to its local sockets.
+// and the gateway publishes them natively to its local sockets. The heartbeat of link clients is
+// the gateway's (it pings them, reads their pongs and closes the silent ones, then tells the node
+// with a close record whose reason is `ping timeout`): no pings go over a link, no pongs come back.
 import type { Logger } from 'pino';
 import { peerAddress } from '../http/client-ip.js';
 import { writeJsonReply } from '../http/reply.js';
@@ -17,13 +19,18 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket as UwsSocket } 
 import type { us_socket_context_t } from 'uWebSockets.js';
 import { CLOSE_CODES, DISCONNECT } from '../errors.js';
 import type { PeerTrust } from './http-proxy.js';
-import { FLAG_BINARY, LINK_PATH, LinkWriter, OP, readRecords } from './link-codec.js';
+import { FLAG_BINARY, LINK_PATH, LinkWriter, OP, readClose, readRecords } from './link-codec.js';
 import { linkClients, linkConnections, pubFrames } from './link-metrics.js';
 
 /** A link's batch is sent at the end of the tick, or at once past this size. */
 const FLUSH_BYTES = 256 * 1024;
 /** Past this much unsent on a link (a gateway that stopped reading), the link is cut: its clients reconnect. */
 const LINK_MAX_BACKPRESSURE = 64 << 20;
+/**
+ * A link silent this long (seconds, uWS's idle timeout with its automatic pings; gateways also ping
+ * every LINK_PING_MS of link-client.ts) is cut: the sessions of a gateway that vanished end.
+ */
+const LINK_IDLE_SECONDS = 60;
 
 interface LinkData {
   readonly link: Link<unknown>;
@@ -108,6 +115,8 @@ class LinkSocket<D> implements TransportSocket<D> {
   /** What the gateway last reported: bytes written to the client's socket (mod 2^32), and held there. */
   delivered = 0;
   held = 0;
+  /** The gateway owns this client's heartbeat (the engine marks its session F_EDGE). */
+  readonly edge = true;
 
   constructor(
     readonly link: Link<D>,
@@ -234,7 +243,8 @@ export function mountLinkServer<D>(opts: LinkServerOptions): LinkServer<D> {
         const s = link.clients.get(cid);
         if (!s) return;
         link.release(s);
-        ep().close(s, payload.length >= 2 ? payload.readUInt16BE(0) : 1005);
+        const { code, reason } = readClose(payload);
+        ep().close(s, code, reason);
         return;
       }
       case OP.buffered: {
@@ -256,10 +266,10 @@ export function mountLinkServer<D>(opts: LinkServerOptions): LinkServer<D> {
     maxPayloadLength: 64 << 20,
     maxBackpressure: LINK_MAX_BACKPRESSURE,
     closeOnBackpressureLimit: 1,
-    // Engine.IO heartbeats travel over the link (one ping per link, pongs per client): a gateway
-    // that vanished without closing shows up as its sessions' ping timeouts.
-    idleTimeout: 0,
-    sendPingsAutomatically: false,
+    // Engine.IO heartbeats do not travel over the link (the gateway pings its clients): a gateway
+    // that vanished without closing is found by the link's own websocket pings.
+    idleTimeout: LINK_IDLE_SECONDS,
+    sendPingsAutomatically: true,
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
       const peer = peerAddress(res);
       if (!opts.trusted(peer)) {

@@ -6,6 +6,7 @@
 //
 // No per-socket timers: one heartbeat clock pings every websocket through a single native publish
 // and sweeps sessions that did not answer, and one timer closes sessions past their connect deadline.
+// Edge-link clients (F_EDGE) are not pinged nor swept here: their gateway owns their heartbeat.
 import type { Packet as EioPacket } from 'engine.io-parser';
 import type { Logger } from 'pino';
 import { DISCONNECT, toChatdError } from '../errors.js';
@@ -22,6 +23,7 @@ import {
   F_AUTHING,
   F_CLOSED,
   F_CONNECTED,
+  F_EDGE,
   F_GRACE,
   F_PROBE,
   F_REFUSED,
@@ -372,10 +374,13 @@ export class Engine<C> implements SessionHost<C> {
     this.opts.fanout?.publish(topic, frame, binary);
   }
 
-  /** One clock for every session: ping all (one native publish, one per edge link), then sweep the silent. */
+  /**
+   * One clock for this node's own sessions: ping all (one native publish; polling ones in their
+   * buffers), then sweep the silent. Nothing goes to edge links: gateways ping their clients.
+   */
   private heartbeat(): void {
     const round = ++this.round;
-    this.publishFrame(PING_TOPIC, '2');
+    this.opts.app.publish(PING_TOPIC, '2', false);
     for (const s of this.polling.sessions) this.sendFrames(s, ['2']);
     const check = setTimeout(() => this.sweep(round), this.opts.pingTimeoutMs);
     check.unref();
@@ -389,6 +394,7 @@ export class Engine<C> implements SessionHost<C> {
         continue;
       }
       if (s.born >= round) continue; // born after that ping
+      if (s.flags & F_EDGE) continue; // its gateway pings it and closes it when silent
       if (s.pong < round) {
         this.closeSession(s, DISCONNECT.pingTimeout);
         continue;

@@ -1,8 +1,10 @@
 // What the protocol layer offers an edge link (cluster/link-server.ts): a gateway of the separate
 // tier holds each client's websocket and carries its frames over one multiplexed link per ws node;
 // here each such client is an Engine.IO session like any other, whose websocket is a
-// TransportSocket that writes to the link. The handshake, CONNECT, heartbeat, acks, rate limits,
-// recovery and closing are the same code as for a direct websocket (websocket.ts).
+// TransportSocket that writes to the link. The handshake, CONNECT, acks, rate limits, recovery and
+// closing are the same code as for a direct websocket (websocket.ts). The heartbeat is not: the
+// gateway owns the client's socket and pings it, consumes its pongs and closes it when it goes
+// silent, telling the node with the close's reason (F_EDGE sessions are not pinged nor swept here).
 import type { Frame, TransportSocket } from './session.js';
 
 /** A handshake refused: the HTTP answer the client gets (written here, or by the gateway for a link client). */
@@ -29,8 +31,11 @@ export interface LinkEndpoint<D> {
   handshake(req: LinkHandshake): { data: D } | { refusal: HandshakeRefusal };
   open(ws: TransportSocket<D>): void;
   message(ws: TransportSocket<D>, data: Buffer, isBinary: boolean): void;
-  /** The client's socket closed at the gateway (or the link dropped: 1006). */
-  close(ws: TransportSocket<D>, code: number): void;
+  /**
+   * The client's socket closed at the gateway (or the link dropped: 1006). `reason` is the
+   * gateway's own when it closed the client (`ping timeout`), empty when the client or the network did.
+   */
+  close(ws: TransportSocket<D>, code: number, reason?: string): void;
   /** The client's send buffer at the gateway went down: wake replays waiting for it. */
   drain(ws: TransportSocket<D>): void;
 }

@@ -69,8 +69,9 @@ export interface SocketServerOptions<C> {
    */
   readonly forward?: SessionForwarding;
   /**
-   * Room frames (and the heartbeat ping) to edge-link clients: once per link whose gateway has
-   * subscribers (cluster/link-server.ts). Native publishes reach this node's own websockets.
+   * Room frames to edge-link clients: once per link whose gateway has subscribers
+   * (cluster/link-server.ts). Native publishes reach this node's own websockets. (The heartbeat
+   * ping is not among them: a gateway pings its clients itself.)
    */
   readonly fanout?: Fanout;
   /**

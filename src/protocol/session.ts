@@ -21,6 +21,12 @@ export const F_REFUSED = 32;
 export const F_POSTING = 64;
 /** Refused: given one more connect period to read its CONNECT_ERROR. */
 export const F_GRACE = 128;
+/**
+ * The websocket is an edge-link client (cluster/link-server.ts): the gateway holding its socket owns
+ * its heartbeat (pings it, reads its pongs, closes it on a ping timeout), so this node neither pings
+ * nor sweeps it.
+ */
+export const F_EDGE = 256;
 
 /** One Engine.IO packet as written: text, or a binary attachment. */
 export type Frame = string | Buffer;
@@ -37,6 +43,8 @@ export interface TransportSocket<D> {
   unsubscribe(topic: string): unknown;
   getBufferedAmount(): number;
   getUserData(): D;
+  /** Set on an edge link's client: its heartbeat is the gateway's (F_EDGE). */
+  readonly edge?: boolean;
 }
 
 /** uWS copies the upgrade's user data onto its websocket object: one reference to the session. */

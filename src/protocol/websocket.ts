@@ -11,7 +11,7 @@ import type { PipeSocketData } from '../cluster/ws-pipe.js';
 import { EIO_ERR } from './eio-errors.js';
 import { PING_TOPIC, type Engine } from './engine.js';
 import type { HandshakeRefusal, LinkEndpoint } from './link.js';
-import { F_CLOSED, F_PROBE, F_WS, type Handshake, type Session, type TransportSocket, type WsData } from './session.js';
+import { F_CLOSED, F_EDGE, F_PROBE, F_WS, type Handshake, type Session, type TransportSocket, type WsData } from './session.js';
 
 /** Text frames to strings without a Buffer view per message (invalid UTF-8 becomes U+FFFD, as before). */
 const utf8 = new TextDecoder();
@@ -110,9 +110,15 @@ export class WebsocketTransport<C> {
     },
     open: (ws) => this.onOpen(ws),
     message: (ws, data, isBinary) => this.onMessage(ws, data, isBinary),
-    close: (ws, code) => this.onClose(ws, code),
+    close: (ws, code, reason) => this.onClose(ws, code, reason),
     drain: (ws) => ws.getUserData().s.drained(),
   };
+
+  /** The heartbeat of a websocket session: this node's clock, or its gateway's for an edge-link client. */
+  private beat(s: Session<C>, ws: TransportSocket<WsData<C>>): void {
+    if (ws.edge) s.flags |= F_EDGE;
+    else ws.subscribe(PING_TOPIC);
+  }
 
   private onOpen(ws: TransportSocket<WsData<C>>): void {
     const s = ws.getUserData().s;
@@ -124,7 +130,7 @@ export class WebsocketTransport<C> {
     if (s.flags & F_PROBE) return; // an upgrade probe: the client sends `2probe` next
     this.e.wsCount++;
     socketConnections.inc({ transport: 'websocket' });
-    ws.subscribe(PING_TOPIC);
+    this.beat(s, ws);
     ws.send(this.e.openPacket(s.id, []));
   }
 
@@ -169,7 +175,7 @@ export class WebsocketTransport<C> {
     ws.cork(() => {
       for (const f of poll.buf) ws.send(f, typeof f !== 'string');
       e.rooms.moveToWebsocket(s, poll, ws);
-      ws.subscribe(PING_TOPIC);
+      this.beat(s, ws);
     });
     s.poll = null;
     e.polling.release(s);
@@ -178,7 +184,7 @@ export class WebsocketTransport<C> {
     s.drained();
   }
 
-  private onClose(ws: TransportSocket<WsData<C>>, code: number): void {
+  private onClose(ws: TransportSocket<WsData<C>>, code: number, reason?: string): void {
     const s = ws.getUserData().s;
     if (s.ws !== ws) return;
     s.ws = null;
@@ -188,6 +194,11 @@ export class WebsocketTransport<C> {
       return;
     }
     if (s.flags & F_CLOSED) return;
+    // An edge-link client its gateway closed for not answering pings: as this node's sweep would.
+    if (s.flags & F_EDGE && code === DISCONNECT.pingTimeout.code && reason === DISCONNECT.pingTimeout.reason) {
+      this.e.finish(s, DISCONNECT.pingTimeout.reason);
+      return;
+    }
     // 1006: the connection dropped, or uWS cut it off (backpressure over the limit, oversize frame).
     this.e.finish(s, code === 1006 || code === 1009 ? 'transport error' : 'transport close');
   }

@@ -120,6 +120,9 @@ function proxyGateway(ctx: RoleContext, keys: ApiKeyRegistry, limits: GatewayLim
       timeoutMs: upstreams.requestTimeoutMs,
       // A long-poll GET is held up to pingInterval; answer well after the ws node would.
       pollTimeoutMs: config.socketio.pingIntervalMs + config.socketio.pingTimeoutMs + 5_000,
+      // The gateway pings the websockets it holds with the values the ws nodes advertise (the same config).
+      pingIntervalMs: config.socketio.pingIntervalMs,
+      pingTimeoutMs: config.socketio.pingTimeoutMs,
       isDraining,
     });
   }

@@ -4,8 +4,9 @@
 // sid names (`<nodeId>.<random>`), found from the health probes, from handshakes routed here, or
 // from the node registry (for sessions another gateway started). Polling requests are forwarded
 // over HTTP; websockets go over the edge link to their node (cluster/link-client.ts): the gateway
-// holds one socket per client, the node runs its Engine.IO session, and room frames arrive once per
-// link and are published natively to the clients here.
+// holds one socket per client and its heartbeat (heartbeat.ts), the node runs its Engine.IO and
+// Socket.IO session, and room frames arrive once per link and are published natively to the
+// clients here.
 import type { Logger } from 'pino';
 import { ChatdError, DISCONNECT } from '../../errors.js';
 import type { ClientIpResolver } from '../../http/client-ip.js';
@@ -30,6 +31,7 @@ import type { NodeRegistry } from '../../store/ports.js';
 import { createUpgradeCork, type UpgradeCork } from '../../cluster/upgrade-cork.js';
 import { EdgeLink, type EdgeClient, type EdgeSocketData } from '../../cluster/link-client.js';
 import type { HandshakeRefusal } from '../../protocol/link.js';
+import { GatewayHeartbeat } from './heartbeat.js';
 
 const clientWebsockets = new promClient.Gauge({
   name: 'chatd_gateway_websockets',
@@ -58,6 +60,9 @@ export interface SocketioRouteDeps {
   readonly timeoutMs: number;
   /** Timeout of a long-poll GET (held up to pingInterval by the ws node). */
   readonly pollTimeoutMs: number;
+  /** config.socketio's heartbeat, as the ws nodes advertise it: the gateway pings its link clients. */
+  readonly pingIntervalMs: number;
+  readonly pingTimeoutMs: number;
   readonly isDraining: () => boolean;
 }
 
@@ -134,6 +139,12 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
   const pattern = `${deps.path}*`;
   const cork = createUpgradeCork(loadUws(), deps.logger);
   const links = new EdgeLinks(deps);
+  const heartbeat = new GatewayHeartbeat({
+    app: deps.app,
+    sockets,
+    pingIntervalMs: deps.pingIntervalMs,
+    pingTimeoutMs: deps.pingTimeoutMs,
+  });
 
   deps.app.ws<EdgeSocketData>(pattern, {
     maxPayloadLength: deps.maxPayloadBytes,
@@ -149,9 +160,22 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
       clientWebsockets.inc();
       const c = ws.getUserData().c;
       c.link.attachSocket(c, ws);
+      // A new websocket session is pinged from its open, an upgrade probe from its `5`.
+      if (!c.probe && !c.closed) heartbeat.start(c, ws, false);
     },
     message(ws, message, isBinary) {
       const c = ws.getUserData().c;
+      if (!isBinary && message.byteLength === 1) {
+        const type = new Uint8Array(message)[0];
+        // A pong to the gateway's ping: the heartbeat is the gateway's, the node never sees it.
+        if (type === 0x33 /* 3 */ && c.beat) return heartbeat.pong(c);
+        if (type === 0x35 /* 5 */ && c.probe && !c.beat) {
+          // The upgrade completes (the node hears the `5` first): from now on the gateway pings it.
+          c.link.frame(c, Buffer.from(message), false);
+          if (!c.closed) heartbeat.start(c, ws, true);
+          return;
+        }
+      }
       // A view of uWS's buffer: the link copies it into its batch at once.
       c.link.frame(c, Buffer.from(message), isBinary);
     },
@@ -173,6 +197,7 @@ export function mountSocketioRoutes(deps: SocketioRouteDeps): SocketioRoutes {
       for (const ws of [...sockets]) ws.end(DISCONNECT.gatewayDraining.code, DISCONNECT.gatewayDraining.reason);
     },
     close() {
+      heartbeat.close();
       links.close();
       cork.close();
     },
@@ -280,6 +305,7 @@ function upgrade(
         const link = await links.to(u);
         if (state.done) return;
         client = link.add();
+        client.probe = Boolean(sid);
         answer = await link.handshake(client, sid ? 'upgrade' : 'open', { query: inc.query, headers, ip });
       } catch (err) {
         if (client) client.link.forget(client);
@@ -321,12 +347,36 @@ function upgrade(
   });
 }
 
-/** Learns the node from the open packet the node sent first (its sid names the node). */
+/** Upstreams whose advertised heartbeat was compared with the gateway's. */
+const beatChecked = new WeakSet<Upstream>();
+
+/**
+ * Learns the node from the open packet the node sent first (its sid names the node); the first time
+ * per node, warns when the heartbeat it advertises is not the one the gateway runs (its clients
+ * would time out, or be cut, on the wrong clock).
+ */
 function learnNode(deps: SocketioRouteDeps, u: Upstream, c: EdgeClient): void {
   const first = c.early?.[0];
   if (!first || !('f' in first) || first.b) return;
-  const node = ownerOfSid(sidOfOpenPacket(first.f.toString('utf8')));
+  const text = first.f.toString('utf8');
+  const node = ownerOfSid(sidOfOpenPacket(text));
   if (node) deps.ws.learn(node, u);
+  if (beatChecked.has(u)) return;
+  beatChecked.add(u);
+  try {
+    const open = JSON.parse(text.slice(1)) as { pingInterval?: unknown; pingTimeout?: unknown };
+    if (open.pingInterval !== deps.pingIntervalMs || open.pingTimeout !== deps.pingTimeoutMs)
+      deps.logger.warn(
+        {
+          upstream: u.url,
+          node: { pingIntervalMs: open.pingInterval, pingTimeoutMs: open.pingTimeout },
+          gateway: { pingIntervalMs: deps.pingIntervalMs, pingTimeoutMs: deps.pingTimeoutMs },
+        },
+        'the ws node advertises another heartbeat than the gateway runs for its clients: set the same socketio.pingIntervalMs and pingTimeoutMs on both',
+      );
+  } catch {
+    // Not an open packet: nothing to compare.
+  }
 }
 
 /** The node's refusal of a handshake, as it would have answered a direct client (status, JSON, Retry-After). */
