@@ -22,7 +22,7 @@ interface Rec {
   topic?: string;
 }
 
-async function startNode(trusted: boolean) {
+async function startNode(trusted: boolean, beat = { pingIntervalMs: 60_000, pingTimeoutMs: 60_000 }) {
   const uws = loadUws();
   const app = uws.App();
   const logger = pino({ level: 'silent' });
@@ -32,8 +32,7 @@ async function startNode(trusted: boolean) {
     app,
     path: '/socket.io/',
     nodeId: 'n1',
-    pingIntervalMs: 60_000,
-    pingTimeoutMs: 60_000,
+    ...beat,
     maxPayload: 1e6,
     sendBufferBytes: 1 << 20,
     maxConnections: 100,
@@ -137,7 +136,8 @@ describe('edge link server', () => {
     const seven = () => link.got.filter((r) => r.cid === 7);
     expect(seven()[0]!.op).toBe(OP.accept);
     expect(seven().find((r) => r.op === OP.frame)!.text).toMatch(/^0\{"sid":"n1\./);
-    expect(seven().find((r) => r.op === OP.sub)!.text).toBe('eio:ping');
+    // The heartbeat is the gateway's: no subscription to the node's ping topic.
+    expect(seven().some((r) => r.op === OP.sub)).toBe(false);
 
     link.send((w) => w.record(OP.frame, 0, 7, '40{}'));
     await until(() => seven().some((r) => r.text.startsWith('40{')));
@@ -182,5 +182,36 @@ describe('edge link server', () => {
     await until(() => node!.disconnects.length === 3);
     expect(node.disconnects.slice(1)).toEqual(['transport error', 'transport error']);
     expect(node.links.links()).toBe(0);
+  });
+
+  it('pings and sweeps its own websockets but not link clients; a gateway\'s "ping timeout" close ends the session so', async () => {
+    node = await startNode(true, { pingIntervalMs: 50, pingTimeoutMs: 50 });
+    const link = await linkTo(node.port);
+    link.send((w) => {
+      w.record(OP.open, 0, 1, JSON.stringify({ query: 'EIO=4&transport=websocket', headers: {}, ip: '203.0.113.11' }));
+      w.record(OP.frame, 0, 1, '40{}');
+    });
+    await until(() => node!.server.size === 1 && [...node!.server.sockets()][0]!.connected);
+    // A direct websocket opened after the link client, answering no ping either.
+    const direct = new WebSocket(`ws://127.0.0.1:${node.port}/socket.io/?EIO=4&transport=websocket`);
+    const pings: string[] = [];
+    direct.on('message', (d: Buffer) => {
+      const t = d.toString('utf8');
+      if (t === '2') pings.push(t);
+      else if (t.startsWith('0{')) direct.send('40{}');
+    });
+    const closed = new Promise<string>((r) => direct.once('close', (_code, reason) => r(reason.toString('utf8'))));
+    expect(await closed).toBe('ping timeout');
+    expect(pings.length).toBeGreaterThan(0);
+    expect(node.disconnects).toEqual(['ping timeout']);
+    // The older link client was neither pinged (no ping pub, no frame `2`) nor swept.
+    expect(link.got.some((r) => r.op === OP.pub || r.text === '2' || r.op === OP.close)).toBe(false);
+    expect(node.links.clients()).toBe(1);
+    // Its gateway closes it for silence: the session ends as the node's own sweep would end it.
+    link.send((w) => w.close(1, 1000, 'ping timeout'));
+    await until(() => node!.disconnects.length === 2);
+    expect(node.disconnects).toEqual(['ping timeout', 'ping timeout']);
+    expect(node.links.clients()).toBe(0);
+    link.ws.close();
   });
 });

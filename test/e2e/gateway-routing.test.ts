@@ -435,6 +435,94 @@ describe('gateway: a ws node that drains', () => {
   );
 });
 
+describe("gateway: the heartbeat of link clients is the gateway's", () => {
+  // pingInterval 2 s, pingTimeout 4 s on the gateway and the stand-in alike (startGateway, startWsStandIn).
+  let node: WsStandIn;
+  let gw: ChatdProcess;
+  let base: string;
+  const sockets: Socket[] = [];
+  const ask = (s: Socket, event: string, ...args: unknown[]) => s.timeout(10_000).emitWithAck(event, ...args);
+
+  beforeAll(async () => {
+    node = await startWsStandIn('beat');
+    gw = await startGateway({ api: [], ws: [node.url] });
+    base = `http://127.0.0.1:${gw.ports.gateway}`;
+  }, 120_000);
+  afterAll(async () => {
+    for (const s of sockets) s.disconnect();
+    await gw?.stop('SIGKILL');
+    await node?.close();
+  });
+
+  it('socket.io-client (websocket only, and polling then upgrade) stays connected across pings; no pong and no ping pub crosses the link', async () => {
+    const pubsBefore = await metricValue(gw, 'chatd_link_pub_frames_total{direction="received"}');
+    const open = async (opts: Parameters<typeof ioClient>[1]) => {
+      const s = ioClient(base, { reconnection: false, extraHeaders: { 'x-forwarded-for': newIp() }, ...opts });
+      sockets.push(s);
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('connect_error', reject);
+      });
+      return s;
+    };
+    const wsOnly = await open({ transports: ['websocket'] });
+    const upgraded = await open({});
+    await eventually(() => upgraded.io.engine.transport.name === 'websocket', 'upgrade to websocket', { retryOnError: true });
+    const ids = [wsOnly.io.engine.id, upgraded.io.engine.id];
+    const pings = [0, 0];
+    wsOnly.io.engine.on('ping', () => pings[0]!++);
+    upgraded.io.engine.on('ping', () => pings[1]!++);
+    const dropped: string[] = [];
+    for (const s of [wsOnly, upgraded]) s.on('disconnect', (reason) => dropped.push(reason));
+    // Three pings each, all answered at the gateway (a missed pong would close them after 4 s).
+    await eventually(() => pings[0]! >= 3 && pings[1]! >= 3, 'three pings to each client');
+    expect(dropped).toEqual([]);
+    expect([wsOnly.connected, upgraded.connected]).toEqual([true, true]);
+    expect([wsOnly.io.engine.id, upgraded.io.engine.id]).toEqual(ids);
+    expect(await ask(wsOnly, 'echo', 'still here')).toBe('still here');
+    expect(await ask(upgraded, 'echo', 'still here')).toBe('still here');
+    expect(node.disconnects).toEqual([]);
+    // The node heard no pong from the websocket-only client, and none from the other after its `5`
+    // (while it still polled, its pongs went over HTTP to the node, whose heartbeat it was then).
+    const frames = (sid: string) => node.linkFrames.filter((f) => f.sid === sid).map((f) => f.text);
+    expect(frames(ids[0]!)).not.toContain('3');
+    const up = frames(ids[1]!);
+    expect(up[0]).toBe('2probe');
+    expect(up).toContain('5');
+    expect(up.slice(up.indexOf('5'))).not.toContain('3');
+    // No room frame was published and no ping pub crossed the link.
+    expect(await metricValue(gw, 'chatd_link_pub_frames_total{direction="received"}')).toBe(pubsBefore);
+  });
+
+  it('a client that answers no ping is closed by the gateway (1000 "ping timeout"), and its session ends on the node with "ping timeout"', async () => {
+    const timeoutsBefore = await metricValue(gw, 'chatd_gateway_ping_timeouts_total');
+    const socketsBefore = await clientWebsockets(gw);
+    const client = new WebSocket(`ws://127.0.0.1:${gw.ports.gateway}/socket.io/?EIO=4&transport=websocket`, {
+      headers: { 'x-forwarded-for': newIp() },
+      perMessageDeflate: false,
+    });
+    const texts: string[] = [];
+    client.on('message', (data: Buffer) => texts.push(data.toString('utf8')));
+    const closed = new Promise<[number, string]>((r) => client.once('close', (code, reason) => r([code, reason.toString('utf8')])));
+    await new Promise<void>((r) => client.once('open', () => r()));
+    await eventually(() => texts.some((t) => t.startsWith('0{')), 'the open packet', { retryOnError: true });
+    const sid = (JSON.parse(texts.find((t) => t.startsWith('0{'))!.slice(1)) as { sid: string }).sid;
+    client.send('40{}');
+    await eventually(() => texts.some((t) => t.startsWith('40{')), 'the CONNECT ack', { retryOnError: true });
+    const before = node.disconnects.length;
+    // It never sends `3`.
+    expect(await closed).toEqual([1000, 'ping timeout']);
+    expect(texts).toContain('2');
+    await eventually(() => node.disconnects.length > before, 'the session ended on the node', { retryOnError: true });
+    expect(node.disconnects.slice(before)).toEqual(['ping timeout']);
+    // The node never saw a frame of it besides its CONNECT (the pings were the gateway's).
+    expect(node.linkFrames.filter((f) => f.sid === sid).map((f) => f.text)).toEqual(['40{}']);
+    expect(await metricValue(gw, 'chatd_gateway_ping_timeouts_total')).toBe(timeoutsBefore + 1);
+    // The gateway holds nothing for it any more (the first test's clients are still connected).
+    expect(await clientWebsockets(gw)).toBe(socketsBefore);
+  });
+});
+
 describe('gateway: slow consumers over the edge link', () => {
   let node: WsStandIn;
   let gw: ChatdProcess;
@@ -531,4 +619,11 @@ async function clientWebsockets(gw: ChatdProcess): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith('chatd_gateway_websockets '));
   return Number(line?.split(' ')[1]);
+}
+
+/** A metric's value at the gateway (a labelled name as written in the exposition); 0 when absent. */
+async function metricValue(gw: ChatdProcess, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.ports.admin}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
 }

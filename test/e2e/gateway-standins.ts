@@ -85,6 +85,8 @@ export interface WsStandIn {
   readonly requests: { transport: string; sid: string | null; method: string }[];
   /** Sessions that ended, with the reason the node saw. */
   readonly disconnects: DisconnectReason[];
+  /** Text frames the node received over edge links, with their session's sid, in order. */
+  readonly linkFrames: { sid: string; text: string }[];
   /** As on SIGTERM: every session closed with 1001, then the edge links. */
   drain(): void;
   close(): Promise<void>;
@@ -99,6 +101,7 @@ export interface WsStandIn {
 export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
   const requests: WsStandIn['requests'] = [];
   const disconnects: DisconnectReason[] = [];
+  const linkFrames: WsStandIn['linkFrames'] = [];
   const uws = loadUws();
   const app = uws.App();
   const logger = pino({ level: 'silent' });
@@ -166,6 +169,10 @@ export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
       record(req.query, 'GET');
       return link.handshake(req);
     },
+    message(ws, data, isBinary) {
+      if (!isBinary) linkFrames.push({ sid: ws.getUserData().s.id, text: data.toString('utf8') });
+      link.message(ws, data, isBinary);
+    },
   });
   app.get('/readyz', (res) => {
     res.cork(() => res.writeStatus('200 OK').writeHeader('x-chatd-node', nodeId).end('{"status":"ready"}'));
@@ -179,6 +186,7 @@ export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
     url: `http://127.0.0.1:${port}`,
     requests,
     disconnects,
+    linkFrames,
     drain() {
       server.drain();
       links.drain();
