@@ -1,7 +1,9 @@
 // How config maps to ioredis options: standalone or Sentinel, redis:// or rediss://, and the fault
 // policy (no offline queue, bounded retries and command time).
 import { describe, expect, it } from 'vitest';
-import { clusterSetup, redisOptions } from './connection.js';
+import { pino } from 'pino';
+import { clusterSetup, createRedisClient, redisOptions } from './connection.js';
+import { SCRIPTS } from './scripts.js';
 
 describe('redisOptions', () => {
   it('reads host, port, credentials and db from a redis:// URL, with the fail-fast policy', () => {
@@ -70,5 +72,18 @@ describe('clusterSetup', () => {
     expect(plain.options.redisOptions).toMatchObject({ password: 'from-config' });
     expect(plain.options.redisOptions?.tls).toBeUndefined();
     expect(plain.options.dnsLookup).toBeUndefined();
+  });
+});
+
+describe('the scripts on pipelines', () => {
+  it('a pipeline (auto-pipelining builds one per tick) has every script from its prototype and copies none at construction', () => {
+    const client = createRedisClient({ lazyConnect: true, enableAutoPipelining: true }, pino({ level: 'silent' }), 'test');
+    const pipe = client.pipeline() as unknown as Record<string, unknown>;
+    for (const name of Object.keys(SCRIPTS)) {
+      expect(typeof pipe[name], name).toBe('function');
+      expect(pipe[name], name).toBe((client as unknown as Record<string, unknown>)[name]);
+      expect(Object.hasOwn(pipe, name), name).toBe(false);
+    }
+    client.disconnect();
   });
 });

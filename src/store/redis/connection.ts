@@ -2,7 +2,7 @@
 // that never lets a request wait on a dead Redis. Commands fail at once while disconnected
 // (enableOfflineQueue: false) and after `commandTimeoutMs` when Redis stops answering, so callers get
 // a DependencyError they can turn into a 503; ioredis keeps reconnecting in the background.
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, Pipeline, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { DependencyError } from '../../errors.js';
 import { SCRIPTS, type ScriptName } from './scripts.js';
@@ -155,6 +155,7 @@ function defineScripts<C extends RedisClient>(client: C, logger: Logger, label: 
   for (const [name, def] of Object.entries(SCRIPTS)) {
     client.defineCommand(name, { numberOfKeys: def.numberOfKeys, lua: def.lua });
   }
+  scriptsOnPipelinePrototype(client);
   // Without a listener ioredis prints every connection error; log each outage once instead.
   let down = false;
   client.on('error', (err: Error & { lastNodeError?: Error }) => {
@@ -173,6 +174,34 @@ function defineScripts<C extends RedisClient>(client: C, logger: Logger, label: 
     down = false;
   });
   return client as Scripted<C>;
+}
+
+/**
+ * ioredis's Pipeline constructor copies every command defined on its client (defineCommand's
+ * `scriptsSet`, two properties per script) onto the new pipeline, and auto-pipelining constructs a
+ * pipeline for every event-loop tick that sends a command: with chatd's ~30 scripts that was ~60
+ * megamorphic property stores per tick, about a tenth of the api role's CPU on the ingest path
+ * (perf, `bench/results/ingest-cpu/`). Here the scripts' functions (the very ones defineCommand made:
+ * EVALSHA, EVAL on NOSCRIPT) go once onto a Pipeline subclass's prototype, the client's `pipeline()`
+ * builds that subclass, and `scriptsSet` is emptied so the constructor copies nothing. ioredis reads
+ * `scriptsSet` nowhere else (5.x); `multi()` builds a plain Pipeline, and chatd sends no script in a
+ * MULTI. Tested by the store contract suites (every script goes through auto-pipelines) and the
+ * presence heartbeat's explicit pipeline.
+ */
+function scriptsOnPipelinePrototype(client: RedisClient): void {
+  const target = client as unknown as Record<string, unknown> & { scriptsSet: Record<string, unknown> };
+  class ScriptedPipeline extends Pipeline {}
+  const proto = ScriptedPipeline.prototype as unknown as Record<string, unknown>;
+  for (const name of Object.keys(target.scriptsSet)) {
+    proto[name] = target[name];
+    proto[`${name}Buffer`] = target[`${name}Buffer`];
+  }
+  target.scriptsSet = {};
+  target['pipeline'] = function (this: RedisClient, commands?: unknown[][]) {
+    const pipeline = new ScriptedPipeline(this);
+    if (Array.isArray(commands)) pipeline.addBatch(commands);
+    return pipeline;
+  };
 }
 
 /** Resolves when the client is ready, or rejects with DependencyError after `timeoutMs`. */
