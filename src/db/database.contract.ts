@@ -338,6 +338,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       });
 
       it('the relay publishes conversation_updated events after commit and sweeps those left undone', async () => {
+        await db.outbox.claimStale(0, 10_000, async (entries) => entries.map((e) => e.id));
         await db.conversationOutbox.claimStale(0, 10_000, async (u) => u.map((x) => x.id));
         const events = new RecordingEventLog();
         const relay = new DbOutboxRelay(db.outbox, events, silent, {
@@ -349,9 +350,15 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
           const tenant = uid('t');
           const sid = uid('s');
           const a = created(await db.messages.accept(msg(tenant, sid, 'x')));
+          // A message and its event, published together, retire both rows.
+          relay.publishNow(a.message, a.outboxId);
           relay.publishUpdateNow(a.update);
-          await eventually(async () => (await db.conversationOutbox.pendingCount()) === 0, 'the event row to be done');
+          await eventually(
+            async () => (await db.conversationOutbox.pendingCount()) === 0 && (await db.outbox.pendingCount()) === 0,
+            'the message and event rows to be done',
+          );
           expect(events.updates.map((u) => u.id)).toEqual([a.update.id]);
+          expect(events.published.map((m) => m.id)).toEqual([a.message.id]);
           // Left undone (a crash before publishing): the sweep publishes it, once.
           const c = await db.conversations.change(tenant, sid, { status: 'pending' }, byAgent);
           expect(await db.conversationOutbox.pendingCount()).toBe(1);
@@ -650,6 +657,24 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
       expect(await db.outbox.pendingCount()).toBe(1);
       await db.outbox.markDone([b.outboxId, a.outboxId]);
       expect(await db.outbox.pendingCount()).toBe(0);
+    });
+
+    it('markAllDone retires message rows and conversation_updated rows in one call, each table only its own ids', async () => {
+      await db.outbox.claimStale(0, 10_000, async (entries) => entries.map((e) => e.id));
+      await db.conversationOutbox.claimStale(0, 10_000, async (u) => u.map((x) => x.id));
+      const tenant = uid('t');
+      const sid = uid('s');
+      const a = created(await db.messages.accept(msg(tenant, sid, 'a')));
+      const b = created(await db.messages.accept(msg(tenant, sid, 'b')));
+      expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([2, 2]);
+      await db.outbox.markAllDone([a.outboxId], [a.update.id]);
+      expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([1, 1]);
+      // An id of the other table retires nothing.
+      await db.outbox.markAllDone([b.update.id], [b.outboxId]);
+      expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([1, 1]);
+      await db.outbox.markAllDone([b.outboxId], []);
+      await db.outbox.markAllDone([], [b.update.id]);
+      expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([0, 0]);
     });
 
     it('the relay publishes after commit, and its sweep re-publishes rows left undone', async () => {

@@ -42,6 +42,16 @@ export class KyselyOutbox implements Outbox {
     return markDone(this.#db, ids, deleteMessageRows);
   }
 
+  async markAllDone(messageIds: readonly string[], updateIds: readonly string[]): Promise<void> {
+    if (updateIds.length === 0) return markDone(this.#db, messageIds, deleteMessageRows);
+    if (messageIds.length === 0) return markDone(this.#db, updateIds, deleteUpdateRows);
+    try {
+      await sql`with m as (${deleteMessageRows(messageIds)}) ${deleteUpdateRows(updateIds)}`.execute(this.#db);
+    } catch (err) {
+      throw toQueryError(err);
+    }
+  }
+
   async createdSince(
     tenantId: string,
     since: string,

@@ -230,6 +230,12 @@ export interface Outbox {
   claimStale(minAgeMs: number, limit: number, handle: (entries: OutboxEntry[]) => Promise<string[]>): Promise<number>;
   /** Marks rows done (deletes them). */
   markDone(ids: readonly string[]): Promise<void>;
+  /**
+   * Marks message rows and conversation_outbox rows (ConversationOutbox's) done in one statement:
+   * the relay's fast path, where a message and its conversation_updated event finish publishing
+   * together, so one round trip retires both.
+   */
+  markAllDone(messageIds: readonly string[], updateIds: readonly string[]): Promise<void>;
   /** Rows not yet done (metrics, tests, `/readyz` detail). */
   pendingCount(): Promise<number>;
   /**
