@@ -71,6 +71,8 @@ export interface EdgeLinkOptions {
   readonly connectTimeoutMs: number;
   /** Past this much unsent towards the node (it stopped reading), the link is cut. */
   readonly maxBufferedBytes: number;
+  /** How often the link is pinged (LINK_PING_MS unless a test says otherwise). */
+  readonly pingMs?: number;
   /** Called once when the link closed (it is never reused). */
   readonly onClose: (link: EdgeLink) => void;
 }
@@ -106,7 +108,7 @@ export class EdgeLink {
     this.opened = new Promise<void>((resolve, reject) => {
       ws.once('open', () => {
         this.wasOpen = true;
-        this.pinger = setInterval(() => this.pingLink(), LINK_PING_MS);
+        this.pinger = setInterval(() => this.pingLink(), opts.pingMs ?? LINK_PING_MS);
         this.pinger.unref();
         linkConnections.inc({ side: 'gateway' });
         opts.logger.info({ upstream: u.url }, 'edge link open');
