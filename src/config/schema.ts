@@ -461,8 +461,11 @@ export const ConfigSchema = Type.Object(
     socketio: Obj(
       {
         path: Type.String({ default: '/socket.io/', pattern: '^/.*/$', description: "Socket.IO path (the client's `path` option)." }),
-        pingIntervalMs: Ms(25000, 'Engine.IO pingInterval.'),
-        pingTimeoutMs: Ms(20000, 'Engine.IO pingTimeout.'),
+        pingIntervalMs: Ms(
+          25000,
+          'Engine.IO pingInterval (a gateway pings the websockets it carries over edge links with it: keep it equal on gateways and ws nodes).',
+        ),
+        pingTimeoutMs: Ms(20000, 'Engine.IO pingTimeout (as pingIntervalMs: the same on gateways and ws nodes).'),
         connectTimeoutMs: Type.Integer({
           minimum: 100,
           default: 5000,
