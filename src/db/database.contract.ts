@@ -11,7 +11,7 @@ import type { KyselyDatabase } from './database.js';
 import { Migrations } from './migrations.js';
 import { DbOutboxRelay } from './outbox-relay.js';
 import { RetentionSweeper } from './retention.js';
-import type { AcceptResult, NewMessage } from './ports.js';
+import type { AcceptResult, NewMessage, Outbox } from './ports.js';
 import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
 import { eventually } from '../../test/helpers/eventually.js';
 
@@ -370,6 +370,43 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         } finally {
           await relay.stop();
         }
+      });
+
+      it('the relay retires what it published meanwhile with one statement: messages and their events together', async () => {
+        await db.outbox.claimStale(0, 10_000, async (entries) => entries.map((e) => e.id));
+        await db.conversationOutbox.claimStale(0, 10_000, async (u) => u.map((x) => x.id));
+        const events = new RecordingEventLog();
+        const statements: [number, number][] = [];
+        const o = db.outbox;
+        // The real outbox, counting its retire statements.
+        const counted: Outbox = {
+          claimStale: (...a) => o.claimStale(...a),
+          markDone: (ids) => o.markDone(ids),
+          markAllDone: (m, u) => (statements.push([m.length, u.length]), o.markAllDone(m, u)),
+          pendingCount: () => o.pendingCount(),
+          createdSince: (...a) => o.createdSince(...a),
+          activeSince: (...a) => o.activeSince(...a),
+        };
+        // A delay no publish outlasts: the batch is retired by stop().
+        const relay = new DbOutboxRelay(counted, events, silent, {
+          staleAfterMs: 60_000,
+          sweepIntervalMs: 60_000,
+          retireDelayMs: 600_000,
+          updates: db.conversationOutbox,
+        });
+        const tenant = uid('t');
+        const accepted = [];
+        for (let i = 0; i < 5; i++) accepted.push(created(await db.messages.accept(msg(tenant, uid('s'), `m${i}`))));
+        for (const a of accepted) {
+          relay.publishNow(a.message, a.outboxId);
+          relay.publishUpdateNow(a.update);
+        }
+        await eventually(() => events.published.length === 5 && events.updates.length === 5, 'the publishes');
+        expect(statements).toEqual([]);
+        expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([5, 5]);
+        await relay.stop();
+        expect(statements).toEqual([[5, 5]]);
+        expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([0, 0]);
       });
 
       it("announce writes the conversation's current summary as an event, at the same version, once it is in the inbox", async () => {

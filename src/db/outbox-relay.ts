@@ -8,7 +8,6 @@ import type { Logger } from 'pino';
 import type { ChatMessage } from '../chat/message.js';
 import { outboxPublishFailures, outboxRepublished } from '../observability/metrics.js';
 import type { EventLog } from '../store/ports.js';
-import { GroupCommit } from './group-commit.js';
 import type { ConversationOutbox, Outbox, OutboxRelay } from './ports.js';
 import type { ConversationUpdate } from '../chat/conversation.js';
 
@@ -27,6 +26,12 @@ export interface OutboxRelayOptions {
   readonly batchSize?: number;
   /** A publish that has not answered by then counts as failed (the row stays for a later sweep). */
   readonly publishTimeoutMs?: number;
+  /**
+   * How long published rows gather before one statement deletes them (or RETIRE_MAX_BATCH rows,
+   * whichever comes first). Without it a node at light load sent one DELETE (one commit) per
+   * message; a row a few ms older changes nothing, since sweeps take rows only after staleAfterMs.
+   */
+  readonly retireDelayMs?: number;
   /** Counts re-published messages (metrics). */
   readonly onRepublished?: (n: number) => void;
   /** The conversation_updated events' outbox, swept like the messages' (none: only messages). */
@@ -40,7 +45,19 @@ export const RELAY_DEFAULTS = {
   staleAfterMs: 5000,
   batchSize: 200,
   publishTimeoutMs: 10_000,
+  retireDelayMs: 20,
 } as const;
+
+/** Published rows deleted by one statement at most (the batch is retired at once when full). */
+export const RETIRE_MAX_BATCH = 500;
+
+/** Rows published and waiting for their DELETE; `done` settles once it ran. */
+interface Retiring {
+  readonly messageIds: string[];
+  readonly updateIds: string[];
+  readonly done: Promise<void>;
+  retireNow(): void;
+}
 
 export class DbOutboxRelay implements OutboxRelay {
   readonly #outbox: Outbox;
@@ -48,11 +65,8 @@ export class DbOutboxRelay implements OutboxRelay {
   readonly #log: Logger;
   readonly #opts: Required<Omit<OutboxRelayOptions, 'onRepublished' | 'updates'>> & Pick<OutboxRelayOptions, 'onRepublished'>;
   readonly #updates: ConversationOutbox | undefined;
-  /**
-   * Marks rows done in batches: one statement for the messages and conversation_updated events
-   * published meanwhile (a message's two publishes finish in the same tick, so they share it).
-   */
-  readonly #done: GroupCommit<{ readonly id: string; readonly update: boolean }, void>;
+  /** The published rows gathering for one DELETE statement (see retireDelayMs). */
+  #retiring: Retiring | undefined;
   readonly #inflight = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<number> | undefined;
@@ -67,24 +81,41 @@ export class DbOutboxRelay implements OutboxRelay {
     const { updates, ...rest } = opts;
     this.#updates = updates;
     this.#opts = { ...RELAY_DEFAULTS, ...rest };
-    this.#done = new GroupCommit<{ readonly id: string; readonly update: boolean }, void>(
-      async (items) => {
-        const messageIds: string[] = [];
-        const updateIds: string[] = [];
-        for (const it of items) {
-          if (!it.update) messageIds.push(it.id);
-          // Without a conversation outbox (tests of messages alone) there is no row to retire.
-          else if (this.#updates) updateIds.push(it.id);
-        }
-        try {
-          if (messageIds.length > 0 || updateIds.length > 0) await this.#outbox.markAllDone(messageIds, updateIds);
-          return items.map(() => ({ ok: true as const, value: undefined }));
-        } catch (error) {
-          return items.map(() => ({ ok: false as const, error }));
-        }
-      },
-      { maxBatch: 500 },
-    );
+  }
+
+  /**
+   * Marks a published row done: it joins the batch gathering (one statement for the messages and
+   * conversation_updated events published within retireDelayMs); resolves once that batch is deleted.
+   */
+  #retire(id: string, update: boolean): Promise<void> {
+    let batch = this.#retiring;
+    if (!batch) {
+      let fire!: () => void;
+      const messageIds: string[] = [];
+      const updateIds: string[] = [];
+      const due = new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.#opts.retireDelayMs);
+        fire = () => (clearTimeout(timer), resolve());
+      });
+      const created: Retiring = {
+        messageIds,
+        updateIds,
+        retireNow: () => fire(),
+        done: due.then(() => {
+          if (this.#retiring === created) this.#retiring = undefined;
+          return this.#outbox.markAllDone(messageIds, updateIds);
+        }),
+      };
+      batch = this.#retiring = created;
+    }
+    // Without a conversation outbox (tests of messages alone) there is no row to retire.
+    if (!update) batch.messageIds.push(id);
+    else if (this.#updates) batch.updateIds.push(id);
+    if (batch.messageIds.length + batch.updateIds.length >= RETIRE_MAX_BATCH) {
+      this.#retiring = undefined;
+      batch.retireNow();
+    }
+    return batch.done;
   }
 
   /** Starts the periodic sweep (the first one right away: rows a crashed predecessor left). */
@@ -102,7 +133,7 @@ export class DbOutboxRelay implements OutboxRelay {
   publishNow(message: ChatMessage, outboxId: string): void {
     if (this.#stopped) return; // the row stays; another node (or our next start) publishes it
     const p = this.#publish(message)
-      .then(() => this.#done.submit({ id: outboxId, update: false }))
+      .then(() => this.#retire(outboxId, false))
       .catch((err: unknown) => this.#publishFailed(err, message.id))
       .finally(() => this.#inflight.delete(p));
     this.#inflight.add(p);
@@ -111,7 +142,7 @@ export class DbOutboxRelay implements OutboxRelay {
   publishUpdateNow(update: ConversationUpdate): void {
     if (this.#stopped) return;
     const p = this.#timed(update.id, () => this.#events.publishUpdate(update))
-      .then(() => this.#done.submit({ id: update.id, update: true }))
+      .then(() => this.#retire(update.id, true))
       .catch((err: unknown) => this.#publishFailed(err, update.id))
       .finally(() => this.#inflight.delete(p));
     this.#inflight.add(p);
@@ -234,9 +265,10 @@ export class DbOutboxRelay implements OutboxRelay {
     // From now on publishNow leaves rows to the sweep (of another node, or of our next start) and a
     // running sweep stops after its current message.
     this.#stopped = true;
+    this.#retiring?.retireNow();
     const deadline = new Promise<void>((r) => setTimeout(r, this.#opts.publishTimeoutMs).unref());
     // Publishes in flight finish and their rows get marked done.
-    await Promise.race([Promise.allSettled([...this.#inflight, this.#sweeping]).then(() => this.#done.idle()), deadline]);
+    await Promise.race([Promise.allSettled([...this.#inflight, this.#sweeping]), deadline]);
   }
 }
 
