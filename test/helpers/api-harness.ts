@@ -173,6 +173,11 @@ export async function startInProcess(
     env: {},
     overrides: (r) => {
       Object.assign(r, { dataDir: path.join(cwd, '.chatd'), admin: { enabled: false }, log: { level: 'silent' } }, raw);
+      // Every request of a suite comes from 127.0.0.1 with a handful of keys: under the default HTTP
+      // buckets (50/s per IP, burst 100) a suite's pace, i.e. the machine's speed, would decide
+      // whether a request is refused. Suites that test these limits set their own.
+      const unlimited = { rate: 1_000_000, burst: 1_000_000 };
+      r.limits = { httpPerIp: unlimited, httpPerKey: unlimited, ...(raw.limits as object | undefined) };
       r.server = { host: '127.0.0.1', port: 0, ...(raw.server as object | undefined) };
       r.roles = { api: { host: '127.0.0.1', port: 0 }, ws: { host: '127.0.0.1', port: 0 } };
     },
