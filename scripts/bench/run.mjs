@@ -207,16 +207,19 @@ async function startTarget(target, { nodes = 1, durable = false, redis } = {}) {
       break;
     }
     case 'chatd-edge': {
-      // The api process first (it migrates the schema), then the edge with it as upstreams.api; both
-      // share Redis (a message stored by the api process reaches the edge's sockets over the bus).
+      // The api process first (it migrates the schema), then the edge with it as upstreams.api. Both
+      // run on the store `chatd` runs on in the same scenario, so the ratio is the co-location's cost
+      // and not the store's: Redis on the durable path (a message stored by the api process reaches
+      // the edge's sockets over the bus), the in-process store otherwise (sockets only: the api
+      // process is idle there).
       if (nodes > 1) throw new Error('chatd-edge runs one edge node');
       const apiPort = await freePort();
-      const api = spawnChatd('api', chatdConfig({ port: apiPort, role: 'api', durable: true, tag, redis, behindGateway: true }));
+      const api = spawnChatd('api', chatdConfig({ port: apiPort, role: 'api', durable, tag, redis, behindGateway: true }));
       procs.push({ name: 'api', child: api });
       await waitReady(apiPort, api, 'chatd api');
       const port = await freePort();
       const up = { api: [`"http://127.0.0.1:${apiPort}"`], ws: [] };
-      const edge = spawnChatd('gateway,ws', chatdConfig({ port, role: 'gateway,ws', durable: true, upstreams: up, tag, redis }));
+      const edge = spawnChatd('gateway,ws', chatdConfig({ port, role: 'gateway,ws', durable, upstreams: up, tag, redis }));
       // The edge first: the memory scenario measures the first process that is not a bare gateway.
       procs.unshift({ name: 'chatd-edge', child: edge });
       await waitReady(port, edge, 'chatd gateway,ws');
