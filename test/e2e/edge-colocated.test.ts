@@ -83,42 +83,58 @@ async function expectGatewayChecks(base: string) {
   expect(ws).toMatchObject({ status: 400, body: { code: 'credentials_in_query' } });
 }
 
-describe.skipIf(!services)('gateway,ws on one listener (HTTP API proxied to an api process) behind an L4 balancer', () => {
-  const shared = { prefix: uniquePrefix('edge-ws'), schema: uniqueSchema('edge_ws') };
+/**
+ * Two edge nodes (`edgeRole`, one public listener each) in front of one backend process (`backend`),
+ * all on one Redis prefix and schema, stopped and dropped after the describe; and the checks every
+ * edge node makes itself. Sockets and the balancer a test opens are closed with it.
+ */
+function edgePair(tag: string, backend: { name: string; role: 'api' | 'ws' }, edgeRole: string, edgeNames: [string, string]) {
+  const shared = { prefix: uniquePrefix(tag), schema: uniqueSchema(tag.replace('-', '_')) };
   const procs: ChatdProcess[] = [];
-  const edges: ChatdProcess[] = [];
-  const sockets: Socket[] = [];
-  let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
+  const state = {
+    edges: [] as ChatdProcess[],
+    sockets: [] as Socket[],
+    balancer: undefined as Awaited<ReturnType<typeof startBalancer>> | undefined,
+  };
 
   beforeAll(async () => {
-    const apiCwd = await configFor('api1', shared);
-    const migrated = await runChatd(['migrate', 'up'], { cwd: apiCwd, env });
+    const backendCwd = await configFor(backend.name, shared);
+    const migrated = await runChatd(['migrate', 'up'], { cwd: backendCwd, env });
     expect(migrated.code, migrated.stderr).toBe(0);
-    const api = await start(apiCwd, 'api', 'api');
-    procs.push(api);
-    for (const name of ['edgeA', 'edgeB']) {
-      const edge = await start(await configFor(name, shared, { api: [`http://127.0.0.1:${api.ports.api}`] }), 'gateway,ws', 'public');
+    const b = await start(backendCwd, backend.role, backend.role);
+    procs.push(b);
+    for (const name of edgeNames) {
+      const edge = await start(
+        await configFor(name, shared, { [backend.role]: [`http://127.0.0.1:${b.ports[backend.role]}`] }),
+        edgeRole,
+        'public',
+      );
       procs.push(edge);
-      edges.push(edge);
+      state.edges.push(edge);
     }
   }, 400_000);
   afterAll(async () => {
-    for (const s of sockets) s.close();
-    balancer?.close();
+    for (const s of state.sockets) s.close();
+    state.balancer?.close();
     await Promise.all(procs.map((p) => p.stop('SIGTERM')));
     await dropSchema(shared.schema);
   });
 
   it('one public listener per node; the gateway checks refuse bad keys and query credentials there', async () => {
-    for (const edge of edges) {
+    for (const edge of state.edges) {
       expect(Object.keys(edge.ports).sort()).toEqual(['admin', 'public']);
       await expectGatewayChecks(`http://127.0.0.1:${edge.ports.public}`);
     }
   }, 60_000);
+  return state;
+}
+
+describe.skipIf(!services)('gateway,ws on one listener (HTTP API proxied to an api process) behind an L4 balancer', () => {
+  const state = edgePair('edge-ws', { name: 'api1', role: 'api' }, 'gateway,ws', ['edgeA', 'edgeB']);
 
   it('socket.io-client through the balancer: handshake on A, upgrade on B (piped to A), acks and delivery', async () => {
-    const [a, b] = edges;
-    balancer = await startBalancer([a!.ports.public!, b!.ports.public!]);
+    const [a, b] = state.edges;
+    const balancer = (state.balancer = await startBalancer([a!.ports.public!, b!.ports.public!]));
     // B must know A's address (the node registry) before it can pipe: wait for a probe upgrade.
     const probe = await (await fetch(`http://127.0.0.1:${a!.ports.public}/socket.io/?EIO=4&transport=polling`)).text();
     const probeSid = (JSON.parse(probe.slice(1)) as { sid: string }).sid;
@@ -135,7 +151,7 @@ describe.skipIf(!services)('gateway,ws on one listener (HTTP API proxied to an a
     balancer.plan(0, 1);
     const from = balancer.connections.length;
     const socket = io(balancer.url, { auth, reconnectionDelay: 200 });
-    sockets.push(socket);
+    state.sockets.push(socket);
     const received: string[] = [];
     socket.on('meta_message_created', (p: { message: { id: string } }) => received.push(p.message.id));
     await connected(socket);
@@ -161,47 +177,17 @@ describe.skipIf(!services)('gateway,ws on one listener (HTTP API proxied to an a
 });
 
 describe.skipIf(!services)('gateway,api on one listener (Socket.IO proxied to a ws process)', () => {
-  const shared = { prefix: uniquePrefix('edge-api'), schema: uniqueSchema('edge_api') };
-  const procs: ChatdProcess[] = [];
-  const edges: ChatdProcess[] = [];
-  const sockets: Socket[] = [];
-  let balancer: Awaited<ReturnType<typeof startBalancer>> | undefined;
-
-  beforeAll(async () => {
-    const wsCwd = await configFor('ws1', shared);
-    const migrated = await runChatd(['migrate', 'up'], { cwd: wsCwd, env });
-    expect(migrated.code, migrated.stderr).toBe(0);
-    const ws = await start(wsCwd, 'ws', 'ws');
-    procs.push(ws);
-    for (const name of ['gwapiA', 'gwapiB']) {
-      const edge = await start(await configFor(name, shared, { ws: [`http://127.0.0.1:${ws.ports.ws}`] }), 'gateway,api', 'public');
-      procs.push(edge);
-      edges.push(edge);
-    }
-  }, 400_000);
-  afterAll(async () => {
-    for (const s of sockets) s.close();
-    balancer?.close();
-    await Promise.all(procs.map((p) => p.stop('SIGTERM')));
-    await dropSchema(shared.schema);
-  });
-
-  it('one public listener per node; the in-process guards refuse bad keys and query credentials', async () => {
-    for (const edge of edges) {
-      expect(Object.keys(edge.ports).sort()).toEqual(['admin', 'public']);
-      await expectGatewayChecks(`http://127.0.0.1:${edge.ports.public}`);
-    }
-  }, 60_000);
+  const state = edgePair('edge-api', { name: 'ws1', role: 'ws' }, 'gateway,api', ['gwapiA', 'gwapiB']);
 
   it('socket.io-client through the balancer: handshake on A, upgrade on B, both proxied to the ws node; acks and delivery', async () => {
-    const [a, b] = edges;
-    balancer = await startBalancer([a!.ports.public!, b!.ports.public!]);
+    const [a, b] = state.edges;
+    const balancer = (state.balancer = await startBalancer([a!.ports.public!, b!.ports.public!]));
     const sessionId = 'edge-api-1';
     const auth = await visitor(`http://127.0.0.1:${a!.ports.public}`, sessionId); // served in process
     balancer.plan(0, 1);
     const from = balancer.connections.length;
     const socket = io(balancer.url, { auth, reconnectionDelay: 200 });
-    sockets.push(socket);
+    state.sockets.push(socket);
     const received: string[] = [];
     socket.on('meta_message_created', (p: { message: { id: string } }) => received.push(p.message.id));
     await connected(socket);
