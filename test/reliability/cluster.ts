@@ -11,8 +11,25 @@ import { io, type Socket } from 'socket.io-client';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import type { ClientRecord, DeliveryChecker } from '../helpers/delivery-checker.js';
 import { eventually } from '../helpers/eventually.js';
+import { hasPgBinaries } from '../helpers/db/pg-cluster.js';
+import { hasRedisServerBinary } from '../helpers/own-redis.js';
+import { IN_CI } from '../helpers/services.js';
 
 export const RELIABILITY_FULL = process.env.CHATD_FULL_RELIABILITY === '1';
+
+/**
+ * Whether the fault runs that start their own redis-server and PostgreSQL cluster may run (both
+ * binaries installed). Outside CI their absence skips them with a message; with CI=true it throws,
+ * failing the file instead of skipping it.
+ */
+export function ownServicesAvailable(): boolean {
+  const missing = [!hasRedisServerBinary() && 'redis-server', !hasPgBinaries() && 'PostgreSQL (initdb, pg_ctl)'].filter(Boolean);
+  if (missing.length === 0) return true;
+  const msg = `fault runs need ${missing.join(' and ')} installed`;
+  if (IN_CI) throw new Error(`${msg}: CI=true, so tests that need it fail instead of skipping`);
+  console.warn(`[reliability] skipped: ${msg}`);
+  return false;
+}
 
 export interface TenantSpec {
   readonly id: string;
@@ -462,10 +479,16 @@ export class RedisTap {
 export class TcpForwarder {
   readonly #server: net.Server;
   readonly #open = new Set<net.Socket>();
+  /** Every connection: the port it went to and its first request line (for assertions on routing). */
+  readonly connections: { readonly port: number; requestLine: string }[] = [];
 
   constructor(target: () => number) {
     this.#server = net.createServer((client) => {
-      const upstream = net.connect(target(), '127.0.0.1');
+      const port = target();
+      const rec = { port, requestLine: '' };
+      this.connections.push(rec);
+      client.once('data', (d: Buffer) => (rec.requestLine = d.toString('latin1').split('\r\n')[0]!));
+      const upstream = net.connect(port, '127.0.0.1');
       for (const s of [client, upstream]) {
         this.#open.add(s);
         s.on('error', () => undefined);
@@ -489,5 +512,52 @@ export class TcpForwarder {
   close(): Promise<void> {
     for (const s of this.#open) s.destroy();
     return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/**
+ * Round robin over the nodes a health check finds ready (GET /readyz on `listener`, every 200 ms),
+ * as a plain L4 balancer with no stickiness does: use `target` as a TcpForwarder's target. `slots`
+ * is the rotation, where a node may appear more than once (a weighted round robin). A node that
+ * is killed or draining leaves the rotation at its first failed check; while none is ready, every
+ * slot is tried in turn.
+ */
+export class RoundRobin {
+  readonly ready = new Set<string>();
+  #n = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly cluster: Cluster,
+    readonly slots: readonly string[],
+    readonly listener = 'public',
+  ) {}
+
+  readonly target = (): number => {
+    const live = this.slots.filter((n) => this.ready.has(n));
+    const pool = live.length > 0 ? live : this.slots;
+    return this.cluster.procs.get(pool[this.#n++ % pool.length]!)!.ports[this.listener]!;
+  };
+
+  start(intervalMs = 200): void {
+    const check = async () => {
+      await Promise.all(
+        [...new Set(this.slots)].map(async (name) => {
+          const port = this.cluster.procs.get(name)?.ports[this.listener];
+          const ok = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) })
+            .then((r) => r.status === 200)
+            .catch(() => false);
+          if (ok) this.ready.add(name);
+          else this.ready.delete(name);
+        }),
+      );
+      if (this.#timer !== undefined) this.#timer = setTimeout(() => void check(), intervalMs);
+    };
+    this.#timer = setTimeout(() => void check(), 0);
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }

@@ -19,14 +19,14 @@ import pino from 'pino';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type KyselyDatabase } from '../../src/db/index.js';
-import { hasPgBinaries, startCluster, type Cluster as PgCluster } from '../helpers/db/pg-cluster.js';
+import { startCluster, type Cluster as PgCluster } from '../helpers/db/pg-cluster.js';
 import { testDbConfig } from '../helpers/db/config.js';
 import { DeliveryChecker, readerFromDb } from '../helpers/delivery-checker.js';
-import { hasRedisServerBinary, OwnRedis } from '../helpers/own-redis.js';
-import { call, Cluster, connected, RedisTap, RELIABILITY_FULL, TcpForwarder, TENANT_A, Traffic } from './cluster.js';
+import { OwnRedis } from '../helpers/own-redis.js';
+import { call, Cluster, connected, ownServicesAvailable, RedisTap, RELIABILITY_FULL, TcpForwarder, TENANT_A, Traffic } from './cluster.js';
 import { eventually } from '../helpers/eventually.js';
 
-const available = hasRedisServerBinary() && hasPgBinaries();
+const available = ownServicesAvailable();
 const silent = pino({ level: 'silent' });
 // CI: 4 visitors and a few dozen sends around each fault; CHATD_FULL_RELIABILITY=1: more of both.
 const VISITORS = RELIABILITY_FULL ? 10 : 4;
