@@ -97,6 +97,24 @@ describe('DeliveryChecker', () => {
     expect((await r.verify(reader(stored))).problems.join('\n')).toContain('missing 1 of 2 owed: a-m2');
   });
 
+  it('does not owe a client that did not recover a send already in flight when it rejoined, but owes one started after', async () => {
+    const { stored, order } = setup();
+    const c = new DeliveryChecker();
+    const v = c.client('va', { kind: 'conversation', tenantId: T, sessionId: 'a' });
+    c.acked(order[0]!.id, T, 'a', c.sendStarted());
+    v.received('a-m1', 1);
+    const inFlight = c.sendStarted(); // a-m2: started, then the client rejoined without recovery
+    v.reconnected(false);
+    c.acked(order[2]!.id, T, 'a', inFlight); // acknowledged after the rejoin; may precede it in the stream
+    const after = c.sendStarted();
+    c.acked(order[4]!.id, T, 'a', after); // a-m3: started after the rejoin, so owed
+    expect((await c.verify(reader(stored))).problems).toEqual([
+      'client va (t:tenant:conv:a) segment 2: missing 1 of 1 owed: a-m3 (acked #2, seq 3)',
+    ]);
+    v.received('a-m3', 3);
+    expect((await c.verify(reader(stored))).ok).toBe(true);
+  });
+
   it('finds a message stored twice and contiguity holes in an agent stream', async () => {
     const { stored, order } = setup();
     const twice = { ...stored, a: [...stored.a, { ...stored.a[0]!, seq: 4 }] };

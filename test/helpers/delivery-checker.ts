@@ -6,7 +6,8 @@
 //   const agent = checker.client('agent-B', { kind: 'agents', tenantId });
 //   agentSocket.on('meta_message_created', (p, o) => agent.received(p.message.id, Number(o)));
 //   agentSocket.on('presence_update', (_p, o) => agent.receivedOther(Number(o)));   // optional
-//   … on every successful send (HTTP 200 or WS ack): checker.acked(messageId, tenantId, sessionId)
+//   … before each send: const started = checker.sendStarted()   (optional, see obligations)
+//   … on every successful send (HTTP 200 or WS ack): checker.acked(messageId, tenantId, sessionId, started)
 //   … on reconnect: visitor.reconnected(socket.recovered)
 //   await checker.settle(readerFromDb(db));          // polls until every obligation is met (or deadline)
 //   await checker.assertClean(readerFromDb(db));     // throws with a diff report
@@ -18,7 +19,10 @@
 //     client, and the stored agent offset when the reader knows it);
 //   - obligations: a client registered (or reconnected with recovered === false) at some point owes
 //     every message of its stream acknowledged after that point while it stayed connected or
-//     recovered; `gone()` / reconnected(false) end a segment's obligations;
+//     recovered — and, when the sender said when it started the send (`sendStarted()`), only those
+//     whose send started after that point: a send in flight while the client rejoined may have been
+//     appended to the stream just before the join, which a client that did not recover is not owed
+//     (it was told `recovered: false`); `gone()` / reconnected(false) end a segment's obligations;
 //   - no holes: between the first and last offset a client received in one segment, every stored
 //     message of a conversation stream is there (agent streams: every offset, when the client records
 //     presence events too with `receivedOther`, or `contiguous: true` is given).
@@ -78,6 +82,8 @@ export function readerFromDb(
 
 interface Ack {
   readonly index: number;
+  /** sendStarted()'s number for this send, when the sender recorded it. */
+  readonly started: number | undefined;
   readonly messageId: string;
   readonly tenantId: string;
   readonly sessionId: string;
@@ -92,6 +98,8 @@ interface Receipt {
 interface Segment {
   /** Ack index at which obligations start. */
   readonly from: number;
+  /** Sends started before the segment began: a send numbered below this is not owed to it. */
+  readonly fromSend: number;
   /** Ack index at which they end (exclusive); undefined while the segment is open. */
   to: number | undefined;
   /** false: the client went away without recovery; nothing is owed for this segment. */
@@ -107,9 +115,10 @@ export class ClientRecord {
     readonly name: string,
     readonly stream: CheckedStream,
     private readonly ackCount: () => number,
+    private readonly sendCount: () => number,
     readonly contiguous: boolean,
   ) {
-    this.segments.push({ from: ackCount(), to: undefined, obligated: true, receipts: [] });
+    this.segments.push({ from: ackCount(), fromSend: sendCount(), to: undefined, obligated: true, receipts: [] });
   }
 
   private get current(): Segment {
@@ -131,7 +140,7 @@ export class ClientRecord {
     if (recovered) return;
     this.current.to = this.ackCount();
     this.current.obligated = false;
-    this.segments.push({ from: this.ackCount(), to: undefined, obligated: true, receipts: [] });
+    this.segments.push({ from: this.ackCount(), fromSend: this.sendCount(), to: undefined, obligated: true, receipts: [] });
   }
 
   /** The client went away for good without recovering: nothing more is owed to it. */
@@ -154,10 +163,16 @@ export interface DeliveryReport {
 export class DeliveryChecker {
   private readonly acks: Ack[] = [];
   private readonly clients: ClientRecord[] = [];
+  private sends = 0;
 
-  /** Records a message the sender got a success acknowledgement for. */
-  acked(messageId: string, tenantId: string, sessionId: string): void {
-    this.acks.push({ index: this.acks.length, messageId, tenantId, sessionId });
+  /** A send starts now (before its request or emit): its number, to pass to acked(). */
+  sendStarted(): number {
+    return this.sends++;
+  }
+
+  /** Records a message the sender got a success acknowledgement for (`started`: from sendStarted()). */
+  acked(messageId: string, tenantId: string, sessionId: string, started?: number): void {
+    this.acks.push({ index: this.acks.length, started, messageId, tenantId, sessionId });
   }
 
   get ackedCount(): number {
@@ -171,7 +186,13 @@ export class DeliveryChecker {
    */
   client(name: string, stream: CheckedStream, opts: { contiguous?: boolean } = {}): ClientRecord {
     if (this.clients.some((c) => c.name === name)) throw new Error(`delivery checker: client ${name} registered twice`);
-    const c = new ClientRecord(name, stream, () => this.acks.length, stream.kind === 'conversation' || opts.contiguous === true);
+    const c = new ClientRecord(
+      name,
+      stream,
+      () => this.acks.length,
+      () => this.sends,
+      stream.kind === 'conversation' || opts.contiguous === true,
+    );
     this.clients.push(c);
     return c;
   }
@@ -285,6 +306,7 @@ export class DeliveryChecker {
           for (let i = seg.from; i < end; i++) {
             const a = this.acks[i]!;
             if (a.tenantId !== c.stream.tenantId || (c.stream.kind === 'conversation' && a.sessionId !== c.stream.sessionId)) continue;
+            if (a.started !== undefined && a.started < seg.fromSend) continue; // in flight when the segment began
             if (owedSeen.has(a.messageId)) continue;
             owedSeen.add(a.messageId);
             if (!got.has(a.messageId)) {

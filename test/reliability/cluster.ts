@@ -229,6 +229,8 @@ interface Pending {
   readonly fingerprint: string;
   readonly clientMessageId: string;
   readonly text: string;
+  /** The checker's number for the first attempt (a retry keeps it: it may have been stored then). */
+  readonly started: number;
 }
 
 export interface TrafficStats {
@@ -309,7 +311,7 @@ export class Traffic {
   #note(outcome: 'acked' | 'unknown' | string, p: Pending, messageId?: string): void {
     if (outcome === 'acked') {
       this.stats.acked++;
-      this.checker.acked(messageId!, p.tenantId, p.sessionId);
+      this.checker.acked(messageId!, p.tenantId, p.sessionId, p.started);
     } else if (outcome === 'unknown') {
       this.stats.unknown++;
       this.pending.push(p);
@@ -369,6 +371,7 @@ export class Traffic {
           fingerprint: v.fingerprint,
           clientMessageId: `c-${v.sessionId}-${this.#seq++}`,
           text: `m ${n} from ${v.sessionId}`,
+          started: this.checker.sendStarted(),
         };
         this.stats.attempts++;
         if ((n + i) % 2 === 0 && v.socket.connected) await this.#sendWs(v, p);
@@ -402,7 +405,7 @@ export class Traffic {
         async () => {
           const r = await this.#post(p);
           if (r.status === 200 && r.body.success === true) {
-            this.checker.acked(r.body.messageId as string, p.tenantId, p.sessionId);
+            this.checker.acked(r.body.messageId as string, p.tenantId, p.sessionId, p.started);
             return true;
           }
           if (r.status > 0 && r.status < 500 && r.body.code !== 'rate_limited')
