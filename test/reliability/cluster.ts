@@ -8,8 +8,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
+import { expect } from 'vitest';
 import { runChatd, spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
-import type { ClientRecord, DeliveryChecker } from '../helpers/delivery-checker.js';
+import type { ClientRecord, DeliveryChecker, StoredReader } from '../helpers/delivery-checker.js';
 import { eventually } from '../helpers/eventually.js';
 import { hasPgBinaries } from '../helpers/db/pg-cluster.js';
 import { hasRedisServerBinary } from '../helpers/own-redis.js';
@@ -255,6 +256,16 @@ export interface Visitor {
  * agent stream. Every send has a unique clientMessageId, so an unknown outcome is settled later by
  * retrying it: the retry either returns the stored message's id or stores it now.
  */
+/** What Traffic.checkpoint reads: the stored messages, the outbox, and optionally the webhooks. */
+export interface CheckpointDeps {
+  readonly reader: StoredReader;
+  readonly outboxRows: () => Promise<number>;
+  /** Every stored message id, and the webhook bodies received so far: each id must have arrived. */
+  readonly webhooks?: { stored(): Promise<Iterable<string>>; received(): readonly { body: string }[] };
+  /** More to print when the checker finds problems. */
+  readonly context?: () => string;
+}
+
 export class Traffic {
   readonly visitors: Visitor[] = [];
   readonly sockets: Socket[] = [];
@@ -380,6 +391,44 @@ export class Traffic {
         await new Promise((r) => setTimeout(r, pauseMs)); // pacing the traffic, not waiting for anything
       }
     });
+  }
+
+  /** Waits for `n` more acknowledged sends after `what`. */
+  async sendsResume(n: number, what: string): Promise<void> {
+    const before = this.stats.acked;
+    await eventually(() => this.stats.acked >= before + n, `${n} acknowledged sends after ${what}`, {
+      timeoutMs: 180_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+  }
+
+  /**
+   * Stops the traffic, settles unknown outcomes, runs the delivery checker against what was stored,
+   * waits for the outbox to drain and, given `webhooks`, for every stored message's webhook.
+   */
+  async checkpoint(what: string, d: CheckpointDeps): Promise<void> {
+    await this.stop();
+    await this.settlePending();
+    const report = await this.checker.settle(d.reader, { timeoutMs: 90_000, intervalMs: 250 });
+    expect(report.problems, `${what}\n${report.summary}${d.context ? `\n${d.context()}` : ''}`).toEqual([]);
+    expect(this.stats.unexpected, what).toEqual([]);
+    await eventually(async () => (await d.outboxRows()) === 0, `the outbox drains (${what})`, {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+      retryOnError: true,
+    });
+    const webhooks = d.webhooks;
+    if (!webhooks) return;
+    const ids = await webhooks.stored();
+    await eventually(
+      () => {
+        const delivered = new Set(webhooks.received().map((r) => (JSON.parse(r.body) as { data: { id: string } }).data.id));
+        return [...ids].every((id) => delivered.has(id));
+      },
+      `every acknowledged message's webhook delivered (${what})`,
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
   }
 
   async stop(): Promise<void> {

@@ -93,38 +93,14 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
       return c.requestLine.includes(`transport=${transport}`) && owner !== undefined && c.node !== owner;
     }).length;
 
-  /** Waits for SENDS more acknowledged sends after `what`. */
-  const sendsResume = async (what: string) => {
-    const ackedBefore = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after ${what}`, {
-      timeoutMs: 180_000,
-      intervalMs: 100,
-      retryOnError: true,
+  const sendsResume = (what: string) => traffic.sendsResume(SENDS, what);
+  const checkpoint = (what: string) =>
+    traffic.checkpoint(what, {
+      reader: readerFromDb(db),
+      outboxRows,
+      webhooks: { stored, received: () => receiver.received },
+      context: () => `agent: ${agentConnects.join('\n')}`,
     });
-  };
-
-  /** Stops the traffic, settles unknown outcomes, runs the delivery checker, and checks the webhooks. */
-  const checkpoint = async (what: string) => {
-    await traffic.stop();
-    await traffic.settlePending();
-    const report = await checker.settle(readerFromDb(db), { timeoutMs: 90_000, intervalMs: 250 });
-    expect(report.problems, `${what}\n${report.summary}\nagent: ${agentConnects.join('\n')}`).toEqual([]);
-    expect(traffic.stats.unexpected, what).toEqual([]);
-    await eventually(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, {
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      retryOnError: true,
-    });
-    const ids = await stored();
-    await eventually(
-      () => {
-        const delivered = new Set(receiver.received.map((r) => (JSON.parse(r.body) as { data: { id: string } }).data.id));
-        return [...ids].every((id) => delivered.has(id));
-      },
-      `every acknowledged message's webhook delivered (${what})`,
-      { timeoutMs: 120_000, intervalMs: 250 },
-    );
-  };
 
   /** Both nodes in the balancer's rotation, each able to pipe an upgrade to the other (node registry). */
   const bothServing = async () => {

@@ -65,29 +65,9 @@ describe.skipIf(!available)('faults under mixed traffic (own Redis and PostgreSQ
   /** Sends refused because a dependency is down (or its outcome unknown), so far. */
   const refusedAsDown = () => (traffic.stats.refused.dependency_unavailable ?? 0) + (traffic.stats.refused.outcome_unknown ?? 0);
 
-  /** Waits for SENDS more acknowledged sends once `what` is back. */
-  const sendsResume = async (what: string) => {
-    const ackedBefore = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= ackedBefore + SENDS, `${SENDS} acknowledged sends after ${what} came back`, {
-      timeoutMs: 180_000,
-      intervalMs: 100,
-      retryOnError: true,
-    });
-  };
-
-  /** Stops the traffic, settles unknown outcomes, and runs the delivery checker. */
-  const checkpoint = async (what: string) => {
-    await traffic.stop();
-    await traffic.settlePending();
-    const report = await checker.settle(readerFromDb(db), { timeoutMs: 90_000, intervalMs: 250 });
-    expect(report.problems, `${what}\n${report.summary}\nagent: ${agentConnects.join('\n')}`).toEqual([]);
-    expect(traffic.stats.unexpected, what).toEqual([]);
-    await eventually(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, {
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      retryOnError: true,
-    });
-  };
+  const sendsResume = (what: string) => traffic.sendsResume(SENDS, `${what} came back`);
+  const checkpoint = (what: string) =>
+    traffic.checkpoint(what, { reader: readerFromDb(db), outboxRows, context: () => `agent: ${agentConnects.join('\n')}` });
 
   beforeAll(async () => {
     redis = await OwnRedis.start();

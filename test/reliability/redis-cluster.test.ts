@@ -56,37 +56,11 @@ describe.skipIf(!available)('Redis Cluster: the widget flow and faults under mix
     }
   };
 
-  const sendsResume = async (what: string) => {
-    const before = traffic.stats.acked;
-    await eventually(() => traffic.stats.acked >= before + SENDS, `${SENDS} acknowledged sends after ${what}`, {
-      timeoutMs: 180_000,
-      intervalMs: 100,
-      retryOnError: true,
-    });
-  };
+  const sendsResume = (what: string) => traffic.sendsResume(SENDS, what);
 
   /** Stops the traffic, settles unknown outcomes, runs the delivery checker, and checks the webhooks. */
-  const checkpoint = async (what: string) => {
-    await traffic.stop();
-    await traffic.settlePending();
-    const report = await checker.settle(readerFromDb(db), { timeoutMs: 90_000, intervalMs: 250 });
-    expect(report.problems, `${what}\n${report.summary}`).toEqual([]);
-    expect(traffic.stats.unexpected, what).toEqual([]);
-    await eventually(async () => (await outboxRows()) === 0, `the outbox drains (${what})`, {
-      timeoutMs: 60_000,
-      intervalMs: 250,
-      retryOnError: true,
-    });
-    const ids = await stored();
-    await eventually(
-      () => {
-        const delivered = new Set(receiver.received.map((r) => (JSON.parse(r.body) as { data: { id: string } }).data.id));
-        return [...ids].every((id) => delivered.has(id));
-      },
-      `every acknowledged message's webhook delivered (${what})`,
-      { timeoutMs: 120_000, intervalMs: 250 },
-    );
-  };
+  const checkpoint = (what: string) =>
+    traffic.checkpoint(what, { reader: readerFromDb(db), outboxRows, webhooks: { stored, received: () => receiver.received } });
 
   /** Every message stored for the tenant (acknowledged ones are a subset; settled unknowns included). */
   const stored = async () => {
