@@ -9,10 +9,10 @@ import { peerAddress } from '../http/client-ip.js';
 import { SocketServer } from '../protocol/server.js';
 import type { WsData } from '../protocol/session.js';
 import type { DisconnectReason } from '../protocol/types.js';
-import { MemoryRateLimiter } from '../store/memory/memory-rate-limiter.js';
 import { loadUws, type us_listen_socket } from '../uws.js';
 import { FLAG_BINARY, LINK_PATH, LinkWriter, OP, readClose, readPub, readRecords } from './link-codec.js';
 import { mountLinkServer } from './link-server.js';
+import { openAdmission } from '../protocol/harness.js';
 
 interface Rec {
   op: number;
@@ -36,11 +36,7 @@ async function startNode(trusted: boolean, beat = { pingIntervalMs: 60_000, ping
     maxPayload: 1e6,
     sendBufferBytes: 1 << 20,
     maxConnections: 100,
-    handshakePerIp: { rate: 1e9, burst: 1e9 },
-    handshakeLimiter: new MemoryRateLimiter(),
-    pendingPerIp: 1e9,
-    maxPending: 1e9,
-    connectTimeoutMs: 30_000,
+    ...openAdmission(),
     eventRate: { rate: 1e6, burst: 1e6 },
     clientIp: (res) => peerAddress(res),
     logger,

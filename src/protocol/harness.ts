@@ -11,6 +11,18 @@ import { loadUws, type us_listen_socket } from '../uws.js';
 import { SocketServer, type SocketServerOptions } from './server.js';
 import type { ConnectInfo, DisconnectReason, Socket } from './types.js';
 
+/**
+ * Admission settings that refuse no test client: per-IP handshake buckets and pending caps no test
+ * reaches (tests open many sessions from 127.0.0.1), a fresh in-memory limiter, a 30 s CONNECT timeout.
+ */
+export const openAdmission = () => ({
+  handshakePerIp: { rate: 1e9, burst: 1e9 },
+  handshakeLimiter: new MemoryRateLimiter(),
+  pendingPerIp: 1e9,
+  maxPending: 1e9,
+  connectTimeoutMs: 30_000,
+});
+
 export interface HarnessContext {
   readonly user: string;
 }
@@ -48,11 +60,7 @@ export async function startHarness(
     sendBufferBytes: 1 << 20,
     maxConnections: 10000,
     // Generous unless a test says otherwise: most tests open many sessions from 127.0.0.1.
-    handshakePerIp: { rate: 1e9, burst: 1e9 },
-    handshakeLimiter: new MemoryRateLimiter(),
-    pendingPerIp: 1e9,
-    maxPending: 1e9,
-    connectTimeoutMs: 30000,
+    ...openAdmission(),
     eventRate: { rate: 1000, burst: 2000 },
     clientIp: (res) => peerAddress(res),
     cors: { allowOrigin: () => true, maxAgeSeconds: 60 },

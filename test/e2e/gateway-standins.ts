@@ -11,8 +11,8 @@ import { peerAddress } from '../../src/http/client-ip.js';
 import { SocketServer } from '../../src/protocol/server.js';
 import type { WsData } from '../../src/protocol/session.js';
 import type { DisconnectReason } from '../../src/protocol/types.js';
-import { MemoryRateLimiter } from '../../src/store/memory/memory-rate-limiter.js';
 import { loadUws, type us_listen_socket } from '../../src/uws.js';
+import { openAdmission } from '../../src/protocol/harness.js';
 
 export interface ApiHit {
   readonly method: string;
@@ -119,11 +119,7 @@ export async function startWsStandIn(nodeId: string): Promise<WsStandIn> {
     maxPayload: 1e6,
     sendBufferBytes: 1 << 20,
     maxConnections: 10_000,
-    handshakePerIp: { rate: 1e9, burst: 1e9 },
-    handshakeLimiter: new MemoryRateLimiter(),
-    pendingPerIp: 1e9,
-    maxPending: 1e9,
-    connectTimeoutMs: 30_000,
+    ...openAdmission(),
     eventRate: { rate: 1e6, burst: 1e6 },
     clientIp: (res) => peerAddress(res),
     cors: { allowOrigin: () => true, maxAgeSeconds: 60 },
