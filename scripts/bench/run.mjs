@@ -9,7 +9,7 @@
 // limit raised to its hard limit with prlimit and reported), runs the scenario `--runs` times per
 // target, and writes a Markdown table and a JSON file (machine, versions, medians, min–max, server
 // CPU per operation, load average before/after every run) under bench/results/. Every run has a
-// deadline; a scenario stops starting runs after 10 minutes (ingest: 30).
+// deadline; a scenario stops starting runs after 10 minutes (ingest: 30; multinode: 2 per run).
 //
 // Targets: `uws` (raw uWebSockets.js, native pub/sub, publish deferred to setImmediate: the ceiling),
 // `socketio` (socket.io@4, same JWT check, same rooms, websocket transport; redis-adapter with two
@@ -24,9 +24,10 @@
 //
 // ingest: every target at each `--inflight` level (default 8,64,256 requests in flight), one row each.
 //
-// multinode: `--nodes 2,4` ws node processes (default 2); each run starts a Redis of its own (one
-// redis-server, or three cluster masters for chatd-cluster) so its CPU time per published event and
-// per Redis node can be read.
+// multinode: `--nodes 2,4,8` ws node processes (default 2); each run starts a Redis of its own (one
+// redis-server, or a cluster of `--shards` masters for chatd-cluster: default 3, a comma list runs
+// chatd-cluster once per shard count, labelled `chatd-cluster@<nodes>x<shards>`) so its CPU time per
+// published event and per Redis node can be read. Its budget is 2 minutes per run (not 10 in all).
 import { parseArgs } from 'node:util';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -50,6 +51,7 @@ const { values: o, positionals } = parseArgs({
     'trace-gc': { type: 'string' },
     'node-flags': { type: 'string' },
     nodes: { type: 'string', default: '2' },
+    shards: { type: 'string', default: '3' },
     inflight: { type: 'string', default: '8,64,256' },
     redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     postgres: { type: 'string', default: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
@@ -521,18 +523,43 @@ const SCENARIOS = {
     },
   },
   /**
-   * (6) ws nodes over Redis (`--nodes 2,4`): a publisher per conversation on node 1, subscribers of
+   * (6) ws nodes over Redis (`--nodes 2,4,8`): a publisher per conversation on node 1, subscribers of
    * 8 conversations spread over the other nodes (fan-out), then `typing` latency across nodes; one
-   * Redis vs a three-master Redis Cluster (sharded pub/sub), each a Redis of the run's own, with its
-   * CPU time per published event, per Redis node.
+   * Redis vs a Redis Cluster of `--shards` masters (sharded pub/sub), each a Redis of the run's own,
+   * with its CPU time per published event: per Redis node, in all, and in all per ws node (every ws
+   * node holds subscribers of the tenant, so each event is written once to each node's connection).
    */
   multinode: {
     targets: ['socketio', 'chatd', 'chatd-gw', 'chatd-cluster'],
-    expand: (targets) => o.nodes.split(',').flatMap((n) => targets.map((t) => `${t}@${n}`)),
+    expand: (targets) =>
+      o.nodes
+        .split(',')
+        .flatMap((n) => targets.flatMap((t) => (t === 'chatd-cluster' ? shardCounts().map((m) => `${t}@${n}x${m}`) : [`${t}@${n}`]))),
+    budgetPerRunMs: 120_000,
+    /** The scale-out table (docs/benchmarks.md#redis-cluster): medians of each label's runs. */
+    summary(results) {
+      const rows = Object.entries(results)
+        .filter(([, r]) => r.median !== undefined)
+        .map(([t, r]) => {
+          const med = (f) => f2(median(r.samples.map(f)));
+          const s0 = r.samples[0];
+          const perRedis = s0.redisCpuPerEventUs.map((_, i) => med((s) => s.redisCpuPerEventUs[i])).join(' / ');
+          const redis = t.startsWith('chatd-cluster') ? `cluster, ${s0.redisNodes} masters` : 'one Redis';
+          return `| ${s0.wsNodes} | ${t.split('@')[0]} | ${redis} | ${f2(r.median)} | ${f2(r.cpuPerOpUs)} | ${med((s) => s.latency.p50)} / ${med((s) => s.latency.p99)} | ${perRedis} | ${med((s) => s.redisCpuPerEventTotalUs)} | ${med((s) => s.redisCpuPerEventPerWsNodeUs)} | ${med((s) => s.fanout.sent)} |`;
+        });
+      return [
+        '',
+        'Scale-out (medians; Redis CPU µs per published event, idle CPU subtracted):',
+        '',
+        '| ws nodes | target | Redis | deliveries/s | chatd CPU µs/delivery | typing p50 / p99 ms | per Redis node | in all | in all per ws node | events published |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+        ...rows,
+      ];
+    },
     async run(label) {
-      const [target, n] = label.split('@');
-      const nodes = Number(n);
-      const redis = await startRedis({ masters: target === 'chatd-cluster' ? 3 : 0 });
+      const [target, spec] = label.split('@');
+      const [nodes, shards = 0] = spec.split('x').map(Number);
+      const redis = await startRedis({ masters: shards });
       try {
         const r = await measure(target, { nodes, redis }, async (srv) => {
           // Redis's own background work (a cluster's gossip, cron) over 2 idle seconds, subtracted below.
@@ -567,15 +594,21 @@ const SCENARIOS = {
         const perEventUs = redisCpu.map(
           (c, i) => (Math.max(0, c - r.idlePerSecond[i] * r.fanout.seconds) / Math.max(1, r.fanout.sent)) * 1e6,
         );
+        const totalUs = perEventUs.reduce((a, b) => a + b, 0);
         const l = r.latency;
         return {
           ...r,
+          wsNodes: nodes,
+          redisNodes: redis.pids.length,
           cpuPerOpUs: (winCpu(r) / r.delivered) * 1e6,
           redisCpuPerEventUs: perEventUs,
+          redisCpuPerEventTotalUs: totalUs,
+          redisCpuPerEventPerWsNodeUs: totalUs / nodes,
           extra:
-            `${nodes} ws nodes; typing p50/p99/p99.9 ${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms; ` +
-            `Redis CPU µs per published event, per Redis node (idle CPU subtracted): ${perEventUs.map((x) => x.toFixed(1)).join(' / ')}; ` +
-            `events published ${r.fanout.sent}`,
+            `${nodes} ws nodes, ${shards ? `cluster of ${shards} masters` : 'one Redis'}; typing p50/p99/p99.9 ` +
+            `${l.p50.toFixed(2)}/${l.p99.toFixed(2)}/${l.p999.toFixed(2)} ms; Redis CPU µs per published event ` +
+            `(idle CPU subtracted), per Redis node: ${perEventUs.map((x) => x.toFixed(1)).join(' / ')}; ` +
+            `in all ${totalUs.toFixed(1)}, per ws node ${(totalUs / nodes).toFixed(2)}; events published ${r.fanout.sent}`,
         };
       } finally {
         await redis.stop();
@@ -583,6 +616,14 @@ const SCENARIOS = {
     },
   },
 };
+
+/** multinode's cluster sizes (`--shards 3`, or a list): masters of chatd-cluster's Redis Cluster. */
+function shardCounts() {
+  const counts = o.shards.split(',').map(Number);
+  for (const m of counts)
+    if (!Number.isInteger(m) || m < 3) throw new Error(`--shards: ${m} is not a master count of 3 or more (redis-cli --cluster create)`);
+  return counts;
+}
 
 const pkg = (name) => {
   try {
@@ -597,13 +638,14 @@ async function runScenario(scenario) {
   const chosen = o.targets ? o.targets.split(',').filter((t) => def.targets.includes(t)) : def.targets;
   const targets = def.expand ? def.expand(chosen) : chosen;
   const started = Date.now();
+  const budgetMs = def.budgetMs ?? (def.budgetPerRunMs ? def.budgetPerRunMs * targets.length * runs : SCENARIO_BUDGET_MS);
   const results = {};
   for (const target of targets) {
     const samples = [];
     const errors = [];
     for (let i = 0; i < runs; i++) {
-      if (Date.now() - started > (def.budgetMs ?? SCENARIO_BUDGET_MS)) {
-        errors.push(`scenario budget (${(def.budgetMs ?? SCENARIO_BUDGET_MS) / 60_000} min) spent: run skipped`);
+      if (Date.now() - started > budgetMs) {
+        errors.push(`scenario budget (${budgetMs / 60_000} min) spent: run skipped`);
         break;
       }
       process.stderr.write(`${scenario} ${target} run ${i + 1}/${runs}… `);
@@ -668,6 +710,7 @@ async function runScenario(scenario) {
       }),
   );
   report.goals = def.goals ? def.goals(medians) : [];
+  report.summary = def.summary ? def.summary(results) : [];
   writeReport(report);
   return report;
 }
@@ -720,6 +763,7 @@ function writeReport(report) {
     '',
     ...ratios.map((r) => `- ${r}`),
     ...report.goals.map((g) => `- target ${g}`),
+    ...report.summary,
   ].join('\n');
   mkdirSync(path.join(root, 'bench/results'), { recursive: true });
   // A run of some targets only gets its own files instead of overwriting the full run's.
@@ -733,7 +777,7 @@ const scenario = positionals[0];
 const list = scenario === 'all' ? Object.keys(SCENARIOS) : [scenario];
 if (!list.every((s) => SCENARIOS[s])) {
   process.stderr.write(
-    `usage: npm run bench -- <${[...Object.keys(SCENARIOS), 'all'].join('|')}> [--targets a,b] [--runs 3] [--quick] [--profile DIR]\n`,
+    `usage: npm run bench -- <${[...Object.keys(SCENARIOS), 'all'].join('|')}> [--targets a,b] [--runs 3] [--quick] [--profile DIR] [--nodes 2,4,8] [--shards 3]\n`,
   );
   process.exit(2);
 }
