@@ -87,6 +87,25 @@ describe('chatd CLI', () => {
     expect(r.stdout).not.toContain('hunter2hunter2');
   });
 
+  it('config print cuts the passwords out of Redis Cluster seeds (REDIS_CLUSTER_NODES) and redis.cluster.password', async () => {
+    const cwd = await fresh();
+    const env = { REDIS_CLUSTER_NODES: 'rediss://:seedpass-0123456789@10.0.0.1:7000,rediss://user:other-seedpass-0123@10.0.0.2:7001' };
+    const r = await runChatd(['config', 'print', '--json'], { cwd, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).redis.cluster.nodes).toEqual([
+      'rediss://:[redacted]@10.0.0.1:7000',
+      'rediss://user:[redacted]@10.0.0.2:7001',
+    ]);
+    expect(r.stdout).not.toContain('seedpass-0123456789');
+    expect(r.stdout).not.toContain('other-seedpass-0123');
+
+    await writeFile(path.join(cwd, 'chat-server.yaml'), 'redis:\n  cluster:\n    nodes: [redis://a:7000]\n    password: ${CLUSTER_PW}\n');
+    const fromFile = await runChatd(['config', 'print', '--json'], { cwd, env: { CLUSTER_PW: 'cluster-file-pass-0123' } });
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(JSON.parse(fromFile.stdout).redis.cluster).toEqual({ nodes: ['redis://a:7000'], password: '[redacted]' });
+    expect(fromFile.stdout).not.toContain('cluster-file-pass-0123');
+  });
+
   it('an unknown role is one clear line and a non-zero exit', async () => {
     const r = await runChatd(['serve', '--role', 'nope'], { cwd: await fresh() });
     expect(r.code).toBe(1);
