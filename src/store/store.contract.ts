@@ -627,6 +627,23 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
       });
     });
 
+    describe('revocations', () => {
+      it("keeps a subject's latest revocation for every handle, never moves it back, and touches no other subject", async () => {
+        const [a, b] = [await get(), await harness.open()];
+        const [t, other] = [uid('t'), uid('t')];
+        expect(await a.revocations.revokedAt(t, 'agent-1')).toBeNull();
+        await a.revocations.revoke(t, 'agent-1', 1_700_000_000_500.7);
+        expect(await b.revocations.revokedAt(t, 'agent-1')).toBe(1_700_000_000_500);
+        // An earlier revocation does not un-revoke; a later one wins.
+        await b.revocations.revoke(t, 'agent-1', 1_600_000_000_000);
+        expect(await a.revocations.revokedAt(t, 'agent-1')).toBe(1_700_000_000_500);
+        await b.revocations.revoke(t, 'agent-1', 1_800_000_000_000);
+        expect(await a.revocations.revokedAt(t, 'agent-1')).toBe(1_800_000_000_000);
+        expect(await a.revocations.revokedAt(t, 'agent-2')).toBeNull();
+        expect(await a.revocations.revokedAt(other, 'agent-1')).toBeNull();
+      });
+    });
+
     it('answers ping', async () => {
       const s = await get();
       await expect(s.ping()).resolves.toBeUndefined();
