@@ -8,14 +8,17 @@
 // or misrouted, and every acknowledged message must have reached the webhook receiver:
 //   - kill -9 of the master serving the busiest stream (the tenant's agent stream): its replica
 //     is promoted; the killed node is restarted and rejoins as a replica;
+//   - kill -9 of the master holding the tenant's presence (`online_users:tenant-a` and its tagged
+//     keys) as a visitor leaves: presence converges (the visitor goes offline, agents are told);
 //   - the busiest stream's slot migrated to another master mid-load (MOVED/ASK; the sharded
 //     subscriptions follow the slot);
 //   - the whole cluster killed and restarted (AOF: the data comes back);
 //   - the whole cluster killed and restarted without its data (the webhook jobs are re-appended
 //     from the outbox by the loss guard; agent streams restart and agents recover).
+// After each, presence converges: the tenant's online users are exactly the connected visitors.
 import pg from 'pg';
 import pino from 'pino';
-import type { Socket } from 'socket.io-client';
+import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type KyselyDatabase } from '../../src/db/index.js';
 import { testDbConfig } from '../helpers/db/config.js';
@@ -24,7 +27,7 @@ import { eventually } from '../helpers/eventually.js';
 import { RedisCluster, hasClusterBinaries } from '../helpers/redis-cluster.js';
 import { DATABASE_URL, dropSchema, hasPostgres, uniquePrefix, uniqueSchema } from '../helpers/services.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
-import { Cluster, RELIABILITY_FULL, TENANT_A, Traffic } from './cluster.js';
+import { call, Cluster, connected, RELIABILITY_FULL, TENANT_A, Traffic } from './cluster.js';
 
 const available = hasClusterBinaries() && (await hasPostgres());
 const silent = pino({ level: 'silent' });
@@ -58,9 +61,27 @@ describe.skipIf(!available)('Redis Cluster: the widget flow and faults under mix
 
   const sendsResume = (what: string) => traffic.sendsResume(SENDS, what);
 
-  /** Stops the traffic, settles unknown outcomes, runs the delivery checker, and checks the webhooks. */
-  const checkpoint = (what: string) =>
-    traffic.checkpoint(what, { reader: readerFromDb(db), outboxRows, webhooks: { stored, received: () => receiver.received } });
+  /** The session ids of the tenant's online users, as the API answers them. */
+  const online = async () => {
+    const r = await call(gateway(), 'GET', `/api/chat/online-users?tenantId=${TENANT_A.id}`, TENANT_A.sec);
+    if (r.status !== 200) throw new Error(`online-users ${r.status} ${JSON.stringify(r.body)}`);
+    return ((r.body.users ?? []) as { sessionId: string }[]).map((u) => u.sessionId).sort();
+  };
+
+  /**
+   * Stops the traffic, settles unknown outcomes, runs the delivery checker, checks the webhooks, and
+   * waits for presence to converge: every visitor connected again and the tenant's online users
+   * exactly the visitors (nothing left of a departed one, nothing lost with a shard or the data).
+   */
+  const checkpoint = async (what: string) => {
+    await traffic.checkpoint(what, { reader: readerFromDb(db), outboxRows, webhooks: { stored, received: () => receiver.received } });
+    const visitors = traffic.visitors.map((v) => v.sessionId).sort();
+    await eventually(
+      async () => traffic.visitors.every((v) => v.socket.connected) && JSON.stringify(await online()) === JSON.stringify(visitors),
+      `presence converges to the connected visitors (${what})`,
+      { timeoutMs: 60_000, intervalMs: 250, retryOnError: true },
+    );
+  };
 
   /** Every message stored for the tenant (acknowledged ones are a subset; settled unknowns included). */
   const stored = async () => {
@@ -155,6 +176,51 @@ describe.skipIf(!available)('Redis Cluster: the widget flow and faults under mix
     await redis.restart(victim);
     await redis.waitHealthy();
     expect((await redis.role(victim)).role).toBe('slave');
+  }, 400_000);
+
+  it("kill -9 of the master holding the tenant's presence as a visitor leaves: presence converges, nothing acknowledged is lost", async () => {
+    const presence: { sessionId: string; status: string }[] = [];
+    const onPresence = (p: { sessionId: string; status: string }) => presence.push(p);
+    agent.on('presence_update', onPresence);
+    // A visitor that will leave while the presence shard has no master.
+    const minted = await call(gateway(), 'POST', '/api/chat/anonymous-token', TENANT_A.pub, {
+      tenantId: TENANT_A.id,
+      sessionId: 'leaver',
+      fingerprint: 'fp-leaver',
+    });
+    expect(minted.status).toBe(200);
+    const leaver = io(gateway(), {
+      auth: { apiKey: TENANT_A.pub, token: minted.body.token, sessionId: 'leaver', fingerprint: 'fp-leaver' },
+      transports: ['websocket'],
+      reconnection: false,
+    });
+    await connected(leaver);
+    await eventually(async () => (await online()).includes('leaver'), 'the leaving visitor online', {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+    const slot = await redis.keyslot(`${prefix}online_users:${TENANT_A.id}`);
+    const victim = await redis.masterOf(slot);
+    traffic.start();
+    await traffic.runFor(SENDS / 2, 'before the presence master kill');
+    await redis.kill(victim);
+    leaver.disconnect();
+    faults.push(`kill -9 presence master :${victim} (slot ${slot}) + a visitor leaving`);
+    await eventually(async () => (await redis.masterOf(slot)) !== victim, 'a replica promoted for the slot', {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      retryOnError: true,
+    });
+    await sendsResume('the presence failover');
+    await checkpoint('after the presence master was killed');
+    expect(await online()).not.toContain('leaver');
+    await eventually(() => presence.some((p) => p.sessionId === 'leaver' && p.status === 'offline'), 'the agent told the visitor left', {
+      timeoutMs: 60_000,
+    });
+    agent.off('presence_update', onPresence);
+    await redis.restart(victim);
+    await redis.waitHealthy();
   }, 400_000);
 
   it("the busiest stream's slot migrated to another master mid-load: MOVED/ASK followed, nothing lost", async () => {
