@@ -642,6 +642,16 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         expect(await a.revocations.revokedAt(t, 'agent-2')).toBeNull();
         expect(await a.revocations.revokedAt(other, 'agent-1')).toBeNull();
       });
+
+      it('keeps the latest of revocations sent at once from several handles', async () => {
+        const handles = [await get(), await harness.open(), await harness.open()];
+        const t = uid('t');
+        // The latest instant is sent first and earlier ones after it, from three handles at once:
+        // a read-then-write would let an earlier one, written last, move the key back.
+        const base = 1_700_000_000_000;
+        await Promise.all(Array.from({ length: 30 }, (_, i) => handles[i % 3]!.revocations.revoke(t, 'agent-1', base - i * 1000)));
+        expect(await handles[1]!.revocations.revokedAt(t, 'agent-1')).toBe(base);
+      });
     });
 
     it('answers ping', async () => {

@@ -98,10 +98,8 @@ export class RedisRevocationStore implements RevocationStore {
 
   revoke(tenantId: string, userId: string, atMs: number): Promise<void> {
     return guard('revoke', async () => {
-      // Only ever moves forward: a later revocation wins, an earlier one cannot un-revoke.
-      const key = this.keys.revoked(tenantId, userId);
-      const cur = Number(await this.redis.get(key));
-      if (!(cur >= atMs)) await this.redis.set(key, String(Math.floor(atMs)));
+      // Only ever moves forward, atomically: a later revocation wins, an earlier one cannot un-revoke.
+      await this.redis.chatdRevoke(this.keys.revoked(tenantId, userId), Math.floor(atMs));
     });
   }
 

@@ -42,6 +42,20 @@ return redis.call('GET', KEYS[1])
 `,
 };
 
+/**
+ * KEYS[1] the revocation key of one user. ARGV: instant (ms). Keeps the later of the stored and the
+ * given instant in one step, so two revocations at once never leave the earlier one.
+ */
+export const REVOKE: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+local cur = tonumber(redis.call('GET', KEYS[1]))
+if cur and cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+`,
+};
+
 type Layout = 'standalone' | 'cluster';
 
 // Shared by the presence scripts.
@@ -500,6 +514,7 @@ return {allowed, retry}
 export const SCRIPTS = {
   chatdSessionUpsert: SESSION_UPSERT,
   chatdBind: BIND,
+  chatdRevoke: REVOKE,
   chatdPresenceAdd: PRESENCE_ADD.standalone,
   chatdPresenceRemove: PRESENCE_REMOVE.standalone,
   chatdPresenceHeartbeat: PRESENCE_HEARTBEAT.standalone,
