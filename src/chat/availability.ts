@@ -10,12 +10,15 @@ export interface AvailabilitySettings {
   readonly hours: BusinessHours | undefined;
   readonly awayMessage: string | undefined;
   readonly expectedReplySeconds: number | undefined;
+  /** The config they were built from, as JSON: equal strings, equal settings (a reload's test for a change). */
+  readonly source: string;
 }
 
 export const ALWAYS_OPEN: AvailabilitySettings = Object.freeze({
   hours: undefined,
   awayMessage: undefined,
   expectedReplySeconds: undefined,
+  source: '{}',
 });
 
 export function availabilitySettings(
@@ -25,6 +28,7 @@ export function availabilitySettings(
     hours: t.businessHours ? new BusinessHours(t.businessHours) : undefined,
     awayMessage: t.awayMessage,
     expectedReplySeconds: t.expectedReplySeconds,
+    source: JSON.stringify({ businessHours: t.businessHours, awayMessage: t.awayMessage, expectedReplySeconds: t.expectedReplySeconds }),
   });
 }
 

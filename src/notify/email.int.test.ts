@@ -210,6 +210,18 @@ describe.skipIf(!ready)('reply emails (two nodes on Redis + PostgreSQL, a real S
     await eventually(async () => (await job(sessionId))?.pending === false, 'the job to end');
     await afterAnotherPoll();
     expect(await mailsTo('ann@example.com')).toHaveLength(2);
+
+    // Erasing the session takes its job and the log of its emails (the address with them); the
+    // unsubscribe stays, so the erased visitor who opted out stays out.
+    expect(await deliveries(sessionId)).toHaveLength(2);
+    const erased = await a.http('POST', '/api/chat/erase', { token: KEYS.secA, body: { tenantId: 'tenantA', sessionId } });
+    expect(erased.status, JSON.stringify(erased.body)).toBe(200);
+    expect(await deliveries(sessionId)).toEqual([]);
+    expect(await db.kysely.selectFrom('email_deliveries').select('id').where('recipient', '=', 'ann@example.com').execute()).toEqual([]);
+    expect(await job(sessionId)).toBeUndefined();
+    expect(
+      await db.kysely.selectFrom('email_unsubscribes').select(['tenant_id', 'email']).where('email', '=', 'ann@example.com').execute(),
+    ).toEqual([{ tenant_id: 'tenantA', email: 'ann@example.com' }]);
   });
 
   it('does not email a visitor who is there, nor one without an address', async () => {

@@ -2,7 +2,9 @@
 // - SIGHUP: a key added by the reload works, a removed one is refused, sockets stay connected;
 // - a bad reload (SIGHUP and `chatd config reload`) changes nothing and names the key path;
 // - `chatd token revoke`: the agent's socket is closed, its token refused on HTTP and at CONNECT;
-// - `chatd erase` through the admin listener removes one session's history and not another's.
+// - `chatd erase` through the admin listener removes one session's history and not another's;
+// - a reload applies business hours and the away message: GET /api/chat/availability answers them
+//   and an open widget is told with `availability_changed`.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -199,6 +201,51 @@ describe('operations on the embedded defaults', () => {
       expect(api.body).toMatchObject({ dryRun: true, removed: { messages: 1 } });
       const bad = await post('/api/chat/erase', SEC, { tenantId: 'acme' });
       expect(bad.status).toBe(400);
+    },
+    SLOW,
+  );
+
+  it(
+    'a reload applies business hours and the away message to GET /api/chat/availability and to open widgets',
+    async () => {
+      const keys = [PUB_A, PUB_B, SEC];
+      const availability = async () => {
+        const r = await fetch(`${base}/api/chat/availability?tenantId=acme`, { headers: { authorization: `Bearer ${PUB_A}` } });
+        expect(r.status).toBe(200);
+        return (await r.json()) as Record<string, unknown>;
+      };
+      await writeFile(file, yaml(adminPort, keys));
+      expect((await runChatd(['config', 'reload'], { cwd })).code).toBe(0);
+      const t = await visitorToken(PUB_A, 's-hours');
+      const widget = await connect({ apiKey: PUB_A, token: t.body.token, sessionId: 's-hours', fingerprint: 'fp-hours' });
+      const seen: Record<string, unknown>[] = [];
+      widget.on('availability_changed', (p: Record<string, unknown>) => seen.push(p));
+      // No hours configured: always open, unavailable only for want of agents.
+      expect(await availability()).toEqual({ available: false, agentsOnline: 0, inBusinessHours: true, repliesByEmail: false });
+
+      // Closed all week (no weekly range), with an away message and a reply time.
+      const closed = `    businessHours: { timeZone: Europe/Paris, weekly: [] }\n    awayMessage: Closed for inventory.\n    expectedReplySeconds: 7200\n`;
+      await writeFile(file, yaml(adminPort, keys, closed));
+      const reloaded = await runChatd(['config', 'reload', '--json'], { cwd });
+      expect(reloaded.code, reloaded.stderr).toBe(0);
+      const away = {
+        available: false,
+        agentsOnline: 0,
+        inBusinessHours: false,
+        awayMessage: 'Closed for inventory.',
+        expectedReplySeconds: 7200,
+      };
+      expect(await availability()).toEqual({ ...away, repliesByEmail: false });
+      // The widget already open learns it without asking (the node checks every 10 s).
+      await eventually(() => seen.length > 0, 'availability_changed after the reload');
+      expect(seen).toEqual([away]);
+
+      // Back to no hours: open again, the away message gone from the answer.
+      await writeFile(file, yaml(adminPort, keys));
+      expect((await runChatd(['config', 'reload'], { cwd })).code).toBe(0);
+      expect(await availability()).toEqual({ available: false, agentsOnline: 0, inBusinessHours: true, repliesByEmail: false });
+      await eventually(() => seen.length > 1, 'availability_changed after the second reload');
+      expect(seen[1]).toEqual({ available: false, agentsOnline: 0, inBusinessHours: true });
     },
     SLOW,
   );

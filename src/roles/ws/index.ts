@@ -209,7 +209,9 @@ export const createWsRole: RoleFactory = async (ctx) => {
     const conn = socket.context!;
     socket.join(tenantTopic(conn.principal.tenantId));
     const tid = conn.principal.tenantId;
-    tenantSockets.set(tid, (tenantSockets.get(tid) ?? 0) + 1);
+    const before = tenantSockets.get(tid) ?? 0;
+    tenantSockets.set(tid, before + 1);
+    if (before === 0) runtime?.availability.watch(tid);
     conn.counted = true;
     const where = conn.where;
     conn.where = undefined;
