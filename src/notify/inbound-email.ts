@@ -1,6 +1,6 @@
 // Replies by email, threaded back into their conversation (DESIGN.md "Offline continuity"). Each
-// reply email carries `Reply-To: reply+<signed token>@email.replyDomain`; the token names the
-// tenant and the conversation and cannot be forged. The inbound-mail provider POSTs what it
+// reply email carries `Reply-To: r-<mac>-<conversation id>@email.replyDomain`; the mac (an HMAC
+// of the conversation id keyed by email.secret) means it cannot be guessed or forged. The inbound-mail provider POSTs what it
 // received as JSON; this module reads the common shapes (Postmark, Mailgun, SendGrid/Cloudflare-like
 // `{ to, from, text }`), finds the reply address, strips the quoted history, and hands the text to
 // the one path for a message as the visitor's.
