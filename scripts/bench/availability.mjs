@@ -269,8 +269,8 @@ async function computation() {
   const all = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
   const cases = {
     none: {},
-    open: { businessHours: { timeZone: 'Europe/Paris', weekly: [{ days: all, from: '00:00', to: '24:00' }] } },
-    closed: { businessHours: { timeZone: 'Europe/Paris', weekly: [{ days: ['sun'], from: '03:00', to: '04:00' }] } },
+    open: { businessHours: { timeZone: 'Europe/Paris', weekly: [{ days: all, from: '00:00', to: '24:00' }], exceptions: [] } },
+    closed: { businessHours: { timeZone: 'Europe/Paris', weekly: [{ days: ['sun'], from: '03:00', to: '04:00' }], exceptions: [] } },
   };
   const out = {};
   for (const [name, t] of Object.entries(cases)) {
