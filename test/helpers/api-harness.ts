@@ -61,6 +61,7 @@ const REQUEST_SCHEMA: Record<string, string> = {
   'POST /api/chat/conversations/{sessionId}/status': 'api.conversation-status.request.schema.json',
   'POST /api/chat/conversations/{sessionId}/assign': 'api.conversation-assign.request.schema.json',
   'POST /webchat/contact': 'api.contact.request.schema.json',
+  'POST /api/chat/inbound-email': 'api.inbound-email.request.schema.json',
 };
 
 /** The route a path answers for (the conversation's session id as a placeholder). */

@@ -147,6 +147,51 @@ export const ConversationListResponse = Type.Object(
   { additionalProperties: false, description: 'Answer of GET /api/chat/conversations.' },
 );
 
+const Addresses = Type.Union([Type.String(), Type.Array(Type.Unknown())], {
+  description: 'An address, a list of them (`a@x, b@y`), or provider objects with `Email`/`email`/`address`.',
+});
+const requiredOneOf = (fields: string[]) => fields.map((f) => ({ required: [f] }));
+
+/**
+ * POST /api/chat/inbound-email: a parsed inbound email as inbound-mail providers post it (Postmark,
+ * Mailgun, or plain JSON). Other fields are allowed and ignored; at least one recipient field and
+ * one text field are needed. Reading it is parseInbound's (src/notify/inbound-email.ts).
+ */
+export const InboundEmailRequest = Type.Object(
+  {
+    ToFull: Type.Optional(Type.Array(Type.Unknown(), { description: 'Postmark: `[{ Email, Name }]`.' })),
+    To: Type.Optional(Addresses),
+    to: Type.Optional(Addresses),
+    recipient: Type.Optional(Addresses),
+    OriginalRecipient: Type.Optional(Addresses),
+    envelope: Type.Optional(Type.Object({ to: Type.Optional(Addresses) })),
+    StrippedTextReply: Type.Optional(Type.String({ description: 'Postmark: the reply without the quoted history (preferred).' })),
+    'stripped-text': Type.Optional(Type.String({ description: 'Mailgun: the reply without the quoted history (preferred).' })),
+    TextBody: Type.Optional(Type.String()),
+    'body-plain': Type.Optional(Type.String()),
+    text: Type.Optional(Type.String()),
+    plain: Type.Optional(Type.String()),
+    From: Type.Optional(Type.String()),
+    from: Type.Optional(Type.String()),
+    sender: Type.Optional(Type.String()),
+    MessageID: Type.Optional(
+      Type.String({ description: 'Makes a retried webhook idempotent (also `Message-Id`, `messageId`, `message_id`).' }),
+    ),
+    'Message-Id': Type.Optional(Type.String()),
+    messageId: Type.Optional(Type.String()),
+    message_id: Type.Optional(Type.String()),
+  },
+  {
+    additionalProperties: true,
+    allOf: [
+      { anyOf: requiredOneOf(['ToFull', 'To', 'to', 'recipient', 'OriginalRecipient', 'envelope']) },
+      { anyOf: requiredOneOf(['StrippedTextReply', 'stripped-text', 'TextBody', 'body-plain', 'text', 'plain']) },
+    ],
+    description:
+      'A parsed inbound email, authenticated with `Authorization: Bearer <email.inboundSecret>`; the reply address (r-<mac>-<conversation>@email.replyDomain) names the conversation.',
+  },
+);
+
 /** File name in schemas/ → schema and title: every body and event of the contract. */
 export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: string }> = {
   'api.anonymous-token.request.schema.json': { schema: AnonymousTokenRequest, title: 'POST /api/chat/anonymous-token request' },
@@ -161,6 +206,7 @@ export const API_CONTRACT_SCHEMAS: Record<string, { schema: TSchema; title: stri
   'api.messages.response.schema.json': { schema: HistoryPageSchema, title: 'GET /api/chat/messages response' },
   'api.contact.request.schema.json': { schema: ContactBody, title: 'POST /webchat/contact request' },
   'api.contact.response.schema.json': { schema: ContactResponse, title: 'POST /webchat/contact response' },
+  'api.inbound-email.request.schema.json': { schema: InboundEmailRequest, title: 'POST /api/chat/inbound-email request' },
   'api.inbound-email.response.schema.json': { schema: SendAck, title: 'POST /api/chat/inbound-email response' },
   'api.availability.response.schema.json': { schema: AvailabilityResponse, title: 'GET /api/chat/availability response' },
   'api.conversations.response.schema.json': { schema: ConversationListResponse, title: 'GET /api/chat/conversations response' },
