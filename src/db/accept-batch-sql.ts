@@ -1,6 +1,7 @@
-// The SQL of chatd_accept_batch(), created by migration 0006_accept_batch. Applied migrations are
-// never edited: to change the function, add a migration that replaces it (create or replace) and
-// point accept.ts at the new one.
+// The SQL of chatd_accept_batch(), created by migration 0006_accept_batch and replaced by
+// 0007_conversation_version. Applied migrations are never edited: to change the function, add a
+// migration that replaces it (create or replace); acceptBatchSql() keeps each applied version's text
+// (0006's is what it was, byte for byte: a database migrating from empty runs both).
 //
 // One call = one group-commit flush, run as one autocommit statement (one round trip, whatever the
 // batch size). Inside, two statements, each with its own snapshot (READ COMMITTED):
@@ -23,7 +24,13 @@
 // at, r}] per item (ordinal, message id, tenant, session, sender type/id/verified, text,
 // clientMessageId, content hash, meta, ISO createdAt, may reopen); p_sys_*: the reopen system
 // message's text, its hash and its meta without the event.
-export const ACCEPT_BATCH_SQL = `
+//
+// The event's version: 0006 used the conversation's last seq, which a read or a contact did not move
+// (two different summaries at one version); since 0007 it is conversations.version, one more on
+// every change that writes a conversation_updated event (summary.ts).
+function acceptBatchSql(migration: '0006' | '0007'): string {
+  const v7 = migration === '0007';
+  return `
 create or replace function chatd_accept_batch(p_now text, p_convs json, p_items json, p_sys_text text, p_sys_hash text, p_sys_meta jsonb)
 returns table (r_o integer, r_kind text, r_seq integer, r_sys_id uuid, r_update jsonb, r_id uuid, r_sender_type text,
                r_verified boolean, r_text text, r_hash text, r_meta jsonb, r_created_at timestamptz)
@@ -93,7 +100,7 @@ begin
   advanced as (
     update conversations c set
       last_seq = h.last_seq,
-      status = case when h.reopened then 'open' else c.status end,
+${v7 ? '      version = c.version + 1,\n' : ''}      status = case when h.reopened then 'open' else c.status end,
       message_count = c.message_count + h.n,
       unread_by_agents = h.other_after + case when h.has_agent then 0 else c.unread_by_agents end,
       unread_by_visitor = h.agent_after + case when h.has_other then 0 else c.unread_by_visitor end,
@@ -106,13 +113,13 @@ begin
     join numbered lm on lm.conv_id = h.conv_id and lm.o = lm.last_o
     where c.id = h.conv_id
     returning c.id, c.tenant_id, c.session_id, c.status, c.assignee, c.user_id, c.contact_name, c.contact_email,
-              c.unread_by_agents, c.message_count, c.last_seq, c.created_at,
+              c.unread_by_agents, c.message_count, c.last_seq, c.created_at,${v7 ? ' c.version,' : ''}
               lm.id as lm_id, lm.tx as lm_text, lm.st as lm_st, lm.si as lm_si, lm.sv as lm_sv, lm.at as lm_at, lm.o as lm_o
   ),
   upd as materialized (
     select a.id as conv_id, a.lm_o,
            jsonb_build_object(
-             'id', gen_random_uuid(), 'tenantId', a.tenant_id, 'sessionId', a.session_id, 'version', a.last_seq, 'at', p_now,
+             'id', gen_random_uuid(), 'tenantId', a.tenant_id, 'sessionId', a.session_id, 'version', ${v7 ? 'a.version' : 'a.last_seq'}, 'at', p_now,
              'conversation', jsonb_build_object(
                'sessionId', a.session_id,
                'status', a.status,
@@ -170,3 +177,10 @@ begin
   order by i.o;
 end
 $fn$`;
+}
+
+/** The function as migration 0006 created it. */
+export const ACCEPT_BATCH_SQL_0006 = acceptBatchSql('0006');
+
+/** The function as it is now (migration 0007). */
+export const ACCEPT_BATCH_SQL = acceptBatchSql('0007');

@@ -197,7 +197,8 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
           meta: { event: { type: 'conversation.status_changed', from: 'resolved', to: 'open', by: { type: 'visitor', id: sid } } },
         });
         expect(back.message.seq).toBe(5);
-        expect(back.update).toMatchObject({ version: 5, conversation: { status: 'open', lastMessage: { id: back.message.id } } });
+        // One event for the flush: the reopen and the message (versions count events, not seqs).
+        expect(back.update).toMatchObject({ version: 4, conversation: { status: 'open', lastMessage: { id: back.message.id } } });
         const retry = await db.messages.accept(msg(tenant, sid, 'one more thing', { clientMessageId: 'k1' }));
         expect(retry).toEqual({ kind: 'duplicate', message: back.message });
         expect((await db.messages.getConversation(tenant, sid))!.lastSeq).toBe(5);
@@ -251,7 +252,8 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         const b = created(await db.messages.accept(msg(tenant, sid, 'b')));
         created(await db.messages.accept(msg(tenant, sid, 'c')));
         const read = await db.messages.markRead(tenant, sid, 'agent:ag-1', b.message.id);
-        expect(read).toMatchObject({ found: true, update: { version: 3, conversation: { unreadCount: 1 } } });
+        // A version of its own: after the three messages' 1, 2, 3.
+        expect(read).toMatchObject({ found: true, update: { version: 4, conversation: { unreadCount: 1 } } });
         // Another agent reading an older message does not move the shared pointer back.
         expect(
           await db.messages.markRead(tenant, sid, 'agent:ag-2', created(await db.messages.accept(msg(tenant, uid('s'), 'x'))).message.id),
@@ -298,9 +300,12 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         const h = (await db.messages.history({ tenantId: tenant, sessionId: sid, limit: 10 })).messages;
         expect(h.map((m) => m.seq)).toEqual(h.map((_, i) => i + 1));
         const final = (await db.conversations.summary(tenant, sid))!;
-        expect(final.version).toBe(h.length);
         if (resolved!.kind !== 'changed') throw new Error(resolved!.kind);
         const s = created(sent!);
+        // Four events (message, pending, then the two racers in commit order): the later one is final.
+        expect([resolved!.update.version, s.update.version].sort()).toEqual([3, 4]);
+        const later = resolved!.update.version > s.update.version ? resolved!.update : s.update;
+        expect(final).toEqual({ conversation: later.conversation, version: 4 });
         if (s.message.seq > resolved!.message.seq) {
           // The message came after the resolve: it reopened the conversation.
           expect(s.before).toHaveLength(1);
@@ -409,7 +414,7 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         expect([await db.outbox.pendingCount(), await db.conversationOutbox.pendingCount()]).toEqual([0, 0]);
       });
 
-      it("announce writes the conversation's current summary as an event, at the same version, once it is in the inbox", async () => {
+      it("announce writes the conversation's current summary as an event, at the next version, once it is in the inbox", async () => {
         const tenant = uid('t');
         const sid = uid('s');
         await db.messages.ensureConversation(tenant, sid, { fingerprint: 'fp' });
@@ -421,7 +426,8 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
           .where('session_id', '=', sid)
           .execute();
         const u = await db.conversations.announce(tenant, sid);
-        expect(u).toMatchObject({ version: 1, conversation: { visitor: { email: 'ann@example.com', name: 'Ann' }, messageCount: 1 } });
+        expect(u).toMatchObject({ version: 2, conversation: { visitor: { email: 'ann@example.com', name: 'Ann' }, messageCount: 1 } });
+        expect((await db.conversations.summary(tenant, sid))!.version).toBe(2);
         expect(await db.conversations.announce(uid('t'), sid)).toBeNull();
         const row = await db.kysely.selectFrom('conversation_outbox').select('id').where('id', '=', u!.id).executeTakeFirst();
         expect(row).toEqual({ id: u!.id });
@@ -453,11 +459,160 @@ export function describeDatabaseContract(name: string, target: () => ContractTar
         const m = created(await db.messages.accept(msg(tenant, sid, 'x')));
         await db.conversations.change(tenant, sid, { status: 'resolved' }, byAgent);
         await db.messages.markRead(tenant, sid, 'agent:ag-1', m.message.id);
+        await db.messages.markRead(tenant, sid, `visitor:${sid}`, m.message.id);
         const report = await db.messages.eraseSubject(tenant, { sessionId: sid }, { dryRun: false });
-        expect(report).toMatchObject({ conversations: 1, messages: 2 });
+        expect(report).toMatchObject({ conversations: 1, messages: 2, readPointers: 2 });
         expect(await db.conversations.summary(tenant, sid)).toBeNull();
         const left = await db.kysely.selectFrom('conversation_outbox').select('id').where('tenant_id', '=', tenant).execute();
         expect(left).toEqual([]);
+        expect(await db.kysely.selectFrom('read_pointers').select('reader_id').where('tenant_id', '=', tenant).execute()).toEqual([]);
+        expect(await db.kysely.selectFrom('messages').select('id').where('tenant_id', '=', tenant).execute()).toEqual([]);
+      });
+
+      it('every change that writes conversation_updated has a version of its own, in commit order: reads and contacts too', async () => {
+        const tenant = uid('t');
+        const sid = uid('s');
+        const versions: number[] = [];
+        const summaries: unknown[] = [];
+        const keep = (u: { version: number; conversation: unknown } | undefined) => {
+          if (!u) throw new Error('expected an event');
+          versions.push(u.version);
+          summaries.push(u.conversation);
+        };
+        const m1 = created(await db.messages.accept(msg(tenant, sid, 'hello')));
+        keep(m1.update);
+        // The agents' read changes unreadCount and nothing else the message's event knew: before,
+        // both carried the last seq (1), and a client keeping the highest kept whichever came last.
+        const read = await db.messages.markRead(tenant, sid, 'agent:ag-1', m1.message.id);
+        keep(read.found ? read.update : undefined);
+        expect(summaries.at(-1)).toMatchObject({ unreadCount: 0 });
+        // A read that moves nothing writes no event and takes no version.
+        expect(await db.messages.markRead(tenant, sid, 'agent:ag-2', m1.message.id)).toEqual({ found: true });
+        // The visitor's own read is not in the summary: no event.
+        expect(await db.messages.markRead(tenant, sid, `visitor:${sid}`, m1.message.id)).toEqual({ found: true });
+        await db.kysely.updateTable('conversations').set({ contact_email: 'bo@example.com' }).where('session_id', '=', sid).execute();
+        keep((await db.conversations.announce(tenant, sid)) ?? undefined);
+        const change = await db.conversations.change(tenant, sid, { status: 'pending' }, byAgent);
+        keep(change.kind === 'changed' ? change.update : undefined);
+        keep(created(await db.messages.accept(msg(tenant, sid, 'still there?'))).update);
+        const read2 = await db.messages.markRead(
+          tenant,
+          sid,
+          'agent:ag-2',
+          (await db.conversations.summary(tenant, sid))!.conversation.lastMessage!.id,
+        );
+        keep(read2.found ? read2.update : undefined);
+        expect(versions).toEqual([1, 2, 3, 4, 5, 6]);
+        // No two events share a version, and the highest is the conversation as it is.
+        expect(new Set(summaries.map((c) => JSON.stringify(c))).size).toBe(summaries.length);
+        expect(await db.conversations.summary(tenant, sid)).toEqual({ conversation: summaries.at(-1), version: 6 });
+        // The outbox rows carry the same versions (the relay and the loss guard publish these).
+        const rows = await db.kysely
+          .selectFrom('conversation_outbox')
+          .innerJoin('conversations', 'conversations.id', 'conversation_outbox.conversation_id')
+          .select('conversation_outbox.version')
+          .where('conversations.session_id', '=', sid)
+          .orderBy('conversation_outbox.version')
+          .execute();
+        expect(rows.map((r) => r.version)).toEqual(versions);
+        // The loss guard's re-made event is the current state at the current version.
+        const remade = (await db.outbox.activeSince(tenant, new Date(0).toISOString(), undefined, 10)).find((u) => u.sessionId === sid);
+        expect(remade).toMatchObject({ version: 6, conversation: summaries.at(-1) });
+      });
+
+      it("retention brings a conversation's summary in line with what is stored, in the delete's transaction, with an event", async () => {
+        const tenant = uid('t');
+        const other = uid('t');
+        const [s1, s2, s3] = [uid('s'), uid('s'), uid('s')];
+        const old: string[] = [];
+        const say = async (tenantId: string, sid: string, text: string, extra: Partial<NewMessage> = {}, aged = true) => {
+          const r = created(await db.messages.accept(msg(tenantId, sid, text, extra)));
+          if (aged) old.push(r.message.id, ...r.before.map((b) => b.id));
+          return r;
+        };
+        // s1: visitor 1, agent 2, visitor 3, pending (system) 4, visitor 5; seqs 1-4 old.
+        await say(tenant, s1, 'old 1');
+        await say(tenant, s1, 'old reply', { sender: agent('ag-1') });
+        await say(tenant, s1, 'old 3');
+        const pending = await db.conversations.change(tenant, s1, { status: 'pending' }, byAgent);
+        if (pending.kind !== 'changed') throw new Error(pending.kind);
+        old.push(pending.message.id);
+        const new5 = await say(tenant, s1, 'new 5', {}, false);
+        // s2: the visitor's message is recent, the two agent replies after it are old (clocks differ).
+        const keep1 = await say(tenant, s2, 'keep', {}, false);
+        await say(tenant, s2, 'r1', { sender: agent('ag-1') });
+        await say(tenant, s2, 'r2', { sender: agent('ag-1') });
+        // s3: all old. Another tenant's old message stays.
+        await say(tenant, s3, 'gone');
+        const elsewhere = await say(other, uid('s'), 'other tenant');
+        await db.kysely
+          .updateTable('messages')
+          .set({ created_at: new Date(Date.now() - 2 * 86_400_000) })
+          .where('id', 'in', old)
+          .execute();
+        const before = {
+          s1: (await db.conversations.summary(tenant, s1))!,
+          s2: (await db.conversations.summary(tenant, s2))!,
+          s3: (await db.conversations.summary(tenant, s3))!,
+        };
+        expect(before.s1.conversation).toMatchObject({ messageCount: 4, unreadCount: 2, lastMessage: { id: new5.message.id } });
+        expect(await db.conversations.visitorUnread(tenant, s2)).toBe(2);
+
+        const sweeper = new RetentionSweeper(db.messages, () => [{ tenantId: tenant, maxAgeMs: 86_400_000 }], silent, { batchSize: 3 });
+        expect(await sweeper.sweep()).toBe(old.length - 1);
+        await sweeper.stop();
+
+        const after = {
+          s1: (await db.conversations.summary(tenant, s1))!,
+          s2: (await db.conversations.summary(tenant, s2))!,
+          s3: (await db.conversations.summary(tenant, s3))!,
+        };
+        // s1: three messages other than system ones went, one of them unread (seq 3, after the
+        // agents' pointer at 2); the last message stays.
+        expect(after.s1.conversation).toMatchObject({
+          messageCount: 1,
+          unreadCount: 1,
+          status: 'pending',
+          lastMessage: { id: new5.message.id },
+        });
+        // s2: its last message went: the newest stored one (the visitor's, which the agents read by
+        // replying) takes its place; the visitor's unread agent replies are gone.
+        expect(after.s2.conversation).toMatchObject({
+          messageCount: 1,
+          unreadCount: 0,
+          lastMessage: { id: keep1.message.id, text: 'keep' },
+        });
+        expect(await db.conversations.visitorUnread(tenant, s2)).toBe(0);
+        // s3: nothing left: no last message, no counts; still in the inbox at its last activity.
+        expect(after.s3.conversation).toMatchObject({ messageCount: 0, unreadCount: 0, lastMessage: null });
+        expect(after.s3.conversation.lastActivityAt).toBe(before.s3.conversation.lastActivityAt);
+        // No conversation names a message that is gone.
+        const dangling = await sql<{ n: string | number }>`
+          select count(*) as n from conversations c
+          where c.tenant_id = ${tenant} and c.last_message_id is not null
+            and not exists (select 1 from messages m where m.id = c.last_message_id)`.execute(db.kysely);
+        expect(Number(dangling.rows[0]!.n)).toBe(0);
+        // Each change is an event at the conversation's next version, written with the delete
+        // (the relay's sweep publishes it).
+        for (const k of ['s1', 's2', 's3'] as const) {
+          expect(after[k].version).toBeGreaterThan(before[k].version);
+          const sid = { s1, s2, s3 }[k];
+          const events = await db.kysely
+            .selectFrom('conversation_outbox')
+            .innerJoin('conversations', 'conversations.id', 'conversation_outbox.conversation_id')
+            .select(['conversation_outbox.version', 'conversation_outbox.summary'])
+            .where('conversations.session_id', '=', sid)
+            .orderBy('conversation_outbox.version', 'desc')
+            .execute();
+          const newest = events[0]!;
+          const summary = (typeof newest.summary === 'string' ? JSON.parse(newest.summary) : newest.summary) as { conversation: unknown };
+          expect([newest.version, summary.conversation]).toEqual([after[k].version, after[k].conversation]);
+        }
+        expect((await db.messages.since(other, elsewhere.message.sessionId, 0, 10)).map((m) => m.id)).toEqual([elsewhere.message.id]);
+        // Counting goes on from what is stored.
+        const next = created(await db.messages.accept(msg(tenant, s3, 'back again')));
+        expect(next.update.conversation).toMatchObject({ messageCount: 1, unreadCount: 1, lastMessage: { id: next.message.id } });
+        expect(next.update.version).toBe(after.s3.version + 1);
       });
     });
 

@@ -85,7 +85,7 @@ export class KyselyConversationStore implements ConversationStore {
         from conversations c left join messages lm on lm.id = c.last_message_id
         where c.session_id = ${sessionId} and c.tenant_id = ${tenantId}`.execute(this.#db);
       const r = rows[0];
-      return r ? { conversation: toSummary(r, r), version: Number(r.last_seq) } : null;
+      return r ? { conversation: toSummary(r, r), version: Number(r.version) } : null;
     } catch (err) {
       throw toQueryError(err);
     }
@@ -96,7 +96,7 @@ export class KyselyConversationStore implements ConversationStore {
       const r = await lockSummary(tx, tenantId, sessionId);
       if (!r) return { kind: 'not_found' };
       const event = eventFor(r, change, by);
-      if (!event) return { kind: 'unchanged', conversation: toSummary(r, r), version: Number(r.last_seq) };
+      if (!event) return { kind: 'unchanged', conversation: toSummary(r, r), version: Number(r.version) };
       return record(tx, r, event);
     });
   }
@@ -111,7 +111,7 @@ export class KyselyConversationStore implements ConversationStore {
         select last_agent_id from auto_assign_cursor where tenant_id = ${tenantId} for update`.execute(tx);
       const r = await lockSummary(tx, tenantId, sessionId);
       if (!r) return { kind: 'not_found' };
-      const unchanged = { kind: 'unchanged' as const, conversation: toSummary(r, r), version: Number(r.last_seq) };
+      const unchanged = { kind: 'unchanged' as const, conversation: toSummary(r, r), version: Number(r.version) };
       if (r.assignee !== null || r.status !== 'open' || candidates.length === 0) return unchanged;
       const agents = [...new Set(candidates)].sort();
       const { rows: loads } = await sql<{ assignee: string; n: string | number }>`
@@ -135,7 +135,10 @@ export class KyselyConversationStore implements ConversationStore {
       const r = await lockSummary(tx, tenantId, sessionId);
       // Not in the inbox yet (no message or change): its first message's event will carry it.
       if (!r || r.last_activity_at === null) return null;
-      const update = updateOf(r, toSummary(r, r), new Date().toISOString());
+      // A new event: the next version (the row is locked), so it supersedes the message's.
+      await sql`update conversations set version = version + 1 where id = ${r.id}::uuid`.execute(tx);
+      const state: SummaryRow = { ...r, version: Number(r.version) + 1 };
+      const update = updateOf(state, toSummary(state, state), new Date().toISOString());
       await insertUpdates(tx, [{ convId: r.id, update }]);
       return update;
     });
@@ -200,10 +203,10 @@ async function record(tx: Kysely<Tables>, r: SummaryRow, event: ConversationEven
     ), outboxed as (
       insert into outbox (message_id) select id from inserted
     )
-    update conversations set last_seq = ${seq}::int, status = ${status}, assignee = ${assignee}::text,
+    update conversations set last_seq = ${seq}::int, version = version + 1, status = ${status}, assignee = ${assignee}::text,
       last_activity_at = ${now}::timestamptz, updated_at = ${now}::timestamptz
     where id = ${r.id}::uuid`.execute(tx);
-  const state: SummaryState = { ...r, status, assignee, last_seq: seq, last_activity_at: now };
+  const state: SummaryState = { ...r, status, assignee, last_seq: seq, version: Number(r.version) + 1, last_activity_at: now };
   const update = updateOf(state, toSummary(state, r), now);
   await insertUpdates(tx, [{ convId: r.id, update }]);
   return { kind: 'changed', message, update };

@@ -1,7 +1,7 @@
 // The one set of migrations for both dialects (PostgreSQL and PGlite speak the same SQL), provided in
 // code so the single binary needs no migration folder. Names sort in the order they apply; never
 // edit an applied migration: add the next one.
-import { ACCEPT_BATCH_SQL } from './accept-batch-sql.js';
+import { ACCEPT_BATCH_SQL, ACCEPT_BATCH_SQL_0006 } from './accept-batch-sql.js';
 import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 
 const statements = (list: readonly string[]) => async (db: Kysely<unknown>) => {
@@ -243,8 +243,21 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
     // The message path's durable half as one function (accept.ts): a group-commit flush is one
     // autocommit call, one round trip, whatever its size, so several flushes can be in flight on
     // separate connections. See ACCEPT_BATCH_SQL.
-    up: statements([ACCEPT_BATCH_SQL]),
+    up: statements([ACCEPT_BATCH_SQL_0006]),
     down: statements(['drop function if exists chatd_accept_batch(text, json, json, text, text, jsonb)']),
+  },
+  '0007_conversation_version': {
+    // conversation_updated's version as a counter of its own: one more, under the conversation's row
+    // lock, on every change that writes an event (a message, a status or assignee change, the agents'
+    // read, the contact, retention). The last seq it was before did not move on a read or a contact,
+    // so two different summaries shared a version and a client keeping the highest could keep the
+    // stale one. It starts at the last seq, the highest version any event had.
+    up: statements([
+      'alter table conversations add column version integer not null default 0',
+      'update conversations set version = last_seq',
+      ACCEPT_BATCH_SQL,
+    ]),
+    down: statements([ACCEPT_BATCH_SQL_0006, 'alter table conversations drop column if exists version']),
   },
 };
 

@@ -48,7 +48,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
         const err = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh }), silent).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(MigrationError);
         expect((err as Error).message).toMatch(
-          /6 pending migration\(s\): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch; run `chatd migrate up`/,
+          /7 pending migration\(s\): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch, 0007_conversation_version; run `chatd migrate up`/,
         );
         const migrated = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh, autoMigrate: true }), silent);
         await migrated.close();

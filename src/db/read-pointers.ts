@@ -37,7 +37,7 @@ export async function markRead(
       const seq = Number(row.seq);
       const moved = agents
         ? await sql<SummaryRow>`
-            update conversations c set agents_read_seq = ${seq}::int,
+            update conversations c set agents_read_seq = ${seq}::int, version = c.version + 1,
               unread_by_agents = (select count(*) from messages m where m.conversation_id = c.id and m.seq > ${seq}::int
                                   and m.sender_type in ('visitor', 'user'))
             from conversations c0 left join messages lm on lm.id = c0.last_message_id
@@ -51,7 +51,8 @@ export async function markRead(
             where c.id = ${row.conversation_id}::uuid and c0.id = c.id and c.visitor_read_seq < ${seq}::int
             returning ${SUMMARY_COLUMNS}`.execute(tx);
       const r = moved.rows[0];
-      // The agents' unread count is in the inbox summary: tell the agents. The visitor's is not.
+      // The agents' unread count is in the inbox summary: tell the agents, at the version the update
+      // above moved on (RETURNING reads the new row). The visitor's is not in it: no event, no version.
       if (!agents || !r) return { found: true };
       const update = updateOf(r, toSummary(r, r), new Date().toISOString());
       await insertUpdates(tx, [{ convId: r.id, update }]);

@@ -16,6 +16,8 @@ export interface ConversationsTable {
   status: Generated<string>;
   /** The last seq handed out; the row lock on it orders a conversation's messages by commit. */
   last_seq: Generated<number>;
+  /** conversation_updated's version: one more on every change that writes the event (summary.ts). */
+  version: Generated<number>;
   created_at: Generated<Timestamp>;
   updated_at: Generated<Timestamp>;
   /** The agent id (JWT `sub`) the conversation is assigned to. */
@@ -44,7 +46,7 @@ export interface ConversationOutboxTable {
   id: string;
   tenant_id: string;
   conversation_id: string;
-  /** The conversation's last seq when the summary was taken. */
+  /** conversations.version when the summary was taken. */
   version: number;
   /** The ConversationSummary taken in the transaction (without `online`, which presence adds). */
   summary: ColumnType<Record<string, unknown>, string, string>;

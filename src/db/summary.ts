@@ -20,6 +20,8 @@ export interface SummaryState {
   readonly unread_by_agents: number | string;
   readonly message_count: number | string;
   readonly last_seq: number | string;
+  /** conversation_updated's version: every writer of an event adds one under the row lock. */
+  readonly version: number | string;
   readonly created_at: Date | string;
   readonly last_activity_at: Date | string | null;
 }
@@ -37,17 +39,13 @@ export interface LastMessageRow {
 export type SummaryRow = SummaryState & LastMessageRow;
 
 /** Every column of SummaryState on `conversations c`. */
-export const STATE_COLUMNS = sql.raw(
+const STATE_COLUMN_LIST =
   'c.id, c.tenant_id, c.session_id, c.status, c.assignee, c.user_id, c.contact_name, c.contact_email, c.unread_by_agents, ' +
-    'c.message_count, c.last_seq, c.created_at, c.last_activity_at',
-);
+  'c.message_count, c.last_seq, c.version, c.created_at, c.last_activity_at';
 
 /** SummaryRow from `conversations c left join messages lm on lm.id = c.last_message_id`. */
 export const SUMMARY_COLUMNS = sql.raw(
-  `${
-    'c.id, c.tenant_id, c.session_id, c.status, c.assignee, c.user_id, c.contact_name, c.contact_email, c.unread_by_agents, ' +
-    'c.message_count, c.last_seq, c.created_at, c.last_activity_at'
-  }, ` +
+  `${STATE_COLUMN_LIST}, ` +
     'lm.id as lm_id, left(lm.text, 200) as lm_text, lm.sender_type as lm_sender_type, lm.sender_id as lm_sender_id, ' +
     'lm.sender_verified as lm_sender_verified, lm.created_at as lm_created_at',
 );
@@ -86,9 +84,14 @@ export function toSummary(r: SummaryState, last: LastMessageRow | ConversationSu
   };
 }
 
-/** A conversation_updated event for a summary taken now, at `version`. */
+/**
+ * A conversation_updated event for a summary taken now, at the row's version. A writer of a new
+ * event adds one to conversations.version in the same statement that changes the row (under its
+ * lock), so every event of a conversation has a version of its own, in commit order: a client
+ * keeping the highest never keeps a stale summary over a newer one of the same version.
+ */
 export function updateOf(r: SummaryState, conversation: ConversationSummary, at: string): ConversationUpdate {
-  return { id: randomUUID(), tenantId: r.tenant_id, sessionId: r.session_id, version: Number(r.last_seq), conversation, at };
+  return { id: randomUUID(), tenantId: r.tenant_id, sessionId: r.session_id, version: Number(r.version), conversation, at };
 }
 
 /** Writes conversation_updated events to the conversation outbox (inside the caller's transaction). */
