@@ -202,13 +202,13 @@ export const ConversationSummarySchema = Type.Object(
         ),
         Type.Null(),
       ],
-      { description: 'The newest message other than a system message; null before the first.' },
+      { description: 'The newest stored message other than a system message; null before the first, or once retention deleted them all.' },
     ),
     unreadCount: Type.Integer({
       minimum: 0,
       description: "Visitor/user messages after the agents' read pointer (shared by the tenant's agents).",
     }),
-    messageCount: Type.Integer({ minimum: 0, description: 'Messages other than system messages.' }),
+    messageCount: Type.Integer({ minimum: 0, description: 'Stored messages other than system messages (retention deletes lower it).' }),
     online: Type.Boolean({ description: 'The visitor has a connection now (presence).' }),
     createdAt: Type.String({ format: 'date-time' }),
     lastActivityAt: Type.String({ format: 'date-time', description: 'The newest message or change: the inbox order.' }),
@@ -302,7 +302,10 @@ export const EventSchemas = {
   conversation_updated: Type.Object(
     {
       conversation: ConversationSummarySchema,
-      version: Type.Integer({ minimum: 0, description: "The conversation's last seq when the summary was taken: drop older versions." }),
+      version: Type.Integer({
+        minimum: 0,
+        description: 'One more on every change of the conversation, in commit order (not its seq): keep the highest, drop older versions.',
+      }),
     },
     { additionalProperties: false, description: 'A conversation changed (message, status, assignee, read): to agents, on their stream.' },
   ),

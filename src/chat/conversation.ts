@@ -32,7 +32,7 @@ export interface ConversationSummary {
   } | null;
   /** Visitor/user messages after the agents' read pointer. */
   readonly unreadCount: number;
-  /** Messages other than system messages. */
+  /** Stored messages other than system messages (retention's deletes leave the count). */
   readonly messageCount: number;
   /** From presence: the visitor has a connection now. */
   readonly online: boolean;
@@ -46,7 +46,10 @@ export interface ConversationUpdate {
   readonly id: string;
   readonly tenantId: string;
   readonly sessionId: string;
-  /** The conversation's last seq when the summary was taken: clients drop older versions. */
+  /**
+   * One more on every change that writes the event (a message, a status or assignee change, the
+   * agents' read, the contact, retention), in commit order: clients keep the highest per session.
+   */
   readonly version: number;
   readonly conversation: ConversationSummary;
   /** ISO 8601: when the change was committed. */

@@ -114,7 +114,9 @@ export interface MessageStore {
   readPointers(tenantId: string, sessionId: string): Promise<ReadPointer[]>;
   /**
    * Retention: deletes up to `limit` of the tenant's messages created before `before` (their outbox
-   * rows with them); returns how many. Conversations stay, so their seqs keep counting up.
+   * rows with them); returns how many. Conversations stay, so their seqs keep counting up; in the
+   * same transaction their summaries lose what was deleted (counts, a deleted lastMessage) and each
+   * changed one gets a conversation_updated event.
    */
   deleteMessagesBefore(tenantId: string, before: Date, limit: number): Promise<number>;
   /**
@@ -189,8 +191,8 @@ export interface ConversationStore {
    */
   autoAssign(tenantId: string, sessionId: string, candidates: readonly string[], cap: number): Promise<ChangeResult>;
   /**
-   * A conversation_updated event for the conversation as it is now (same version), written to the
-   * conversation outbox: for changes that take no seq, e.g. the visitor's contact. null: unknown, or
+   * A conversation_updated event for the conversation as it is now (at its next version), written to
+   * the conversation outbox: for changes that take no seq, e.g. the visitor's contact. null: unknown, or
    * not in the inbox yet (no message or change).
    */
   announce(tenantId: string, sessionId: string): Promise<ConversationUpdate | null>;

@@ -1,6 +1,7 @@
 // Per-tenant message retention (`tenants[].retention.messages`, e.g. "90d"): every node deletes, in
 // small batches, the messages older than their tenant's limit. Conversations are kept, so a
-// conversation's seq keeps counting up and a client's recovery offset stays meaningful.
+// conversation's seq keeps counting up and a client's recovery offset stays meaningful; each batch
+// brings their inbox summaries in line with what is left (maintenance.ts deleteMessagesBefore).
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { MessageStore } from './ports.js';

@@ -36,7 +36,7 @@
   }
 
   /**
-   * Keeps the newest summary of a conversation. Events carry `version` (the conversation's last seq)
+   * Keeps the newest summary of a conversation. Events carry `version` (one more per change)
    * and may arrive after an HTTP answer that already saw a later state: an older version is dropped.
    */
   function merge(summary, version) {

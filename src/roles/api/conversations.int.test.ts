@@ -112,7 +112,10 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
     // The agent reads: the shared pointer moves, unread drops to 0 on every agent's inbox.
     const agentB = await agentSocket('agent-b');
     agentA.socket.emit('read', { sessionId: s, messageId: m1 });
-    await eventually(() => latest(agentA, s)?.conversation.unreadCount === 0, 'the unread count to drop');
+    // A version of its own (4, after the message, the assignment and the resolve): a client keeping
+    // the highest keeps the read, whatever order the events arrive in.
+    await eventually(() => latest(agentA, s)?.version === 4, "the read's update");
+    expect(latest(agentA, s)!.conversation).toMatchObject({ unreadCount: 0, status: 'resolved' });
     expect((await call('GET', `/api/chat/conversations/${s}`, { token })).body.unreadCount).toBe(0);
 
     // The visitor comes back and connects: the system messages are in its history with meta.event,
@@ -142,6 +145,15 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
       () => vsock.messages.filter((m) => m.message.sender.type === 'system').length >= 1,
       'the reopen message on the visitor stream',
     );
+    // Every version the agents saw names one summary: message, assign, resolve, read, the agent's
+    // reply, the reopening message (the visitor's own read is not in the summary: no event).
+    await eventually(() => latest(agentA, s)?.version === 6, 'the reopen on the first agent');
+    const byVersion = new Map<number, Set<string>>();
+    for (const u of agentA.updates.filter((x) => x.conversation.sessionId === s)) {
+      byVersion.set(u.version, (byVersion.get(u.version) ?? new Set()).add(JSON.stringify({ ...u.conversation, online: null })));
+    }
+    expect([...byVersion.keys()].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect([...byVersion.values()].every((v) => v.size === 1)).toBe(true);
     const seqs = vsock.messages.filter((m) => m.message.seq >= 5).map((m) => [m.message.seq, m.message.sender.type]);
     expect(seqs).toEqual([
       [5, 'system'],
@@ -178,6 +190,7 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
     });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     await eventually(() => latest(agent, s)?.conversation.visitor.email === 'ann@example.com', 'the contact on the agent stream');
+    expect(latest(agent, s)!.version).toBe(2);
     expect(latest(agent, s)!.conversation.visitor).toEqual({
       type: 'visitor',
       id: s,

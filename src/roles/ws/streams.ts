@@ -76,7 +76,7 @@ export type StreamEvent =
   | { readonly event: 'presence_update'; readonly payload: PresenceEvent; readonly offset: number }
   | { readonly event: 'conversation_updated'; readonly payload: ConversationUpdatedPayload; readonly offset: number };
 
-/** `conversation_updated`: the summary and its version (the conversation's last seq; older ones are dropped). */
+/** `conversation_updated`: the summary and its version (one more per change of the conversation; older ones are dropped). */
 export interface ConversationUpdatedPayload {
   readonly conversation: ConversationSummary;
   readonly version: number;
