@@ -299,16 +299,18 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
   });
 });
 
-describe('auto-assignment (round_robin, embedded defaults)', () => {
+describe('auto-assignment (round_robin) and reopening turned off (embedded defaults)', () => {
   let node: Node;
   const sockets: Recorder[] = [];
   beforeAll(async () => {
     const tenants = tenantsConfig().map((t) =>
       (t as { id: string }).id === 'tenantA'
         ? { ...(t as object), conversations: { autoAssign: { mode: 'round_robin', maxOpenPerAgent: 1 } } }
-        : t,
+        : (t as { id: string }).id === 'tenantB'
+          ? { ...(t as object), conversations: { reopenOnVisitorMessage: false } }
+          : t,
     );
-    node = await startNode({ tenants });
+    node = await startNode({ tenants, presence: { offlineGraceMs: 200 } });
   }, 300_000);
   afterAll(async () => {
     for (const s of sockets) s.socket.disconnect();
@@ -373,6 +375,39 @@ describe('auto-assignment (round_robin, embedded defaults)', () => {
       async () => (await node.http('GET', `/api/chat/conversations/${s}`, { token })).body.assignee === 'agent-a',
       'agent-a again',
     );
+
+    // agent-b goes offline: it keeps its conversation (nothing is taken back or handed on).
+    sockets[0]!.socket.disconnect();
+    await eventually(async () => (await availability()).body.agentsOnline === 1, 'agent-b offline');
+    expect((await node.http('GET', `/api/chat/conversations/${sessions[1]}`, { token })).body).toMatchObject({
+      assignee: 'agent-b',
+      status: 'open',
+    });
+    const mine = await node.http('GET', '/api/chat/conversations?tenantId=tenantA&assignee=agent-b', { token: KEYS.secA });
+    expect(mine.body.conversations.map((c: { sessionId: string }) => c.sessionId)).toEqual([sessions[1]]);
+  });
+
+  it("reopenOnVisitorMessage: false keeps a resolved conversation resolved when the visitor writes (tenantB's setting only)", async () => {
+    const visit = async (tenantId: string, pub: string, secret: string) => {
+      const s = sid('reopen');
+      const t = await node.http('POST', '/api/chat/anonymous-token', { token: pub, body: { tenantId, sessionId: s, fingerprint: 'fp' } });
+      const say = (text: string) =>
+        node.http('POST', '/webchat/message', { token: t.body.token, body: { tenantId, sessionId: s, fingerprint: 'fp', text } });
+      expect((await say('hello')).status).toBe(200);
+      const r = await node.http('POST', `/api/chat/conversations/${s}/status`, { token: secret, body: { tenantId, status: 'resolved' } });
+      expect(r.body.status).toBe('resolved');
+      expect((await say('one more thing')).status).toBe(200);
+      const one = await node.http('GET', `/api/chat/conversations/${s}?tenantId=${tenantId}`, { token: secret });
+      const history = await node.http('GET', `/api/chat/messages?tenantId=${tenantId}&sessionId=${s}`, { token: t.body.token });
+      return { summary: one.body, kinds: history.body.messages.map((m: { sender: { type: string } }) => m.sender.type) };
+    };
+    const off = await visit('tenantB', KEYS.pubB, KEYS.secB);
+    expect(off.summary).toMatchObject({ status: 'resolved', messageCount: 2, lastMessage: { text: 'one more thing' } });
+    expect(off.kinds).toEqual(['visitor', 'system', 'visitor']);
+    const on = await visit('tenantA', KEYS.pubA, KEYS.secA);
+    expect(on.summary).toMatchObject({ status: 'open', messageCount: 2 });
+    // (Auto-assignment may add its own system message after these, in tenantA.)
+    expect(on.kinds.slice(0, 4)).toEqual(['visitor', 'system', 'system', 'visitor']);
   });
 });
 
