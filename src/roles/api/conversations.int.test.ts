@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasPostgres, hasRedis } from '../../../test/helpers/services.js';
 import { apiBackends, expectError, assertSchema, contractSeen, tenantsConfig } from '../../../test/helpers/api-harness.js';
-import { agentToken, connect, connected, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
+import { agentToken, connect, connected, emitAck, KEYS, startNode, type Node, type Recorder } from '../../../test/helpers/ws-harness.js';
 import { eventually } from '../../../test/helpers/eventually.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../../../test/helpers/webhook-receiver.js';
 import { signWebhook } from '../../webhooks/signing.js';
@@ -279,6 +279,25 @@ describe.each(BACKENDS)('conversations API on $name', ({ enabled, raw }) => {
       'validation_failed',
     );
     expectError(await call('POST', `/api/chat/conversations/${s}/assign`, { token: tokenA, body: {} }), 400, 'validation_failed');
+    // The agents' read over Socket.IO: another tenant's agent, a visitor of another session, and a
+    // message of another conversation move nothing (the unread count stays, no event).
+    const other = sid();
+    const otherVisitor = await boundVisitor(other);
+    const otherMessage = await say(otherVisitor, other, 'elsewhere');
+    const messageId = (await call('GET', `/api/chat/conversations/${s}`, { token: tokenA })).body.lastMessage.id as string;
+    const agentB = connect(node.ws, { token: tokenB }, { transports: ['websocket'] });
+    const agentA = await agentSocket('agent-iso');
+    const vOther = connect(node.ws, { apiKey: KEYS.pubA, token: otherVisitor, sessionId: other, fingerprint: `fp-${other}` });
+    sockets.push(agentB, vOther);
+    await connected(agentB);
+    await connected(vOther);
+    expect(await emitAck(agentB, 'read', { sessionId: s, messageId })).toMatchObject({ success: false });
+    expect(await emitAck(vOther, 'read', { sessionId: s, messageId })).toMatchObject({ success: false, code: 'session_forbidden' });
+    expect(await emitAck(agentA, 'read', { sessionId: s, messageId: otherMessage })).toMatchObject({ success: false, code: 'not_found' });
+    expect((await call('GET', `/api/chat/conversations/${s}`, { token: tokenA })).body.unreadCount).toBe(1);
+    expect((await call('GET', `/api/chat/conversations/${other}`, { token: tokenA })).body.unreadCount).toBe(1);
+    // (Its first message's event may reach this agent; nothing after it does.)
+    expect(agentA.updates.filter((u) => u.conversation.sessionId === s && u.version > 1)).toEqual([]);
     // Unassign with null.
     await call('POST', `/api/chat/conversations/${s}/assign`, { token: tokenA, body: { assignee: 'agent-9' } });
     expect(
