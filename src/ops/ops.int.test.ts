@@ -166,6 +166,34 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     expect(Object.values(again.removed).every((n) => n === 0)).toBe(true);
   });
 
+  it('erase covers the inbox: system messages (status history), both read pointers, conversation.updated jobs, pending events', async () => {
+    const s = sid('inbox');
+    await seed('tA', s, 'u30', 1);
+    const change = await db.conversations.change('tA', s, { status: 'resolved' }, { type: 'agent', id: 'ag-1' });
+    if (change.kind !== 'changed') throw new Error(change.kind);
+    await store.events.publishMessage(change.message);
+    await store.events.publishUpdate(change.update);
+    const first = (await db.messages.history({ tenantId: 'tA', sessionId: s, limit: 10 })).messages[0]!;
+    const read = await db.messages.markRead('tA', s, 'agent:ag-1', change.message.id);
+    expect(read).toMatchObject({ found: true, update: { sessionId: s } });
+    await db.messages.markRead('tA', s, 'user:u30', first.id);
+    const pendingEvents = async () =>
+      Number((await sql.query("select count(*) as n from conversation_outbox where summary->>'sessionId' = $1", [s])).rows[0].n);
+    expect(await pendingEvents()).toBe(3); // the message's, the resolve's, the read's (nothing marked them done)
+    const deps = { messages: db.messages, erasure: store.erasure };
+    const r = await eraseSubject(deps, { tenantId: 'tA', sessionId: s });
+    expect(r.removed).toMatchObject({
+      conversations: 1,
+      messages: 2, // the user's and the system message recording the resolve
+      readPointers: 3, // seed()'s, the agents', the user's
+      webhookJobs: 3, // message.created for both messages, conversation.updated for the resolve
+    });
+    expect(await dbCounts(s)).toEqual({ conversations: 0, messages: 0, readPointers: 0 });
+    expect(await storeCounts('tA', s)).toEqual({ session: 0, binding: 0, online: 0, jobs: 0, retries: 0 });
+    expect(await pendingEvents()).toBe(0);
+    expect(await db.conversations.summary('tA', s)).toBeNull();
+  });
+
   it("erase --user removes every conversation that user owns in that tenant only; another tenant's session id is not touched", async () => {
     const [a1, a2, other, b1] = [sid('a1'), sid('a2'), sid('o'), sid('b1')];
     await seed('tA', a1, 'u9');
