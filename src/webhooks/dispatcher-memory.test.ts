@@ -9,6 +9,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startWebhookReceiver, type WebhookReceiver } from '../../test/helpers/webhook-receiver.js';
 import type { Services } from '../app/services.js';
+import type { ConversationUpdate } from '../chat/conversation.js';
 import type { ChatMessage } from '../chat/message.js';
 import { loadConfig } from '../config/load.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
@@ -39,7 +40,7 @@ describe('webhook dispatcher on the memory store', () => {
     return Number(v?.value ?? 0);
   };
 
-  async function setup(webhooks: Record<string, unknown> = {}) {
+  async function setup(webhooks: Record<string, unknown> = {}, events?: string[]) {
     receiver = await startWebhookReceiver();
     dir = mkdtempSync(path.join(os.tmpdir(), 'chatd-whm-'));
     const { config } = await loadConfig({
@@ -47,7 +48,7 @@ describe('webhook dispatcher on the memory store', () => {
       env: {},
       overrides: (raw) => {
         raw.dataDir = dir;
-        raw.tenants = [{ id: 't1', webhooks: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET }] }];
+        raw.tenants = [{ id: 't1', webhooks: [{ id: 'ep1', url: `${receiver.url}/hook`, secret: SECRET, ...(events ? { events } : {}) }] }];
         raw.webhooks = { timeoutMs: 10_000, retryBaseMs: 100, retryMaxDelayMs: 300, ...webhooks };
       },
     });
@@ -140,5 +141,53 @@ describe('webhook dispatcher on the memory store', () => {
     expect(await queue.replayDead([dead!.id], Date.now())).toEqual([dead!.id]);
     await eventually(() => receiver.received.length === before + 1, 'the replayed delivery');
     expect(receiver.received.at(-1)!.deliveryId).toBe(deliveryIdFor('t1', m2.id, 'ep1'));
+  });
+
+  it('a conversation.updated job gets the same retries, dead letter and replay as message.created', async () => {
+    await setup({ retryWindowMs: 3000 }, ['conversation.updated']);
+    let up = false;
+    receiver.respond = () => ({ status: up ? 200 : 500 });
+    const at = new Date().toISOString();
+    const update: ConversationUpdate = {
+      id: randomUUID(),
+      tenantId: 't1',
+      sessionId: 's1',
+      version: 7,
+      at,
+      conversation: {
+        sessionId: 's1',
+        status: 'resolved',
+        assignee: 'ag-1',
+        visitor: { type: 'visitor', id: 's1', verified: false },
+        lastMessage: null,
+        unreadCount: 0,
+        messageCount: 0,
+        online: false,
+        createdAt: at,
+        lastActivityAt: at,
+      },
+    };
+    // Not subscribed to message.created: a message is not delivered to this endpoint.
+    await store.events.publishMessage(message());
+    await store.events.publishUpdate(update);
+    const queue = activeWebhookQueue()!;
+    await eventually(async () => (await queue.deadSize()) === 1, 'dead after the window');
+    const ids = new Set(receiver.received.map((r) => r.deliveryId));
+    expect(ids).toEqual(new Set([deliveryIdFor('t1', update.id, 'ep1')]));
+    expect(receiver.received.length).toBeGreaterThan(1);
+    const [dead] = await queue.listDead(10);
+    expect(dead).toMatchObject({
+      reason: 'retry_window_exhausted',
+      error: 'HTTP 500',
+      item: { type: 'conversation.updated', sessionId: 's1' },
+    });
+    up = true;
+    const before = receiver.received.length;
+    expect(await queue.replayDead([dead!.id], Date.now())).toEqual([dead!.id]);
+    await eventually(() => receiver.received.length === before + 1, 'the replayed delivery');
+    const got = receiver.received.at(-1)!;
+    expect(got.deliveryId).toBe(deliveryIdFor('t1', update.id, 'ep1'));
+    expect(verifyWebhook(SECRET, { timestamp: got.timestamp, signature: got.signature }, got.body)).toBe(true);
+    expect(JSON.parse(got.body)).toMatchObject({ id: `evt_${update.id}`, type: 'conversation.updated', tenantId: 't1', data: update });
   });
 });
