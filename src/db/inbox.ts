@@ -167,13 +167,21 @@ export class KyselyConversationStore implements ConversationStore {
   }
 }
 
-/** The conversation's summary row, locked for the rest of the transaction (the seq's row lock). */
+/**
+ * The conversation's summary row, locked for the rest of the transaction (the seq's row lock). Two
+ * statements: the lock, then the read. One `select … join messages … for update of c` that waited
+ * for a message's commit re-read the conversation row but kept the join from its snapshot taken
+ * before that commit, so the summary had the new counts with the previous last message (or none).
+ */
 async function lockSummary(tx: Kysely<Tables>, tenantId: string, sessionId: string): Promise<SummaryRow | undefined> {
+  const locked = await sql<{ id: string }>`
+    select id from conversations where session_id = ${sessionId} and tenant_id = ${tenantId} for update`.execute(tx);
+  const id = locked.rows[0]?.id;
+  if (id === undefined) return undefined;
   const { rows } = await sql<SummaryRow>`
     select ${SUMMARY_COLUMNS}
     from conversations c left join messages lm on lm.id = c.last_message_id
-    where c.session_id = ${sessionId} and c.tenant_id = ${tenantId}
-    for update of c`.execute(tx);
+    where c.id = ${id}::uuid`.execute(tx);
   return rows[0];
 }
 

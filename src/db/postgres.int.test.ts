@@ -2,6 +2,7 @@
 // PostgreSQL: two processes writing the same conversations, a relay process killed between commit
 // and publish, and start-up refusing pending migrations.
 import { sql } from 'kysely';
+import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL, dropSchema, has, uniqueSchema } from '../../test/helpers/services.js';
@@ -13,6 +14,7 @@ import { DbOutboxRelay } from './outbox-relay.js';
 import { spawnChild } from '../../test/helpers/db/child.js';
 import { testDbConfig } from '../../test/helpers/db/config.js';
 import { RecordingEventLog } from '../../test/helpers/db/recording-event-log.js';
+import { eventually } from '../../test/helpers/eventually.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -109,6 +111,60 @@ describe.skipIf(!available)('PostgreSQL', () => {
         }
       } finally {
         await child.kill();
+      }
+    });
+
+    it("a status change and an agents' read queued behind a message's commit summarise the conversation after it", async () => {
+      // Another session holds the conversation's row lock; a message, then a change and a read queue
+      // behind it. When it lets go the message commits first (row-lock waiters go in turn), and the
+      // two after it must read it: their summaries name it as lastMessage. In one statement that
+      // waited for the lock (select … join messages … for update, update … from … join messages)
+      // the row was re-read but the joined last message came from the snapshot before the wait.
+      const tenant = 'queued';
+      const sid = `q-${schema}`;
+      // Its own handle, with a statement timeout far above any wait here (the default 10 s would
+      // cancel the queued statements on a machine busy enough).
+      const db = await openDatabase({ ...config, database: { ...config.database, statementTimeoutMs: 600_000 } }, silent);
+      const first = await db.messages.accept(msg(tenant, sid, 'first'));
+      if (first.kind !== 'created') throw new Error(first.kind);
+      const holder = new pg.Client({ connectionString: DATABASE_URL });
+      await holder.connect();
+      try {
+        await holder.query(`set search_path to ${schema}`);
+        await holder.query('begin');
+        await holder.query('select id from conversations where session_id = $1 for update', [sid]);
+        const holderPid = (await holder.query('select pg_backend_pid() as pid')).rows[0].pid as number;
+        // Backends waiting for the holder, or for one that waits for it (later waiters queue on the
+        // first one's tuple lock).
+        const blocked = async () =>
+          Number(
+            (
+              await sql<{ n: string }>`
+                with first as (select array_agg(pid) as p from pg_stat_activity where ${holderPid}::int = any(pg_blocking_pids(pid)))
+                select count(*) as n from pg_stat_activity, first
+                where pg_blocking_pids(pid) && (array[${holderPid}::int] || coalesce(first.p, '{}'::int[]))`.execute(db.kysely)
+            ).rows[0]!.n,
+          );
+        const second = db.messages.accept(msg(tenant, sid, 'second'));
+        await eventually(async () => (await blocked()) === 1, 'the message waiting for the lock');
+        const change = db.conversations.change(tenant, sid, { status: 'pending' }, { type: 'agent', id: 'ag-1' });
+        const read = db.messages.markRead(tenant, sid, 'agent:ag-1', first.message.id);
+        await eventually(async () => (await blocked()) === 3, 'the change and the read waiting too');
+        await holder.query('rollback');
+        const [m, c, r] = await Promise.all([second, change, read]);
+        if (m.kind !== 'created' || c.kind !== 'changed' || !r.found || !r.update) throw new Error('all three commit');
+        // Each summary agrees with the commit order its version gives.
+        for (const u of [c.update, r.update]) {
+          const after = u.version > m.update.version;
+          expect(u.conversation.lastMessage!.id).toBe(after ? m.message.id : first.message.id);
+          expect(u.conversation.messageCount).toBe(after ? 2 : 1);
+        }
+        expect(new Set([m.update.version, c.update.version, r.update.version]).size).toBe(3);
+        const newest = [m.update, c.update, r.update].sort((x, y) => y.version - x.version)[0]!;
+        expect(await db.conversations.summary(tenant, sid)).toEqual({ conversation: newest.conversation, version: newest.version });
+      } finally {
+        await holder.end();
+        await db.close();
       }
     });
 

@@ -25,6 +25,12 @@ export async function markRead(
         where c.session_id = ${sessionId} and c.tenant_id = ${tenantId} and m.id = ${messageId}::uuid`.execute(tx);
       const row = target.rows[0];
       if (!row) return { found: false };
+      // The conversation's row lock first (before the pointer's, in the order erasure takes them):
+      // the statements below then read after any message that committed meanwhile (in one UPDATE …
+      // FROM, a wait for that commit re-read the row but kept the joined last message from before
+      // it: a summary with new counts and an old lastMessage).
+      const locked = await sql`select id from conversations where id = ${row.conversation_id}::uuid for update`.execute(tx);
+      if (locked.rows.length === 0) return { found: false };
       // A pointer only moves forward: a late "read" of an older message does not move it back.
       await sql`
         insert into read_pointers (conversation_id, reader_id, tenant_id, message_id, seq, updated_at)
