@@ -9,7 +9,7 @@ import type { ChatMessage } from '../chat/message.js';
 import type { ReadinessCheck } from '../roles/role-context.js';
 import { createAuth, type Auth } from '../auth/index.js';
 import { createChatService, type ChatService } from '../chat/chat-service.js';
-import { createRevocationCheck } from '../ops/revocation.js';
+import { createRevocationCheck, restoreRevocations } from '../ops/revocation.js';
 import { startEmailWorker } from '../notify/start.js';
 import { createInbox, withPresence, type Inbox } from '../chat/inbox.js';
 
@@ -63,6 +63,20 @@ export async function createServices(
     await db.close().catch(() => undefined);
     throw err;
   }
+  // Revocations are recorded in the database; the store, which every check reads, is restored from
+  // it before this process checks a token (memory: it starts empty) and whenever Redis comes back
+  // without its data.
+  let restoring: { stop(): Promise<void> };
+  try {
+    restoring = await store.keepRestored(
+      () => restoreRevocations(db.revocations, store.revocations),
+      logger.child({ component: 'revocations' }),
+    );
+  } catch (err) {
+    if (!sharedStore) await store.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
   // Agent revocation: tokens of a revoked subject issued before the revocation are refused.
   const revocation = createRevocationCheck(store.revocations);
   const auth = createAuth(config, { isRevoked: revocation.isRevoked });
@@ -94,7 +108,7 @@ export async function createServices(
       logger: logger.child({ component: 'email' }),
     });
   } catch (err) {
-    await Promise.allSettled([relay.stop(), retention.stop()]);
+    await Promise.allSettled([relay.stop(), retention.stop(), restoring.stop()]);
     await Promise.allSettled([store.close(), db.close()]);
     throw err;
   }
@@ -128,7 +142,7 @@ export async function createServices(
     ],
     async close() {
       // The relay first: publishes in flight finish (bounded) while the store and database are open.
-      await Promise.allSettled([relay.stop(), retention.stop(), email?.stop()]);
+      await Promise.allSettled([relay.stop(), retention.stop(), email?.stop(), restoring.stop()]);
       await Promise.allSettled([store.close(), db.close()]);
     },
   };

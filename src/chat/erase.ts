@@ -9,8 +9,11 @@
 // finds the sessions no longer in the database, so a session id is also erased from the store
 // directly when given (`--session`): a retry always completes what the first run started.
 // Not erased: agent-stream entries (the agents' recoverable stream must keep contiguous offsets;
-// they age out with `agentHistorySize`) and per-node in-memory caches of token→session bindings
-// (a cached binding names a session that no longer holds anything; it ends with the token).
+// they age out with `agentHistorySize`), per-node in-memory caches of token→session bindings
+// (a cached binding names a session that no longer holds anything; it ends with the token), and
+// token revocations (`chatd token revoke`: the database's `revocations` row and the store's copy).
+// A revocation is a security record, not chat data — the tenant, the subject id and an instant —
+// and erasing it would let the subject's tokens issued before it in again, so it is kept on purpose.
 import type { DatabaseErasure, EraseSubject, MessageStore } from '../db/ports.js';
 import { ChatdError } from '../errors.js';
 import { ID_PATTERN, ID_SOURCE, USER_ID_PATTERN, USER_ID_SOURCE } from '../ids.js';

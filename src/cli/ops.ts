@@ -3,8 +3,10 @@
 //   chatd erase --tenant T (--session S | --user U) [--dry-run] [--json]
 //   chatd token revoke --tenant T --user U [--json]
 // With PostgreSQL and Redis configured, erase and revoke act on them directly (every node shares
-// them); with the embedded defaults the data lives inside the server process, so they go through
-// its admin listener with the admin token (POST /admin/erase, /admin/token/revoke: src/app/admin/ops.ts).
+// them; a revoke is recorded in PostgreSQL, then stored in Redis); otherwise (the embedded defaults,
+// or Redis beside the embedded database) the data lives inside the server process, so they go
+// through its admin listener with the admin token (POST /admin/erase, /admin/token/revoke:
+// src/app/admin/ops.ts).
 import type { Command } from 'commander';
 import { eraseSubject, parseEraseRequest, type EraseReport } from '../chat/erase.js';
 import type { Config } from '../config/schema.js';
@@ -90,8 +92,8 @@ export function registerOpsCommands(program: Command): void {
         if (!ID_PATTERN.test(opts.tenant)) throw new CliError(`--tenant "${opts.tenant}" must match ${ID_SOURCE}`);
         if (!USER_ID_PATTERN.test(opts.user)) throw new CliError(`--user "${opts.user}" must match ${USER_ID_SOURCE}`);
         const { config } = await loadCliConfig(cmd);
-        const r = engineOf(config).shared
-          ? await withStore(config, (store) => revokeSubject({ revocations: store.revocations, bus: store.bus }, opts.tenant, opts.user))
+        const r = direct(config)
+          ? await revokeDirect(config, opts.tenant, opts.user)
           : await adminPost<{ tenantId: string; userId: string; revokedAt: string }>(
               config,
               '/admin/token/revoke',
@@ -111,6 +113,17 @@ async function eraseDirect(config: Config, request: Parameters<typeof eraseSubje
   const db = await openDatabase(config, createLogger({ level: 'silent', format: 'json' }));
   try {
     return await withStore(config, (store) => eraseSubject({ messages: db.messages, erasure: store.erasure }, request));
+  } finally {
+    await db.close();
+  }
+}
+
+async function revokeDirect(config: Config, tenantId: string, userId: string) {
+  const db = await openDatabase(config, createLogger({ level: 'silent', format: 'json' }));
+  try {
+    return await withStore(config, (store) =>
+      revokeSubject({ log: db.revocations, revocations: store.revocations, bus: store.bus }, tenantId, userId),
+    );
   } finally {
     await db.close();
   }

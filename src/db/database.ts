@@ -8,6 +8,7 @@ import { KyselyConversationStore } from './inbox.js';
 import { KyselyOfflineStore } from './offline-store.js';
 import { KyselyConversationOutbox, KyselyOutbox } from './outbox.js';
 import type { Database } from './ports.js';
+import { KyselyRevocationLog } from './revocations.js';
 import type { Tables } from './schema.js';
 
 export type Dialect = Database['dialect'];
@@ -18,6 +19,7 @@ export class KyselyDatabase implements Database {
   readonly conversations: KyselyConversationStore;
   readonly conversationOutbox: KyselyConversationOutbox;
   readonly offline: KyselyOfflineStore;
+  readonly revocations: KyselyRevocationLog;
   readonly dialect: Dialect;
   /** The Kysely instance, for migrations and tests; the rest of chatd uses the ports. */
   readonly kysely: Kysely<Tables>;
@@ -39,6 +41,7 @@ export class KyselyDatabase implements Database {
       maxInFlight: dialect === 'postgres' ? (opts.maxInFlight ?? 1) : 1,
     });
     this.offline = new KyselyOfflineStore(kysely);
+    this.revocations = new KyselyRevocationLog(kysely);
     this.outbox = new KyselyOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });
     this.conversations = new KyselyConversationStore(kysely);
     this.conversationOutbox = new KyselyConversationOutbox(kysely, { lockWhilePublishing: dialect === 'postgres' });

@@ -259,6 +259,21 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
     ]),
     down: statements([ACCEPT_BATCH_SQL_0006, 'alter table conversations drop column if exists version']),
   },
+  '0008_revocations': {
+    // `chatd token revoke`: the durable record of each subject's revocation instant (the store holds
+    // the copy every node reads; src/ops/revocation.ts writes here first and restores the store from
+    // here). One row per (tenant, subject); the instant only moves forward (upsert with greatest()).
+    up: statements([
+      `create table revocations (
+        tenant_id text not null,
+        user_id text not null,
+        revoked_at timestamptz not null,
+        updated_at timestamptz not null default now(),
+        primary key (tenant_id, user_id)
+      )`,
+    ]),
+    down: statements(['drop table if exists revocations']),
+  },
 };
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).sort().at(-1)!;

@@ -372,8 +372,39 @@ export interface OfflineStore {
   isUnsubscribed(tenantId: string, email: string): Promise<boolean>;
 }
 
+// ---------------------------------------------------------------- revocations
+
+/** One subject's revocation as recorded: tokens of `userId` in `tenantId` issued before `atMs` are refused. */
+export interface Revocation {
+  readonly tenantId: string;
+  readonly userId: string;
+  /** ms since the epoch. */
+  readonly atMs: number;
+}
+
+/**
+ * The durable record of `chatd token revoke` (src/ops/revocation.ts): written, and committed,
+ * before a revoke is acknowledged; the store keeps the copy every node reads, and is restored from
+ * here where it can have lost it (an in-process store after a restart, Redis after a restart without
+ * its data). Kept when a user or tenant is erased: it is a security record, not chat data.
+ */
+export interface RevocationLog {
+  /**
+   * Records `atMs` as the subject's revocation unless a later one is recorded (only moves forward:
+   * the later instant wins, whatever the order of concurrent calls). Resolves after COMMIT with the
+   * instant now recorded.
+   */
+  record(tenantId: string, userId: string, atMs: number): Promise<number>;
+  /** The recorded instant (ms), or null when the subject was never revoked. */
+  revokedAt(tenantId: string, userId: string): Promise<number | null>;
+  /** Every recorded revocation, keyset-paged by (tenantId, userId) after `after`, at most `limit`. */
+  list(after: { tenantId: string; userId: string } | undefined, limit: number): Promise<Revocation[]>;
+}
+
 export interface Database {
   readonly messages: MessageStore;
+  /** `chatd token revoke`'s durable record. */
+  readonly revocations: RevocationLog;
   /** Contact capture and email jobs. */
   readonly offline: OfflineStore;
   readonly outbox: Outbox;

@@ -142,6 +142,15 @@ export interface OutboxTable {
   created_at: Timestamp;
 }
 
+/** `chatd token revoke`'s durable record (migration 0008): a subject's latest revocation instant. */
+export interface RevocationsTable {
+  tenant_id: string;
+  /** The tokens' subject (JWT `sub`): an agent's or user's id. */
+  user_id: string;
+  revoked_at: Timestamp;
+  updated_at: Generated<Timestamp>;
+}
+
 export interface Tables {
   conversations: ConversationsTable;
   messages: MessagesTable;
@@ -152,4 +161,5 @@ export interface Tables {
   email_jobs: EmailJobsTable;
   email_deliveries: EmailDeliveriesTable;
   email_unsubscribes: EmailUnsubscribesTable;
+  revocations: RevocationsTable;
 }

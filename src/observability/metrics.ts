@@ -90,6 +90,12 @@ export const webhookJobsRepublished = new client.Counter({
   registers: [registry],
 });
 
+export const revocationsRestored = new client.Counter({
+  name: 'chatd_revocations_restored_total',
+  help: 'Token revocations written back into the store from the database: at start, and after Redis came back without its data (meta:webhook_epoch gone).',
+  registers: [registry],
+});
+
 export const webhookRetrySetSize = new client.Gauge({
   name: 'chatd_webhook_retry_scheduled',
   help: 'Deliveries waiting for a retry in meta:webhook_retry.',

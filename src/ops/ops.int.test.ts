@@ -263,7 +263,11 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     const unsubscribe = await store.bus.subscribe('tA', (e) => events.push(e));
     // A fixed wait on purpose: the nodes cache "not revoked" for 1 s and nothing signals its expiry.
     await new Promise((r) => setTimeout(r, 1100)); // past the nodes' 1 s cache of "not revoked"
-    await revokeSubject({ revocations: store.revocations, bus: store.bus }, 'tA', 'agent-7');
+    const { revokedAt } = await revokeSubject({ log: db.revocations, revocations: store.revocations, bus: store.bus }, 'tA', 'agent-7');
+    // Recorded in PostgreSQL (the durable record) and in Redis (what the nodes read).
+    const row = await sql.query(`select revoked_at from revocations where tenant_id = 'tA' and user_id = 'agent-7'`);
+    expect(new Date(row.rows[0].revoked_at).toISOString()).toBe(revokedAt);
+    expect(await store.revocations.revokedAt('tA', 'agent-7')).toBe(Date.parse(revokedAt));
     for (const n of nodes) {
       await expect(n.tokens.verify(old.token)).rejects.toMatchObject({ code: 'token_revoked' });
       expect((await n.tokens.verify(bystander.token)).subject).toBe('agent-8');
@@ -280,5 +284,11 @@ describe.skipIf(!ready)('erase and revoke (Redis + PostgreSQL)', () => {
     // Same agent id in another tenant: not revoked.
     const otherTenant = await nodes[0]!.tokens.mint({ tenantId: 'tB', role: 'agent', subject: 'agent-7', ttlSeconds: 600 });
     expect((await nodes[0]!.tokens.verify(otherTenant.token)).tenantId).toBe('tB');
+
+    // Erasing the subject's data keeps its revocation (a security record), in both places.
+    await eraseSubject({ messages: db.messages, erasure: store.erasure }, { tenantId: 'tA', userId: 'agent-7' });
+    expect(await db.revocations.revokedAt('tA', 'agent-7')).toBe(Date.parse(revokedAt));
+    expect(await store.revocations.revokedAt('tA', 'agent-7')).toBe(Date.parse(revokedAt));
+    await expect(nodes[1]!.tokens.verify(old.token)).rejects.toMatchObject({ code: 'token_revoked' });
   });
 });

@@ -509,6 +509,16 @@ export interface Store {
    * connections, one of them blocking on XREADGROUP; closed by the queue's close()).
    */
   openWebhookQueue(opts: WebhookQueueOptions): Promise<OpenedWebhookQueue>;
+  /**
+   * Keeps the engine's copy of what the database records for it (revocations: src/ops/revocation.ts)
+   * in place wherever the engine can lose it. `restore` writes every record back (idempotent: it
+   * only moves instants forward) and resolves with how many. Memory: runs it once, now (a process
+   * starts with an empty store), and rejects when it fails — the process must not serve without it.
+   * Redis: runs it at the first look and after every restart without data that the data epoch shows
+   * (redis/redis-data-epoch.ts); resolves after the first look and retries a failed restore each
+   * second. stop() ends the watch.
+   */
+  keepRestored(restore: () => Promise<number>, logger: Logger): Promise<{ stop(): Promise<void> }>;
   /** Throws DependencyError when unreachable (for /readyz). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -34,7 +34,7 @@ export function opsAdminEndpoints(admin: AdminRoutes, ctx: AdminContext): void {
         throw new ChatdError('validation_failed', 'tenantId and userId are required ([A-Za-z0-9_-] and [A-Za-z0-9_.@-], 1-128 characters)');
       }
       const svc = await ctx.services();
-      const r = await revokeSubject({ revocations: svc.store.revocations, bus: svc.store.bus }, tenantId, userId);
+      const r = await revokeSubject({ log: svc.db.revocations, revocations: svc.store.revocations, bus: svc.store.bus }, tenantId, userId);
       svc.revocation.forget(tenantId, userId);
       return { body: r };
     },

@@ -4,9 +4,10 @@
 // XADD succeeded (DESIGN.md "One path for a message", step 4). Before this guard those messages
 // were silently never POSTed. The messages themselves are in PostgreSQL, so:
 //
-// - Detection: a data epoch, `meta:webhook_epoch`, a random id written once with SET NX and never
-//   expiring. Every dispatcher reads it each `intervalMs`; missing or different from the one it
-//   knew means Redis lost its data since the last look.
+// - Detection: the data epoch (redis-data-epoch.ts), `meta:webhook_epoch`, a random id written once
+//   with SET NX and never expiring. Every dispatcher reads it each `intervalMs`; missing or different
+//   from the one it knew means Redis lost its data since the last look. The same detection restores
+//   revocations on every api and ws node (RestoreWatch there).
 // - The safe window: with each look (one Lua script, so atomic with the epoch it belongs to) the
 //   guard remembers the oldest `createdAt` among jobs not yet settled (pending, unread, in the
 //   retry set — or the newest job when all are settled). Everything older was delivered or
@@ -23,13 +24,13 @@
 // before the loss can tell — one started after it sees a Redis it never knew and claims a new
 // epoch; dead-lettered deliveries are not re-sent (they are counted in the warning, the dead list
 // is lost); each part of the snapshot is scanned up to `scanLimit` entries.
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ChatMessage } from '../../chat/message.js';
 import type { Outbox } from '../../db/ports.js';
 import type { ConversationUpdate } from '../../chat/conversation.js';
 import { webhookRedisDataLoss, webhookJobsRepublished } from '../../observability/metrics.js';
 import type { QueueSnapshot, RedisWebhookQueue } from './redis-webhook-queue.js';
+import { DataEpoch } from './redis-data-epoch.js';
 
 export interface RedisLossGuardOptions {
   readonly queue: Pick<RedisWebhookQueue, 'claimEpoch' | 'snapshot' | 'appendJobs' | 'init'>;
@@ -48,7 +49,6 @@ export interface RedisLossGuardOptions {
 }
 
 interface Seen {
-  readonly epoch: string;
   readonly snapshot: QueueSnapshot;
   /** When the snapshot was taken (ms, this node's clock). */
   readonly at: number;
@@ -61,8 +61,11 @@ export class RedisLossGuard {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private failing = false;
+  private readonly epoch: DataEpoch;
 
-  constructor(private readonly opts: RedisLossGuardOptions) {}
+  constructor(private readonly opts: RedisLossGuardOptions) {
+    this.epoch = new DataEpoch((candidate) => opts.queue.claimEpoch(candidate));
+  }
 
   start(): void {
     if (this.timer) return;
@@ -99,16 +102,12 @@ export class RedisLossGuard {
     if (this.replayFrom) return this.replay();
     const at = Date.now();
     const snap = await this.opts.queue.snapshot();
+    // A first look joins the epoch in place, or starts one (a new Redis, or one that lost its data
+    // before this node came up — which this node cannot tell apart).
+    const seen = await this.epoch.look(snap.epoch);
     const known = this.seen;
-    if (known && snap.epoch === known.epoch) {
-      this.seen = { epoch: known.epoch, snapshot: snap, at };
-      return;
-    }
-    if (!known) {
-      // First look of this process: join the epoch in place, or start one (a new Redis, or one
-      // that lost its data before this node came up — which this node cannot tell apart).
-      const epoch = snap.epoch ?? (await this.opts.queue.claimEpoch(newEpoch()));
-      this.seen = { epoch, snapshot: epoch === snap.epoch ? snap : { ...snap, epoch }, at };
+    if (seen !== 'lost' || !known) {
+      this.seen = { snapshot: snap.epoch === this.epoch.known ? snap : { ...snap, epoch: this.epoch.known ?? null }, at };
       return;
     }
     // The epoch is gone (or another node already replaced it): Redis lost its data since `known`.
@@ -117,8 +116,8 @@ export class RedisLossGuard {
     webhookRedisDataLoss.inc();
     // The group first (at '0', so nothing appended since the restart is skipped), then the epoch.
     await this.opts.queue.init('0');
-    const epoch = await this.opts.queue.claimEpoch(newEpoch());
-    this.seen = { epoch, snapshot: { epoch, oldestUnsettled: null, retries: 0, dead: 0 }, at: Date.now() };
+    const epoch = await this.epoch.renew();
+    this.seen = { snapshot: { epoch, oldestUnsettled: null, retries: 0, dead: 0 }, at: Date.now() };
     this.replayFrom = { since, lost: known.snapshot };
     await this.replay();
   }
@@ -167,8 +166,6 @@ export class RedisLossGuard {
     );
   }
 }
-
-const newEpoch = () => `${Date.now()}-${randomBytes(6).toString('hex')}`;
 
 function updateJobOf(u: ConversationUpdate) {
   return {

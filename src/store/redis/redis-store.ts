@@ -23,11 +23,12 @@ import { RedisBus } from './redis-bus.js';
 import { RedisShardedBus } from './redis-sharded-bus.js';
 import { RedisEventLog, type RedisEventLogOptions } from './redis-event-log.js';
 import { RedisLossGuard } from './redis-loss-guard.js';
+import { RestoreWatch } from './redis-data-epoch.js';
 import { RedisNodeRegistry } from './redis-node-registry.js';
 import { RedisPresenceStore } from './redis-presence-store.js';
 import { RedisRateLimiter } from './redis-rate-limiter.js';
 import { RedisSessionStore } from './redis-session-store.js';
-import { openRedisWebhookQueue } from './redis-webhook-queue.js';
+import { openRedisWebhookQueue, webhookKeys } from './redis-webhook-queue.js';
 import { RedisWebhookStream } from './redis-webhook-stream.js';
 import { RedisErasureStore, RedisRevocationStore } from './redis-erasure.js';
 
@@ -61,11 +62,14 @@ export class RedisStore implements Store {
   private readonly dedicated = new Set<RedisClient>();
   private readonly connectTimeoutMs: number;
   private readonly connection: RedisConnectionConfig & { readonly prefix: string };
+  /** The data epoch's key (the webhook queue's): gone = Redis lost its data. */
+  private readonly epochKey: string;
 
   constructor(opts: RedisStoreOptions, logger: Logger) {
     const cluster = opts.cluster;
     this.kind = cluster ? 'redis-cluster' : 'redis';
     this.keys = redisKeys(opts.prefix, cluster ? 'cluster' : 'standalone');
+    this.epochKey = webhookKeys(opts.prefix, cluster ? 'cluster' : 'standalone').epoch;
     let blocking: () => RedisClient;
     if (cluster) {
       const setup = clusterSetup(cluster, { commandTimeoutMs: opts.commandTimeoutMs, connectTimeoutMs: opts.connectTimeoutMs });
@@ -143,6 +147,16 @@ export class RedisStore implements Store {
       streamMaxLen: opts.streamMaxLen,
     });
     return { queue, companion };
+  }
+
+  /**
+   * Restores at the first look and after every loss the data epoch shows (redis-data-epoch.ts), on
+   * the command connection; resolves after the first look (a failed one is retried each second).
+   */
+  async keepRestored(restore: () => Promise<number>, logger: Logger): Promise<{ stop(): Promise<void> }> {
+    const watch = new RestoreWatch({ redis: this.client, epochKey: this.epochKey, restore, logger });
+    await watch.start();
+    return watch;
   }
 
   /** Connects both long-lived connections; rejects with DependencyError after `timeoutMs`. */

@@ -17,6 +17,7 @@ import {
   type RedisConnectionConfig,
 } from './connection.js';
 import { redisKeys } from './keys.js';
+import { CLAIM_EPOCH } from './scripts.js';
 import { compareStreamIds, decodeRetry, encodeRetry, parseJobFields, replayItem } from '../webhook-jobs.js';
 import type { WebhookJob, ClaimedRetry, DeadEntry, DeadInput, DeadReason, ScheduledRetry, Settlement, WebhookQueue } from '../ports.js';
 
@@ -26,7 +27,7 @@ export interface RedisQueueKeys {
   readonly jobs: string;
   readonly retry: string;
   readonly dead: string;
-  /** The data epoch: a random id written once (SET NX); gone = Redis lost its data (redis-loss-guard.ts). */
+  /** The data epoch: a random id written once (SET NX); gone = Redis lost its data (redis-data-epoch.ts). */
   readonly epoch: string;
 }
 
@@ -107,11 +108,6 @@ return 1
 
 const ACK_MANY = `return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))`;
 
-// KEYS: epoch. ARGV: candidate. Returns the epoch in place (the candidate when there was none).
-const CLAIM_EPOCH = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
-return redis.call('GET', KEYS[1])
-`;
 
 // One consistent read of what is unsettled, with the epoch it belongs to (so a snapshot taken just
 // after a restart is recognized as one of the new, empty Redis). Scans at most ARGV[2] entries of
@@ -256,7 +252,7 @@ export class RedisWebhookQueue implements WebhookQueue {
   /** Writes `candidate` as the data epoch unless one is there; returns the one in place. */
   async claimEpoch(candidate: string): Promise<string> {
     try {
-      return String(await this.script(CLAIM_EPOCH, 1, this.keys.epoch, candidate));
+      return String(await this.script(CLAIM_EPOCH.lua, 1, this.keys.epoch, candidate));
     } catch (err) {
       wrap(err, 'claiming the webhook data epoch');
     }

@@ -56,6 +56,18 @@ return 1
 `,
 };
 
+/**
+ * KEYS[1] the data epoch (`meta:webhook_epoch`, redis-data-epoch.ts). ARGV: candidate. Writes the
+ * candidate unless an epoch is there; returns the epoch in place (the candidate when there was none).
+ */
+export const CLAIM_EPOCH: ScriptDef = {
+  numberOfKeys: 1,
+  lua: `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return ARGV[1] end
+return redis.call('GET', KEYS[1])
+`,
+};
+
 type Layout = 'standalone' | 'cluster';
 
 // Shared by the presence scripts.
@@ -515,6 +527,7 @@ export const SCRIPTS = {
   chatdSessionUpsert: SESSION_UPSERT,
   chatdBind: BIND,
   chatdRevoke: REVOKE,
+  chatdClaimEpoch: CLAIM_EPOCH,
   chatdPresenceAdd: PRESENCE_ADD.standalone,
   chatdPresenceRemove: PRESENCE_REMOVE.standalone,
   chatdPresenceHeartbeat: PRESENCE_HEARTBEAT.standalone,
