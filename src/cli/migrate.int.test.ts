@@ -30,13 +30,14 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     expect(before.stdout).toMatch(/0005_tenant_notify\s+pending/);
     expect(before.stdout).toMatch(/0006_accept_batch\s+pending/);
     expect(before.stdout).toMatch(/0007_conversation_version\s+pending/);
+    expect(before.stdout).toMatch(/0008_revocations\s+pending/);
     expect(before.stdout).toContain('run `chatd migrate up`');
     expect((await runChatd(args('migrate', 'status', '--check'), { cwd, env })).code).toBe(2);
 
     const up = await runChatd(args('migrate', 'up'), { cwd, env });
     expect(up.code).toBe(0);
     expect(up.stdout).toMatch(
-      /0001_init\s+up\s+done\n0002_retention_index\s+up\s+done\n0003_conversations_inbox\s+up\s+done\n0004_offline_email\s+up\s+done\n0005_tenant_notify\s+up\s+done\n0006_accept_batch\s+up\s+done\n0007_conversation_version\s+up\s+done/,
+      /0001_init\s+up\s+done\n0002_retention_index\s+up\s+done\n0003_conversations_inbox\s+up\s+done\n0004_offline_email\s+up\s+done\n0005_tenant_notify\s+up\s+done\n0006_accept_batch\s+up\s+done\n0007_conversation_version\s+up\s+done\n0008_revocations\s+up\s+done/,
     );
 
     const status = await runChatd(args('--json', 'migrate', 'status', '--check'), { cwd, env });
@@ -56,6 +57,7 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
       expect.objectContaining({ name: '0005_tenant_notify', status: 'applied' }),
       expect.objectContaining({ name: '0006_accept_batch', status: 'applied' }),
       expect.objectContaining({ name: '0007_conversation_version', status: 'applied' }),
+      expect.objectContaining({ name: '0008_revocations', status: 'applied' }),
     ]);
 
     expect((await runChatd(args('migrate', 'up'), { cwd, env })).stdout).toContain('nothing to apply: up to date');
@@ -63,10 +65,10 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
     const down = await runChatd(args('--json', 'migrate', 'down'), { cwd, env });
     expect(down.code).toBe(0);
     // Down reverts the last one only.
-    expect(JSON.parse(down.stdout).steps).toEqual([{ name: '0007_conversation_version', direction: 'down', status: 'done' }]);
+    expect(JSON.parse(down.stdout).steps).toEqual([{ name: '0008_revocations', direction: 'down', status: 'done' }]);
     const after = (await runChatd(args('migrate', 'status'), { cwd, env })).stdout;
-    expect(after).toMatch(/0006_accept_batch\s+applied/);
-    expect(after).toMatch(/0007_conversation_version\s+pending/);
+    expect(after).toMatch(/0007_conversation_version\s+applied/);
+    expect(after).toMatch(/0008_revocations\s+pending/);
   }, 300_000);
 
   it('serve refuses to start on pending migrations and names the command to run', async () => {
@@ -77,7 +79,7 @@ describe.skipIf(!(await has('postgres')))('chatd migrate (PostgreSQL)', () => {
       const r = await runChatd(['serve', '--role', 'api'], { cwd: dir, env });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(
-        `chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 7 pending migration(s): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch, 0007_conversation_version; run \`chatd migrate up\``,
+        `chatd: the database postgres://postgres@127.0.0.1:5432/test (schema ${fresh}) has 8 pending migration(s): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch, 0007_conversation_version, 0008_revocations; run \`chatd migrate up\``,
       );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

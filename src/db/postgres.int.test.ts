@@ -50,7 +50,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
         const err = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh }), silent).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(MigrationError);
         expect((err as Error).message).toMatch(
-          /7 pending migration\(s\): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch, 0007_conversation_version; run `chatd migrate up`/,
+          /8 pending migration\(s\): 0001_init, 0002_retention_index, 0003_conversations_inbox, 0004_offline_email, 0005_tenant_notify, 0006_accept_batch, 0007_conversation_version, 0008_revocations; run `chatd migrate up`/,
         );
         const migrated = await openDatabase(testDbConfig({ url: DATABASE_URL, schema: fresh, autoMigrate: true }), silent);
         await migrated.close();

@@ -3,6 +3,7 @@
 // = two nodes of one deployment); each test uses fresh tenant/session ids, so tests never collide.
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
+import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ConversationUpdate } from '../chat/conversation.js';
 import type { ChatMessage } from '../chat/message.js';
@@ -651,6 +652,24 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const base = 1_700_000_000_000;
         await Promise.all(Array.from({ length: 30 }, (_, i) => handles[i % 3]!.revocations.revoke(t, 'agent-1', base - i * 1000)));
         expect(await handles[1]!.revocations.revokedAt(t, 'agent-1')).toBe(base);
+      });
+
+      it("keepRestored runs the restore before it resolves: a process's start, whatever the engine", async () => {
+        // A new handle is a new process's first look (Redis: a data epoch it never knew).
+        const s = await harness.open();
+        const t = uid('t');
+        let calls = 0;
+        const watch = await s.keepRestored(async () => {
+          calls++;
+          await s.revocations.revoke(t, 'agent-1', 1_700_000_000_000);
+          return 1;
+        }, pino({ level: 'silent' }));
+        try {
+          expect(calls).toBe(1);
+          expect(await (await get()).revocations.revokedAt(t, 'agent-1')).toBe(1_700_000_000_000);
+        } finally {
+          await watch.stop();
+        }
       });
     });
 
