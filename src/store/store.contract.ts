@@ -659,11 +659,14 @@ export function storeContract(name: string, makeHarness: () => StoreHarness): vo
         const s = await harness.open();
         const t = uid('t');
         let calls = 0;
-        const watch = await s.keepRestored(async () => {
-          calls++;
-          await s.revocations.revoke(t, 'agent-1', 1_700_000_000_000);
-          return 1;
-        }, pino({ level: 'silent' }));
+        const watch = await s.keepRestored(
+          async () => {
+            calls++;
+            await s.revocations.revoke(t, 'agent-1', 1_700_000_000_000);
+            return 1;
+          },
+          pino({ level: 'silent' }),
+        );
         try {
           expect(calls).toBe(1);
           expect(await (await get()).revocations.revokedAt(t, 'agent-1')).toBe(1_700_000_000_000);

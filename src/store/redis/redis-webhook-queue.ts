@@ -108,7 +108,6 @@ return 1
 
 const ACK_MANY = `return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))`;
 
-
 // One consistent read of what is unsettled, with the epoch it belongs to (so a snapshot taken just
 // after a restart is recognized as one of the new, empty Redis). Scans at most ARGV[2] entries of
 // each part: the group's pending list, the entries after its last-delivered-id, the retry set.
