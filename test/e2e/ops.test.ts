@@ -25,7 +25,7 @@ const PUB_B = 'ck_pub_ops_b_0123456789abcdef';
 const SEC = 'ck_sec_ops_0123456789abcdefghij';
 
 const yaml = (adminPort: number, keys: string[], extra = '') =>
-  `server:\n  port: 0\nadmin:\n  port: ${adminPort}\nauth:\n  jwtSecret: ops-e2e-secret-0123456789abcdef\ntenants:\n  - id: acme\n    allowedOrigins: ['*']\n    apiKeys:\n${keys
+  `server:\n  port: 0\nadmin:\n  port: ${adminPort}\npresence:\n  offlineGraceMs: 300\nauth:\n  jwtSecret: ops-e2e-secret-0123456789abcdef\ntenants:\n  - id: acme\n    allowedOrigins: ['*']\n    apiKeys:\n${keys
     .map((k) => `      - key: ${k}\n`)
     .join('')}${extra}`;
 
@@ -125,10 +125,18 @@ describe('operations on the embedded defaults', () => {
   it(
     'token revoke closes the agent socket and refuses its token on HTTP and at CONNECT',
     async () => {
+      // A visitor of the tenant sees the agent come and, once revoked, go (availability_changed):
+      // the departure is announced after presence.offlineGraceMs, and this test waits for it so that
+      // it does not reach a later test's widget.
+      const v = await visitorToken(PUB_A, 's-revoke-watch');
+      const watcher = await connect({ apiKey: PUB_A, token: v.body.token, sessionId: 's-revoke-watch', fingerprint: 'fp-rw' });
+      const agentsSeen: number[] = [];
+      watcher.on('availability_changed', (p: { agentsOnline: number }) => agentsSeen.push(p.agentsOnline));
       const minted = await post('/api/chat/agent-token', SEC, { tenantId: 'acme', userId: 'agent-7' });
       expect(minted.status).toBe(200);
       const token = minted.body.token as string;
       const agent = await connect({ token });
+      await eventually(() => agentsSeen.includes(1), 'the agent announced online');
       const closed = new Promise<void>((r) => agent.once('disconnect', () => r()));
       const online = async () =>
         (await fetch(`${base}/api/chat/online-users?tenantId=acme`, { headers: { authorization: `Bearer ${token}` } })).status;
@@ -148,6 +156,8 @@ describe('operations on the embedded defaults', () => {
         (e: { data?: { code?: string } }) => e,
       );
       expect(err?.data?.code).toBe('token_revoked');
+      await eventually(() => agentsSeen.at(-1) === 0, 'the revoked agent announced gone');
+      watcher.close();
     },
     SLOW,
   );
