@@ -2,6 +2,7 @@
 // construction lives here and only here: the single binary passes its embedded WebAssembly and data
 // assets through `extra` (or `globalThis.__chatdPgliteAssets`), since PGlite cannot find its files
 // next to a bundle.
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -68,7 +69,7 @@ export async function createPglite(dir: string, extra: Partial<PGliteOptions> = 
   if (isInitialised(dir)) delete options.loadDataDir;
   else if (!options.loadDataDir) {
     const inChild = globalThis.__chatdPgliteInitInChild ?? (globalThis.__chatdPgliteAssets ? undefined : initialiseInChild);
-    if (inChild) await inChild(dir, options.postgresqlconf);
+    if (inChild && !(await copyTemplate(dir, options.postgresqlconf, inChild))) await inChild(dir, options.postgresqlconf);
   }
   const pg = new PGlite(options);
   await pg.waitReady;
@@ -101,4 +102,70 @@ async function initialiseInChild(dir: string, postgresqlconf: PGliteOptions['pos
     { ...process.env, CHATD_PGLITE_INIT: JSON.stringify({ moduleUrl, dir, postgresqlconf }) },
     dir,
   );
+}
+
+type Initialise = (dir: string, postgresqlconf: PGliteOptions['postgresqlconf']) => Promise<void>;
+
+/**
+ * The folder a fresh initdb is kept in for this PGlite version and these settings, beside the
+ * installed packages (`node_modules/.cache/chatd-pglite/…`, where build tools keep their caches);
+ * undefined where PGlite is not installed by path (the single binary).
+ */
+export function templateDir(postgresqlconf: PGliteOptions['postgresqlconf']): string | undefined {
+  let entry: string;
+  try {
+    entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  } catch {
+    return undefined;
+  }
+  const at = entry.lastIndexOf(`${path.sep}node_modules${path.sep}`);
+  if (at < 0) return undefined;
+  const modules = entry.slice(0, at + '/node_modules'.length);
+  let version = 'unknown';
+  try {
+    version = (JSON.parse(fs.readFileSync(path.join(modules, '@electric-sql', 'pglite', 'package.json'), 'utf8')) as { version: string })
+      .version;
+  } catch {
+    return undefined;
+  }
+  const settings = createHash('sha256')
+    .update(JSON.stringify(postgresqlconf ?? []))
+    .digest('hex')
+    .slice(0, 12);
+  return path.join(modules, '.cache', 'chatd-pglite', `${version}-${settings}`);
+}
+
+/**
+ * A first start copies a kept initdb result instead of running initdb (~5 s of WebAssembly) again:
+ * the template is made once per installation, by the first start that needs it (initialised in a
+ * folder of its own and renamed into place, so two starts at once never see half of one), and
+ * copied with PG_VERSION last, so a copy cut short is not taken for a database. Resolves false,
+ * leaving initdb to the caller, where no template can be kept (no cache folder, not writable).
+ */
+export async function copyTemplate(
+  dir: string,
+  postgresqlconf: PGliteOptions['postgresqlconf'],
+  initialise: Initialise,
+  template = templateDir(postgresqlconf),
+): Promise<boolean> {
+  if (!template) return false;
+  try {
+    if (!isInitialised(template)) {
+      const tmp = `${template}.${process.pid}-${randomBytes(4).toString('hex')}`;
+      fs.mkdirSync(tmp, { recursive: true });
+      try {
+        await initialise(tmp, postgresqlconf);
+        fs.renameSync(tmp, template);
+      } catch (err) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        // Another start put its template in place first: use that one.
+        if (!isInitialised(template)) throw err;
+      }
+    }
+    fs.cpSync(template, dir, { recursive: true, filter: (src) => src !== path.join(template, 'PG_VERSION') });
+    fs.copyFileSync(path.join(template, 'PG_VERSION'), path.join(dir, 'PG_VERSION'));
+    return true;
+  } catch {
+    return false;
+  }
 }
