@@ -60,6 +60,58 @@ export class DataEpoch {
   }
 }
 
+/**
+ * Runs a look now and every `intervalMs` (default 1 s), one at a time: callers arriving while one
+ * runs share it. A failure is logged once, until a look succeeds again (logged once too); the next
+ * tick is the retry.
+ */
+export class PeriodicLook {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private failing = false;
+
+  constructor(
+    private readonly look: () => Promise<void>,
+    private readonly opts: {
+      readonly logger: Logger;
+      readonly intervalMs?: number | undefined;
+      readonly failed: string;
+      readonly recovered: string;
+    },
+  ) {}
+
+  /** Starts the timer; resolves after the first look (which never throws). */
+  start(): Promise<void> {
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.tick(), this.opts.intervalMs ?? 1000);
+      this.timer.unref();
+    }
+    return this.tick();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  tick(): Promise<void> {
+    this.running ??= this.look()
+      .then(
+        () => {
+          if (this.failing) this.opts.logger.info(this.opts.recovered);
+          this.failing = false;
+        },
+        (err: unknown) => {
+          if (!this.failing) this.opts.logger.warn({ err: (err as Error)?.message ?? String(err) }, this.opts.failed);
+          this.failing = true;
+        },
+      )
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+}
+
 export interface RestoreWatchOptions {
   readonly redis: ScriptedRedis;
   /** The epoch key (webhookKeys(prefix, layout).epoch). */
@@ -82,53 +134,35 @@ export class RestoreWatch {
   private readonly epoch: DataEpoch;
   /** A restore still owed: at the first look, or after a loss (then the epoch is renewed after it). */
   private owed: 'start' | 'loss' | undefined = 'start';
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private failing = false;
+  private readonly periodic: PeriodicLook;
   private readonly onReady = () => void this.tick();
 
   constructor(private readonly opts: RestoreWatchOptions) {
     this.epoch = new DataEpoch((candidate) =>
       guard('claim data epoch', async () => String(await opts.redis.chatdClaimEpoch(opts.epochKey, candidate))),
     );
+    this.periodic = new PeriodicLook(() => this.look(), {
+      logger: opts.logger,
+      intervalMs: opts.intervalMs,
+      failed: 'restoring revocations into redis failed; retrying every second',
+      recovered: 'revocation restore works again',
+    });
   }
 
   /** Starts looking; resolves after the first look (which never throws: a failure is retried). */
   start(): Promise<void> {
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.tick(), this.opts.intervalMs ?? 1000);
-      this.timer.unref();
-      this.opts.redis.on('ready', this.onReady);
-    }
-    return this.tick();
+    this.opts.redis.off('ready', this.onReady).on('ready', this.onReady);
+    return this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
     this.opts.redis.off('ready', this.onReady);
-    await this.running;
+    await this.periodic.stop();
   }
 
   /** One look (shared by callers arriving while one runs). Exposed for tests. */
   tick(): Promise<void> {
-    this.running ??= this.look()
-      .then(
-        () => {
-          if (this.failing) this.opts.logger.info('revocation restore works again');
-          this.failing = false;
-        },
-        (err: unknown) => {
-          if (!this.failing)
-            this.opts.logger.warn(
-              { err: (err as Error)?.message ?? String(err) },
-              'restoring revocations into redis failed; retrying every second',
-            );
-          this.failing = true;
-        },
-      )
-      .finally(() => (this.running = undefined));
-    return this.running;
+    return this.periodic.tick();
   }
 
   private async look(): Promise<void> {

@@ -30,7 +30,7 @@ import type { Outbox } from '../../db/ports.js';
 import type { ConversationUpdate } from '../../chat/conversation.js';
 import { webhookRedisDataLoss, webhookJobsRepublished } from '../../observability/metrics.js';
 import type { QueueSnapshot, RedisWebhookQueue } from './redis-webhook-queue.js';
-import { DataEpoch } from './redis-data-epoch.js';
+import { DataEpoch, PeriodicLook } from './redis-data-epoch.js';
 
 export interface RedisLossGuardOptions {
   readonly queue: Pick<RedisWebhookQueue, 'claimEpoch' | 'snapshot' | 'appendJobs' | 'init'>;
@@ -58,44 +58,30 @@ export class RedisLossGuard {
   private seen: Seen | undefined;
   /** A detected loss whose re-publish has not completed yet (retried at the next tick). */
   private replayFrom: { since: string; lost: QueueSnapshot } | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private failing = false;
   private readonly epoch: DataEpoch;
+  private readonly periodic: PeriodicLook;
 
   constructor(private readonly opts: RedisLossGuardOptions) {
     this.epoch = new DataEpoch((candidate) => opts.queue.claimEpoch(candidate));
+    this.periodic = new PeriodicLook(() => this.look(), {
+      logger: opts.logger,
+      intervalMs: opts.intervalMs,
+      failed: 'redis loss guard: look failed; retrying',
+      recovered: 'redis loss guard works again',
+    });
   }
 
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.opts.intervalMs ?? 1000);
-    this.timer.unref();
-    void this.tick();
+    void this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** One look (shared by callers arriving while one runs). Exposed for tests. */
   tick(): Promise<void> {
-    this.running ??= this.look()
-      .then(
-        () => {
-          if (this.failing) this.opts.logger.info('redis loss guard works again');
-          this.failing = false;
-        },
-        (err: unknown) => {
-          if (!this.failing)
-            this.opts.logger.warn({ err: (err as Error)?.message ?? String(err) }, 'redis loss guard: look failed; retrying');
-          this.failing = true;
-        },
-      )
-      .finally(() => (this.running = undefined));
-    return this.running;
+    return this.periodic.tick();
   }
 
   private async look(): Promise<void> {
