@@ -69,6 +69,43 @@ async function visitor(base: string, sessionId: string) {
 
 const send = (socket: Socket, sessionId: string, text: string) => sendMessage(socket, TENANT, sessionId, text);
 
+/**
+ * A socket.io-client through the balancer, its handshake sent to edge A and its upgrade to edge B:
+ * asserts the sid's owner and where the upgrades went, a message acked and back on the stream, and a
+ * message sent over HTTP through edge B delivered on the socket too.
+ */
+async function handshakeOnAUpgradeOnB(
+  state: ReturnType<typeof edgePair>,
+  auth: Awaited<ReturnType<typeof visitor>>,
+  expected: { sidPrefix: string; upgradeSid?: string; text: string },
+) {
+  const b = state.edges[1]!;
+  const balancer = state.balancer!;
+  balancer.plan(0, 1);
+  const from = balancer.connections.length;
+  const socket = io(balancer.url, { auth, reconnectionDelay: 200 });
+  state.sockets.push(socket);
+  const received: string[] = [];
+  socket.on('meta_message_created', (p: { message: { id: string } }) => received.push(p.message.id));
+  await connected(socket);
+  expect(socket.io.engine.id.startsWith(expected.sidPrefix)).toBe(true);
+  await eventually(() => socket.io.engine.transport.name === 'websocket', 'the client upgraded to websocket', { retryOnError: true });
+  const upgrades = balancer.connections.slice(from).filter((c) => c.requestLine.includes('transport=websocket'));
+  expect(upgrades.length).toBeGreaterThan(0);
+  expect(upgrades.every((c) => c.backend === 1 && c.requestLine.includes(expected.upgradeSid ?? ''))).toBe(true);
+
+  const id = await send(socket, auth.sessionId, expected.text);
+  await eventually(() => received.includes(id), 'the message back on the stream');
+  const http = await fetch(`http://127.0.0.1:${b.ports.public}/webchat/message`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${auth.token}` },
+    body: JSON.stringify({ text: 'over HTTP', tenantId: TENANT, sessionId: auth.sessionId, fingerprint: auth.fingerprint }),
+  });
+  expect(http.status).toBe(200);
+  const { messageId } = (await http.json()) as { messageId: string };
+  await eventually(() => received.includes(messageId), 'the HTTP message on the socket');
+}
+
 /** What every edge node must refuse itself: a wrong key, another tenant's key, credentials in a query. */
 async function expectGatewayChecks(base: string) {
   expect(await mint(base, 'ck_pub_wrongwrongwrongwrong')).toMatchObject({ status: 401, body: { code: 'invalid_api_key' } });
@@ -148,31 +185,8 @@ describe.skipIf(!services)('gateway,ws on one listener (HTTP API proxied to an a
 
     const sessionId = 'edge-ws-1';
     const auth = await visitor(balancer.url, sessionId); // the HTTP API through the edge (proxied to api1)
-    balancer.plan(0, 1);
-    const from = balancer.connections.length;
-    const socket = io(balancer.url, { auth, reconnectionDelay: 200 });
-    state.sockets.push(socket);
-    const received: string[] = [];
-    socket.on('meta_message_created', (p: { message: { id: string } }) => received.push(p.message.id));
-    await connected(socket);
-    expect(socket.io.engine.id.startsWith('edgeA.')).toBe(true);
-    await eventually(() => socket.io.engine.transport.name === 'websocket', 'the client upgraded to websocket', { retryOnError: true });
-    const upgrades = balancer.connections.slice(from).filter((c) => c.requestLine.includes('transport=websocket'));
-    expect(upgrades.length).toBeGreaterThan(0);
-    expect(upgrades.every((c) => c.backend === 1 && c.requestLine.includes('sid=edgeA.'))).toBe(true);
-
-    const id = await send(socket, sessionId, 'over the co-located edge');
-    await eventually(() => received.includes(id), 'the message back on the stream');
-
-    // A message sent over HTTP through the other edge (proxied to the api process) reaches the socket too.
-    const http = await fetch(`http://127.0.0.1:${b!.ports.public}/webchat/message`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${auth.token}` },
-      body: JSON.stringify({ text: 'over HTTP', tenantId: TENANT, sessionId, fingerprint: auth.fingerprint }),
-    });
-    expect(http.status).toBe(200);
-    const { messageId } = (await http.json()) as { messageId: string };
-    await eventually(() => received.includes(messageId), 'the HTTP message on the socket');
+    // The HTTP message goes through the other edge, proxied to the api process.
+    await handshakeOnAUpgradeOnB(state, auth, { sidPrefix: 'edgeA.', upgradeSid: 'sid=edgeA.', text: 'over the co-located edge' });
   }, 180_000);
 });
 
@@ -181,32 +195,10 @@ describe.skipIf(!services)('gateway,api on one listener (Socket.IO proxied to a 
 
   it('socket.io-client through the balancer: handshake on A, upgrade on B, both proxied to the ws node; acks and delivery', async () => {
     const [a, b] = state.edges;
-    const balancer = (state.balancer = await startBalancer([a!.ports.public!, b!.ports.public!]));
+    state.balancer = await startBalancer([a!.ports.public!, b!.ports.public!]);
     const sessionId = 'edge-api-1';
     const auth = await visitor(`http://127.0.0.1:${a!.ports.public}`, sessionId); // served in process
-    balancer.plan(0, 1);
-    const from = balancer.connections.length;
-    const socket = io(balancer.url, { auth, reconnectionDelay: 200 });
-    state.sockets.push(socket);
-    const received: string[] = [];
-    socket.on('meta_message_created', (p: { message: { id: string } }) => received.push(p.message.id));
-    await connected(socket);
-    expect(socket.io.engine.id.startsWith('ws1.')).toBe(true);
-    await eventually(() => socket.io.engine.transport.name === 'websocket', 'the client upgraded to websocket', { retryOnError: true });
-    const upgrades = balancer.connections.slice(from).filter((c) => c.requestLine.includes('transport=websocket'));
-    expect(upgrades.length).toBeGreaterThan(0);
-    expect(upgrades.every((c) => c.backend === 1)).toBe(true);
-
-    const id = await send(socket, sessionId, 'through the gateway,api edge');
-    await eventually(() => received.includes(id), 'the message back on the stream');
-    // And over HTTP, served by edge B's own api role: delivered by the ws node too.
-    const http = await fetch(`http://127.0.0.1:${b!.ports.public}/webchat/message`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${auth.token}` },
-      body: JSON.stringify({ text: 'over HTTP', tenantId: TENANT, sessionId, fingerprint: auth.fingerprint }),
-    });
-    expect(http.status).toBe(200);
-    const { messageId } = (await http.json()) as { messageId: string };
-    await eventually(() => received.includes(messageId), 'the HTTP message on the socket');
+    // The HTTP message is served by edge B's own api role and delivered by the ws node.
+    await handshakeOnAUpgradeOnB(state, auth, { sidPrefix: 'ws1.', text: 'through the gateway,api edge' });
   }, 180_000);
 });
