@@ -13,6 +13,7 @@ import { spawnChatd, type ChatdProcess } from '../helpers/chatd-process.js';
 import { freePort, hasRedis, REDIS_URL, uniquePrefix } from '../helpers/services.js';
 import { startApiStandIn, startWsStandIn, type ApiStandIn, type WsStandIn } from './gateway-standins.js';
 import { eventually } from '../helpers/eventually.js';
+import { connected } from '../helpers/socket-client.js';
 
 const PUB_A = 'ck_pub_tenantA_0123456789abcdef';
 const SEC_A = 'ck_sec_tenantA_0123456789abcdef';
@@ -278,10 +279,7 @@ describe('gateway: Socket.IO to ws nodes, sticky by sid', () => {
   const connect = async (opts: Parameters<typeof ioClient>[1] = {}) => {
     const s = ioClient(base, { reconnection: false, extraHeaders: { 'x-forwarded-for': newIp() }, ...opts });
     sockets.push(s);
-    await new Promise<void>((resolve, reject) => {
-      s.once('connect', () => resolve());
-      s.once('connect_error', reject);
-    });
+    await connected(s);
     return s;
   };
   const ask = (s: Socket, event: string, ...args: unknown[]) => s.timeout(10_000).emitWithAck(event, ...args);
@@ -459,10 +457,7 @@ describe("gateway: the heartbeat of link clients is the gateway's", () => {
     const open = async (opts: Parameters<typeof ioClient>[1]) => {
       const s = ioClient(base, { reconnection: false, extraHeaders: { 'x-forwarded-for': newIp() }, ...opts });
       sockets.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once('connect', () => resolve());
-        s.once('connect_error', reject);
-      });
+      await connected(s);
       return s;
     };
     const wsOnly = await open({ transports: ['websocket'] });
